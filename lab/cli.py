@@ -1,0 +1,219 @@
+"""``python -m lab``: the lab's operations on the command line.
+
+Every command honours ``DATABASE_URL``. Errors are one clear line on stderr and a
+non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .settings import ROOT
+
+DEMO_SPEC = ROOT / "studies" / "demo.yaml"
+
+
+class CommandError(Exception):
+    """A command that cannot go on; its message is printed as is."""
+
+
+def _engine() -> Any:
+    from .db import get_engine
+
+    return get_engine()
+
+
+def _tx() -> Any:
+    from .db import transaction
+
+    return transaction(_engine())
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from .db import current_revision, migrate
+
+    engine = _engine()
+    migrate(engine)
+    print(f"database at revision {current_revision(engine)}")
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    """Migrate, load the demo study into an empty database, and say how to get in."""
+    from .accounts import count_accounts
+    from .db import migrate
+    from .studies import count_studies, load_study_file
+
+    engine = _engine()
+    migrate(engine)
+    with _tx() as s:
+        if count_studies(s) == 0 and DEMO_SPEC.exists():
+            result = load_study_file(s, DEMO_SPEC)
+            print(f"loaded the demo study '{result.study.slug}'")
+        if count_accounts(s) == 0:
+            print("no staff account yet: create one with `python -m lab user add NAME --role admin`")
+
+
+def cmd_study_validate(args: argparse.Namespace) -> None:
+    from .spec import load_spec_file
+
+    d = load_spec_file(args.file)
+    for w in d.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    kinds: dict[str, int] = {}
+    for it in d.items:
+        kinds[it.kind] = kinds.get(it.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    print(f"{args.file}: ok — study '{d.spec.slug}', {len(d.spec.conditions)} conditions, {len(d.items)} items ({summary})")
+
+
+def cmd_study_load(args: argparse.Namespace) -> None:
+    from .studies import load_study_file
+
+    with _tx() as s:
+        r = load_study_file(s, args.file)
+        print(f"study '{r.study.slug}' version {r.study.version}: {r.action} (status {r.study.status})")
+
+
+def cmd_study_status(args: argparse.Namespace) -> None:
+    from .studies import set_status
+
+    with _tx() as s:
+        study = set_status(s, args.slug, args.action)
+        print(f"study '{study.slug}' version {study.version} is {study.status}")
+
+
+def cmd_study_list(args: argparse.Namespace) -> None:
+    from .studies import list_studies
+
+    with _tx() as s:
+        rows = list_studies(s, include_superseded=args.all)
+    if not rows:
+        print("no studies yet: `python -m lab study load studies/demo.yaml`")
+        return
+    print(f"{'slug':<24} {'ver':>3} {'status':<10} {'people':>6} {'done':>5} {'convs':>6}  title")
+    for r in rows:
+        print(f"{r.slug:<24} {r.version:>3} {r.status:<10} {r.participants:>6} {r.completed:>5} {r.sessions:>6}  {r.title}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .items import IMPORTERS, write_items
+
+    report = IMPORTERS[args.dataset](args.path)
+    n = write_items(report.items, args.out)
+    for line in report.skipped[:20]:
+        print(f"skipped {line}", file=sys.stderr)
+    if len(report.skipped) > 20:
+        print(f"… and {len(report.skipped) - 20} more skipped", file=sys.stderr)
+    print(f"wrote {n} items to {args.out}" + (f" ({report.summary()})" if hasattr(report, "summary") else ""))
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    from .accounts import create_account
+
+    password = os.environ.get("LAB_PASSWORD")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise CommandError("the passwords differ")
+    elif not password:
+        raise CommandError("no password: set LAB_PASSWORD when stdin is not a terminal")
+    with _tx() as s:
+        account = create_account(s, args.name, args.role, password)
+        print(f"account '{account.username}' ({account.role}) created")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (exposed for the docs test)."""
+    p = argparse.ArgumentParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("migrate", help="upgrade the database to the newest schema")
+    sp.set_defaults(func=cmd_migrate)
+    sp = sub.add_parser("init", help="migrate, load the demo study into an empty database, show how to sign in")
+    sp.set_defaults(func=cmd_init)
+
+    study = sub.add_parser("study", help="validate, load, open, pause, close and list studies")
+    ssub = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    sp = ssub.add_parser("validate", help="check a spec file; nothing is written")
+    sp.add_argument("file")
+    sp.set_defaults(func=cmd_study_validate)
+    sp = ssub.add_parser("load", help="store a spec (a changed spec on a study with data becomes a new version)")
+    sp.add_argument("file")
+    sp.set_defaults(func=cmd_study_load)
+    for action in ("open", "pause", "close"):
+        sp = ssub.add_parser(action, help=f"{action} the newest version of a study")
+        sp.add_argument("slug")
+        sp.set_defaults(func=cmd_study_status, action=action)
+    sp = ssub.add_parser("list", help="studies with status and counts")
+    sp.add_argument("--all", action="store_true", help="include superseded versions")
+    sp.set_defaults(func=cmd_study_list)
+
+    sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL)")
+    sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber"])
+    sp.add_argument("path")
+    sp.add_argument("--out", required=True, help="item file to write")
+    sp.set_defaults(func=cmd_import)
+
+    user = sub.add_parser("user", help="staff accounts")
+    usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    sp = usub.add_parser("add", help="add an account (password from a prompt, or LAB_PASSWORD without a terminal)")
+    sp.add_argument("name")
+    sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
+    sp.set_defaults(func=cmd_user_add)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+"""Functions that add subcommands (chat, links, simulate) to the parser."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .accounts import AccountError
+    from .items import ItemError
+    from .spec import SpecError
+    from .studies import StudyError
+
+    errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError]
+    try:
+        from .llm import ModelError
+
+        errors.append(ModelError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
+    from .settings import load_settings
+
+    load_settings()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if os.environ.get("LAB_DEBUG"):
+            traceback.print_exc()
+        known = isinstance(e, _known_errors())
+        message = str(e) if known else f"unexpected {type(e).__name__}: {e}"
+        if type(e).__name__ == "OperationalError":
+            message = f"database error: {getattr(e, 'orig', e)}"
+        print(f"error: {message}", file=sys.stderr)
+        return 1 if known else 2
+    return 0

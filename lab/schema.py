@@ -1,0 +1,312 @@
+"""The lab's tables (SQLAlchemy 2 typed ORM).
+
+Nothing a participant or a model produced is ever overwritten: turns are appended, labels
+are superseded by newer labels, and a changed study spec becomes a new study version.
+External participant ids (Prolific) live in their own columns so exports can drop them.
+Every change here needs an Alembic migration in ``migrations/versions``; a test compares
+the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.ext.mutable import MutableDict, MutableList
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STUDY_STATUSES = ("draft", "open", "paused", "closed", "superseded")
+PARTICIPANT_STATUSES = ("invited", "consented", "active", "completed", "declined", "withdrawn", "timed_out")
+SESSION_STATUSES = ("pending", "active", "ended", "abandoned")
+TURN_ROLES = ("system", "user", "assistant", "mediator", "probe")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the lab stores."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with constraint names that SQLite batch migrations can address."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: MutableDict.as_mutable(JSON()),
+        list[Any]: MutableList.as_mutable(JSON()),
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Study(Base):
+    """One version of a study: its validated spec and status."""
+
+    __tablename__ = "study"
+    __table_args__ = (UniqueConstraint("slug", "version", name="uq_study_slug_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), index=True)
+    """URL-safe name shared by all versions of a study."""
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    """1 for the first spec; each changed spec on a study with data adds one."""
+    title: Mapped[str] = mapped_column(String(300))
+    spec: Mapped[dict[str, Any]]
+    """The normalized, validated spec (items inlined)."""
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    """Hash of the normalized spec; equal hashes mean identical studies."""
+    source_path: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    """draft → open → paused → closed; an older version becomes superseded."""
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    """Seeds assignment so plans are reproducible."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")
+    items: Mapped[list[ItemRow]] = relationship(back_populates="study", order_by="ItemRow.id")
+
+
+class Condition(Base):
+    """One cell of the design: reveal mode × presupposition × intervention × model."""
+
+    __tablename__ = "condition"
+    __table_args__ = (UniqueConstraint("study_id", "key", name="uq_condition_study_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    """The condition's name in the spec."""
+    reveal: Mapped[str] = mapped_column(String(16))
+    presupposition: Mapped[str | None] = mapped_column(String(16))
+    intervention: Mapped[str] = mapped_column(String(16), default="none")
+    model_key: Mapped[str] = mapped_column(String(64))
+    """The spec's id of the model under test."""
+    config: Mapped[dict[str, Any]]
+    """The condition as normalized in the spec."""
+
+    study: Mapped[Study] = relationship(back_populates="conditions")
+
+
+class ItemRow(Base):
+    """One task or question of a study."""
+
+    __tablename__ = "item"
+    __table_args__ = (UniqueConstraint("study_id", "key", name="uq_item_study_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    """The item's id in its item file."""
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    """The item record (shards, gold answers, presupposition, probe…)."""
+    source_dataset: Mapped[str | None] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(String(200))
+
+    study: Mapped[Study] = relationship(back_populates="items")
+
+
+class Participant(Base):
+    """A person (or a simulated user) taking part in one study version."""
+
+    __tablename__ = "participant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="human")
+    """human | simulated."""
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """sha256 of the personal link token; the token itself is never stored."""
+    prolific_pid: Mapped[str | None] = mapped_column(String(64), index=True)
+    prolific_study_id: Mapped[str | None] = mapped_column(String(64))
+    prolific_session_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="invited")
+    plan: Mapped[list[Any] | None]
+    """Assigned (item key, condition key) pairs in order."""
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    """Index into ``plan`` of the current item."""
+    completion_code: Mapped[str | None] = mapped_column(String(64))
+    simulator: Mapped[dict[str, Any] | None]
+    """For simulated participants: simulator model, prompt version, persona."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    consented_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    sessions: Mapped[list[ChatSession]] = relationship(back_populates="participant", order_by="ChatSession.position")
+
+
+class ChatSession(Base):
+    """One conversation: participant × item × condition × model."""
+
+    __tablename__ = "session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
+    condition_id: Mapped[int] = mapped_column(ForeignKey("condition.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    """Order of this item in the participant's plan."""
+    model: Mapped[str] = mapped_column(String(300))
+    """The litellm model string actually called."""
+    model_params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """Why it ended: answered, correct, all_revealed, turn_limit, gave_up, abandoned."""
+    score: Mapped[float | None] = mapped_column(Float)
+    """Automatic score of the last answer attempt, when the item is scorable."""
+    probe: Mapped[dict[str, Any] | None]
+    """Knowledge probe for presupposition items: question, reply, score."""
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+    participant: Mapped[Participant] = relationship(back_populates="sessions")
+    item: Mapped[ItemRow] = relationship()
+    condition: Mapped[Condition] = relationship()
+    turns: Mapped[list[Turn]] = relationship(back_populates="session", order_by="Turn.index")
+
+
+class Turn(Base):
+    """One message in a conversation, with everything known about how it was made."""
+
+    __tablename__ = "turn"
+    __table_args__ = (UniqueConstraint("session_id", "index", name="uq_turn_session_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    """system | user | assistant | mediator | probe."""
+    source: Mapped[str] = mapped_column(String(16), default="participant")
+    """Who wrote it: participant, simulator, model, lab (engine-made turns such as a recap)."""
+    content: Mapped[str] = mapped_column(Text)
+    """Exactly what was written (participant text verbatim)."""
+    model_content: Mapped[str | None] = mapped_column(Text)
+    """What the model saw for this turn when it differs (SNOWBALL restatements)."""
+    shards: Mapped[list[Any] | None]
+    """Shard ids this user turn reveals."""
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_token_at: Mapped[datetime | None]
+    last_token_at: Mapped[datetime | None]
+    model: Mapped[str | None] = mapped_column(String(300))
+    params: Mapped[dict[str, Any] | None]
+    tokens_in: Mapped[int | None] = mapped_column(Integer)
+    tokens_out: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    """Provider error for an error turn (content then holds what arrived, often nothing)."""
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True when the stream was cut (stop, refresh, crash)."""
+    client: Mapped[dict[str, Any] | None]
+    """Browser timing: typing started, edits, visibility."""
+
+    session: Mapped[ChatSession] = relationship(back_populates="turns")
+
+
+class Event(Base):
+    """Append-only log: consent, reveal, retry, stop, error, page hidden…"""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Account(Base):
+    """A staff user: experimenter, annotator or admin."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class Label(Base):
+    """One code on one turn from a person or an automatic judge; newer labels supersede."""
+
+    __tablename__ = "label"
+    __table_args__ = (Index("ix_label_turn_layer", "turn_id", "layer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE"), index=True)
+    annotator: Mapped[str] = mapped_column(String(200))
+    """An account's username or ``auto:<judge>``."""
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    layer: Mapped[str] = mapped_column(String(8))
+    """Codebook layer: G, R, P or S."""
+    code: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    target_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="SET NULL"))
+    span_start: Mapped[int | None] = mapped_column(Integer)
+    span_end: Mapped[int | None] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any] | None]
+    """Judge name, model, rules/prompt version, reasons."""
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("label.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RepairSequence(Base):
+    """Trouble source → initiation → repair → outcome, across turns of one session."""
+
+    __tablename__ = "repair_sequence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id", ondelete="CASCADE"), index=True)
+    annotator: Mapped[str] = mapped_column(String(200))
+    trouble_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="SET NULL"))
+    initiation_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="SET NULL"))
+    repair_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="SET NULL"))
+    initiation: Mapped[str | None] = mapped_column(String(32))
+    initiator: Mapped[str | None] = mapped_column(String(16))
+    trouble_type: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    turns_to_resolution: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Response(Base):
+    """A participant's answer to a post-item or post-study question."""
+
+    __tablename__ = "response"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(String(64))
+    """The question's key in the spec."""
+    value: Mapped[dict[str, Any]]
+    """``{"value": …}`` so any answer type fits one column."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

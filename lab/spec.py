@@ -1,0 +1,451 @@
+"""Study specs: a YAML file declares a whole study; it is validated fully before anything is written.
+
+Every error names the file, the line and the field, and says what is expected, e.g.
+``studies/demo.yaml:14: conditions.sharded.model: unknown model 'gpt5' (declared: smollm2)``.
+The normalized spec (item files inlined, defaults filled) is what the database stores,
+with its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .items import Item, ItemError, parse_item, read_items
+from .items._item import format_validation_error
+
+RevealMode = Literal["FULL", "CONCAT", "SHARDED", "SNOWBALL", "RECAP", "ON_REQUEST"]
+REVEAL_MODES: tuple[str, ...] = ("FULL", "CONCAT", "SHARDED", "SNOWBALL", "RECAP", "ON_REQUEST")
+Intervention = Literal["none", "system-prompt", "mediator"]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Spec):
+    """A model the study may call, under an id the rest of the spec uses."""
+
+    model: str = Field(min_length=1)
+    """litellm model string, e.g. ``local/smollm2-135m``, ``openai/gpt-4o-mini``, ``lab/scripted``."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Passed to every call: temperature, max_tokens, seed, api_base…"""
+
+    optional: bool = False
+    """When its API key is missing, conditions using it are left out instead of failing."""
+
+
+class ConditionSpec(_Spec):
+    """One cell of the design."""
+
+    model: str
+    """Id of the model under test (a key of ``models``)."""
+
+    reveal: RevealMode = "FULL"
+    """How the task reaches the model: FULL, CONCAT, SHARDED, SNOWBALL, RECAP, ON_REQUEST."""
+
+    presupposition: Literal["loaded", "control"] | None = None
+    """For presupposition items: ask the loaded question or its control twin."""
+
+    intervention: Intervention = "none"
+    """none, system-prompt (``system_prompt`` replaces the default) or mediator."""
+
+    system_prompt: str | None = None
+    """System prompt for the model under test (required by the system-prompt intervention)."""
+
+    mediator_model: str | None = None
+    """Model id that rewrites the history for the mediator intervention (default: ``model``)."""
+
+    kinds: list[Literal["sharded", "presupposition", "clarification", "open"]] | None = None
+    """Item kinds this condition applies to (default: presupposition items when
+    ``presupposition`` is set, every other kind otherwise)."""
+
+    items: list[str] | None = None
+    """Restrict the condition to these item ids."""
+
+    label: str | None = None
+    """Name shown to experimenters (never to participants)."""
+
+    @model_validator(mode="after")
+    def _intervention_needs(self) -> ConditionSpec:
+        if self.intervention == "system-prompt" and not self.system_prompt:
+            raise ValueError("intervention 'system-prompt' needs a 'system_prompt'")
+        if self.mediator_model and self.intervention != "mediator":
+            raise ValueError("'mediator_model' is only used with intervention 'mediator'")
+        return self
+
+    def applies_to(self, item: Item) -> bool:
+        """Whether an item can be run under this condition."""
+        if self.items is not None and item.id not in self.items:
+            return False
+        if self.kinds is not None:
+            return item.kind in self.kinds
+        if self.presupposition is not None:
+            return item.kind == "presupposition"
+        return item.kind != "presupposition"
+
+
+class PlanSpec(_Spec):
+    """How items and conditions are handed to each participant."""
+
+    items_per_participant: int | None = Field(default=None, ge=1)
+    """How many items one participant does (default: all items, each under one condition)."""
+
+    design: Literal["within", "between"] = "within"
+    """within: a participant meets several conditions; between: one condition per participant."""
+
+    balance: Literal["latin-square", "least-filled", "random"] = "least-filled"
+    """How cells are filled evenly across participants."""
+
+    order: Literal["random", "fixed"] = "random"
+    """Item order per participant (random is reproducible from the seed)."""
+
+    seed: int = 0
+    """Seeds assignment and item order."""
+
+    turn_limit: int = Field(default=12, ge=1, le=200)
+    """Most user turns in one conversation."""
+
+    max_message_chars: int = Field(default=4000, ge=1, le=100_000)
+    """Longest message a participant may send."""
+
+    timeout_minutes: int = Field(default=90, ge=1)
+    """A participant inactive this long is timed out and releases their cells."""
+
+
+class QuestionSpec(_Spec):
+    """A survey question after each item or at the end."""
+
+    key: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    text: str = Field(min_length=1)
+    type: Literal["likert", "yesno", "choice", "text", "number"] = "likert"
+    options: list[str] = Field(default_factory=list)
+    """Choices for ``choice``; the scale's end labels for ``likert`` (two strings)."""
+    scale: int = Field(default=5, ge=2, le=11)
+    """Points of a likert scale."""
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _options(self) -> QuestionSpec:
+        if self.type == "choice" and len(self.options) < 2:
+            raise ValueError("a 'choice' question needs at least two 'options'")
+        return self
+
+
+class QuestionsSpec(_Spec):
+    post_item: list[QuestionSpec] = Field(default_factory=list)
+    """Asked after each item."""
+    post_study: list[QuestionSpec] = Field(default_factory=list)
+    """Asked once at the end."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> QuestionsSpec:
+        keys = [q.key for q in self.post_item + self.post_study]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"question keys must be unique; repeated: {', '.join(dup)}")
+        return self
+
+
+class CompletionSpec(_Spec):
+    code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """Completion code shown at the end (Prolific's code)."""
+    redirect: str | None = Field(default=None, pattern=r"^https?://")
+    """Where to send participants at the end; ``{code}`` is replaced by the code."""
+
+
+class AnnotationSpec(_Spec):
+    layers: list[Literal["G", "R", "P", "S"]] = Field(default_factory=lambda: ["G", "R", "P", "S"])
+    """Codebook layers annotators label."""
+    annotators_per_turn: int = Field(default=2, ge=1, le=20)
+    blind: bool = True
+    """Hide model and condition from annotators."""
+
+
+class JudgeSpec(_Spec):
+    model: str | None = None
+    """Model id for the LLM judge; without one the rule-based judge labels turns."""
+
+
+class SimulatorSpec(_Spec):
+    model: str | None = None
+    """Model id playing the participant; without one the scripted simulator is used."""
+    persona: str | None = None
+    """A persona the simulated participant follows."""
+
+
+class ItemFileRef(_Spec):
+    file: str
+    """Item file (JSONL), relative to the spec file."""
+    limit: int | None = Field(default=None, ge=1)
+    """Take only the first N items."""
+
+
+class StudySpec(_Spec):
+    """A whole study."""
+
+    slug: str = Field(pattern=SLUG_PATTERN)
+    """URL name: lowercase letters, digits and hyphens."""
+    title: str = Field(min_length=1, max_length=300)
+    description: str | None = None
+    """For experimenters."""
+    consent: str = Field(min_length=1)
+    """Consent text shown first; the participant agrees or declines."""
+    instructions: str = Field(min_length=1)
+    debrief: str | None = None
+    """Shown at the end (e.g. that some questions contained false assumptions)."""
+    models: dict[str, ModelSpec] = Field(min_length=1)
+    conditions: dict[str, ConditionSpec] = Field(min_length=1)
+    items: list[dict[str, Any]] = Field(min_length=1)
+    """Inline items and ``{file: …}`` references; the normalized spec holds items only."""
+    plan: PlanSpec = Field(default_factory=PlanSpec)
+    questions: QuestionsSpec = Field(default_factory=QuestionsSpec)
+    completion: CompletionSpec = Field(default_factory=CompletionSpec)
+    annotation: AnnotationSpec = Field(default_factory=AnnotationSpec)
+    judge: JudgeSpec = Field(default_factory=JudgeSpec)
+    simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
+
+    @field_validator("models", "conditions")
+    @classmethod
+    def _keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", str(key)):
+                raise ValueError(f"'{key}' is not a valid id (letters, digits, _ . -; at most 64)")
+        return value
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; ``problems`` holds one line per error."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StudyDefinition(BaseModel):
+    """A validated study: the spec with its items parsed."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    spec: StudySpec
+    items: list[Item]
+    warnings: list[str] = Field(default_factory=list)
+    """Problems that do not stop the study (an optional model without its key)."""
+
+    def normalized(self) -> dict[str, Any]:
+        """The spec as stored: defaults filled, items inlined in file order."""
+        data = self.spec.model_dump(mode="json")
+        data["items"] = [it.model_dump(mode="json") for it in self.items]
+        return data
+
+    def sha256(self) -> str:
+        """Hash of the normalized spec."""
+        return spec_hash(self.normalized())
+
+    def active_conditions(self) -> dict[str, ConditionSpec]:
+        """Conditions whose models are usable now (optional models need their keys)."""
+        from . import llm
+
+        out = {}
+        for key, cond in self.spec.conditions.items():
+            model = self.spec.models[cond.model]
+            if model.optional and llm.missing_env(model.model, model.params):
+                continue
+            out[key] = cond
+        return out
+
+
+def spec_hash(normalized: dict[str, Any]) -> str:
+    """sha256 of a normalized spec in canonical JSON."""
+    blob = json.dumps(normalized, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, line: int, field: str) -> None:
+        self.line = line
+        self.field = field
+
+
+def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
+            if key in out:
+                raise _DuplicateKey(key_node.start_mark.line + 1, ".".join(map(str, path + (key,))))
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, path + (key,), lines)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(child, path + (i,), lines) for i, child in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _load_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = (e.problem_mark or e.context_mark).line + 1 if (e.problem_mark or e.context_mark) else "?"
+        raise SpecError([f"{name}:{line}: YAML syntax error: {e.problem or e.context}"]) from None
+    except yaml.YAMLError as e:
+        raise SpecError([f"{name}: YAML error: {e}"]) from None
+    if node is None:
+        raise SpecError([f"{name}:1: the file is empty; a study spec needs slug, title, consent, instructions, models, conditions and items"])
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        return _to_python(node, (), lines), lines
+    except _DuplicateKey as e:
+        raise SpecError([f"{name}:{e.line}: {e.field}: duplicate key"]) from None
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 1
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        return f"got {err.get('input')!r}; expected {err['ctx']['expected']}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{err['msg'].lower()} (got {type(err.get('input')).__name__} {err.get('input')!r})"
+    if kind == "string_pattern_mismatch":
+        return f"{err.get('input')!r} does not match the expected form {err['ctx']['pattern']}"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> StudyDefinition:
+    """Parse and validate a spec; nothing is written.
+
+    Args:
+        text: YAML source.
+        name: File name used in messages.
+        base_dir: Folder item files are relative to.
+
+    Returns:
+        The validated study.
+
+    Raises:
+        SpecError: with one line per problem (``file:line: field: message``).
+    """
+    data, lines = _load_yaml(text, name)
+    if not isinstance(data, dict):
+        raise SpecError([f"{name}:1: a study spec is a mapping of fields (slug, title, …), got {type(data).__name__}"])
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "(spec)"
+            problems.append(f"{name}:{_line_for(loc, lines)}: {field}: {_describe(err)}")
+        raise SpecError(problems) from None
+
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    def problem(loc: tuple[Any, ...], msg: str) -> None:
+        problems.append(f"{name}:{_line_for(loc, lines)}: {'.'.join(map(str, loc))}: {msg}")
+
+    items: list[Item] = []
+    for i, entry in enumerate(spec.items):
+        if "file" in entry:
+            try:
+                ref = ItemFileRef.model_validate(entry)
+            except ValidationError as e:
+                problem(("items", i), format_validation_error(e))
+                continue
+            path = (base_dir or Path.cwd()) / ref.file
+            try:
+                loaded = read_items(path)
+            except ItemError as e:
+                problem(("items", i, "file"), str(e))
+                continue
+            items.extend(loaded[: ref.limit] if ref.limit else loaded)
+        else:
+            try:
+                items.append(parse_item(entry, "item"))
+            except ItemError as e:
+                problem(("items", i), e.message)
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            problem(("items",), f"duplicate item id '{item.id}'")
+        seen.add(item.id)
+
+    from . import llm
+
+    declared = ", ".join(spec.models)
+    for key, model in spec.models.items():
+        for msg in llm.check_model(model.model, model.params):
+            problem(("models", key, "model"), msg)
+        missing = llm.missing_env(model.model, model.params)
+        if missing and model.optional:
+            warnings.append(f"model '{key}' ({model.model}) is optional and {', '.join(missing)} is not set: its conditions are left out")
+    for key, cond in spec.conditions.items():
+        if cond.model not in spec.models:
+            problem(("conditions", key, "model"), f"unknown model '{cond.model}' (declared: {declared})")
+        if cond.mediator_model and cond.mediator_model not in spec.models:
+            problem(("conditions", key, "mediator_model"), f"unknown model '{cond.mediator_model}' (declared: {declared})")
+        for item_id in cond.items or []:
+            if item_id not in seen:
+                problem(("conditions", key, "items"), f"unknown item '{item_id}'")
+        if items and not problems and not any(cond.applies_to(it) for it in items):
+            problem(("conditions", key), "no item fits this condition (check presupposition, kinds and items)")
+        if cond.presupposition is not None and cond.reveal not in ("FULL",):
+            problem(("conditions", key, "reveal"), "a presupposition condition asks one question: use reveal FULL")
+    for key in ("judge", "simulator"):
+        ref = getattr(spec, key).model
+        if ref is not None and ref not in spec.models:
+            problem((key, "model"), f"unknown model '{ref}' (declared: {declared})")
+    if spec.completion.redirect and "{code}" in spec.completion.redirect and not spec.completion.code:
+        problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
+    if problems:
+        raise SpecError(problems)
+    return StudyDefinition(spec=spec, items=items, warnings=warnings)
+
+
+def load_spec_file(path: str | Path) -> StudyDefinition:
+    """Read and validate a spec file.
+
+    Raises:
+        SpecError: naming the file, line and field of each problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError:
+        raise SpecError([f"{path}: not UTF-8 text"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{path}: is a folder, not a spec file"]) from None
+    return parse_spec(text, str(path), path.parent)
+
+
+def study_from_normalized(data: dict[str, Any]) -> StudyDefinition:
+    """Rebuild a validated study from the JSON stored in the database (no file access)."""
+    spec_data = dict(data)
+    items = [parse_item(d, f"item {d.get('id')}") for d in spec_data["items"]]
+    return StudyDefinition(spec=StudySpec.model_validate(spec_data), items=items)
