@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
     sp.set_defaults(func=cmd_user_add)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    from . import terminal
+
+    terminal.register(sub)
     return p
-
-
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
-"""Functions that add subcommands (chat, links, simulate) to the parser."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -183,9 +180,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .accounts import AccountError
     from .items import ItemError
     from .spec import SpecError
+    from .dialogue import ConversationOver, MessageRejected
     from .studies import StudyError
 
-    errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError]
+    errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
     try:
         from .llm import ModelError
 

@@ -18,6 +18,10 @@ from ._item import (
     read_items,
     write_items,
 )
+from ._clamber import import_clamber
+from ._falseqa import import_falseqa
+from ._importer import IMPORTERS, ImportReport
+from ._lost_in_conversation import import_lost_in_conversation
 
 __all__ = [
     "Answer",
@@ -36,4 +40,9 @@ __all__ = [
     "parse_item",
     "read_items",
     "write_items",
+    "IMPORTERS",
+    "ImportReport",
+    "import_clamber",
+    "import_falseqa",
+    "import_lost_in_conversation",
 ]

@@ -43,7 +43,7 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     """Changes made to records that were imported (e.g. an empty shard dropped)."""
 
-    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    _seen: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -96,6 +96,8 @@ class ImportReport:
         Raises:
             ItemError: when the file held no records, or none could be imported.
         """
+        self.skipped.sort(key=_record_number)
+        self.notes.sort(key=_record_number)
         if not self.items:
             if self.skipped:
                 raise ItemError(
@@ -104,6 +106,11 @@ class ImportReport:
                 )
             raise ItemError(self.source, "no records in file")
         return self
+
+
+def _record_number(line: str) -> int:
+    number = line.removeprefix("record ").partition(":")[0]
+    return int(number) if number.isdigit() else 0
 
 
 class RecordError(Exception):

@@ -250,7 +250,9 @@ def read_items(path: str | Path) -> list[Item]:
         raise ItemError(str(path), "file not found") from None
     except UnicodeDecodeError as e:
         raise ItemError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines also breaks at U+2028, U+2029 and U+0085,
+    # which json.dumps(ensure_ascii=False) leaves unescaped inside strings.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path.name}:{lineno}"

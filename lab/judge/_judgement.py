@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 
 Layer = Literal["S", "P"]
 
+RULES_VERSION = "rules-1"
+"""Version of the rule sets (layers S and P); bump it whenever a rule changes what it labels."""
+
 STRATEGY_CODES: tuple[str, ...] = (
     "answer_attempt",
     "clarification",

@@ -36,12 +36,12 @@ _NOT_A_QUESTION = re.compile(
     re.I,
 )
 _INFO_REQUEST = re.compile(
-    r"^(?:please\s+)?(?:let me know|tell me|specify|clarify|confirm|share|provide|give me|send me|indicate)\b"
+    r"(?:^|[,;]\s*)(?:please\s+)?(?:let me know|tell me|specify|clarify|confirm|share|provide|give me|send me|indicate)\b"
     r"|^(?:i|we)(?:'d| would)? (?:need|have) to know\b",
     re.I,
 )
 _OFFER = re.compile(
-    r"^(?:would you like|do you want me|want me to|shall i|should i (?:also|go ahead|add|include|explain|expand)|"
+    r"^(?:would you like|do you want|want me to|shall i|should i (?:also|go ahead|add|include|explain|expand)|"
     r"would it help|let me know if|feel free|hope (?:this|that|it) helps|"
     r"(?:does|do) (?:this|that|it|these) (?:help|make sense|work|answer|look)|is (?:this|that) (?:what you|helpful|clear)|"
     r"if you(?:'d| would) like|if you want,? i|if you need|happy to|i can also|i(?:'d| would) be happy)",
@@ -116,6 +116,12 @@ class Reading:
     quoted_lines: int = 0
     """Block-quote lines, which are left out of the prose."""
 
+    prose_lines: list[str] = field(default_factory=list)
+    """Prose lines as written (Markdown kept), without code blocks and quotes."""
+
+    ignored: list[str] = field(default_factory=list)
+    """Ids of rules that kept text out of the question count without a sentence to show it."""
+
     @property
     def prose(self) -> str:
         """The prose without code blocks and quotes, one sentence per line."""
@@ -138,7 +144,7 @@ class Reading:
 
     def fired(self) -> list[str]:
         """Ids of the question rules that decided something, in first-use order."""
-        ids: list[str] = []
+        ids: list[str] = list(self.ignored)
         for s in self.sentences:
             if s.why and s.why not in ids:
                 ids.append(s.why)
@@ -161,8 +167,20 @@ def _undecorate(text: str) -> str:
     return text.strip().strip(_DECOR).strip()
 
 
+_LEAD_IN = re.compile(
+    r"^(?:also|and|but|so|first|second|third|finally|lastly|then|next|plus|oh|ok|okay|great|sure|alright|one more thing)"
+    r"(?:ly)?[,:]?\s+",
+    re.I,
+)
+_ASKING_OFFER = re.compile(r"^(?:would you like|do you want|want me to|shall i|should i|would it help|let me know if)", re.I)
+
+
+def _plain(text: str) -> str:
+    return _LEAD_IN.sub("", _undecorate(text))
+
+
 def _kind(text: str) -> str:
-    plain = _undecorate(text)
+    plain = _plain(text)
     if _GENERIC_OFFER.search(plain):
         return "generic_offer"
     if _OFFER.match(plain):
@@ -196,13 +214,14 @@ def read_reply(reply: str) -> Reading:
     - ``Q-list``: a request ending in ":" followed by list items; each item is one question.
     - ``Q-alternatives``: a short "A or B?" fragment right after a question is part of it.
     - ``X-code``: text in fenced or inline code and block quotes is never a question.
-    - ``X-offer``: a closing offer ("Would you like me to…?", "Let me know if…") after other
-      content is not a question to answer; alone it is one.
+    - ``X-offer``: a closing offer ("Would you like me to…?", "Let me know if…") after
+      other content is not a question to answer; alone, or offering alternatives ("…in
+      Python or JavaScript?"), it is one.
     - ``X-generic-offer``: "Anything else…?", "Any other questions?" never count.
     - ``X-heading``: a heading or entirely bold line followed by more text is a title.
     """
     reading = Reading(raw=reply)
-    text = _SPECIAL_TOKENS.sub("", reply).replace("\r\n", "\n")
+    text = _SPECIAL_TOKENS.sub("", reply).replace("\r\n", "\n").replace("’", "'")
     position = 0
     in_code = False
     fence = ""
@@ -228,6 +247,7 @@ def read_reply(reply: str) -> Reading:
         if stripped.startswith(">"):
             reading.quoted_lines += 1
             continue
+        reading.prose_lines.append(stripped)
         heading = bool(_HEADING.match(stripped))
         bullet = bool(_BULLET.match(stripped))
         body = _BULLET.sub("", stripped)
@@ -257,11 +277,12 @@ def _count_questions(reading: Reading) -> None:
     while i < len(sentences):
         s = sentences[i]
         s.kind = _kind(s.text)
-        plain = _undecorate(s.text)
+        plain = _plain(s.text)
         code_before = any(p < s.position for p in code_positions)
         if s.kind == "generic_offer":
             s.why = "X-generic-offer"
-        elif s.kind == "offer" and (words_before >= OFFER_CONTEXT_WORDS or code_before):
+        elif (s.kind == "offer" and (words_before >= OFFER_CONTEXT_WORDS or code_before)
+                and not re.search(r"\bor\b", plain, re.I)):
             s.why = "X-offer"
         elif s.kind in ("question", "interrogative", "request", "offer") and s.heading and s.position < last_position:
             s.why = "X-heading"
@@ -275,6 +296,8 @@ def _count_questions(reading: Reading) -> None:
                 previous_counted = True
                 continue
             s.kind = "statement"
+        elif s.kind == "offer" and not (plain.endswith("?") or _ASKING_OFFER.match(plain)):
+            s.why = ""  # "Happy to help." offers nothing to answer
         elif s.kind in ("question", "offer"):
             if (previous_counted and count_words(plain) <= ALTERNATIVES_MAX_WORDS and re.search(r"\bor\b", plain, re.I)
                     and not re.match(rf"^(?:{_WH}|{_AUX})\b", plain, re.I)):
@@ -289,16 +312,9 @@ def _count_questions(reading: Reading) -> None:
         if s.kind == "statement":
             words_before += count_words(s.text)
         i += 1
-    if reading.code or reading.quoted_lines:
-        if any(_has_question(c.text) for c in reading.code) or reading.quoted_lines:
-            # Report that questions were skipped inside code or quotes.
-            reading.sentences.append(Sentence("", -1, -1, kind="ignored", why="X-code"))
-            reading.sentences.pop()
-            reading._ignored = True  # type: ignore[attr-defined]
-
-
-def _has_question(text: str) -> bool:
-    return "?" in text
+    inline_questions = any("?" in m.group(0) for m in _INLINE_CODE.finditer(reading.raw))
+    if inline_questions or reading.quoted_lines or any("?" in c.text for c in reading.code):
+        reading.ignored.append("X-code")
 
 
 def _list_items_after(sentences: list[Sentence], i: int) -> list[Sentence]:
@@ -314,7 +330,7 @@ def _list_items_after(sentences: list[Sentence], i: int) -> list[Sentence]:
 
 
 _NUMBER = re.compile(
-    r"(?<![\w.,/])(?P<sign>[-−–](?=\s?\$?\d)|\$-|\$−)?\s?\$?\s?"
+    r"(?<![\w.,/])(?P<sign>[-−](?=\$?\d)|\$-|\$−)?\$?\s?"
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\w]|[.,]\d)"
 )
 
@@ -373,3 +389,59 @@ def parse_number(text: str) -> Decimal | None:
     if re.search(r"[A-Za-z0-9]", rest.replace("%", "")):
         return None
     return numbers[0].value
+
+
+HASH_ANSWER = re.compile(r"####\s*([^\n]*)")
+BOXED = re.compile(r"\\boxed\{([^{}\n]*)\}")
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:|=|would be|will be|comes to)\s*([^\n]{0,80})", re.I)
+_TOTAL_IS = re.compile(
+    r"\b(?:total|sum|altogether|in all|overall)\b[^.?!\n]{0,40}?(?:\bis\b|\bof\b|=|\bcomes to\b|\bequals\b|"
+    r"\bwould be\b|\bwill be\b|:)\s*([^\n]{0,40})",
+    re.I,
+)
+
+
+def marked_number(lines: list[str]) -> tuple[Number, str] | None:
+    """The number an explicit marker points at, searching prose lines from the end.
+
+    Markers, strongest first: ``#### N`` (GSM8K), ``\\boxed{N}``, "answer is N" /
+    "Answer: N", "total is N" / "a total of N" / "altogether: N". The first number after
+    the last such marker is taken.
+
+    Returns:
+        The number and the marker's name, or None when no marker is followed by a number.
+    """
+    text = "\n".join(lines)
+    for name, pattern in (("####", HASH_ANSWER), ("boxed", BOXED), ("answer is", _ANSWER_IS), ("total is", _TOTAL_IS)):
+        matches = list(pattern.finditer(text))
+        for m in reversed(matches):
+            numbers = find_numbers(m.group(1))
+            if numbers:
+                return numbers[0], name
+    return None
+
+
+def final_number(reply: str) -> tuple[Number | None, str]:
+    """The number a reply gives as its final answer.
+
+    The number after an explicit marker wins (see :func:`marked_number`); otherwise the
+    last number in the prose statements (questions, offers, code blocks and quotes
+    skipped, so "Want me to explain step 2?" does not answer 2); otherwise the last number
+    anywhere in the reply.
+
+    Returns:
+        The number (None when the reply has none) and how it was found: ``####``,
+        ``boxed``, ``answer is``, ``total is``, ``last statement number``, ``last number``
+        or ``none``.
+    """
+    reading = read_reply(reply)
+    marked = marked_number(reading.prose_lines)
+    if marked:
+        return marked
+    numbers = find_numbers("\n".join(s.text for s in reading.statements))
+    if numbers:
+        return numbers[-1], "last statement number"
+    numbers = find_numbers(reply)
+    if numbers:
+        return numbers[-1], "last number"
+    return None, "none"

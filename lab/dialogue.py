@@ -1,0 +1,689 @@
+"""The conversation engine: runs one conversation under a study condition and records every turn.
+
+Reveal modes (see RESEARCH.md): every item is seen as a list of shards, shard 1 first.
+
+- ``FULL``: the first user turn carries the fully specified instruction.
+- ``CONCAT``: the first user turn carries every shard as a bullet list.
+- ``SHARDED``: the first user turn is shard 1; each later user turn reveals at most one new shard.
+- ``SNOWBALL``: as SHARDED, but the model sees each later user turn prefixed with every shard
+  revealed so far (the participant's own words are stored as written).
+- ``RECAP``: as SHARDED, plus one final lab-made user turn restating every shard once all are
+  out and answered.
+- ``ON_REQUEST``: after shard 1 a shard is revealed only when the assistant asks for what it
+  holds; otherwise the user tells it to go ahead.
+
+The user turn is committed before the model is called; the assistant turn is written when the
+first piece arrives and checkpointed while it streams, so a stop, a refresh or a crash keeps
+what arrived (``partial``); a provider error becomes an error turn and the reply can be retried.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import llm
+from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
+from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
+from .spec import ConditionSpec, ModelSpec, StudyDefinition, study_from_normalized
+
+MEDIATOR_PROMPT_VERSION = "mediator-1"
+MEDIATOR_PROMPT = (
+    "You help an assistant understand a user. Below is a conversation between a user and an "
+    "assistant. Rewrite everything the user has asked for so far into one complete, explicit "
+    "instruction, written as the user speaking to the assistant. Keep every requirement, number "
+    "and constraint the user gave, resolve references to earlier messages, and add nothing the "
+    "user did not say. Reply with the instruction only."
+)
+"""What the mediator model is told (stored with every mediator turn by version)."""
+
+GO_AHEAD = "Please go ahead with what you have."
+"""The user's reply in ON_REQUEST when the assistant did not ask for anything held back."""
+
+RECAP_INTRO = "Just to recap everything I need:"
+SNOWBALL_INTRO = "To restate what I've told you so far:"
+CHECKPOINT_SECONDS = 0.5
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+class MessageRejected(ValueError):
+    """A participant message the lab refuses, with the reason to show."""
+
+
+class ConversationOver(RuntimeError):
+    """The conversation has ended; nothing more can be sent."""
+
+
+def clean_message(text: str | None, max_chars: int) -> str:
+    """Strip control characters; refuse empty and oversized messages.
+
+    Args:
+        text: What the participant typed.
+        max_chars: The study's limit.
+
+    Returns:
+        The text as stored (newlines and tabs kept).
+
+    Raises:
+        MessageRejected: empty, whitespace-only or longer than ``max_chars``.
+    """
+    cleaned = _CONTROL.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    if not cleaned.strip():
+        raise MessageRejected("Please write a message before sending.")
+    if len(cleaned) > max_chars:
+        raise MessageRejected(f"Your message is {len(cleaned):,} characters long; the limit is {max_chars:,}. Please shorten it.")
+    return cleaned
+
+
+def item_shards(item: Item, condition: ConditionSpec) -> list[Shard]:
+    """The pieces an item is revealed in under a condition, the opening piece first."""
+    if isinstance(item, ShardedItem):
+        return list(item.shards)
+    if isinstance(item, ClarificationItem):
+        opening = item.question if not item.context else f"{item.context}\n\n{item.question}"
+        return [Shard(id=1, text=opening), *item.missing]
+    if isinstance(item, PresuppositionItem):
+        question = item.control if condition.presupposition == "control" and item.control else item.loaded
+        return [Shard(id=1, text=question)]
+    assert isinstance(item, OpenItem)
+    return [Shard(id=1, text=item.prompt)]
+
+
+def full_instruction(item: Item, condition: ConditionSpec) -> str:
+    """The whole task in one message (FULL)."""
+    if isinstance(item, ShardedItem):
+        return item.full_text()
+    shards = item_shards(item, condition)
+    return " ".join(s.text.strip() for s in shards)
+
+
+def bullet_list(shards: list[Shard]) -> str:
+    """Shards as a bullet list (CONCAT, RECAP)."""
+    return "\n".join(f"- {s.text.strip()}" for s in shards)
+
+
+_STOP = frozenset(
+    "a an the and or but if of to in on at for with by from is are was were be been it its this that these those "
+    "i you we they he she my your our their me us them do does did can could would should will shall what which "
+    "who whom how when where why there here so as than then also just about please tell know need want".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def requested_shard(assistant_text: str, remaining: list[Shard]) -> Shard | None:
+    """The held-back shard an assistant's question asks for, if any (ON_REQUEST).
+
+    A shard counts as requested when the assistant asks at least one question and the
+    question shares content words with the shard; the best overlap wins, ties go to the
+    earliest shard.
+    """
+    questions = [q for q in re.split(r"(?<=[?])\s+|\n+", assistant_text) if q.strip().endswith("?")]
+    if not questions or not remaining:
+        return None
+    asked = set().union(*(_content_words(q) for q in questions))
+    best: tuple[int, Shard] | None = None
+    for shard in remaining:
+        overlap = len(asked & _content_words(shard.text))
+        if overlap and (best is None or overlap > best[0]):
+            best = (overlap, shard)
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """A committed turn as the engine and pages see it."""
+
+    id: int
+    index: int
+    role: str
+    source: str
+    content: str
+    model_content: str | None
+    shards: list[int]
+    partial: bool
+    error: str | None
+
+    @classmethod
+    def of(cls, t: Turn) -> TurnView:
+        return cls(t.id, t.index, t.role, t.source, t.content, t.model_content, list(t.shards or []), t.partial, t.error)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What the first user message should say under the condition, and what it reveals."""
+
+    text: str
+    shards: list[int]
+
+
+@dataclass
+class Conversation:
+    """One conversation (a ``session`` row) under its condition.
+
+    Build it with :meth:`load`; every method commits its own short transaction.
+    """
+
+    engine: Engine
+    session_id: int
+    item: Item
+    condition: ConditionSpec
+    condition_key: str
+    model: str
+    params: dict[str, Any]
+    mediator: ModelSpec | None
+    turn_limit: int
+    max_message_chars: int
+    status: str
+    outcome: str | None
+    turns: list[TurnView] = field(default_factory=list)
+    autolabel: bool = True
+    """Label each assistant turn with the rule-based judge (``auto:rules``)."""
+    timeout: float = 120.0
+
+    # --- construction ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, engine: Engine, session_id: int, *, autolabel: bool = True) -> Conversation:
+        """Rebuild a conversation from the database (after a refresh, in another process…)."""
+        with Session(engine) as s:
+            chat = s.get(ChatSession, session_id)
+            if chat is None:
+                raise LookupError(f"no conversation {session_id}")
+            study = s.get(Study, chat.study_id)
+            assert study is not None
+            d = _definition(study)
+            cond_row = s.get(Condition, chat.condition_id)
+            item_row = s.get(ItemRow, chat.item_id)
+            assert cond_row is not None and item_row is not None
+            cond = d.spec.conditions[cond_row.key]
+            mediator = None
+            if cond.intervention == "mediator":
+                mediator = d.spec.models[cond.mediator_model or cond.model]
+            turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.index))]
+            return cls(
+                engine=engine,
+                session_id=session_id,
+                item=parse_item(item_row.payload, item_row.key),
+                condition=cond,
+                condition_key=cond_row.key,
+                model=chat.model,
+                params=dict(chat.model_params or {}),
+                mediator=mediator,
+                turn_limit=d.spec.plan.turn_limit,
+                max_message_chars=d.spec.plan.max_message_chars,
+                status=chat.status,
+                outcome=chat.outcome,
+                turns=turns,
+                autolabel=autolabel,
+            )
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def reveal(self) -> str:
+        return self.condition.reveal
+
+    @property
+    def shards(self) -> list[Shard]:
+        """Every piece of the task, in reveal order."""
+        return item_shards(self.item, self.condition)
+
+    @property
+    def revealed(self) -> set[int]:
+        """Shard ids revealed by user turns so far."""
+        out: set[int] = set()
+        for t in self.turns:
+            if t.role == "user":
+                out.update(t.shards)
+        return out
+
+    @property
+    def remaining(self) -> list[Shard]:
+        """Shards not yet revealed, in order."""
+        done = self.revealed
+        return [s for s in self.shards if s.id not in done]
+
+    @property
+    def user_turns(self) -> int:
+        """User turns written by the participant or simulator (lab-made recaps excluded)."""
+        return sum(1 for t in self.turns if t.role == "user" and t.source != "lab")
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """True when the last turn needs an assistant reply (a user turn, or a failed reply)."""
+        convo = [t for t in self.turns if t.role in ("user", "assistant")]
+        return bool(convo) and (convo[-1].role == "user" or convo[-1].error is not None)
+
+    def opening(self) -> Opening:
+        """The canonical first user message for this condition."""
+        shards = self.shards
+        if self.reveal == "FULL":
+            return Opening(full_instruction(self.item, self.condition), [s.id for s in shards])
+        if self.reveal == "CONCAT":
+            return Opening(bullet_list(shards), [s.id for s in shards])
+        return Opening(shards[0].text, [shards[0].id])
+
+    def shards_for_message(self, requested: list[int] | None) -> list[int]:
+        """Which shards a new user message reveals, enforcing the condition's rule.
+
+        The first message reveals the opening (all shards in FULL and CONCAT); later ones at
+        most one new shard.
+
+        Raises:
+            MessageRejected: more than one new shard, or an unknown shard.
+        """
+        if self.user_turns == 0:
+            return self.opening().shards
+        known = {s.id for s in self.shards}
+        new = [i for i in dict.fromkeys(requested or []) if i not in self.revealed]
+        unknown = [i for i in new if i not in known]
+        if unknown:
+            raise MessageRejected(f"Unknown card {unknown[0]}.")
+        if len(new) > 1:
+            raise MessageRejected("Please share one new card per message.")
+        return new
+
+    def over_reason(self) -> str | None:
+        """Why the conversation is over, or None while it goes on."""
+        if self.status != "active":
+            return self.outcome or self.status
+        if self.awaiting_reply:
+            return None
+        if self.user_turns >= self.turn_limit and any(t.role == "assistant" and not t.error for t in self.turns):
+            return "turn_limit"
+        return None
+
+    def all_revealed_and_answered(self) -> bool:
+        """Every shard is out and the assistant has answered since (and, in RECAP, the recap)."""
+        if self.remaining or self.awaiting_reply or not self.turns:
+            return False
+        if self.reveal == "RECAP":
+            return any(t.source == "lab" and t.role == "user" for t in self.turns)
+        return True
+
+    # --- model view -------------------------------------------------------------------
+
+    def model_messages(self) -> list[dict[str, str]]:
+        """What the model under test sees: the condition's system prompt and the conversation."""
+        messages: list[dict[str, str]] = []
+        if self.condition.system_prompt:
+            messages.append({"role": "system", "content": self.condition.system_prompt})
+        for t in self.turns:
+            if t.role == "user":
+                messages.append({"role": "user", "content": t.model_content or t.content})
+            elif t.role == "assistant" and t.error is None and t.content:
+                messages.append({"role": "assistant", "content": t.content})
+        return messages
+
+    def _snowball_content(self, text: str, new_shards: list[int]) -> str | None:
+        if self.reveal != "SNOWBALL" or self.user_turns == 0:
+            return None
+        earlier = [s for s in self.shards if s.id in self.revealed and s.id not in new_shards]
+        if not earlier:
+            return None
+        return f"{SNOWBALL_INTRO}\n{bullet_list(earlier)}\n\n{text}"
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _append(self, s: Session, **fields: Any) -> Turn:
+        index = (s.scalar(select(func.max(Turn.index)).where(Turn.session_id == self.session_id)) or 0) + 1
+        turn = Turn(session_id=self.session_id, index=index, **fields)
+        s.add(turn)
+        s.flush()
+        return turn
+
+    def _write(self, **fields: Any) -> TurnView:
+        for attempt in range(3):
+            try:
+                with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                    turn = self._append(s, **fields)
+                view = TurnView.of(turn)
+                self.turns.append(view)
+                return view
+            except IntegrityError:
+                # Another tab or process wrote a turn first: take its turns, then append.
+                if attempt == 2:
+                    raise
+                self.refresh()
+        raise AssertionError("unreachable")
+
+    def refresh(self) -> None:
+        """Reload turns and status from the database."""
+        with Session(self.engine) as s:
+            self.turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == self.session_id).order_by(Turn.index))]
+            chat = s.get(ChatSession, self.session_id)
+            assert chat is not None
+            self.status, self.outcome = chat.status, chat.outcome
+
+    def send(
+        self,
+        text: str,
+        shards: list[int] | None = None,
+        *,
+        source: str = "participant",
+        client: dict[str, Any] | None = None,
+    ) -> TurnView:
+        """Commit a user message (before any model call).
+
+        Args:
+            text: The message as written.
+            shards: Shard ids the sender says it reveals (ignored for the first message,
+                which reveals the opening).
+            source: ``participant`` or ``simulator``.
+            client: Browser timing (typing started, edits).
+
+        Returns:
+            The committed turn.
+
+        Raises:
+            MessageRejected: empty, too long, or revealing more than one new shard.
+            ConversationOver: the conversation has ended or reached its turn limit.
+        """
+        if self.status != "active":
+            raise ConversationOver("This conversation has ended.")
+        if self.user_turns >= self.turn_limit:
+            raise ConversationOver(f"This conversation has reached its limit of {self.turn_limit} messages.")
+        content = clean_message(text, self.max_message_chars)
+        revealing = self.shards_for_message(shards)
+        return self._write(
+            role="user",
+            source=source,
+            content=content,
+            model_content=self._snowball_content(content, revealing),
+            shards=revealing,
+            client=client,
+        )
+
+    def recap_due(self) -> bool:
+        """RECAP: every shard is out and answered, and the recap turn has not been sent."""
+        return (
+            self.reveal == "RECAP"
+            and self.status == "active"
+            and not self.remaining
+            and not self.awaiting_reply
+            and not any(t.source == "lab" for t in self.turns)
+        )
+
+    def send_recap(self) -> TurnView:
+        """Write the lab-made recap turn restating every shard (RECAP)."""
+        text = f"{RECAP_INTRO}\n{bullet_list(self.shards)}"
+        return self._write(role="user", source="lab", content=text, shards=[])
+
+    def _mediate(self) -> list[dict[str, str]]:
+        """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
+        assert self.mediator is not None
+        transcript = "\n\n".join(
+            f"{m['role'].capitalize()}: {m['content']}" for m in self.model_messages() if m["role"] != "system"
+        )
+        messages = [{"role": "system", "content": MEDIATOR_PROMPT}, {"role": "user", "content": transcript}]
+        params = dict(self.mediator.params)
+        try:
+            result = llm.complete(self.mediator.model, messages, params, timeout=self.timeout)
+        except llm.ModelError as e:
+            self._write(role="mediator", source="model", content="", model=self.mediator.model, params=params | {"prompt_version": MEDIATOR_PROMPT_VERSION}, error=e.message)
+            raise
+        self._write(
+            role="mediator",
+            source="model",
+            content=result.text,
+            model=result.model,
+            params=params | {"prompt_version": MEDIATOR_PROMPT_VERSION},
+            **_metrics(result),
+        )
+        view = [{"role": "system", "content": self.condition.system_prompt}] if self.condition.system_prompt else []
+        return view + [{"role": "user", "content": result.text.strip() or transcript}]
+
+    def reply(self, *, stream: bool = True) -> Reply:
+        """Ask the model under test for its next turn.
+
+        Returns:
+            A :class:`Reply`; iterate it for text as it arrives. The assistant turn is
+            committed when the iteration ends, is stopped, or fails.
+
+        Raises:
+            ConversationOver: nothing to reply to.
+        """
+        if not self.awaiting_reply:
+            raise ConversationOver("There is no message to reply to.")
+        return Reply(self, stream=stream)
+
+    def finish(self, outcome: str) -> None:
+        """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned)."""
+        with Session(self.engine) as s, s.begin():
+            chat = s.get(ChatSession, self.session_id)
+            assert chat is not None
+            if chat.status == "active":
+                chat.status, chat.outcome, chat.ended_at = "ended", outcome, utcnow()
+                s.add(Event(session_id=self.session_id, participant_id=chat.participant_id, kind="end", data={"outcome": outcome}))
+            self.status, self.outcome = chat.status, chat.outcome
+
+    def log_event(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        """Append an event (stop, retry, reveal, page hidden…) to this conversation's log."""
+        with Session(self.engine) as s, s.begin():
+            chat = s.get(ChatSession, self.session_id)
+            assert chat is not None
+            s.add(Event(session_id=self.session_id, participant_id=chat.participant_id, kind=kind, data=data))
+
+    def run_probe(self) -> dict[str, Any] | None:
+        """Ask the knowledge probe of a presupposition item to the same model, once.
+
+        The probe is a separate single-turn call; its question, reply, score and usage are
+        stored with the conversation. Returns None for items without a probe.
+        """
+        if not isinstance(self.item, PresuppositionItem) or self.item.probe is None:
+            return None
+        with Session(self.engine) as s:
+            chat = s.get(ChatSession, self.session_id)
+            if chat is not None and chat.probe:
+                return dict(chat.probe)
+        probe = self.item.probe
+        record: dict[str, Any] = {"question": probe.question, "model": self.model}
+        try:
+            result = llm.complete(self.model, [{"role": "user", "content": probe.question}], self.params, timeout=self.timeout)
+            record |= {"reply": result.text, **result.usage()}
+            from .judge import score_probe
+
+            sc = score_probe(self.item, result.text)
+            record |= {"score": sc.value, "scorable": sc.scorable, "extracted": sc.extracted}
+        except llm.ModelError as e:
+            record |= {"reply": None, "error": e.message}
+        with Session(self.engine) as s, s.begin():
+            chat = s.get(ChatSession, self.session_id)
+            assert chat is not None
+            chat.probe = record
+        return record
+
+
+def _metrics(result: llm.Completion) -> dict[str, Any]:
+    return {
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+        "cost": result.cost,
+        "latency_ms": result.latency_ms,
+        "ttft_ms": result.ttft_ms,
+        "finish_reason": result.finish_reason,
+        "partial": result.partial,
+        "first_token_at": result.first_token_at,
+        "last_token_at": result.ended_at,
+    }
+
+
+class Reply:
+    """An assistant reply in progress; iterate it for text pieces.
+
+    The assistant turn is inserted at the first piece (``partial``) and checkpointed every
+    half second, then completed with usage and timing. Stopping the iteration keeps what
+    arrived as a partial turn; a provider error is committed as an error turn and raised
+    as :class:`lab.llm.ModelError`.
+    """
+
+    def __init__(self, conv: Conversation, *, stream: bool) -> None:
+        self.conv = conv
+        self.stream = stream
+        self.turn: TurnView | None = None
+        self.error: llm.ModelError | None = None
+        self._turn_id: int | None = None
+        self._text = ""
+        self._last_checkpoint = 0.0
+
+    @property
+    def text(self) -> str:
+        """Text received so far."""
+        return self._text
+
+    def __iter__(self) -> Iterator[str]:
+        conv = self.conv
+        self._started = utcnow()
+        try:
+            messages = conv._mediate() if conv.mediator is not None else conv.model_messages()
+            if not self.stream:
+                result = llm.complete(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+                self._text = result.text
+                self._finish(result)
+                yield result.text
+                return
+            st = llm.stream(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+        except llm.ModelError as e:
+            self.error = e
+            self._fail(e)
+            raise
+        try:
+            for piece in st:
+                self._text += piece
+                self._checkpoint()
+                yield piece
+        except llm.ModelError as e:
+            self.error = e
+            self._fail(e)
+            raise
+        finally:
+            # Also runs when the reader stops early (GeneratorExit): what arrived is kept as partial.
+            if self.error is None:
+                st.close()
+                self._finish(st.completion)
+
+    def consume(self) -> TurnView:
+        """Read the whole reply; returns the committed turn (an error turn on failure)."""
+        try:
+            for _ in self:
+                pass
+        except llm.ModelError:
+            pass
+        assert self.turn is not None
+        return self.turn
+
+    def _checkpoint(self) -> None:
+        now = time.monotonic()
+        if self._turn_id is None:
+            with Session(self.conv.engine, expire_on_commit=False) as s, s.begin():
+                turn = self.conv._append(
+                    s, role="assistant", source="model", content=self._text, model=self.conv.model, params=self.conv.params,
+                    partial=True, sent_at=self._started, first_token_at=utcnow(),
+                )
+                self._turn_id = turn.id
+            self._last_checkpoint = now
+        elif now - self._last_checkpoint >= CHECKPOINT_SECONDS:
+            with Session(self.conv.engine) as s, s.begin():
+                turn = s.get(Turn, self._turn_id)
+                assert turn is not None
+                turn.content = self._text
+            self._last_checkpoint = now
+
+    def _store(self, **fields: Any) -> None:
+        conv = self.conv
+        with Session(conv.engine, expire_on_commit=False) as s, s.begin():
+            if self._turn_id is None:
+                turn = conv._append(s, role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, **fields)
+            else:
+                turn = s.get(Turn, self._turn_id)
+                assert turn is not None
+                for k, v in fields.items():
+                    setattr(turn, k, v)
+                s.flush()
+            view = TurnView.of(turn)
+        conv.turns = [t for t in conv.turns if t.id != view.id] + [view]
+        self.turn = view
+        if conv.autolabel and fields.get("error") is None:
+            from .labels import autolabel_turn
+
+            autolabel_turn(conv, view)
+
+    def _finish(self, result: llm.Completion) -> None:
+        self._store(content=result.text, **_metrics(result))
+
+    def _fail(self, e: llm.ModelError) -> None:
+        self._store(content=self._text, error=e.message, partial=bool(self._text), finish_reason="error")
+
+
+def _definition(study: Study) -> StudyDefinition:
+    return study_from_normalized(study.spec)
+
+
+def start_session(
+    s: Session,
+    participant: Participant,
+    item_key: str,
+    condition_key: str,
+    *,
+    position: int = 0,
+    model_override: str | None = None,
+) -> ChatSession:
+    """Create the conversation for one item under one condition (the caller commits).
+
+    Args:
+        s: Open session.
+        participant: Who converses.
+        item_key: The item's id in the study.
+        condition_key: The condition's name in the spec.
+        position: Order in the participant's plan.
+        model_override: A model id of the spec, or a litellm string, replacing the
+            condition's model (pilots and the ``chat`` command).
+
+    Raises:
+        LookupError: unknown item or condition; ValueError: the condition does not fit the item.
+    """
+    study = s.get(Study, participant.study_id)
+    assert study is not None
+    d = _definition(study)
+    if condition_key not in d.spec.conditions:
+        raise LookupError(f"unknown condition '{condition_key}' (study has: {', '.join(d.spec.conditions)})")
+    cond = d.spec.conditions[condition_key]
+    item_row = s.scalar(select(ItemRow).where(ItemRow.study_id == study.id, ItemRow.key == item_key))
+    if item_row is None:
+        raise LookupError(f"unknown item '{item_key}'")
+    item = parse_item(item_row.payload, item_key)
+    if not cond.applies_to(item):
+        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({item.kind})")
+    cond_row = s.scalar(select(Condition).where(Condition.study_id == study.id, Condition.key == condition_key))
+    assert cond_row is not None
+    model_spec = d.spec.models[cond.model]
+    model, params = model_spec.model, dict(model_spec.params)
+    if model_override:
+        if model_override in d.spec.models:
+            model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
+        else:
+            model, params = model_override, {}
+    chat = ChatSession(
+        study_id=study.id,
+        participant_id=participant.id,
+        item_id=item_row.id,
+        condition_id=cond_row.id,
+        position=position,
+        model=model,
+        model_params=params,
+        status="active",
+    )
+    s.add(chat)
+    s.flush()
+    s.add(Event(participant_id=participant.id, session_id=chat.id, kind="start", data={"item": item_key, "condition": condition_key}))
+    return chat

