@@ -313,11 +313,15 @@ class Conversation:
 
     # --- model view -------------------------------------------------------------------
 
+    def system_message(self) -> list[dict[str, str]]:
+        """The condition's system prompt and the item's context, as at most one system message."""
+        parts = [self.condition.system_prompt, getattr(self.item, "system", None)]
+        text = "\n\n".join(p for p in parts if p)
+        return [{"role": "system", "content": text}] if text else []
+
     def model_messages(self) -> list[dict[str, str]]:
-        """What the model under test sees: the condition's system prompt and the conversation."""
-        messages: list[dict[str, str]] = []
-        if self.condition.system_prompt:
-            messages.append({"role": "system", "content": self.condition.system_prompt})
+        """What the model under test sees: the system message and the conversation."""
+        messages = self.system_message()
         for t in self.turns:
             if t.role == "user":
                 messages.append({"role": "user", "content": t.model_content or t.content})
@@ -440,8 +444,7 @@ class Conversation:
             params=params | {"prompt_version": MEDIATOR_PROMPT_VERSION},
             **_metrics(result),
         )
-        view = [{"role": "system", "content": self.condition.system_prompt}] if self.condition.system_prompt else []
-        return view + [{"role": "user", "content": result.text.strip() or transcript}]
+        return self.system_message() + [{"role": "user", "content": result.text.strip() or transcript}]
 
     def reply(self, *, stream: bool = True) -> Reply:
         """Ask the model under test for its next turn.

@@ -300,3 +300,14 @@ def test_two_tabs_append_without_clobbering(sqlite_engine: Engine) -> None:
     a.send("first")
     b.send("second")  # b's view was stale; it reloads and appends after a's turn
     assert [t.index for t in turns(sqlite_engine, a.session_id)] == [1, 2]
+
+
+def test_item_context_goes_to_the_system_message(sqlite_engine: Engine) -> None:
+    spec = SPEC.replace('    full: "Add 2 and 3."', '    full: "Add 2 and 3."\n    system: "Numbers are integers."')
+    with Session(sqlite_engine, expire_on_commit=False) as s, s.begin():
+        study = load_study(s, parse_spec(spec, "engine.yaml")).study
+        p = create_participant(s, study, kind="simulated", status="active")
+        chat = start_session(s, p, "add", "prompted")
+    conv = Conversation.load(sqlite_engine, chat.id)
+    conv.send("Add 2 and 3.")
+    assert conv.model_messages()[0] == {"role": "system", "content": "Ask when unsure.\n\nNumbers are integers."}

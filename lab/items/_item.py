@@ -104,6 +104,10 @@ class ShardedItem(_ItemBase):
     ordered: bool = False
     """True when the shards must be revealed in order (translation, summary, data2text)."""
 
+    system: str | None = None
+    """Context the model needs in every condition (a database schema, the functions it may
+    call), sent as a system message; never a shard."""
+
     @field_validator("shards")
     @classmethod
     def _unique_ids(cls, shards: list[Shard]) -> list[Shard]:

@@ -38,6 +38,8 @@ of the translation file end with one); a blank opening shard leaves the record o
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,19 @@ def _item_from_record(record: Any) -> tuple[ShardedItem, list[str]]:
         full=_full(task, record),
         answer=_math_answer(record) if task == "math" else Answer(),
         ordered=task in _ORDERED_TASKS,
+        system=_system(task, record),
     )
     return item, notes
+
+
+def _system(task: str, record: dict[str, Any]) -> str | None:
+    """Context the task cannot be done without, shown to the model in every condition."""
+    if task == "database" and isinstance(record.get("schema_sql"), str):
+        return "You can query this database (SQLite). Its schema:\n\n" + record["schema_sql"].strip()
+    if task == "actions" and record.get("function"):
+        functions = json.dumps(record["function"], indent=2, ensure_ascii=False)
+        return "You can call these functions (JSON schema). Answer with the call(s) to make:\n\n" + functions
+    return None
 
 
 def _id_field(record: dict[str, Any], name: str) -> str:

@@ -25,8 +25,8 @@ _WH = r"(?:what|which|who|whom|whose|when|where|why|how)"
 _AUX = r"(?:do|does|did|is|are|was|were|can|could|would|will|should|shall|may|might|have|has)"
 _SUBJECT = r"(?:you|it|this|that|these|those|the|there|we|i|your|they|she|he|each|any|a|an)"
 _WH_QUESTION = re.compile(
-    rf"^{_WH}\s+(?:{_AUX}|kind|type|sort|format|language|version|many|much|long|often|exactly|"
-    r"specific|year|unit|units|value|values|data|input|output|database|table|column|field)\b",
+    rf"^{_WH}\s+(?:{_AUX}|kind|type|sort|format|language|version|many|much|long|often|exactly)\b"
+    rf"|^{_WH}\s+(?:[\w'-]+\s+){{1,2}}{_AUX}\s+{_SUBJECT}\b",
     re.I,
 )
 _AUX_QUESTION = re.compile(rf"^{_AUX}(?:n't)?\s+{_SUBJECT}\b", re.I)
@@ -190,11 +190,11 @@ def _kind(text: str) -> str:
     if _NOT_A_QUESTION.match(plain):
         return "statement"
     if plain.endswith(":"):
-        if (_INFO_REQUEST.match(plain) or _WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain)
+        if (_INFO_REQUEST.search(plain) or _WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain)
                 or _LIST_INTRO.search(plain)):
             return "list_intro"
         return "statement"
-    if _INFO_REQUEST.match(plain):
+    if _INFO_REQUEST.search(plain):
         return "request"
     if count_words(plain) <= INTERROGATIVE_MAX_WORDS and (_WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain)):
         return "interrogative"

@@ -136,6 +136,63 @@ def problems(name: str) -> list[str]:
     return []
 
 
+def amx_advertised() -> bool:
+    """Whether the CPU claims Intel AMX (``amx_tile`` in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return any(line.startswith("flags") and " amx_tile" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+_load_lock = threading.Lock()
+
+
+def load_llama(path: Path, threads: int | None = None) -> Any:
+    """Load a GGUF file with llama-cpp-python the way the lab runs it.
+
+    Some virtual machines advertise Intel AMX without enabling it; llama.cpp built with
+    ``-march=native`` then crashes the process (a general protection fault in
+    ``ggml_backend_amx_mul_mat``) on the first prompt longer than one token. Where the CPU
+    advertises AMX, the model is therefore loaded without llama.cpp's extra weight buffer
+    types (AMX and repacked weights), unless ``LAB_LOCAL_EXTRA_BUFFERS=1`` asks for them.
+
+    Args:
+        path: The GGUF file.
+        threads: Threads for generation and prompt processing; `default_threads` if None.
+
+    Returns:
+        The ``llama_cpp.Llama`` object.
+    """
+    import llama_cpp.llama_cpp as low_level
+    from llama_cpp import Llama
+
+    threads = threads or default_threads()
+    plain_buffers = amx_advertised() and os.environ.get("LAB_LOCAL_EXTRA_BUFFERS", "") != "1"
+    with _load_lock:
+        # Llama() takes no option for this, so the defaults it starts from are adjusted
+        # while it loads; the lock keeps two loads from interleaving the swap.
+        default_params = low_level.llama_model_default_params
+
+        def model_params() -> Any:
+            params = default_params()
+            params.use_extra_bufts = False
+            return params
+
+        if plain_buffers:
+            low_level.llama_model_default_params = model_params
+        try:
+            return Llama(
+                model_path=str(path),
+                n_ctx=CONTEXT_TOKENS,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        finally:
+            low_level.llama_model_default_params = default_params
+
+
 class Engine:
     """One loaded model file, with the lock that keeps it to one conversation at a time."""
 
@@ -146,17 +203,9 @@ class Engine:
             path: The GGUF file.
             threads: Threads for generation and prompt processing.
         """
-        from llama_cpp import Llama
-
         self.path = path
         self.lock = threading.Lock()
-        self.llama = Llama(
-            model_path=str(path),
-            n_ctx=CONTEXT_TOKENS,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        self.llama = load_llama(path, threads)
         accepted = inspect.signature(self.llama.create_chat_completion).parameters
         self.accepted_params = frozenset(accepted) - _SKIPPED
         self._formatter = self._make_formatter()

@@ -380,10 +380,14 @@ def test_real_lost_in_conversation_sample() -> None:
             assert all("doc_idxs" in s for s in item.gold["source_shards"])
         if item.source.task == "database":
             assert {"reference_sql", "schema_sql", "db_id", "fully_specified_question"} <= set(item.gold)
+            assert item.system is not None and item.gold["schema_sql"].strip() in item.system
         if item.source.task == "code":
             assert {"prompt", "public_test_cases", "test", "metadata"} <= set(item.gold)
         if item.source.task == "actions":
             assert {"function", "reference_answer", "fully_specified_question"} <= set(item.gold)
+            assert item.system is not None and all(f["name"] in item.system for f in item.gold["function"])
+        if item.source.task not in ("database", "actions"):
+            assert item.system is None
         if item.source.task == "data2text":
             assert item.gold["references"]
 
