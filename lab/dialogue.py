@@ -423,28 +423,37 @@ class Conversation:
         text = f"{RECAP_INTRO}\n{bullet_list(self.shards)}"
         return self._write(role="user", source="lab", content=text, shards=[])
 
-    def _mediate(self) -> list[dict[str, str]]:
-        """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
+    def _mediator_request(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
         assert self.mediator is not None
         transcript = "\n\n".join(
             f"{m['role'].capitalize()}: {m['content']}" for m in self.model_messages() if m["role"] != "system"
         )
         messages = [{"role": "system", "content": MEDIATOR_PROMPT}, {"role": "user", "content": transcript}]
-        params = dict(self.mediator.params)
+        return messages, dict(self.mediator.params)
+
+    def _log_mediator(
+        self, result: llm.Completion | None, request: list[dict[str, str]], params: dict[str, Any], error: llm.ModelError | None
+    ) -> list[dict[str, str]]:
+        assert self.mediator is not None
+        logged = params | {"prompt_version": MEDIATOR_PROMPT_VERSION}
+        if result is None:
+            assert error is not None
+            self._write(role="mediator", source="model", content="", model=self.mediator.model, params=logged, error=error.message)
+            return []
+        self._write(role="mediator", source="model", content=result.text, model=result.model, params=logged, **_metrics(result))
+        # An empty rewrite would leave the assistant nothing to answer: it sees the transcript instead.
+        return self.system_message() + [{"role": "user", "content": result.text.strip() or request[1]["content"]}]
+
+    def _mediate(self) -> list[dict[str, str]]:
+        """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
+        assert self.mediator is not None
+        messages, params = self._mediator_request()
         try:
             result = llm.complete(self.mediator.model, messages, params, timeout=self.timeout)
         except llm.ModelError as e:
-            self._write(role="mediator", source="model", content="", model=self.mediator.model, params=params | {"prompt_version": MEDIATOR_PROMPT_VERSION}, error=e.message)
+            self._log_mediator(None, messages, params, e)
             raise
-        self._write(
-            role="mediator",
-            source="model",
-            content=result.text,
-            model=result.model,
-            params=params | {"prompt_version": MEDIATOR_PROMPT_VERSION},
-            **_metrics(result),
-        )
-        return self.system_message() + [{"role": "user", "content": result.text.strip() or transcript}]
+        return self._log_mediator(result, messages, params, None)
 
     def reply(self, *, stream: bool = True) -> Reply:
         """Ask the model under test for its next turn.
@@ -459,6 +468,38 @@ class Conversation:
         if not self.awaiting_reply:
             raise ConversationOver("There is no message to reply to.")
         return Reply(self, stream=stream)
+
+    async def areply(self) -> TurnView:
+        """Ask for the next turn without streaming, on the event loop (batch simulation).
+
+        Nobody watches a simulated conversation, so the reply is not streamed; the turn is
+        committed exactly as :meth:`reply` commits it.
+        """
+        if not self.awaiting_reply:
+            raise ConversationOver("There is no message to reply to.")
+        r = Reply(self, stream=False)
+        r._started = utcnow()
+        try:
+            messages = await self._amediate() if self.mediator is not None else self.model_messages()
+            result = await llm.acomplete(self.model, messages, dict(self.params), timeout=self.timeout)
+        except llm.ModelError as e:
+            r.error = e
+            r._fail(e)
+        else:
+            r._text = result.text
+            r._finish(result)
+        assert r.turn is not None
+        return r.turn
+
+    async def _amediate(self) -> list[dict[str, str]]:
+        assert self.mediator is not None
+        messages, params = self._mediator_request()
+        try:
+            result = await llm.acomplete(self.mediator.model, messages, params, timeout=self.timeout)
+        except llm.ModelError as e:
+            self._log_mediator(None, messages, params, e)
+            raise
+        return self._log_mediator(result, messages, params, None)
 
     def finish(self, outcome: str) -> None:
         """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned)."""

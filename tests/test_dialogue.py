@@ -311,3 +311,18 @@ def test_item_context_goes_to_the_system_message(sqlite_engine: Engine) -> None:
     conv = Conversation.load(sqlite_engine, chat.id)
     conv.send("Add 2 and 3.")
     assert conv.model_messages()[0] == {"role": "system", "content": "Ask when unsure.\n\nNumbers are integers."}
+
+
+def test_async_reply_matches_sync(engine: Engine) -> None:
+    import asyncio
+
+    conv = conversation(engine, "mediated")
+    conv.send("Add two numbers.")
+    scripted.enqueue("Please add two numbers.")
+    turn = asyncio.run(conv.areply())
+    assert turn.content == "You said: Please add two numbers." and not turn.partial
+    assert [t.role for t in turns(engine, conv.session_id)] == ["user", "mediator", "assistant"]
+    conv.send("first is 2", [2])
+    scripted.enqueue(scripted.ModelFailure("bad_request"))
+    failed = asyncio.run(conv.areply())
+    assert failed.error and conv.awaiting_reply

@@ -186,7 +186,7 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
         return Judgement(layer="P", code="", confidence=0.0, judge="rules", version=RULES_VERSION, model=None,
                          reason="", error="The reply is empty, so there is no presupposition handling to label.")
     reading = read_reply(reply)
-    n_questions = len(reading.questions)
+    n_questions = reading.n_questions
     asking = [s for s in reading.sentences if s.kind in ("question", "interrogative", "request")]
     if any(_CLARIFY.search(s.text) for s in asking):
         return _judgement("P-clarify", "It asks where the assumption comes from.", [], n_questions)

@@ -91,6 +91,7 @@ _RULE_LIST = [
          "'I need to know…')", "(count)"),
     Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
     Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),
+    Rule("Q-compound", "a question joining more questions with 'and' counts one per question", "(count)"),
     Rule("X-code", "text in code blocks, inline code and block quotes is not a question", "(count)"),
     Rule("X-offer", "a closing offer ('Would you like me to…?') after other content is not "
          "a question, unless it offers alternatives", "(count)"),
@@ -105,7 +106,8 @@ _REFUSAL = re.compile(
     r"\bI(?:'m| am) (?:sorry|afraid),? but I (?:can't|cannot|won't|am unable|'m unable|am not able|'m not able)"
     r"|\bI (?:can't|cannot|can not|won't|will not|am unable to|'m unable to|am not able to|'m not able to) "
     r"(?:help|assist|provide|do|answer|comply|complete|fulfil|fulfill|write|create|generate|support|"
-    r"determine|calculate|compute|solve|give|share|tell)\b"
+    r"determine|calculate|compute|solve|give|share|tell|browse|access|open|run|execute|view|see|read)\b"
+    r"|\bas an AI(?: language model| assistant)?,? I (?:can't|cannot|don't|do not|am unable|'m unable)\b"
     r"|\bI must (?:decline|refuse)\b"
     r"|\bI (?:don't|do not) know(?: the answer| how| that| this)?[.!]?$"
     r"|\b(?:that|this) (?:is|falls) (?:outside|beyond) (?:my|what I)\b"
@@ -142,6 +144,7 @@ _APPROACH = re.compile(
     r"|\bone (?:way|approach|option|possibility) (?:is|would be|could be)\b"
     r"|\byou (?:could|might|can) (?:use|try|start|consider|approach|break)\b"
     r"|\blet's (?:think|start|break|first|consider|look|figure|work)\b"
+    r"|\blet me (?:think|check|look|see|consider)\b"
     r"|\bto (?:solve|answer|calculate|compute|figure out|find|work out|write|tackle) (?:this|that|it)\b"
     r"|\bhere's how (?:you|I|we) (?:would|could|can|might)\b"
     r"|\bthe (?:key|main|first) (?:step|idea|thing|question) (?:is|would be)\b"
@@ -346,8 +349,7 @@ def classify_turn(reply: str, item: Item | None = None) -> Judgement:
         empty = _Features(read_reply(""), task, 0, 0, [])
         return _judgement("S-empty", empty, "The reply has no content.")
     reading = read_reply(reply)
-    questions = reading.questions
-    f = _Features(reading, task, len(questions), reading.words, reading.fired())
+    f = _Features(reading, task, reading.n_questions, reading.words, reading.fired())
     prose = reading.prose
 
     hedge = _hedge(reading)

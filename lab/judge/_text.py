@@ -52,6 +52,7 @@ _GENERIC_OFFER = re.compile(
     r"other questions|more questions|else i can help|else you(?:'d| would) like)\b",
     re.I,
 )
+_COMPOUND = re.compile(rf"[,;]?\s+(?:and|also|plus)\s+(?:{_WH}\s|{_AUX}\s+{_SUBJECT}\b)", re.I)
 _LIST_INTRO = re.compile(
     r"\b(?:know|clarify|confirm|questions?|details|specify|tell me|information|info|need|clarification)\b", re.I
 )
@@ -138,6 +139,11 @@ class Reading:
         return [s for s in self.sentences if s.counted]
 
     @property
+    def n_questions(self) -> int:
+        """Questions put to the user; a sentence joining questions with "and" counts each."""
+        return sum(1 + len(_COMPOUND.findall(_plain(s.text))) if s.why == "Q-compound" else 1 for s in self.questions)
+
+    @property
     def statements(self) -> list[Sentence]:
         """Sentences that neither ask nor offer."""
         return [s for s in self.sentences if s.kind == "statement"]
@@ -213,6 +219,8 @@ def read_reply(reply: str) -> Reading:
       the table", "Let me know which year", "I need to know the rate").
     - ``Q-list``: a request ending in ":" followed by list items; each item is one question.
     - ``Q-alternatives``: a short "A or B?" fragment right after a question is part of it.
+    - ``Q-compound``: a question joining further questions with "and" ("How many games,
+      and how many points?") counts one per question.
     - ``X-code``: text in fenced or inline code and block quotes is never a question.
     - ``X-offer``: a closing offer ("Would you like me to…?", "Let me know if…") after
       other content is not a question to answer; alone, or offering alternatives ("…in
@@ -304,6 +312,8 @@ def _count_questions(reading: Reading) -> None:
                 s.why = "Q-alternatives"
             else:
                 s.counted, s.why = True, "Q-mark" if plain.endswith("?") else "Q-interrogative"
+                if plain.endswith("?") and _COMPOUND.search(plain):
+                    s.why = "Q-compound"
         elif s.kind == "interrogative":
             s.counted, s.why = True, "Q-interrogative"
         elif s.kind == "request":
