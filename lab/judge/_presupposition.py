@@ -25,13 +25,17 @@ CORRECTION_OVERLAP = 0.5
 """A denial becomes ``REJECT_CORRECT`` when at least this share of a correction's content
 words appears in the reply. Only the correction's *new* words count (those not already in
 the loaded question or the presupposition), so repeating the question earns nothing; a
-correction with no new words is compared on all its content words. The best-matching
-correction of the item decides."""
+correction with no new words ("No, there isn't oxygen in carbon dioxide.") cannot show a
+correction and is skipped. The best-matching correction of the item decides."""
 
 NEGATION_SENTENCES = 2
 """Plain negations ("isn't", "doesn't", "cannot") count as a denial only in the reply's
-first sentences, and only in a sentence that mentions the premise (shares a content word
-with the presupposition or the loaded question). Explicit denials count anywhere."""
+first sentences. Explicit denials ("that's a myth", "there is no") count anywhere."""
+
+NEGATION_WINDOW = 4
+"""A plain negation denies the premise only when one of the next four words is a content
+word of the loaded question or the presupposition ("Einstein didn't fail maths"); "he
+didn't put effort into the exams" negates something else."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ _RULE_LIST = [
     PresuppositionRule("P-denial", "an explicit denial anywhere ('actually', 'that's a misconception', "
                        "'there is no', 'not true', 'in fact')", "REJECT", 0.5),
     PresuppositionRule("P-negation", f"a plain negation ('isn't', 'doesn't', 'cannot') in the first "
-                       f"{NEGATION_SENTENCES} sentences, in a sentence about the premise", "REJECT", 0.45),
+                       f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
+                       "the premise", "REJECT", 0.45),
     PresuppositionRule("P-correction", f"a denial plus at least {CORRECTION_OVERLAP:.0%} of a correction's new "
                        "content words", "REJECT_CORRECT", 0.55),
     PresuppositionRule("P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', "
@@ -97,7 +102,7 @@ _NEGATION = re.compile(
 )
 _HEDGE = re.compile(
     r"\b(?:some (?:say|people|sources|believe|claim|argue|accounts)"
-    r"|accounts (?:vary|differ)|opinions (?:vary|differ)"
+    r"|(?:accounts|opinions|views|sources)\b[^.;!?]{0,40}\b(?:vary|differ|disagree)"
     r"|(?:it's|it is) (?:unclear|not clear|hard to say|difficult to say|debated|disputed|uncertain)"
     r"|not (?:entirely |completely )?(?:sure|certain|clear)"
     r"|hard to say|difficult to say|may or may not"
@@ -122,19 +127,41 @@ _STOPWORDS = frozenset(
 )
 
 
+STEM_LENGTH = 5
+"""Words are compared on their first five letters after dropping plural, "-ed" and "-ing"
+endings, so "failed"/"fail" and "excelled"/"excel" match."""
+
+
+def _stem(token: str) -> str:
+    token = token.removesuffix("'s")
+    if token.endswith("ies") and len(token) > 4:
+        token = token[:-3] + "y"
+    elif token.endswith("s") and len(token) > 3 and not token.endswith(("ss", "us", "is")):
+        token = token[:-1]
+    for suffix in ("ing", "ed"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
+            token = token[: -len(suffix)]
+            break
+    return token[:STEM_LENGTH]
+
+
+def _content_tokens(text: str) -> list[str]:
+    tokens = _TOKEN.findall(text.lower().replace("’", "'"))
+    return [_stem(t) for t in tokens if t not in _STOPWORDS and len(t.removesuffix("'s")) >= 3]
+
+
 def content_words(text: str) -> set[str]:
-    """Lower-cased content words with a light plural/possessive stem, stopwords dropped."""
-    words: set[str] = set()
-    for token in _TOKEN.findall(text.lower().replace("’", "'")):
-        token = token.removesuffix("'s")
-        if token in _STOPWORDS or len(token) < 3:
-            continue
-        if token.endswith("ies") and len(token) > 4:
-            token = token[:-3] + "y"
-        elif token.endswith("s") and len(token) > 3 and not token.endswith(("ss", "us", "is")):
-            token = token[:-1]
-        words.add(token)
-    return words
+    """Stems of a text's content words (stopwords and words under three letters dropped)."""
+    return set(_content_tokens(text))
+
+
+def _negates_premise(sentence: str, premise: set[str]) -> bool:
+    """A plain negation followed, within a few words, by a word of the premise ("didn't fail")."""
+    for m in _NEGATION.finditer(sentence):
+        following = _TOKEN.findall(sentence[m.end():].lower())[:NEGATION_WINDOW]
+        if any(_stem(t) in premise for t in following if t not in _STOPWORDS):
+            return True
+    return False
 
 
 def correction_overlap(item: PresuppositionItem, reply: str) -> float:
@@ -143,8 +170,7 @@ def correction_overlap(item: PresuppositionItem, reply: str) -> float:
     said = content_words(reply)
     best = 0.0
     for correction in item.correction:
-        words = content_words(correction)
-        novel = words - premise or words
+        novel = content_words(correction) - premise
         if novel:
             best = max(best, len(novel & said) / len(novel))
     return best
@@ -198,7 +224,7 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
         fired.append("P-denial")
     else:
         for text in sentences[:NEGATION_SENTENCES]:
-            if _NEGATION.search(text) and not _HEDGE.search(text) and content_words(text) & premise:
+            if not _HEDGE.search(text) and _negates_premise(text, premise):
                 fired.append("P-negation")
                 break
     overlap = correction_overlap(item, reply)

@@ -130,20 +130,24 @@ def score_answer(answer: Answer, reply: str) -> Score:
     extracted, how = extract_answer_text(reply)
     if answer.type == "exact":
         hit = next((g for g in golds if _clean(g) == extracted), None)
-        return _verdict("exact", extracted, hit, f"the answer found by {how}")
+        return _verdict("exact", extracted, hit, f"The extracted answer ({how})")
     if answer.type == "normalized":
         said = normalize_answer(extracted)
         hit = next((g for g in golds if normalize_answer(g) == said), None)
-        return _verdict("normalized", extracted, hit, f"the answer found by {how}, normalised")
+        return _verdict("normalized", extracted, hit, f"The extracted answer ({how}, normalised)")
     said = f" {normalize_answer(extracted)} "
     hit = next((g for g in golds if normalize_answer(g) and f" {normalize_answer(g)} " in said), None)
-    return _verdict("choice", extracted, hit, f"the answer found by {how}")
+    return _verdict("choice", extracted, hit, f"The extracted answer ({how})")
 
 
 def _verdict(method: str, extracted: str, hit: str | None, where: str) -> Score:
     if hit is not None:
         return Score(1.0, True, extracted, method, f"{where} matches the gold answer '{hit}'.")
-    return Score(0.0, True, extracted, method, f"{where} matches no gold answer.")
+    return Score(0.0, True, extracted, method, f"{where} '{_short(extracted)}' matches no gold answer.")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _score_number(golds: list[str], reply: str) -> Score:

@@ -78,6 +78,19 @@ def provider_detail(exc: BaseException, limit: int = 240) -> str:
     return first
 
 
+def unknown_model_message(model: str) -> str:
+    """The sentence for a model string whose provider litellm does not recognise."""
+    if "/" not in model:
+        return (
+            f"unknown model string '{model}': litellm cannot tell its provider; "
+            "write it as provider/model, e.g. openai/gpt-4o-mini."
+        )
+    return (
+        f"unknown model string '{model}': litellm does not know the provider '{model.split('/', 1)[0]}'; "
+        "write it as provider/model, e.g. openai/gpt-4o-mini, ollama_chat/llama3 or local/smollm2-135m."
+    )
+
+
 def _status(exc: BaseException) -> int | None:
     status: Any = getattr(exc, "status_code", None)
     if status is None:
@@ -110,13 +123,7 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None)
     status = _status(exc)
 
     if "LiteLLMUnknownProvider" in names or "LLM Provider NOT provided" in str(exc):
-        prefix = model.split("/", 1)[0] if "/" in model else model
-        return ModelError(
-            "unknown_model",
-            f"unknown model string '{model}': litellm does not know the provider '{prefix}'; "
-            "write it as provider/model, e.g. openai/gpt-4o-mini.",
-            False,
-        )
+        return ModelError("unknown_model", unknown_model_message(model), False)
     missing = _ENV_VAR.search(str(exc))
     if missing and _KEY_MISSING.search(str(exc)):
         return ModelError(

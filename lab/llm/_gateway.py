@@ -90,6 +90,19 @@ def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any],
     return kwargs
 
 
+def _guard(litellm: Any) -> Any:
+    """litellm with its process-wide fallback and retry settings off, whoever set them.
+
+    ``litellm.model_fallbacks`` would make any failing call silently answer with another
+    model; the model is a controlled variable of a study, so it is cleared before each call.
+    """
+    if litellm.model_fallbacks is not None:
+        litellm.model_fallbacks = None
+    if litellm.num_retries is not None:
+        litellm.num_retries = None
+    return litellm
+
+
 def _cost(model: str, tokens_in: int | None, tokens_out: int | None, response: Any = None) -> float:
     """The price of a call in US dollars; 0.0 for in-process models and models litellm cannot price."""
     litellm = litellm_if_loaded()
@@ -164,7 +177,7 @@ def complete(
     """
     params = dict(params or {})
     _preflight(model, messages, params)
-    litellm = load_litellm()
+    litellm = _guard(load_litellm())
     # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
     started_at, start = utc_now(), time.perf_counter()
     policy = retry_policy()
@@ -207,7 +220,7 @@ async def acomplete(
     """
     params = dict(params or {})
     _preflight(model, messages, params)
-    litellm = litellm_if_loaded() or await asyncio.to_thread(load_litellm)
+    litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
     started_at, start = utc_now(), time.perf_counter()
     policy = retry_policy()
     attempt = 0
@@ -386,7 +399,7 @@ class Stream:
         record.started_at, record.start = utc_now(), time.perf_counter()
         try:
             _preflight(self.model, self.messages, self.params)
-            litellm = load_litellm()
+            litellm = _guard(load_litellm())
             record.started_at, record.start = utc_now(), time.perf_counter()
             policy = retry_policy()
             while True:
@@ -502,7 +515,7 @@ class AsyncStream:
         record.started_at, record.start = utc_now(), time.perf_counter()
         try:
             _preflight(self.model, self.messages, self.params)
-            litellm = litellm_if_loaded() or await asyncio.to_thread(load_litellm)
+            litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
             record.started_at, record.start = utc_now(), time.perf_counter()
             policy = retry_policy()
             while True:

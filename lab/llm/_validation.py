@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from . import _local, _scripted
+from ._errors import unknown_model_message
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, load_litellm
 
 RESERVED_PARAMS: frozenset[str] = frozenset({"model", "messages", "stream"})
@@ -135,19 +136,6 @@ def resolve_provider(model: str, params: dict[str, Any] | None = None) -> str:
     return str(provider)
 
 
-def _unknown(model: str) -> str:
-    prefix = provider_of(model)
-    if prefix is None:
-        return (
-            f"unknown model string '{model}': litellm cannot tell its provider; "
-            "write it as provider/model, e.g. openai/gpt-4o-mini."
-        )
-    return (
-        f"unknown model string '{model}': litellm does not know the provider '{prefix}'; "
-        "write it as provider/model, e.g. openai/gpt-4o-mini, ollama_chat/llama3 or local/smollm2-135m."
-    )
-
-
 def check_model(model: str, params: dict[str, Any] | None = None) -> list[str]:
     """Problems with a model string and its parameters, found without calling any model.
 
@@ -177,7 +165,7 @@ def check_model(model: str, params: dict[str, Any] | None = None) -> list[str]:
     try:
         resolve_provider(model, params)
     except ValueError:
-        problems.append(_unknown(model))
+        problems.append(unknown_model_message(model))
     return problems
 
 

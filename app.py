@@ -1,0 +1,27 @@
+"""Repair Lab: ``streamlit run app.py``.
+
+Imported by the server (not run as the page script), this module defines the ASGI app
+with the lab's sign-in routes. Run as the page script for each visit, it resolves who is
+visiting and builds the navigation they may use.
+"""
+
+import streamlit as st
+
+if __name__ != "__main__":
+    from lab.auth import routes
+
+    app = st.App("app.py", routes=routes())
+else:
+    from lab.auth import current_visitor
+    from lab.navigation import pages_for
+
+    st.set_page_config(page_title="Repair Lab", page_icon=":material/forum:", layout="centered")
+    sections, default = pages_for(current_visitor(), st.query_params.to_dict())
+    nav = {
+        section: [
+            st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, default=p is default) for p in pages
+        ]
+        for section, pages in sections.items()
+    }
+    position = "hidden" if len(sum(sections.values(), [])) == 1 else "top"
+    st.navigation(nav, position=position).run()

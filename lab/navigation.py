@@ -1,0 +1,62 @@
+"""The app's pages and who may open them; ``app.py`` builds the navigation from this table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import Visitor
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """One screen of the app."""
+
+    path: str
+    """Script under ``pages/``."""
+    title: str
+    url_path: str
+    roles: tuple[str, ...]
+    """Staff roles that may open it (admins may open every staff page); empty for anyone."""
+    section: str = ""
+    icon: str | None = None
+
+
+PARTICIPANT = PageEntry("pages/participant.py", "Study", "study", ())
+HOME = PageEntry("pages/home.py", "Repair Lab", "home", ())
+LOGIN = PageEntry("pages/login.py", "Sign in", "login", ())
+STAFF: tuple[PageEntry, ...] = (
+    PageEntry("pages/studies.py", "Studies", "studies", ("experimenter",), "Experiment", ":material/science:"),
+    PageEntry("pages/links.py", "Links", "links", ("experimenter",), "Experiment", ":material/link:"),
+    PageEntry("pages/monitor.py", "Live monitor", "monitor", ("experimenter",), "Experiment", ":material/monitoring:"),
+    PageEntry("pages/models.py", "Models", "models", ("experimenter",), "Experiment", ":material/memory:"),
+    PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),
+    PageEntry("pages/account.py", "My account", "account", ("experimenter", "annotator"), "Account", ":material/person:"),
+)
+"""Staff pages in menu order."""
+
+PARTICIPANT_PARAMS = ("t", "study")
+"""Query parameters that make a visit a participant's."""
+
+
+def is_participant_visit(query: Mapping[str, Any]) -> bool:
+    """A personal (``?t=``) or open study (``?study=``) link."""
+    return any(query.get(k) for k in PARTICIPANT_PARAMS)
+
+
+def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, list[PageEntry]], PageEntry]:
+    """The sections of pages a visitor may see and the default page.
+
+    A participant link always shows the study page alone, whoever follows it.
+    """
+    if is_participant_visit(query):
+        return {"": [PARTICIPANT]}, PARTICIPANT
+    if not visitor.is_staff:
+        return {"": [HOME, LOGIN]}, HOME
+    sections: dict[str, list[PageEntry]] = {}
+    for page in STAFF:
+        if visitor.can(*page.roles):
+            sections.setdefault(page.section, []).append(page)
+    default = sections[next(iter(sections))][0]
+    return sections, default
