@@ -55,10 +55,12 @@ def run_chat(
     *,
     model: str | None = None,
     item_id: str | None = None,
-    stdin: TextIO = sys.stdin,
-    out: TextIO = sys.stdout,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
 ) -> int:
     """Run one conversation in the terminal; returns the conversation (session) id."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
     engine = get_engine()
     with transaction(engine) as s:
         study = get_study(s, slug)

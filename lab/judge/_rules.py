@@ -17,7 +17,6 @@ from ._presupposition import classify_presupposition
 from ._text import (
     CodeBlock,
     Reading,
-    count_words,
     final_number,
     find_numbers,
     is_blank,
