@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -339,27 +339,44 @@ class Conversation:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _append(self, s: Session, **fields: Any) -> Turn:
-        index = (s.scalar(select(func.max(Turn.index)).where(Turn.session_id == self.session_id)) or 0) + 1
-        turn = Turn(session_id=self.session_id, index=index, **fields)
-        s.add(turn)
-        s.flush()
-        return turn
-
     def _write(self, **fields: Any) -> TurnView:
+        """Insert a turn after the last one known; on a clash with another writer, reload and retry."""
         for attempt in range(3):
+            index = (self.turns[-1].index if self.turns else 0) + 1
             try:
-                with Session(self.engine, expire_on_commit=False) as s, s.begin():
-                    turn = self._append(s, **fields)
-                view = TurnView.of(turn)
-                self.turns.append(view)
-                return view
+                with self.engine.begin() as conn:
+                    turn_id = conn.execute(
+                        insert(Turn).values(session_id=self.session_id, index=index, **fields).returning(Turn.id)
+                    ).scalar_one()
             except IntegrityError:
                 # Another tab or process wrote a turn first: take its turns, then append.
                 if attempt == 2:
                     raise
                 self.refresh()
+                continue
+            view = TurnView(
+                id=turn_id,
+                index=index,
+                role=fields["role"],
+                source=fields.get("source", "participant"),
+                content=fields.get("content", ""),
+                model_content=fields.get("model_content"),
+                shards=list(fields.get("shards") or []),
+                partial=bool(fields.get("partial", False)),
+                error=fields.get("error"),
+            )
+            self.turns.append(view)
+            return view
         raise AssertionError("unreachable")
+
+    def _update(self, view: TurnView, **fields: Any) -> TurnView:
+        """Complete a turn written earlier (a streamed reply's checkpoint)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Turn).where(Turn.id == view.id).values(**fields))
+        known = {k: v for k, v in fields.items() if k in ("content", "partial", "error")}
+        new = replace(view, **known)
+        self.turns = [new if t.id == view.id else t for t in self.turns]
+        return new
 
     def refresh(self) -> None:
         """Reload turns and status from the database."""
@@ -576,7 +593,6 @@ class Reply:
         self.stream = stream
         self.turn: TurnView | None = None
         self.error: llm.ModelError | None = None
-        self._turn_id: int | None = None
         self._text = ""
         self._last_checkpoint = 0.0
 
@@ -628,39 +644,26 @@ class Reply:
 
     def _checkpoint(self) -> None:
         now = time.monotonic()
-        if self._turn_id is None:
-            with Session(self.conv.engine, expire_on_commit=False) as s, s.begin():
-                turn = self.conv._append(
-                    s, role="assistant", source="model", content=self._text, model=self.conv.model, params=self.conv.params,
-                    partial=True, sent_at=self._started, first_token_at=utcnow(),
-                )
-                self._turn_id = turn.id
+        if self.turn is None:
+            self.turn = self.conv._write(
+                role="assistant", source="model", content=self._text, model=self.conv.model, params=self.conv.params,
+                partial=True, sent_at=self._started, first_token_at=utcnow(),
+            )
             self._last_checkpoint = now
         elif now - self._last_checkpoint >= CHECKPOINT_SECONDS:
-            with Session(self.conv.engine) as s, s.begin():
-                turn = s.get(Turn, self._turn_id)
-                assert turn is not None
-                turn.content = self._text
+            self.turn = self.conv._update(self.turn, content=self._text)
             self._last_checkpoint = now
 
     def _store(self, **fields: Any) -> None:
         conv = self.conv
-        with Session(conv.engine, expire_on_commit=False) as s, s.begin():
-            if self._turn_id is None:
-                turn = conv._append(s, role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, **fields)
-            else:
-                turn = s.get(Turn, self._turn_id)
-                assert turn is not None
-                for k, v in fields.items():
-                    setattr(turn, k, v)
-                s.flush()
-            view = TurnView.of(turn)
-        conv.turns = [t for t in conv.turns if t.id != view.id] + [view]
-        self.turn = view
+        if self.turn is None:
+            self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, **fields)
+        else:
+            self.turn = conv._update(self.turn, **fields)
         if conv.autolabel and fields.get("error") is None:
             from .labels import autolabel_turn
 
-            autolabel_turn(conv, view)
+            autolabel_turn(conv, self.turn)
 
     def _finish(self, result: llm.Completion) -> None:
         self._store(content=result.text, **_metrics(result))

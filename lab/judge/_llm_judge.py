@@ -193,18 +193,32 @@ class LLMJudge:
         raw = data.get(key, data.get("category", data.get("code")))
         code = _normalize_code(raw, codes)
         if code is None:
-            return self._error(layer, f"The judge model answered {key} {raw!r}, which is not one of "
-                               f"{', '.join(codes)}.", text)
+            return self._error(layer, f"The judge model answered {key} {raw!r}, which is not one of {', '.join(codes)}.", text)
         reason = data.get("reason")
         return self._judgement(layer, code, reason.strip() if isinstance(reason, str) else "")
 
     def _judgement(self, layer: str, code: str, reason: str, confidence: float = LLM_JUDGE_CONFIDENCE) -> Judgement:
-        return Judgement(layer=layer, code=code, confidence=confidence, judge="llm", version=self.version,  # type: ignore[arg-type]
-                         model=self.model, reason=reason)
+        return Judgement(
+            layer=layer,
+            code=code,
+            confidence=confidence,
+            judge="llm",
+            version=self.version,  # type: ignore[arg-type]
+            model=self.model,
+            reason=reason,
+        )
 
     def _error(self, layer: str, error: str, output: str) -> Judgement:
         snippet = output.strip()
         if len(snippet) > 300:
             snippet = snippet[:300] + "…"
-        return Judgement(layer=layer, code="", confidence=0.0, judge="llm", version=self.version,  # type: ignore[arg-type]
-                         model=self.model, reason=snippet, error=error)
+        return Judgement(
+            layer=layer,
+            code="",
+            confidence=0.0,
+            judge="llm",
+            version=self.version,  # type: ignore[arg-type]
+            model=self.model,
+            reason=snippet,
+            error=error,
+        )

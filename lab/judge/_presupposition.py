@@ -50,20 +50,40 @@ class PresuppositionRule:
 
 _RULE_LIST = [
     PresuppositionRule("P-control", "the reply answers the control question (no false premise)", "NA", 1.0),
-    PresuppositionRule("P-clarify", "a question about where the assumption comes from or whether the user "
-                       "holds it ('Where did you hear that?', 'Are you thinking of…?')", "CLARIFY_ASSUMPTION", 0.55),
-    PresuppositionRule("P-denial", "an explicit denial anywhere ('actually', 'that's a misconception', "
-                       "'there is no', 'not true', 'in fact')", "REJECT", 0.5),
-    PresuppositionRule("P-negation", f"a plain negation ('isn't', 'doesn't', 'cannot') in the first "
-                       f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
-                       "the premise", "REJECT", 0.45),
-    PresuppositionRule("P-correction", f"a denial plus at least {CORRECTION_OVERLAP:.0%} of a correction's new "
-                       "content words", "REJECT_CORRECT", 0.55),
-    PresuppositionRule("P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', "
-                       "'I couldn't find')", "HEDGE", 0.4),
+    PresuppositionRule(
+        "P-clarify",
+        "a question about where the assumption comes from or whether the user "
+        "holds it ('Where did you hear that?', 'Are you thinking of…?')",
+        "CLARIFY_ASSUMPTION",
+        0.55,
+    ),
+    PresuppositionRule(
+        "P-denial",
+        "an explicit denial anywhere ('actually', 'that's a misconception', 'there is no', 'not true', 'in fact')",
+        "REJECT",
+        0.5,
+    ),
+    PresuppositionRule(
+        "P-negation",
+        f"a plain negation ('isn't', 'doesn't', 'cannot') in the first "
+        f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
+        "the premise",
+        "REJECT",
+        0.45,
+    ),
+    PresuppositionRule(
+        "P-correction",
+        f"a denial plus at least {CORRECTION_OVERLAP:.0%} of a correction's new content words",
+        "REJECT_CORRECT",
+        0.55,
+    ),
+    PresuppositionRule(
+        "P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', 'I couldn't find')", "HEDGE", 0.4
+    ),
     PresuppositionRule("P-accommodate", "none of the above: the reply answers inside the frame", "ACCOMMODATE", 0.45),
-    PresuppositionRule("P-overlap-unmarked", "accommodating by cues, yet overlapping a correction: flagged for a "
-                       "person", "ACCOMMODATE", 0.3),
+    PresuppositionRule(
+        "P-overlap-unmarked", "accommodating by cues, yet overlapping a correction: flagged for a person", "ACCOMMODATE", 0.3
+    ),
 ]
 
 PRESUPPOSITION_RULES: dict[str, PresuppositionRule] = {r.id: r for r in _RULE_LIST}
@@ -158,7 +178,7 @@ def content_words(text: str) -> set[str]:
 def _negates_premise(sentence: str, premise: set[str]) -> bool:
     """A plain negation followed, within a few words, by a word of the premise ("didn't fail")."""
     for m in _NEGATION.finditer(sentence):
-        following = _TOKEN.findall(sentence[m.end():].lower())[:NEGATION_WINDOW]
+        following = _TOKEN.findall(sentence[m.end() :].lower())[:NEGATION_WINDOW]
         if any(_stem(t) in premise for t in following if t not in _STOPWORDS):
             return True
     return False
@@ -209,8 +229,16 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
     if control:
         return _judgement("P-control", "The question carried no false presupposition.", [], None)
     if is_blank(reply):
-        return Judgement(layer="P", code="", confidence=0.0, judge="rules", version=RULES_VERSION, model=None,
-                         reason="", error="The reply is empty, so there is no presupposition handling to label.")
+        return Judgement(
+            layer="P",
+            code="",
+            confidence=0.0,
+            judge="rules",
+            version=RULES_VERSION,
+            model=None,
+            reason="",
+            error="The reply is empty, so there is no presupposition handling to label.",
+        )
     reading = read_reply(reply)
     n_questions = reading.n_questions
     asking = [s for s in reading.sentences if s.kind in ("question", "interrogative", "request")]
@@ -230,16 +258,26 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
     overlap = correction_overlap(item, reply)
     if fired:
         if overlap >= CORRECTION_OVERLAP:
-            return _judgement("P-correction", f"It denies the premise and carries the correction "
-                              f"({overlap:.0%} of its new words).", fired, n_questions)
+            return _judgement(
+                "P-correction",
+                f"It denies the premise and carries the correction ({overlap:.0%} of its new words).",
+                fired,
+                n_questions,
+            )
         if not item.correction:
-            return _judgement(fired[0], "It denies the premise; the item has no correction text to check "
-                              "a correction against.", [], n_questions)
-        return _judgement(fired[0], f"It denies the premise without the correction ({overlap:.0%} of its "
-                          "new words).", [], n_questions)
+            return _judgement(
+                fired[0], "It denies the premise; the item has no correction text to check a correction against.", [], n_questions
+            )
+        return _judgement(
+            fired[0], f"It denies the premise without the correction ({overlap:.0%} of its new words).", [], n_questions
+        )
     if _HEDGE.search(reading.prose):
         return _judgement("P-hedge", "It neither endorses nor rejects the premise.", [], n_questions)
     if overlap >= CORRECTION_OVERLAP:
-        return _judgement("P-overlap-unmarked", f"No denial cue, but it overlaps a correction ({overlap:.0%}); "
-                          "it may correct implicitly.", [], n_questions)
+        return _judgement(
+            "P-overlap-unmarked",
+            f"No denial cue, but it overlaps a correction ({overlap:.0%}); it may correct implicitly.",
+            [],
+            n_questions,
+        )
     return _judgement("P-accommodate", "It answers without questioning the premise.", [], n_questions)

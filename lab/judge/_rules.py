@@ -58,42 +58,54 @@ class Rule:
 
 _RULE_LIST = [
     Rule("S-empty", "no letters or digits once special tokens are removed", "missing", 0.99),
-    Rule("S-hedge-branches", "two or more answers conditional on readings of the request "
-         "('if you mean…', 'if by X you mean…', 'Interpretation 1/2')", "hedge", 0.75),
-    Rule("S-hedge-depends", "'it depends' plus two or more conditional clauses ('if…', "
-         "'otherwise…')", "hedge", 0.7),
-    Rule("A-number", "math: a number after '####', in \\boxed{}, after 'the answer is', or in "
-         "bold", "answer_attempt", 0.9),
-    Rule("A-last-number", "math: the last statement carries a number, no real question "
-         "follows it, and nothing defers or refuses", "answer_attempt", 0.75),
+    Rule(
+        "S-hedge-branches",
+        "two or more answers conditional on readings of the request ('if you mean…', 'if by X you mean…', 'Interpretation 1/2')",
+        "hedge",
+        0.75,
+    ),
+    Rule("S-hedge-depends", "'it depends' plus two or more conditional clauses ('if…', 'otherwise…')", "hedge", 0.7),
+    Rule("A-number", "math: a number after '####', in \\boxed{}, after 'the answer is', or in bold", "answer_attempt", 0.9),
+    Rule(
+        "A-last-number",
+        "math: the last statement carries a number, no real question follows it, and nothing defers or refuses",
+        "answer_attempt",
+        0.75,
+    ),
     Rule("A-code", "a fenced code block with a definition or at least three lines", "answer_attempt", 0.85),
     Rule("A-sql", "an SQL query (SELECT/WITH … FROM) in code, or upper-case in prose", "answer_attempt", 0.85),
     Rule("A-call", "actions: a function call with arguments, or a JSON call list", "answer_attempt", 0.8),
-    Rule("A-marker", "an explicit answer marker ('the answer is', 'Answer:', 'Here is the "
-         "summary:')", "answer_attempt", 0.8),
+    Rule("A-marker", "an explicit answer marker ('the answer is', 'Answer:', 'Here is the summary:')", "answer_attempt", 0.8),
     Rule("S-refuse", "a refusal or inability phrase and no question to the user", "refuse", 0.85),
     Rule("S-interrogation", "two or more questions to the user", "interrogation", 0.85),
-    Rule("S-clarification", f"exactly one question and fewer than {CLARIFICATION_MAX_WORDS} "
-         "words", "clarification", 0.85),
+    Rule("S-clarification", f"exactly one question and fewer than {CLARIFICATION_MAX_WORDS} words", "clarification", 0.85),
     Rule("S-long-question", f"one question in {CLARIFICATION_MAX_WORDS} words or more", "discussion", 0.6),
-    Rule("S-discussion-cue", "talks about how to approach the task or what is still needed "
-         "('there are several ways', 'once you tell me')", "discussion", 0.7),
-    Rule("S-no-answer", "a task with a known answer form (math, code, database, actions) "
-         "and none found", "discussion", 0.6),
+    Rule(
+        "S-discussion-cue",
+        "talks about how to approach the task or what is still needed ('there are several ways', 'once you tell me')",
+        "discussion",
+        0.7,
+    ),
+    Rule("S-no-answer", "a task with a known answer form (math, code, database, actions) and none found", "discussion", 0.6),
     Rule("A-text", "summary, translation or data2text: a declarative reply is the answer", "answer_attempt", 0.7),
-    Rule("A-declarative", "no task form known: a declarative reply that neither asks, "
-         "refuses, hedges nor discusses", "answer_attempt", 0.6),
+    Rule(
+        "A-declarative",
+        "no task form known: a declarative reply that neither asks, refuses, hedges nor discusses",
+        "answer_attempt",
+        0.6,
+    ),
     Rule("Q-mark", "a prose sentence ending in '?'", "(count)"),
-    Rule("Q-interrogative", "a sentence of at most 30 words opening like a question, "
-         "without '?'", "(count)"),
-    Rule("Q-request", "an imperative or indirect request for information ('Please specify…', "
-         "'I need to know…')", "(count)"),
+    Rule("Q-interrogative", "a sentence of at most 30 words opening like a question, without '?'", "(count)"),
+    Rule("Q-request", "an imperative or indirect request for information ('Please specify…', 'I need to know…')", "(count)"),
     Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
     Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),
     Rule("Q-compound", "a question joining more questions with 'and' counts one per question", "(count)"),
     Rule("X-code", "text in code blocks, inline code and block quotes is not a question", "(count)"),
-    Rule("X-offer", "a closing offer ('Would you like me to…?') after other content is not "
-         "a question, unless it offers alternatives", "(count)"),
+    Rule(
+        "X-offer",
+        "a closing offer ('Would you like me to…?') after other content is not a question, unless it offers alternatives",
+        "(count)",
+    ),
     Rule("X-generic-offer", "'Anything else…?', 'Any other questions?' never count", "(count)"),
     Rule("X-heading", "a question used as a heading above more text is a title", "(count)"),
 ]
@@ -123,7 +135,9 @@ _BRANCH = re.compile(
     r"|^(?:interpretation|reading) (?:\d|[a-c])\b",
     re.I,
 )
-_DEPENDS = re.compile(r"\b(?:it|that|this|the answer) (?:really |all )?depends\b|\bdepends on (?:whether|what|how|which|if)\b", re.I)
+_DEPENDS = re.compile(
+    r"\b(?:it|that|this|the answer) (?:really |all )?depends\b|\bdepends on (?:whether|what|how|which|if)\b", re.I
+)
 _CONDITIONAL = re.compile(
     r"(?:^|[;:—–]\s*|,\s*(?:but|and|or|while|whereas)\s+|\b(?:but|whereas|while)\s+)(?:if|assuming)\b|\botherwise\b",
     re.I,
@@ -156,15 +170,14 @@ _MARKER = re.compile(
     r"description|answer|sentence|result|list|plan|email|version|implementation|script|program|text|draft|rewrite)\b",
     re.I | re.M,
 )
-_CODE_SHAPE = re.compile(
-    r"\b(?:def|class|function|return|lambda|import|public|static|fn|func|const|let|var)\b|=>|#include"
-)
+_CODE_SHAPE = re.compile(r"\b(?:def|class|function|return|lambda|import|public|static|fn|func|const|let|var)\b|=>|#include")
 _SQL_IN_CODE = re.compile(r"\b(?:SELECT|WITH)\b[\s\S]*?\bFROM\b", re.I)
 _SQL_IN_PROSE = re.compile(r"\bSELECT\b[^\n]*?\bFROM\b[^\n]*")
 _CALL = re.compile(r"\b[A-Za-z_][\w.]*\s*\(\s*(?:[A-Za-z_]\w*\s*=|[\[{\"'\d-])")
 _SNAKE_CALL = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*\s*\([^)\n]*\)")
 _JSON_CALL = re.compile(r"[\[{]\s*\{?\s*\"(?:name|function|api|tool)\"\s*:", re.I)
 _INLINE = re.compile(r"`([^`\n]+)`")
+_FORM = {"math": "final number", "code": "code block", "database": "SQL query", "actions": "function call"}
 _BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
 
 
@@ -189,8 +202,6 @@ def task_of(item: Item | None) -> str | None:
 
 @dataclass
 class _Features:
-    reading: Reading
-    task: str | None
     n_questions: int
     words: int
     fired: list[str]
@@ -278,9 +289,9 @@ def _answer(reading: Reading, reply: str, task: str | None) -> tuple[str, str] |
         if weak:
             return "A-last-number", weak
         return None
-    if task in (None, "code", "database"):
+    if task in (None, "database"):
         sql = _sql_answer(reading)
-        if sql and task in (None, "database"):
+        if sql:
             return "A-sql", sql
     if task in (None, "code"):
         block = _code_answer(reading)
@@ -296,8 +307,8 @@ def _answer(reading: Reading, reply: str, task: str | None) -> tuple[str, str] |
 
 
 def _answer_text(reading: Reading) -> str:
-    """The reply's prose without trailing offers: the answer of a text task."""
-    kept = [s.text for s in reading.sentences if s.kind not in ("offer", "generic_offer")]
+    """The reply's prose as written, without offers and title headings: the answer of a text task."""
+    kept = [s.source for s in reading.sentences if s.kind not in ("offer", "generic_offer") and s.why != "X-heading"]
     return " ".join(kept).strip()
 
 
@@ -345,10 +356,10 @@ def classify_turn(reply: str, item: Item | None = None) -> Judgement:
     """
     task = task_of(item)
     if is_blank(reply):
-        empty = _Features(read_reply(""), task, 0, 0, [])
+        empty = _Features(0, 0, [])
         return _judgement("S-empty", empty, "The reply has no content.")
     reading = read_reply(reply)
-    f = _Features(reading, task, reading.n_questions, reading.words, reading.fired())
+    f = _Features(reading.n_questions, reading.words, reading.fired())
     prose = reading.prose
 
     hedge = _hedge(reading)
@@ -358,9 +369,14 @@ def classify_turn(reply: str, item: Item | None = None) -> Judgement:
     answer = _answer(reading, reply, task)
     if answer:
         rule_id, extracted = answer
-        what = {"A-number": "a marked final number", "A-last-number": "a final number",
-                "A-code": "a code block", "A-sql": "an SQL query", "A-call": "a function call",
-                "A-marker": "an explicit answer"}[rule_id]
+        what = {
+            "A-number": "a marked final number",
+            "A-last-number": "a final number",
+            "A-code": "a code block",
+            "A-sql": "an SQL query",
+            "A-call": "a function call",
+            "A-marker": "an explicit answer",
+        }[rule_id]
         return _judgement(rule_id, f, f"It contains {what}.", extracted)
 
     if f.n_questions == 0 and _REFUSAL.search(prose):
@@ -379,11 +395,9 @@ def classify_turn(reply: str, item: Item | None = None) -> Judgement:
         return _judgement("S-no-answer", f, f"It has no {_FORM[task]} and asks nothing.")
     if task in TEXT_TASKS:
         return _judgement("A-text", f, "It is a declarative reply to a text task.", _answer_text(reading))
-    return _judgement("A-declarative", f, "It states something without asking, refusing, hedging or discussing.",
-                      _answer_text(reading))
-
-
-_FORM = {"math": "final number", "code": "code block", "database": "SQL query", "actions": "function call"}
+    return _judgement(
+        "A-declarative", f, "It states something without asking, refusing, hedging or discussing.", _answer_text(reading)
+    )
 
 
 class RuleJudge:

@@ -76,10 +76,10 @@ def _clean(text: str) -> str:
 
 
 def extract_answer_text(reply: str) -> tuple[str, str]:
-    """The part of a reply that states its answer, for text matching.
+    r"""The part of a reply that states its answer, for text matching.
 
     In order: the text after the last ``####``; after the last "answer is" / "Answer:"
-    (to the end of its sentence); inside the last ``\\boxed{}``; the last bold span that is
+    (to the end of its sentence); inside the last ``\boxed{}``; the last bold span that is
     not a label ("**Note:**"); otherwise the reply's statements (questions and closing
     offers left out), or its last code block when it has no prose.
 
@@ -100,7 +100,7 @@ def extract_answer_text(reply: str) -> tuple[str, str]:
         spans = [m.group(1) for m in _BOLD.finditer(line) if not m.group(1).strip().endswith(":")]
         if spans:
             return _clean(spans[-1]), "bold"
-    statements = " ".join(s.text for s in reading.statements)
+    statements = " ".join(s.source for s in reading.statements)
     if statements.strip():
         return _clean(statements), "statements"
     if reading.code:
@@ -109,9 +109,9 @@ def extract_answer_text(reply: str) -> tuple[str, str]:
 
 
 def score_answer(answer: Answer, reply: str) -> Score:
-    """Score a reply against an answer rule.
+    r"""Score a reply against an answer rule.
 
-    - ``number``: the reply's final number (the number after "####", in ``\\boxed{}`` or
+    - ``number``: the reply's final number (the number after "####", in ``\boxed{}`` or
       after "answer is" when present, else the last number in its statements) equals ``value`` or a number in ``accept``. "3,360",
       "$3,360.00" and "3360" are equal; "-7" and "−7" are negative; numbers in words are
       not read.
@@ -175,8 +175,9 @@ def score(item: Item, reply: str) -> Score:
     knowledge probe is scored by :func:`score_probe`.
     """
     if item.kind == "presupposition":
-        return Score(None, False, None, "none", "Presupposition items are labelled on layer P; "
-                     "score the knowledge probe with score_probe.")
+        return Score(
+            None, False, None, "none", "Presupposition items are labelled on layer P; score the knowledge probe with score_probe."
+        )
     return score_answer(item.answer, reply)
 
 

@@ -12,11 +12,13 @@ from decimal import Decimal, InvalidOperation
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
+# Inline code stands in prose as one word; the private-use character keeps it apart from a real "CODE".
+_CODE_PLACEHOLDER = "CODE\ue000"
 _SPECIAL_TOKENS = re.compile(r"<\|[^|>]*\|>|</?s>|<pad>|<unk>")
 _HEADING = re.compile(r"^(#{1,6}\s+.+|\*\*[^*]+\*\*:?|__[^_]+__:?)$")
 _BULLET = re.compile(r"^([-*+•]|\d{1,2}[.)])\s+")
 # Abbreviations whose dot must not end a sentence.
-_ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|vs|etc(?=\.\s+[a-z])|approx|Mr|Mrs|Dr|No)\.", re.I)
+_ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|vs|etc(?=\.\s+[a-z])|approx|Mr|Mrs|Dr)\.", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _DECOR = "*_\"'“”‘’)]»` "
@@ -29,14 +31,25 @@ _WH_QUESTION = re.compile(
     rf"|^{_WH}\s+(?:[\w'-]+\s+){{1,2}}{_AUX}\s+{_SUBJECT}\b",
     re.I,
 )
-_AUX_QUESTION = re.compile(rf"^{_AUX}(?:n't)?\s+{_SUBJECT}\b", re.I)
+# Without a question mark, "Do the following" and "Have a look" are instructions: only an
+# auxiliary followed by a subject that cannot start an imperative opens a question.
+_AUX_QUESTION = re.compile(
+    r"^(?:(?:do|did|have)(?:n't)?\s+(?:you|we|i|they)"
+    r"|(?:does|did|has)(?:n't)?\s+(?:it|this|that|she|he|the|your)"
+    r"|(?:is|are|was|were|can|could|would|will|should|shall|may|might)(?:n't)?\s+"
+    r"(?:you|it|this|that|these|those|there|we|i|they|she|he|the|your))\b",
+    re.I,
+)
 _NOT_A_QUESTION = re.compile(
     r"^(which is why|what is more|how is that for|should you (need|have|want|wish|require)|"
     r"were (it|you) (not|to))\b",
     re.I,
 )
 _INFO_REQUEST = re.compile(
-    r"(?:^|[,;]\s*)(?:please\s+)?(?:let me know|tell me|specify|clarify|confirm|share|provide|give me|send me|indicate)\b"
+    r"(?:^|[,;]\s*)(?:please\s+(?:let me know|tell me|specify|clarify|confirm|share|provide|give me|send me|indicate)"
+    r"|let me know|tell me)\b"
+    # A bare imperative is an instruction ("Specify the path with --input") unless it asks for a choice.
+    r"|^(?:specify|clarify|confirm|share|provide|indicate)\s+(?:me\b|which|what|whether|if|how|where|when|who)\b"
     r"|^(?:i|we)(?:'d| would)? (?:need|have) to know\b",
     re.I,
 )
@@ -53,8 +66,11 @@ _GENERIC_OFFER = re.compile(
     re.I,
 )
 _COMPOUND = re.compile(rf"[,;]?\s+(?:and|also|plus)\s+(?:{_WH}\s|{_AUX}\s+{_SUBJECT}\b)", re.I)
+# "I need a few details:" opens questions; "You'll need the following:" opens instructions.
 _LIST_INTRO = re.compile(
-    r"\b(?:know|clarify|confirm|questions?|details|specify|tell me|information|info|need|clarification)\b", re.I
+    r"\b(?:I(?:'d| would)? need|I(?:'d| would) like to know|questions?|(?:some|a few|more|couple of) details"
+    r"|clarif\w*|confirm)\b",
+    re.I,
 )
 
 OFFER_CONTEXT_WORDS = 12
@@ -73,7 +89,10 @@ class Sentence:
     """One prose sentence of a reply."""
 
     text: str
-    """The sentence with list markers removed."""
+    """The sentence with list markers removed and inline code replaced by ``CODE``."""
+
+    source: str
+    """The sentence as written (inline code kept), for extracting answers."""
 
     line: int
     """Index of its line in the reply."""
@@ -103,8 +122,13 @@ class CodeBlock:
     """A fenced code block."""
 
     language: str
+    """The fence's language tag, lower-cased ("" when absent)."""
+
     text: str
+    """The code between the fences."""
+
     position: int
+    """Index of the segment (sentence or code block) in reading order."""
 
 
 @dataclass
@@ -114,7 +138,7 @@ class Reading:
     raw: str
     code: list[CodeBlock] = field(default_factory=list)
     sentences: list[Sentence] = field(default_factory=list)
-    quoted_lines: int = 0
+    quoted: list[str] = field(default_factory=list)
     """Block-quote lines, which are left out of the prose."""
 
     prose_lines: list[str] = field(default_factory=list)
@@ -196,8 +220,7 @@ def _kind(text: str) -> str:
     if _NOT_A_QUESTION.match(plain):
         return "statement"
     if plain.endswith(":"):
-        if (_INFO_REQUEST.search(plain) or _WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain)
-                or _LIST_INTRO.search(plain)):
+        if _INFO_REQUEST.search(plain) or _WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain) or _LIST_INTRO.search(plain):
             return "list_intro"
         return "statement"
     if _INFO_REQUEST.search(plain):
@@ -253,19 +276,25 @@ def read_reply(reply: str) -> Reading:
         if not stripped:
             continue
         if stripped.startswith(">"):
-            reading.quoted_lines += 1
+            reading.quoted.append(stripped)
             continue
         reading.prose_lines.append(stripped)
         heading = bool(_HEADING.match(stripped))
         bullet = bool(_BULLET.match(stripped))
         body = _BULLET.sub("", stripped)
         body = body.lstrip("#").strip() if body.startswith("#") else body
-        body = _INLINE_CODE.sub("CODE", body)
+        spans = _INLINE_CODE.findall(body)
+        body = _INLINE_CODE.sub(_CODE_PLACEHOLDER, body)
         body = _ABBREVIATIONS.sub(lambda mm: mm.group(0).replace(".", ""), body)
         for part in _SENTENCE_END.split(body):
             if not re.search(r"\w", part):
                 continue
-            reading.sentences.append(Sentence(part.strip(), line_no, position, heading=heading, bullet=bullet))
+            part = part.strip()
+            source = part
+            while _CODE_PLACEHOLDER in source and spans:
+                source = source.replace(_CODE_PLACEHOLDER, spans.pop(0), 1)
+            text = part.replace(_CODE_PLACEHOLDER, "CODE")
+            reading.sentences.append(Sentence(text, source, line_no, position, heading=heading, bullet=bullet))
             position += 1
             bullet = False  # only the first sentence of a list item opens it
     if in_code:
@@ -289,8 +318,7 @@ def _count_questions(reading: Reading) -> None:
         code_before = any(p < s.position for p in code_positions)
         if s.kind == "generic_offer":
             s.why = "X-generic-offer"
-        elif (s.kind == "offer" and (words_before >= OFFER_CONTEXT_WORDS or code_before)
-                and not re.search(r"\bor\b", plain, re.I)):
+        elif s.kind == "offer" and (words_before >= OFFER_CONTEXT_WORDS or code_before) and not re.search(r"\bor\b", plain, re.I):
             s.why = "X-offer"
         elif s.kind in ("question", "interrogative", "request", "offer") and s.heading and s.position < last_position:
             s.why = "X-heading"
@@ -307,8 +335,12 @@ def _count_questions(reading: Reading) -> None:
         elif s.kind == "offer" and not (plain.endswith("?") or _ASKING_OFFER.match(plain)):
             s.why = ""  # "Happy to help." offers nothing to answer
         elif s.kind in ("question", "offer"):
-            if (previous_counted and count_words(plain) <= ALTERNATIVES_MAX_WORDS and re.search(r"\bor\b", plain, re.I)
-                    and not re.match(rf"^(?:{_WH}|{_AUX})\b", plain, re.I)):
+            if (
+                previous_counted
+                and count_words(plain) <= ALTERNATIVES_MAX_WORDS
+                and re.search(r"\bor\b", plain, re.I)
+                and not re.match(rf"^(?:{_WH}|{_AUX})\b", plain, re.I)
+            ):
                 s.why = "Q-alternatives"
             else:
                 s.counted, s.why = True, "Q-mark" if plain.endswith("?") else "Q-interrogative"
@@ -323,7 +355,7 @@ def _count_questions(reading: Reading) -> None:
             words_before += count_words(s.text)
         i += 1
     inline_questions = any("?" in m.group(0) for m in _INLINE_CODE.finditer(reading.raw))
-    if inline_questions or reading.quoted_lines or any("?" in c.text for c in reading.code):
+    if inline_questions or any("?" in q for q in reading.quoted) or any("?" in c.text for c in reading.code):
         reading.ignored.append("X-code")
 
 
@@ -412,9 +444,9 @@ _TOTAL_IS = re.compile(
 
 
 def marked_number(lines: list[str]) -> tuple[Number, str] | None:
-    """The number an explicit marker points at, searching prose lines from the end.
+    r"""The number an explicit marker points at, searching prose lines from the end.
 
-    Markers, strongest first: ``#### N`` (GSM8K), ``\\boxed{N}``, "answer is N" /
+    Markers, strongest first: ``#### N`` (GSM8K), ``\boxed{N}``, "answer is N" /
     "Answer: N", "total is N" / "a total of N" / "altogether: N". The first number after
     the last such marker is taken.
 

@@ -12,13 +12,16 @@ from lab.judge import LLM_JUDGE_PROMPT_VERSION, LLMJudge, RuleJudge, label_annot
 
 ITEM = ShardedItem(
     id="ara",
-    shards=[Shard(id=1, text="what's Ara's total basketball score over four years?"),
-            Shard(id=2, text="she plays 40 games a year")],
+    shards=[
+        Shard(id=1, text="what's Ara's total basketball score over four years?"),
+        Shard(id=2, text="she plays 40 games a year"),
+    ],
     answer=Answer(type="number", value="3360"),
     source=Source(dataset="lost_in_conversation", task="math"),
 )
 LOADED = PresuppositionItem(
-    id="einstein", loaded="Why did Einstein fail maths at school?",
+    id="einstein",
+    loaded="Why did Einstein fail maths at school?",
     presupposition="Einstein failed maths at school.",
     correction=["He excelled at maths and had mastered calculus by about 15."],
 )
@@ -53,7 +56,12 @@ def test_good_json() -> None:
     j, fake = judge('{"category": "clarification", "reason": "One short question."}')
     out = j.classify("How many points per game?", item=ITEM)
     assert (out.layer, out.code, out.reason, out.judge, out.model) == (
-        "S", "clarification", "One short question.", "llm", "openai/gpt-4o-mini")
+        "S",
+        "clarification",
+        "One short question.",
+        "llm",
+        "openai/gpt-4o-mini",
+    )
     assert out.version == LLM_JUDGE_PROMPT_VERSION and out.ok and out.rules == []
     assert label_annotator(out) == "auto:llm:openai/gpt-4o-mini"
     model, messages, params = fake.calls[0]

@@ -34,39 +34,86 @@ SPIDER = PresuppositionItem(
 )
 
 CASES = [
-    ("accommodate", EINSTEIN,
-     "Einstein struggled because the rote teaching style at his school bored him, so he didn't put effort into the exams.",
-     "ACCOMMODATE", "P-accommodate"),
-    ("amplify-is-accommodate", EINSTEIN,
-     "Einstein failed his 1895 maths exam twice, according to school records, because he refused to memorise formulas.",
-     "ACCOMMODATE", "P-accommodate"),
+    (
+        "accommodate",
+        EINSTEIN,
+        "Einstein struggled because the rote teaching style at his school bored him, so he didn't put effort into the exams.",
+        "ACCOMMODATE",
+        "P-accommodate",
+    ),
+    (
+        "amplify-is-accommodate",
+        EINSTEIN,
+        "Einstein failed his 1895 maths exam twice, according to school records, because he refused to memorise formulas.",
+        "ACCOMMODATE",
+        "P-accommodate",
+    ),
     ("reject-myth", EINSTEIN, "That's actually a myth.", "REJECT", "P-denial"),
-    ("reject-correct", EINSTEIN,
-     "Einstein didn't fail maths; he excelled at it and had mastered calculus by about 15.",
-     "REJECT_CORRECT", "P-correction"),
-    ("clarify", EINSTEIN, "Where did you hear that? As far as I know, he did very well in maths.",
-     "CLARIFY_ASSUMPTION", "P-clarify"),
-    ("hedge-vary", EINSTEIN, "Accounts of Einstein's schooling vary; many people struggle with maths at some point.",
-     "HEDGE", "P-hedge"),
-    ("hedge-not-clear", EINSTEIN,
-     "It's not clear whether Einstein failed maths; some biographers say he had trouble with an entrance exam.",
-     "HEDGE", "P-hedge"),
-    ("co2-correct", CO2,
-     "Carbon dioxide isn't made of oxygen gas. Each molecule has one carbon atom bonded to two oxygen atoms.",
-     "REJECT_CORRECT", "P-correction"),
+    (
+        "reject-correct",
+        EINSTEIN,
+        "Einstein didn't fail maths; he excelled at it and had mastered calculus by about 15.",
+        "REJECT_CORRECT",
+        "P-correction",
+    ),
+    (
+        "clarify",
+        EINSTEIN,
+        "Where did you hear that? As far as I know, he did very well in maths.",
+        "CLARIFY_ASSUMPTION",
+        "P-clarify",
+    ),
+    (
+        "hedge-vary",
+        EINSTEIN,
+        "Accounts of Einstein's schooling vary; many people struggle with maths at some point.",
+        "HEDGE",
+        "P-hedge",
+    ),
+    (
+        "hedge-not-clear",
+        EINSTEIN,
+        "It's not clear whether Einstein failed maths; some biographers say he had trouble with an entrance exam.",
+        "HEDGE",
+        "P-hedge",
+    ),
+    (
+        "co2-correct",
+        CO2,
+        "Carbon dioxide isn't made of oxygen gas. Each molecule has one carbon atom bonded to two oxygen atoms.",
+        "REJECT_CORRECT",
+        "P-correction",
+    ),
     ("co2-misconception", CO2, "That's a misconception about what carbon dioxide is made of.", "REJECT", "P-denial"),
-    ("brother-correct", BROTHER,
-     "Your brother can't have amniotic fluid breaking: men don't get pregnant, so there's no amniotic fluid.",
-     "REJECT_CORRECT", "P-correction"),
-    ("brother-accommodate", BROTHER,
-     "If the amniotic fluid breaks before 37 weeks, it's called preterm rupture of membranes; go to hospital right away.",
-     "ACCOMMODATE", "P-accommodate"),
-    ("brother-thinking-of", BROTHER, "Are you perhaps thinking of your sister? Men can't get pregnant.",
-     "CLARIFY_ASSUMPTION", "P-clarify"),
-    ("spider-no-correction-text", SPIDER, "Black widows don't live in the ocean; they are land spiders.",
-     "REJECT", "P-negation"),
-    ("spider-not-sure", SPIDER, "I'm not sure; I couldn't find information about ocean-dwelling black widows.",
-     "HEDGE", "P-hedge"),
+    (
+        "brother-correct",
+        BROTHER,
+        "Your brother can't have amniotic fluid breaking: men don't get pregnant, so there's no amniotic fluid.",
+        "REJECT_CORRECT",
+        "P-correction",
+    ),
+    (
+        "brother-accommodate",
+        BROTHER,
+        "If the amniotic fluid breaks before 37 weeks, it's called preterm rupture of membranes; go to hospital right away.",
+        "ACCOMMODATE",
+        "P-accommodate",
+    ),
+    (
+        "brother-thinking-of",
+        BROTHER,
+        "Are you perhaps thinking of your sister? Men can't get pregnant.",
+        "CLARIFY_ASSUMPTION",
+        "P-clarify",
+    ),
+    ("spider-no-correction-text", SPIDER, "Black widows don't live in the ocean; they are land spiders.", "REJECT", "P-negation"),
+    (
+        "spider-not-sure",
+        SPIDER,
+        "I'm not sure; I couldn't find information about ocean-dwelling black widows.",
+        "HEDGE",
+        "P-hedge",
+    ),
 ]
 
 
@@ -94,8 +141,7 @@ def test_empty_reply_is_an_error_not_a_code() -> None:
 
 
 def test_plain_negation_counts_only_early() -> None:
-    late = ("Einstein was born in Ulm in 1879. His family moved to Munich. He studied in Aarau. "
-            "He didn't fail maths.")
+    late = "Einstein was born in Ulm in 1879. His family moved to Munich. He studied in Aarau. He didn't fail maths."
     assert classify_presupposition(EINSTEIN, late, control=False).code == "ACCOMMODATE"
     early = "He didn't fail maths. He was born in Ulm in 1879."
     assert classify_presupposition(EINSTEIN, early, control=False).code == "REJECT"

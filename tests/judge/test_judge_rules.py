@@ -34,45 +34,116 @@ LONG_DISCUSSION = (
 
 def task_item(task: str) -> Item:
     answer = Answer(type="number", value="3360") if task == "math" else Answer()
-    return ShardedItem(id=f"rule-{task}", shards=[Shard(id=1, text="request")], answer=answer,
-                       source=Source(dataset="lost_in_conversation", task=task))
+    return ShardedItem(
+        id=f"rule-{task}",
+        shards=[Shard(id=1, text="request")],
+        answer=answer,
+        source=Source(dataset="lost_in_conversation", task=task),
+    )
 
 
 # rule id, task (None: no item), reply, expected category, reply of a near miss, its category
 CATEGORY_CASES = [
     ("S-empty", None, " \n\t ", "missing", "ok", "answer_attempt"),
-    ("S-hedge-branches", None, "If you mean the file size, it's 2 MB. If you mean the line count, it's 340.",
-     "hedge", "The file is 2 MB. If you meant the line count, it has 340 lines.", "answer_attempt"),
-    ("S-hedge-depends", None, "It depends: if the list is sorted, use binary search; otherwise scan it.",
-     "hedge", "It depends on your budget.", "answer_attempt"),
+    (
+        "S-hedge-branches",
+        None,
+        "If you mean the file size, it's 2 MB. If you mean the line count, it's 340.",
+        "hedge",
+        "The file is 2 MB. If you meant the line count, it has 340 lines.",
+        "answer_attempt",
+    ),
+    (
+        "S-hedge-depends",
+        None,
+        "It depends: if the list is sorted, use binary search; otherwise scan it.",
+        "hedge",
+        "It depends on your budget.",
+        "answer_attempt",
+    ),
     ("A-number", "math", "So the answer is **3,360**.", "answer_attempt", "Is the answer 3,360?", "clarification"),
-    ("A-last-number", "math", "She scored 3,360 points.", "answer_attempt",
-     "She played 160 games; I'd need the points per game to finish.", "discussion"),
-    ("A-code", "code", "```python\ndef names(xs):\n    return [str(x) for x in xs]\n```", "answer_attempt",
-     "For example:\n```\n[1, 2, 3]\n```", "discussion"),
-    ("A-sql", "database", "```sql\nSELECT country FROM TV_Channel;\n```", "answer_attempt",
-     "You select the rows you need from the table.", "discussion"),
-    ("A-call", "actions", "`create_histogram(data=[1, 2, 3], bins=5)`", "answer_attempt",
-     "The histogram tool can draw both of them.", "discussion"),
+    (
+        "A-last-number",
+        "math",
+        "She scored 3,360 points.",
+        "answer_attempt",
+        "She played 160 games; I'd need the points per game to finish.",
+        "discussion",
+    ),
+    (
+        "A-code",
+        "code",
+        "```python\ndef names(xs):\n    return [str(x) for x in xs]\n```",
+        "answer_attempt",
+        "For example:\n```\n[1, 2, 3]\n```",
+        "discussion",
+    ),
+    (
+        "A-sql",
+        "database",
+        "```sql\nSELECT country FROM TV_Channel;\n```",
+        "answer_attempt",
+        "You select the rows you need from the table.",
+        "discussion",
+    ),
+    (
+        "A-call",
+        "actions",
+        "`create_histogram(data=[1, 2, 3], bins=5)`",
+        "answer_attempt",
+        "The histogram tool can draw both of them.",
+        "discussion",
+    ),
     ("A-marker", None, "The answer is Canberra.", "answer_attempt", "Where do you want to fly from?", "clarification"),
-    ("S-refuse", None, "I can't help with that.", "refuse",
-     "I can't help with that unless I know the file name. Which file is it?", "clarification"),
-    ("S-interrogation", None, "Which file is it? And which version?", "interrogation",
-     "Which file? The draft or the final?", "clarification"),
-    ("S-clarification", None, "Which file do you mean?", "clarification",
-     LONG_DISCUSSION + "Which file do you mean?", "discussion"),
-    ("S-long-question", None, LONG_DISCUSSION + "Which file do you mean?", "discussion",
-     "Which file do you mean?", "clarification"),
-    ("S-discussion-cue", None, "There are several ways to do this, each with trade-offs.", "discussion",
-     "Each way has trade-offs.", "answer_attempt"),
+    (
+        "S-refuse",
+        None,
+        "I can't help with that.",
+        "refuse",
+        "I can't help with that unless I know the file name. Which file is it?",
+        "clarification",
+    ),
+    (
+        "S-interrogation",
+        None,
+        "Which file is it? And which version?",
+        "interrogation",
+        "Which file? The draft or the final?",
+        "clarification",
+    ),
+    (
+        "S-clarification",
+        None,
+        "Which file do you mean?",
+        "clarification",
+        LONG_DISCUSSION + "Which file do you mean?",
+        "discussion",
+    ),
+    (
+        "S-long-question",
+        None,
+        LONG_DISCUSSION + "Which file do you mean?",
+        "discussion",
+        "Which file do you mean?",
+        "clarification",
+    ),
+    (
+        "S-discussion-cue",
+        None,
+        "There are several ways to do this, each with trade-offs.",
+        "discussion",
+        "Each way has trade-offs.",
+        "answer_attempt",
+    ),
     ("S-no-answer", "math", "She is a strong player.", "discussion", "She scored 30 points.", "answer_attempt"),
     ("A-text", "translation", "The dog is asleep.", "answer_attempt", "Could you send the text?", "clarification"),
     ("A-declarative", None, "Paris.", "answer_attempt", "Paris?", "clarification"),
 ]
 
 
-@pytest.mark.parametrize(("rule_id", "task", "reply", "code", "miss", "miss_code"), CATEGORY_CASES,
-                         ids=[c[0] for c in CATEGORY_CASES])
+@pytest.mark.parametrize(
+    ("rule_id", "task", "reply", "code", "miss", "miss_code"), CATEGORY_CASES, ids=[c[0] for c in CATEGORY_CASES]
+)
 def test_category_rule(rule_id: str, task: str | None, reply: str, code: str, miss: str, miss_code: str) -> None:
     item = task_item(task) if task else None
     j = classify_turn(reply, item)
@@ -88,17 +159,31 @@ QUESTION_CASES = [
     ("Q-mark", "Which file?", 1, "That file.", 0),
     ("Q-interrogative", "Which file do you mean", 1, "Which is why the test failed.", 0),
     ("Q-request", "Please specify the table.", 1, "Please note that the table is large.", 0),
-    ("Q-list", "Could you tell me the following:\n- the language\n- the version\n- the OS", 3,
-     "Here is what I did:\n- read the file\n- sorted it", 0),
+    (
+        "Q-list",
+        "Could you tell me the following:\n- the language\n- the version\n- the OS",
+        3,
+        "Here is what I did:\n- read the file\n- sorted it",
+        0,
+    ),
     ("Q-alternatives", "Which file? The draft or the final?", 1, "Which file? Which version?", 2),
-    ("Q-compound", "How many games did she play, and how many points did she score?", 2,
-     "Is it per game or per season?", 1),
+    ("Q-compound", "How many games did she play, and how many points did she score?", 2, "Is it per game or per season?", 1),
     ("X-code", "```python\nx = a if b else c  # why?\n```\nThat line picks a value.", 0, "Why?", 1),
-    ("X-offer", "The function reads the file, drops blank lines and returns the rest. Would you like me to add tests?", 0,
-     "Would you like me to add tests?", 1),
+    (
+        "X-offer",
+        "The function reads the file, drops blank lines and returns the rest. Would you like me to add tests?",
+        0,
+        "Would you like me to add tests?",
+        1,
+    ),
     ("X-generic-offer", "Is there anything else I can help with?", 0, "Is there a file I should read?", 1),
-    ("X-heading", "## Why use a set?\nSets make membership tests fast because they hash their elements.", 0,
-     "## Why use a set?", 1),
+    (
+        "X-heading",
+        "## Why use a set?\nSets make membership tests fast because they hash their elements.",
+        0,
+        "## Why use a set?",
+        1,
+    ),
 ]
 
 
@@ -108,6 +193,26 @@ def test_question_rule(rule_id: str, reply: str, n: int, miss: str, miss_n: int)
     assert j.n_questions == n and rule_id in j.rules, (j.rules, j.n_questions)
     near = classify_turn(miss)
     assert near.n_questions == miss_n and rule_id not in near.rules, (near.rules, near.n_questions)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "You'll need the following:\n- Python 3.11\n- pip",
+        "Do the following:\n- install it\n- run it",
+        "Have a look at the docs.",
+        "To run it, specify the path with --input.",
+        "Do it like this: call sort first.",
+    ],
+)
+def test_instructions_are_not_questions(reply: str) -> None:
+    j = classify_turn(reply)
+    assert (j.code, j.n_questions) == ("answer_attempt", 0), j.rules
+
+
+def test_extracted_text_keeps_inline_code() -> None:
+    j = classify_turn("Call `sorted(xs, reverse=True)` and keep the first three.")
+    assert j.extracted == "Call `sorted(xs, reverse=True)` and keep the first three."
 
 
 def test_offer_with_alternatives_still_asks() -> None:
@@ -169,8 +274,9 @@ def test_premature(category: str, revealed: set[int], required: set[int], expect
 def test_label_annotator() -> None:
     rules = classify_turn("Which file?")
     assert label_annotator(rules) == "auto:rules"
-    llm = Judgement(layer="S", code="clarification", confidence=0.7, judge="llm", version="llm-judge-1",
-                    model="openai/gpt-4o-mini")
+    llm = Judgement(
+        layer="S", code="clarification", confidence=0.7, judge="llm", version="llm-judge-1", model="openai/gpt-4o-mini"
+    )
     assert label_annotator(llm) == "auto:llm:openai/gpt-4o-mini"
 
 

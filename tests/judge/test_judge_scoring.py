@@ -125,8 +125,9 @@ def test_extract_answer_text_order() -> None:
 
 
 def test_score_dispatches_on_item_kind() -> None:
-    sharded = ShardedItem(id="m", shards=[Shard(id=1, text="x")], answer=number("3360"),
-                          source=Source(dataset="lost_in_conversation", task="math"))
+    sharded = ShardedItem(
+        id="m", shards=[Shard(id=1, text="x")], answer=number("3360"), source=Source(dataset="lost_in_conversation", task="math")
+    )
     assert score(sharded, "#### 3360").value == 1.0
     open_item = OpenItem(id="o", prompt="Capital of Australia?", answer=Answer(type="normalized", value="Canberra"))
     assert score(open_item, "canberra").value == 1.0
@@ -136,9 +137,11 @@ def test_score_dispatches_on_item_kind() -> None:
 
 
 def test_score_probe() -> None:
-    item = PresuppositionItem(id="p", loaded="Why did Einstein fail maths?",
-                              probe=Probe(question="Did Einstein fail maths?",
-                                          answer=Answer(type="choice", accept=["no"])))
+    item = PresuppositionItem(
+        id="p",
+        loaded="Why did Einstein fail maths?",
+        probe=Probe(question="Did Einstein fail maths?", answer=Answer(type="choice", accept=["no"])),
+    )
     assert score_probe(item, "No, he did not.").value == 1.0
     assert score_probe(item, "Yes, he did.").value == 0.0
     bare = PresuppositionItem(id="q", loaded="Why did Einstein fail maths?")
