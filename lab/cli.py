@@ -57,7 +57,11 @@ def cmd_init(args: argparse.Namespace) -> None:
             result = load_study_file(s, DEMO_SPEC)
             print(f"loaded the demo study '{result.study.slug}'")
         if count_accounts(s) == 0:
-            print("no staff account yet: create one with `python -m lab user add NAME --role admin`")
+            from .auth import setup_link
+
+            print("no staff account yet. Open this one-time link (valid 24 hours) to create the first admin:")
+            print(f"  {setup_link()}")
+            print("or create one here: `python -m lab user add NAME --role admin`")
 
 
 def cmd_study_validate(args: argparse.Namespace) -> None:
@@ -129,6 +133,13 @@ def cmd_user_add(args: argparse.Namespace) -> None:
         print(f"account '{account.username}' ({account.role}) created")
 
 
+def cmd_judge(args: argparse.Namespace) -> None:
+    from .labels import judge_study
+
+    r = judge_study(_engine(), args.slug, args.model, redo=args.redo)
+    print(f"{r.judge}: labelled {r.labelled} of {r.turns} replies" + (f"; {r.failed} could not be labelled" if r.failed else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (exposed for the docs test)."""
     p = argparse.ArgumentParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
@@ -168,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
     sp.set_defaults(func=cmd_user_add)
 
-    from . import terminal
+    from . import links, simulate, terminal
 
     terminal.register(sub)
+    simulate.register(sub)
+    links.register(sub)
     return p
 
 
