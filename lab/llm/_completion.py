@@ -26,8 +26,9 @@ class Completion:
     """The parameters sent with the call, as given by the caller (temperature, max_tokens, …)."""
 
     tokens_in: int | None
-    """Prompt tokens as the provider counts them (the embedded model counts with its own
-    tokenizer, the scripted model counts whitespace-separated words); None when unreported."""
+    """Prompt tokens as litellm reports them: the provider's count, or litellm's estimate for a
+    streaming provider that sends none (the embedded model counts with its own tokenizer, the
+    scripted model counts whitespace-separated words); None when unreported."""
 
     tokens_out: int | None
     """Reply tokens, counted like `tokens_in`; None when unreported."""

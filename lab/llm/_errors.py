@@ -124,6 +124,9 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None)
 
     if "LiteLLMUnknownProvider" in names or "LLM Provider NOT provided" in str(exc):
         return ModelError("unknown_model", unknown_model_message(model), False)
+    if "repeating the same chunk" in str(exc):
+        # litellm's guard against a model stuck in a loop (REPEATED_STREAMING_CHUNK_LIMIT).
+        return ModelError("server", f"{model} kept repeating the same text, so the reply was cut off.", False)
     missing = _ENV_VAR.search(str(exc))
     if missing and _KEY_MISSING.search(str(exc)):
         return ModelError(

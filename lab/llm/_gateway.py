@@ -12,7 +12,6 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from functools import lru_cache
 from typing import Any
 
 from . import _local
@@ -49,6 +48,8 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
     if provider == LOCAL_PROVIDER:
         _local.model_file(model.split("/", 1)[1])
     elif provider == SCRIPTED_PROVIDER:
+        if model != SCRIPTED:
+            raise ModelError("unknown_model", f"unknown model string '{model}': the lab's scripted model is {SCRIPTED}.", False)
         problems += check_params(params)
     if problems:
         message = problems[0]
@@ -58,20 +59,6 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
         raise ModelError(
             "missing_key", f"{missing[0]} is not set; add it to .env or the environment to use {model}.", False
         )
-
-
-@lru_cache(maxsize=256)
-def _reports_stream_usage(model: str, api_base: str | None) -> bool:
-    """Whether the provider accepts ``stream_options`` (asking it to report a stream's usage)."""
-    if provider_of(model) in IN_PROCESS_PROVIDERS:
-        return True
-    litellm = load_litellm()
-    try:
-        _, provider, _, _ = litellm.get_llm_provider(model=model, api_base=api_base)
-        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or []
-    except Exception:  # noqa: BLE001 — unknown support means: do not ask
-        return False
-    return "stream_options" in supported
 
 
 def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any], timeout: float, stream: bool) -> dict:
@@ -85,8 +72,8 @@ def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any],
             kwargs["api_key"] = "no-key"
     if stream:
         kwargs["stream"] = True
-        if "stream_options" not in params and _reports_stream_usage(model, params.get("api_base")):
-            kwargs["stream_options"] = {"include_usage": True}
+        # litellm never rejects stream_options; it makes the last chunk carry the usage.
+        kwargs.setdefault("stream_options", {"include_usage": True})
     return kwargs
 
 
@@ -96,6 +83,8 @@ def _guard(litellm: Any) -> Any:
     ``litellm.model_fallbacks`` would make any failing call silently answer with another
     model; the model is a controlled variable of a study, so it is cleared before each call.
     """
+    if litellm.model_fallbacks is not None:
+        litellm.model_fallbacks = None
     if litellm.num_retries is not None:
         litellm.num_retries = None
     return litellm

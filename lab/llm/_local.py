@@ -18,7 +18,7 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,8 +74,8 @@ def llama_installed() -> bool:
 def default_threads() -> int:
     """Threads for generation: ``LAB_LOCAL_THREADS`` if set, else at most 2 of the usable cores.
 
-    llama.cpp's threads spin while they wait, so more threads than free cores makes it
-    much slower, not faster.
+    More threads than free cores makes llama.cpp slower, not faster: its threads wait on
+    each other at every step, and one that is not scheduled holds up the rest.
     """
     configured = os.environ.get("LAB_LOCAL_THREADS", "").strip()
     if configured:
@@ -109,7 +109,7 @@ def model_file(name: str) -> Path:
         path = embedded_model_path()
         if path is None:
             raise ModelError("missing_package", INSTALL_HINT, False)
-        return path
+        return path.resolve()
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
@@ -164,6 +164,11 @@ def load_llama(path: Path, threads: int | None = None) -> Any:
     Returns:
         The ``llama_cpp.Llama`` object.
     """
+    # llama.cpp's OpenMP threads spin while waiting by default; beside any other busy
+    # process (the web server, another conversation) that collapses generation to a few
+    # tokens per second. Passive waiting keeps it near full speed. OpenMP reads this once,
+    # when llama_cpp's library loads; an explicit setting in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp.llama_cpp as low_level
     from llama_cpp import Llama
 
@@ -345,7 +350,7 @@ T = TypeVar("T")
 _END = object()
 
 
-async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
     """Run a blocking iterator in its own thread and read it without blocking the event loop.
 
     The iterator lives entirely in one thread, so locks it takes are released by the thread

@@ -118,6 +118,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             )
 
         def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+            """Yield the scripted reply word by word, then its usage."""
             model = kwargs["model"]
             plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
             timeout = _seconds(kwargs.get("timeout"))
@@ -138,6 +139,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
 
         async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+            """Like `streaming`, waiting with asyncio."""
             model = kwargs["model"]
             plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
             timeout = _seconds(kwargs.get("timeout"))
@@ -158,6 +160,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:
+            """Return the whole scripted reply after its delays."""
             model = kwargs["model"]
             plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
             timeout = _seconds(kwargs.get("timeout"))
@@ -173,6 +176,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             return _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
 
         async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            """Like `completion`, waiting with asyncio."""
             model = kwargs["model"]
             plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
             timeout = _seconds(kwargs.get("timeout"))
@@ -213,12 +217,18 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             yield _chunk("", True, generation.finish_reason or "stop", usage)
 
         def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+            """Yield the reply as the model generates it, holding the model's lock."""
             yield from self._events(self._generation(kwargs), kwargs["model"])
 
         async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+            """Like `streaming`, generating in a thread so the event loop keeps running."""
             generation = self._generation(kwargs)
-            async for event in _local.iterate_in_thread(lambda: self._events(generation, kwargs["model"])):
-                yield event
+            events = _local.iterate_in_thread(lambda: self._events(generation, kwargs["model"]))
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()  # tells the generating thread to stop and free the model
 
         def _complete(self, kwargs: dict[str, Any]) -> Any:
             generation = self._generation(kwargs)
@@ -228,9 +238,11 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             return _fill(litellm, kwargs["model_response"], kwargs["model"], generation.text, generation.finish_reason, usage)
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:
+            """Generate the whole reply."""
             return self._complete(kwargs)
 
         async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            """Generate the whole reply in a thread."""
             return await asyncio.to_thread(self._complete, kwargs)
 
     return {SCRIPTED_PROVIDER: ScriptedProvider(), LOCAL_PROVIDER: LocalProvider()}

@@ -1,0 +1,100 @@
+"""How litellm's exceptions map onto ModelError kinds."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lab.llm import ModelError
+from lab.llm._errors import KINDS, from_exception, provider_detail
+from lab.llm._providers import load_litellm
+
+MODEL = "openai/gpt-4o-mini"
+
+
+def build(name: str, message: str = "upstream says no") -> Exception:
+    litellm = load_litellm()
+    cls = getattr(litellm, name)
+    if name == "APIError":
+        return cls(status_code=502, message=message, llm_provider="openai", model=MODEL)
+    if name in ("UnprocessableEntityError", "PermissionDeniedError"):
+        status = 422 if name == "UnprocessableEntityError" else 403
+        response = httpx.Response(status, request=httpx.Request("POST", "https://example.invalid"))
+        return cls(message=message, llm_provider="openai", model=MODEL, response=response)
+    return cls(message=message, llm_provider="openai", model=MODEL)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "retryable"),
+    [
+        ("RateLimitError", "rate_limit", True),
+        ("Timeout", "timeout", True),
+        ("InternalServerError", "server", True),
+        ("ServiceUnavailableError", "server", True),
+        ("BadGatewayError", "server", True),
+        ("APIError", "server", True),
+        ("APIConnectionError", "connection", True),
+        ("BadRequestError", "bad_request", False),
+        ("ContextWindowExceededError", "bad_request", False),
+        ("UnprocessableEntityError", "bad_request", False),
+        ("AuthenticationError", "auth", False),
+        ("PermissionDeniedError", "auth", False),
+        ("NotFoundError", "unknown_model", False),
+    ],
+)
+def test_litellm_exceptions_map_to_kinds(name: str, kind: str, retryable: bool) -> None:
+    error = from_exception(build(name), MODEL, timeout=30)
+    assert (error.kind, error.retryable) == (kind, retryable)
+    assert MODEL in error.message
+    assert "litellm." not in error.message and "Traceback" not in error.message
+
+
+def test_a_missing_key_message_names_the_variable() -> None:
+    raw = build(
+        "AuthenticationError",
+        "The api_key client option must be set either by passing api_key to the client or by setting the "
+        "OPENAI_API_KEY environment variable",
+    )
+    error = from_exception(raw, MODEL)
+    assert error.kind == "missing_key"
+    assert error.message == f"OPENAI_API_KEY is not set; add it to .env or the environment to use {MODEL}."
+
+
+def test_unknown_provider() -> None:
+    litellm = load_litellm()
+    raw = litellm.exceptions.LiteLLMUnknownProvider(model="zzz/model", custom_llm_provider="zzz")
+    error = from_exception(raw, "zzz/model")
+    assert error.kind == "unknown_model"
+    assert error.message.startswith("unknown model string 'zzz/model'")
+
+
+def test_plain_exceptions() -> None:
+    assert from_exception(TimeoutError("slow"), MODEL, timeout=5).message == f"{MODEL} did not answer within 5 s."
+    assert from_exception(ConnectionRefusedError("refused"), MODEL).kind == "connection"
+    assert from_exception(RuntimeError("odd"), MODEL).kind == "server"
+    same = ModelError("auth", "no")
+    assert from_exception(same, MODEL) is same
+
+
+def test_model_error_shape() -> None:
+    error = ModelError("rate_limit", "Slow down.")
+    assert (error.kind, error.message, error.retryable, str(error)) == ("rate_limit", "Slow down.", True, "Slow down.")
+    assert ModelError("bad_request", "No.").retryable is False
+    assert ModelError("server", "x", retryable=False).retryable is False
+    assert "missing_package" in KINDS and "missing_key" in KINDS
+    with pytest.raises(ValueError):
+        ModelError("oops", "x")
+
+
+def test_provider_detail_is_one_short_line() -> None:
+    detail = provider_detail(build("BadRequestError", "first line\nsecond line " + "x" * 500))
+    assert detail == "first line"
+    long = provider_detail(build("BadRequestError", "y" * 500), limit=50)
+    assert len(long) == 50 and long.endswith("…")
+
+
+def test_a_model_stuck_in_a_loop_is_cut_without_retry() -> None:
+    raw = build("InternalServerError", "The model is repeating the same chunk = again.")
+    error = from_exception(raw, MODEL)
+    assert (error.kind, error.retryable) == ("server", False)
+    assert error.message == f"{MODEL} kept repeating the same text, so the reply was cut off."
