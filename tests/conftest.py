@@ -27,6 +27,18 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_backoff_sleep() -> Iterator[None]:
+    """Retries after transient failures happen at once (tests/llm records the waits instead)."""
+    from lab.llm import using_retry_policy
+
+    async def skip(_seconds: float) -> None:
+        return None
+
+    with using_retry_policy(sleep=lambda _seconds: None, asleep=skip, jitter=0.0):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _scripted_reset() -> Iterator[None]:
     from lab.llm import scripted
 
