@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import streamlit as st
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 
 @st.cache_resource(show_spinner=False)
@@ -14,3 +20,143 @@ def engine() -> Engine:
     eng = get_engine()
     migrate(eng)
     return eng
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    """A read-only database session for one page run."""
+    with Session(engine(), expire_on_commit=False) as s:
+        yield s
+
+
+@contextmanager
+def writing() -> Iterator[Session]:
+    """A database transaction that commits on success and rolls back on error."""
+    with Session(engine(), expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+def staff_header(visitor: Any) -> None:
+    """Who is signed in, with a sign-out link, at the top of a staff page."""
+    from .auth import link
+
+    st.markdown(
+        f"<div style='text-align:right;font-size:0.85rem'>Signed in as <b>{html.escape(visitor.username or '')}</b> "
+        f"({html.escape(visitor.role or '')}) · {link('/auth/logout', 'Sign out')}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
+    """A study chooser (newest versions); the choice is shared by the staff pages of a session."""
+    from .studies import list_studies
+
+    with reading() as s:
+        slugs = [row.slug for row in list_studies(s)]
+    if not slugs:
+        st.info("No studies yet: upload a spec on the Studies page.")
+        return None
+    remembered = st.session_state.get("_study_choice")
+    index = slugs.index(remembered) if remembered in slugs else 0
+    slug = st.selectbox(label, slugs, index=index, key=key)
+    st.session_state["_study_choice"] = slug
+    return slug
+
+
+def flash(key: str) -> None:
+    """Show and forget a message a callback left in ``st.session_state[key]`` as ``(kind, text)``."""
+    message = st.session_state.pop(key, None)
+    if message:
+        kind, text = message
+        {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(text)
+
+
+# --- the participant's browser ------------------------------------------------------------
+
+BROWSER_ACTIVITY_KEY = "lab_browser_activity"
+"""Session-state key holding what the browser snippet last reported."""
+
+_BROWSER_ACTIVITY_JS = """
+export default function (component) {
+  const lab = window.__labActivity || (window.__labActivity = {
+    seq: 0, log: [], draftStart: null, edits: 0, timer: null, installed: false,
+  });
+  lab.set = component.setStateValue;
+  // Reports go out in their own task, never inside another element's event: a report
+  // sent within the keypress that submits the chat input makes Streamlit drop the message.
+  lab.report = (rec) => setTimeout(() => {
+    lab.seq += 1;
+    lab.log.push(Object.assign({ seq: lab.seq, at: Date.now() }, rec));
+    if (lab.log.length > 30) lab.log.shift();
+    lab.set("log", lab.log.slice());
+  }, 0);
+  if (lab.installed) return;
+  lab.installed = true;
+  const isChat = (el) => el && el.matches && el.matches('[data-testid="stChatInputTextArea"]');
+  const draft = () => lab.report({ kind: "draft", typing_started_at: lab.draftStart, edits: lab.edits });
+  const submitted = () => { clearTimeout(lab.timer); lab.draftStart = null; lab.edits = 0; };
+  document.addEventListener("input", (e) => {
+    if (!isChat(e.target)) return;
+    clearTimeout(lab.timer);
+    if (!e.target.value) { lab.draftStart = null; lab.edits = 0; return; }
+    const first = lab.draftStart === null;
+    if (first) lab.draftStart = Date.now();
+    lab.edits += 1;
+    if (first) draft(); else lab.timer = setTimeout(draft, 800);
+  }, true);
+  document.addEventListener("keydown", (e) => {
+    if (isChat(e.target) && e.key === "Enter" && !e.shiftKey && !e.isComposing) submitted();
+  }, true);
+  document.addEventListener("click", (e) => {
+    if (e.target && e.target.closest && e.target.closest('[data-testid="stChatInputSubmitButton"]')) submitted();
+  }, true);
+  document.addEventListener("visibilitychange", () => {
+    lab.report({ kind: document.visibilityState === "hidden" ? "hidden" : "visible" });
+  });
+}
+"""
+
+
+def browser_activity() -> Any:
+    """Mount the invisible snippet that reports typing and page visibility from the browser.
+
+    Call it inside an ``st.fragment``: each report then reruns only the fragment, which
+    Streamlit queues behind a running script instead of interrupting it (a reply keeps
+    streaming while the participant switches tabs). The reports (see
+    ``lab.flow.client_records``) are also in ``st.session_state[BROWSER_ACTIVITY_KEY]``.
+    Typing is reported when a draft starts and after each pause of 0.8 s, so the edit
+    count of a message covers its draft up to the last pause.
+
+    Returns:
+        The snippet's state (a mapping with ``log``, once the browser has reported).
+    """
+    component = st.components.v2.component("lab_browser_activity", js=_BROWSER_ACTIVITY_JS)
+    return component(key=BROWSER_ACTIVITY_KEY, on_log_change=lambda: None, height=0)
+
+
+def question_input(question: Any, *, key: str) -> Any:
+    """The input for one survey question (``lab.spec.QuestionSpec``); nothing is preselected.
+
+    Returns:
+        The answer as ``lab.flow.check_answers`` takes it, or None while unanswered.
+    """
+    label = question.text if question.required else f"{question.text} (optional)"
+    if question.type == "likert":
+        ends = question.options if len(question.options) == 2 else None
+
+        def point(v: int) -> str:
+            if ends and v == 1:
+                return f"1 · {ends[0]}"
+            if ends and v == question.scale:
+                return f"{v} · {ends[1]}"
+            return str(v)
+
+        return st.radio(label, list(range(1, question.scale + 1)), index=None, horizontal=True, format_func=point, key=key)
+    if question.type == "yesno":
+        choice = st.radio(label, ["Yes", "No"], index=None, horizontal=True, key=key)
+        return None if choice is None else choice.lower()
+    if question.type == "choice":
+        return st.radio(label, question.options, index=None, key=key)
+    if question.type == "number":
+        return st.number_input(label, value=None, key=key)
+    return st.text_area(label, key=key, max_chars=4000)

@@ -1,0 +1,259 @@
+"""Staff pages in a real browser against ``streamlit run app.py``.
+
+- Cold server: a fresh server whose very first request is a staff page's URL serves that
+  page's file straight from ``pages/`` (no navigation has run yet); the page's own role
+  check must show a sign-in prompt and no data. Once per staff page, and once for a
+  signed-in annotator visiting every experimenter page.
+- Signing in through the form sets an HttpOnly cookie that survives a reload and a new
+  tab; signing out ends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from staff_server import CHROMIUM, CHROMIUM_ARGS, DEMO_TITLE, PASSWORD, StaffServer, staff_server, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+STAFF_PAGES = ("studies", "links", "monitor", "models", "accounts", "account")
+SECRETS = (DEMO_TITLE, "RLDEMO01", "local/smollm2-135m", "experimenter1", "admin1", "PROLIFIC_PID")
+"""Things only a signed-in experimenter or admin may see."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(30_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def cold_server(tmp_path: Path) -> Iterator[StaffServer]:
+    """A server nobody has opened yet."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with staff_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaffServer]:
+    """One server shared by the sign-in tests."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with staff_server(tmp_path_factory.mktemp("warm")) as server:
+        yield server
+
+
+def body_of(page: Any) -> str:
+    return page.content() + "\n" + page.inner_text("body")
+
+
+def sign_in(page: Any, base: str, username: str, password: str, next_path: str = "/") -> None:
+    page.goto(f"{base}/auth/login?next={next_path}")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+
+
+@pytest.mark.parametrize("name", STAFF_PAGES)
+def test_cold_server_staff_page_shows_sign_in_and_no_data(name: str, cold_server: StaffServer, context: Any) -> None:
+    page = context.new_page()
+    page.goto(f"{cold_server.url}/{name}")  # the server's very first request
+    wait_for_app(page)
+    page.get_by_text("Please sign in to see this page.").wait_for()
+    body = body_of(page)
+    for secret in SECRETS:
+        assert secret not in body, f"{secret!r} shown on /{name} to a visitor who is not signed in"
+    link = page.get_by_role("link", name="Sign in", exact=True)
+    assert link.get_attribute("href") == f"/auth/login?next=%2F{name}"
+    # The prompt leads to the form, and the form back to the page.
+    link.click()
+    page.wait_for_url(f"**/auth/login?next=%2F{name}")
+    page.fill("#username", "admin1")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    # The default page (Studies, for an admin) lives at "/"; any other page is returned to.
+    page.wait_for_url(f"{cold_server.url}/" + ("" if name == "studies" else name))
+    wait_for_app(page)
+    assert "Page not found" not in page.inner_text("body")
+    page.get_by_text("Signed in as").first.wait_for()
+    assert "Please sign in" not in page.inner_text("body")
+
+
+def test_cold_server_annotator_sees_no_experimenter_data(cold_server: StaffServer, context: Any) -> None:
+    page = context.new_page()
+    sign_in(page, cold_server.url, "annotator1", PASSWORD, "/studies")  # the form is a plain route: the app is still cold
+    page.wait_for_url(f"{cold_server.url}/studies")
+    for name in ("studies", "links", "monitor", "models", "accounts"):
+        if name != "studies":
+            page.goto(f"{cold_server.url}/{name}")
+        wait_for_app(page)
+        page.get_by_text("Your account (annotator) does not have access to this page.").wait_for()
+        body = body_of(page)
+        for secret in SECRETS:
+            assert secret not in body, f"{secret!r} shown on /{name} to an annotator"
+    page.goto(f"{cold_server.url}/account")
+    wait_for_app(page)
+    page.get_by_text("Username: annotator1").wait_for()
+
+
+def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: StaffServer, context: Any) -> None:
+    base = warm_server.url
+    page = context.new_page()
+    page.goto(base + "/")
+    wait_for_app(page)
+    page.get_by_text("Staff sign in").first.click()
+    wait_for_app(page)
+    page.get_by_role("link", name="Continue to the sign-in form").click()
+    page.wait_for_url("**/auth/login**")
+
+    # A wrong password and an unknown name get the same answer.
+    answers = []
+    for username, password in (("experimenter1", "not the password"), ("nobody-here", "not the password")):
+        page.fill("#username", username)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/auth/login?failed=1**")
+        answers.append(page.inner_text("[role=alert]"))
+    assert answers[0] == answers[1] and answers[0].startswith("Wrong username or password.")
+
+    page.fill("#username", "experimenter1")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Studies").wait_for()
+    cookie = next(c for c in context.cookies() if c["name"] == "lab_staff")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert page.evaluate("document.cookie").find("lab_staff") == -1  # page scripts cannot read it
+
+    page.reload()
+    wait_for_app(page)
+    page.get_by_role("heading", name="Studies").wait_for()
+    assert "Signed in as experimenter1 (experimenter)" in page.inner_text("body")
+
+    tab = context.new_page()
+    tab.goto(base + "/monitor")
+    wait_for_app(tab)
+    tab.get_by_role("heading", name="Live monitor").wait_for()
+    tab.get_by_text("Cells: conversations against target").wait_for()
+
+    tab.get_by_role("link", name="Sign out").first.click()
+    tab.wait_for_url(base + "/")
+    wait_for_app(tab)
+    tab.get_by_text("Staff sign in").first.wait_for()
+    assert not [c for c in context.cookies() if c["name"] == "lab_staff"]
+    page.reload()
+    wait_for_app(page)
+    page.get_by_role("heading", name="Repair Lab").wait_for()
+    assert DEMO_TITLE not in body_of(page)
+    page.goto(base + "/studies")
+    wait_for_app(page)
+    assert DEMO_TITLE not in body_of(page)
+
+
+def choose_study(page: Any, slug: str, shows: str | None) -> None:
+    """Pick a study in the page's chooser and wait until the page shows ``shows`` for it."""
+    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=slug, exact=True).click()
+    if shows is not None:
+        page.get_by_text(shows).first.wait_for()
+    wait_for_app(page)
+
+
+UPLOAD = """\
+slug: e2e
+title: End to end study
+consent: ok
+instructions: chat
+models: {bot: {model: lab/scripted}}
+conditions: {full: {model: bot}, sharded: {model: bot, reveal: SHARDED}}
+items:
+  - {id: one, kind: sharded, shards: [{id: 1, text: "first part"}, {id: 2, text: "second part"}]}
+  - {id: two, kind: sharded, shards: [{id: 1, text: "another task"}]}
+plan: {items_per_participant: 2}
+completion: {code: E2E-DONE}
+"""
+
+
+def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(warm_server: StaffServer, context: Any, tmp_path: Path) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.assign import assign
+    from lab.dialogue import start_session
+    from lab.participants import by_token
+    from lab.schema import Turn
+
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "experimenter1", PASSWORD, "/studies")
+    page.wait_for_url(base + "/")
+    wait_for_app(page)
+    assert "Page not found" not in page.inner_text("body")
+
+    # Upload: the validator's verdict and a preview, then save.
+    spec = tmp_path / "e2e.yaml"
+    spec.write_text(UPLOAD)
+    page.get_by_role("tab", name="Upload a spec").click()
+    page.locator("input[type=file]").set_input_files(str(spec))
+    page.get_by_text("Valid: study 'e2e' with 2 conditions and 2 items.").wait_for()
+    page.get_by_role("button", name="Save study").click()
+    page.get_by_text("Study 'e2e' created as version 1 (draft).").wait_for()
+
+    # Open it.
+    page.get_by_role("tab", name="Open, pause, close").click()
+    choose_study(page, "e2e", None)
+    page.locator(".st-key-open_e2e button").click()  # keyed by study, so never the previous study's button
+    page.get_by_text("Study 'e2e' version 1 is now open.").wait_for()
+
+    # Links in hand: a CSV of personal links, and the open Prolific link with the code.
+    page.goto(base + "/links")
+    wait_for_app(page)
+    choose_study(page, "e2e", "?study=e2e&")
+    page.get_by_role("button", name="Make links").click()
+    page.get_by_text("10 new link(s) made for version 1").wait_for()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download 10 links (CSV)").click()
+    rows = Path(info.value.path()).read_text().strip().splitlines()
+    assert rows[0] == "study,version,participant,link" and len(rows) == 11
+    assert all(row.startswith("e2e,1,") and f"{base}/?t=" in row for row in rows[1:])
+    body = page.inner_text("body")
+    assert f"{base}/?study=e2e&PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}" in body
+    assert "E2E-DONE" in body
+
+    # Watch: a participant arrives through their link while the monitor is open.
+    page.goto(base + "/monitor")
+    wait_for_app(page)
+    choose_study(page, "e2e", "Version 1 · open")
+    page.get_by_text("No conversations yet.").wait_for()
+    token = rows[1].rsplit("?t=", 1)[1]
+    with Session(warm_server.engine) as s, s.begin():
+        p = by_token(s, token)
+        assert p is not None
+        p.status = "active"
+        plan = assign(s, p)
+        chat = start_session(s, p, plan[0].item, plan[0].condition)
+        s.add(Turn(session_id=chat.id, index=0, role="user", content="hello from the first participant"))
+        label = f"P{p.id}"
+    page.get_by_text("hello from the first participant").wait_for(timeout=20_000)  # the fragment refreshes itself
+    assert label in page.inner_text("body")

@@ -1,0 +1,444 @@
+"""Staff accounts and sign-in: cookies, routes, CSRF, rate limits, the setup link, account rules."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its test client; httpx works the same for these tests.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from lab import auth
+from lab.accounts import (
+    AccountError,
+    authenticate,
+    change_password,
+    count_accounts,
+    create_account,
+    create_first_admin,
+    list_accounts,
+    reset_password,
+    set_active,
+    set_role,
+)
+from lab.auth import COOKIE, CSRF_COOKIE, LOGIN_FAILED, LoginLimits, SlidingWindow, Visitor, safe_next, visitor_from_cookie
+from lab.db import get_engine, migrate
+from lab.schema import Account
+
+BASE = "http://testserver"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def db() -> Engine:
+    """The configured (temporary) database, migrated."""
+    engine = get_engine()
+    migrate(engine)
+    return engine
+
+
+def add(engine: Engine, username: str, role: str, password: str = PASSWORD) -> Account:
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        return create_account(s, username, role, password)
+
+
+@pytest.fixture
+def limits() -> LoginLimits:
+    return LoginLimits.default()
+
+
+@pytest.fixture
+def client(db: Engine, limits: LoginLimits) -> Iterator[TestClient]:
+    app = Starlette(routes=auth.routes(limits))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as c:
+        yield c
+
+
+def csrf_of(client: TestClient, path: str = "/auth/login") -> str:
+    page = client.get(path)
+    assert page.status_code == 200
+    token = client.cookies.get(CSRF_COOKIE)
+    assert token and f"value='{token}'" in page.text
+    return token
+
+
+def sign_in(client: TestClient, username: str, password: str, next_path: str = "/links", **headers: str):
+    client.cookies.delete(COOKIE)
+    token = csrf_of(client)
+    return client.post(
+        "/auth/login",
+        data={"username": username, "password": password, "csrf": token, "next": next_path},
+        headers={"Origin": BASE, **headers},
+    )
+
+
+# --- visitors and cookies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        (None, set()),
+        ("annotator", {"annotator"}),
+        ("experimenter", {"experimenter"}),
+        ("admin", {"admin", "experimenter", "annotator"}),
+    ],
+)
+def test_visitor_roles(role: str | None, allowed: set[str]) -> None:
+    v = Visitor(role, "u" if role else None, 1 if role else None)
+    assert {r for r in ("admin", "experimenter", "annotator") if v.can(r)} == allowed
+    assert v.is_staff == (role is not None)
+
+
+def test_cookie_resolves_to_the_account(db: Engine) -> None:
+    account = add(db, "erin", "experimenter")
+    v = visitor_from_cookie(auth.cookie_for(account))
+    assert v == Visitor("experimenter", "erin", account.id)
+
+
+def test_tampered_or_foreign_cookies_are_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = add(db, "erin", "experimenter")
+    good = auth.cookie_for(account)
+    assert visitor_from_cookie(good[:-2] + ("AA" if not good.endswith("AA") else "BB")) == Visitor()
+    assert visitor_from_cookie("") == Visitor()
+    assert visitor_from_cookie("not-a-cookie") == Visitor()
+    assert visitor_from_cookie(auth.sign_account(account.id + 99, "x" * 16)) == Visitor()
+    monkeypatch.setenv("LAB_SECRET_KEY", "another lab's secret")
+    assert visitor_from_cookie(good) == Visitor()
+
+
+def test_expired_cookie_is_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itsdangerous.timed
+
+    account = add(db, "erin", "experimenter")
+    real = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - auth.COOKIE_MAX_AGE - 5)
+    old = auth.cookie_for(account)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", real)
+    assert visitor_from_cookie(old) == Visitor()
+
+
+def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
+    admin = add(db, "root", "admin")
+    account = add(db, "erin", "experimenter")
+    cookie = auth.cookie_for(account)
+    with Session(db) as s, s.begin():
+        set_active(s, account.id, False)
+    assert visitor_from_cookie(cookie) == Visitor()
+    with Session(db) as s, s.begin():
+        set_active(s, account.id, True)
+    assert visitor_from_cookie(cookie).username == "erin"
+    with Session(db) as s, s.begin():
+        change_password(s, account.id, PASSWORD, "a brand new passphrase")
+    assert visitor_from_cookie(cookie) == Visitor()
+    assert visitor_from_cookie(auth.cookie_for(admin)).role == "admin"
+
+
+@pytest.mark.parametrize(
+    ("role", "given", "expected"),
+    [
+        ("experimenter", "/studies", "/"),
+        ("experimenter", "/monitor", "/monitor"),
+        ("admin", "/studies/", "/"),
+        ("admin", "/accounts", "/accounts"),
+        ("annotator", "/account", "/"),
+        ("annotator", "/studies", "/studies"),
+    ],
+)
+def test_landing_avoids_the_default_pages_own_path(role: str, given: str, expected: str) -> None:
+    # The navigation serves a visitor's default page at "/" only.
+    assert auth.landing_path(given, role) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("/monitor", "/monitor"),
+        ("/studies?x=1", "/studies?x=1"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("monitor", "/"),
+        ("/a\r\nSet-Cookie: x", "/"),
+        (None, "/"),
+    ],
+)
+def test_next_is_always_a_local_path(given: str | None, expected: str) -> None:
+    assert safe_next(given) == expected
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_sliding_window_blocks_and_forgets() -> None:
+    w = SlidingWindow(limit=3, window=60)
+    for t in (0, 10, 20):
+        assert not w.blocked("k", now=t)
+        w.hit("k", now=t)
+    assert w.blocked("k", now=30)
+    assert not w.blocked("other", now=30)
+    assert not w.blocked("k", now=61)  # the first hit left the window
+    w.reset("k")
+    assert not w.blocked("k", now=30)
+
+
+def test_sliding_window_memory_is_bounded() -> None:
+    w = SlidingWindow(limit=1, window=60, max_keys=100)
+    for n in range(1000):
+        w.hit(f"k{n}", now=n * 0.01)
+    assert len(w._events) == 100
+    assert w.blocked("k999", now=10)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+def test_sign_in_sets_an_httponly_lax_cookie(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    r = sign_in(client, "Erin", PASSWORD, "/monitor")
+    assert r.status_code == 303 and r.headers["location"] == "/monitor"
+    set_cookie = r.headers["set-cookie"]
+    assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie and "SameSite=lax" in set_cookie
+    assert "Secure" not in set_cookie  # plain http in the test
+    value = client.cookies.get(COOKIE)
+    assert visitor_from_cookie(value).username == "erin"
+    # Signed in, the form sends one straight on.
+    assert client.get("/auth/login?next=/links").headers["location"] == "/links"
+
+
+def test_cookie_is_secure_behind_https(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    r = sign_in(client, "erin", PASSWORD, **{"X-Forwarded-Proto": "https"})
+    assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+
+
+def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    add(db, "gone", "experimenter")
+    with Session(db) as s, s.begin():
+        set_active(s, s.query(Account).filter_by(username="gone").one().id, False)
+    answers = []
+    for username, password in [("erin", "wrong password!"), ("nobody", "wrong password!"), ("gone", PASSWORD), ("erin", "")]:
+        r = sign_in(client, username, password)
+        assert r.status_code == 303 and COOKIE not in r.headers.get("set-cookie", "")
+        page = client.get(r.headers["location"])
+        answers.append((r.headers["location"], page.text.replace(client.cookies.get(CSRF_COOKIE), "TOKEN")))
+    assert len(set(answers)) == 1
+    assert LOGIN_FAILED.split(".")[0] in answers[0][1]
+    assert "erin" not in answers[0][1] and "nobody" not in answers[0][1]
+
+
+def test_failed_sign_ins_are_rate_limited_per_username(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    add(db, "fay", "experimenter")
+    for _ in range(5):
+        assert "failed=1" in sign_in(client, "erin", "wrong password!").headers["location"]
+    blocked = sign_in(client, "erin", PASSWORD)
+    assert "failed=1" in blocked.headers["location"] and COOKIE not in blocked.headers.get("set-cookie", "")
+    # The same refusal for a name that does not exist, after as many tries.
+    for _ in range(5):
+        sign_in(client, "nobody", "wrong password!")
+    assert sign_in(client, "nobody", "x" * 12).headers["location"] == blocked.headers["location"]
+    # Another account from the same address is not locked out by erin's failures.
+    assert sign_in(client, "fay", PASSWORD).headers["location"] == "/links"
+
+
+def test_failed_sign_ins_are_rate_limited_per_address(client: TestClient, db: Engine, limits: LoginLimits) -> None:
+    add(db, "erin", "experimenter")
+    for n in range(limits.per_address.limit):
+        sign_in(client, f"user{n}", "wrong password!")
+    r = sign_in(client, "erin", PASSWORD)
+    assert "failed=1" in r.headers["location"]
+
+
+def test_success_clears_the_username_count(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    for _ in range(4):
+        sign_in(client, "erin", "wrong password!")
+    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
+    for _ in range(4):
+        sign_in(client, "erin", "wrong password!")
+    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["no token", "wrong token", "other origin", "cross-site fetch"],
+)
+def test_sign_in_refuses_cross_site_posts(client: TestClient, db: Engine, attack: str) -> None:
+    add(db, "erin", "experimenter")
+    token = csrf_of(client)
+    data = {"username": "erin", "password": PASSWORD, "csrf": token}
+    headers = {"Origin": BASE}
+    if attack == "no token":
+        data.pop("csrf")
+    elif attack == "wrong token":
+        data["csrf"] = "x" * len(token)
+    elif attack == "other origin":
+        headers = {"Origin": "https://evil.example"}
+    else:
+        headers = {"Sec-Fetch-Site": "cross-site"}
+    r = client.post("/auth/login", data=data, headers=headers)
+    assert r.status_code == 403 and COOKIE not in r.headers.get("set-cookie", "")
+
+
+def test_next_cannot_leave_the_site(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    assert sign_in(client, "erin", PASSWORD, "//evil.example/").headers["location"] == "/"
+    page = client.get("/auth/login?next=https://evil.example").text
+    assert "evil.example" not in page
+
+
+def test_form_escapes_what_it_echoes(client: TestClient, db: Engine) -> None:
+    page = client.get("/auth/login?next=/x'><script>alert(1)</script>").text
+    assert "<script>alert(1)</script>" not in page
+
+
+def test_logout(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    sign_in(client, "erin", PASSWORD)
+    assert client.cookies.get(COOKIE)
+    # A link from another site only asks.
+    asked = client.get("/auth/logout", headers={"Sec-Fetch-Site": "cross-site"})
+    assert asked.status_code == 200 and "Sign out" in asked.text
+    assert f"{COOKIE}=" not in asked.headers.get("set-cookie", "")
+    assert client.cookies.get(COOKIE)
+    r = client.get("/auth/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert f'{COOKIE}=""' in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
+
+
+def test_logout_by_form_post(client: TestClient, db: Engine) -> None:
+    add(db, "erin", "experimenter")
+    sign_in(client, "erin", PASSWORD)
+    token = client.cookies.get(CSRF_COOKIE)
+    assert client.post("/auth/logout", data={"csrf": "nope-nope-nope-nope-nope"}, headers={"Origin": BASE}).status_code == 403
+    r = client.post("/auth/logout", data={"csrf": token}, headers={"Origin": BASE})
+    assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+
+
+# --- the setup link --------------------------------------------------------------------------
+
+
+def _setup(client: TestClient, token: str, username: str = "root", password: str = PASSWORD, password2: str | None = None):
+    page = client.get(f"/auth/setup?token={token}")
+    assert page.status_code == 200, page.text
+    return client.post(
+        "/auth/setup",
+        data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": username, "password": password, "password2": password2 or password},
+        headers={"Origin": BASE},
+    )
+
+
+def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine) -> None:
+    token = auth.setup_token()
+    r = _setup(client, token)
+    assert r.status_code == 303 and COOKIE in r.headers["set-cookie"]
+    assert visitor_from_cookie(client.cookies.get(COOKIE)).role == "admin"
+    with Session(db) as s:
+        assert count_accounts(s) == 1
+    # Used up: the same link, and any new one, no longer works.
+    assert client.get(f"/auth/setup?token={token}").status_code == 403
+    assert client.get(f"/auth/setup?token={auth.setup_token()}").status_code == 403
+    r = client.post(
+        "/auth/setup",
+        data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": "second", "password": PASSWORD, "password2": PASSWORD},
+        headers={"Origin": BASE},
+    )
+    assert r.status_code == 403
+    with Session(db) as s:
+        assert count_accounts(s) == 1
+
+
+def test_setup_refuses_bad_tokens_and_bad_passwords(client: TestClient, db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert client.get("/auth/setup?token=forged").status_code == 403
+    assert client.get("/auth/setup").status_code == 403
+    token = auth.setup_token()
+    r = _setup(client, token, password="short", password2="short")
+    assert r.status_code == 400 and "at least 10 characters" in r.text
+    r = _setup(client, token, password=PASSWORD, password2=PASSWORD + "x")
+    assert r.status_code == 400 and "differ" in r.text
+    monkeypatch.setenv("LAB_SECRET_KEY", "rotated")
+    assert client.get(f"/auth/setup?token={token}").status_code == 403
+    with Session(db) as s:
+        assert count_accounts(s) == 0
+
+
+def test_init_prints_a_setup_link_only_while_no_account_exists(db: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out
+    link = re.search(r"(http://\S+/auth/setup\?token=(\S+))", out)
+    assert link is not None
+    from urllib.parse import unquote
+
+    assert auth.setup_token_valid(unquote(link.group(2)))
+    add(db, "root", "admin")
+    assert main(["init"]) == 0
+    assert "/auth/setup" not in capsys.readouterr().out
+
+
+# --- account rules ---------------------------------------------------------------------------
+
+
+def test_no_default_account_and_first_admin_only_once(db: Engine) -> None:
+    with Session(db) as s:
+        assert count_accounts(s) == 0
+        assert authenticate(s, "admin", "admin") is None
+    with Session(db) as s, s.begin():
+        create_first_admin(s, "root", PASSWORD)
+    with pytest.raises(AccountError, match="exists already"), Session(db) as s, s.begin():
+        create_first_admin(s, "other", PASSWORD)
+
+
+def test_last_active_admin_is_kept(db: Engine) -> None:
+    root = add(db, "root", "admin")
+    with Session(db) as s, s.begin():
+        with pytest.raises(AccountError, match="last active admin"):
+            set_role(s, root.id, "experimenter")
+        with pytest.raises(AccountError, match="last active admin"):
+            set_active(s, root.id, False)
+    second = add(db, "second", "admin")
+    with Session(db) as s, s.begin():
+        set_role(s, root.id, "experimenter")
+    with Session(db) as s, s.begin(), pytest.raises(AccountError):
+        set_active(s, second.id, False)
+    with Session(db) as s:
+        assert {a.username: a.role for a in list_accounts(s)} == {"root": "experimenter", "second": "admin"}
+
+
+def test_password_rules(db: Engine) -> None:
+    account = add(db, "erin", "experimenter")
+    with Session(db) as s, s.begin():
+        with pytest.raises(AccountError, match="does not match"):
+            change_password(s, account.id, "not the password", "a good new password")
+        with pytest.raises(AccountError, match="at least"):
+            change_password(s, account.id, PASSWORD, "short")
+        with pytest.raises(AccountError, match="at most"):
+            reset_password(s, account.id, "x" * 2000)
+        with pytest.raises(AccountError, match="taken"):
+            create_account(s, "ERIN", "annotator", PASSWORD)
+        with pytest.raises(AccountError, match="role"):
+            create_account(s, "zed", "superuser", PASSWORD)
+        reset_password(s, account.id, "set by an admin")
+    with Session(db) as s, s.begin():
+        assert authenticate(s, "erin", PASSWORD) is None
+        assert authenticate(s, "erin", "set by an admin") is not None
+        assert authenticate(s, "erin", "y" * 5000) is None
+
+
+def test_passwords_are_argon2id_hashes(db: Engine, tmp_path: Path) -> None:
+    add(db, "erin", "experimenter")
+    with Session(db) as s:
+        stored = s.query(Account).one().password_hash
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
