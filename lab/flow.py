@@ -1,0 +1,750 @@
+"""The participant's way through a study: link → consent → instructions → items → questions → code.
+
+Everything here is testable without Streamlit; ``pages/participant.py`` only draws it.
+
+Who is visiting comes from the link alone, looked up in the database on every page run
+(a refresh or a new tab is a new Streamlit session and must land in the same place):
+
+- a personal link ``?t=<token>`` names one participant (only the token's hash is stored);
+- an open study link ``?study=<slug>`` mints a participant on the study's newest version.
+  With ``PROLIFIC_PID`` (and ``STUDY_ID``, ``SESSION_ID``) in the URL, the same PID on the
+  same study finds the same participant again, so a returning participant resumes
+  instead of starting over and the URL stays as Prolific made it. Without a PID a
+  personal token is minted and the page puts it in the URL (``?t=``), so a refresh
+  returns to the same participant.
+
+Which links lead in (anything else gets one plain "link not valid" page):
+
+| participant status | study (newest version) may be |
+|---|---|
+| new (open link) or invited | open |
+| consented, active | open or paused: a study paused mid-way lets people who started finish |
+| completed, declined | any: they see their completion code, or the goodbye, again |
+| withdrawn, timed_out | never: the link is used up |
+
+Pilot participants (experimenters trying a study) may also enter a draft study;
+simulated participants never enter through a link.
+
+The steps follow the participant's status and ``position`` (index into the plan):
+consent → instructions → for each planned item: chat, then the post-item questions →
+post-study questions → done (debrief, completion code, redirect). A step that needs no
+input (no questions configured) is passed over.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from .assign import assign, cells, definition_of
+from .dialogue import GO_AHEAD, Conversation, MessageRejected, TurnView, clean_message, requested_shard, start_session
+from .participants import by_token, create_participant, new_token
+from .schema import ChatSession, Event, Participant, Response, Study, utcnow
+from .spec import QuestionSpec, StudyDefinition
+from .studies import latest
+
+LINK_NOT_VALID = "This link is not valid"
+"""The one thing a visitor with an unknown, closed, used-up or tampered link is told."""
+
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+"""URL parameters Prolific adds to a study link."""
+
+PARTICIPANT_OUTCOMES = ("answered", "gave_up", "turn_limit")
+"""How a participant may end a conversation: they have their answer, they give up, or
+they reached the study's message limit."""
+
+StepKind = Literal["consent", "instructions", "chat", "post_item", "post_study", "done", "declined", "not_valid"]
+
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENTER: dict[str, tuple[str, ...]] = {
+    "invited": ("open",),
+    "consented": ("open", "paused"),
+    "active": ("open", "paused"),
+    "completed": ("draft", "open", "paused", "closed"),
+    "declined": ("draft", "open", "paused", "closed"),
+    "withdrawn": (),
+    "timed_out": (),
+}
+_MAX_TEXT_ANSWER = 4000
+
+
+class LinkNotValid(Exception):
+    """A link that leads nowhere (unknown, tampered, closed study, used up)."""
+
+    def __init__(self) -> None:
+        super().__init__(LINK_NOT_VALID)
+
+
+class AnswersRejected(ValueError):
+    """Survey answers that cannot be saved, with the sentence to show."""
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who a link resolved to."""
+
+    participant_id: int
+    token: str | None = None
+    """A personal token minted on this visit; the page puts it in the URL as ``?t=``."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a participant is."""
+
+    kind: StepKind
+    position: int = 0
+    """Index of the current item in the plan."""
+    total: int = 0
+    """Items in the plan."""
+    session_id: int | None = None
+    """The conversation of the current item, once started."""
+
+
+@dataclass(frozen=True)
+class Card:
+    """One piece of the task as the participant holds it."""
+
+    id: int
+    """Shard id (0 for a task shown whole)."""
+    text: str
+    state: Literal["start", "shared", "available", "locked", "held", "asked"]
+    """start: opens the conversation; shared: already told; available: may be shared
+    now; locked: may be shared after the first message; held: share only when the
+    assistant asks for it (ON_REQUEST); asked: the assistant asked for it."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a participant gets at the end."""
+
+    code: str
+    redirect: str | None
+    """Where to go next (``{code}`` filled in), e.g. Prolific's completion URL."""
+    debrief: str | None
+
+
+# --- links ------------------------------------------------------------------------------
+
+
+def _param(query: Mapping[str, Any], key: str) -> str | None:
+    value = query.get(key)
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _study_status(s: Session, study: Study) -> str:
+    """A superseded version follows the newest version of its study."""
+    if study.status != "superseded":
+        return study.status
+    newest = latest(s, study.slug)
+    return newest.status if newest is not None else "closed"
+
+
+def may_enter(s: Session, participant: Participant) -> bool:
+    """Whether a participant's link leads in now (see the module's table)."""
+    if participant.kind == "simulated":
+        return False
+    study = s.get(Study, participant.study_id)
+    if study is None:
+        return False
+    allowed = _ENTER.get(participant.status, ())
+    if participant.kind == "pilot" and participant.status in ("invited", "consented", "active"):
+        allowed = (*allowed, "draft")
+    return _study_status(s, study) in allowed
+
+
+def _lock_study(s: Session, study: Study) -> None:
+    # A write first: SQLite takes its write lock and Postgres locks the row, so two tabs
+    # following the same open link at once cannot both mint a participant.
+    s.execute(update(Study).where(Study.id == study.id).values(updated_at=utcnow()))
+
+
+def _by_prolific(s: Session, slug: str, pid: str) -> Participant | None:
+    q = (
+        select(Participant)
+        .join(Study, Study.id == Participant.study_id)
+        .where(Study.slug == slug, Participant.prolific_pid == pid)
+        .order_by(Participant.id.desc())
+        .limit(1)
+    )
+    return s.scalars(q).first()
+
+
+def resolve_link(engine: Engine, query: Mapping[str, Any]) -> Visit:
+    """Find (or, for an open study link, create) the participant a URL names.
+
+    Args:
+        engine: The lab database.
+        query: The URL's query parameters (``t``, or ``study`` with Prolific's ids).
+
+    Returns:
+        The visit; its ``token`` is set when a personal token was just minted.
+
+    Raises:
+        LinkNotValid: unknown or tampered token, unknown or closed study, used-up link,
+            malformed Prolific ids.
+    """
+    token, slug = _param(query, "t"), _param(query, "study")
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        if token:
+            participant = by_token(s, token)
+            if participant is None or not may_enter(s, participant):
+                raise LinkNotValid()
+            return Visit(participant.id)
+        if not slug:
+            raise LinkNotValid()
+        prolific = {k: v for k in PROLIFIC_PARAMS if (v := _param(query, k)) is not None}
+        if any(not _EXTERNAL_ID.match(v) for v in prolific.values()):
+            raise LinkNotValid()
+        pid = prolific.get("PROLIFIC_PID")
+        if pid and (found := _by_prolific(s, slug, pid)) is not None:
+            if not may_enter(s, found):
+                raise LinkNotValid()
+            return Visit(found.id)
+        study = latest(s, slug)
+        if study is None or study.status != "open" or not cells(definition_of(study)):
+            raise LinkNotValid()
+        _lock_study(s, study)
+        if pid and (found := _by_prolific(s, slug, pid)) is not None:  # arrived while we waited for the lock
+            return Visit(found.id)
+        minted = None if pid else new_token()
+        participant = create_participant(s, study, token=minted, prolific=prolific)
+        s.add(Event(participant_id=participant.id, kind="link", data={"via": "open", "prolific": bool(pid)}))
+        return Visit(participant.id, minted)
+
+
+# --- the participant's way through ------------------------------------------------------
+
+
+def new_completion_code() -> str:
+    """A per-participant completion code for studies that do not set one."""
+    return secrets.token_hex(4).upper()
+
+
+class Flow:
+    """One participant's way through their study.
+
+    Build it with :meth:`load` on every page run; every method reads the database afresh
+    and commits its own short transaction, so two tabs stay consistent.
+    """
+
+    def __init__(self, engine: Engine, participant_id: int, study_id: int, definition: StudyDefinition) -> None:
+        self.engine = engine
+        self.participant_id = participant_id
+        self.study_id = study_id
+        self.definition = definition
+
+    @classmethod
+    def load(cls, engine: Engine, participant_id: int) -> Flow:
+        """The flow of a participant.
+
+        Raises:
+            LookupError: no such participant.
+        """
+        with Session(engine) as s:
+            p = s.get(Participant, participant_id)
+            if p is None:
+                raise LookupError(f"no participant {participant_id}")
+            study = s.get(Study, p.study_id)
+            assert study is not None
+            return cls(engine, p.id, study.id, definition_of(study))
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def consent_text(self) -> str:
+        return self.definition.spec.consent
+
+    @property
+    def instructions(self) -> str:
+        return self.definition.spec.instructions
+
+    def questions(self, kind: Literal["post_item", "post_study"]) -> list[QuestionSpec]:
+        """The questions asked after each item or at the end."""
+        return list(getattr(self.definition.spec.questions, kind))
+
+    def _current_chat(self, s: Session, p: Participant) -> ChatSession | None:
+        q = (
+            select(ChatSession)
+            .where(ChatSession.participant_id == p.id, ChatSession.position == p.position)
+            .order_by(ChatSession.id.desc())
+            .limit(1)
+        )
+        return s.scalars(q).first()
+
+    def _step(self, s: Session, p: Participant) -> Step:
+        total = len(p.plan or [])
+        if p.status == "declined":
+            return Step("declined", total=total)
+        if p.status == "completed":
+            return Step("done", total=total)
+        if p.status == "invited":
+            return Step("consent", total=total)
+        if p.status == "consented":
+            return Step("instructions", total=total)
+        if p.status != "active" or not may_enter(s, p):
+            return Step("not_valid", total=total)
+        if p.position < total:
+            chat = self._current_chat(s, p)
+            chat_id = chat.id if chat is not None else None
+            if chat is None or chat.status == "active":
+                return Step("chat", p.position, total, chat_id)
+            return Step("post_item", p.position, total, chat_id)
+        return Step("post_study", p.position, total)
+
+    def step(self) -> Step:
+        """The participant's current step; steps with no questions to ask are passed over."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            step = self._step(s, p)
+            while (step.kind == "post_item" and not self.questions("post_item")) or (
+                step.kind == "post_study" and not self.questions("post_study")
+            ):
+                self._advance(s, p, step)
+                step = self._step(s, p)
+            return step
+
+    # --- consent and instructions -------------------------------------------------------
+
+    def consent(self, agree: bool) -> Step:
+        """Record the participant's answer to the consent text (once)."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            if p.status == "invited":
+                if agree:
+                    p.status, p.consented_at = "consented", utcnow()
+                    assign(s, p)
+                    s.add(Event(participant_id=p.id, kind="consent", data={"agreed": True}))
+                else:
+                    p.status = "declined"
+                    s.add(Event(participant_id=p.id, kind="consent", data={"agreed": False}))
+        return self.step()
+
+    def begin(self) -> Step:
+        """The participant has read the instructions and starts the first item."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            if p.status == "consented":
+                p.status = "active"
+                s.add(Event(participant_id=p.id, kind="instructions", data={"read": True}))
+        return self.step()
+
+    # --- items --------------------------------------------------------------------------
+
+    def conversation(self, *, autolabel: bool = True) -> Conversation:
+        """The conversation of the current item, started on first use.
+
+        Raises:
+            LookupError: the participant is not at a chat step.
+        """
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            # Lock the participant row first so two tabs never start the same item twice.
+            s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            step = self._step(s, p)
+            if step.kind != "chat":
+                raise LookupError(f"participant {p.id} is not chatting (step {step.kind})")
+            chat_id = step.session_id
+            if chat_id is None:
+                entry = (p.plan or [])[p.position]
+                chat_id = start_session(s, p, entry["item"], entry["condition"], position=p.position).id
+        return Conversation.load(self.engine, chat_id, autolabel=autolabel)
+
+    def finish_item(self, conv: Conversation, outcome: str) -> Step:
+        """End the current conversation as the participant decided.
+
+        A presupposition item's knowledge probe is asked now (once), after the
+        conversation, so the probe cannot influence it.
+
+        Raises:
+            ValueError: an outcome a participant cannot choose.
+        """
+        if outcome not in PARTICIPANT_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(PARTICIPANT_OUTCOMES)}")
+        conv.finish(outcome)
+        conv.run_probe()
+        return self.step()
+
+    def _advance(self, s: Session, p: Participant, step: Step) -> None:
+        if step.kind == "post_item":
+            p.position = step.position + 1
+            s.add(Event(participant_id=p.id, session_id=step.session_id, kind="item_done", data={"position": step.position}))
+        elif step.kind == "post_study":
+            p.status, p.completed_at = "completed", utcnow()
+            p.completion_code = p.completion_code or self.definition.spec.completion.code or new_completion_code()
+            s.add(Event(participant_id=p.id, kind="completed", data={}))
+        s.flush()
+
+    def answer(self, kind: Literal["post_item", "post_study"], answers: Mapping[str, Any], position: int) -> Step:
+        """Save the answers to the questions after an item or at the end, and move on.
+
+        Args:
+            kind: ``post_item`` or ``post_study``.
+            answers: Question key → value as the form gave it.
+            position: The item position the form was shown for; a second submission
+                of the same form (another tab, a double click) is ignored.
+
+        Raises:
+            AnswersRejected: a required question is unanswered or an answer is invalid.
+        """
+        values = check_answers(self.questions(kind), answers)
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            step = self._step(s, p)
+            if step.kind != kind or step.position != position:
+                return self._step(s, p)
+            for key, value in values.items():
+                s.add(Response(participant_id=p.id, session_id=step.session_id if kind == "post_item" else None, question=key, value={"value": value}))
+            self._advance(s, p, step)
+        return self.step()
+
+    # --- the end ------------------------------------------------------------------------
+
+    def completion(self) -> Completion:
+        """The completion code, redirect and debrief (for a completed participant)."""
+        with Session(self.engine) as s:
+            p = s.get(Participant, self.participant_id)
+            assert p is not None
+            code = p.completion_code or ""
+        spec = self.definition.spec
+        redirect = spec.completion.redirect.replace("{code}", code) if spec.completion.redirect else None
+        return Completion(code=code, redirect=redirect, debrief=spec.debrief)
+
+    # --- events -------------------------------------------------------------------------
+
+    def log_event(self, kind: str, data: dict[str, Any] | None = None, session_id: int | None = None) -> None:
+        """Append an event (page load, page hidden…) to the participant's log."""
+        with Session(self.engine) as s, s.begin():
+            s.add(Event(participant_id=self.participant_id, session_id=session_id, kind=kind, data=data))
+
+    def record_visibility(self, records: Iterable[ClientRecord], session_id: int | None) -> None:
+        """Log the browser's page hidden / page shown reports as events."""
+        rows = [
+            Event(participant_id=self.participant_id, session_id=session_id, kind=f"page_{r.kind}", data={"client_at": r.at.isoformat()})
+            for r in records
+            if r.kind in ("hidden", "visible")
+        ]
+        if rows:
+            with Session(self.engine) as s, s.begin():
+                s.add_all(rows)
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate survey answers against their questions.
+
+    Returns:
+        Question key → stored value (likert and number as numbers, yesno as a boolean,
+        choice and text as text); unanswered optional questions are left out.
+
+    Raises:
+        AnswersRejected: naming the first unanswered required question or invalid answer.
+    """
+    out: dict[str, Any] = {}
+    for q in questions:
+        raw = answers.get(q.key)
+        if isinstance(raw, str):
+            raw = clean_message(raw, 10**9) if raw.strip() else None
+        if raw is None:
+            if q.required:
+                raise AnswersRejected(f'Please answer "{q.text}"')
+            continue
+        if q.type == "likert":
+            if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= q.scale:
+                raise AnswersRejected(f'"{q.text}" needs a choice from 1 to {q.scale}.')
+        elif q.type == "yesno":
+            if isinstance(raw, str) and raw.strip().lower() in ("yes", "no"):
+                raw = raw.strip().lower() == "yes"
+            if not isinstance(raw, bool):
+                raise AnswersRejected(f'"{q.text}" needs yes or no.')
+        elif q.type == "choice":
+            if raw not in q.options:
+                raise AnswersRejected(f'"{q.text}" needs one of the choices shown.')
+        elif q.type == "number":
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != raw or raw in (float("inf"), float("-inf")):
+                raise AnswersRejected(f'"{q.text}" needs a number.')
+        elif q.type == "text":
+            raw = str(raw)
+            if len(raw) > _MAX_TEXT_ANSWER:
+                raise AnswersRejected(f'Your answer to "{q.text}" is {len(raw):,} characters long; the limit is {_MAX_TEXT_ANSWER:,}.')
+        out[q.key] = raw
+    return out
+
+
+# --- the chat ---------------------------------------------------------------------------
+
+
+def presentation(conv: Conversation) -> Literal["whole", "question", "pieces", "on_request"]:
+    """How the task is put to the participant: whole, as a question to ask, as cards
+    shared one per message, or as cards held until the assistant asks."""
+    if conv.item.kind == "presupposition":
+        return "question"
+    if _whole_task(conv):
+        return "whole"
+    return "on_request" if conv.reveal == "ON_REQUEST" else "pieces"
+
+
+def _whole_task(conv: Conversation) -> bool:
+    """The task is shown whole (FULL, CONCAT, or an item with a single piece)."""
+    return conv.reveal in ("FULL", "CONCAT") or len(conv.shards) == 1
+
+
+def requested_card(conv: Conversation) -> int | None:
+    """ON_REQUEST: the held card the assistant's latest reply asks for, if any."""
+    if conv.reveal != "ON_REQUEST" or conv.user_turns == 0 or conv.awaiting_reply:
+        return None
+    last = next((t for t in reversed(conv.turns) if t.role == "assistant" and t.error is None), None)
+    if last is None:
+        return None
+    shard = requested_shard(last.content, conv.remaining)
+    return shard.id if shard is not None else None
+
+
+def cards(conv: Conversation) -> list[Card]:
+    """The task as cards: one card for a task shown whole, else one card per shard."""
+    started = conv.user_turns > 0
+    if _whole_task(conv):
+        return [Card(0, conv.opening().text, "shared" if started else "start")]
+    revealed = conv.revealed
+    asked = requested_card(conv)
+    first = conv.shards[0].id
+    out = []
+    for shard in conv.shards:
+        if shard.id in revealed:
+            state = "shared"
+        elif shard.id == first:
+            state = "start"
+        elif conv.reveal == "ON_REQUEST":
+            state = "asked" if shard.id == asked else "held"
+        else:
+            state = "available" if started else "locked"
+        out.append(Card(shard.id, shard.text, state))  # type: ignore[arg-type]
+    return out
+
+
+def card_choices(conv: Conversation) -> list[int]:
+    """Cards the next message may share (the first message shares the opening by itself)."""
+    if conv.user_turns == 0 or _whole_task(conv):
+        return []
+    if conv.reveal == "ON_REQUEST":
+        asked = requested_card(conv)
+        return [asked] if asked is not None else []
+    return [s.id for s in conv.remaining]
+
+
+def go_ahead_text(conv: Conversation) -> str | None:
+    """ON_REQUEST: the suggested reply when the assistant asked for nothing held back."""
+    if conv.reveal != "ON_REQUEST" or conv.user_turns == 0 or not conv.remaining or requested_card(conv) is not None:
+        return None
+    return GO_AHEAD
+
+
+def screen_message(text: str | None, max_chars: int) -> str:
+    """Refuse what the lab will not send: empty, too long, or with control characters.
+
+    Raises:
+        MessageRejected: with the sentence to show.
+    """
+    cleaned = clean_message(text, max_chars)
+    normalized = (text or "").replace("\r\n", "\n").replace("\r", "\n")
+    if cleaned != normalized:
+        raise MessageRejected("Your message contained invisible control characters. They have been removed: please check the message below and send it again.")
+    return cleaned
+
+
+def send_message(conv: Conversation, text: str | None, card: int | None = None, client: dict[str, Any] | None = None) -> TurnView:
+    """Commit a participant's message (before any model call).
+
+    Args:
+        conv: The current conversation.
+        text: What the participant wrote.
+        card: The card this message shares, if any (ignored for the first message).
+        client: Browser timing for the turn (see :func:`client_timing`).
+
+    Raises:
+        MessageRejected: empty, too long, control characters, or a card that may not be
+            shared now.
+        ConversationOver: the conversation has ended or reached its limit.
+    """
+    content = screen_message(text, conv.max_message_chars)
+    shards: list[int] = []
+    if card and conv.user_turns > 0:
+        if card not in card_choices(conv) and card not in conv.revealed:
+            if conv.reveal == "ON_REQUEST":
+                raise MessageRejected(f"Card {card} can be shared only when the assistant asks for it.")
+            raise MessageRejected(f"Card {card} cannot be shared now.")
+        shards = [card]
+    return conv.send(content, shards, source="participant", client=client)
+
+
+def transcript(conv: Conversation) -> list[TurnView]:
+    """The turns the participant sees: their messages and the assistant's replies.
+
+    Mediator rewrites are never shown; a failed reply is shown only while it is the
+    latest turn (its retry replaces it on screen, the record keeps both).
+    """
+    shown = [t for t in conv.turns if t.role in ("user", "assistant")]
+    return [t for i, t in enumerate(shown) if t.error is None or i == len(shown) - 1]
+
+
+def reply_pending(conv: Conversation) -> bool:
+    """The participant's latest message has no reply yet (not a failed one: that waits for a retry)."""
+    convo = [t for t in conv.turns if t.role in ("user", "assistant")]
+    return bool(convo) and convo[-1].role == "user" and conv.status == "active"
+
+
+def failed_reply(conv: Conversation) -> bool:
+    """The latest reply failed and may be retried."""
+    convo = [t for t in conv.turns if t.role in ("user", "assistant")]
+    return bool(convo) and convo[-1].error is not None and conv.status == "active"
+
+
+def can_finish(conv: Conversation) -> bool:
+    """The participant may say they have their answer: the assistant has replied."""
+    return any(t.role == "assistant" and t.error is None and t.content for t in conv.turns)
+
+
+# --- browser timing ---------------------------------------------------------------------
+
+
+CLIENT_KINDS = ("draft", "hidden", "visible")
+"""What the page's browser snippet reports: a draft being typed, the page hidden or shown."""
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """One report from the participant's browser (times are the browser's clock)."""
+
+    seq: int
+    kind: str
+    at: datetime
+    typing_started_at: datetime | None = None
+    edits: int | None = None
+    length: int | None = None
+
+
+def _ms(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**14:
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else None
+
+
+def client_records(state: Any, after: int) -> list[ClientRecord]:
+    """The well-formed browser reports newer than ``after``, oldest first.
+
+    The browser snippet keeps its last reports in a list of dicts (``seq``, ``kind``,
+    ``at`` in epoch milliseconds, and for drafts ``typing_started_at``, ``edits``,
+    ``length``); anything malformed is dropped, since the browser is not trusted.
+    """
+    log = state.get("log") if hasattr(state, "get") else None
+    if not isinstance(log, list):
+        return []
+    out = []
+    for rec in log[-100:]:
+        if not isinstance(rec, Mapping):
+            continue
+        seq, kind, at = _count(rec.get("seq")), rec.get("kind"), _ms(rec.get("at"))
+        if seq is None or seq <= after or kind not in CLIENT_KINDS or at is None:
+            continue
+        out.append(ClientRecord(seq, str(kind), at, _ms(rec.get("typing_started_at")), _count(rec.get("edits")), _count(rec.get("length"))))
+    return sorted(out, key=lambda r: r.seq)
+
+
+def latest_draft(state: Any, after: int) -> ClientRecord | None:
+    """The newest draft report newer than ``after`` (the draft of the message being sent)."""
+    drafts = [r for r in client_records(state, after) if r.kind == "draft"]
+    return drafts[-1] if drafts else None
+
+
+def client_timing(draft: ClientRecord | None) -> dict[str, Any] | None:
+    """The browser timing stored with a message, from the latest draft report before it.
+
+    ``typing_started_at`` is when the draft got its first character (browser clock);
+    ``edits`` counts its input events up to the browser's last report, which is sent when
+    a draft starts and after each pause in typing, so a final burst may be missing; the
+    server's own ``sent_at`` on the turn is when it was committed.
+    """
+    if draft is None or draft.typing_started_at is None:
+        return None
+    return {
+        "typing_started_at": draft.typing_started_at.isoformat(),
+        "edits": draft.edits,
+        "reported_at": draft.at.isoformat(),
+        "clock": "browser",
+    }
+
+
+# --- streams ----------------------------------------------------------------------------
+
+
+class Streams:
+    """Which conversations are streaming a reply in this process, and who may stop them.
+
+    A participant who opens their link in a second tab while the first still streams
+    takes the conversation over: the first tab's stream stops (what arrived is kept as
+    partial) so both tabs show the same record.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[str, threading.Event]] = {}
+
+    def begin(self, session_id: int, owner: str) -> threading.Event:
+        """Register a stream; the returned event is set when it should stop."""
+        stop = threading.Event()
+        with self._lock:
+            self._active[session_id] = (owner, stop)
+        return stop
+
+    def end(self, session_id: int, owner: str) -> None:
+        """Forget a stream that has ended."""
+        with self._lock:
+            if session_id in self._active and self._active[session_id][0] == owner:
+                del self._active[session_id]
+
+    def take_over(self, session_id: int, owner: str, wait: float = 15.0) -> bool:
+        """Stop another page's stream of this conversation and wait for it to end.
+
+        Returns:
+            True when no other page streams it any more.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                entry = self._active.get(session_id)
+                if entry is None or entry[0] == owner:
+                    return True
+                entry[1].set()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+STREAMS = Streams()
+"""The process-wide stream registry."""

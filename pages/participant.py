@@ -1,0 +1,336 @@
+"""The participant's page: consent, instructions, a chat per item, short questions, the code.
+
+Who is visiting and where they are come from the link and the database on every run
+(``lab.flow``); this page only draws the current step. Model text goes through
+``lab.render.model_markdown``; participant and card text is shown with ``st.text``.
+"""
+
+from __future__ import annotations
+
+import uuid
+import streamlit as st
+
+from lab import flow, render
+from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
+from lab.llm import ModelError
+from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input
+
+ENGINE = engine()
+NOTICE = "participant_notice"
+MODEL_FAILED = "The assistant could not reply just now. Your message is saved; please try again."
+GUIDE = {
+    "whole": "Your task is on the card. Tell the assistant what you need **in your own words** "
+    "(or put the card in your message as it is).",
+    "question": "Ask the assistant the question on the card. You can send it as it is or put it **in your own words**.",
+    "pieces": "Your task comes as cards. Start with card 1. After that, each message may share "
+    "**at most one new card**: tick which one, and write it **in your own words**.",
+    "on_request": "Start with card 1. Keep the other cards to yourself: open one only when the "
+    "assistant asks for what it says. Write **in your own words**.",
+}
+CARD_STATE = {
+    "start": "start here",
+    "shared": "shared ✓",
+    "available": "not shared yet",
+    "locked": "share after your first message",
+    "held": "share only if the assistant asks",
+    "asked": "the assistant asked for this",
+}
+
+
+def not_valid() -> None:
+    """The plain page for any link that leads nowhere; nothing else is shown."""
+    st.title(flow.LINK_NOT_VALID)
+    st.write("Please check that you opened the whole link you were given.")
+    st.stop()
+
+
+def chat_key(session_id: int) -> str:
+    """Session-state key of a conversation's message box."""
+    return f"message_{session_id}"
+
+
+# --- callbacks (they run before the page is drawn, so they may refill the message box) ----
+
+
+def on_send(session_id: int, pick_key: str) -> None:
+    """Commit the message before anything is drawn; a refused one goes back into the box."""
+    text = st.session_state.get(chat_key(session_id))
+    conv = Conversation.load(ENGINE, session_id)
+    draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
+    try:
+        flow.send_message(conv, text, st.session_state.get(pick_key) or None, flow.client_timing(draft))
+    except MessageRejected as e:
+        st.session_state[NOTICE] = str(e)
+        if text and text.strip():
+            st.session_state[chat_key(session_id)] = clean_message(text, len(text) + 1)
+        return
+    except ConversationOver as e:
+        st.session_state[NOTICE] = str(e)
+        return
+    if draft is not None:
+        st.session_state["draft_seq"] = draft.seq
+
+
+def on_paste(session_id: int, text: str, pick_key: str, card: int | None) -> None:
+    """Put a card's text in the message box and tick the card."""
+    st.session_state[chat_key(session_id)] = text
+    if card is not None:
+        st.session_state[pick_key] = card
+
+
+def on_stop(session_id: int) -> None:
+    """Log the participant's Stop (the interrupted run has already kept what arrived)."""
+    conv = Conversation.load(ENGINE, session_id)
+    last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
+    conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
+
+
+def on_retry(session_id: int) -> None:
+    """Ask for the failed reply again on the next run."""
+    st.session_state[f"retry_{session_id}"] = True
+    Conversation.load(ENGINE, session_id).log_event("retry")
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+@st.fragment
+def browser_reports(f: flow.Flow, session_id: int | None) -> None:
+    """Page hidden / shown reports from the browser; typing reports are read when sending."""
+    state = browser_activity()
+    records = flow.client_records(state, st.session_state.get("visibility_seq", 0))
+    f.record_visibility(records, session_id)
+    if records:
+        st.session_state["visibility_seq"] = records[-1].seq
+
+
+def consent_step(f: flow.Flow) -> None:
+    """The consent text with agree and decline."""
+    st.title("Before you start")
+    st.markdown(render.model_markdown(f.consent_text))
+    agree, decline = st.columns(2)
+    if agree.button("I agree to take part", type="primary", width="stretch"):
+        f.consent(True)
+        st.rerun()
+    if decline.button("I do not agree", width="stretch"):
+        f.consent(False)
+        st.rerun()
+
+
+def instructions_step(f: flow.Flow) -> None:
+    """The study's instructions and a start button."""
+    st.title("How this works")
+    st.markdown(render.model_markdown(f.instructions))
+    st.info("You will talk with an AI assistant. Please write in your own words, as you would to a person.")
+    if st.button("Start", type="primary"):
+        f.begin()
+        st.rerun()
+
+
+def show_cards(conv: Conversation, pick_key: str, active: bool) -> None:
+    """The task cards in the sidebar, each with its state and a paste button when it may be shared."""
+    kind = flow.presentation(conv)
+    choices = flow.card_choices(conv)
+    with st.sidebar:
+        st.header("Your question" if kind == "question" else "Your task")
+        for card in flow.cards(conv):
+            with st.container(border=True):
+                title = "Card" if card.id == 0 else f"Card {card.id}"
+                st.markdown(f"**{title}** · {CARD_STATE[card.state]}")
+                st.text(card.text)
+                if active and (card.state in ("start", "asked") or card.id in choices):
+                    st.button(
+                        "Put in my message",
+                        key=f"paste_{conv.session_id}_{card.id}",
+                        on_click=on_paste,
+                        args=(conv.session_id, card.text, pick_key, card.id if card.id in choices else None),
+                        icon=":material/content_paste:",
+                    )
+
+
+def show_turn(conv: Conversation, turn: TurnView) -> None:
+    """One message: participant text verbatim, model text as safe Markdown."""
+    if turn.role == "user":
+        with st.chat_message("user"):
+            st.text(turn.content)
+            if turn.source == "lab":
+                st.caption("Sent by the study to sum up your cards.")
+            elif turn.shards and flow.presentation(conv) in ("pieces", "on_request"):
+                st.caption("Shares card " + ", ".join(str(i) for i in turn.shards))
+        return
+    with st.chat_message("assistant"):
+        if turn.content:
+            st.markdown(render.model_markdown(turn.content))
+        if turn.error is not None:
+            st.warning(MODEL_FAILED)
+            st.button("Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:")
+        elif turn.partial:
+            st.caption("This reply was cut off.")
+
+
+def stream_reply(conv: Conversation) -> None:
+    """Stream the assistant's reply into a chat bubble; a Stop click or a refresh keeps what arrived."""
+    owner = st.session_state["owner"]
+    with st.chat_message("assistant"):
+        st.button("Stop", key=f"stop_{conv.session_id}_{len(conv.turns)}", on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
+        shown = st.empty()
+        shown.caption("The assistant is writing…")
+        try:
+            reply = conv.reply(stream=True)
+        except ConversationOver:  # another tab answered first
+            st.rerun()
+        pieces = iter(reply)
+        stop = flow.STREAMS.begin(conv.session_id, owner)
+        try:
+            for _ in pieces:
+                shown.markdown(render.model_markdown(reply.text) + " ▍")
+                if stop.is_set():
+                    break
+        except ModelError:
+            pass  # committed as an error turn; the next run offers a retry
+        finally:
+            pieces.close()  # a stream cut short is committed as partial
+            flow.STREAMS.end(conv.session_id, owner)
+    if stop.is_set():
+        conv.log_event("stop", {"by": "another_tab"})
+    st.rerun()
+
+
+def chat_step(f: flow.Flow, step: flow.Step) -> None:
+    """The conversation of the current item: cards, history, the reply in progress, the controls."""
+    conv = f.conversation()
+    sid = conv.session_id
+    claimed = f"claimed_{sid}"
+    if not st.session_state.get(claimed):
+        st.session_state[claimed] = True
+        flow.STREAMS.take_over(sid, st.session_state["owner"])
+        conv.refresh()
+    kind = flow.presentation(conv)
+    pick_key = f"pick_{sid}_{conv.user_turns}"
+    limit_reached = conv.user_turns >= conv.turn_limit
+    retry = st.session_state.pop(f"retry_{sid}", False) and flow.failed_reply(conv)
+    will_stream = flow.reply_pending(conv) or retry or conv.recap_due()
+
+    st.caption(f"Task {step.position + 1} of {step.total}")
+    st.progress(step.position / max(step.total, 1))
+    st.markdown(GUIDE[kind])
+    show_cards(conv, pick_key, not will_stream and not limit_reached)
+    st.chat_input(
+        "Write to the assistant…",
+        key=chat_key(sid),
+        on_submit=on_send,
+        args=(sid, pick_key),
+        submit_mode="disable",
+        disabled=will_stream or limit_reached,
+    )
+    for turn in flow.transcript(conv):
+        show_turn(conv, turn)
+    if will_stream:
+        if conv.recap_due():
+            show_turn(conv, conv.send_recap())
+        stream_reply(conv)
+        return
+
+    if notice := st.session_state.pop(NOTICE, None):
+        st.error(notice)
+    if conv.user_turns == 0:
+        st.caption("Start with the card on the left: write it in your own words, or put it in your message.")
+    at_limit = limit_reached and not flow.failed_reply(conv)
+    if at_limit:
+        st.info(f"You have sent the {conv.turn_limit} messages this task allows.")
+    choices = [] if at_limit else flow.card_choices(conv)
+    if choices:
+        st.radio(
+            "This message shares",
+            [0, *choices],
+            format_func=lambda c: "no new card" if c == 0 else f"card {c}",
+            horizontal=True,
+            key=pick_key,
+        )
+    if not at_limit and (go_ahead := flow.go_ahead_text(conv)):
+        st.button(f"Reply: “{go_ahead}”", on_click=on_paste, args=(sid, go_ahead, pick_key, None))
+    done, other = st.columns(2)
+    ending = None
+    if done.button("I have my answer", type="primary", disabled=not flow.can_finish(conv), width="stretch"):
+        ending = "answered"
+    if at_limit:
+        if other.button("Continue without an answer", width="stretch"):
+            ending = "turn_limit"
+    elif other.button("Give up on this task", disabled=conv.user_turns == 0, width="stretch"):
+        ending = "gave_up"
+    if ending:
+        with st.spinner("Saving…"):
+            f.finish_item(conv, ending)
+        st.rerun()
+
+
+def questions_step(f: flow.Flow, step: flow.Step) -> None:
+    """The questions after an item or at the end, in one form."""
+    kind = step.kind
+    if kind == "post_item":
+        st.caption(f"Task {step.position + 1} of {step.total}")
+        st.title("About this conversation")
+    else:
+        st.title("Last questions")
+    with st.form(f"{kind}_{step.position}"):
+        answers = {q.key: question_input(q, key=f"{kind}_{step.position}_{q.key}") for q in f.questions(kind)}
+        submitted = st.form_submit_button("Continue" if kind == "post_item" else "Finish", type="primary")
+    if submitted:
+        try:
+            f.answer(kind, answers, step.position)  # type: ignore[arg-type]
+        except flow.AnswersRejected as e:
+            st.error(str(e))
+        else:
+            st.rerun()
+
+
+def done_step(f: flow.Flow) -> None:
+    """Debrief, completion code and the way back."""
+    end = f.completion()
+    st.title("Thank you!")
+    if end.debrief:
+        st.markdown(render.model_markdown(end.debrief))
+    st.write("Your completion code:")
+    st.code(end.code, language=None)
+    if end.redirect:
+        st.link_button("Finish and return", end.redirect, type="primary", icon=":material/check_circle:")
+
+
+def declined_step() -> None:
+    """The goodbye after declining."""
+    st.title("Thank you")
+    st.write("You chose not to take part, and nothing more will be asked of you. You can close this page.")
+
+
+# --- the page ------------------------------------------------------------------------------
+
+try:
+    visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+except flow.LinkNotValid:
+    not_valid()
+if visit.token:
+    # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
+    st.query_params.from_dict({"t": visit.token})
+
+participant = flow.Flow.load(ENGINE, visit.participant_id)
+current = participant.step()
+if st.session_state.get("page_of") != visit.participant_id:
+    st.session_state["page_of"] = visit.participant_id
+    st.session_state["owner"] = uuid.uuid4().hex
+    participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+
+if current.kind == "not_valid":
+    not_valid()
+browser_reports(participant, current.session_id)
+if current.kind == "consent":
+    consent_step(participant)
+elif current.kind == "instructions":
+    instructions_step(participant)
+elif current.kind == "chat":
+    chat_step(participant, current)
+elif current.kind in ("post_item", "post_study"):
+    questions_step(participant, current)
+elif current.kind == "done":
+    done_step(participant)
+else:
+    declined_step()
