@@ -23,5 +23,8 @@ else:
         ]
         for section, pages in sections.items()
     }
-    position = "hidden" if len(sum(sections.values(), [])) == 1 else "top"
-    st.navigation(nav, position=position).run()
+    menu = [p for pages in sections.values() for p in pages]
+    if default not in menu:
+        first = next(iter(nav))
+        nav[first].insert(0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden"))
+    st.navigation(nav, position="hidden" if len(menu) == 1 else "top").run()

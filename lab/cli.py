@@ -48,14 +48,19 @@ def cmd_init(args: argparse.Namespace) -> None:
     """Migrate, load the demo study into an empty database, and say how to get in."""
     from .accounts import count_accounts
     from .db import migrate
-    from .studies import count_studies, load_study_file
+    from .settings import load_settings
+    from .studies import StudyError, count_studies, load_study_file, set_status
 
     engine = _engine()
     migrate(engine)
     with _tx() as s:
         if count_studies(s) == 0 and DEMO_SPEC.exists():
             result = load_study_file(s, DEMO_SPEC)
-            print(f"loaded the demo study '{result.study.slug}'")
+            try:
+                set_status(s, result.study.slug, "open")
+                print(f"loaded and opened the demo study: take part at {load_settings().public_url}/?study={result.study.slug}")
+            except StudyError as e:
+                print(f"loaded the demo study '{result.study.slug}' as a draft ({e})")
         if count_accounts(s) == 0:
             from .auth import setup_link
 

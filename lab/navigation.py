@@ -46,9 +46,11 @@ def is_participant_visit(query: Mapping[str, Any]) -> bool:
 
 
 def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, list[PageEntry]], PageEntry]:
-    """The sections of pages a visitor may see and the default page.
+    """The sections of pages a visitor's menu shows, and the page served at ``/``.
 
-    A participant link always shows the study page alone, whoever follows it.
+    A participant link always shows the study page alone, whoever follows it. Staff land
+    on the home page, kept out of the menu: Streamlit serves the default page only at
+    ``/``, so making a menu page the default would break its own address.
     """
     if is_participant_visit(query):
         return {"": [PARTICIPANT]}, PARTICIPANT
@@ -58,5 +60,4 @@ def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, lis
     for page in STAFF:
         if visitor.can(*page.roles):
             sections.setdefault(page.section, []).append(page)
-    default = sections[next(iter(sections))][0]
-    return sections, default
+    return sections, HOME

@@ -108,6 +108,10 @@ def load_study(s: Session, d: StudyDefinition, source_path: str | None = None) -
         s.flush()
         s.expire(current, ["conditions", "items"])
         return LoadResult(current, "replaced")
+    status = current.status if current is not None and current.status != "superseded" else "draft"
+    if status == "open" and open_problems(d):
+        # A new version goes live only if it could be opened by hand.
+        status = "paused"
     study = Study(
         slug=d.spec.slug,
         version=(current.version + 1) if current else 1,
@@ -115,7 +119,7 @@ def load_study(s: Session, d: StudyDefinition, source_path: str | None = None) -
         spec=normalized,
         spec_sha256=digest,
         source_path=source_path,
-        status=current.status if current is not None and current.status != "superseded" else "draft",
+        status=status,
         seed=d.spec.plan.seed,
     )
     if current is not None:
@@ -132,6 +136,21 @@ def load_study_file(s: Session, path: str | Path) -> LoadResult:
     return load_study(s, load_spec_file(path), str(path))
 
 
+def open_problems(d: StudyDefinition) -> list[str]:
+    """Why a study cannot open: models that fail validation or lack their keys."""
+    from . import llm
+
+    problems = []
+    for key, m in d.spec.models.items():
+        problems += [f"model '{key}': {p}" for p in llm.check_model(m.model, m.params)]
+        missing = llm.missing_env(m.model, m.params)
+        if missing and not m.optional:
+            problems.append(f"model '{key}' ({m.model}) needs {', '.join(missing)} to be set")
+    if not d.active_conditions():
+        problems.append("no condition can run: every condition's model lacks its key")
+    return problems
+
+
 def set_status(s: Session, slug: str, action: str) -> Study:
     """Open, pause or close the newest version of a study.
 
@@ -143,17 +162,7 @@ def set_status(s: Session, slug: str, action: str) -> Study:
     if study.status not in allowed:
         raise StudyError(f"cannot {action} study '{slug}': it is {study.status}")
     if action == "open":
-        from . import llm
-
-        d = definition(study)
-        problems = []
-        for key, m in d.spec.models.items():
-            problems += [f"model '{key}': {p}" for p in llm.check_model(m.model, m.params)]
-            missing = llm.missing_env(m.model, m.params)
-            if missing and not m.optional:
-                problems.append(f"model '{key}' ({m.model}) needs {', '.join(missing)} to be set")
-        if not d.active_conditions():
-            problems.append("no condition can run: every condition's model lacks its key")
+        problems = open_problems(definition(study))
         if problems:
             raise StudyError(f"cannot open study '{slug}': " + "; ".join(problems))
     study.status = {"open": "open", "pause": "paused", "close": "closed"}[action]

@@ -47,9 +47,12 @@ def test_no_traceback_in_subprocess(tmp_path: Path) -> None:
 
 def test_init_load_open_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "init")
-    assert code == 0 and "loaded the demo study 'demo'" in out
+    assert code == 0 and "loaded and opened the demo study: take part at http://localhost:8501/?study=demo" in out
+    assert "/auth/setup?token=" in out  # no staff account yet
     code, out, _ = run(capsys, "init")
-    assert "loaded the demo" not in out  # only into an empty database
+    assert "demo" not in out  # only into an empty database
+    code, out, _ = run(capsys, "study", "pause", "demo")
+    assert code == 0 and "is paused" in out
     code, out, _ = run(capsys, "study", "open", "demo")
     assert code == 0 and "is open" in out
     code, out, _ = run(capsys, "study", "list")

@@ -182,9 +182,9 @@ def test_disabled_account_is_locked_out_at_once(as_role: Callable[[str], None], 
     ("role", "default", "menu"),
     [
         ("anonymous", "Repair Lab", {"Repair Lab", "Sign in"}),
-        ("annotator", "My account", {"My account"}),
-        ("experimenter", "Studies", {"Studies", "Links", "Live monitor", "Models", "My account"}),
-        ("admin", "Studies", {"Studies", "Links", "Live monitor", "Models", "Accounts", "My account"}),
+        ("annotator", "Repair Lab", {"My account"}),
+        ("experimenter", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "My account"}),
+        ("admin", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Accounts", "My account"}),
     ],
 )
 def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role: Callable[[str], None]) -> None:
@@ -196,6 +196,8 @@ def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role
     assert at.title[0].value == default
     sections, _ = pages_for(auth.current_visitor(), {})
     assert {p.title for pages in sections.values() for p in pages} == menu
+    links = {el.proto.label for el in at.get("page_link")}
+    assert links == ({"Staff sign in"} if role == "anonymous" else menu)
 
 
 def test_experimenter_moves_between_pages(as_role: Callable[[str], None]) -> None:
