@@ -146,16 +146,17 @@ def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
 @pytest.mark.parametrize(
     ("role", "given", "expected"),
     [
-        ("experimenter", "/studies", "/"),
+        ("experimenter", "/home", "/"),
+        ("experimenter", "/studies", "/studies"),
         ("experimenter", "/monitor", "/monitor"),
-        ("admin", "/studies/", "/"),
+        ("admin", "/home/", "/"),
         ("admin", "/accounts", "/accounts"),
-        ("annotator", "/account", "/"),
-        ("annotator", "/studies", "/studies"),
+        ("annotator", "/home", "/"),
+        ("annotator", "/account", "/account"),
     ],
 )
 def test_landing_avoids_the_default_pages_own_path(role: str, given: str, expected: str) -> None:
-    # The navigation serves a visitor's default page at "/" only.
+    # The navigation serves the default (home) page at "/" only.
     assert auth.landing_path(given, role) == expected
 
 

@@ -92,8 +92,8 @@ def test_cold_server_staff_page_shows_sign_in_and_no_data(name: str, cold_server
     page.fill("#username", "admin1")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    # The default page (Studies, for an admin) lives at "/"; any other page is returned to.
-    page.wait_for_url(f"{cold_server.url}/" + ("" if name == "studies" else name))
+    # The page asked for is returned to (staff land on a home page at "/", so every menu page keeps its address).
+    page.wait_for_url(f"{cold_server.url}/{name}")
     wait_for_app(page)
     assert "Page not found" not in page.inner_text("body")
     page.get_by_text("Signed in as").first.wait_for()
@@ -141,6 +141,10 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(base + "/")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Repair Lab").wait_for()
+    page.get_by_role("link", name="Live monitor").first.wait_for()  # the home page's shortcuts
+    page.goto(base + "/studies")
     wait_for_app(page)
     page.get_by_role("heading", name="Studies").wait_for()
     cookie = next(c for c in context.cookies() if c["name"] == "lab_staff")
@@ -207,7 +211,7 @@ def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(warm_serv
     base = warm_server.url
     page = context.new_page()
     sign_in(page, base, "experimenter1", PASSWORD, "/studies")
-    page.wait_for_url(base + "/")
+    page.wait_for_url(base + "/studies")
     wait_for_app(page)
     assert "Page not found" not in page.inner_text("body")
 

@@ -1,0 +1,165 @@
+"""How fast simulated conversations run, against the ideal and against bare litellm.
+
+Prints figures, not a test. With the scripted simulator and the scripted model on a
+temporary SQLite database, 200 conversations of 8 user turns each (every turn reveals one
+shard; the assistant never answers, so each conversation runs to the turn limit):
+
+- with the model answering after a fixed 100 ms, at concurrency 32: the wall time against
+  the ideal (the sequential model latency divided by the concurrency; target ≤ 1.25×);
+- with zero latency: recorded turns per second against bare
+  ``litellm.acompletion(mock_response=...)`` calls per second at the same concurrency in
+  the same run, divided by the calls one turn needs (one: the scripted simulator calls no
+  model; target ≥ 0.75×). litellm's own cost grows with the history it is sent, so the
+  bare calls send the same messages the grid's turns send; the ratio against one-message
+  prompts is printed too.
+
+Usage: ``python bench/simulate.py [--conversations N] [--turns T] [--concurrency K] [--profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+REPLY = "Thanks, noted. Tell me more when you are ready."
+
+
+def spec(turns: int, latency: float) -> str:
+    """A one-condition study whose item has more shards than the turn limit."""
+    shards = ", ".join(f'{{id: {i}, text: "Piece {i} of the task holds detail number {i}."}}' for i in range(1, turns + 2))
+    return f"""\
+slug: bench
+title: Simulation benchmark
+consent: ok
+instructions: ok
+models:
+  bot: {{model: lab/scripted, params: {{script: fixed, reply: "{REPLY}", latency: {latency}}}}}
+conditions:
+  sharded: {{model: bot, reveal: SHARDED}}
+plan: {{turn_limit: {turns}}}
+items:
+  - id: task
+    kind: sharded
+    shards: [{shards}]
+    answer: {{type: number, value: "12345"}}
+"""
+
+
+def run_grid(conversations: int, turns: int, concurrency: int, latency: float, profile: bool = False) -> tuple[float, int]:
+    """Run the grid on a fresh database; returns (wall seconds, user turns recorded)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from lab.db import make_engine, migrate
+    from lab.schema import Turn
+    from lab.simulate import ScriptedSimulator, plan_run, run_simulation
+    from lab.spec import parse_spec
+    from lab.studies import load_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/bench.db")
+        migrate(engine)
+        d = parse_spec(spec(turns, latency), "bench.yaml")
+        with Session(engine, expire_on_commit=False) as s, s.begin():
+            study = load_study(s, d).study
+        sim = ScriptedSimulator()
+        plan = plan_run(study, d, sim.record(), repeats=conversations)
+        profiler = cProfile.Profile() if profile else None
+        start = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        result = asyncio.run(run_simulation(engine, plan, sim, concurrency=concurrency))
+        if profiler is not None:
+            profiler.disable()
+        wall = time.perf_counter() - start
+        if profiler is not None:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        with Session(engine) as s:
+            recorded = s.scalar(select(func.count()).select_from(Turn).where(Turn.role == "user", Turn.source == "simulator"))
+        engine.dispose()
+        assert result.complete and recorded == conversations * turns, (result, recorded)
+        return wall, int(recorded or 0)
+
+
+def history(turns: int) -> list[dict[str, str]]:
+    """The messages the model sees at a conversation's ``turns``-th user turn in the grid."""
+    out: list[dict[str, str]] = []
+    for i in range(1, turns + 1):
+        out.append({"role": "user", "content": f"Piece {i} of the task holds detail number {i}."})
+        out.append({"role": "assistant", "content": REPLY})
+    return out[:-1]
+
+
+def bare_rate(calls: int, concurrency: int, turns: int | None) -> float:
+    """Bare ``litellm.acompletion(mock_response=...)`` calls per second at a concurrency.
+
+    Args:
+        calls: Calls to time.
+        concurrency: Calls in flight at once.
+        turns: Give call ``i`` the history of user turn ``i mod turns + 1`` (the messages the
+            grid sends); None for a one-message prompt.
+    """
+    from lab.llm._providers import load_litellm
+
+    litellm = load_litellm()
+    prompts = [history(t) for t in range(1, (turns or 1) + 1)]
+
+    async def go() -> float:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                messages = prompts[i % len(prompts)] if turns else [{"role": "user", "content": f"turn {i}"}]
+                await litellm.acompletion(model="openai/gpt-4o-mini", messages=messages, mock_response=REPLY)
+
+        await asyncio.gather(*(one(i) for i in range(min(64, calls))))
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        return calls / (time.perf_counter() - start)
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    """Measure and print."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--conversations", type=int, default=200)
+    p.add_argument("--turns", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--profile", action="store_true", help="profile the zero-latency run (cProfile)")
+    a = p.parse_args()
+    from lab.llm._providers import load_litellm
+
+    load_litellm()
+    n_turns = a.conversations * a.turns
+
+    wall, _ = run_grid(a.conversations, a.turns, a.concurrency, 0.1)
+    ideal = n_turns * 0.1 / a.concurrency
+    print(f"100 ms model, {a.conversations} conversations × {a.turns} turns at concurrency {a.concurrency}:")
+    print(f"  wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.2f}× (target ≤ 1.25×)")
+
+    wall0, recorded = run_grid(a.conversations, a.turns, a.concurrency, 0.0, profile=a.profile)
+    lab_rate = recorded / wall0
+    same = bare_rate(n_turns, a.concurrency, a.turns)
+    short = bare_rate(n_turns, a.concurrency, None)
+    calls_per_turn = 1
+    print(f"zero latency, same grid: {lab_rate:.0f} turns/s ({wall0:.2f} s), {calls_per_turn} model call per turn")
+    print(f"  bare litellm.acompletion(mock_response=...) at concurrency {a.concurrency}, same messages as the grid: "
+          f"{same:.0f} calls/s; ratio {lab_rate / (same / calls_per_turn):.2f}× (target ≥ 0.75×)")
+    print(f"  bare, one-message prompts: {short:.0f} calls/s; ratio {lab_rate / (short / calls_per_turn):.2f}×")
+
+
+if __name__ == "__main__":
+    main()

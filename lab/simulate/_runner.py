@@ -1,0 +1,537 @@
+"""Running a simulation: bounded concurrency, per-model rate limits, resumption.
+
+Each simulated participant (a unit of the plan) is an ordinary ``participant`` row with
+``kind = simulated``; its ``simulator`` field records the simulator (model, prompt
+version, persona), where it belongs in the run (``run``, ``unit``) and its ``plan``.
+Running the same plan again finds those rows: conversations that ended are skipped,
+unfinished ones are continued from the database where they stopped, missing ones are
+started, so a run that was interrupted (Ctrl-C, kill, crash) finishes without duplicating
+a conversation. A lock keeps two processes from running the same run side by side.
+
+A conversation ends at the first correct answer attempt; when every shard is out and
+answered (in RECAP, once the recap is answered); at the turn limit; when the simulator says
+it is satisfied; in ON_REQUEST at the first answer attempt (the participant has their
+answer); for presupposition items after the first reply, once the knowledge probe is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from .. import llm
+from ..dialogue import Conversation, TurnView, start_session
+from ..items import PresuppositionItem
+from ..judge import RuleJudge, score
+from ..participants import create_participant
+from ..schema import ChatSession, Event, Participant, Study, utcnow
+from ._checks import check_message
+from ._consistency import CONSISTENCY_EVENT, judge_consistency
+from ._grid import RunPlan, Unit
+from ._simulator import DONT_KNOW, Simulator, UserMove, last_reply, prompt_texts
+
+RUN_EVENT = "simulate_run"
+"""Event kind recording each start (or restart) of a run, with its definition."""
+
+TURN_EVENT = "simulator_turn"
+"""Event kind recording what a simulator said it did in a turn, and the drift found."""
+
+_CHUNK = 500
+
+
+class RunBusy(RuntimeError):
+    """The run is being run by another process."""
+
+
+@contextmanager
+def run_lock(engine: Engine, run_id: str) -> Iterator[None]:
+    """Hold a run for this process, so that two invocations never run it side by side.
+
+    Postgres: a session advisory lock keyed by the run id. SQLite: an exclusive ``flock``
+    on a file beside the database (left in place: removing it would open a race).
+
+    Raises:
+        RunBusy: another process holds the run.
+    """
+    busy = RunBusy(f"run {run_id} is already running in another process; wait for it to finish or stop it first")
+    if engine.dialect.name == "postgresql":
+        key = int(run_id[:15], 16)
+        with engine.connect() as conn:
+            held = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            if not held:
+                raise busy
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).with_name(f"{Path(database).name}.simulate-{run_id}.lock")
+    with path.open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Limits:
+    """One requests-per-minute limiter per model string (none when ``rpm`` is None)."""
+
+    def __init__(self, rpm: float | None) -> None:
+        """Create the limiters lazily, one per model.
+
+        Args:
+            rpm: Requests per minute allowed for each model; None for no limit.
+        """
+        if rpm is not None and rpm <= 0:
+            raise ValueError(f"rpm must be positive, got {rpm!r}")
+        self.rpm = rpm
+        self._by_model: dict[str, llm.RateLimiter] = {}
+
+    async def acquire(self, model: str) -> None:
+        """Wait until one more call to ``model`` may be sent."""
+        if self.rpm is None:
+            return
+        limiter = self._by_model.get(model)
+        if limiter is None:
+            limiter = self._by_model[model] = llm.RateLimiter(self.rpm)
+        await limiter.aacquire()
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a running simulation stands (passed to the progress callback)."""
+
+    total: int
+    """Conversations in the run."""
+    done: int
+    """Conversations of the run that have ended, before and during this invocation."""
+    done_at_start: int
+    """Conversations that had ended before this invocation."""
+    failed: int
+    """Conversations stopped by repeated model errors in this invocation."""
+    elapsed: float
+    """Seconds since this invocation started."""
+
+
+@dataclass
+class RunResult:
+    """What one invocation of a run did."""
+
+    plan: RunPlan
+    done: int = 0
+    """Conversations of the run that have ended (all invocations)."""
+    done_at_start: int = 0
+    started: int = 0
+    """Conversations started in this invocation."""
+    resumed: int = 0
+    """Unfinished conversations continued in this invocation."""
+    user_turns: int = 0
+    """Messages the simulator sent in this invocation (openings included)."""
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    """(conversation id, error) for conversations left unfinished by model errors."""
+    elapsed: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Every conversation of the run has ended."""
+        return self.done >= self.plan.total
+
+
+@dataclass
+class UnitState:
+    """What the database already holds of one unit of a run."""
+
+    participant_id: int | None = None
+    """Its simulated participant, once created."""
+    sessions: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """position → (session id, status); an ended session wins over others, abandoned ones are ignored."""
+    judged: set[int] = field(default_factory=set)
+    """Sessions whose consistency has been judged."""
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def existing_units(s: Session, plan: RunPlan, *, with_judged: bool = False) -> dict[str, UnitState]:
+    """The run's participants and conversations already in the database, by unit key."""
+    found: dict[str, UnitState] = {}
+    rows = s.execute(
+        select(Participant.id, Participant.simulator)
+        .where(Participant.study_id == plan.study_id, Participant.kind == "simulated")
+        .order_by(Participant.id)
+    ).all()
+    by_participant: dict[int, UnitState] = {}
+    for pid, sim in rows:
+        if isinstance(sim, dict) and sim.get("run") == plan.run_id and sim.get("unit") not in found:
+            found[sim["unit"]] = by_participant[pid] = UnitState(pid)
+    sessions: list[int] = []
+    for chunk in _chunks(list(by_participant)):
+        q = select(ChatSession.id, ChatSession.participant_id, ChatSession.position, ChatSession.status).where(
+            ChatSession.participant_id.in_(chunk)
+        )
+        for sid, pid, position, status in s.execute(q.order_by(ChatSession.id)):
+            sessions.append(sid)
+            f = by_participant[pid]
+            held = f.sessions.get(position)
+            if status == "abandoned" or (held is not None and held[1] == "ended"):
+                continue
+            f.sessions[position] = (sid, status)
+    if with_judged:
+        judged: set[int] = set()
+        for chunk in _chunks(sessions):
+            q2 = select(Event.session_id).where(Event.kind == CONSISTENCY_EVENT, Event.session_id.in_(chunk))
+            judged.update(sid for sid in s.scalars(q2) if sid is not None)
+        for f in by_participant.values():
+            f.judged = {sid for sid, _ in f.sessions.values() if sid in judged}
+    return found
+
+
+def ending(conv: Conversation) -> str | None:
+    """Why a simulated conversation should end now (None: it goes on).
+
+    Called when no reply is awaited, so it also decides correctly for a conversation
+    continued after an interruption.
+    """
+    if not conv.turns:
+        return None
+    reply = last_reply(conv)
+    if isinstance(conv.item, PresuppositionItem):
+        return "answered" if reply else None
+    if reply:
+        judgement = RuleJudge().classify(reply, item=conv.item)
+        if judgement.code == "answer_attempt":
+            sc = score(conv.item, reply)
+            if sc.scorable and sc.value == 1.0:
+                return "correct"
+            if conv.reveal == "ON_REQUEST":
+                return "answered"
+    if conv.all_revealed_and_answered():
+        return "all_revealed"
+    if conv.recap_due():
+        return None
+    return conv.over_reason()
+
+
+class Runner:
+    """Runs one plan; see :func:`run_simulation`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        plan: RunPlan,
+        simulator: Simulator,
+        *,
+        concurrency: int = 4,
+        rpm: float | None = None,
+        judge: tuple[str, dict[str, Any]] | None = None,
+        on_progress: Callable[[RunStatus], None] | None = None,
+        max_errors: int = 3,
+        retry_pause: float = 1.0,
+        command: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.engine = engine
+        self.plan = plan
+        self.simulator = simulator
+        self.concurrency = concurrency
+        self.limits = Limits(rpm)
+        self.judge = judge
+        self.on_progress = on_progress
+        self.max_errors = max_errors
+        self.retry_pause = retry_pause
+        self.command = command
+        self.result = RunResult(plan)
+        self._clock = time.monotonic()
+
+    # --- bookkeeping --------------------------------------------------------------
+
+    def _status(self) -> RunStatus:
+        r = self.result
+        return RunStatus(self.plan.total, r.done, r.done_at_start, len(r.failures), time.monotonic() - self._clock)
+
+    def _tick(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._status())
+
+    def _log_run(self) -> None:
+        data = self.plan.describe() | {
+            "command": self.command,
+            "done_at_start": self.result.done_at_start,
+            "concurrency": self.concurrency,
+            "rpm": self.limits.rpm,
+            "judge": self.judge[0] if self.judge else None,
+        }
+        if self.simulator.kind == "llm":
+            data["prompts"] = prompt_texts()
+        with Session(self.engine) as s, s.begin():
+            s.add(Event(kind=RUN_EVENT, data=data))
+
+    def _start(self, unit: Unit, position: int, participant_id: int | None) -> tuple[int, int]:
+        cell = unit.cells[position]
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            if participant_id is None:
+                study = s.get(Study, self.plan.study_id)
+                assert study is not None
+                record = self.simulator.record() | {
+                    "run": self.plan.run_id,
+                    "unit": unit.key,
+                    "repeat": unit.repeat,
+                    "index": unit.index,
+                    "plan": [
+                        {"item": c.item, "condition": c.condition} | ({"model": c.model} if c.model else {}) for c in unit.cells
+                    ],
+                }
+                # The plan stays out of ``participant.plan``: human assignment balances live
+                # plans and times out idle ones, and simulated runs must not take part in either.
+                participant = create_participant(s, study, kind="simulated", status="active", simulator=record)
+            else:
+                found = s.get(Participant, participant_id)
+                assert found is not None
+                participant = found
+            participant.position = position
+            chat = start_session(s, participant, cell.item, cell.condition, position=position, model_override=cell.model)
+            return participant.id, chat.id
+
+    def _complete(self, participant_id: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            p = s.get(Participant, participant_id)
+            if p is not None and p.status != "completed":
+                p.status, p.completed_at = "completed", utcnow()
+
+    # --- running ------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        """Run every unfinished conversation of the plan.
+
+        Raises:
+            RunBusy: another process is running the same run.
+        """
+        with run_lock(self.engine, self.plan.run_id):
+            return await self._run()
+
+    async def _run(self) -> RunResult:
+        with Session(self.engine) as s:
+            found = existing_units(s, self.plan, with_judged=self.judge is not None)
+        pending: deque[tuple[Unit, UnitState]] = deque()
+        for unit in self.plan.units:
+            f = found.get(unit.key) or UnitState()
+            ended = [sid for sid, status in f.sessions.values() if status == "ended"]
+            self.result.done_at_start += len(ended)
+            unjudged = self.judge is not None and any(sid not in f.judged for sid in ended)
+            if len(ended) < len(unit.cells) or unjudged:
+                pending.append((unit, f))
+        self.result.done = self.result.done_at_start
+        self._log_run()
+        self._tick()
+
+        async def worker() -> None:
+            while pending:
+                unit, f = pending.popleft()
+                await self._unit(unit, f)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(self.concurrency, len(pending))):
+                tg.create_task(worker())
+        self.result.elapsed = time.monotonic() - self._clock
+        return self.result
+
+    async def _unit(self, unit: Unit, f: UnitState) -> None:
+        pid = f.participant_id
+        for position in range(len(unit.cells)):
+            held = f.sessions.get(position)
+            if held is not None and held[1] == "ended":
+                if self.judge is not None and held[0] not in f.judged:
+                    await self._judge(Conversation.load(self.engine, held[0]))
+                continue
+            if held is not None:
+                sid = held[0]
+                self.result.resumed += 1
+            else:
+                pid, sid = self._start(unit, position, pid)
+                self.result.started += 1
+            conv = Conversation.load(self.engine, sid)
+            if not await self._converse(conv):
+                self._tick()
+                return
+            self.result.done += 1
+            self._tick()
+            if self.judge is not None:
+                await self._judge(conv)
+        if pid is not None:
+            self._complete(pid)
+
+    async def _judge(self, conv: Conversation) -> None:
+        assert self.judge is not None
+        model, params = self.judge
+        await judge_consistency(conv, model, params, persona=self.simulator.persona, acquire=self.limits.acquire)
+
+    async def _failed(self, conv: Conversation, errors: int, message: str) -> bool:
+        """Count a model error; True when the conversation should stop for now."""
+        if errors >= self.max_errors:
+            self.result.failures.append((conv.session_id, message))
+            return True
+        await asyncio.sleep(self.retry_pause * errors)
+        return False
+
+    async def _converse(self, conv: Conversation) -> bool:
+        """Drive one conversation to its end; False when model errors stopped it."""
+        errors = 0
+        while conv.status == "active":
+            if conv.awaiting_reply:
+                await self.limits.acquire(conv.model)
+                if conv.mediator is not None:
+                    await self.limits.acquire(conv.mediator.model)
+                turn = await conv.areply()
+                if turn.error is not None:
+                    errors += 1
+                    if await self._failed(conv, errors, turn.error):
+                        return False
+                    continue
+                errors = 0
+                continue
+            outcome = ending(conv)
+            if outcome is not None:
+                await self._finish(conv, outcome)
+                return True
+            if conv.recap_due():
+                conv.send_recap()
+                continue
+            if conv.user_turns == 0:
+                opening = conv.opening()
+                conv.send(opening.text, opening.shards, source="simulator")
+                self.result.user_turns += 1
+                continue
+            if self.simulator.model is not None:
+                await self.limits.acquire(self.simulator.model)
+            try:
+                move = await self.simulator.next_move(conv)
+            except llm.ModelError as e:
+                errors += 1
+                if await self._failed(conv, errors, f"simulator: {e.message}"):
+                    return False
+                continue
+            if move.satisfied:
+                self._record(conv, move, None, [], [(p, "") for p in move.problems])
+                await self._finish(conv, "answered")
+                return True
+            self._send(conv, move)
+        return True
+
+    async def _finish(self, conv: Conversation, outcome: str) -> None:
+        if isinstance(conv.item, PresuppositionItem) and conv.item.probe is not None:
+            await self.limits.acquire(conv.model)
+            await asyncio.to_thread(conv.run_probe)
+        conv.finish(outcome)
+
+    def _send(self, conv: Conversation, move: UserMove) -> TurnView:
+        """Send a move as the rules allow (at most one new shard), recording any drift."""
+        revealed = conv.revealed
+        known = {s.id for s in conv.shards}
+        new = [i for i in dict.fromkeys(move.shards) if i in known and i not in revealed]
+        sent = new[:1]
+        problems = [(p, "") for p in move.problems]
+        text = move.text.strip() or DONT_KNOW
+        if len(text) > conv.max_message_chars:
+            text = text[: conv.max_message_chars]
+            problems.append(("too_long", f"{len(move.text)} characters"))
+        problems += check_message(
+            reveal=conv.reveal,
+            shards=conv.shards,
+            revealed=revealed,
+            assistant_text=last_reply(conv),
+            text=text,
+            sent=sent,
+            claimed=list(move.shards),
+        )
+        turn = conv.send(text, sent, source="simulator")
+        self.result.user_turns += 1
+        self._record(conv, move, turn, sent, problems)
+        return turn
+
+    def _record(
+        self, conv: Conversation, move: UserMove, turn: TurnView | None, sent: list[int], problems: list[tuple[str, str]]
+    ) -> None:
+        # A scripted move that broke no rule says nothing the turn itself does not.
+        if self.simulator.kind == "scripted" and not problems and not move.satisfied:
+            return
+        conv.log_event(
+            TURN_EVENT,
+            {
+                "turn": turn.id if turn else None,
+                "index": turn.index if turn else None,
+                "claimed": list(move.shards),
+                "sent": sent,
+                "satisfied": move.satisfied,
+                "drift": [k for k, _ in problems],
+                "details": {k: d for k, d in problems if d},
+                "raw": move.raw[:4000] if move.raw else None,
+            },
+        )
+
+
+async def run_simulation(
+    engine: Engine,
+    plan: RunPlan,
+    simulator: Simulator,
+    *,
+    concurrency: int = 4,
+    rpm: float | None = None,
+    judge: tuple[str, dict[str, Any]] | None = None,
+    on_progress: Callable[[RunStatus], None] | None = None,
+    max_errors: int = 3,
+    retry_pause: float = 1.0,
+    command: str | None = None,
+) -> RunResult:
+    """Run (or continue) a planned simulation.
+
+    Args:
+        engine: The database.
+        plan: From :func:`plan_run`.
+        simulator: Writes the participants' messages after the opening.
+        concurrency: Simulated participants conversing at once.
+        rpm: Requests per minute allowed for each model (None: no limit).
+        judge: ``(model, params)`` of a judge model for simulator consistency, or None.
+        on_progress: Called with a :class:`RunStatus` whenever a conversation ends.
+        max_errors: Consecutive model errors after which a conversation is left for the
+            next invocation.
+        retry_pause: Seconds (times the error count) to wait before retrying after an error.
+        command: The command line, stored with the run.
+
+    Returns:
+        What this invocation did.
+    """
+    runner = Runner(
+        engine,
+        plan,
+        simulator,
+        concurrency=concurrency,
+        rpm=rpm,
+        judge=judge,
+        on_progress=on_progress,
+        max_errors=max_errors,
+        retry_pause=retry_pause,
+        command=command,
+    )
+    return await runner.run()
