@@ -45,7 +45,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from .schema import ChatSession, Event, Participant, Study, Turn, utcnow
-from .spec import StudyDefinition, study_from_normalized
+from .spec import StudyDefinition
 
 RELEASED = ("timed_out", "withdrawn", "declined")
 """Statuses whose planned cells count as free again."""
@@ -351,18 +351,13 @@ def make_plan(d: StudyDefinition, fill: Fill | Counter[tuple[str, str]], rng: ra
 
 # --- in the database -----------------------------------------------------------------------
 
-_definitions: dict[str, StudyDefinition] = {}
 
 
 def definition_of(study: Study) -> StudyDefinition:
     """The validated definition of a study row (parsed once per spec hash)."""
-    d = _definitions.get(study.spec_sha256)
-    if d is None:
-        d = study_from_normalized(study.spec)
-        if len(_definitions) > 64:
-            _definitions.clear()
-        _definitions[study.spec_sha256] = d
-    return d
+    from .studies import definition
+
+    return definition(study)
 
 
 def current_fill(s: Session, study: Study) -> Fill:

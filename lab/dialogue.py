@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import llm
 from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
-from .spec import ConditionSpec, ModelSpec, StudyDefinition, study_from_normalized
+from .spec import ConditionSpec, ModelSpec, StudyDefinition
 
 MEDIATOR_PROMPT_VERSION = "mediator-1"
 MEDIATOR_PROMPT = (
@@ -51,6 +51,12 @@ RECAP_INTRO = "Just to recap everything I need:"
 SNOWBALL_INTRO = "To restate what I've told you so far:"
 CHECKPOINT_SECONDS = 0.5
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+_TURNS = Turn.__table__
+_INSERT_TURN = _TURNS.insert().returning(_TURNS.c.id)
+AfterWrite = Callable[[Connection, int], None]
+"""Further writes made in a turn's transaction, given the turn's id."""
 
 
 class MessageRejected(ValueError):
@@ -339,15 +345,20 @@ class Conversation:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _write(self, **fields: Any) -> TurnView:
-        """Insert a turn after the last one known; on a clash with another writer, reload and retry."""
+    def _write(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
+        """Insert a turn after the last one known; on a clash with another writer, reload and retry.
+
+        Args:
+            then: More writes for the same transaction, given the new turn's id.
+            **fields: Column values of the turn.
+        """
         for attempt in range(3):
             index = (self.turns[-1].index if self.turns else 0) + 1
             try:
                 with self.engine.begin() as conn:
-                    turn_id = conn.execute(
-                        insert(Turn).values(session_id=self.session_id, index=index, **fields).returning(Turn.id)
-                    ).scalar_one()
+                    turn_id = conn.execute(_INSERT_TURN, {"session_id": self.session_id, "index": index, **fields}).scalar_one()
+                    if then is not None:
+                        then(conn, turn_id)
             except IntegrityError:
                 # Another tab or process wrote a turn first: take its turns, then append.
                 if attempt == 2:
@@ -369,10 +380,12 @@ class Conversation:
             return view
         raise AssertionError("unreachable")
 
-    def _update(self, view: TurnView, **fields: Any) -> TurnView:
+    def _update(self, view: TurnView, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
         """Complete a turn written earlier (a streamed reply's checkpoint)."""
         with self.engine.begin() as conn:
-            conn.execute(update(Turn).where(Turn.id == view.id).values(**fields))
+            conn.execute(_TURNS.update().where(_TURNS.c.id == view.id), fields)
+            if then is not None:
+                then(conn, view.id)
         known = {k: v for k, v in fields.items() if k in ("content", "partial", "error")}
         new = replace(view, **known)
         self.turns = [new if t.id == view.id else t for t in self.turns]
@@ -656,14 +669,16 @@ class Reply:
 
     def _store(self, **fields: Any) -> None:
         conv = self.conv
-        if self.turn is None:
-            self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, **fields)
-        else:
-            self.turn = conv._update(self.turn, **fields)
+        then = None
         if conv.autolabel and fields.get("error") is None:
-            from .labels import autolabel_turn
+            from .labels import auto_labels
 
-            autolabel_turn(conv, self.turn)
+            # Judged before writing, so the reply and its labels commit together.
+            then = auto_labels(conv, fields.get("content", ""))
+        if self.turn is None:
+            self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields)
+        else:
+            self.turn = conv._update(self.turn, then=then, **fields)
 
     def _finish(self, result: llm.Completion) -> None:
         self._store(content=result.text, **_metrics(result))
@@ -673,7 +688,9 @@ class Reply:
 
 
 def _definition(study: Study) -> StudyDefinition:
-    return study_from_normalized(study.spec)
+    from .studies import definition
+
+    return definition(study)
 
 
 def start_session(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from .items import PresuppositionItem
 from .schema import ChatSession, Label
 
+_LABELS = Label.__table__
+_SESSIONS = ChatSession.__table__
+
 if TYPE_CHECKING:
-    from .dialogue import Conversation, TurnView
+    from .dialogue import Conversation
     from .judge import Judgement
 
 
@@ -67,35 +71,47 @@ def store_judgement(s: Session, turn_id: int, j: Judgement) -> Label | None:
 
     if j.error:
         return None
-    meta = {"judge": j.judge, "version": j.version, "model": j.model, "rules": j.rules, "reason": j.reason}
+    return add_label(s, turn_id, label_annotator(j), j.layer, j.code, confidence=j.confidence, meta=_meta(j))
+
+
+def _meta(j: Judgement) -> dict[str, Any]:
+    meta: dict[str, Any] = {"judge": j.judge, "version": j.version, "model": j.model, "rules": j.rules, "reason": j.reason}
     if j.extracted is not None:
         meta["extracted"] = j.extracted
     if j.n_questions is not None:
         meta["n_questions"] = j.n_questions
-    return add_label(s, turn_id, label_annotator(j), j.layer, j.code, confidence=j.confidence, meta=meta)
+    return meta
 
 
-def autolabel_turn(conv: Conversation, turn: TurnView) -> None:
-    """Label an assistant turn with the rule-based judge and score the conversation.
+def auto_labels(conv: Conversation, content: str) -> Callable[[Connection, int], None]:
+    """Judge a reply with the rule-based judge; returns the writes for the reply's transaction.
 
     Layer S on every reply; layer P on replies to presupposition items. The conversation's
-    score becomes the score of its last answer attempt.
+    score becomes the score of its last answer attempt. The reply is new, so no earlier
+    label of these annotators exists to supersede.
     """
-    from .judge import RuleJudge, classify_presupposition, score
+    from .judge import RuleJudge, classify_presupposition, label_annotator, score
 
-    judge = RuleJudge()
-    j = judge.classify(turn.content, item=conv.item)
-    with Session(conv.engine) as s, s.begin():
-        store_judgement(s, turn.id, j)
-        if isinstance(conv.item, PresuppositionItem):
-            control = conv.condition.presupposition == "control"
-            store_judgement(s, turn.id, classify_presupposition(conv.item, turn.content, control))
-        if j.code == "answer_attempt":
-            sc = score(conv.item, turn.content)
-            if sc.scorable:
-                chat = s.get(ChatSession, conv.session_id)
-                assert chat is not None
-                chat.score = sc.value
+    judgements = [RuleJudge().classify(content, item=conv.item)]
+    if isinstance(conv.item, PresuppositionItem):
+        judgements.append(classify_presupposition(conv.item, content, conv.condition.presupposition == "control"))
+    value = None
+    if judgements[0].code == "answer_attempt":
+        sc = score(conv.item, content)
+        value = sc.value if sc.scorable else None
+    rows = [
+        {"annotator": label_annotator(j), "layer": j.layer, "code": j.code, "confidence": j.confidence, "meta": _meta(j)}
+        for j in judgements
+        if not j.error
+    ]
+
+    def write(conn: Connection, turn_id: int) -> None:
+        if rows:
+            conn.execute(_LABELS.insert(), [row | {"turn_id": turn_id} for row in rows])
+        if value is not None:
+            conn.execute(_SESSIONS.update().where(_SESSIONS.c.id == conv.session_id), {"score": value})
+
+    return write
 
 
 @dataclass(frozen=True)

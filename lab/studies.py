@@ -45,9 +45,18 @@ def get_study(s: Session, slug: str) -> Study:
     return study
 
 
+_definitions: dict[str, StudyDefinition] = {}
+
+
 def definition(study: Study) -> StudyDefinition:
-    """The validated definition stored with a study row."""
-    return study_from_normalized(study.spec)
+    """The validated definition stored with a study row (parsed once per spec hash)."""
+    d = _definitions.get(study.spec_sha256)
+    if d is None:
+        d = study_from_normalized(study.spec)
+        if len(_definitions) > 64:
+            _definitions.clear()
+        _definitions[study.spec_sha256] = d
+    return d
 
 
 def _has_data(s: Session, study: Study) -> bool:

@@ -261,6 +261,21 @@ def register(litellm: Any) -> None:
         *({"provider": name, "custom_handler": handler} for name, handler in missing.items()),
     ]
     litellm.utils.custom_llm_setup()
+    # Priced at zero up front: otherwise litellm searches its price map for these names on
+    # every call (a quarter of a millisecond each) before giving up.
+    free = {
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        "cache_creation_input_token_cost": 0.0,
+        "cache_read_input_token_cost": 0.0,
+        "mode": "chat",
+    }
+    litellm.register_model(
+        {
+            f"{SCRIPTED_PROVIDER}/scripted": free | {"litellm_provider": SCRIPTED_PROVIDER},
+            f"{LOCAL_PROVIDER}/smollm2-135m": free | {"litellm_provider": LOCAL_PROVIDER},
+        }
+    )
 
 
 _litellm: Any = None
