@@ -11,6 +11,8 @@ PORT ?= 8501
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_HTTPLIB=OFF
 
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+# Links printed by `make run` point at the port it serves.
+export LAB_PUBLIC_URL ?= http://localhost:$(PORT)
 
 .PHONY: run test setup db bench clean-db
 

