@@ -9,13 +9,6 @@ only when chromium is missing.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +18,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-STARTUP_SECONDS = 60
+from staff_server import CHROMIUM, CHROMIUM_ARGS, serve
 
 
 @dataclass
@@ -64,20 +54,6 @@ class LabServer:
             return p.id, token
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return bool(response.read().decode().strip() == "ok")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """``streamlit run app.py`` with a fresh, migrated SQLite database."""
@@ -86,41 +62,12 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     from lab.db import make_engine, migrate
 
     folder = tmp_path_factory.mktemp("lab")
-    database_url = f"sqlite:///{folder / 'lab.db'}"
-    engine = make_engine(database_url)
+    engine = make_engine(f"sqlite:///{folder / 'lab.db'}")
     migrate(engine)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "LAB_DATA_DIR": str(folder),
-        "LAB_ENV_FILE": os.devnull,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LAB_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    log = folder / "server.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        "--global.developmentMode", "false", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield LabServer(url, engine, log)
+        with serve(folder) as (url, log, _env):
+            yield LabServer(url, engine, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         engine.dispose()
 
 

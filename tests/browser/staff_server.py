@@ -1,4 +1,4 @@
-"""A fresh ``streamlit run app.py`` for the staff browser tests, with the demo study and staff accounts.
+"""Starting ``streamlit run app.py`` for the browser tests; the staff tests' server has the demo study and staff accounts.
 
 Each server gets its own temporary database and secret, so a test can start one "cold"
 (nothing has been opened yet) and make its very first request to a staff page's URL.
@@ -73,20 +73,19 @@ def prepare(folder: Path) -> Engine:
 
 
 @contextmanager
-def staff_server(folder: Path) -> Iterator[StaffServer]:
-    """Start ``streamlit run app.py`` exactly as ``make run`` does, on a free port, and stop it after."""
-    secret = f"browser-test-secret-{folder.name}"
-    engine = prepare(folder)
+def serve(folder: Path, **env_extra: str) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """Run ``streamlit run app.py`` as ``make run`` does, on a free port, with its database in
+    ``folder``; yields the URL, the server log and the environment, and stops it after."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{folder / 'lab.db'}",
         "LAB_DATA_DIR": str(folder),
-        "LAB_SECRET_KEY": secret,
         "LAB_ENV_FILE": os.devnull,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LAB_PUBLIC_URL": url,
+        **env_extra,
     }
     log = folder / "server.log"
     command = [
@@ -102,7 +101,7 @@ def staff_server(folder: Path) -> Iterator[StaffServer]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield StaffServer(url, engine, log, env)
+        yield url, log, env
     finally:
         proc.terminate()
         try:
@@ -110,6 +109,16 @@ def staff_server(folder: Path) -> Iterator[StaffServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def staff_server(folder: Path) -> Iterator[StaffServer]:
+    """The app with the demo study and one account per staff role, its own secret and database."""
+    engine = prepare(folder)
+    try:
+        with serve(folder, LAB_SECRET_KEY=f"browser-test-secret-{folder.name}") as (url, log, env):
+            yield StaffServer(url, engine, log, env)
+    finally:
         engine.dispose()
 
 

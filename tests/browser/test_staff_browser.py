@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from staff_server import CHROMIUM, CHROMIUM_ARGS, DEMO_TITLE, PASSWORD, StaffServer, staff_server, wait_for_app
+from staff_server import CHROMIUM, DEMO_TITLE, PASSWORD, StaffServer, staff_server, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -24,23 +24,10 @@ SECRETS = (DEMO_TITLE, "RLDEMO01", "local/smollm2-135m", "experimenter1", "admin
 """Things only a signed-in experimenter or admin may see."""
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
+def context(chromium: Any) -> Iterator[Any]:
     """A fresh browser context (no cookies)."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx = chromium.new_context(viewport={"width": 1280, "height": 900})
     ctx.set_default_timeout(30_000)
     yield ctx
     ctx.close()
