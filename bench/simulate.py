@@ -4,16 +4,23 @@ Prints figures, not a test. With the scripted simulator and the scripted model o
 temporary SQLite database, 200 conversations of 8 user turns each (every turn reveals one
 shard; the assistant never answers, so each conversation runs to the turn limit):
 
-- with the model answering after a fixed 100 ms, at concurrency 32: the wall time against
-  the ideal (the sequential model latency divided by the concurrency; target ≤ 1.25×);
+- with the model answering after a fixed 100 ms, at concurrency 32 in total: the wall time
+  against the ideal (the sequential model latency divided by the concurrency; target
+  ≤ 1.25×);
 - with zero latency: recorded turns per second against bare
   ``litellm.acompletion(mock_response=...)`` calls per second at the same concurrency in
-  the same run, divided by the calls one turn needs (one: the scripted simulator calls no
+  one process, divided by the calls one turn needs (one: the scripted simulator calls no
   model; target ≥ 0.75×). litellm's own cost grows with the history it is sent, so the
   bare calls send the same messages the grid's turns send; the ratio against one-message
   prompts is printed too.
 
-Usage: ``python bench/simulate.py [--conversations N] [--turns T] [--concurrency K] [--profile]``
+The main figures run the grid in ``--processes`` worker processes (default 2, as
+``python -m lab simulate --processes 2``); the same figures for one process follow for
+comparison. The first multi-process run of a process starts the worker server, which
+imports the lab and litellm once; that start is timed on its own (a one-conversation run)
+and printed, and the figures after it are for a started server.
+
+Usage: ``python bench/simulate.py [--conversations N] [--turns T] [--concurrency K] [--processes P] [--profile]``
 """
 
 from __future__ import annotations
@@ -56,8 +63,19 @@ items:
 """
 
 
-def run_grid(conversations: int, turns: int, concurrency: int, latency: float, profile: bool = False) -> tuple[float, int]:
-    """Run the grid on a fresh database; returns (wall seconds, user turns recorded)."""
+def run_grid(
+    conversations: int, turns: int, concurrency: int, latency: float, profile: bool = False, processes: int = 1
+) -> tuple[float, int]:
+    """Run the grid on a fresh database; returns (wall seconds, user turns recorded).
+
+    Args:
+        conversations: Conversations in the grid.
+        turns: User turns in each.
+        concurrency: Conversations in flight at once, in all processes together.
+        latency: Seconds the scripted model takes to answer.
+        profile: Profile the run (the parent process only when ``processes`` > 1).
+        processes: Worker processes (1: the run stays in this process).
+    """
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
@@ -79,7 +97,7 @@ def run_grid(conversations: int, turns: int, concurrency: int, latency: float, p
         start = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        result = asyncio.run(run_simulation(engine, plan, sim, concurrency=concurrency))
+        result = asyncio.run(run_simulation(engine, plan, sim, concurrency=concurrency, processes=processes))
         if profiler is not None:
             profiler.disable()
         wall = time.perf_counter() - start
@@ -138,6 +156,7 @@ def main() -> None:
     p.add_argument("--conversations", type=int, default=200)
     p.add_argument("--turns", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--processes", type=int, default=2, help="worker processes for the main figures (default 2)")
     p.add_argument("--profile", action="store_true", help="profile the zero-latency run (cProfile)")
     a = p.parse_args()
     from lab.llm._providers import load_litellm
@@ -145,20 +164,26 @@ def main() -> None:
     load_litellm()
     n_turns = a.conversations * a.turns
 
-    wall, _ = run_grid(a.conversations, a.turns, a.concurrency, 0.1)
     ideal = n_turns * 0.1 / a.concurrency
-    print(f"100 ms model, {a.conversations} conversations × {a.turns} turns at concurrency {a.concurrency}:")
-    print(f"  wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.2f}× (target ≤ 1.25×)")
-
-    wall0, recorded = run_grid(a.conversations, a.turns, a.concurrency, 0.0, profile=a.profile)
-    lab_rate = recorded / wall0
     same = bare_rate(n_turns, a.concurrency, a.turns)
     short = bare_rate(n_turns, a.concurrency, None)
     calls_per_turn = 1
-    print(f"zero latency, same grid: {lab_rate:.0f} turns/s ({wall0:.2f} s), {calls_per_turn} model call per turn")
-    print(f"  bare litellm.acompletion(mock_response=...) at concurrency {a.concurrency}, same messages as the grid: "
-          f"{same:.0f} calls/s; ratio {lab_rate / (same / calls_per_turn):.2f}× (target ≥ 0.75×)")
-    print(f"  bare, one-message prompts: {short:.0f} calls/s; ratio {lab_rate / (short / calls_per_turn):.2f}×")
+    if a.processes > 1:
+        start, _ = run_grid(1, a.turns, a.concurrency, 0.0, processes=a.processes)
+        print(f"starting the worker server and {a.processes} workers (first multi-process run of a process, "
+              f"one conversation): {start:.2f} s")
+    runs = [a.processes, 1] if a.processes > 1 else [1]
+    for processes in runs:
+        where = f"{processes} processes" if processes > 1 else "1 process"
+        wall, _ = run_grid(a.conversations, a.turns, a.concurrency, 0.1, processes=processes)
+        print(f"{where}, 100 ms model, {a.conversations} conversations × {a.turns} turns at concurrency {a.concurrency}:")
+        print(f"  wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.2f}× (target ≤ 1.25×)")
+        wall0, recorded = run_grid(a.conversations, a.turns, a.concurrency, 0.0, profile=a.profile, processes=processes)
+        lab_rate = recorded / wall0
+        print(f"{where}, zero latency, same grid: {lab_rate:.0f} turns/s ({wall0:.2f} s), {calls_per_turn} model call per turn")
+        print(f"  bare litellm.acompletion(mock_response=...) in one process at concurrency {a.concurrency}, same messages "
+              f"as the grid: {same:.0f} calls/s; ratio {lab_rate / (same / calls_per_turn):.2f}× (target ≥ 0.75×)")
+        print(f"  bare, one-message prompts: {short:.0f} calls/s; ratio {lab_rate / (short / calls_per_turn):.2f}×")
 
 
 if __name__ == "__main__":

@@ -715,3 +715,144 @@ def test_progress_line() -> None:
     line.close()
     drawn = "\rsimulate demo: [####................] 2/10 conversations (20%) · 0.5/min · ETA 16m00s · 1 stopped by errors"
     assert tty.getvalue() == drawn * 2 + "\n"
+
+
+# --- several processes ------------------------------------------------------------------------
+
+MP_CONDITIONS = ["full", "sharded", "recap", "loaded", "solved"]
+
+
+def fingerprint(engine: Engine, run_id: str) -> Counter[tuple[Any, ...]]:
+    """Every conversation of a run: (unit, position, condition, item, status, user shards)."""
+    with Session(engine) as s:
+        units = {p.id: p.simulator["unit"] for p in s.scalars(select(Participant)) if (p.simulator or {}).get("run") == run_id}
+    return Counter(
+        (units[c.participant_id], c.position, *keys_of(engine, c), c.status, repr(user_shards(engine, c.id)))
+        for c in sessions_of(engine, run_id)
+    )
+
+
+def test_processes_run_the_same_conversations_as_one_process(engine: Engine, tmp_path: Path) -> None:
+    from lab.db import make_engine, migrate
+
+    one = make_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    migrate(one)
+    study1, d1 = load(one)
+    plan1, single = simulate(one, study1, d1, repeats=2, conditions=MP_CONDITIONS, concurrency=4)
+    study, d = load(engine)
+    seen: list[RunStatus] = []
+    plan, multi = simulate(engine, study, d, repeats=2, conditions=MP_CONDITIONS, concurrency=4, processes=2,
+                           on_progress=seen.append)
+    assert plan.run_id == plan1.run_id and multi.complete and single.complete
+    assert (multi.done, multi.started, multi.resumed, multi.user_turns, multi.failures) == (
+        single.done, single.started, single.resumed, single.user_turns, single.failures)
+    assert multi.started == plan.total and not multi.resumed
+    expected = fingerprint(one, plan.run_id)
+    assert fingerprint(engine, plan.run_id) == expected and max(expected.values()) == 1
+    assert len(expected) == plan.total and all(status == "ended" for _, _, _, _, status, _ in expected)
+    assert seen[0].done == 0 and seen[-1].done == plan.total == seen[-1].total
+    assert [s.done for s in seen] == sorted(s.done for s in seen)
+    with Session(engine) as s:
+        (progress,) = run_progress(s, "sim")
+        runs = [e.data for e in s.scalars(select(Event).where(Event.kind == "simulate_run"))]
+    assert progress.ended == plan.total and progress.finished
+    assert len(runs) == 1 and runs[0]["processes"] == 2  # the parent logs the run once, not each worker
+    _, again = simulate(engine, study, d, repeats=2, conditions=MP_CONDITIONS, processes=2)
+    assert again.complete and again.done_at_start == plan.total and again.started == again.user_turns == 0
+    assert fingerprint(engine, plan.run_id) == expected
+    one.dispose()
+
+
+def test_processes_hold_the_run_lock_and_refuse_memory_databases(sqlite_engine: Engine) -> None:
+    from lab.db import make_engine, migrate
+
+    study, d = load(sqlite_engine)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=["full"])
+    with run_lock(sqlite_engine, plan.run_id), pytest.raises(RunBusy):
+        asyncio.run(run_simulation(sqlite_engine, plan, ScriptedSimulator(), processes=2))
+    memory = make_engine("sqlite://")
+    migrate(memory)
+    study, d = load(memory)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=["full"])
+    with pytest.raises(ValueError, match="in-memory SQLite database cannot be shared"):
+        asyncio.run(run_simulation(memory, plan, ScriptedSimulator(), processes=2))
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        asyncio.run(run_simulation(memory, plan, ScriptedSimulator(), processes=0))
+
+
+def test_interrupted_processes_stop_and_resume_without_duplicates(sqlite_engine: Engine) -> None:
+    spec = SPEC.replace('reply: "Noted. Anything else I should know?"}', 'reply: "Noted.", latency: 0.05}')
+    study, d = load(sqlite_engine, spec)
+    conds = ["sharded", "recap", "full"]
+
+    def stop_after_three(status: RunStatus) -> None:
+        if status.done >= 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        simulate(sqlite_engine, study, d, repeats=3, conditions=conds, concurrency=4, processes=2,
+                 on_progress=stop_after_three)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=3, conditions=conds)
+    before = {c.id: (c.status, user_shards(sqlite_engine, c.id)) for c in sessions_of(sqlite_engine, plan.run_id)}
+    time.sleep(0.3)  # the workers are gone: nothing moves after the stop
+    assert {c.id: (c.status, user_shards(sqlite_engine, c.id)) for c in sessions_of(sqlite_engine, plan.run_id)} == before
+    unfinished = [sid for sid, (status, _) in before.items() if status == "active"]
+    assert unfinished and 3 <= sum(1 for status, _ in before.values() if status == "ended") < plan.total
+    _, result = simulate(sqlite_engine, study, d, repeats=3, conditions=conds, concurrency=4, processes=2)
+    assert result.resumed == len(unfinished) and result.complete
+    after = sessions_of(sqlite_engine, plan.run_id)
+    assert len(after) == plan.total and all(c.status == "ended" for c in after)
+    assert max(fingerprint(sqlite_engine, plan.run_id).values()) == 1
+    for sid in unfinished:
+        assert user_shards(sqlite_engine, sid)[: len(before[sid][1])] == before[sid][1]
+
+
+@pytest.mark.timeout(180)
+def test_kill_of_a_multi_process_run_stops_its_workers_and_resumes(tmp_path: Path) -> None:
+    from lab.db import make_engine, migrate
+
+    db = tmp_path / "kill.db"
+    url = f"sqlite:///{db}"
+    engine = make_engine(url)
+    migrate(engine)
+    spec = SPEC.replace('reply: "Noted. Anything else I should know?"}', 'reply: "Noted.", latency: 0.15}')
+    study, d = load(engine, spec)
+    env = os.environ | {"DATABASE_URL": url, "LAB_ENV_FILE": os.devnull, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    cmd = [sys.executable, "-m", "lab", "simulate", "sim", "--repeats", "3", "--conditions", "sharded", "full",
+           "--concurrency", "4", "--processes", "2"]
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=3, conditions=["sharded", "full"])
+
+    def state() -> dict[int, tuple[str, list[list[int]]]]:
+        return {c.id: (c.status, user_shards(engine, c.id)) for c in sessions_of(engine, plan.run_id)}
+
+    def ended() -> int:
+        return sum(1 for status, _ in state().values() if status == "ended")
+
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while ended() < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    time.sleep(0.5)  # workers die with their parent: nothing moves after the kill
+    at_kill = state()
+    time.sleep(0.5)
+    assert state() == at_kill
+    active = {sid: shards for sid, (status, shards) in at_kill.items() if status == "active"}
+    assert active and 3 <= ended() < plan.total
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    chats = sessions_of(engine, plan.run_id)
+    assert len(chats) == plan.total == 18 and all(c.status == "ended" for c in chats)
+    with Session(engine) as s:
+        units = [p.simulator["unit"] for p in s.scalars(select(Participant)) if (p.simulator or {}).get("run") == plan.run_id]
+        n_sessions = s.scalar(select(func.count()).select_from(ChatSession))
+        (progress,) = run_progress(s, "sim")
+    assert len(units) == len(set(units)) == plan.total and n_sessions == plan.total
+    for sid, shards in active.items():
+        assert user_shards(engine, sid)[: len(shards)] == shards
+    assert "18 ended, 0 unfinished" in done.stdout and "drift: none" in done.stdout
+    assert "18/18 conversations (100%)" in done.stderr
+    assert progress.command is not None and progress.command.endswith("--concurrency 4 --processes 2")
+    engine.dispose()

@@ -95,6 +95,8 @@ def command_line(args: argparse.Namespace) -> str:
         if getattr(args, flag) is not None:
             parts += [f"--{flag}", str(getattr(args, flag))]
     parts += ["--concurrency", str(args.concurrency)]
+    if getattr(args, "processes", 1) > 1:
+        parts += ["--processes", str(args.processes)]
     return " ".join(shlex.quote(p) if i > 0 else p for i, p in enumerate(parts))
 
 
@@ -154,6 +156,7 @@ def _simulate(args: argparse.Namespace) -> None:
                 judge=judge,
                 on_progress=progress,
                 command=command,
+                processes=args.processes,
             )
         )
     except KeyboardInterrupt:
@@ -218,5 +221,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--concurrency", type=_positive_int, default=4, metavar="K", help="participants conversing at once (default 4)"
     )
     sp.add_argument("--rpm", type=_positive_float, metavar="N", help="requests per minute allowed per model (default: no limit)")
+    sp.add_argument(
+        "--processes", type=_positive_int, default=1, metavar="P",
+        help="worker processes sharing the grid, to use several cores (default 1: one process); "
+        "each runs ceil(K/P) participants at once, and --rpm is divided among them so the limit "
+        "holds for the run as a whole; needs a database file or server",
+    )
     sp.add_argument("--dry-run", action="store_true", help="show the grid and what is already done; run nothing")
     sp.set_defaults(func=cmd_simulate)

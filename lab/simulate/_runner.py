@@ -6,7 +6,9 @@ version, persona), where it belongs in the run (``run``, ``unit``) and its ``pla
 Running the same plan again finds those rows: conversations that ended are skipped,
 unfinished ones are continued from the database where they stopped, missing ones are
 started, so a run that was interrupted (Ctrl-C, kill, crash) finishes without duplicating
-a conversation. A lock keeps two processes from running the same run side by side.
+a conversation. A lock keeps two invocations from running the same run side by side. With
+``processes`` > 1 the invocation holds that lock and shares the units among worker
+processes (see :mod:`lab.simulate._pool`), so the run's CPU work spreads over the cores.
 
 A conversation ends at the first correct answer attempt; when every shard is out and
 answered (in RECAP, once the recap is answered); at the turn limit; when the simulator says
@@ -249,9 +251,13 @@ class Runner:
         max_errors: int = 3,
         retry_pause: float = 1.0,
         command: str | None = None,
+        processes: int = 1,
+        share: frozenset[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
         self.engine = engine
         self.plan = plan
         self.simulator = simulator
@@ -262,6 +268,10 @@ class Runner:
         self.max_errors = max_errors
         self.retry_pause = retry_pause
         self.command = command
+        self.processes = processes
+        # A share makes this runner one worker process of several: the parent holds the
+        # run lock and logged the run, so the worker does neither.
+        self.share = share
         self.result = RunResult(plan)
         self._clock = time.monotonic()
 
@@ -283,6 +293,8 @@ class Runner:
             "rpm": self.limits.rpm,
             "judge": self.judge[0] if self.judge else None,
         }
+        if self.processes > 1:
+            data["processes"] = self.processes
         if self.simulator.kind == "llm":
             data["prompts"] = prompt_texts()
         with Session(self.engine) as s, s.begin():
@@ -328,14 +340,21 @@ class Runner:
         Raises:
             RunBusy: another process is running the same run.
         """
+        if self.share is not None:
+            return await self._run()
         with run_lock(self.engine, self.plan.run_id):
+            if self.processes > 1:
+                return await self._run_processes()
             return await self._run()
 
-    async def _run(self) -> RunResult:
+    def _pending(self) -> deque[tuple[Unit, UnitState]]:
+        """The units (of this process's share) with work left; counts those already ended."""
         with Session(self.engine) as s:
             found = existing_units(s, self.plan, with_judged=self.judge is not None)
         pending: deque[tuple[Unit, UnitState]] = deque()
         for unit in self.plan.units:
+            if self.share is not None and unit.key not in self.share:
+                continue
             f = found.get(unit.key) or UnitState()
             ended = [sid for sid, status in f.sessions.values() if status == "ended"]
             self.result.done_at_start += len(ended)
@@ -343,7 +362,36 @@ class Runner:
             if len(ended) < len(unit.cells) or unjudged:
                 pending.append((unit, f))
         self.result.done = self.result.done_at_start
+        return pending
+
+    async def _run_processes(self) -> RunResult:
+        from ._pool import run_shares
+
+        pending = self._pending()
         self._log_run()
+        self._tick()
+        failed = 0
+
+        def tick(done: int, errors: int) -> None:
+            nonlocal failed
+            self.result.done = self.result.done_at_start + done
+            failed = errors
+            if self.on_progress is not None:
+                status = self._status()
+                self.on_progress(RunStatus(status.total, status.done, status.done_at_start, failed, status.elapsed))
+
+        totals = await run_shares(self, [unit.key for unit, _ in pending], tick)
+        r = self.result
+        r.done = r.done_at_start + totals["done"]
+        r.started, r.resumed, r.user_turns = totals["started"], totals["resumed"], totals["user_turns"]
+        r.failures = totals["failures"]
+        r.elapsed = time.monotonic() - self._clock
+        return r
+
+    async def _run(self) -> RunResult:
+        pending = self._pending()
+        if self.share is None:
+            self._log_run()
         self._tick()
 
         async def worker() -> None:
@@ -503,6 +551,7 @@ async def run_simulation(
     max_errors: int = 3,
     retry_pause: float = 1.0,
     command: str | None = None,
+    processes: int = 1,
 ) -> RunResult:
     """Run (or continue) a planned simulation.
 
@@ -518,9 +567,19 @@ async def run_simulation(
             next invocation.
         retry_pause: Seconds (times the error count) to wait before retrying after an error.
         command: The command line, stored with the run.
+        processes: Worker processes sharing the run's units, so that its CPU work spreads
+            over the cores (1: everything in this process). With more, this process holds
+            the run lock and shows progress while each worker runs its share with
+            ``ceil(concurrency / processes)`` participants at once and ``rpm / processes``
+            requests per minute per model, so the limits hold for the run as a whole. Needs
+            a database file or server.
 
     Returns:
         What this invocation did.
+
+    Raises:
+        RunBusy: another process is running the same run.
+        RuntimeError: a worker process failed.
     """
     runner = Runner(
         engine,
@@ -533,5 +592,6 @@ async def run_simulation(
         max_errors=max_errors,
         retry_pause=retry_pause,
         command=command,
+        processes=processes,
     )
     return await runner.run()
