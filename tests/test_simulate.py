@@ -856,3 +856,19 @@ def test_kill_of_a_multi_process_run_stops_its_workers_and_resumes(tmp_path: Pat
     assert "18/18 conversations (100%)" in done.stderr
     assert progress.command is not None and progress.command.endswith("--concurrency 4 --processes 2")
     engine.dispose()
+
+
+def test_processes_do_not_rerun_the_parents_main_script(sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a test runner or Streamlit, ``__main__`` can be a page script: workers must not execute it."""
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('the parent script ran in a worker')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    study, d = load(sqlite_engine)
+    plan, result = simulate(sqlite_engine, study, d, repeats=1, conditions=["full"], concurrency=2, processes=2)
+    assert result.complete and len(sessions_of(sqlite_engine, plan.run_id)) == len(plan.units)
+    assert sys.modules["__main__"] is page

@@ -22,7 +22,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +82,26 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload(PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+@contextmanager
+def _plain_main() -> Iterator[None]:
+    """Keep new workers from re-running the parent's ``__main__``.
+
+    ``python -m lab`` is skipped by multiprocessing itself, but under a test runner or
+    Streamlit ``__main__`` can be a page script, which a spawned worker would execute.
+    """
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if name == "__main__" or name.endswith(".__main__"):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _die_with(parent: int) -> None:
@@ -216,15 +238,16 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
         return got
 
     try:
-        for share in shares:
-            p = ctx.Process(
-                target=work,
-                args=(share, runner.plan, runner.simulator, options, reports),
-                name=f"simulate-{share.index}",
-                daemon=True,
-            )
-            p.start()
-            procs.append(p)
+        with _plain_main():
+            for share in shares:
+                p = ctx.Process(
+                    target=work,
+                    args=(share, runner.plan, runner.simulator, options, reports),
+                    name=f"simulate-{share.index}",
+                    daemon=True,
+                )
+                p.start()
+                procs.append(p)
         while True:
             drain()
             for i, p in enumerate(procs):
