@@ -71,6 +71,7 @@ def test_cold_server_staff_page_shows_sign_in_and_no_data(name: str, cold_server
     body = body_of(page)
     for secret in SECRETS:
         assert secret not in body, f"{secret!r} shown on /{name} to a visitor who is not signed in"
+    assert page.locator("[data-testid=stSidebarNav]").count() == 0  # no list of the staff pages either
     link = page.get_by_role("link", name="Sign in", exact=True)
     assert link.get_attribute("href") == f"/auth/login?next=%2F{name}"
     # The prompt leads to the form, and the form back to the page.
