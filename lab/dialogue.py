@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 from . import llm
 from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
-from .spec import ConditionSpec, ModelSpec, StudyDefinition
+from .spec import ConditionSpec, ModelSpec
+from .studies import definition
 
 MEDIATOR_PROMPT_VERSION = "mediator-1"
 MEDIATOR_PROMPT = (
@@ -194,6 +195,8 @@ class Conversation:
     turns: list[TurnView] = field(default_factory=list)
     autolabel: bool = True
     """Label each assistant turn with the rule-based judge (``auto:rules``)."""
+    verdicts: dict[int, tuple[str, float | None]] = field(default_factory=dict)
+    """Rule-judge category and score of replies labelled by this object, by turn id."""
     timeout: float = 120.0
 
     # --- construction ---------------------------------------------------------------
@@ -207,7 +210,7 @@ class Conversation:
                 raise LookupError(f"no conversation {session_id}")
             study = s.get(Study, chat.study_id)
             assert study is not None
-            d = _definition(study)
+            d = definition(study)
             cond_row = s.get(Condition, chat.condition_id)
             item_row = s.get(ItemRow, chat.item_id)
             assert cond_row is not None and item_row is not None
@@ -669,28 +672,25 @@ class Reply:
 
     def _store(self, **fields: Any) -> None:
         conv = self.conv
-        then = None
+        auto = None
         if conv.autolabel and fields.get("error") is None:
             from .labels import auto_labels
 
             # Judged before writing, so the reply and its labels commit together.
-            then = auto_labels(conv, fields.get("content", ""))
+            auto = auto_labels(conv, fields.get("content", ""))
+        then = auto.write if auto is not None else None
         if self.turn is None:
             self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields)
         else:
             self.turn = conv._update(self.turn, then=then, **fields)
+        if auto is not None:
+            conv.verdicts[self.turn.id] = (auto.code, auto.score)
 
     def _finish(self, result: llm.Completion) -> None:
         self._store(content=result.text, **_metrics(result))
 
     def _fail(self, e: llm.ModelError) -> None:
         self._store(content=self._text, error=e.message, partial=bool(self._text), finish_reason="error")
-
-
-def _definition(study: Study) -> StudyDefinition:
-    from .studies import definition
-
-    return definition(study)
 
 
 def start_session(
@@ -718,7 +718,7 @@ def start_session(
     """
     study = s.get(Study, participant.study_id)
     assert study is not None
-    d = _definition(study)
+    d = definition(study)
     if condition_key not in d.spec.conditions:
         raise LookupError(f"unknown condition '{condition_key}' (study has: {', '.join(d.spec.conditions)})")
     cond = d.spec.conditions[condition_key]

@@ -83,8 +83,20 @@ def _meta(j: Judgement) -> dict[str, Any]:
     return meta
 
 
-def auto_labels(conv: Conversation, content: str) -> Callable[[Connection, int], None]:
-    """Judge a reply with the rule-based judge; returns the writes for the reply's transaction.
+@dataclass(frozen=True)
+class AutoLabels:
+    """The rule judge's verdict on a reply, and the writes that store it."""
+
+    code: str
+    """Layer-S category of the reply."""
+    score: float | None
+    """Score of the reply when it is a scorable answer attempt."""
+    write: Callable[[Connection, int], None]
+    """Stores the labels (and the conversation's score) in the reply's transaction."""
+
+
+def auto_labels(conv: Conversation, content: str) -> AutoLabels:
+    """Judge a reply with the rule-based judge; the writes go into the reply's transaction.
 
     Layer S on every reply; layer P on replies to presupposition items. The conversation's
     score becomes the score of its last answer attempt. The reply is new, so no earlier
@@ -111,7 +123,7 @@ def auto_labels(conv: Conversation, content: str) -> Callable[[Connection, int],
         if value is not None:
             conn.execute(_SESSIONS.update().where(_SESSIONS.c.id == conv.session_id), {"score": value})
 
-    return write
+    return AutoLabels(judgements[0].code, value, write)
 
 
 @dataclass(frozen=True)

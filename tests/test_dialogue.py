@@ -292,6 +292,7 @@ def test_autolabels_and_score(engine: Engine) -> None:
     assert [(lab.annotator, lab.layer, lab.code) for lab in labels] == [("auto:rules", "S", "answer_attempt")]
     assert labels[0].meta is not None and labels[0].meta["version"]
     assert chat is not None and chat.score == 1.0
+    assert conv.verdicts[turn.id] == ("answer_attempt", 1.0)  # kept for callers deciding whether to go on
 
 
 def test_two_tabs_append_without_clobbering(sqlite_engine: Engine) -> None:

@@ -217,14 +217,20 @@ def ending(conv: Conversation) -> str | None:
     """
     if not conv.turns:
         return None
-    reply = last_reply(conv)
+    last = next((t for t in reversed(conv.turns) if t.role == "assistant" and t.error is None), None)
+    reply = last.content if last is not None else ""
     if isinstance(conv.item, PresuppositionItem):
         return "answered" if reply else None
-    if reply:
-        judgement = RuleJudge().classify(reply, item=conv.item)
-        if judgement.code == "answer_attempt":
-            sc = score(conv.item, reply)
-            if sc.scorable and sc.value == 1.0:
+    if last is not None and reply:
+        # The engine judged the reply as it stored it; only a resumed conversation judges again.
+        verdict = conv.verdicts.get(last.id)
+        if verdict is None:
+            code = RuleJudge().classify(reply, item=conv.item).code
+            sc = score(conv.item, reply) if code == "answer_attempt" else None
+            verdict = (code, sc.value if sc is not None and sc.scorable else None)
+        code, value = verdict
+        if code == "answer_attempt":
+            if value == 1.0:
                 return "correct"
             if conv.reveal == "ON_REQUEST":
                 return "answered"
