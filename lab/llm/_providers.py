@@ -69,24 +69,22 @@ def _fill(litellm: Any, model_response: Any, model: str, text: str, finish_reaso
     return model_response
 
 
+_FAILURE_EXCEPTIONS = {
+    "rate_limit": "RateLimitError",
+    "timeout": "Timeout",
+    "unavailable": "ServiceUnavailableError",
+    "bad_request": "BadRequestError",
+    "auth": "AuthenticationError",
+    "not_found": "NotFoundError",
+    "connection": "APIConnectionError",
+}
+"""The litellm exception a real provider's failure of each kind surfaces as (else a 500)."""
+
+
 def _failure_error(litellm: Any, failure: _scripted.ModelFailure, model: str) -> Exception:
     """The litellm exception a real provider's failure of this kind would surface as."""
-    common = {"message": failure.message, "model": model, "llm_provider": SCRIPTED_PROVIDER}
-    if failure.kind == "rate_limit":
-        return litellm.RateLimitError(**common)
-    if failure.kind == "timeout":
-        return litellm.Timeout(**common)
-    if failure.kind == "unavailable":
-        return litellm.ServiceUnavailableError(**common)
-    if failure.kind == "bad_request":
-        return litellm.BadRequestError(**common)
-    if failure.kind == "auth":
-        return litellm.AuthenticationError(**common)
-    if failure.kind == "not_found":
-        return litellm.NotFoundError(**common)
-    if failure.kind == "connection":
-        return litellm.APIConnectionError(**common)
-    return litellm.InternalServerError(**common)
+    cls = getattr(litellm, _FAILURE_EXCEPTIONS.get(failure.kind, "InternalServerError"))
+    return cls(message=failure.message, model=model, llm_provider=SCRIPTED_PROVIDER)
 
 
 def build_handlers(litellm: Any) -> dict[str, Any]:
