@@ -89,8 +89,10 @@ def test_user_add(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
 
 def test_import_fixture(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     src = ROOT / "tests" / "fixtures" / "datasets" / "falseqa" / "sample.csv"
-    code, out, _ = run(capsys, "import", "falseqa", str(src), "--out", str(tmp_path / "f.jsonl"))
-    assert code == 0 and "wrote" in out and (tmp_path / "f.jsonl").exists()
+    code, out, err = run(capsys, "import", "falseqa", str(src), "--out", str(tmp_path / "f.jsonl"))
+    assert code == 0 and "wrote 4 items" in out and "control 2, loaded 2" in out
+    assert err.count("skipped record") == 2 and "skipped record 4: label:" in err  # malformed records named on stderr
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 4
 
 
 @pytest.mark.parametrize(
