@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import math
 import os
 import pstats
 import sys
@@ -150,6 +151,37 @@ def bare_rate(calls: int, concurrency: int, turns: int | None) -> float:
     return asyncio.run(go())
 
 
+def bare_shape(conversations: int, turns: int, concurrency: int, latency: float) -> float:
+    """Wall seconds of the grid's call pattern through litellm alone, with no lab around it.
+
+    ``conversations`` sequences of ``turns`` calls each, at most ``concurrency`` sequences at
+    once, every call a bare ``litellm.acompletion`` to the lab's scripted provider answering
+    after ``latency`` seconds: what the grid's model calls cost without the lab.
+    """
+    from lab.llm._providers import load_litellm
+
+    litellm = load_litellm()
+    params = {"script": "fixed", "reply": REPLY, "latency": latency}
+
+    async def go() -> float:
+        left = list(range(conversations))
+
+        async def slot() -> None:
+            while left:
+                left.pop()
+                for t in range(1, turns + 1):
+                    await litellm.acompletion(model="lab/scripted", messages=history(t), **params)
+
+        await litellm.acompletion(model="lab/scripted", messages=history(1), **(params | {"latency": 0.0}))
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, conversations)):
+                tg.create_task(slot())
+        return time.perf_counter() - start
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     """Measure and print."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -178,6 +210,14 @@ def main() -> None:
         wall, _ = run_grid(a.conversations, a.turns, a.concurrency, 0.1, processes=processes)
         print(f"{where}, 100 ms model, {a.conversations} conversations × {a.turns} turns at concurrency {a.concurrency}:")
         print(f"  wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.2f}× (target ≤ 1.25×)")
+        # A conversation's turns are sequential, so the grid runs in whole waves of
+        # conversations: no runner beats ceil(conversations / concurrency) conversations in a row.
+        share, slots = math.ceil(a.conversations / processes), math.ceil(a.concurrency / processes)
+        waves = math.ceil(share / slots) * a.turns * 0.1
+        alone = bare_shape(share, a.turns, slots, 0.1)
+        print(f"  floors: whole waves of conversations {waves:.2f} s ({waves / ideal:.2f}×); litellm alone, same calls "
+              f"(one process's share: {share} conversations × {a.turns} calls at concurrency {slots}, no lab) "
+              f"{alone:.2f} s ({alone / ideal:.2f}×); the lab adds {wall / alone:.2f}× to litellm alone")
         wall0, recorded = run_grid(a.conversations, a.turns, a.concurrency, 0.0, profile=a.profile, processes=processes)
         lab_rate = recorded / wall0
         print(f"{where}, zero latency, same grid: {lab_rate:.0f} turns/s ({wall0:.2f} s), {calls_per_turn} model call per turn")

@@ -23,17 +23,21 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import llm
+from .group_commit import AfterWrite, GroupCommit
 from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
 from .spec import ConditionSpec, ModelSpec
 from .studies import definition
+
+if TYPE_CHECKING:
+    from .labels import AutoLabels
 
 MEDIATOR_PROMPT_VERSION = "mediator-1"
 MEDIATOR_PROMPT = (
@@ -56,8 +60,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202
 
 _TURNS = Turn.__table__
 _INSERT_TURN = _TURNS.insert().returning(_TURNS.c.id)
-AfterWrite = Callable[[Connection, int], None]
-"""Further writes made in a turn's transaction, given the turn's id."""
+_SESSIONS = ChatSession.__table__
+_INSERT_SESSION = _SESSIONS.insert().returning(_SESSIONS.c.id)
+_EVENTS = Event.__table__
 
 
 class MessageRejected(ValueError):
@@ -173,6 +178,31 @@ class Opening:
     shards: list[int]
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a conversation is made of, resolved once from a study version.
+
+    Many conversations share one (a simulated grid starts hundreds from a handful), so the
+    lookups and the item's parsing are done once; :func:`resolve_setup` makes it.
+    """
+
+    study_id: int
+    item_id: int
+    item_key: str
+    item: Item
+    """The parsed item."""
+    condition_id: int
+    condition_key: str
+    condition: ConditionSpec
+    model: str
+    """The model under test (the condition's, or the override)."""
+    params: dict[str, Any]
+    mediator: ModelSpec | None
+    """The mediator model of a ``mediator`` condition."""
+    turn_limit: int
+    max_message_chars: int
+
+
 @dataclass
 class Conversation:
     """One conversation (a ``session`` row) under its condition.
@@ -198,6 +228,11 @@ class Conversation:
     verdicts: dict[int, tuple[str, float | None]] = field(default_factory=dict)
     """Rule-judge category and score of replies labelled by this object, by turn id."""
     timeout: float = 120.0
+    participant_id: int | None = None
+    """Who converses (None only for conversations built by hand in tests)."""
+    group: GroupCommit | None = None
+    """Shares the commits of this conversation's turns with others on the same event loop
+    (batch simulation); None commits each turn on its own. Used by the ``a``-methods."""
 
     # --- construction ---------------------------------------------------------------
 
@@ -234,7 +269,72 @@ class Conversation:
                 outcome=chat.outcome,
                 turns=turns,
                 autolabel=autolabel,
+                participant_id=chat.participant_id,
             )
+
+    @classmethod
+    def begin(
+        cls,
+        engine: Engine,
+        conn: Connection,
+        setup: Setup,
+        participant_id: int,
+        *,
+        position: int = 0,
+        autolabel: bool = True,
+    ) -> Conversation:
+        """Start a conversation in an open transaction, without reading anything back.
+
+        The ``session`` row and its ``start`` event are inserted on ``conn``; the caller
+        commits. Batch simulation starts conversations this way, with the setup resolved
+        once per item and condition.
+
+        Args:
+            engine: The database the conversation will write to.
+            conn: The open transaction.
+            setup: From :func:`resolve_setup`.
+            participant_id: Who converses.
+            position: Order in the participant's plan.
+            autolabel: Label each assistant turn with the rule-based judge.
+        """
+        session_id = conn.execute(
+            _INSERT_SESSION,
+            {
+                "study_id": setup.study_id,
+                "participant_id": participant_id,
+                "item_id": setup.item_id,
+                "condition_id": setup.condition_id,
+                "position": position,
+                "model": setup.model,
+                "model_params": setup.params,
+                "status": "active",
+            },
+        ).scalar_one()
+        conn.execute(
+            _EVENTS.insert(),
+            {
+                "participant_id": participant_id,
+                "session_id": session_id,
+                "kind": "start",
+                "data": {"item": setup.item_key, "condition": setup.condition_key},
+            },
+        )
+        return cls(
+            engine=engine,
+            session_id=session_id,
+            item=setup.item,
+            condition=setup.condition,
+            condition_key=setup.condition_key,
+            model=setup.model,
+            params=dict(setup.params),
+            mediator=setup.mediator,
+            turn_limit=setup.turn_limit,
+            max_message_chars=setup.max_message_chars,
+            status="active",
+            outcome=None,
+            autolabel=autolabel,
+            participant_id=participant_id,
+        )
 
     # --- state ------------------------------------------------------------------------
 
@@ -368,20 +468,36 @@ class Conversation:
                     raise
                 self.refresh()
                 continue
-            view = TurnView(
-                id=turn_id,
-                index=index,
-                role=fields["role"],
-                source=fields.get("source", "participant"),
-                content=fields.get("content", ""),
-                model_content=fields.get("model_content"),
-                shards=list(fields.get("shards") or []),
-                partial=bool(fields.get("partial", False)),
-                error=fields.get("error"),
-            )
-            self.turns.append(view)
-            return view
+            return self._append(turn_id, index, fields)
         raise AssertionError("unreachable")
+
+    async def _awrite(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
+        """As :meth:`_write`, sharing the commit through :attr:`group` when there is one."""
+        if self.group is None:
+            return self._write(then=then, **fields)
+        index = (self.turns[-1].index if self.turns else 0) + 1
+        try:
+            turn_id = await self.group.insert_turn({"session_id": self.session_id, "index": index, **fields}, then)
+        except IntegrityError:
+            # Another writer took the index: continue after its turns, on our own.
+            self.refresh()
+            return self._write(then=then, **fields)
+        return self._append(turn_id, index, fields)
+
+    def _append(self, turn_id: int, index: int, fields: dict[str, Any]) -> TurnView:
+        view = TurnView(
+            id=turn_id,
+            index=index,
+            role=fields["role"],
+            source=fields.get("source", "participant"),
+            content=fields.get("content", ""),
+            model_content=fields.get("model_content"),
+            shards=list(fields.get("shards") or []),
+            partial=bool(fields.get("partial", False)),
+            error=fields.get("error"),
+        )
+        self.turns.append(view)
+        return view
 
     def _update(self, view: TurnView, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
         """Complete a turn written earlier (a streamed reply's checkpoint)."""
@@ -426,20 +542,37 @@ class Conversation:
             MessageRejected: empty, too long, or revealing more than one new shard.
             ConversationOver: the conversation has ended or reached its turn limit.
         """
+        return self._write(**self._user_turn(text, shards, source, client))
+
+    async def asend(
+        self,
+        text: str,
+        shards: list[int] | None = None,
+        *,
+        source: str = "participant",
+        client: dict[str, Any] | None = None,
+    ) -> TurnView:
+        """As :meth:`send`, on the event loop, sharing the commit through :attr:`group`."""
+        return await self._awrite(**self._user_turn(text, shards, source, client))
+
+    def _user_turn(self, text: str, shards: list[int] | None, source: str, client: dict[str, Any] | None) -> dict[str, Any]:
+        """The columns of a user message, once the rules allow it (see :meth:`send`)."""
         if self.status != "active":
             raise ConversationOver("This conversation has ended.")
         if self.user_turns >= self.turn_limit:
             raise ConversationOver(f"This conversation has reached its limit of {self.turn_limit} messages.")
         content = clean_message(text, self.max_message_chars)
         revealing = self.shards_for_message(shards)
-        return self._write(
-            role="user",
-            source=source,
-            content=content,
-            model_content=self._snowball_content(content, revealing),
-            shards=revealing,
-            client=client,
-        )
+        fields: dict[str, Any] = {
+            "role": "user",
+            "source": source,
+            "content": content,
+            "model_content": self._snowball_content(content, revealing),
+            "shards": revealing,
+        }
+        if client is not None:
+            fields["client"] = client
+        return fields
 
     def recap_due(self) -> bool:
         """RECAP: every shard is out and answered, and the recap turn has not been sent."""
@@ -517,10 +650,10 @@ class Conversation:
             result = await llm.acomplete(self.model, messages, dict(self.params), timeout=self.timeout)
         except llm.ModelError as e:
             r.error = e
-            r._fail(e)
+            await r._astore(**r._failure(e))
         else:
             r._text = result.text
-            r._finish(result)
+            await r._astore(content=result.text, **_metrics(result))
         assert r.turn is not None
         return r.turn
 
@@ -534,22 +667,47 @@ class Conversation:
             raise
         return self._log_mediator(result, messages, params, None)
 
-    def finish(self, outcome: str) -> None:
-        """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned)."""
-        with Session(self.engine) as s, s.begin():
-            chat = s.get(ChatSession, self.session_id)
-            assert chat is not None
-            if chat.status == "active":
-                chat.status, chat.outcome, chat.ended_at = "ended", outcome, utcnow()
-                s.add(Event(session_id=self.session_id, participant_id=chat.participant_id, kind="end", data={"outcome": outcome}))
-            self.status, self.outcome = chat.status, chat.outcome
+    def finish(self, outcome: str, *, then: Callable[[Connection], None] | None = None) -> None:
+        """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned).
+
+        Args:
+            outcome: Why it ended.
+            then: More writes for the same transaction (the runner completes the
+                participant with its last conversation).
+        """
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                _SESSIONS.update()
+                .where(_SESSIONS.c.id == self.session_id, _SESSIONS.c.status == "active")
+                .values(status="ended", outcome=outcome, ended_at=utcnow())
+                .returning(_SESSIONS.c.participant_id)
+            ).first()
+            if row is not None:
+                conn.execute(
+                    _EVENTS.insert(),
+                    {"session_id": self.session_id, "participant_id": row[0], "kind": "end", "data": {"outcome": outcome}},
+                )
+                self.status, self.outcome = "ended", outcome
+            else:
+                # Ended elsewhere first (another tab, an expiry): keep what the database says.
+                found = conn.execute(
+                    select(_SESSIONS.c.status, _SESSIONS.c.outcome).where(_SESSIONS.c.id == self.session_id)
+                ).one()
+                self.status, self.outcome = found.status, found.outcome
+            if then is not None:
+                then(conn)
 
     def log_event(self, kind: str, data: dict[str, Any] | None = None) -> None:
         """Append an event (stop, retry, reveal, page hidden…) to this conversation's log."""
-        with Session(self.engine) as s, s.begin():
-            chat = s.get(ChatSession, self.session_id)
-            assert chat is not None
-            s.add(Event(session_id=self.session_id, participant_id=chat.participant_id, kind=kind, data=data))
+        with self.engine.begin() as conn:
+            if self.participant_id is None:
+                self.participant_id = conn.execute(
+                    select(_SESSIONS.c.participant_id).where(_SESSIONS.c.id == self.session_id)
+                ).scalar_one()
+            conn.execute(
+                _EVENTS.insert(),
+                {"session_id": self.session_id, "participant_id": self.participant_id, "kind": kind, "data": data},
+            )
 
     def run_probe(self) -> dict[str, Any] | None:
         """Ask the knowledge probe of a presupposition item to the same model, once.
@@ -670,27 +828,102 @@ class Reply:
             self.turn = self.conv._update(self.turn, content=self._text)
             self._last_checkpoint = now
 
+    def _judge(self, fields: dict[str, Any]) -> AutoLabels | None:
+        """Judge a reply before it is written, so that the reply and its labels commit together."""
+        if not self.conv.autolabel or fields.get("error") is not None:
+            return None
+        from .labels import auto_labels
+
+        return auto_labels(self.conv, fields.get("content", ""))
+
+    def _judged(self, auto: AutoLabels | None) -> None:
+        if auto is not None and self.turn is not None:
+            self.conv.verdicts[self.turn.id] = (auto.code, auto.score)
+
     def _store(self, **fields: Any) -> None:
         conv = self.conv
-        auto = None
-        if conv.autolabel and fields.get("error") is None:
-            from .labels import auto_labels
-
-            # Judged before writing, so the reply and its labels commit together.
-            auto = auto_labels(conv, fields.get("content", ""))
+        auto = self._judge(fields)
         then = auto.write if auto is not None else None
         if self.turn is None:
             self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields)
         else:
             self.turn = conv._update(self.turn, then=then, **fields)
-        if auto is not None:
-            conv.verdicts[self.turn.id] = (auto.code, auto.score)
+        self._judged(auto)
+
+    async def _astore(self, **fields: Any) -> None:
+        """Write the whole reply at once (nothing was checkpointed), sharing the commit."""
+        conv = self.conv
+        assert self.turn is None
+        auto = self._judge(fields)
+        self.turn = await conv._awrite(
+            role="assistant",
+            source="model",
+            model=conv.model,
+            params=conv.params,
+            sent_at=self._started,
+            then=auto.write if auto is not None else None,
+            **fields,
+        )
+        self._judged(auto)
 
     def _finish(self, result: llm.Completion) -> None:
         self._store(content=result.text, **_metrics(result))
 
+    def _failure(self, e: llm.ModelError) -> dict[str, Any]:
+        return {"content": self._text, "error": e.message, "partial": bool(self._text), "finish_reason": "error"}
+
     def _fail(self, e: llm.ModelError) -> None:
-        self._store(content=self._text, error=e.message, partial=bool(self._text), finish_reason="error")
+        self._store(**self._failure(e))
+
+
+def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, model_override: str | None = None) -> Setup:
+    """Look up what a conversation of one item under one condition is made of.
+
+    Args:
+        s: Open session.
+        study: The study version.
+        item_key: The item's id in the study.
+        condition_key: The condition's name in the spec.
+        model_override: A model id of the spec, or a litellm string, replacing the
+            condition's model (pilots, simulation grids and the ``chat`` command).
+
+    Raises:
+        LookupError: unknown item or condition; ValueError: the condition does not fit the item.
+    """
+    d = definition(study)
+    if condition_key not in d.spec.conditions:
+        raise LookupError(f"unknown condition '{condition_key}' (study has: {', '.join(d.spec.conditions)})")
+    cond = d.spec.conditions[condition_key]
+    item_row = s.scalar(select(ItemRow).where(ItemRow.study_id == study.id, ItemRow.key == item_key))
+    if item_row is None:
+        raise LookupError(f"unknown item '{item_key}'")
+    item = parse_item(item_row.payload, item_key)
+    if not cond.applies_to(item):
+        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({item.kind})")
+    cond_row = s.scalar(select(Condition).where(Condition.study_id == study.id, Condition.key == condition_key))
+    assert cond_row is not None
+    model_spec = d.spec.models[cond.model]
+    model, params = model_spec.model, dict(model_spec.params)
+    if model_override:
+        if model_override in d.spec.models:
+            model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
+        else:
+            model, params = model_override, {}
+    mediator = d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None
+    return Setup(
+        study_id=study.id,
+        item_id=item_row.id,
+        item_key=item_key,
+        item=item,
+        condition_id=cond_row.id,
+        condition_key=condition_key,
+        condition=cond,
+        model=model,
+        params=params,
+        mediator=mediator,
+        turn_limit=d.spec.plan.turn_limit,
+        max_message_chars=d.spec.plan.max_message_chars,
+    )
 
 
 def start_session(
@@ -718,33 +951,15 @@ def start_session(
     """
     study = s.get(Study, participant.study_id)
     assert study is not None
-    d = definition(study)
-    if condition_key not in d.spec.conditions:
-        raise LookupError(f"unknown condition '{condition_key}' (study has: {', '.join(d.spec.conditions)})")
-    cond = d.spec.conditions[condition_key]
-    item_row = s.scalar(select(ItemRow).where(ItemRow.study_id == study.id, ItemRow.key == item_key))
-    if item_row is None:
-        raise LookupError(f"unknown item '{item_key}'")
-    item = parse_item(item_row.payload, item_key)
-    if not cond.applies_to(item):
-        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({item.kind})")
-    cond_row = s.scalar(select(Condition).where(Condition.study_id == study.id, Condition.key == condition_key))
-    assert cond_row is not None
-    model_spec = d.spec.models[cond.model]
-    model, params = model_spec.model, dict(model_spec.params)
-    if model_override:
-        if model_override in d.spec.models:
-            model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
-        else:
-            model, params = model_override, {}
+    setup = resolve_setup(s, study, item_key, condition_key, model_override)
     chat = ChatSession(
         study_id=study.id,
         participant_id=participant.id,
-        item_id=item_row.id,
-        condition_id=cond_row.id,
+        item_id=setup.item_id,
+        condition_id=setup.condition_id,
         position=position,
-        model=model,
-        model_params=params,
+        model=setup.model,
+        model_params=setup.params,
         status="active",
     )
     s.add(chat)

@@ -6,10 +6,13 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from .schema import Event, Participant, Study
+from .schema import Event, Participant, Study, utcnow
+
+_PARTICIPANTS = Participant.__table__
+_EVENTS = Event.__table__
 
 KINDS = ("human", "simulated", "pilot")
 """human: from a link; simulated: a user simulator; pilot: an experimenter trying the study."""
@@ -63,6 +66,40 @@ def create_participant(
     s.flush()
     s.add(Event(participant_id=p.id, kind="created", data={"kind": kind}))
     return p
+
+
+def insert_participant(
+    conn: Connection,
+    study_id: int,
+    *,
+    kind: str,
+    status: str,
+    simulator: dict[str, Any] | None = None,
+    position: int = 0,
+) -> int:
+    """Add a participant without the ORM (the caller commits); returns its id.
+
+    For callers that create many at once (simulation grids); the row and its ``created``
+    event are those :func:`create_participant` writes.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"participant kind must be one of {', '.join(KINDS)}")
+    pid = conn.execute(
+        _PARTICIPANTS.insert().returning(_PARTICIPANTS.c.id),
+        {"study_id": study_id, "kind": kind, "status": status, "simulator": simulator, "position": position},
+    ).scalar_one()
+    conn.execute(_EVENTS.insert(), {"participant_id": pid, "kind": "created", "data": {"kind": kind}})
+    return pid
+
+
+def mark_completed(conn: Connection, participant_id: int) -> None:
+    """Mark a participant completed, once (the caller commits)."""
+    now = utcnow()
+    conn.execute(
+        _PARTICIPANTS.update()
+        .where(_PARTICIPANTS.c.id == participant_id, _PARTICIPANTS.c.status != "completed")
+        .values(status="completed", completed_at=now, updated_at=now)
+    )
 
 
 def by_token(s: Session, token: str) -> Participant | None:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
     from ._runner import Runner, RunStatus
 
-PRELOAD = ["lab.simulate", "lab.db", "litellm"]
-"""Modules the worker server imports once, before it forks workers."""
+PRELOAD = ["lab.simulate", "lab.db", "litellm", "lab.simulate._warm"]
+"""Modules the worker server imports once, before it forks workers (the last warms litellm up)."""
 
 POLL_SECONDS = 0.05
 """How often the parent reads the workers' reports."""

@@ -28,18 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from .. import llm
-from ..dialogue import Conversation, TurnView, start_session
+from ..dialogue import Conversation, Setup, TurnView, resolve_setup
+from ..group_commit import GroupCommit
 from ..items import PresuppositionItem
 from ..judge import RuleJudge, score
-from ..participants import create_participant
+from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
 from ._checks import check_message
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
-from ._grid import RunPlan, Unit
+from ._grid import Cell, RunPlan, Unit
 from ._simulator import DONT_KNOW, Simulator, UserMove, last_reply, prompt_texts
 
 RUN_EVENT = "simulate_run"
@@ -278,6 +279,9 @@ class Runner:
         # A share makes this runner one worker process of several: the parent holds the
         # run lock and logged the run, so the worker does neither.
         self.share = share
+        self._setups: dict[tuple[str, str, str | None], Setup] = {}
+        self.group = GroupCommit(engine)
+        """Shares commits among this process's conversations."""
         self.result = RunResult(plan)
         self._clock = time.monotonic()
 
@@ -306,12 +310,22 @@ class Runner:
         with Session(self.engine) as s, s.begin():
             s.add(Event(kind=RUN_EVENT, data=data))
 
-    def _start(self, unit: Unit, position: int, participant_id: int | None) -> tuple[int, int]:
-        cell = unit.cells[position]
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            if participant_id is None:
+    def _setup(self, cell: Cell) -> Setup:
+        """The conversation setup of a cell, looked up once per run."""
+        key = (cell.item, cell.condition, cell.model)
+        found = self._setups.get(key)
+        if found is None:
+            with Session(self.engine) as s:
                 study = s.get(Study, self.plan.study_id)
                 assert study is not None
+                found = self._setups[key] = resolve_setup(s, study, cell.item, cell.condition, cell.model)
+        return found
+
+    def _start(self, unit: Unit, position: int, participant_id: int | None) -> Conversation:
+        """Create the unit's participant (on its first conversation) and the conversation, in one transaction."""
+        setup = self._setup(unit.cells[position])
+        with self.engine.begin() as conn:
+            if participant_id is None:
                 record = self.simulator.record() | {
                     "run": self.plan.run_id,
                     "unit": unit.key,
@@ -323,20 +337,20 @@ class Runner:
                 }
                 # The plan stays out of ``participant.plan``: human assignment balances live
                 # plans and times out idle ones, and simulated runs must not take part in either.
-                participant = create_participant(s, study, kind="simulated", status="active", simulator=record)
+                participant_id = insert_participant(
+                    conn, self.plan.study_id, kind="simulated", status="active", simulator=record, position=position
+                )
             else:
-                found = s.get(Participant, participant_id)
-                assert found is not None
-                participant = found
-            participant.position = position
-            chat = start_session(s, participant, cell.item, cell.condition, position=position, model_override=cell.model)
-            return participant.id, chat.id
+                conn.execute(
+                    update(Participant.__table__)
+                    .where(Participant.__table__.c.id == participant_id)
+                    .values(position=position, updated_at=utcnow())
+                )
+            return Conversation.begin(self.engine, conn, setup, participant_id, position=position)
 
     def _complete(self, participant_id: int) -> None:
-        with Session(self.engine) as s, s.begin():
-            p = s.get(Participant, participant_id)
-            if p is not None and p.status != "completed":
-                p.status, p.completed_at = "completed", utcnow()
+        with self.engine.begin() as conn:
+            mark_completed(conn, participant_id)
 
     # --- running ------------------------------------------------------------------
 
@@ -413,6 +427,7 @@ class Runner:
 
     async def _unit(self, unit: Unit, f: UnitState) -> None:
         pid = f.participant_id
+        completed = False
         for position in range(len(unit.cells)):
             held = f.sessions.get(position)
             if held is not None and held[1] == "ended":
@@ -420,20 +435,24 @@ class Runner:
                     await self._judge(Conversation.load(self.engine, held[0]))
                 continue
             if held is not None:
-                sid = held[0]
+                conv = Conversation.load(self.engine, held[0])
                 self.result.resumed += 1
             else:
-                pid, sid = self._start(unit, position, pid)
+                conv = self._start(unit, position, pid)
                 self.result.started += 1
-            conv = Conversation.load(self.engine, sid)
-            if not await self._converse(conv):
+            pid = conv.participant_id
+            conv.group = self.group
+            # The participant is completed with their last conversation, in its transaction.
+            last = position == len(unit.cells) - 1
+            if not await self._converse(conv, last=last):
                 self._tick()
                 return
+            completed = last and conv.status == "ended"
             self.result.done += 1
             self._tick()
             if self.judge is not None:
                 await self._judge(conv)
-        if pid is not None:
+        if pid is not None and not completed:
             self._complete(pid)
 
     async def _judge(self, conv: Conversation) -> None:
@@ -449,8 +468,13 @@ class Runner:
         await asyncio.sleep(self.retry_pause * errors)
         return False
 
-    async def _converse(self, conv: Conversation) -> bool:
-        """Drive one conversation to its end; False when model errors stopped it."""
+    async def _converse(self, conv: Conversation, *, last: bool = False) -> bool:
+        """Drive one conversation to its end; False when model errors stopped it.
+
+        Args:
+            conv: The conversation.
+            last: It is its participant's last; ending it completes the participant.
+        """
         errors = 0
         while conv.status == "active":
             if conv.awaiting_reply:
@@ -467,14 +491,14 @@ class Runner:
                 continue
             outcome = ending(conv)
             if outcome is not None:
-                await self._finish(conv, outcome)
+                await self._finish(conv, outcome, last)
                 return True
             if conv.recap_due():
                 conv.send_recap()
                 continue
             if conv.user_turns == 0:
                 opening = conv.opening()
-                conv.send(opening.text, opening.shards, source="simulator")
+                await conv.asend(opening.text, opening.shards, source="simulator")
                 self.result.user_turns += 1
                 continue
             if self.simulator.model is not None:
@@ -488,18 +512,19 @@ class Runner:
                 continue
             if move.satisfied:
                 self._record(conv, move, None, [], [(p, "") for p in move.problems])
-                await self._finish(conv, "answered")
+                await self._finish(conv, "answered", last)
                 return True
-            self._send(conv, move)
+            await self._send(conv, move)
         return True
 
-    async def _finish(self, conv: Conversation, outcome: str) -> None:
+    async def _finish(self, conv: Conversation, outcome: str, last: bool) -> None:
         if isinstance(conv.item, PresuppositionItem) and conv.item.probe is not None:
             await self.limits.acquire(conv.model)
             await asyncio.to_thread(conv.run_probe)
-        conv.finish(outcome)
+        pid = conv.participant_id
+        conv.finish(outcome, then=(lambda conn: mark_completed(conn, pid)) if last and pid is not None else None)
 
-    def _send(self, conv: Conversation, move: UserMove) -> TurnView:
+    async def _send(self, conv: Conversation, move: UserMove) -> TurnView:
         """Send a move as the rules allow (at most one new shard), recording any drift."""
         revealed = conv.revealed
         known = {s.id for s in conv.shards}
@@ -519,7 +544,7 @@ class Runner:
             sent=sent,
             claimed=list(move.shards),
         )
-        turn = conv.send(text, sent, source="simulator")
+        turn = await conv.asend(text, sent, source="simulator")
         self.result.user_turns += 1
         self._record(conv, move, turn, sent, problems)
         return turn
