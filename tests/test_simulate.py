@@ -507,8 +507,41 @@ def test_simulated_rows_are_flagged(engine: Engine) -> None:
         assert p.simulator is not None
         assert p.simulator["run"] == plan.run_id and p.simulator["kind"] == "scripted"
         assert p.simulator["model"] == "scripted" and p.simulator["prompt_version"] == "scripted-1"
-        assert p.simulator["unit"].startswith("r0/") and p.status == "completed"
+        assert p.simulator["unit"].startswith("r0/") and p.status == "completed" and p.completed_at is not None
     assert {t.source for t in turns} == {"simulator"}
+    with Session(engine) as s:
+        for p in people:
+            kinds = s.scalars(select(Event.kind).where(Event.participant_id == p.id).order_by(Event.id)).all()
+            assert kinds[:2] == ["created", "start"] and kinds[-1] == "end" and kinds.count("start") == kinds.count("end")
+
+
+def test_conversations_of_a_run_share_commits(sqlite_engine: Engine) -> None:
+    from sqlalchemy import event
+
+    study, d = load(sqlite_engine)
+    seen: list[int] = []
+    event.listen(sqlite_engine, "commit", lambda conn: seen.append(1))
+    plan, result = simulate(sqlite_engine, study, d, repeats=4, conditions=["sharded"], concurrency=8)
+    with Session(sqlite_engine) as s:
+        written = s.scalar(select(func.count()).select_from(Turn))
+        conversations = s.scalar(select(func.count()).select_from(ChatSession))
+    assert result.complete and written and conversations and written >= 3 * conversations
+    # One commit starts a conversation and one ends it; the turns between share theirs.
+    assert len(seen) - 2 * conversations < written / 2
+
+
+def test_worker_server_warms_litellm_without_leaving_threads() -> None:
+    code = (
+        "import asyncio\n"
+        "import lab.simulate._warm as w\n"
+        "assert w.threads_left() == [], w.threads_left()\n"
+        "from lab import llm\n"
+        "params = {'script': 'fixed', 'reply': 'ok'}\n"
+        "print(asyncio.run(llm.acomplete('lab/scripted', [{'role': 'user', 'content': 'x'}], params)).text)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 def test_rate_limit_is_respected(sqlite_engine: Engine) -> None:
