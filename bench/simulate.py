@@ -6,7 +6,11 @@ shard; the assistant never answers, so each conversation runs to the turn limit)
 
 - with the model answering after a fixed 100 ms, at concurrency 32 in total: the wall time
   against the ideal (the sequential model latency divided by the concurrency; target
-  ≤ 1.25×);
+  ≤ 1.25×), and the two floors under it: whole waves of conversations (a conversation's
+  turns are sequential, so 200 conversations at concurrency 32 run as 7 waves of 8 turns,
+  1.12× the ideal) and the same calls through litellm alone (one process's share of the
+  conversations, each a sequence of bare ``litellm.acompletion`` calls to the lab's scripted
+  provider, with no lab around them);
 - with zero latency: recorded turns per second against bare
   ``litellm.acompletion(mock_response=...)`` calls per second at the same concurrency in
   one process, divided by the calls one turn needs (one: the scripted simulator calls no
