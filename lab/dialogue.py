@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import llm
-from .group_commit import AfterWrite, GroupCommit
+from .group_commit import AfterWrite, GroupCommit, insert_turn
 from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
 from .spec import ConditionSpec, ModelSpec
@@ -59,7 +59,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202
 
 
 _TURNS = Turn.__table__
-_INSERT_TURN = _TURNS.insert().returning(_TURNS.c.id)
 _SESSIONS = ChatSession.__table__
 _INSERT_SESSION = _SESSIONS.insert().returning(_SESSIONS.c.id)
 _EVENTS = Event.__table__
@@ -244,33 +243,14 @@ class Conversation:
             if chat is None:
                 raise LookupError(f"no conversation {session_id}")
             study = s.get(Study, chat.study_id)
-            assert study is not None
-            d = definition(study)
             cond_row = s.get(Condition, chat.condition_id)
             item_row = s.get(ItemRow, chat.item_id)
-            assert cond_row is not None and item_row is not None
-            cond = d.spec.conditions[cond_row.key]
-            mediator = None
-            if cond.intervention == "mediator":
-                mediator = d.spec.models[cond.mediator_model or cond.model]
+            assert study is not None and cond_row is not None and item_row is not None
+            setup = _setup(study, item_row, cond_row, chat.model, dict(chat.model_params or {}))
             turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.index))]
-            return cls(
-                engine=engine,
-                session_id=session_id,
-                item=parse_item(item_row.payload, item_row.key),
-                condition=cond,
-                condition_key=cond_row.key,
-                model=chat.model,
-                params=dict(chat.model_params or {}),
-                mediator=mediator,
-                turn_limit=d.spec.plan.turn_limit,
-                max_message_chars=d.spec.plan.max_message_chars,
-                status=chat.status,
-                outcome=chat.outcome,
-                turns=turns,
-                autolabel=autolabel,
-                participant_id=chat.participant_id,
-            )
+            conv = cls._of(engine, session_id, setup, chat.participant_id, autolabel=autolabel)
+            conv.status, conv.outcome, conv.turns = chat.status, chat.outcome, turns
+            return conv
 
     @classmethod
     def begin(
@@ -319,6 +299,11 @@ class Conversation:
                 "data": {"item": setup.item_key, "condition": setup.condition_key},
             },
         )
+        return cls._of(engine, session_id, setup, participant_id, autolabel=autolabel)
+
+    @classmethod
+    def _of(cls, engine: Engine, session_id: int, setup: Setup, participant_id: int, *, autolabel: bool) -> Conversation:
+        """An active conversation with no turns yet (the caller fills in what it read)."""
         return cls(
             engine=engine,
             session_id=session_id,
@@ -459,9 +444,7 @@ class Conversation:
             index = (self.turns[-1].index if self.turns else 0) + 1
             try:
                 with self.engine.begin() as conn:
-                    turn_id = conn.execute(_INSERT_TURN, {"session_id": self.session_id, "index": index, **fields}).scalar_one()
-                    if then is not None:
-                        then(conn, turn_id)
+                    turn_id = insert_turn(conn, {"session_id": self.session_id, "index": index, **fields}, then)
             except IntegrityError:
                 # Another tab or process wrote a turn first: take its turns, then append.
                 if attempt == 2:
@@ -897,9 +880,6 @@ def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, m
     item_row = s.scalar(select(ItemRow).where(ItemRow.study_id == study.id, ItemRow.key == item_key))
     if item_row is None:
         raise LookupError(f"unknown item '{item_key}'")
-    item = parse_item(item_row.payload, item_key)
-    if not cond.applies_to(item):
-        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({item.kind})")
     cond_row = s.scalar(select(Condition).where(Condition.study_id == study.id, Condition.key == condition_key))
     assert cond_row is not None
     model_spec = d.spec.models[cond.model]
@@ -909,18 +889,27 @@ def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, m
             model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
         else:
             model, params = model_override, {}
-    mediator = d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None
+    setup = _setup(study, item_row, cond_row, model, params)
+    if not cond.applies_to(setup.item):
+        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({setup.item.kind})")
+    return setup
+
+
+def _setup(study: Study, item_row: ItemRow, cond_row: Condition, model: str, params: dict[str, Any]) -> Setup:
+    """A setup from the rows of a study version and the model actually called."""
+    d = definition(study)
+    cond = d.spec.conditions[cond_row.key]
     return Setup(
         study_id=study.id,
         item_id=item_row.id,
-        item_key=item_key,
-        item=item,
+        item_key=item_row.key,
+        item=parse_item(item_row.payload, item_row.key),
         condition_id=cond_row.id,
-        condition_key=condition_key,
+        condition_key=cond_row.key,
         condition=cond,
         model=model,
         params=params,
-        mediator=mediator,
+        mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
         turn_limit=d.spec.plan.turn_limit,
         max_message_chars=d.spec.plan.max_message_chars,
     )

@@ -32,6 +32,20 @@ _INSERT_MANY = _TURNS.insert().returning(_TURNS.c.id, sort_by_parameter_order=Tr
 _INSERT_ONE = _TURNS.insert().returning(_TURNS.c.id)
 
 
+def insert_turn(conn: Connection, values: dict[str, Any], then: AfterWrite | None = None) -> int:
+    """Insert one turn in an open transaction, with its further writes; returns its id.
+
+    Args:
+        conn: The open transaction.
+        values: Column values of the ``turn`` row.
+        then: More writes for the same transaction, given the new turn's id.
+    """
+    turn_id = conn.execute(_INSERT_ONE, values).scalar_one()
+    if then is not None:
+        then(conn, turn_id)
+    return turn_id
+
+
 @dataclass
 class _Pending:
     values: dict[str, Any]
@@ -118,10 +132,7 @@ class GroupCommit:
         ids: list[int] = [0] * len(batch)
         with self.engine.begin() as conn:
             for members in groups.values():
-                if len(members) == 1:
-                    found = [conn.execute(_INSERT_ONE, batch[members[0]].values).scalar_one()]
-                else:
-                    found = list(conn.execute(_INSERT_MANY, [batch[i].values for i in members]).scalars())
+                found = conn.execute(_INSERT_MANY, [batch[i].values for i in members]).scalars()
                 for i, turn_id in zip(members, found, strict=True):
                     ids[i] = turn_id
             for p, turn_id in zip(batch, ids, strict=True):
@@ -132,9 +143,7 @@ class GroupCommit:
     def _write_alone(self, p: _Pending) -> None:
         try:
             with self.engine.begin() as conn:
-                turn_id = conn.execute(_INSERT_ONE, p.values).scalar_one()
-                if p.then is not None:
-                    p.then(conn, turn_id)
+                turn_id = insert_turn(conn, p.values, p.then)
         except Exception as e:  # noqa: BLE001 — handed to the writer that asked
             if not p.done.cancelled():
                 p.done.set_exception(e)
