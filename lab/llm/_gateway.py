@@ -332,23 +332,8 @@ def _close_upstream(response: Any) -> None:
             return
 
 
-class Stream:
-    """A reply read piece by piece as the model produces it.
-
-    Iterate it for the text pieces (never empty strings). Nothing is sent until iteration
-    starts. Transient errors are retried only before the first piece; after that a failure
-    ends the stream with a `ModelError` and `completion` keeps the text received, marked
-    partial. Stopping early (breaking out, closing, or a rerun that abandons the
-    generator) also leaves a partial `completion`.
-
-    Example:
-        ```python
-        reply = stream("local/smollm2-135m", messages, {"max_tokens": 64})
-        for piece in reply:
-            show(piece)
-        save(reply.completion)
-        ```
-    """
+class _Reading:
+    """What `Stream` and `AsyncStream` share: the request, what arrived, and how it ended."""
 
     def __init__(
         self,
@@ -366,9 +351,40 @@ class Stream:
         self.timeout = timeout
         self.max_retries = max_retries
         self._record = _Record(model, self.params)
-        self._pieces: Iterator[str] | None = None
+        self._pieces: Any = None
         self._upstream: Any = None
-        self._stop = False
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._record.parts)
+
+    @property
+    def error(self) -> ModelError | None:
+        """The error that ended the stream, if any."""
+        return self._record.error
+
+
+class Stream(_Reading):
+    """A reply read piece by piece as the model produces it.
+
+    Iterate it for the text pieces (never empty strings). Nothing is sent until iteration
+    starts. Transient errors are retried only before the first piece; after that a failure
+    ends the stream with a `ModelError` and `completion` keeps the text received, marked
+    partial. Stopping early (breaking out, closing, or a rerun that abandons the
+    generator) also leaves a partial `completion`.
+
+    Example:
+        ```python
+        reply = stream("local/smollm2-135m", messages, {"max_tokens": 64})
+        for piece in reply:
+            show(piece)
+        save(reply.completion)
+        ```
+    """
+
+    _stop = False
+    """Set by `close` while another thread reads: the reader stops at its next chunk."""
 
     def __iter__(self) -> Iterator[str]:
         if self._pieces is None:
@@ -434,16 +450,6 @@ class Stream:
         self._record.finish(partial=True)
 
     @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._record.parts)
-
-    @property
-    def error(self) -> ModelError | None:
-        """The error that ended the stream, if any."""
-        return self._record.error
-
-    @property
     def completion(self) -> Completion:
         """The reply with usage, cost and timing; reading it before the end closes the stream."""
         if self._record.completion is None:
@@ -451,31 +457,12 @@ class Stream:
         return self._record.completion or self._record.snapshot(partial=True)
 
 
-class AsyncStream:
+class AsyncStream(_Reading):
     """A reply read piece by piece without blocking the event loop; see `Stream`.
 
     Use ``async for piece in reply`` and, when stopping early, ``await reply.aclose()`` (or
     ``async with``) so the provider is released at once.
     """
-
-    def __init__(
-        self,
-        model: str,
-        messages: list[dict[str, str]],
-        params: dict | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-    ) -> None:
-        """Prepare the call; see `astream`."""
-        self.model = model
-        self.messages = messages
-        self.params = dict(params or {})
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self._record = _Record(model, self.params)
-        self._pieces: Any = None
-        self._upstream: Any = None
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._pieces is None:
@@ -540,16 +527,6 @@ class AsyncStream:
         if self._pieces is not None:
             await self._pieces.aclose()
         self._record.finish(partial=True)
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._record.parts)
-
-    @property
-    def error(self) -> ModelError | None:
-        """The error that ended the stream, if any."""
-        return self._record.error
 
     @property
     def completion(self) -> Completion:
