@@ -656,7 +656,9 @@ def test_model_errors_leave_the_conversation_for_the_next_run(sqlite_engine: Eng
 
 
 @pytest.mark.timeout(180)
-def test_kill_and_resume_leaves_exactly_n_conversations(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill_and_resume_leaves_exactly_n_conversations(tmp_path: Path, processes: int) -> None:
+    """SIGKILL mid-run (with workers, the parent), then the same command: exactly N conversations."""
     from lab.db import make_engine, migrate
 
     db = tmp_path / "kill.db"
@@ -666,12 +668,15 @@ def test_kill_and_resume_leaves_exactly_n_conversations(tmp_path: Path) -> None:
     spec = SPEC.replace('reply: "Noted. Anything else I should know?"}', 'reply: "Noted.", latency: 0.15}')
     study, d = load(engine, spec)
     env = os.environ | {"DATABASE_URL": url, "LAB_ENV_FILE": os.devnull, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    cmd = [sys.executable, "-m", "lab", "simulate", "sim", "--repeats", "3", "--conditions", "sharded", "full",
-           "--concurrency", "2"]
+    options = ["--concurrency", "2"] if processes == 1 else ["--concurrency", "4", "--processes", str(processes)]
+    cmd = [sys.executable, "-m", "lab", "simulate", "sim", "--repeats", "3", "--conditions", "sharded", "full", *options]
     plan = plan_run(study, d, ScriptedSimulator().record(), repeats=3, conditions=["sharded", "full"])
 
+    def state() -> dict[int, tuple[str, list[list[int]]]]:
+        return {c.id: (c.status, user_shards(engine, c.id)) for c in sessions_of(engine, plan.run_id)}
+
     def ended() -> int:
-        return sum(1 for c in sessions_of(engine, plan.run_id) if c.status == "ended")
+        return sum(1 for status, _ in state().values() if status == "ended")
 
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
@@ -680,8 +685,12 @@ def test_kill_and_resume_leaves_exactly_n_conversations(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    at_kill = {c.id: user_shards(engine, c.id) for c in sessions_of(engine, plan.run_id) if c.status == "active"}
-    assert at_kill and 3 <= ended() < plan.total
+    time.sleep(0.5)  # workers die with their parent: nothing moves after the kill
+    at_kill = state()
+    time.sleep(0.5)
+    assert state() == at_kill
+    active = {sid: shards for sid, (status, shards) in at_kill.items() if status == "active"}
+    assert active and 3 <= ended() < plan.total
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     chats = sessions_of(engine, plan.run_id)
@@ -689,10 +698,13 @@ def test_kill_and_resume_leaves_exactly_n_conversations(tmp_path: Path) -> None:
     with Session(engine) as s:
         units = [p.simulator["unit"] for p in s.scalars(select(Participant)) if (p.simulator or {}).get("run") == plan.run_id]
         n_sessions = s.scalar(select(func.count()).select_from(ChatSession))
+        (progress,) = run_progress(s, "sim")
     assert len(units) == len(set(units)) == plan.total and n_sessions == plan.total
-    for sid, shards in at_kill.items():
+    for sid, shards in active.items():
         assert user_shards(engine, sid)[: len(shards)] == shards
     assert "18 ended, 0 unfinished" in done.stdout and "drift: none" in done.stdout
+    assert "18/18 conversations (100%)" in done.stderr
+    assert progress.command is not None and progress.command.endswith(" ".join(options))
     engine.dispose()
 
 
@@ -838,57 +850,6 @@ def test_interrupted_processes_stop_and_resume_without_duplicates(sqlite_engine:
     assert max(fingerprint(sqlite_engine, plan.run_id).values()) == 1
     for sid in unfinished:
         assert user_shards(sqlite_engine, sid)[: len(before[sid][1])] == before[sid][1]
-
-
-@pytest.mark.timeout(180)
-def test_kill_of_a_multi_process_run_stops_its_workers_and_resumes(tmp_path: Path) -> None:
-    from lab.db import make_engine, migrate
-
-    db = tmp_path / "kill.db"
-    url = f"sqlite:///{db}"
-    engine = make_engine(url)
-    migrate(engine)
-    spec = SPEC.replace('reply: "Noted. Anything else I should know?"}', 'reply: "Noted.", latency: 0.15}')
-    study, d = load(engine, spec)
-    env = os.environ | {"DATABASE_URL": url, "LAB_ENV_FILE": os.devnull, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    cmd = [sys.executable, "-m", "lab", "simulate", "sim", "--repeats", "3", "--conditions", "sharded", "full",
-           "--concurrency", "4", "--processes", "2"]
-    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=3, conditions=["sharded", "full"])
-
-    def state() -> dict[int, tuple[str, list[list[int]]]]:
-        return {c.id: (c.status, user_shards(engine, c.id)) for c in sessions_of(engine, plan.run_id)}
-
-    def ended() -> int:
-        return sum(1 for status, _ in state().values() if status == "ended")
-
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while ended() < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # workers die with their parent: nothing moves after the kill
-    at_kill = state()
-    time.sleep(0.5)
-    assert state() == at_kill
-    active = {sid: shards for sid, (status, shards) in at_kill.items() if status == "active"}
-    assert active and 3 <= ended() < plan.total
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    chats = sessions_of(engine, plan.run_id)
-    assert len(chats) == plan.total == 18 and all(c.status == "ended" for c in chats)
-    with Session(engine) as s:
-        units = [p.simulator["unit"] for p in s.scalars(select(Participant)) if (p.simulator or {}).get("run") == plan.run_id]
-        n_sessions = s.scalar(select(func.count()).select_from(ChatSession))
-        (progress,) = run_progress(s, "sim")
-    assert len(units) == len(set(units)) == plan.total and n_sessions == plan.total
-    for sid, shards in active.items():
-        assert user_shards(engine, sid)[: len(shards)] == shards
-    assert "18 ended, 0 unfinished" in done.stdout and "drift: none" in done.stdout
-    assert "18/18 conversations (100%)" in done.stderr
-    assert progress.command is not None and progress.command.endswith("--concurrency 4 --processes 2")
-    engine.dispose()
 
 
 def test_processes_do_not_rerun_the_parents_main_script(sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
