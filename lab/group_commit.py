@@ -108,8 +108,6 @@ class GroupCommit:
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        if not batch:
-            return
         try:
             ids = self._write_together(batch)
         except Exception:  # noqa: BLE001 — redone one by one below, where each error reaches its writer
