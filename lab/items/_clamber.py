@@ -73,6 +73,8 @@ def _decode(line: str) -> dict[str, Any]:
             value = json.loads(value)
     except json.JSONDecodeError as e:
         raise RecordError("(record)", f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise RecordError("(record)", "invalid JSON (nested too deeply)") from None
     if not isinstance(value, dict):
         raise RecordError("(record)", f"expected a JSON object (or a JSON string holding one), got {type_name(value)}")
     return value

@@ -175,6 +175,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ItemError(str(path), f"not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise ItemError(str(path), "not usable JSON (nested too deeply)") from None
 
 
 def type_name(value: Any) -> str:

@@ -212,10 +212,32 @@ def parse_item(data: Any, where: str = "item") -> Item:
         raise ItemError(where, f"expected a JSON object, got {type(data).__name__}")
     if "kind" not in data:
         raise ItemError(where, "missing field 'kind' (one of sharded, presupposition, clarification, open)")
+    if (field := _nul_field(data)) is not None:
+        # Postgres text cannot hold U+0000, and no task needs it: refuse it here, not at insert.
+        raise ItemError(where, f"{field or '(record)'}: contains a NUL character (U+0000)")
     try:
         return _item_adapter.validate_python(data)
     except ValidationError as e:
         raise ItemError(where, format_validation_error(e)) from None
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first text in ``value`` holding U+0000, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, child in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "(record)"
+        found = _nul_field(child, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def format_validation_error(e: ValidationError) -> str:
@@ -264,6 +286,9 @@ def read_items(path: str | Path) -> list[Item]:
             data = json.loads(line)
         except json.JSONDecodeError as e:
             errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        except RecursionError:
+            errors.append(f"{where}: invalid JSON (nested too deeply)")
             continue
         try:
             item = parse_item(data, where)
