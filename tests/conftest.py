@@ -165,6 +165,13 @@ def scripted_demo_path(tmp_path: Path) -> Path:
     return folder / "demo.yaml"
 
 
+@pytest.fixture
+def scripted_demo_init(scripted_demo_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``python -m lab init`` loads the scripted demo (see :func:`scripted_demo_path`) instead of the shipped one."""
+    monkeypatch.setattr("lab.cli.DEMO_SPEC", scripted_demo_path)
+    return scripted_demo_path
+
+
 ADD_ITEM: dict[str, Any] = {
     "id": "add",
     "kind": "sharded",
@@ -218,7 +225,7 @@ def study_spec(
     if plan is not None:
         spec["plan"] = plan
     spec.update(fields)
-    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000)
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000, default_flow_style=None)
 
 
 @pytest.fixture(name="study_spec")
