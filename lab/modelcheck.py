@@ -67,7 +67,11 @@ def study_models(d: StudyDefinition) -> list[StudyModel]:
         used.setdefault(d.spec.simulator.model, []).append("simulator")
     out = []
     for key, m in d.spec.models.items():
-        out.append(StudyModel(key, m.model, dict(m.params), m.optional, tuple(used.get(key, [])), tuple(llm.missing_env(m.model, m.params))))
+        out.append(
+            StudyModel(
+                key, m.model, dict(m.params), m.optional, tuple(used.get(key, [])), tuple(llm.missing_env(m.model, m.params))
+            )
+        )
     return out
 
 
@@ -79,7 +83,13 @@ def preflight(key: str, m: ModelSpec) -> CheckResult | None:
     missing = llm.missing_env(m.model, m.params)
     if missing:
         extra = " Its conditions are left out until then (the model is optional)." if m.optional else ""
-        return CheckResult(key, m.model, False, f"{missing[0]} is not set: add it to .env or the server's environment and restart the app.{extra}", kind="missing_key")
+        return CheckResult(
+            key,
+            m.model,
+            False,
+            f"{missing[0]} is not set: add it to .env or the server's environment and restart the app.{extra}",
+            kind="missing_key",
+        )
     return None
 
 
@@ -108,7 +118,9 @@ def check(key: str, m: ModelSpec, timeout: float = CHECK_TIMEOUT) -> CheckResult
     latency = reply.latency_ms if reply.latency_ms is not None else (time.perf_counter() - start) * 1000
     text = (reply.text or "").strip()
     if not text:
-        return CheckResult(key, m.model, False, "The model answered with no text; check its parameters (max_tokens, stop).", latency_ms=latency)
+        return CheckResult(
+            key, m.model, False, "The model answered with no text; check its parameters (max_tokens, stop).", latency_ms=latency
+        )
     return CheckResult(key, m.model, True, f"Answered in {latency:,.0f} ms.", latency_ms=latency, reply=text[:120])
 
 

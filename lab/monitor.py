@@ -105,16 +105,20 @@ class Snapshot:
     taken_at: datetime = field(default_factory=utcnow)
 
 
-def _aware(t: datetime | None) -> datetime | None:
+def _utc(t: datetime) -> datetime:
     # SQLite returns naive datetimes; the lab only ever stores UTC.
-    if t is None:
-        return None
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return None if t is None else _utc(t)
 
 
 def participants_by_status(s: Session, study_id: int) -> dict[str, int]:
     """Participant counts for every status (zeros included), humans and simulated alike."""
-    rows = s.execute(select(Participant.status, func.count()).where(Participant.study_id == study_id).group_by(Participant.status)).all()
+    rows = s.execute(
+        select(Participant.status, func.count()).where(Participant.study_id == study_id).group_by(Participant.status)
+    ).all()
     counts = {status: 0 for status in PARTICIPANT_STATUSES}
     counts.update({status: n for status, n in rows})
     return counts
@@ -122,10 +126,22 @@ def participants_by_status(s: Session, study_id: int) -> dict[str, int]:
 
 def default_target(s: Session, study: Study) -> int:
     """Participants a study aims for when the experimenter has not said: links issued, or those taking part."""
-    links = s.scalar(select(func.count()).select_from(Participant).where(Participant.study_id == study.id, Participant.token_hash.is_not(None))) or 0
-    taking_part = s.scalar(
-        select(func.count()).select_from(Participant).where(Participant.study_id == study.id, Participant.status.in_(("consented", "active", "completed")))
-    ) or 0
+    links = (
+        s.scalar(
+            select(func.count())
+            .select_from(Participant)
+            .where(Participant.study_id == study.id, Participant.token_hash.is_not(None))
+        )
+        or 0
+    )
+    taking_part = (
+        s.scalar(
+            select(func.count())
+            .select_from(Participant)
+            .where(Participant.study_id == study.id, Participant.status.in_(("consented", "active", "completed")))
+        )
+        or 0
+    )
     return max(links, taking_part)
 
 
@@ -158,7 +174,12 @@ def cell_table(s: Session, study: Study, target_participants: int) -> list[CellR
     cond_keys = dict(s.execute(select(Condition.id, Condition.key).where(Condition.study_id == study.id)).all())
     item_keys = dict(s.execute(select(ItemRow.id, ItemRow.key).where(ItemRow.study_id == study.id)).all())
     rows = s.execute(
-        select(ChatSession.condition_id, ChatSession.item_id, func.count(), func.sum(case((ChatSession.status == "ended", 1), else_=0)))
+        select(
+            ChatSession.condition_id,
+            ChatSession.item_id,
+            func.count(),
+            func.sum(case((ChatSession.status == "ended", 1), else_=0)),
+        )
         .where(ChatSession.study_id == study.id)
         .group_by(ChatSession.condition_id, ChatSession.item_id)
     ).all()
@@ -167,7 +188,14 @@ def cell_table(s: Session, study: Study, target_participants: int) -> list[CellR
         started[(cond_keys.get(cond_id, "?"), item_keys.get(item_id, "?"))] = (int(n), int(ended or 0))
     keys = list(targets) + [cell for cell in started if cell not in targets]
     return [
-        CellRow(c, i, fill.cells.get((c, i), 0), started.get((c, i), (0, 0))[0], started.get((c, i), (0, 0))[1], targets.get((c, i), 0))
+        CellRow(
+            c,
+            i,
+            fill.cells.get((c, i), 0),
+            started.get((c, i), (0, 0))[0],
+            started.get((c, i), (0, 0))[1],
+            targets.get((c, i), 0),
+        )
         for c, i in keys
     ]
 
@@ -180,8 +208,13 @@ def median_item_seconds(s: Session, study_id: int, window: int = MEDIAN_WINDOW) 
         .order_by(ChatSession.ended_at.desc())
         .limit(window)
     ).all()
-    finished = s.scalar(select(func.count()).select_from(ChatSession).where(ChatSession.study_id == study_id, ChatSession.status == "ended")) or 0
-    durations = [(_aware(end) - _aware(start)).total_seconds() for start, end in rows if start and end]  # type: ignore[operator]
+    finished = (
+        s.scalar(
+            select(func.count()).select_from(ChatSession).where(ChatSession.study_id == study_id, ChatSession.status == "ended")
+        )
+        or 0
+    )
+    durations = [(_utc(end) - _utc(start)).total_seconds() for start, end in rows if start and end]
     return (statistics.median(durations) if durations else None), finished
 
 
@@ -220,7 +253,10 @@ def latest_conversations(s: Session, study_id: int, limit: int = 3, max_turns: i
             .where(ChatSession.id == sid)
         ).one()
         turns = s.execute(
-            select(Turn.role, Turn.content, Turn.partial, Turn.error, Turn.sent_at).where(Turn.session_id == sid).order_by(Turn.index.desc()).limit(max_turns)
+            select(Turn.role, Turn.content, Turn.partial, Turn.error, Turn.sent_at)
+            .where(Turn.session_id == sid)
+            .order_by(Turn.index.desc())
+            .limit(max_turns)
         ).all()
         turns = list(reversed(turns))
         out.append(
@@ -251,14 +287,27 @@ def live_participants(s: Session, study: Study, now: datetime | None = None, lim
         .subquery()
     )
     last_turn = (
-        select(ChatSession.participant_id.label("pid"), func.max(Turn.sent_at).label("t"), func.count(func.distinct(ChatSession.id)).label("n"))
+        select(
+            ChatSession.participant_id.label("pid"),
+            func.max(Turn.sent_at).label("t"),
+            func.count(func.distinct(ChatSession.id)).label("n"),
+        )
         .join(Turn, Turn.session_id == ChatSession.id, isouter=True)
         .where(ChatSession.participant_id.in_(live_ids))
         .group_by(ChatSession.participant_id)
         .subquery()
     )
     rows = s.execute(
-        select(Participant.id, Participant.status, Participant.kind, Participant.plan, Participant.updated_at, last_event.c.t, last_turn.c.t, last_turn.c.n)
+        select(
+            Participant.id,
+            Participant.status,
+            Participant.kind,
+            Participant.plan,
+            Participant.updated_at,
+            last_event.c.t,
+            last_turn.c.t,
+            last_turn.c.n,
+        )
         .join(last_event, last_event.c.pid == Participant.id, isouter=True)
         .join(last_turn, last_turn.c.pid == Participant.id, isouter=True)
         .where(Participant.study_id == study.id, Participant.status.in_(("consented", "active")))

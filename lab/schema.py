@@ -228,7 +228,7 @@ class Turn(Base):
 
 
 class Event(Base):
-    """Append-only log: consent, reveal, retry, stop, error, page hidden…"""
+    """Append-only log: consent, reveal, retry, stop, error, page hidden, and more."""
 
     __tablename__ = "event"
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from lab.schema import Base
 
 config = context.config
 
 
-def _configure(**kw: object) -> None:
-    connection = kw.get("connection")
-    url = str(connection.engine.url) if connection is not None else str(kw.get("url"))  # type: ignore[union-attr]
+def _configure(*, connection: Connection | None = None, url: str | None = None, literal_binds: bool = False) -> None:
+    where = str(connection.engine.url) if connection is not None else str(url)
     context.configure(
+        connection=connection,
+        url=url,
+        literal_binds=literal_binds,
         target_metadata=Base.metadata,
         compare_type=True,
-        render_as_batch=url.startswith("sqlite"),
-        **kw,  # type: ignore[arg-type]
+        render_as_batch=where.startswith("sqlite"),
     )
 
 
@@ -45,7 +46,9 @@ def run_migrations_online() -> None:
         from lab.settings import load_settings
 
         config.set_main_option("sqlalchemy.url", load_settings().database_url.replace("%", "%%"))
-    connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with connectable.connect() as conn:
         _configure(connection=conn)
         with context.begin_transaction():

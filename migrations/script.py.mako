@@ -1,4 +1,4 @@
-"""${message}
+"""${message}.
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
@@ -20,8 +20,10 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:
+    """Apply this revision."""
     ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
+    """Undo this revision."""
     ${downgrades if downgrades else "pass"}

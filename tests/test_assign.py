@@ -7,8 +7,10 @@ import math
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -21,9 +23,9 @@ from lab.spec import StudyDefinition, load_spec_file, parse_spec
 from lab.studies import get_study, load_study
 
 
-def _load_demo(engine: Engine, demo_spec_path: Path) -> None:
+def _load_demo(engine: Engine, path: Path) -> None:
     with Session(engine) as s, s.begin():
-        load_study(s, load_spec_file(demo_spec_path))
+        load_study(s, load_spec_file(path))
 
 
 def _arrive(engine: Engine) -> list[tuple[str, str]]:
@@ -33,9 +35,9 @@ def _arrive(engine: Engine) -> list[tuple[str, str]]:
         return [(a.condition, a.item) for a in assign(s, p)]
 
 
-def test_plans_fill_cells_evenly(sqlite_engine: Engine, demo_spec_path: Path) -> None:
-    _load_demo(sqlite_engine, demo_spec_path)
-    d = load_spec_file(demo_spec_path)
+def test_plans_fill_cells_evenly(sqlite_engine: Engine, scripted_demo_path: Path) -> None:
+    _load_demo(sqlite_engine, scripted_demo_path)
+    d = load_spec_file(scripted_demo_path)
     all_cells = cells(d)
     plans = [_arrive(sqlite_engine) for _ in range(60)]
     for plan in plans:
@@ -45,20 +47,20 @@ def test_plans_fill_cells_evenly(sqlite_engine: Engine, demo_spec_path: Path) ->
     assert max(counts.values()) - min(counts[c] for c in all_cells) <= 1
 
 
-def test_same_seed_same_plans(tmp_path: Path, demo_spec_path: Path) -> None:
+def test_same_seed_same_plans(tmp_path: Path, scripted_demo_path: Path) -> None:
     from lab.db import make_engine, migrate
 
     runs = []
     for name in ("a", "b"):
         engine = make_engine(f"sqlite:///{tmp_path / name}.db")
         migrate(engine)
-        _load_demo(engine, demo_spec_path)
+        _load_demo(engine, scripted_demo_path)
         runs.append([_arrive(engine) for _ in range(10)])
     assert runs[0] == runs[1]
 
 
-def test_concurrent_arrivals_do_not_overfill(engine: Engine, demo_spec_path: Path) -> None:
-    _load_demo(engine, demo_spec_path)
+def test_concurrent_arrivals_do_not_overfill(engine: Engine, scripted_demo_path: Path) -> None:
+    _load_demo(engine, scripted_demo_path)
     errors: list[BaseException] = []
 
     def arrive() -> None:
@@ -77,13 +79,13 @@ def test_concurrent_arrivals_do_not_overfill(engine: Engine, demo_spec_path: Pat
         study = get_study(s, "demo")
         counts = cell_counts(s, study)
         n = len(list(s.scalars(select(Participant))))
-    all_cells = cells(load_spec_file(demo_spec_path))
+    all_cells = cells(load_spec_file(scripted_demo_path))
     assert n == 24 and sum(counts.values()) == 96
     assert max(counts.values()) - min(counts[c] for c in all_cells) <= 1
 
 
-def test_released_cells_are_reused(sqlite_engine: Engine, demo_spec_path: Path) -> None:
-    _load_demo(sqlite_engine, demo_spec_path)
+def test_released_cells_are_reused(sqlite_engine: Engine, scripted_demo_path: Path) -> None:
+    _load_demo(sqlite_engine, scripted_demo_path)
     _arrive(sqlite_engine)
     with Session(sqlite_engine) as s, s.begin():
         s.scalars(select(Participant)).one().status = "timed_out"
@@ -93,35 +95,66 @@ def test_released_cells_are_reused(sqlite_engine: Engine, demo_spec_path: Path) 
 # --- balance, order and reproducibility over many arrivals ---------------------------------
 
 
-def study_text(*, slug: str = "bal", items: int = 6, design: str = "within", balance: str = "least-filled", per: int | None = None, order: str = "random", seed: int = 3) -> str:
-    """A spec with ``items`` sharded items under three conditions and two presupposition items under two."""
-    lines = [
-        f"slug: {slug}",
-        "title: Balance",
-        "consent: ok",
-        "instructions: chat",
-        "models: {bot: {model: lab/scripted}}",
-        "conditions:",
-        "  full: {model: bot, reveal: FULL}",
-        "  sharded: {model: bot, reveal: SHARDED}",
-        "  snowball: {model: bot, reveal: SNOWBALL}",
-        "  loaded: {model: bot, presupposition: loaded}",
-        "  control: {model: bot, presupposition: control}",
-        "items:",
-    ]
-    for n in range(items):
-        lines.append(f"  - {{id: s{n}, kind: sharded, shards: [{{id: 1, text: 'part one of task {n}'}}, {{id: 2, text: 'part two'}}]}}")
-    for n in range(2):
-        lines.append(
-            f"  - {{id: p{n}, kind: presupposition, loaded: 'Why is claim {n} true?', control: 'Is claim {n} true?',"
-            f" presupposition: 'claim {n}', correction: ['It is not.']}}"
-        )
-    lines.append(f"plan: {{design: {design}, balance: {balance}, order: {order}, seed: {seed}" + (f", items_per_participant: {per}" if per else "") + "}")
-    return "\n".join(lines) + "\n"
+Definition = Callable[..., StudyDefinition]
+"""Builds the balance study's definition from the options of :func:`study_text`."""
 
 
-def definition(**kw: object) -> StudyDefinition:
-    return parse_spec(study_text(**kw), "bal.yaml")  # type: ignore[arg-type]
+@pytest.fixture
+def study_text(study_spec: Callable[..., str]) -> Callable[..., str]:
+    """The balance study: ``items`` sharded items under three conditions and two presupposition items under two."""
+
+    def build(
+        *,
+        slug: str = "bal",
+        items: int = 6,
+        design: str = "within",
+        balance: str = "least-filled",
+        per: int | None = None,
+        order: str = "random",
+        seed: int = 3,
+    ) -> str:
+        sharded = [
+            {
+                "id": f"s{n}",
+                "kind": "sharded",
+                "shards": [{"id": 1, "text": f"part one of task {n}"}, {"id": 2, "text": "part two"}],
+            }
+            for n in range(items)
+        ]
+        loaded = [
+            {
+                "id": f"p{n}",
+                "kind": "presupposition",
+                "loaded": f"Why is claim {n} true?",
+                "control": f"Is claim {n} true?",
+                "presupposition": f"claim {n}",
+                "correction": ["It is not."],
+            }
+            for n in range(2)
+        ]
+        plan: dict[str, object] = {"design": design, "balance": balance, "order": order, "seed": seed}
+        if per:
+            plan["items_per_participant"] = per
+        conditions = {
+            "full": {"model": "bot", "reveal": "FULL"},
+            "sharded": {"model": "bot", "reveal": "SHARDED"},
+            "snowball": {"model": "bot", "reveal": "SNOWBALL"},
+            "loaded": {"model": "bot", "presupposition": "loaded"},
+            "control": {"model": "bot", "presupposition": "control"},
+        }
+        return study_spec(slug, title="Balance", conditions=conditions, items=sharded + loaded, plan=plan)
+
+    return build
+
+
+@pytest.fixture
+def definition(study_text: Callable[..., str]) -> Definition:
+    """The balance study's definition, from the options of :func:`study_text`."""
+
+    def build(**kw: Any) -> StudyDefinition:
+        return parse_spec(study_text(**kw), "bal.yaml")
+
+    return build
 
 
 def arrivals(d: StudyDefinition, n: int, seed: int = 0) -> list[list[Assignment]]:
@@ -179,7 +212,7 @@ def test_chi_square_helper_matches_tables() -> None:
     ],
     ids=["within-subset", "latin-square", "within-all", "between"],
 )
-def test_thousand_arrivals_fill_cells_evenly(kw: dict) -> None:
+def test_thousand_arrivals_fill_cells_evenly(kw: dict, definition: Definition) -> None:
     d = definition(**kw)
     plans = arrivals(d, 1000)
     counts = Counter((a.condition, a.item) for plan in plans for a in plan)
@@ -195,7 +228,10 @@ def test_thousand_arrivals_fill_cells_evenly(kw: dict) -> None:
         assert all(len({a.condition for a in plan}) == 1 for plan in plans)
     elif kw["balance"] == "latin-square" or kw.get("per") is None:
         # Every participant does every item: within each item group, cells fill evenly.
-        for conds, items in [(("full", "sharded", "snowball"), [f"s{n}" for n in range(6)]), (("loaded", "control"), ["p0", "p1"])]:
+        for conds, items in [
+            (("full", "sharded", "snowball"), [f"s{n}" for n in range(6)]),
+            (("loaded", "control"), ["p0", "p1"]),
+        ]:
             group = [counts[(c, i)] for c in conds for i in items]
             assert max(group) - min(group) <= 1
             assert chi_square_p(group) > 0.99
@@ -207,7 +243,7 @@ def test_thousand_arrivals_fill_cells_evenly(kw: dict) -> None:
         assert len({a.item for a in plan}) == len(plan)
 
 
-def test_random_balance_fails_the_same_evenness_check() -> None:
+def test_random_balance_fails_the_same_evenness_check(definition: Definition) -> None:
     d = definition(balance="random", per=4)
     plans = arrivals(d, 1000)
     counts = Counter((a.condition, a.item) for plan in plans for a in plan)
@@ -216,12 +252,14 @@ def test_random_balance_fails_the_same_evenness_check() -> None:
     assert chi_square_p(values) < 0.99
 
 
-def test_latin_square_rows_rotate_and_each_participant_meets_every_condition() -> None:
+def test_latin_square_rows_rotate_and_each_participant_meets_every_condition(definition: Definition) -> None:
     d = definition(balance="latin-square")
     assert method(d).balance == "latin-square" and method(d).note is None
     plans = arrivals(d, 30)
     for block in range(10):
-        counts = Counter((a.condition, a.item) for plan in plans[3 * block : 3 * block + 3] for a in plan if a.item.startswith("s"))
+        counts = Counter(
+            (a.condition, a.item) for plan in plans[3 * block : 3 * block + 3] for a in plan if a.item.startswith("s")
+        )
         assert set(counts.values()) == {1} and len(counts) == 18  # each block of 3 fills every cell once
     for plan in plans:
         met = Counter(a.condition for a in plan if a.item.startswith("s"))
@@ -229,7 +267,7 @@ def test_latin_square_rows_rotate_and_each_participant_meets_every_condition() -
         assert Counter(a.condition for a in plan if a.item.startswith("p")) == {"loaded": 1, "control": 1}
 
 
-def test_latin_square_falls_back_with_a_reason() -> None:
+def test_latin_square_falls_back_with_a_reason(definition: Definition) -> None:
     m = method(definition(balance="latin-square", per=4))
     assert m.balance == "least-filled" and "every item" in (m.note or "")
     m = method(definition(balance="latin-square", design="between", per=2))
@@ -250,7 +288,7 @@ def test_williams_design_is_balanced(n: int) -> None:
         assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1  # every ordered pair equally often
 
 
-def test_order_is_counterbalanced_for_whole_plans() -> None:
+def test_order_is_counterbalanced_for_whole_plans(definition: Definition) -> None:
     d = definition(balance="latin-square")
     plans = arrivals(d, 8 * 10)  # 8 items: a Williams design of 8 rows, ten times over
     positions = Counter((a.item, p) for plan in plans for p, a in enumerate(plan))
@@ -259,7 +297,7 @@ def test_order_is_counterbalanced_for_whole_plans() -> None:
     assert len(follows) == 8 * 7 and set(follows.values()) == {10}
 
 
-def test_order_balances_conditions_over_positions_for_partial_plans() -> None:
+def test_order_balances_conditions_over_positions_for_partial_plans(definition: Definition) -> None:
     d = definition(per=4)
     assert method(d).order == "positions"
     plans = arrivals(d, 1000)
@@ -288,21 +326,23 @@ def test_assignment_solver_finds_the_cheapest_matching() -> None:
             assert sum(cost[r][c] for r, c in enumerate(cols)) == pytest.approx(best)
 
 
-def test_fixed_order_keeps_the_spec_order() -> None:
+def test_fixed_order_keeps_the_spec_order(definition: Definition) -> None:
     d = definition(per=4, order="fixed")
     index = {it.id: n for n, it in enumerate(d.items)}
     for plan in arrivals(d, 50):
         assert [index[a.item] for a in plan] == sorted(index[a.item] for a in plan)
 
 
-@pytest.mark.parametrize("kw", [{"per": 4}, {"balance": "latin-square"}, {"design": "between", "per": 2}, {"balance": "random", "per": 3}])
-def test_same_seed_same_plans_different_seed_different_plans(kw: dict) -> None:
+@pytest.mark.parametrize(
+    "kw", [{"per": 4}, {"balance": "latin-square"}, {"design": "between", "per": 2}, {"balance": "random", "per": 3}]
+)
+def test_same_seed_same_plans_different_seed_different_plans(kw: dict, definition: Definition) -> None:
     d = definition(**kw)
     assert arrivals(d, 40, seed=1) == arrivals(d, 40, seed=1)
     assert arrivals(d, 40, seed=1) != arrivals(d, 40, seed=2)
 
 
-def test_db_backed_arrivals_fill_cells_evenly(sqlite_engine: Engine, tmp_path: Path) -> None:
+def test_db_backed_arrivals_fill_cells_evenly(sqlite_engine: Engine, tmp_path: Path, study_text: Callable[..., str]) -> None:
     spec = tmp_path / "bal.yaml"
     spec.write_text(study_text(per=4))
     with Session(sqlite_engine) as s, s.begin():
@@ -318,7 +358,7 @@ def test_db_backed_arrivals_fill_cells_evenly(sqlite_engine: Engine, tmp_path: P
     assert chi_square_p(values) > 0.99
 
 
-def test_concurrent_arrivals_on_a_latin_square(engine: Engine, tmp_path: Path) -> None:
+def test_concurrent_arrivals_on_a_latin_square(engine: Engine, tmp_path: Path, study_text: Callable[..., str]) -> None:
     spec = tmp_path / "bal.yaml"
     spec.write_text(study_text(balance="latin-square"))
     with Session(engine) as s, s.begin():
@@ -344,22 +384,22 @@ def test_concurrent_arrivals_on_a_latin_square(engine: Engine, tmp_path: Path) -
     assert set(sharded) == {6}  # 18 participants, 3 rows: every cell exactly 6, none over-filled
 
 
-TINY = """\
-slug: tiny
-title: Tiny
-consent: ok
-instructions: chat
-models: {bot: {model: lab/scripted}}
-conditions: {full: {model: bot}}
-items:
-""" + "".join(f"  - {{id: t{n}, kind: sharded, shards: [{{id: 1, text: 'task {n}'}}]}}\n" for n in range(4)) + """\
-plan: {items_per_participant: 2, timeout_minutes: 30}
-"""
+@pytest.fixture
+def tiny(study_spec: Callable[..., str]) -> str:
+    """Four one-shard tasks, two per participant, who time out after 30 minutes."""
+    items = [{"id": f"t{n}", "kind": "sharded", "shards": [{"id": 1, "text": f"task {n}"}]} for n in range(4)]
+    return study_spec(
+        "tiny",
+        title="Tiny",
+        conditions={"full": {"model": "bot"}},
+        items=items,
+        plan={"items_per_participant": 2, "timeout_minutes": 30},
+    )
 
 
-def test_stale_participants_time_out_and_release_cells(sqlite_engine: Engine) -> None:
+def test_stale_participants_time_out_and_release_cells(sqlite_engine: Engine, tiny: str) -> None:
     with Session(sqlite_engine) as s, s.begin():
-        load_study(s, parse_spec(TINY, "tiny.yaml"))
+        load_study(s, parse_spec(tiny, "tiny.yaml"))
     with Session(sqlite_engine) as s, s.begin():
         first = create_participant(s, get_study(s, "tiny"), status="active")
         first_cells = {a.item for a in assign(s, first)}
@@ -384,9 +424,9 @@ def test_stale_participants_time_out_and_release_cells(sqlite_engine: Engine) ->
     assert sum(counts.values()) == 2 and {a.item for a in plan} <= {"t0", "t1", "t2", "t3"}
 
 
-def test_released_cells_go_to_the_next_arrival(sqlite_engine: Engine) -> None:
+def test_released_cells_go_to_the_next_arrival(sqlite_engine: Engine, tiny: str) -> None:
     with Session(sqlite_engine) as s, s.begin():
-        load_study(s, parse_spec(TINY, "tiny.yaml"))
+        load_study(s, parse_spec(tiny, "tiny.yaml"))
     with Session(sqlite_engine) as s, s.begin():
         first = create_participant(s, get_study(s, "tiny"), status="active")
         first_cells = {a.item for a in assign(s, first)}
@@ -398,8 +438,8 @@ def test_released_cells_go_to_the_next_arrival(sqlite_engine: Engine) -> None:
         assert {a.item for a in assign(s, third)} == first_cells
 
 
-def test_recent_activity_keeps_a_participant(sqlite_engine: Engine, demo_spec_path: Path) -> None:
-    _load_demo(sqlite_engine, demo_spec_path)
+def test_recent_activity_keeps_a_participant(sqlite_engine: Engine, scripted_demo_path: Path) -> None:
+    _load_demo(sqlite_engine, scripted_demo_path)
     later = utcnow() + timedelta(minutes=91)
     with Session(sqlite_engine) as s, s.begin():
         first = create_participant(s, get_study(s, "demo"), status="active")

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_validate_demo(capsys: pytest.CaptureFixture[str], demo_spec_path: Path) -> None:
-    code, out, _ = run(capsys, "study", "validate", str(demo_spec_path))
+def test_validate_demo(capsys: pytest.CaptureFixture[str], scripted_demo_path: Path) -> None:
+    code, out, _ = run(capsys, "study", "validate", str(scripted_demo_path))
     assert code == 0 and "ok — study 'demo'" in out and "13 items" in out
 
 
@@ -41,10 +42,17 @@ def test_validate_broken_is_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
 
 def test_no_traceback_in_subprocess(tmp_path: Path) -> None:
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path}/x.db", LAB_DATA_DIR=str(tmp_path))
-    r = subprocess.run([sys.executable, "-m", "lab", "study", "validate", str(tmp_path / "missing.yaml")], cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "lab", "study", "validate", str(tmp_path / "missing.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'missing.yaml'}: file not found"
 
 
+@pytest.mark.usefixtures("scripted_demo_init")
 def test_init_load_open_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "init")
     assert code == 0 and "loaded and opened the demo study: take part at http://localhost:8501/?study=demo" in out
@@ -61,14 +69,14 @@ def test_init_load_open_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1 and err == "error: no study with slug 'nosuch'\n"
 
 
-def test_study_load_versions(capsys: pytest.CaptureFixture[str], demo_spec_path: Path, tmp_path: Path) -> None:
+def test_study_load_versions(capsys: pytest.CaptureFixture[str], scripted_demo_path: Path, tmp_path: Path) -> None:
     run(capsys, "migrate")
-    assert "created" in run(capsys, "study", "load", str(demo_spec_path))[1]
-    assert "unchanged" in run(capsys, "study", "load", str(demo_spec_path))[1]
+    assert "created" in run(capsys, "study", "load", str(scripted_demo_path))[1]
+    assert "unchanged" in run(capsys, "study", "load", str(scripted_demo_path))[1]
     changed = tmp_path / "demo.yaml"
-    changed.write_text(demo_spec_path.read_text().replace("turn_limit: 10", "turn_limit: 8"))
+    changed.write_text(scripted_demo_path.read_text().replace("turn_limit: 10", "turn_limit: 8"))
     (tmp_path / "items").mkdir()
-    (tmp_path / "items" / "demo.jsonl").write_text((demo_spec_path.parent / "items" / "demo.jsonl").read_text())
+    (tmp_path / "items" / "demo.jsonl").write_text((scripted_demo_path.parent / "items" / "demo.jsonl").read_text())
     assert "replaced" in run(capsys, "study", "load", str(changed))[1]  # no data yet: updated in place
     with Session(get_engine()) as s:
         assert len(s.scalars(select(Study)).all()) == 1
@@ -104,20 +112,29 @@ def test_import_fixture(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
         ("clamber", "clamber/clamber_benchmark.jsonl", 3202),
     ],
 )
-def test_import_shared_datasets(capsys: pytest.CaptureFixture[str], shared_datasets: Path, tmp_path: Path, dataset: str, relative: str, count: int) -> None:
+def test_import_shared_datasets(
+    capsys: pytest.CaptureFixture[str], shared_datasets: Path, tmp_path: Path, dataset: str, relative: str, count: int
+) -> None:
     out_file = tmp_path / "items.jsonl"
     code, out, _ = run(capsys, "import", dataset, str(shared_datasets / relative), "--out", str(out_file))
     assert code == 0 and f"wrote {count} items" in out
     assert len(out_file.read_text().splitlines()) == count
 
 
-def test_chat_in_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = tmp_path / "s.yaml"
-    spec.write_text(
-        "slug: t\ntitle: T\nconsent: c\ninstructions: i\n"
-        "models: {bot: {model: lab/scripted, params: {script: echo}}}\n"
-        "conditions: {sharded: {model: bot, reveal: SHARDED}}\n"
-        "items:\n  - {id: a, kind: sharded, shards: [{id: 1, text: Add two numbers.}, {id: 2, text: The first is 2.}]}\n"
+def test_chat_in_terminal(
+    capsys: pytest.CaptureFixture[str], write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write_study(
+        "t",
+        models={"bot": {"model": "lab/scripted", "params": {"script": "echo"}}},
+        conditions={"sharded": {"model": "bot", "reveal": "SHARDED"}},
+        items=[
+            {
+                "id": "a",
+                "kind": "sharded",
+                "shards": [{"id": 1, "text": "Add two numbers."}, {"id": 2, "text": "The first is 2."}],
+            }
+        ],
     )
     run(capsys, "migrate")
     run(capsys, "study", "load", str(spec))

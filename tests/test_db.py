@@ -14,8 +14,18 @@ from lab.db import current_revision, downgrade, head_revision, make_engine, migr
 from lab.schema import Base, ChatSession, Participant, Study, Turn
 
 EXPECTED_TABLES = {
-    "account", "study", "condition", "item", "participant", "session", "turn", "event", "label",
-    "repair_sequence", "response", "alembic_version",
+    "account",
+    "study",
+    "condition",
+    "item",
+    "participant",
+    "session",
+    "turn",
+    "event",
+    "label",
+    "repair_sequence",
+    "response",
+    "alembic_version",
 }
 
 
@@ -31,10 +41,28 @@ def test_tables_and_revision(engine: Engine) -> None:
 def test_exact_turn_columns(engine: Engine) -> None:
     cols = {c["name"]: c["nullable"] for c in inspect(engine).get_columns("turn")}
     assert cols == {
-        "id": False, "session_id": False, "index": False, "role": False, "source": False, "content": False,
-        "model_content": True, "shards": True, "sent_at": False, "first_token_at": True, "last_token_at": True,
-        "model": True, "params": True, "tokens_in": True, "tokens_out": True, "cost": True, "latency_ms": True,
-        "ttft_ms": True, "finish_reason": True, "error": True, "partial": False, "client": True,
+        "id": False,
+        "session_id": False,
+        "index": False,
+        "role": False,
+        "source": False,
+        "content": False,
+        "model_content": True,
+        "shards": True,
+        "sent_at": False,
+        "first_token_at": True,
+        "last_token_at": True,
+        "model": True,
+        "params": True,
+        "tokens_in": True,
+        "tokens_out": True,
+        "cost": True,
+        "latency_ms": True,
+        "ttft_ms": True,
+        "finish_reason": True,
+        "error": True,
+        "partial": False,
+        "client": True,
     }
 
 
@@ -64,7 +92,14 @@ def _populate(engine: Engine) -> None:
         part = Participant(study_id=study.id, prolific_pid="P1")
         s.add_all([cond, item, part])
         s.flush()
-        chat = ChatSession(study_id=study.id, participant_id=part.id, item_id=item.id, condition_id=cond.id, model="lab/scripted", model_params={})
+        chat = ChatSession(
+            study_id=study.id,
+            participant_id=part.id,
+            item_id=item.id,
+            condition_id=cond.id,
+            model="lab/scripted",
+            model_params={},
+        )
         s.add(chat)
         s.flush()
         s.add(Turn(session_id=chat.id, index=1, role="user", content="héllo <b>", shards=[1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select
@@ -16,38 +17,34 @@ from lab.schema import ChatSession, Event, Label, Participant, Turn
 from lab.spec import parse_spec
 from lab.studies import load_study
 
-SPEC = """\
-slug: batch
-title: Group commit
-consent: ok
-instructions: ok
-models:
-  bot: {model: lab/scripted, params: {script: fixed, reply: "The answer is 5."}}
-conditions:
-  sharded: {model: bot, reveal: SHARDED}
-plan: {turn_limit: 4}
-items:
-  - id: add
-    kind: sharded
-    shards:
-      - {id: 1, text: "Add two numbers."}
-      - {id: 2, text: "The first is 2."}
-      - {id: 3, text: "The second is 3."}
-    answer: {type: number, value: "5"}
-"""
+Begin = Callable[[Engine, int], list[Conversation]]
+"""Starts ``n`` conversations on an engine."""
 
 
-def begin(engine: Engine, n: int) -> list[Conversation]:
-    """Start ``n`` conversations the way the simulation runner does."""
-    with Session(engine, expire_on_commit=False) as s, s.begin():
-        study = load_study(s, parse_spec(SPEC, "batch.yaml")).study
-        setup = resolve_setup(s, study, "add", "sharded")
-    out = []
-    with engine.begin() as conn:
-        for _ in range(n):
-            pid = insert_participant(conn, study.id, kind="simulated", status="active")
-            out.append(Conversation.begin(engine, conn, setup, pid))
-    return out
+@pytest.fixture
+def begin(study_spec: Callable[..., str]) -> Begin:
+    """Start ``n`` conversations the way the simulation runner does, on the three-shard task "add"."""
+    spec = study_spec(
+        "batch",
+        title="Group commit",
+        instructions="ok",
+        models={"bot": {"model": "lab/scripted", "params": {"script": "fixed", "reply": "The answer is 5."}}},
+        conditions={"sharded": {"model": "bot", "reveal": "SHARDED"}},
+        plan={"turn_limit": 4},
+    )
+
+    def start(engine: Engine, n: int) -> list[Conversation]:
+        with Session(engine, expire_on_commit=False) as s, s.begin():
+            study = load_study(s, parse_spec(spec, "batch.yaml")).study
+            setup = resolve_setup(s, study, "add", "sharded")
+        out = []
+        with engine.begin() as conn:
+            for _ in range(n):
+                pid = insert_participant(conn, study.id, kind="simulated", status="active")
+                out.append(Conversation.begin(engine, conn, setup, pid))
+        return out
+
+    return start
 
 
 def commits(engine: Engine) -> list[int]:
@@ -63,7 +60,7 @@ def stored(engine: Engine, session_id: int) -> list[tuple[int, str, str]]:
         return [tuple(r) for r in rows]
 
 
-def test_begin_writes_what_load_reads(engine: Engine) -> None:
+def test_begin_writes_what_load_reads(engine: Engine, begin: Begin) -> None:
     (conv,) = begin(engine, 1)
     again = Conversation.load(engine, conv.session_id)
     assert (again.participant_id, again.model, again.params, again.condition_key, again.item) == (
@@ -79,7 +76,7 @@ def test_begin_writes_what_load_reads(engine: Engine) -> None:
     assert kinds == ["created", "start"]
 
 
-def test_turns_of_one_pass_share_one_commit(engine: Engine) -> None:
+def test_turns_of_one_pass_share_one_commit(engine: Engine, begin: Begin) -> None:
     convs = begin(engine, 6)
     group = GroupCommit(engine)
     for conv in convs:
@@ -103,7 +100,7 @@ def turn_id_at(engine: Engine, session_id: int, index: int) -> int:
     return found
 
 
-def test_reply_and_its_labels_commit_through_the_group(engine: Engine) -> None:
+def test_reply_and_its_labels_commit_through_the_group(engine: Engine, begin: Begin) -> None:
     (a,) = begin(engine, 1)
     a.group = group = GroupCommit(engine)
     asyncio.run(a.asend(a.opening().text, source="simulator"))
@@ -120,7 +117,7 @@ def test_reply_and_its_labels_commit_through_the_group(engine: Engine) -> None:
     assert a.verdicts[reply.id] == ("answer_attempt", 1.0)
 
 
-def test_rows_of_different_columns_share_the_commit(engine: Engine) -> None:
+def test_rows_of_different_columns_share_the_commit(engine: Engine, begin: Begin) -> None:
     a, b, c = begin(engine, 3)
     group = GroupCommit(engine)
     seen = commits(engine)
@@ -145,7 +142,7 @@ def test_rows_of_different_columns_share_the_commit(engine: Engine) -> None:
     assert row is not None and row.session_id == b.session_id and row.tokens_in == 3
 
 
-def test_a_clash_fails_alone_and_the_rest_commit(sqlite_engine: Engine) -> None:
+def test_a_clash_fails_alone_and_the_rest_commit(sqlite_engine: Engine, begin: Begin) -> None:
     a, b, c = begin(sqlite_engine, 3)
     group = GroupCommit(sqlite_engine)
     # Another writer takes index 1 of b's conversation first.
@@ -168,7 +165,7 @@ def test_a_clash_fails_alone_and_the_rest_commit(sqlite_engine: Engine) -> None:
     assert stored(sqlite_engine, c.session_id) == [(1, "user", "hi")]
 
 
-def test_then_runs_in_the_turn_transaction_and_its_failure_undoes_the_turn(sqlite_engine: Engine) -> None:
+def test_then_runs_in_the_turn_transaction_and_its_failure_undoes_the_turn(sqlite_engine: Engine, begin: Begin) -> None:
     a, b = begin(sqlite_engine, 2)
     group = GroupCommit(sqlite_engine)
 
@@ -190,7 +187,7 @@ def test_then_runs_in_the_turn_transaction_and_its_failure_undoes_the_turn(sqlit
     assert stored(sqlite_engine, b.session_id) == []
 
 
-def test_conversation_recovers_from_a_clash_through_the_group(sqlite_engine: Engine) -> None:
+def test_conversation_recovers_from_a_clash_through_the_group(sqlite_engine: Engine, begin: Begin) -> None:
     (conv,) = begin(sqlite_engine, 1)
     conv.group = GroupCommit(sqlite_engine)
     Conversation.load(sqlite_engine, conv.session_id).send("another tab first", source="simulator")
@@ -199,7 +196,7 @@ def test_conversation_recovers_from_a_clash_through_the_group(sqlite_engine: Eng
     assert stored(sqlite_engine, conv.session_id) == [(1, "user", "another tab first"), (2, "user", "Add two numbers.")]
 
 
-def test_finish_runs_then_in_its_transaction_once(engine: Engine) -> None:
+def test_finish_runs_then_in_its_transaction_once(engine: Engine, begin: Begin) -> None:
     (conv,) = begin(engine, 1)
     pid = conv.participant_id
     assert pid is not None
@@ -215,7 +212,7 @@ def test_finish_runs_then_in_its_transaction_once(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 40])
-def test_every_writer_gets_its_own_id(sqlite_engine: Engine, n: int) -> None:
+def test_every_writer_gets_its_own_id(sqlite_engine: Engine, n: int, begin: Begin) -> None:
     convs = begin(sqlite_engine, n)
     group = GroupCommit(sqlite_engine)
 

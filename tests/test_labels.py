@@ -6,11 +6,11 @@ import json
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from test_dialogue import conversation
 
 from lab.labels import add_label, current_labels, judge_study
 from lab.llm import scripted
 from lab.schema import Label
-from test_dialogue import conversation
 
 
 def test_new_label_supersedes(sqlite_engine: Engine) -> None:
@@ -24,7 +24,8 @@ def test_new_label_supersedes(sqlite_engine: Engine) -> None:
         assert b.supersedes_id == a.id and c.supersedes_id is None
         current = {(lab.annotator, lab.layer, lab.code) for lab in current_labels(s, turn.id)}
         assert ("ada", "G", "CHECK") in current and ("ada", "G", "ACK") not in current and ("bob", "G", "ACK") in current
-        assert len(s.scalars(select(Label).where(Label.turn_id == turn.id)).all()) == 4  # three by people and the rule judge's layer-S label
+        # Three by people and the rule judge's layer-S label.
+        assert len(s.scalars(select(Label).where(Label.turn_id == turn.id)).all()) == 4
 
 
 def test_judge_study_with_rules_and_llm(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,9 +20,9 @@ from lab.studies import get_study, load_study, set_status
 
 
 @pytest.fixture
-def demo(sqlite_engine: Engine, demo_spec_path: Path) -> Engine:
+def demo(sqlite_engine: Engine, scripted_demo_path: Path) -> Engine:
     with Session(sqlite_engine) as s, s.begin():
-        load_study(s, load_spec_file(demo_spec_path))
+        load_study(s, load_spec_file(scripted_demo_path))
     return sqlite_engine
 
 
@@ -75,16 +76,12 @@ def test_open_prolific_link_and_completion_code(demo: Engine, monkeypatch: pytes
     assert link.completion_url == "https://app.prolific.com/submissions/complete?cc=RLDEMO01"
 
 
-def test_open_link_without_a_completion_code(sqlite_engine: Engine) -> None:
-    text = """\
-slug: nocode
-title: No code
-consent: ok
-instructions: chat
-models: {bot: {model: lab/scripted}}
-conditions: {full: {model: bot}}
-items: [{id: a, kind: sharded, shards: [{id: 1, text: task}]}]
-"""
+def test_open_link_without_a_completion_code(sqlite_engine: Engine, study_spec: Callable[..., str]) -> None:
+    text = study_spec(
+        "nocode",
+        conditions={"full": {"model": "bot"}},
+        items=[{"id": "a", "kind": "sharded", "shards": [{"id": 1, "text": "task"}]}],
+    )
     with Session(sqlite_engine) as s, s.begin():
         study = load_study(s, parse_spec(text, "nocode.yaml")).study
         link = open_link(study, "http://x")
@@ -92,7 +89,8 @@ items: [{id: a, kind: sharded, shards: [{id: 1, text: task}]}]
     assert link.url.startswith("http://x/?study=nocode&PROLIFIC_PID=")
 
 
-def test_links_command_writes_the_csv(tmp_path: Path, demo_spec_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.usefixtures("scripted_demo_init")
+def test_links_command_writes_the_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lab.cli import main
     from lab.db import get_engine
 
@@ -107,6 +105,7 @@ def test_links_command_writes_the_csv(tmp_path: Path, demo_spec_path: Path, caps
         assert all(by_token(s, _token(r["link"])) is not None for r in rows)
 
 
+@pytest.mark.usefixtures("scripted_demo_init")
 def test_links_command_errors_are_one_line_and_leave_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lab.cli import main
     from lab.db import get_engine
@@ -122,6 +121,7 @@ def test_links_command_errors_are_one_line_and_leave_nothing(tmp_path: Path, cap
         assert s.scalars(select(Participant)).all() == []
 
 
+@pytest.mark.usefixtures("scripted_demo_init")
 def test_prolific_link_command(capsys: pytest.CaptureFixture[str]) -> None:
     from lab.cli import main
 

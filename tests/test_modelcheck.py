@@ -49,9 +49,9 @@ def test_bad_model_strings_and_parameters_fail_before_any_call() -> None:
     assert not bad.ok and "fallbacks" in bad.message and bad.latency_ms is None
 
 
-def test_study_models_say_where_they_are_used(demo_spec_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_models_say_where_they_are_used(scripted_demo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    d = load_spec_file(demo_spec_path)
+    d = load_spec_file(scripted_demo_path)
     models = {m.key: m for m in study_models(d)}
     assert models["smollm2"].used_by[:2] == ("full", "sharded") and "sharded-mediator (mediator)" not in models["smollm2"].used_by
     assert models["gpt-4o-mini"].optional and models["gpt-4o-mini"].missing_env == ("OPENAI_API_KEY",)

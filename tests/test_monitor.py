@@ -3,6 +3,7 @@ conversations (blind to Prolific ids), idle participants and timing one out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,9 +23,9 @@ PID = "5f8e2b7c9d1a4e3f2b6c8d0e"
 
 
 @pytest.fixture
-def demo(engine: Engine, demo_spec_path: Path) -> Engine:
+def demo(engine: Engine, scripted_demo_path: Path) -> Engine:
     with Session(engine) as s, s.begin():
-        load_study(s, load_spec_file(demo_spec_path))
+        load_study(s, load_spec_file(scripted_demo_path))
     return engine
 
 
@@ -35,7 +36,16 @@ def arrive(engine: Engine, status: str = "active", prolific: dict[str, str] | No
         return p.id
 
 
-def converse(engine: Engine, participant_id: int, step: int, turns: list[tuple[str, str]], *, minutes: float = 0, ended: bool = False, **turn_fields: object) -> int:
+def converse(
+    engine: Engine,
+    participant_id: int,
+    step: int,
+    turns: list[tuple[str, str]],
+    *,
+    minutes: float = 0,
+    ended: bool = False,
+    **turn_fields: object,
+) -> int:
     """Start the participant's ``step``-th conversation, add turns ``minutes`` ago, optionally end it."""
     with Session(engine) as s, s.begin():
         p = s.get(Participant, participant_id)
@@ -44,7 +54,9 @@ def converse(engine: Engine, participant_id: int, step: int, turns: list[tuple[s
         start = utcnow() - timedelta(minutes=minutes)
         chat.started_at = start
         for n, (role, content) in enumerate(turns):
-            s.add(Turn(session_id=chat.id, index=n, role=role, content=content, sent_at=start + timedelta(seconds=n), **turn_fields))
+            s.add(
+                Turn(session_id=chat.id, index=n, role=role, content=content, sent_at=start + timedelta(seconds=n), **turn_fields)
+            )
         if ended:
             chat.status, chat.outcome, chat.ended_at = "ended", "answered", start + timedelta(minutes=minutes)
         return chat.id
@@ -60,7 +72,7 @@ def test_participants_by_status_lists_every_status(demo: Engine) -> None:
     assert counts["timed_out"] == 0 and set(counts) >= {"consented", "withdrawn", "declined"}
 
 
-def test_cells_against_target(demo: Engine, demo_spec_path: Path) -> None:
+def test_cells_against_target(demo: Engine, scripted_demo_path: Path) -> None:
     ids = [arrive(demo) for _ in range(3)]
     converse(demo, ids[0], 0, [("user", "hi")], ended=True)
     converse(demo, ids[1], 0, [("user", "hi")])
@@ -68,7 +80,7 @@ def test_cells_against_target(demo: Engine, demo_spec_path: Path) -> None:
         study = get_study(s, "demo")
         rows = monitor.cell_table(s, study, target_participants=40)
         planned = cell_counts(s, study)
-    all_cells = cells(load_spec_file(demo_spec_path))
+    all_cells = cells(load_spec_file(scripted_demo_path))
     assert [(r.condition, r.item) for r in rows] == all_cells
     assert sum(r.planned for r in rows) == 12 and all(r.planned == planned[(r.condition, r.item)] for r in rows)
     assert sum(r.started for r in rows) == 2 and sum(r.ended for r in rows) == 1
@@ -77,14 +89,12 @@ def test_cells_against_target(demo: Engine, demo_spec_path: Path) -> None:
     assert {r.target for r in rows} == {expected}
 
 
-def test_between_subject_targets(sqlite_engine: Engine, tmp_path: Path) -> None:
-    spec = tmp_path / "b.yaml"
-    spec.write_text(
-        "slug: b\ntitle: B\nconsent: ok\ninstructions: chat\nmodels: {bot: {model: lab/scripted}}\n"
-        "conditions: {one: {model: bot}, two: {model: bot, items: [a, b]}}\n"
-        "items: [{id: a, kind: sharded, shards: [{id: 1, text: x}]}, {id: b, kind: sharded, shards: [{id: 1, text: x}]},"
-        " {id: c, kind: sharded, shards: [{id: 1, text: x}]}, {id: d, kind: sharded, shards: [{id: 1, text: x}]}]\n"
-        "plan: {design: between, items_per_participant: 2}\n"
+def test_between_subject_targets(sqlite_engine: Engine, write_study: Callable[..., Path]) -> None:
+    spec = write_study(
+        "b",
+        conditions={"one": {"model": "bot"}, "two": {"model": "bot", "items": ["a", "b"]}},
+        items=[{"id": key, "kind": "sharded", "shards": [{"id": 1, "text": "x"}]} for key in "abcd"],
+        plan={"design": "between", "items_per_participant": 2},
     )
     with Session(sqlite_engine) as s, s.begin():
         study = load_study(s, load_spec_file(spec)).study

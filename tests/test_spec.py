@@ -53,9 +53,9 @@ def test_demo_study_is_valid(demo_spec_path: Path) -> None:
     assert any("OPENAI_API_KEY" in w for w in d.warnings)
 
 
-def test_demo_uses_api_model_when_key_present(demo_spec_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_uses_api_model_when_key_present(scripted_demo_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert "sharded-gpt" in load_spec_file(demo_spec_path).active_conditions()
+    assert "sharded-gpt" in load_spec_file(scripted_demo_path).active_conditions()
 
 
 def test_good_spec_and_hash_is_stable() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -11,15 +14,15 @@ from lab.schema import Study
 from lab.spec import parse_spec
 from lab.studies import StudyError, get_study, load_study, set_status
 
-SPEC = """\
-slug: v
-title: Versions
-consent: ok
-instructions: ok
-models: {bot: {model: lab/scripted, params: {script: echo}}}
-conditions: {full: {model: bot, reveal: FULL}}
-items: [{id: a, kind: open, prompt: Hello}]
-"""
+ECHO = {"bot": {"model": "lab/scripted", "params": {"script": "echo"}}}
+
+
+@pytest.fixture
+def versioned(study_spec: Callable[..., str]) -> Callable[..., str]:
+    """The study 'v' (one open item, "Hello") with options."""
+    return functools.partial(
+        study_spec, "v", title="Versions", instructions="ok", models=ECHO, items=[{"id": "a", "kind": "open", "prompt": "Hello"}]
+    )
 
 
 def _load(engine: Engine, text: str) -> tuple[str, int, str]:
@@ -28,33 +31,34 @@ def _load(engine: Engine, text: str) -> tuple[str, int, str]:
         return r.action, r.study.version, r.study.status
 
 
-def test_versions(engine: Engine) -> None:
-    assert _load(engine, SPEC) == ("created", 1, "draft")
-    assert _load(engine, SPEC) == ("unchanged", 1, "draft")
-    assert _load(engine, SPEC.replace("Hello", "Hi")) == ("replaced", 1, "draft")  # no data yet
+def test_versions(engine: Engine, versioned: Callable[..., str]) -> None:
+    spec = versioned()
+    assert _load(engine, spec) == ("created", 1, "draft")
+    assert _load(engine, spec) == ("unchanged", 1, "draft")
+    assert _load(engine, spec.replace("Hello", "Hi")) == ("replaced", 1, "draft")  # no data yet
     with Session(engine) as s, s.begin():
         set_status(s, "v", "open")
         create_participant(s, get_study(s, "v"))
-    assert _load(engine, SPEC.replace("Hello", "Hey")) == ("new-version", 2, "open")
+    assert _load(engine, spec.replace("Hello", "Hey")) == ("new-version", 2, "open")
     with Session(engine) as s:
         rows = s.scalars(select(Study).order_by(Study.version)).all()
         assert [(r.version, r.status) for r in rows] == [(1, "superseded"), (2, "open")]
         assert rows[0].spec["items"][0]["prompt"] == "Hi" and rows[1].spec["items"][0]["prompt"] == "Hey"
 
 
-def test_new_version_of_open_study_needs_working_models(sqlite_engine: Engine) -> None:
-    _load(sqlite_engine, SPEC)
+def test_new_version_of_open_study_needs_working_models(sqlite_engine: Engine, versioned: Callable[..., str]) -> None:
+    _load(sqlite_engine, versioned())
     with Session(sqlite_engine) as s, s.begin():
         set_status(s, "v", "open")
         create_participant(s, get_study(s, "v"))
-    changed = SPEC.replace("{model: lab/scripted, params: {script: echo}}", "{model: openai/gpt-4o-mini}")
+    changed = versioned(models={"bot": {"model": "openai/gpt-4o-mini"}})
     assert _load(sqlite_engine, changed) == ("new-version", 2, "paused")
     with Session(sqlite_engine) as s, s.begin(), pytest.raises(StudyError, match="OPENAI_API_KEY"):
         set_status(s, "v", "open")
 
 
-def test_status_changes(sqlite_engine: Engine) -> None:
-    _load(sqlite_engine, SPEC)
+def test_status_changes(sqlite_engine: Engine, versioned: Callable[..., str]) -> None:
+    _load(sqlite_engine, versioned())
     with Session(sqlite_engine) as s, s.begin():
         with pytest.raises(StudyError, match="cannot pause study 'v': it is draft"):
             set_status(s, "v", "pause")

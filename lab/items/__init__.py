@@ -1,5 +1,8 @@
 """Study items: the lab's JSONL item format and importers for published datasets."""
 
+from ._clamber import import_clamber
+from ._falseqa import import_falseqa
+from ._importer import IMPORTERS, ImportReport
 from ._item import (
     Answer,
     ClarificationItem,
@@ -18,9 +21,6 @@ from ._item import (
     read_items,
     write_items,
 )
-from ._clamber import import_clamber
-from ._falseqa import import_falseqa
-from ._importer import IMPORTERS, ImportReport
 from ._lost_in_conversation import import_lost_in_conversation
 
 __all__ = [

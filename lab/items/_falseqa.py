@@ -80,7 +80,7 @@ def import_falseqa(path: str | Path) -> ImportReport:
             f"{len(control_rows)} true-premise rows (label 0); the k-th of each must be twins",
         )
 
-    for k, ((ln, lrow), (cn, crow)) in enumerate(zip(loaded_rows, control_rows), start=1):
+    for k, ((ln, lrow), (cn, crow)) in enumerate(zip(loaded_rows, control_rows, strict=True), start=1):
         loaded_id = f"falseqa-{k:04d}-loaded"
         control_id = f"falseqa-{k:04d}-control"
         try:

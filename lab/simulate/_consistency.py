@@ -1,4 +1,4 @@
-"""Simulator consistency from a judge model (RESEARCH.md, "Simulator consistency").
+"""Simulator consistency from a judge model (docs/measures.md, "Simulator consistency").
 
 For every simulator line after the opening, a judge model says whether the line is
 consistent with the simulator's prompt (its rules, persona and task: prompt-to-line) and

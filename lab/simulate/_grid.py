@@ -202,7 +202,9 @@ def plan_run(
     keys = _conditions(d, conditions)
     model_list = list(dict.fromkeys(models or []))
     _check_models(d, model_list)
-    arms: list[tuple[str, str | None]] = [(c, m) for c in keys for m in (model_list or [None])]
+    # No --models: each condition keeps its own model (None).
+    arm_models: list[str | None] = [*model_list] or [None]
+    arms: list[tuple[str, str | None]] = [(c, m) for c in keys for m in arm_models]
     fits = {arm: [it.id for it in d.items if d.spec.conditions[arm[0]].applies_to(it)] for arm in arms}
     mode: Literal["repeats", "participants"] = "repeats" if repeats is not None else "participants"
     run_id = run_id_for(study.spec_sha256, mode, size, keys, model_list, simulator)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.process import BaseProcess
     from multiprocessing.queues import SimpleQueue
 
@@ -73,7 +74,7 @@ class WorkerReport:
     """Why it stopped, if it failed."""
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> ForkServerContext | SpawnContext:
     # Forking the parent after litellm and SQLAlchemy are loaded is unsafe (threads, pools,
     # open connections); a fresh server preloads them instead.
     if "forkserver" in multiprocessing.get_all_start_methods():
@@ -215,9 +216,7 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
     reports: SimpleQueue[Any] = ctx.SimpleQueue()
     rpm = runner.limits.rpm / n if runner.limits.rpm is not None else None
     options = {"judge": runner.judge, "max_errors": runner.max_errors, "retry_pause": runner.retry_pause}
-    shares = [
-        Share(i, url, frozenset(pending[i::n]), math.ceil(runner.concurrency / n), rpm, os.getpid()) for i in range(n)
-    ]
+    shares = [Share(i, url, frozenset(pending[i::n]), math.ceil(runner.concurrency / n), rpm, os.getpid()) for i in range(n)]
     state = [WorkerReport() for _ in shares]
     procs: list[BaseProcess] = []
 
@@ -240,14 +239,14 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
     try:
         with _plain_main():
             for share in shares:
-                p = ctx.Process(
+                proc = ctx.Process(
                     target=work,
                     args=(share, runner.plan, runner.simulator, options, reports),
                     name=f"simulate-{share.index}",
                     daemon=True,
                 )
-                p.start()
-                procs.append(p)
+                proc.start()
+                procs.append(proc)
         while True:
             drain()
             for i, p in enumerate(procs):
