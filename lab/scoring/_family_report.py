@@ -7,17 +7,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
+
+from lab.schema import Turn
 
 from ._dispatch import FAMILIES, family_of
-from ._rescore import reason_of
+from ._rescore import NO_ATTEMPT, last_attempt, reason_of
 from ._store import latest_scores
 
 if TYPE_CHECKING:
     from lab.items import Item
 
 NOT_YET = "not scored yet"
-"""Reason for a conversation with no stored evaluation (none of its replies was scored)."""
+"""Reason for a conversation whose answer attempt has no stored evaluation yet (``python -m lab score SLUG``)."""
 
 
 @dataclass
@@ -51,6 +53,8 @@ def family_scores(conn: Connection, chats: Iterable[tuple[int, float | None, Ite
     """
     chats = list(chats)
     stored = latest_scores(conn, [sid for sid, _, _ in chats])
+    unscored = [(sid, item) for sid, score, item in chats if sid not in stored and score is None]
+    attempted = _attempted(conn, unscored)
     found: dict[str, FamilyScores] = {}
     for sid, score, item in chats:
         family = family_of(item)
@@ -70,9 +74,22 @@ def family_scores(conn: Connection, chats: Iterable[tuple[int, float | None, Ite
             entry.scored += 1
             entry.total += score
         else:
-            entry.not_scored[NOT_YET] += 1
+            entry.not_scored[NOT_YET if sid in attempted else NO_ATTEMPT] += 1
     order = [*FAMILIES, "other"]
     return sorted(found.values(), key=lambda e: order.index(e.family) if e.family in order else len(order))
+
+
+def _attempted(conn: Connection, chats: list[tuple[int, Item]]) -> set[int]:
+    """Those of the conversations that hold an answer attempt."""
+    turns: dict[int, list[Any]] = {sid: [] for sid, _ in chats}
+    ids = list(turns)
+    for start in range(0, len(ids), 500):
+        q = select(Turn.id, Turn.index, Turn.role, Turn.content, Turn.error, Turn.session_id).where(
+            Turn.session_id.in_(ids[start : start + 500]), Turn.role == "assistant"
+        )
+        for row in conn.execute(q.order_by(Turn.session_id, Turn.index)):
+            turns[row.session_id].append(row)
+    return {sid for sid, item in chats if last_attempt(item, turns[sid]) is not None}
 
 
 def format_family_scores(rows: list[FamilyScores]) -> list[str]:
