@@ -86,7 +86,7 @@ class _OnlyPlainData(pickle.Unpickler):
         raise pickle.UnpicklingError(f"test cases may not hold objects ({module}.{name})")
 
 
-def test_cases(gold: dict[str, Any]) -> tuple[list[str], list[str], str | None]:
+def load_test_cases(gold: dict[str, Any]) -> tuple[list[str], list[str], str | None]:
     """The item's test inputs, expected outputs and function name, as the authors load them.
 
     ``public_test_cases`` is a JSON list of ``{input, output}``; ``private_test_cases``
@@ -165,7 +165,7 @@ def _verdict(extracted: str, run: RunResult, n_tests: int) -> Evaluation:
 def _setup(gold: dict[str, Any], reply: str) -> Evaluation | tuple[str, str, list[str], list[str], str | None]:
     extracted = extract_code(reply)
     try:
-        inputs, outputs, fn_name = test_cases(gold)
+        inputs, outputs, fn_name = load_test_cases(gold)
     except ValueError as e:
         return not_scored(FAMILY, EVALUATOR, VERSION, "not_scorable", f"The item's test cases cannot be used: {e}.")
     if not inputs:
