@@ -128,6 +128,13 @@ def cmd_import(args: argparse.Namespace) -> None:
         print(f"note {line}", file=sys.stderr)
     if len(report.notes) > 20:
         print(f"… and {len(report.notes) - 20} more notes", file=sys.stderr)
+    unscorable = sum(1 for item in report.items if "needs-database" in item.tags)
+    if unscorable:
+        print(
+            f"note: {unscorable} database item(s) have no Spider database and are tagged needs-database: their answers will"
+            " not be scored (import with --spider-databases DIR to score them)",
+            file=sys.stderr,
+        )
     print(f"wrote {n} items to {args.out}" + (f" ({report.summary()})" if hasattr(report, "summary") else ""))
 
 
@@ -161,7 +168,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     from .scoring import score_study
 
     r = score_study(_engine(), args.slug, only_missing=args.only_missing, judge=args.judge)
-    print(f"scored {r.scored} of {r.conversations} conversations" + (f" ({r.skipped} already scored by the current evaluators)" if r.skipped else ""))
+    skipped = f" ({r.skipped} already scored by the current evaluators)" if r.skipped else ""
+    print(f"scored {r.scored} of {r.conversations} conversations{skipped}")
     for family, values in sorted(r.by_family.items()):
         print(f"  {family:<12} {len(values):>5} scored, mean {sum(values) / len(values):.3f}")
     for reason, n in r.not_scored.most_common():
@@ -170,7 +178,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def register_score(sub: Any) -> None:
     """Add ``score`` to the command parser."""
-    sp = sub.add_parser("score", help="score every conversation's last answer attempt again (after an evaluator changes)")
+    sp = sub.add_parser("score", help="score every conversation's last answer attempt (again, after an evaluator changes)")
     sp.add_argument("slug")
     sp.add_argument("--only-missing", action="store_true", help="leave conversations already scored by the current evaluators")
     sp.add_argument("--judge", metavar="MODEL", help="judge model for summaries (default: the spec's judge model)")
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--spider-databases",
         metavar="DIR",
-        help="lost-in-conversation: the Spider databases folder (DIR/<db_id>/<db_id>.sqlite), so database answers can be scored",
+        help="lost-in-conversation: the Spider databases folder (DIR/<db_id>/<db_id>.sqlite), to score database answers",
     )
     sp.set_defaults(func=cmd_import)
 

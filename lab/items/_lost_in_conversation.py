@@ -26,7 +26,7 @@ the record is task-specific gold data. Each record becomes one
 - database: with ``spider_databases`` (the Spider ``database`` folder, or the Spider folder
   holding it), ``gold["database_path"]`` is the item's database folder
   (``<dir>/<db_id>``), where the scorer finds its ``.sqlite`` files. Without it, or when that
-  folder is missing, the item is tagged ``needs-database``, a note says so, and its answers
+  folder is missing (a note says so), the item is tagged ``needs-database`` and its answers
   are marked "needs database" rather than scored.
 
 Two tasks carry no usable shard text and are written the way the Lost in Conversation
@@ -44,7 +44,6 @@ of the translation file end with one); a blank opening shard leaves the record o
 from __future__ import annotations
 
 import json
-
 import re
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ def _with_database(item: ShardedItem, databases: Path | None) -> tuple[ShardedIt
         return item.model_copy(update={"gold": item.gold | {"database_path": str(folder)}}), None
     tagged = item.model_copy(update={"tags": [*item.tags, NEEDS_DATABASE]})
     if databases is None:
-        return tagged, f"database '{db_id}': needs database (import with --spider-databases DIR to score its answers)"
+        return tagged, None
     return tagged, f"database '{db_id}': needs database (no {db_id}/*.sqlite in {databases})"
 
 

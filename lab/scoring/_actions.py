@@ -120,7 +120,7 @@ def _value(node: ast.expr) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise CallParseError("dict unpacking is not a value")
-        return {_value(k): _value(v) for k, v in zip(node.keys, node.values) if k is not None}
+        return {_value(k): _value(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None}
     if isinstance(node, ast.BinOp):
         return _arithmetic(node)
     if isinstance(node, ast.Name):
@@ -173,7 +173,9 @@ def _answer_type(accepted: list[Any]) -> type | None:
     return None
 
 
-def _type_check(param: str, value: Any, accepted: list[Any], declared: str, expected: type, nested: type | None) -> dict[str, Any]:
+def _type_check(
+    param: str, value: Any, accepted: list[Any], declared: str, expected: type, nested: type | None
+) -> dict[str, Any]:
     answer_type = _answer_type(accepted)
     is_variable = answer_type is not None and answer_type != expected
     if type(value) is expected:
@@ -235,7 +237,9 @@ def _dict_check(param: str, value: dict[str, Any], accepted: list[Any]) -> dict[
             mine = standardize(given) if type(given) is str else given
             theirs = [standardize(v) if type(v) is str else v for v in option[key]]
             if mine not in theirs:
-                result = _fail(f"Invalid value for parameter {key!r}: {given!r}. Expected one of {theirs}.", "value_error:dict_value")
+                result = _fail(
+                    f"Invalid value for parameter {key!r}: {given!r}. Expected one of {theirs}.", "value_error:dict_value"
+                )
                 fits = False
                 break
         for key, values in option.items():
@@ -256,7 +260,7 @@ def _list_dict_check(param: str, value: list[Any], accepted: list[Any]) -> dict[
             result = _fail("Wrong number of dictionaries in the list.", "value_error:list_dict_count")
             continue
         fits = True
-        for given, wanted in zip(value, option):
+        for given, wanted in zip(value, option, strict=True):
             result = _dict_check(param, given, [wanted])
             if not result["valid"]:
                 fits = False
@@ -309,12 +313,14 @@ def check_call(function: dict[str, Any], call: dict[str, Any], reference: dict[s
                 continue
         if value not in accepted_params[param]:
             return _fail(
-                f"Invalid value for parameter {param!r}: {value!r}. Expected one of {accepted_params[param]}.", "value_error:others"
+                f"Invalid value for parameter {param!r}: {value!r}. Expected one of {accepted_params[param]}.",
+                "value_error:others",
             )
     for param, values in accepted_params.items():
         if param not in given and "" not in values:
             return _fail(
-                f"Optional parameter {param!r} not provided and not marked as optional.", "simple_function_checker:missing_optional"
+                f"Optional parameter {param!r} not provided and not marked as optional.",
+                "simple_function_checker:missing_optional",
             )
     return {"valid": True, "error": [], "error_type": "simple_function_checker:unclear"}
 
@@ -334,7 +340,9 @@ def check_calls(functions: Any, calls: list[dict[str, Any]], reference: list[dic
         for i, wanted in enumerate(reference):
             function = _describe(functions, next(iter(wanted)))
             if function is None:
-                return _fail(f"No description of function {next(iter(wanted))!r}.", "parallel_function_checker_no_order:no_description")
+                return _fail(
+                    f"No description of function {next(iter(wanted))!r}.", "parallel_function_checker_no_order:no_description"
+                )
             found = False
             for j, call in enumerate(calls):
                 if j in matched:
@@ -375,11 +383,15 @@ def evaluate(gold: dict[str, Any], reply: str) -> Evaluation:
     try:
         calls = parse_calls(reply)
     except CallParseError as e:
-        return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The reply cannot be parsed as function calls: {e}.", extracted, {})
+        return Evaluation(
+            FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The reply cannot be parsed as function calls: {e}.", extracted, {}
+        )
     try:
         result = check_calls(functions, calls, reference, category)
     except (KeyError, TypeError, AttributeError, StopIteration) as e:
-        return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The calls do not fit the check ({type(e).__name__}).", extracted, {})
+        return Evaluation(
+            FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The calls do not fit the check ({type(e).__name__}).", extracted, {}
+        )
     details = {"calls": _jsonable(calls), "category": category, "error_type": result.get("error_type")}
     if result["valid"]:
         return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 1.0, "The calls match the reference answer.", extracted, details)

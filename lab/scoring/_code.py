@@ -156,9 +156,18 @@ def _verdict(extracted: str, run: RunResult, n_tests: int) -> Evaluation:
         "seconds": round(run.seconds, 3),
     }
     if run.passed:
-        return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 1.0, f"The function passes all {n_tests} test cases.", extracted, details)
+        return Evaluation(
+            FAMILY, EVALUATOR, VERSION, "scored", 1.0, f"The function passes all {n_tests} test cases.", extracted, details
+        )
     return Evaluation(
-        FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The function fails a test case ({run.error or 'failed'}).", extracted, details
+        FAMILY,
+        EVALUATOR,
+        VERSION,
+        "scored",
+        0.0,
+        f"The function fails a test case ({run.error or 'failed'}).",
+        extracted,
+        details,
     )
 
 

@@ -150,7 +150,7 @@ def plugged_candidates(gold: str, pred: str) -> Iterator[str]:
     slots = [i for i, w in enumerate(pred_words) if w == _SLOT]
     for combo in itertools.product(sorted(gold_values), repeat=len(slots)):
         words = list(pred_words)
-        for index, value in zip(slots, combo):
+        for index, value in zip(slots, combo, strict=True):
             words[index] = value
         yield " ".join(words)
 
@@ -289,4 +289,6 @@ def evaluate(gold: dict[str, Any], reply: str) -> Evaluation:
     if matched:
         return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 1.0, "The query returns the reference's rows.", pred, details)
     why = f" ({details['error']})" if details.get("error") else ""
-    return Evaluation(FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The query does not return the reference's rows{why}.", pred, details)
+    return Evaluation(
+        FAMILY, EVALUATOR, VERSION, "scored", 0.0, f"The query does not return the reference's rows{why}.", pred, details
+    )

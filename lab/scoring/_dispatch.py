@@ -29,8 +29,12 @@ _ALIASES = {"sql": "database", "gsm8k": "math", "function_calling": "actions", "
 
 
 def family_of(item: Item | None) -> str | None:
-    """The task family of an item: a Lost in Conversation task, ``other`` for any other item
-    with an answer rule, or None when the item has nothing to score."""
+    """The task family of an item.
+
+    Returns:
+        A Lost in Conversation task, ``math`` for a number answer, ``other`` for any other
+        item with an answer rule, or None when the item has nothing to score.
+    """
     if item is None or item.kind == "presupposition":
         return None
     source = getattr(item, "source", None)
@@ -69,8 +73,11 @@ def _by_rule(item: Item, family: str, reply: str) -> Evaluation:
 
 
 def quick(item: Item, reply: str) -> Evaluation | None:
-    """Score at once when the family's evaluator is cheap; None for :data:`DEFERRED` families
-    (and items with nothing to score)."""
+    """Score at once when the family's evaluator is cheap.
+
+    Returns:
+        The evaluation; None for :data:`DEFERRED` families and items with nothing to score.
+    """
     family = family_of(item)
     if family is None or family in DEFERRED:
         return None
@@ -106,8 +113,10 @@ def evaluate(item: Item, reply: str, *, judge: _summary.Judge | None = None, lim
 
 
 async def aevaluate(item: Item, reply: str, *, judge: _summary.Judge | None = None, limits: Limits | None = None) -> Evaluation:
-    """:func:`evaluate` without blocking the event loop: code and queries run in worker
-    threads (code in its own process), judge calls are awaited."""
+    """:func:`evaluate` without blocking the event loop.
+
+    Code and queries run in worker threads (code in its own process); judge calls are awaited.
+    """
     family = family_of(item)
     if family == "code":
         return await _code.aevaluate(item.gold, reply, limits)
@@ -121,6 +130,5 @@ async def aevaluate(item: Item, reply: str, *, judge: _summary.Judge | None = No
 def describe() -> list[dict[str, Any]]:
     """One row per family: evaluator, version, whether it waits for the reply to be stored."""
     return [
-        {"family": f, "evaluator": evaluator_of(f)[0], "version": evaluator_of(f)[1], "deferred": f in DEFERRED}
-        for f in FAMILIES
+        {"family": f, "evaluator": evaluator_of(f)[0], "version": evaluator_of(f)[1], "deferred": f in DEFERRED} for f in FAMILIES
     ]

@@ -53,7 +53,9 @@ def is_attempt(item: Item, family: str, content: str, code: str | None = None) -
     return code == "answer_attempt"
 
 
-def last_attempt(item: Item, turns: Sequence[TurnLike], verdicts: dict[int, tuple[str, float | None]] | None = None) -> TurnLike | None:
+def last_attempt(
+    item: Item, turns: Sequence[TurnLike], verdicts: dict[int, tuple[str, float | None]] | None = None
+) -> TurnLike | None:
     """The last assistant reply of ``turns`` that is an answer attempt, or None."""
     family = family_of(item)
     if family is None:
@@ -125,8 +127,12 @@ class ScoreRun:
 
 
 def study_judge(s: Session, study: Study, override: str | None = None) -> tuple[str, dict[str, Any]] | None:
-    """The judge model for summaries: ``override`` (a model id of the spec or a litellm
-    string), else the spec's ``judge.model``; None without one."""
+    """The judge model for summaries.
+
+    Returns:
+        ``override`` (a model id of the spec or a litellm string), else the spec's
+        ``judge.model``, as ``(model, params)``; None without one.
+    """
     from lab.spec import study_from_normalized
 
     d = study_from_normalized(study.spec)
@@ -165,7 +171,9 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
             raise LookupError(f"no study '{slug}'")
         for study in studies:
             judge_model = study_judge(s, study, judge)
-            items = {row.id: parse_item(row.payload, row.key) for row in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id))}
+            items = {
+                row.id: parse_item(row.payload, row.key) for row in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id))
+            }
             chats = list(s.scalars(select(ChatSession).where(ChatSession.study_id == study.id).order_by(ChatSession.id)))
             previous = latest_scores(s.connection(), [c.id for c in chats])
             for chat in chats:
@@ -184,7 +192,9 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
                 work.append((chat, item, attempt, judge_model))
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(chat: ChatSession, item: Item, attempt: TurnLike | None, judge_model: tuple[str, dict[str, Any]] | None) -> None:
+    async def one(
+        chat: ChatSession, item: Item, attempt: TurnLike | None, judge_model: tuple[str, dict[str, Any]] | None
+    ) -> None:
         family = family_of(item) or "other"
         if attempt is None:
             evaluator, version = evaluator_of(family)

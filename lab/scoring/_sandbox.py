@@ -30,8 +30,8 @@ import shutil
 import signal
 import stat
 import subprocess
-import sysconfig
 import sys
+import sysconfig
 import tempfile
 import threading
 import time

@@ -71,7 +71,9 @@ _DENIED_EVENTS = (
     "telnetlib.",
     "shutil.",
 )
-_DENIED_MODULES = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "multiprocessing", "_posixsubprocess", "socket", "_socket"})
+_DENIED_MODULES = frozenset(
+    {"ctypes", "_ctypes", "cffi", "_cffi_backend", "multiprocessing", "_posixsubprocess", "socket", "_socket"}
+)
 _PATH_EVENTS = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.truncate", "os.utime", "os.replace"})
 
 
@@ -166,7 +168,7 @@ def _call_based(code: str, inputs: list[str], outputs: list[str], fn_name: str, 
     args_per_test = [[json.loads(line) for line in inp.split("\n")] for inp in inputs]
     expected_per_test = [json.loads(out) for out in outputs]
     results: list[Any] = []
-    for args, expected in zip(args_per_test, expected_per_test):
+    for args, expected in zip(args_per_test, expected_per_test, strict=False):
         signal.alarm(timeout)
         try:
             got = method(*args)
@@ -234,7 +236,7 @@ def _same_output(got: str, expected: str) -> bool:
     got_lines, expected_lines = _lines(got), _lines(expected)
     if len(got_lines) != len(expected_lines):
         return False
-    for a, b in zip(got_lines, expected_lines):
+    for a, b in zip(got_lines, expected_lines, strict=True):
         if a == b:
             continue
         da, db = _decimals(a), _decimals(b)
@@ -249,7 +251,7 @@ def _standard_input(code: str, inputs: list[str], outputs: list[str], timeout: i
     if method is None:
         return {"results": [], "passed": False, "error": "the program could not be wrapped"}
     results: list[Any] = []
-    for given, expected in zip(inputs, outputs):
+    for given, expected in zip(inputs, outputs, strict=False):
         text = "\n".join(given) if isinstance(given, list) else given
         lines = iter(text.split("\n"))
         captured = io.StringIO()
@@ -259,9 +261,9 @@ def _standard_input(code: str, inputs: list[str], outputs: list[str], timeout: i
             with (
                 mock.patch("builtins.open", mock.mock_open(read_data=text)),
                 mock.patch("sys.stdin", io.StringIO(text)),
-                mock.patch("sys.stdin.readline", lambda *a: next(lines)),
-                mock.patch("sys.stdin.readlines", lambda *a: text.split("\n")),
-                mock.patch("sys.stdin.read", lambda *a: text),
+                mock.patch("sys.stdin.readline", lambda *a, _lines=lines: next(_lines)),
+                mock.patch("sys.stdin.readlines", lambda *a, _text=text: _text.split("\n")),
+                mock.patch("sys.stdin.read", lambda *a, _text=text: _text),
             ):
                 sys.stdout = captured
                 try:

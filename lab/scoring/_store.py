@@ -35,7 +35,9 @@ def store(conn: Connection, session_id: int, participant_id: int | None, turn: t
         ev: The evaluation.
     """
     data: dict[str, Any] = ev.record() | {"turn_id": turn[0] if turn else None, "turn_index": turn[1] if turn else None}
-    conn.execute(_EVENTS.insert(), {"participant_id": participant_id, "session_id": session_id, "kind": SCORE_EVENT, "data": data})
+    conn.execute(
+        _EVENTS.insert(), {"participant_id": participant_id, "session_id": session_id, "kind": SCORE_EVENT, "data": data}
+    )
     conn.execute(_SESSIONS.update().where(_SESSIONS.c.id == session_id), {"score": ev.value if ev.scored else None})
 
 

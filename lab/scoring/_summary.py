@@ -39,11 +39,13 @@ Judge = tuple[str, dict[str, Any]]
 
 PROMPT = """You compare a summary with one reference insight.
 
-The summary is given as numbered bullet points. Decide whether the reference insight is covered by the bullet points:
+The summary is given as numbered bullet points.
+Decide whether the reference insight is covered by the bullet points:
 - "FULL_COVERAGE": a bullet states the insight completely;
 - "PARTIAL_COVERAGE": a bullet states part of it, or states it only vaguely;
 - "NO_COVERAGE": no bullet states it.
-When it is covered, give the number of the bullet that covers it best. Do not call an insight covered unless a bullet really states it.
+When it is covered, give the number of the bullet that covers it best.
+Do not call an insight covered unless a bullet really states it.
 
 Reference insight:
 {insight}
@@ -52,7 +54,8 @@ Bullet points:
 {bullets}
 
 Reply with the JSON object only, nothing else:
-{{"coverage": "FULL_COVERAGE" or "PARTIAL_COVERAGE" or "NO_COVERAGE", "bullet_id": the bullet's number, or "NA" when not covered}}"""
+{{"coverage": "FULL_COVERAGE" or "PARTIAL_COVERAGE" or "NO_COVERAGE",
+ "bullet_id": the bullet's number, or "NA" when not covered}}"""
 
 _CITATION = re.compile(r"\[([\d, ]+)\]")
 _LABELS = ("FULL_COVERAGE", "PARTIAL_COVERAGE", "NO_COVERAGE")
@@ -66,7 +69,9 @@ def bullets(summary: str) -> tuple[list[str], float]:
     if total <= MAX_WORDS:
         return lines, 0.0
     excess = (total - MAX_WORDS) / total
-    cut = [line if n == 0 else " ".join(line.split()[: max(1, int(n * (1 - excess)))]) for line, n in zip(lines, counts)]
+    cut = [
+        line if n == 0 else " ".join(line.split()[: max(1, int(n * (1 - excess)))]) for line, n in zip(lines, counts, strict=True)
+    ]
     return cut, excess
 
 
@@ -82,7 +87,9 @@ def prompts(gold: dict[str, Any], reply: str) -> list[tuple[str, str]]:
     """(insight id, judge prompt) for each reference insight of the item."""
     lines, _ = bullets(reply)
     listed = json.dumps({"bullets": [{"bullet_id": i + 1, "text": b} for i, b in enumerate(lines)]}, indent=1)
-    return [(str(ins.get("insight_id")), PROMPT.format(insight=ins.get("insight", ""), bullets=listed)) for ins in gold["insights"]]
+    return [
+        (str(ins.get("insight_id")), PROMPT.format(insight=ins.get("insight", ""), bullets=listed)) for ins in gold["insights"]
+    ]
 
 
 def read_judgement(text: str) -> dict[str, Any] | None:
@@ -148,17 +155,28 @@ def _finish(gold: dict[str, Any], reply: str, judge: Judge, replies: list[tuple[
         judged = read_judgement(text)
         if judged is None:
             return not_scored(
-                FAMILY, EVALUATOR, VERSION, "error", f"The judge's reply on insight {insight_id} holds no coverage verdict.",
-                judge=judge[0], prompt=PROMPT_VERSION, reply=text[:500],
+                FAMILY,
+                EVALUATOR,
+                VERSION,
+                "error",
+                f"The judge's reply on insight {insight_id} holds no coverage verdict.",
+                judge=judge[0],
+                prompt=PROMPT_VERSION,
+                reply=text[:500],
             )
         judgements.append(judged | {"insight_id": insight_id})
     result = scores(gold, reply, judgements)
     value = result["joint_score"] or 0.0
     details = result | {"judge": judge[0], "prompt": PROMPT_VERSION, "insights": judgements}
     return Evaluation(
-        FAMILY, EVALUATOR, VERSION, "scored", value,
+        FAMILY,
+        EVALUATOR,
+        VERSION,
+        "scored",
+        value,
         f"Joint coverage and citation score {value:.2f} over {len(judgements)} insights (judge {judge[0]}).",
-        reply.strip(), details,
+        reply.strip(),
+        details,
     )
 
 
@@ -166,7 +184,9 @@ def _needs(gold: dict[str, Any], judge: Judge | None) -> Evaluation | None:
     if not _usable(gold):
         return not_scored(FAMILY, EVALUATOR, VERSION, "not_scorable", "The item has no reference insights.")
     if judge is None:
-        return not_scored(FAMILY, EVALUATOR, VERSION, "needs_judge", "Needs judge: the study names no judge model to score summaries.")
+        return not_scored(
+            FAMILY, EVALUATOR, VERSION, "needs_judge", "Needs judge: the study names no judge model to score summaries."
+        )
     return None
 
 

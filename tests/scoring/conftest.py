@@ -11,7 +11,11 @@ import pytest
 _ROOT = Path(__file__).resolve().parents[2]
 # The shared folder sits beside the project, or beside the folder holding its worktrees.
 DATASETS = next(
-    (p / "shared" / "datasets" / "lost_in_conversation" for p in (_ROOT.parent, _ROOT.parent.parent) if (p / "shared" / "datasets").is_dir()),
+    (
+        p / "shared" / "datasets" / "lost_in_conversation"
+        for p in (_ROOT.parent, _ROOT.parent.parent)
+        if (p / "shared" / "datasets").is_dir()
+    ),
     _ROOT.parent / "shared" / "datasets" / "lost_in_conversation",
 )
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datasets" / "lost_in_conversation" / "sample.json"

@@ -31,7 +31,7 @@ def test_real_bfcl_items() -> None:
     for record in shared_records("actions"):
         calls = []
         for reference in record["reference_answer"]:
-            (name, params), = reference.items()
+            ((name, params),) = reference.items()
             args = ", ".join(f"{k}={v[0]!r}" for k, v in params.items() if v and v[0] != "")
             calls.append(f"{name}({args})")
         assert evaluate(record, "[" + ", ".join(reversed(calls)) + "]").value == 1.0, record["task_id"]
@@ -40,13 +40,25 @@ def test_real_bfcl_items() -> None:
 
 def test_real_item_with_optional_and_alternative_values() -> None:
     record = next(r for r in shared_records("actions") if r["task_id"] == "sharded-BFCL/parallel_198")
-    reply = "[lawsuit_search(entity='Google', county='Santa Clara', state='CA'), lawsuit_search(entity='Facebook', county='San Mateo')]"
+    reply = (
+        "[lawsuit_search(entity='Google', county='Santa Clara', state='CA'), "
+        "lawsuit_search(entity='Facebook', county='San Mateo')]"
+    )
     assert evaluate(record, reply).value == 1.0
     assert evaluate(record, reply.replace("'CA'", "'Texas'")).value == 0.0
 
 
 def test_types_follow_the_function_description() -> None:
-    functions = [{"name": "area", "parameters": {"type": "dict", "properties": {"base": {"type": "float"}, "n": {"type": "integer"}}, "required": ["base"]}}]
+    functions = [
+        {
+            "name": "area",
+            "parameters": {
+                "type": "dict",
+                "properties": {"base": {"type": "float"}, "n": {"type": "integer"}},
+                "required": ["base"],
+            },
+        }
+    ]
     reference = [{"area": {"base": [10.0], "n": [3, ""]}}]
     assert check_calls(functions, parse_calls("area(base=10)"), reference, "simple")["valid"]  # an int is a float
     assert check_calls(functions, parse_calls("area(base=10, n=3)"), reference, "simple")["valid"]

@@ -45,7 +45,10 @@ def test_extraction_of_prose_only_is_empty() -> None:
 
 
 def test_renaming_replaces_the_first_function_name_everywhere_and_adds_prompt_imports() -> None:
-    gold = {"prompt": "from typing import List\n\ndef double(xs: List[int]) -> List[int]:\n    pass\n", "metadata": {"func_name": "double"}}
+    gold = {
+        "prompt": "from typing import List\n\ndef double(xs: List[int]) -> List[int]:\n    pass\n",
+        "metadata": {"func_name": "double"},
+    }
     code = prepare("def twice(xs):\n    return [x for x in xs] if twice else []", gold)
     assert code == "from typing import List\n\ndef double(xs):\n    return [x for x in xs] if double else []"
     assert prepare("just prose", gold) is None
@@ -70,21 +73,27 @@ def test_real_humaneval_items() -> None:
     records = {r["metadata"]["func_name"]: r for r in shared_records("code")}
     by_length = records["by_length"]
     names = "['One', 'Two', 'Three', 'Four', 'Five', 'Six', 'Seven', 'Eight', 'Nine']"
-    right = f"```python\ndef solve(arr):\n    names = {names}\n    return [names[x - 1] for x in sorted((x for x in arr if 1 <= x <= 9), reverse=True)]\n```"
+    right = (
+        f"```python\ndef solve(arr):\n    names = {names}\n"
+        "    return [names[x - 1] for x in sorted((x for x in arr if 1 <= x <= 9), reverse=True)]\n```"
+    )
     assert evaluate(by_length, right).value == 1.0
     # Forgetting to reverse fails the first test case.
     assert evaluate(by_length, right.replace(", reverse=True", "")).value == 0.0
     histogram = records["histogram"]
     reply = (
         "```python\nfrom collections import Counter\n\ndef histogram(test):\n    counts = Counter(test.split())\n"
-        "    if not counts:\n        return {}\n    top = max(counts.values())\n    return {k: v for k, v in counts.items() if v == top}\n```"
+        "    if not counts:\n        return {}\n    top = max(counts.values())\n"
+        "    return {k: v for k, v in counts.items() if v == top}\n```"
     )
     assert evaluate(histogram, reply).value == 1.0
 
 
 def test_program_reading_standard_input() -> None:
     # Items without a function name are programs: their output is compared line by line.
-    program = "def main():\n    a = int(input())\n    b = int(input())\n    print(a + b)\n\nif __name__ == '__main__':\n    main()\n"
+    program = (
+        "def main():\n    a = int(input())\n    b = int(input())\n    print(a + b)\n\nif __name__ == '__main__':\n    main()\n"
+    )
     assert run_tests(program, ["3\n4\n", "10\n-2"], ["7\n", "8.0"], None, FAST).passed
     wrong = run_tests(program.replace("a + b", "a * b"), ["3\n4\n"], ["7\n"], None, FAST)
     assert (wrong.passed, wrong.results, wrong.error) == (False, [-2], "wrong answer")
@@ -154,7 +163,7 @@ def test_writing_outside_its_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_processes_cannot_be_started() -> None:
-    code = "```python\nimport os\n\ndef double(xs):\n    os.system('touch /tmp/lab-score-escape')\n    return [2 * x for x in xs]\n```"
+    code = "```python\nimport os\n\ndef double(xs):\n    os.system('true')\n    return [2 * x for x in xs]\n```"
     result = evaluate(double_item(), code, FAST)
     assert result.value == 0.0
     assert "os.system" in result.details["error"]
@@ -162,7 +171,10 @@ def test_processes_cannot_be_started() -> None:
 
 def test_the_environment_is_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_SECRET_FOR_TEST", "s3cret")
-    code = "```python\nimport os\n\ndef double(xs):\n    assert 'LAB_SECRET_FOR_TEST' not in os.environ\n    return [2 * x for x in xs]\n```"
+    code = (
+        "```python\nimport os\n\ndef double(xs):\n"
+        "    assert 'LAB_SECRET_FOR_TEST' not in os.environ\n    return [2 * x for x in xs]\n```"
+    )
     assert evaluate(double_item(), code, FAST).value == 1.0
 
 

@@ -75,7 +75,12 @@ def test_columns_may_come_in_another_order_and_distinct_is_ignored(library: dict
 
 
 def test_writes_and_attach_are_refused_and_the_database_is_unchanged(library: dict, tmp_path: Path) -> None:
-    for sql in ("DELETE FROM book", "DROP TABLE book", f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x", "PRAGMA writable_schema = 1"):
+    for sql in (
+        "DELETE FROM book",
+        "DROP TABLE book",
+        f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x",
+        "PRAGMA writable_schema = 1",
+    ):
         assert evaluate(library, sql).value == 0.0
     assert not (tmp_path / "x.db").exists()
     conn = sqlite3.connect(Path(library["database_path"]) / "library.sqlite")
@@ -116,12 +121,16 @@ def test_real_spider_item_on_a_database_made_here(tmp_path: Path) -> None:
         "CREATE TABLE TV_Channel (id TEXT PRIMARY KEY, series_name TEXT, Country TEXT);"
         "CREATE TABLE Cartoon (id REAL PRIMARY KEY, Title TEXT, Written_by TEXT, Channel TEXT);"
         "INSERT INTO TV_Channel VALUES ('700', 'Sky Radio', 'Italy'), ('701', 'Sky Music', 'Italy'), ('703', 'Box', 'UK');"
-        "INSERT INTO Cartoon VALUES (1, 'Rise', 'Todd Casey', '700'), (2, 'Trip', 'Todd Casey', '703'), (3, 'Fall', 'Ann', '701');"
+        "INSERT INTO Cartoon VALUES (1, 'Rise', 'Todd Casey', '700'), (2, 'Trip', 'Todd Casey', '703'),"
+        " (3, 'Fall', 'Ann', '701');"
     )
     conn.commit()
     conn.close()
     gold = record | {"database_path": str(folder)}
-    right = "```sql\nSELECT c.Country FROM TV_Channel c WHERE c.id IN (SELECT Channel FROM Cartoon WHERE Written_by = 'Todd Casey')\n```"
+    right = (
+        "```sql\nSELECT c.Country FROM TV_Channel c\n"
+        "WHERE c.id IN (SELECT Channel FROM Cartoon WHERE Written_by = 'Todd Casey')\n```"
+    )
     assert evaluate(gold, right).value == 1.0
     assert evaluate(gold, "```sql\nSELECT Country FROM TV_Channel\n```").value == 0.0
 
@@ -142,14 +151,18 @@ def test_importer_without_databases_marks_items_and_says_so(tmp_path: Path, caps
     out = tmp_path / "items.jsonl"
     assert main(["import", "lost-in-conversation", str(FIXTURE), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "database 'library': needs database (import with --spider-databases DIR" in err
+    assert "1 database item(s) have no Spider database and are tagged needs-database" in err
+    assert "--spider-databases DIR" in err
     items = [i for i in read_items(out) if i.source.task == "database"]
     assert items and all("needs-database" in i.tags and "database_path" not in i.gold for i in items)
 
 
 def test_importer_flag_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "items.jsonl"
-    assert main(["import", "lost-in-conversation", str(FIXTURE), "--out", str(out), "--spider-databases", str(tmp_path / "none")]) == 1
+    assert (
+        main(["import", "lost-in-conversation", str(FIXTURE), "--out", str(out), "--spider-databases", str(tmp_path / "none")])
+        == 1
+    )
     assert "the Spider databases folder does not exist" in capsys.readouterr().err
     falseqa = tmp_path / "f.csv"
     falseqa.write_text("x\n")

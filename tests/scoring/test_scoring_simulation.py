@@ -119,7 +119,11 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
     with Session(engine) as s:
         keys = {row.id: row.key for row in s.scalars(select(ItemRow))}
         chats = {(keys[c.item_id], c.condition_id): c for c in s.scalars(select(ChatSession))}
-        solved = [c for (key, _), c in chats.items() if key in ("lic-code-HumanEval/900", "lic-database-spider-val-1-easy") and c.score == 1.0]
+        solved = [
+            c
+            for (key, _), c in chats.items()
+            if key in ("lic-code-HumanEval/900", "lic-database-spider-val-1-easy") and c.score == 1.0
+        ]
         assert len(solved) == 2
         assert all(c.outcome == "correct" for c in solved)
         events = [e.data for e in s.scalars(select(Event).where(Event.kind == SCORE_EVENT))]
@@ -127,7 +131,9 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
         assert ("code", "lic-code", "1") in evaluators
         assert ("database", "lic-database", "1") in evaluators
         assert ("actions", "lic-actions-bfcl-ast", "1") in evaluators
-        assert any(e["family"] == "summary" and e["status"] == "scored" and e["details"]["judge"] == "lab/scripted" for e in events)
+        assert any(
+            e["family"] == "summary" and e["status"] == "scored" and e["details"]["judge"] == "lab/scripted" for e in events
+        )
         code_event = next(e for e in events if e["family"] == "code" and e["value"] == 1.0)
         assert code_event["turn_id"] is not None and code_event["extracted"].startswith("def twice")
 
@@ -149,5 +155,7 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
         items = {row.id: row for row in s.scalars(select(ItemRow))}
         from lab.items import parse_item
 
-        again = family_scores(s.connection(), [(c.id, c.score, parse_item(items[c.item_id].payload, items[c.item_id].key)) for c in chats_now])
+        again = family_scores(
+            s.connection(), [(c.id, c.score, parse_item(items[c.item_id].payload, items[c.item_id].key)) for c in chats_now]
+        )
     assert {r.family: r.scored for r in again} == {r.family: r.scored for r in report.families}
