@@ -196,7 +196,7 @@ def run_tests(
             os.close(write_end)
             return RunResult(False, [-1], f"the sandbox could not start: {e}", containment=containment)
         os.close(write_end)
-        # The child reads fd 3; dup the pipe there by passing its number.
+        # The child is told the number of the pipe's write end, where its verdict goes.
         verdict = _await(proc, json.dumps(request | {"result_fd": write_end}), read_end, cpu + 5)
     verdict_seconds = time.monotonic() - started
     if verdict is None:
