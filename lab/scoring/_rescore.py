@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -69,7 +70,8 @@ def last_attempt(
     return None
 
 
-_SETTLED: dict[tuple[str, int], int] = {}
+_SETTLED: WeakKeyDictionary[Engine, dict[int, int]] = WeakKeyDictionary()
+"""Per database, the newest reply of each conversation already looked at by :func:`settle`."""
 
 
 async def settle(conv: Conversation, judge: tuple[str, dict[str, Any]] | None = None) -> Evaluation | None:
@@ -94,10 +96,10 @@ async def settle(conv: Conversation, judge: tuple[str, dict[str, Any]] | None = 
     last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
     if last is None or last.error is not None or not last.content.strip():
         return None
-    key = (str(conv.engine.url), conv.session_id)
-    if _SETTLED.get(key) == last.id:
+    seen = _SETTLED.setdefault(conv.engine, {})
+    if seen.get(conv.session_id) == last.id:
         return None
-    _SETTLED[key] = last.id
+    seen[conv.session_id] = last.id
     known = conv.verdicts.get(last.id)
     if not is_attempt(item, family, last.content, known[0] if known else None):
         return None
