@@ -195,3 +195,20 @@ def test_the_event_loop_runs_while_code_is_scored() -> None:
 
     asyncio.run(both())
     assert marks == ["tick", "scored 1.0"]
+
+
+def test_leetcode_style_solution_class() -> None:
+    gold = {
+        "public_test_cases": json.dumps(
+            [{"input": "[2, 7, 11]\n9", "output": "[0, 1]"}, {"input": "[3, 3]\n6", "output": "[0, 1]"}]
+        ),
+        "metadata": {"func_name": "twoSum"},
+    }
+    reply = (
+        "```python\nclass Solution:\n    def twoSum(self, nums, target):\n        seen = {}\n"
+        "        for i, n in enumerate(nums):\n            if target - n in seen:\n                return [seen[target - n], i]\n"
+        "            seen[n] = i\n```"
+    )
+    assert extract_code(reply).startswith("class Solution")
+    assert evaluate(gold, reply, FAST).value == 1.0
+    assert evaluate(gold, reply.replace("[seen[target - n], i]", "[i, seen[target - n]]"), FAST).value == 0.0

@@ -105,6 +105,12 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     assert "not scored: 1 needs database" in again
     assert "not scored: 2 needs judge" in again
 
+    # Naming a judge model scores the summaries too (this fixture's insights cite no documents: 0).
+    assert main(["score", "lic", "--only-missing", "--judge", "grader"]) == 0
+    judged = capsys.readouterr().out
+    assert "summary          2 scored, mean 0.000" in judged
+    assert "needs judge" not in judged
+
 
 def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) -> None:
     make_items(tmp_path, databases=True)
