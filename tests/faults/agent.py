@@ -95,11 +95,15 @@ class Visit:
     Args:
         server: The server it talks to.
         query_params: The URL's query (``{"t": [token]}``).
+        timeout: Seconds one request may take.
+        cookies: Cookies the tab sends (a staff sign-in).
     """
 
-    def __init__(self, server: AppServer, query_params: dict[str, list[str]], timeout: float = 90) -> None:
+    def __init__(
+        self, server: AppServer, query_params: dict[str, list[str]], timeout: float = 90, cookies: dict[str, str] | None = None
+    ) -> None:
         self.server = server
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, cookies=cookies)
         self.session_id: str | None = None
         self.page: dict[str, Any] = {}
         self.post({"query_params": query_params})
