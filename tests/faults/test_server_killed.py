@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from lab.db import make_engine, migrate
@@ -26,11 +27,20 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(80))
 SHORT_REPLY = "Thanks, noted."
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
-    """A migrated SQLite database file the servers and the test share."""
-    url = f"sqlite:///{tmp_path / 'lab.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    """A migrated database the servers and the test share: a SQLite file, or the emptied test Postgres."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lab.db'}"
+    else:
+        url = os.environ.get("TEST_DATABASE_URL") or ""
+        if not url:
+            pytest.skip("TEST_DATABASE_URL is not set")
     engine = make_engine(url)
+    if request.param == "postgres":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     migrate(engine)
     yield url, engine
     engine.dispose()
