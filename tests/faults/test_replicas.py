@@ -40,7 +40,8 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServ
         conn.execute(text("CREATE SCHEMA public"))
     migrate(engine)
     with Session(engine) as s, s.begin():
-        create_account(s, "experimenter1", "experimenter", PASSWORD)
+        for name in ("experimenter1", "guessed-on-one", "guessed-on-both"):
+            create_account(s, name, "experimenter", PASSWORD)
     a = AppServer(tmp_path_factory.mktemp("replica-a"), url, SECRET)
     b = AppServer(tmp_path_factory.mktemp("replica-b"), url, SECRET)
     try:
@@ -102,21 +103,45 @@ def test_a_participant_who_started_on_one_server_continues_on_the_other(
     ]
 
 
-def sign_in(server: AppServer) -> str:
-    """Sign in on ``server`` as the browser does (form, CSRF cookie, same Origin); the staff cookie."""
+def try_sign_in(server: AppServer, username: str, password: str) -> str | None:
+    """Sign in on ``server`` as the browser does (form, CSRF cookie, same Origin); the staff cookie, or None when refused."""
     with httpx.Client(base_url=server.url, follow_redirects=False) as client:
         client.get("/auth/login")
         token = client.cookies.get(auth.CSRF_COOKIE)
         assert token
         response = client.post(
             "/auth/login",
-            data={"csrf": token, "next": "/", "username": "experimenter1", "password": PASSWORD},
+            data={"csrf": token, "next": "/", "username": username, "password": password},
             headers={"Origin": server.url},
         )
         assert response.status_code == 303, response.text
-        cookie = client.cookies.get(auth.COOKIE)
-        assert cookie
-        return cookie
+        return client.cookies.get(auth.COOKIE)
+
+
+def sign_in(server: AppServer) -> str:
+    """A staff cookie for ``experimenter1`` from ``server``."""
+    cookie = try_sign_in(server, "experimenter1", PASSWORD)
+    assert cookie
+    return cookie
+
+
+def test_failed_sign_ins_pause_the_account_on_the_server_that_counted_them(replicas: tuple[AppServer, AppServer, Engine]) -> None:
+    a, _b, _engine = replicas
+    for _ in range(5):
+        assert try_sign_in(a, "guessed-on-one", "a wrong guess") is None
+    assert try_sign_in(a, "guessed-on-one", PASSWORD) is None, "the right password must wait after five failures"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="failed sign-ins are counted in each app process's memory (lab/auth.py LoginLimits), "
+    "so a guesser who spreads attempts over replicas gets the limit once per replica",
+)
+def test_failed_sign_ins_are_counted_across_servers(replicas: tuple[AppServer, AppServer, Engine]) -> None:
+    a, b, _engine = replicas
+    for server in (a, b, a, b, a):
+        assert try_sign_in(server, "guessed-on-both", "a wrong guess") is None
+    assert try_sign_in(b, "guessed-on-both", PASSWORD) is None, "five failures over two replicas must pause the account"
 
 
 def test_a_staff_sign_in_on_one_server_is_accepted_by_the_other(replicas: tuple[AppServer, AppServer, Engine]) -> None:
