@@ -113,12 +113,28 @@ def cmd_study_list(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from .items import IMPORTERS, write_items
 
-    report = IMPORTERS[args.dataset](args.path)
+    options = {}
+    if getattr(args, "spider_databases", None):
+        if args.dataset != "lost-in-conversation":
+            raise CommandError("--spider-databases applies to lost-in-conversation only")
+        options["spider_databases"] = args.spider_databases
+    report = IMPORTERS[args.dataset](args.path, **options)
     n = write_items(report.items, args.out)
     for line in report.skipped[:20]:
         print(f"skipped {line}", file=sys.stderr)
     if len(report.skipped) > 20:
         print(f"… and {len(report.skipped) - 20} more skipped", file=sys.stderr)
+    for line in report.notes[:20]:
+        print(f"note {line}", file=sys.stderr)
+    if len(report.notes) > 20:
+        print(f"… and {len(report.notes) - 20} more notes", file=sys.stderr)
+    unscorable = sum(1 for item in report.items if "needs-database" in item.tags)
+    if unscorable:
+        print(
+            f"note: {unscorable} database item(s) have no Spider database and are tagged needs-database: their answers will"
+            " not be scored (import with --spider-databases DIR to score them)",
+            file=sys.stderr,
+        )
     print(f"wrote {n} items to {args.out}" + (f" ({report.summary()})" if hasattr(report, "summary") else ""))
 
 
@@ -142,6 +158,31 @@ def cmd_judge(args: argparse.Namespace) -> None:
 
     r = judge_study(_engine(), args.slug, args.model, redo=args.redo)
     print(f"{r.judge}: labelled {r.labelled} of {r.turns} replies" + (f"; {r.failed} could not be labelled" if r.failed else ""))
+
+
+# --- task scores (lab.scoring) ---------------------------------------------------------
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    """Score the last answer attempt of every conversation of a study with the current evaluators."""
+    from .scoring import score_study
+
+    r = score_study(_engine(), args.slug, only_missing=args.only_missing, judge=args.judge)
+    skipped = f" ({r.skipped} already scored by the current evaluators)" if r.skipped else ""
+    print(f"scored {r.scored} of {r.conversations} conversations{skipped}")
+    for family, values in sorted(r.by_family.items()):
+        print(f"  {family:<12} {len(values):>5} scored, mean {sum(values) / len(values):.3f}")
+    for reason, n in r.not_scored.most_common():
+        print(f"  not scored: {n} {reason}")
+
+
+def register_score(sub: Any) -> None:
+    """Add ``score`` to the command parser."""
+    sp = sub.add_parser("score", help="score every conversation's last answer attempt (again, after an evaluator changes)")
+    sp.add_argument("slug")
+    sp.add_argument("--only-missing", action="store_true", help="leave conversations already scored by the current evaluators")
+    sp.add_argument("--judge", metavar="MODEL", help="judge model for summaries (default: the spec's judge model)")
+    sp.set_defaults(func=cmd_score)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber"])
     sp.add_argument("path")
     sp.add_argument("--out", required=True, help="item file to write")
+    sp.add_argument(
+        "--spider-databases",
+        metavar="DIR",
+        help="lost-in-conversation: the Spider databases folder (DIR/<db_id>/<db_id>.sqlite), to score database answers",
+    )
     sp.set_defaults(func=cmd_import)
 
     user = sub.add_parser("user", help="staff accounts")
@@ -188,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)
+    register_score(sub)
     return p
 
 

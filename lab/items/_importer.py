@@ -204,8 +204,9 @@ def text_field(record: dict[str, Any], name: str, *, required: bool = True) -> s
     return value or None
 
 
-Importer = Callable[[str | Path], ImportReport]
-"""An importer: reads one dataset file and returns what it made of it."""
+Importer = Callable[..., ImportReport]
+"""An importer: reads one dataset file (its path first, then importer options such as the
+Lost in Conversation ``spider_databases``) and returns what it made of it."""
 
 IMPORTERS: dict[str, Importer] = {}
 """Importers by dataset name (``lost-in-conversation``, ``falseqa``, ``clamber``)."""

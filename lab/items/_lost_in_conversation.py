@@ -23,6 +23,11 @@ the record is task-specific gold data. Each record becomes one
   written from the record's document, documents, or highlighted table.
 - math: ``answer`` is ``Answer(type="number", value=<the number after '####'>)``.
 - translation, summary and data2text are ``ordered`` (shards are revealed in order).
+- database: with ``spider_databases`` (the Spider ``database`` folder, or the Spider folder
+  holding it), ``gold["database_path"]`` is the item's database folder
+  (``<dir>/<db_id>``), where the scorer finds its ``.sqlite`` files. Without it, or when that
+  folder is missing (a note says so), the item is tagged ``needs-database`` and its answers
+  are marked "needs database" rather than scored.
 
 Two tasks carry no usable shard text and are written the way the Lost in Conversation
 code builds its turns. Summary shards have an empty ``shard`` and list ``doc_idxs`` (values
@@ -39,7 +44,6 @@ of the translation file end with one); a blank opening shard leaves the record o
 from __future__ import annotations
 
 import json
-
 import re
 from pathlib import Path
 from typing import Any
@@ -53,12 +57,18 @@ _STRUCTURAL = ("task_id", "task", "shards")
 _GSM8K_NUMBER = re.compile(r"^[-+]?\$?\d[\d,]*(\.\d+)?$")
 
 
+NEEDS_DATABASE = "needs-database"
+"""Tag of a database item imported without its Spider database."""
+
+
 @importer("lost-in-conversation")
-def import_lost_in_conversation(path: str | Path) -> ImportReport:
+def import_lost_in_conversation(path: str | Path, spider_databases: str | Path | None = None) -> ImportReport:
     """Import a Lost in Conversation JSON file (sharded instructions or translation).
 
     Args:
         path: A JSON list of Lost in Conversation records.
+        spider_databases: The Spider databases folder (``<db_id>/<db_id>.sqlite`` inside),
+            recorded per database item so that its answers can be executed.
 
     Returns:
         One :class:`~lab.items.ShardedItem` per usable record; bad records are listed
@@ -71,6 +81,9 @@ def import_lost_in_conversation(path: str | Path) -> ImportReport:
     data = read_json(path)
     if not isinstance(data, list):
         raise ItemError(str(path), f"expected a JSON list of records, got a JSON {type_name(data)}")
+    databases = Path(spider_databases) if spider_databases is not None else None
+    if databases is not None and not databases.is_dir():
+        raise ItemError(str(databases), "the Spider databases folder does not exist")
     report = ImportReport(dataset="lost-in-conversation", source=str(path))
     for number, record in enumerate(data, start=1):
         try:
@@ -78,8 +91,31 @@ def import_lost_in_conversation(path: str | Path) -> ImportReport:
         except RecordError as e:
             report.skip(number, str(e))
             continue
+        if item.source.task == "database":
+            item, note = _with_database(item, databases)
+            notes = [*notes, note] if note else notes
         report.add(number, [item], notes)
     return report.finish()
+
+
+def _database_folder(databases: Path, db_id: str) -> Path | None:
+    """The folder of one Spider database under ``databases`` (or under its ``database`` folder)."""
+    for folder in (databases / db_id, databases / "database" / db_id):
+        if folder.is_dir() and any(".sqlite" in p.name for p in folder.iterdir()):
+            return folder.resolve()
+    return None
+
+
+def _with_database(item: ShardedItem, databases: Path | None) -> tuple[ShardedItem, str | None]:
+    """The item with its database folder recorded, or tagged ``needs-database`` and a note why."""
+    db_id = item.gold.get("db_id")
+    folder = _database_folder(databases, str(db_id)) if databases is not None and db_id else None
+    if folder is not None:
+        return item.model_copy(update={"gold": item.gold | {"database_path": str(folder)}}), None
+    tagged = item.model_copy(update={"tags": [*item.tags, NEEDS_DATABASE]})
+    if databases is None:
+        return tagged, None
+    return tagged, f"database '{db_id}': needs database (no {db_id}/*.sqlite in {databases})"
 
 
 def _item_from_record(record: Any) -> tuple[ShardedItem, list[str]]:

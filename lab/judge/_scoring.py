@@ -1,12 +1,19 @@
-"""Task scoring: is an answer attempt right, by the item's ``answer`` rule?"""
+"""Task scoring: is an answer attempt right, by the item's ``answer`` rule or its task's evaluator?
+
+Lost in Conversation items are scored the way the task's authors score them
+(:mod:`lab.scoring`). :func:`score` runs in the transaction that stores a reply, so it
+scores there only what is cheap (math, actions, BLEU); code, database and summary items are
+marked ``deferred`` and scored once the reply is stored (:func:`lab.scoring.settle` during a
+simulation, ``python -m lab score SLUG`` in batch).
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._judgement import ASKING_CODES, STRATEGY_CODES
 from ._text import BOXED, HASH_ANSWER, final_number, format_number, parse_number, read_reply
@@ -16,6 +23,10 @@ if TYPE_CHECKING:
 
 NEEDS_JUDGE = "needs a human or LLM judge"
 """Reason given for answers that rules cannot score (``answer.type == "none"``)."""
+
+DEFERRED = "scored after the reply is stored"
+"""Reason given for code, database and summary replies, whose evaluators run code, query a
+database or call a judge model (``python -m lab score SLUG``, or the simulation itself)."""
 
 _ANSWER_TEXT = re.compile(r"\banswer\s*(?:is|:|=)\s*(.+)", re.I)
 _BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
@@ -41,6 +52,19 @@ class Score:
 
     reason: str
     """One sentence saying why."""
+
+    evaluator: str = "lab-answer-rules"
+    """Which evaluator scored (``lic-code``, ``lic-actions-bfcl-ast``, … or the lab's answer rules)."""
+
+    version: str = "1"
+    """The evaluator's version."""
+
+    status: str = "scored"
+    """``scored``, ``deferred`` (scored once the reply is stored), ``needs_database``,
+    ``needs_judge``, ``not_scorable`` or ``error``."""
+
+    details: dict[str, Any] = field(default_factory=dict)
+    """Evaluator-specific facts (BLEU, the parsed calls…)."""
 
 
 @dataclass
@@ -123,7 +147,7 @@ def score_answer(answer: Answer, reply: str) -> Score:
     - ``none``: not scorable.
     """
     if answer.type == "none":
-        return Score(None, False, None, "none", NEEDS_JUDGE)
+        return Score(None, False, None, "none", NEEDS_JUDGE, status="not_scorable")
     golds = [g for g in [answer.value, *answer.accept] if g]
     if answer.type == "number":
         return _score_number(golds, reply)
@@ -155,7 +179,7 @@ def _score_number(golds: list[str], reply: str) -> Score:
     for g in golds:
         value = parse_number(g)
         if value is None:
-            return Score(None, False, None, "number", f"The gold answer '{g}' is not a number.")
+            return Score(None, False, None, "number", f"The gold answer '{g}' is not a number.", status="not_scorable")
         values.append(value)
     number, how = final_number(reply)
     if number is None:
@@ -170,21 +194,41 @@ def _score_number(golds: list[str], reply: str) -> Score:
 def score(item: Item, reply: str) -> Score:
     """Score an answer attempt against the item's gold answer.
 
-    Sharded, clarification and open items are scored by their ``answer`` rule (see
-    :func:`score_answer`). Presupposition items are labelled on layer P instead; their
+    Lost in Conversation items are scored by their task's evaluator (:mod:`lab.scoring`):
+    actions, data2text and translation here and now; code, database and summary are
+    returned unscored with status ``deferred`` (their evaluators run code, query a database
+    or call a judge model, which must not happen while a reply is being stored). Math and
+    every other sharded, clarification and open item are scored by their ``answer`` rule
+    (see :func:`score_answer`). Presupposition items are labelled on layer P instead; their
     knowledge probe is scored by :func:`score_probe`.
     """
     if item.kind == "presupposition":
         return Score(
-            None, False, None, "none", "Presupposition items are labelled on layer P; score the knowledge probe with score_probe."
+            None,
+            False,
+            None,
+            "none",
+            "Presupposition items are labelled on layer P; score the knowledge probe with score_probe.",
+            status="not_scorable",
         )
+    from lab.scoring import DEFERRED as DEFERRED_FAMILIES
+    from lab.scoring import evaluator_of, family_of, quick
+
+    family = family_of(item)
+    if family in DEFERRED_FAMILIES:
+        evaluator, version = evaluator_of(family)
+        return Score(None, False, None, family, DEFERRED, evaluator, version, "deferred")
+    if family in ("actions", "data2text", "translation"):
+        ev = quick(item, reply)
+        assert ev is not None
+        return Score(ev.value, ev.scored, ev.extracted, family, ev.reason, ev.evaluator, ev.version, ev.status, ev.details)
     return score_answer(item.answer, reply)
 
 
 def score_probe(item: PresuppositionItem, reply: str) -> Score:
     """Score the reply to an item's direct knowledge probe (did the model know the fact?)."""
     if item.probe is None:
-        return Score(None, False, None, "none", f"Item '{item.id}' has no knowledge probe.")
+        return Score(None, False, None, "none", f"Item '{item.id}' has no knowledge probe.", status="not_scorable")
     return score_answer(item.probe.answer, reply)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..dialogue import item_shards
 from ..items import parse_item
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
+from ..scoring import FamilyScores, family_scores, format_family_scores
 from ..spec import study_from_normalized
 from ._checks import DRIFT_KINDS, Drift, check_message
 from ._consistency import CONSISTENCY_EVENT
@@ -77,6 +78,8 @@ class RunReport:
     line_to_line: float | None = None
     """Share of judged simulator lines consistent with its own earlier lines."""
     judge_model: str | None = None
+    families: list[FamilyScores] = field(default_factory=list)
+    """Mean task score per task family, and the conversations not scored with their reasons."""
 
     def format(self, examples: int = 5) -> str:
         """The report as text for the terminal."""
@@ -100,6 +103,7 @@ class RunReport:
                     f"{a.condition:<{width}}  {a.model:<{mwidth}}  {a.conversations:>5}  {a.ended:>5}  "
                     f"{a.user_turns:>5}  {a.scored:>6}  {mean:>10}"
                 )
+        lines += format_family_scores(self.families)
         if not self.drift:
             lines.append(f"drift: none in {self.lines_checked} simulator lines")
         else:
@@ -247,6 +251,8 @@ def run_report(s: Session, run_id: str) -> RunReport:
             arm.mean_score = ((arm.mean_score or 0.0) * arm.scored + chat.score) / (arm.scored + 1)
             arm.scored += 1
     report.arms = sorted(arms.values(), key=lambda a: (list(d.spec.conditions).index(a.condition), a.model))
+    parsed = {key: parse_item(row.payload, row.key) for key, row in items.items()}
+    report.families = family_scores(s.connection(), [(c.id, c.score, parsed[c.item_id]) for c in chats])
     report.drifted_conversations = len(drifted_sessions)
 
     p2l: list[bool] = []

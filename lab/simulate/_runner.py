@@ -38,6 +38,7 @@ from ..items import PresuppositionItem
 from ..judge import RuleJudge, score
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
+from ..scoring import settle
 from ._checks import check_message
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
 from ._grid import Cell, RunPlan, Unit
@@ -489,6 +490,9 @@ class Runner:
                     continue
                 errors = 0
                 continue
+            # Code, database and summary attempts are scored here, off the event loop, so that
+            # ending() sees their score as it sees a math answer's.
+            await settle(conv, self.judge)
             outcome = ending(conv)
             if outcome is not None:
                 await self._finish(conv, outcome, last)

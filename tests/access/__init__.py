@@ -1,0 +1,1 @@
+"""Access tests: links, staff cookies, the sign-in form and secrets, attacked from outside."""

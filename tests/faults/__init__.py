@@ -1,0 +1,1 @@
+"""Fault tests: failing models, interrupted migrations, a locked database, killed servers, several replicas."""
