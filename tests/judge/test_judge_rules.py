@@ -10,6 +10,7 @@ import pytest
 from lab.items import Answer, ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, Source
 from lab.judge import (
     PRESUPPOSITION_RULES,
+    RULES_VERSION,
     RULES,
     Judge,
     Judgement,
@@ -237,9 +238,9 @@ def test_every_rule_is_exercised_and_documented() -> None:
     exercised = {c[0] for c in CATEGORY_CASES} | {c[0] for c in QUESTION_CASES}
     assert exercised == set(RULES), f"rules without a test: {set(RULES) - exercised}"
     doc = (Path(__file__).resolve().parents[2] / "lab" / "judge" / "RULES.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"`([SAQXP]-[a-z-]+)`", doc))
+    documented = set(re.findall(r"`([SAQXPGR]-[a-z-]+)`", doc))
     assert documented == set(RULES) | set(PRESUPPOSITION_RULES)
-    assert len(doc.splitlines()) <= 40
+    assert len(doc.splitlines()) <= 100, "RULES.md stays a one-page reference"
 
 
 def test_task_of_items() -> None:
@@ -286,7 +287,7 @@ def test_get_judge() -> None:
     judge = get_judge("openai/gpt-4o-mini")
     assert isinstance(judge, LLMJudge) and judge.model == "openai/gpt-4o-mini"
     assert isinstance(judge, Judge) and isinstance(RuleJudge(), Judge)
-    assert (RuleJudge.name, RuleJudge.version, RuleJudge.model) == ("rules", "rules-1", None)
+    assert (RuleJudge.name, RuleJudge.version, RuleJudge.model) == ("rules", RULES_VERSION, None)
 
 
 def test_rule_judge_is_deterministic() -> None:
