@@ -137,13 +137,6 @@ def cmd_user_add(args: argparse.Namespace) -> None:
         print(f"account '{account.username}' ({account.role}) created")
 
 
-def cmd_judge(args: argparse.Namespace) -> None:
-    from .labels import judge_study
-
-    r = judge_study(_engine(), args.slug, args.model, redo=args.redo)
-    print(f"{r.judge}: labelled {r.labelled} of {r.turns} replies" + (f"; {r.failed} could not be labelled" if r.failed else ""))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (exposed for the docs test)."""
     p = argparse.ArgumentParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
@@ -184,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_user_add)
 
     from . import links, simulate, terminal
+    from .judge import _cli as judge_cli
 
+    judge_cli.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._judgement import RULES_VERSION, Judgement
+from ._grounding import classify_grounding
 from ._presupposition import classify_presupposition
 from ._text import (
     CodeBlock,
@@ -418,3 +419,7 @@ class RuleJudge:
     def classify_presupposition(self, item: PresuppositionItem, reply: str, control: bool) -> Judgement:
         """Label how a reply handles the item's false presupposition (layer P, by rules)."""
         return classify_presupposition(item, reply, control)
+
+    def classify_grounding(self, turn: str, *, speaker: str = "assistant", previous: str = "") -> Judgement:
+        """Label a turn's grounding acts (layer G, by rules; see :func:`lab.judge.classify_grounding`)."""
+        return classify_grounding(turn, speaker=speaker, previous=previous)
