@@ -34,14 +34,25 @@ SHORT_ACK_WORDS = 12
 """'Sure' and 'right' acknowledge only in a short turn; longer, they open an answer or a request."""
 
 
+CODE_MAX_CHARS = 32
+"""Length of ``label.code``; the five acts together need 34 characters."""
+
+
 def join_codes(codes: Iterable[str]) -> str:
-    """One label code for a set of acts: codebook order, joined by ``+`` (``NONE`` only alone)."""
+    """One label code for a set of acts: codebook order, joined by ``+`` (``NONE`` only alone).
+
+    A turn carrying all five acts keeps four: ``ACK`` is left out, since the label column
+    holds :data:`CODE_MAX_CHARS` characters and the other four say more.
+    """
     wanted = set(codes)
     unknown = wanted - set(GROUNDING_CODES)
     if unknown:
         raise ValueError(f"unknown grounding code(s): {', '.join(sorted(unknown))}")
     acts = [c for c in GROUNDING_CODES if c in wanted and c != "NONE"]
-    return "+".join(acts) if acts else "NONE"
+    joined = "+".join(acts)
+    if len(joined) > CODE_MAX_CHARS:
+        joined = "+".join(a for a in acts if a != "ACK")
+    return joined or "NONE"
 
 
 def split_codes(code: str) -> list[str]:
@@ -142,8 +153,9 @@ _NUMBER_TOKEN = re.compile(r"\$?\d+(?:[.:,]\d+)*")
 
 
 def _questions(turn: str) -> list[str]:
+    """Questions put to the other speaker; offers ("Would you like the plural too?") ground nothing."""
     reading = read_reply(turn)
-    return [s.text for s in reading.sentences if s.counted]
+    return [s.text for s in reading.sentences if s.counted and s.kind != "offer"]
 
 
 def _first_clause(turn: str) -> str:
@@ -157,8 +169,11 @@ def _first_clause(turn: str) -> str:
 
 def _displays(turn: str, previous: str) -> bool:
     clause = _first_clause(turn)
-    if not clause or clause.endswith("?") or _PERSON.search(clause):
+    if not clause or _PERSON.search(clause):
         return False
+    after = turn[turn.find(clause) + len(clause) :].lstrip(" *_\"'")
+    if after.startswith("?"):
+        return False  # "Which report?" asks; it does not display
     words = re.findall(r"[\w$'.:-]+", clause)
     if not words or len(words) > DISPLAY_MAX_WORDS:
         return False
