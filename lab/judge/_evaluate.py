@@ -230,7 +230,8 @@ def falseqa_rebuttals(path: Path, *, held_out: bool) -> EvalSet:
     """FalseQA's human rebuttals as replies to their own loaded questions.
 
     Each rebuttal of a false-premise question is one case; the item's correction list is
-    the question's *other* rebuttals (a rebuttal is never compared with itself). Every
+    the question's *other* rebuttals (a rebuttal is never compared with itself, nor with a
+    copy of itself that the dataset lists twice). Every
     rebuttal rejects the premise, so ``REJECT`` and ``REJECT_CORRECT`` are both correct.
 
     Args:
@@ -248,7 +249,8 @@ def falseqa_rebuttals(path: Path, *, held_out: bool) -> EvalSet:
         if not _half(pair, held_out):
             continue
         for i, rebuttal in enumerate(item.correction):
-            others = [c for j, c in enumerate(item.correction) if j != i]
+            # A rebuttal listed twice must not be its own correction.
+            others = [c for c in item.correction if c.strip().lower() != rebuttal.strip().lower()]
             as_reply = item.model_copy(update={"correction": others})
             cases.append(Case(f"{item.id}/{i + 1}", rebuttal, "rebuttal", frozenset({"REJECT", "REJECT_CORRECT"}), as_reply))
     split: Split = "published-held-out" if held_out else "published-development"
