@@ -190,9 +190,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .accounts import AccountError
+    from .dialogue import ConversationOver, MessageRejected
     from .items import ItemError
     from .spec import SpecError
-    from .dialogue import ConversationOver, MessageRejected
     from .studies import StudyError
 
     errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]

@@ -1,5 +1,6 @@
-"""Automatic judges: turn categories (S), presupposition handling (P), grounding acts (G),
-repair-sequence candidates (R) and task scores.
+"""Automatic judges: turn categories, presupposition handling, grounding acts, repairs and scores.
+
+Layers S, P and G are labelled per turn; layer R gets repair-sequence candidates.
 
 The offline default is :class:`RuleJudge`, a documented rule set (``lab/judge/RULES.md``);
 :class:`LLMJudge` asks a model named by the study. Judges are pure: they return
@@ -11,7 +12,7 @@ pre-annotation, not ground truth.
 """
 
 from ._batch import DEFAULT_LAYERS, LAYERS, RelabelRun, relabel_study, resolve_judge
-from ._evaluate import Evaluation, EvalSet, default_sets, evaluate, format_evaluation
+from ._evaluate import EvalSet, Evaluation, default_sets, evaluate, format_evaluation
 from ._grounding import (
     GROUNDING_CODES,
     GROUNDING_RULES,
@@ -34,8 +35,8 @@ from ._judgement import (
     premature,
 )
 from ._llm_judge import LLM_GROUNDING_PROMPT_VERSION, LLM_JUDGE_PROMPT_VERSION, LLMJudge, parse_json_object
-from ._repair import REPAIR_RULES, REPAIR_VERSION, RepairCandidate, TurnText, find_repairs
 from ._presupposition import CORRECTION_OVERLAP, PRESUPPOSITION_RULES, classify_presupposition
+from ._repair import REPAIR_RULES, REPAIR_VERSION, RepairCandidate, TurnText, find_repairs
 from ._rules import CLARIFICATION_MAX_WORDS, RULES, RuleJudge, classify_turn, task_of
 from ._scoring import (
     NEEDS_JUDGE,

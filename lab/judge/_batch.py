@@ -143,9 +143,7 @@ def relabel_study(
         item = parse_item(payload, key)
         with Session(engine) as s, s.begin():
             turns = s.execute(
-                select(Turn.id, Turn.role, Turn.content, Turn.error)
-                .where(Turn.session_id == session_id)
-                .order_by(Turn.index)
+                select(Turn.id, Turn.role, Turn.content, Turn.error).where(Turn.session_id == session_id).order_by(Turn.index)
             ).all()
             talk = [t for t in turns if t.role in ("user", "assistant") and t.error is None]
             existing = _labelled(s, Label, [t.id for t in talk], annotator, versions) if only_missing else set()
@@ -154,10 +152,10 @@ def relabel_study(
             for t in talk:
                 units: list[tuple[str, Callable[[], Judgement]]] = []
                 if t.role == "assistant" and "S" in wanted:
-                    units.append(("S", lambda t=t: judge.classify(t.content, item=item)))
+                    units.append(("S", lambda t=t, it=item: judge.classify(t.content, item=it)))
                 if t.role == "assistant" and "P" in wanted and isinstance(item, PresuppositionItem):
                     control = presupposition == "control"
-                    units.append(("P", lambda t=t, c=control: judge.classify_presupposition(item, t.content, c)))
+                    units.append(("P", lambda t=t, c=control, it=item: judge.classify_presupposition(it, t.content, c)))
                 if "G" in wanted:
                     before = previous if last_role and last_role != t.role else ""
                     units.append(("G", lambda t=t, b=before: judge.classify_grounding(t.content, speaker=t.role, previous=b)))
@@ -244,5 +242,12 @@ def _store_candidate(s: Session, session_id: int, c: RepairCandidate, add_label:
         "outcome": c.outcome,
     }
     add_label(
-        s, c.initiation_turn_id, "auto:rules", "R", c.initiation, confidence=c.confidence, meta=meta, target_turn_id=c.trouble_turn_id
+        s,
+        c.initiation_turn_id,
+        "auto:rules",
+        "R",
+        c.initiation,
+        confidence=c.confidence,
+        meta=meta,
+        target_turn_id=c.trouble_turn_id,
     )

@@ -39,7 +39,12 @@ def cmd_relabel(args: argparse.Namespace) -> None:
 
     layers = tuple(args.layer or DEFAULT_LAYERS)
     run = relabel_study(
-        get_engine(), args.target, args.model, layers=layers, only_missing=args.only_missing, progress=_progress_printer(args.target)
+        get_engine(),
+        args.target,
+        args.model,
+        layers=layers,
+        only_missing=args.only_missing,
+        progress=_progress_printer(args.target),
     )
     parts = [f"{run.labelled} labels written"]
     if run.abstained:
@@ -50,7 +55,10 @@ def cmd_relabel(args: argparse.Namespace) -> None:
         parts.append(f"{run.sequences} repair-sequence candidates")
     if run.failed:
         parts.append(f"{run.failed} could not be labelled")
-    print(f"{run.annotator} on {args.target} (layers {', '.join(run.layers)}, {run.conversations} conversations): " + "; ".join(parts))
+    print(
+        f"{run.annotator} on {args.target} (layers {', '.join(run.layers)}, {run.conversations} conversations): "
+        + "; ".join(parts)
+    )
     for error in run.errors:
         print(f"  {error}", file=sys.stderr)
 
@@ -107,7 +115,9 @@ def register(sub: Any) -> None:
     )
     sp.add_argument("target", metavar="SLUG|evaluate", help="a study's slug, or `evaluate`")
     sp.add_argument(
-        "--model", metavar="M", help="judge model: a model id of the spec or a litellm string (default: the spec's judge, else rules)"
+        "--model",
+        metavar="M",
+        help="judge model: a model id of the spec or a litellm string (default: the spec's judge, else rules)",
     )
     sp.add_argument(
         "--layer",

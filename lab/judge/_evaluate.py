@@ -147,7 +147,7 @@ class Evaluation:
     @property
     def answered_accuracy(self) -> float | None:
         """Share of the labelled (not abstained, not failed) cases labelled acceptably."""
-        answered = [c for c, p in zip(self.correct, self.predicted) if p not in (ABSTAIN, ERROR)]
+        answered = [c for c, p in zip(self.correct, self.predicted, strict=True) if p not in (ABSTAIN, ERROR)]
         return sum(answered) / len(answered) if answered else None
 
     def share(self, codes: Iterable[str]) -> float:
@@ -158,7 +158,7 @@ class Evaluation:
     def confusion(self) -> dict[str, Counter[str]]:
         """Gold label → counts of the judge's codes."""
         matrix: dict[str, Counter[str]] = {}
-        for case, p in zip(self.set.cases, self.predicted):
+        for case, p in zip(self.set.cases, self.predicted, strict=True):
             matrix.setdefault(case.expected, Counter())[p] += 1
         return matrix
 
@@ -188,8 +188,7 @@ def item_for_task(task: str | None) -> Item | None:
 def labelled_strategy(path: Path, name: str, split: Split) -> EvalSet:
     """Layer-S replies labelled by hand: ``{id, task, expected, reason, reply}`` per line."""
     cases = [
-        Case(r["id"], r["reply"], r["expected"], frozenset({r["expected"]}), item_for_task(r.get("task")))
-        for r in _jsonl(path)
+        Case(r["id"], r["reply"], r["expected"], frozenset({r["expected"]}), item_for_task(r.get("task"))) for r in _jsonl(path)
     ]
     return EvalSet(name, "S", split, cases, f"{path.name}: assistant replies labelled by the codebook")
 
@@ -359,7 +358,7 @@ def evaluate(judge: Any, evalset: EvalSet, annotator: str | None = None) -> Eval
         Predictions, correctness and per-code figures.
     """
     predicted = [_label(judge_case(judge, evalset.layer, case)) for case in evalset.cases]
-    correct = [p in case.accept for p, case in zip(predicted, evalset.cases)]
+    correct = [p in case.accept for p, case in zip(predicted, evalset.cases, strict=True)]
     name = annotator or (f"auto:{judge.name}:{judge.model}" if getattr(judge, "model", None) else f"auto:{judge.name}")
     ev = Evaluation(evalset, name, predicted, correct)
     ev.per_code = _per_code(ev)

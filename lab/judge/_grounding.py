@@ -87,8 +87,7 @@ _RULE_LIST = [
     ),
     GroundingRule(
         "G-clarify-meaning",
-        "a question about what was meant ('what do you mean', 'did you mean', 'which one', 'huh?', "
-        "'I didn't follow')",
+        "a question about what was meant ('what do you mean', 'did you mean', 'which one', 'huh?', 'I didn't follow')",
         "CLARIFY",
         0.75,
     ),

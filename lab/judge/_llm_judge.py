@@ -217,9 +217,8 @@ class LLMJudge:
         raw_list = raw if isinstance(raw, list) else [raw]
         codes = [_normalize_code(r, GROUNDING_CODES) for r in raw_list]
         if not codes or any(c is None for c in codes):
-            return self._error(
-                "G", f"The judge model answered codes {raw!r}, not a list of {', '.join(GROUNDING_CODES)}.", text, self.grounding_version
-            )
+            error = f"The judge model answered codes {raw!r}, not a list of {', '.join(GROUNDING_CODES)}."
+            return self._error("G", error, text, self.grounding_version)
         reason = data.get("reason")
         j = self._judgement("G", join_codes(c for c in codes if c), reason.strip() if isinstance(reason, str) else "")
         j.version = self.grounding_version

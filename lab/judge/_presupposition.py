@@ -154,8 +154,8 @@ _RULE_LIST = [
     ),
     PresuppositionRule(
         "P-frame-restates",
-        f"(evidence) a sentence without negation, contrast or restriction holding at least {FRAME_OVERLAP:.0%} (and at least two) of the "
-        "premise's content words: it states the premise as true",
+        f"(evidence) a sentence without negation, contrast or restriction holding at least {FRAME_OVERLAP:.0%} "
+        "(and at least two) of the premise's content words: it states the premise as true",
         "(frame)",
         0.0,
     ),

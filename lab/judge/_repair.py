@@ -164,7 +164,11 @@ def find_repairs(turns: Sequence[TurnText]) -> list[RepairCandidate]:
             trouble = talk[i - 2].id if i >= 2 and talk[i - 2].role == "user" else None
             outcome = None
             if after is not None:
-                outcome = "unresolved" if later is not None and later.role == "user" and _TPR.search(later.content.strip()) else "resolved"
+                outcome = (
+                    "unresolved"
+                    if later is not None and later.role == "user" and _TPR.search(later.content.strip())
+                    else "resolved"
+                )
             found.append(_candidate("R-tpr", turn.role, trouble, turn.id, turn.id, outcome))
             continue
         if before is not None and before.role == other:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._judgement import RULES_VERSION, Judgement
 from ._grounding import classify_grounding
+from ._judgement import RULES_VERSION, Judgement
 from ._presupposition import classify_presupposition
 from ._text import (
     CodeBlock,

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from test_dialogue import conversation
 
 from lab.cli import main
 from lab.judge import ABSTAIN, GROUNDING_VERSION, REPAIR_VERSION, RULES_VERSION, relabel_study
 from lab.labels import add_label, current_labels
 from lab.llm import scripted
 from lab.schema import Label, RepairSequence, Turn
-from test_dialogue import conversation
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 

@@ -95,7 +95,10 @@ def test_precision_recall_abstention_and_confusion() -> None:
     assert (figures["refuse"].support, figures["refuse"].predicted) == (3, 2)
     assert (figures["refuse"].precision, figures["refuse"].recall, figures["refuse"].abstained) == (0.5, 1 / 3, 1 / 3)
     assert (figures["hedge"].precision, figures["hedge"].recall, figures["hedge"].abstained) == (0.5, 0.5, 0.0)
-    assert ev.confusion() == {"refuse": Counter({"refuse": 1, ABSTAIN: 1, "hedge": 1}), "hedge": Counter({"hedge": 1, "refuse": 1})}
+    assert ev.confusion() == {
+        "refuse": Counter({"refuse": 1, ABSTAIN: 1, "hedge": 1}),
+        "hedge": Counter({"hedge": 1, "refuse": 1}),
+    }
     text = format_evaluation(ev)
     assert "abstained 20.0%" in text and "confusion (rows gold, columns judge)" in text
     assert target_lines(ev) == []  # targets apply to published text only

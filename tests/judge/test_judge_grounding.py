@@ -21,14 +21,28 @@ from lab.judge import (
 CASES = [
     ("ack-okay", "user", "Your table is booked for 8 pm.", "Okay, thanks!", "ACK", ["G-ack"]),
     ("ack-sure-short", "assistant", "Please answer in French.", "Sure, will do.", "ACK", ["G-ack"]),
-    ("sure-long-is-no-ack", "assistant", "Write a poem.", "Sure! Here is a short poem about the sea and the wind at night.", "NONE", ["G-none"]),
+    (
+        "sure-long-is-no-ack",
+        "assistant",
+        "Write a poem.",
+        "Sure! Here is a short poem about the sea and the wind at night.",
+        "NONE",
+        ["G-none"],
+    ),
     ("clarify-meaning", "user", "Use a monad here.", "What do you mean by monad?", "CLARIFY", ["G-clarify-meaning"]),
     ("clarify-huh", "user", "Rebase it.", "Huh?", "CLARIFY", ["G-clarify-meaning"]),
     ("clarify-which", "assistant", "Update the report.", "Which report?", "CLARIFY", ["G-clarify-which"]),
     ("check-right", "user", "Preheat to 180 degrees.", "Celsius, right?", "CHECK", ["G-check"]),
     ("check-so", "assistant", "Keep it short.", "So you want one paragraph?", "CHECK", ["G-check"]),
     ("followup", "assistant", "I just adopted a puppy.", "Congratulations! What breed is she?", "FOLLOWUP", ["G-followup"]),
-    ("offer-is-no-followup", "assistant", "Translate 'cat'.", "In French, 'cat' is 'chat'. Would you like the plural too?", "NONE", ["G-none"]),
+    (
+        "offer-is-no-followup",
+        "assistant",
+        "Translate 'cat'.",
+        "In French, 'cat' is 'chat'. Would you like the plural too?",
+        "NONE",
+        ["G-none"],
+    ),
     ("display", "user", "Your code is 4471.", "4471.", "DISPLAY", ["G-display"]),
     ("ack-display", "assistant", "The deadline is Monday.", "Got it, Monday.", "ACK+DISPLAY", ["G-ack", "G-display"]),
     ("opening-question", "user", "", "What is the capital of Peru?", "NONE", ["G-none"]),
@@ -71,24 +85,43 @@ def _turns(*texts: str) -> list[TurnText]:
 
 
 def test_third_position_repair() -> None:
-    (c,) = find_repairs(_turns("Who won the Indy race?", "The Indianapolis 500 in 2023 was won by Josef Newgarden.", "No, I meant the Indy 500 in 1999.", "Kenny Bräck won in 1999."))
+    (c,) = find_repairs(
+        _turns(
+            "Who won the Indy race?",
+            "The Indianapolis 500 in 2023 was won by Josef Newgarden.",
+            "No, I meant the Indy 500 in 1999.",
+            "Kenny Bräck won in 1999.",
+        )
+    )
     assert (c.rule, c.initiation, c.initiator) == ("R-tpr", "TPR", "user")
     assert (c.trouble_turn_id, c.initiation_turn_id, c.repair_turn_id, c.outcome) == (1, 3, 3, "resolved")
 
 
 def test_repeated_tpr_is_unresolved() -> None:
-    found = find_repairs(_turns("Book the Paris hotel.", "Booked Hotel Paris in Las Vegas.", "No, I meant Paris, France.", "Booked Hotel Paris in Las Vegas again.", "That's not what I asked."))
+    found = find_repairs(
+        _turns(
+            "Book the Paris hotel.",
+            "Booked Hotel Paris in Las Vegas.",
+            "No, I meant Paris, France.",
+            "Booked Hotel Paris in Las Vegas again.",
+            "That's not what I asked.",
+        )
+    )
     assert [(c.rule, c.outcome) for c in found] == [("R-tpr", "unresolved"), ("R-tpr", None)]
 
 
 def test_clarifying_question_followed_by_the_missing_piece() -> None:
-    (c,) = find_repairs(_turns("Fix the bug in the file.", "Which file, main.py or utils.py?", "utils.py", "Here is the fix for utils.py."))
+    (c,) = find_repairs(
+        _turns("Fix the bug in the file.", "Which file, main.py or utils.py?", "utils.py", "Here is the fix for utils.py.")
+    )
     assert (c.rule, c.initiation, c.initiator) == ("R-oi-request", "OI-restricted-request", "assistant")
     assert (c.trouble_turn_id, c.initiation_turn_id, c.repair_turn_id, c.outcome) == (1, 2, 3, "resolved")
 
 
 def test_open_and_offer_initiations() -> None:
-    found = find_repairs(_turns("Make it pop.", "Sorry, I didn't follow.", "Brighter colours.", "You mean the header only?", "Yes, the header."))
+    found = find_repairs(
+        _turns("Make it pop.", "Sorry, I didn't follow.", "Brighter colours.", "You mean the header only?", "Yes, the header.")
+    )
     assert [(c.rule, c.initiator, c.trouble_turn_id, c.repair_turn_id) for c in found] == [
         ("R-oi-open", "assistant", 1, 3),
         ("R-oi-offer", "assistant", 3, 5),
