@@ -461,11 +461,10 @@ def format_evaluation(ev: Evaluation) -> str:
         )
     matrix = ev.confusion()
     columns = sorted({p for row in matrix.values() for p in row}, key=lambda c: (c in (ABSTAIN, ERROR), c))
-    if s.layer != "G" or len(columns) <= 12:
-        width = max([len(c) for c in columns] + [5])
-        out.append("   confusion (rows gold, columns judge):")
-        out.append("   " + " " * 22 + " ".join(f"{c[:width]:>{width}}" for c in columns))
-        for gold in sorted(matrix):
-            row = matrix[gold]
-            out.append(f"   {gold[:22]:<22}" + " ".join(f"{row.get(c, 0):>{width}}" for c in columns))
+    widths = [max(len(c), 4) for c in columns]
+    out.append("   confusion (rows gold, columns judge):")
+    out.append("   " + " " * 22 + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for gold in sorted(matrix):
+        row = matrix[gold]
+        out.append(f"   {gold[:22]:<22}" + " ".join(f"{row.get(c, 0):>{w}}" for c, w in zip(columns, widths, strict=True)))
     return "\n".join(out)

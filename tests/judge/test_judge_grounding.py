@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from lab.judge import (
@@ -17,37 +20,11 @@ from lab.judge import (
     split_codes,
 )
 
-# Development cases: the rules were written from these (the held-out turns are in tests/data).
+# Development cases: the rules were written from these (the held-out turns are in tests/data/heldout_grounding.jsonl).
+DEV = Path(__file__).resolve().parents[1] / "data" / "dev_grounding.jsonl"
 CASES = [
-    ("ack-okay", "user", "Your table is booked for 8 pm.", "Okay, thanks!", "ACK", ["G-ack"]),
-    ("ack-sure-short", "assistant", "Please answer in French.", "Sure, will do.", "ACK", ["G-ack"]),
-    (
-        "sure-long-is-no-ack",
-        "assistant",
-        "Write a poem.",
-        "Sure! Here is a short poem about the sea and the wind at night.",
-        "NONE",
-        ["G-none"],
-    ),
-    ("clarify-meaning", "user", "Use a monad here.", "What do you mean by monad?", "CLARIFY", ["G-clarify-meaning"]),
-    ("clarify-huh", "user", "Rebase it.", "Huh?", "CLARIFY", ["G-clarify-meaning"]),
-    ("clarify-which", "assistant", "Update the report.", "Which report?", "CLARIFY", ["G-clarify-which"]),
-    ("check-right", "user", "Preheat to 180 degrees.", "Celsius, right?", "CHECK", ["G-check"]),
-    ("check-so", "assistant", "Keep it short.", "So you want one paragraph?", "CHECK", ["G-check"]),
-    ("followup", "assistant", "I just adopted a puppy.", "Congratulations! What breed is she?", "FOLLOWUP", ["G-followup"]),
-    (
-        "offer-is-no-followup",
-        "assistant",
-        "Translate 'cat'.",
-        "In French, 'cat' is 'chat'. Would you like the plural too?",
-        "NONE",
-        ["G-none"],
-    ),
-    ("display", "user", "Your code is 4471.", "4471.", "DISPLAY", ["G-display"]),
-    ("ack-display", "assistant", "The deadline is Monday.", "Got it, Monday.", "ACK+DISPLAY", ["G-ack", "G-display"]),
-    ("opening-question", "user", "", "What is the capital of Peru?", "NONE", ["G-none"]),
-    ("answer-is-none", "user", "Which city?", "Lima.", "NONE", ["G-none"]),
-    ("first-person-is-no-display", "assistant", "Use tabs.", "I will use tabs.", "NONE", ["G-none"]),
+    (r["id"], r["speaker"], r["previous"], r["turn"], join_codes(r["expected"]), r["rules"])
+    for r in (json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip())
 ]
 
 
