@@ -14,11 +14,20 @@ EVALUATE = "evaluate"
 """The target word that measures the judges instead of labelling a study."""
 
 
+PROGRESS_EVERY_SECONDS = 1.0
+"""The progress line is rewritten at most this often (and always at the end)."""
+
+
 def _progress_printer(slug: str) -> Any:
     started = time.monotonic()
+    shown = [0.0]
 
     def show(done: int, total: int) -> None:
-        elapsed = time.monotonic() - started
+        now = time.monotonic()
+        if done != total and now - shown[0] < PROGRESS_EVERY_SECONDS:
+            return
+        shown[0] = now
+        elapsed = now - started
         eta = elapsed / done * (total - done) if done else 0.0
         end = "\n" if done == total else ""
         print(
