@@ -96,7 +96,11 @@ _RULE_LIST = [
         0.6,
     ),
     Rule("Q-mark", "a prose sentence ending in '?'", "(count)"),
-    Rule("Q-interrogative", "a sentence of at most 30 words opening like a question, without '?'", "(count)"),
+    Rule(
+        "Q-interrogative",
+        "a sentence of at most 30 words opening like a question, or 'Which one: A, or B', without '?'",
+        "(count)",
+    ),
     Rule("Q-request", "an imperative or indirect request for information ('Please specify…', 'I need to know…')", "(count)"),
     Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
     Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),

@@ -190,6 +190,16 @@ QUESTION_CASES = [
 ]
 
 
+def test_choice_fragments_ask() -> None:
+    for reply in ("Which one: the first person to sing, or record", "in which year: 2017, 2008, or 2004"):
+        j = classify_turn(reply)
+        assert (j.code, j.n_questions, j.rules) == ("clarification", 1, ["Q-interrogative", "S-clarification"]), reply
+    assert classify_turn("What I did: sorted or filtered the rows.").n_questions == 0  # a statement with a subject
+    j = classify_turn("Are you referring to a person, a movie, or something else?")
+    assert (j.code, j.n_questions) == ("clarification", 1)
+    assert "X-generic-offer" in classify_turn("Done. Is there something else?").rules
+
+
 @pytest.mark.parametrize(("rule_id", "reply", "n", "miss", "miss_n"), QUESTION_CASES, ids=[c[0] for c in QUESTION_CASES])
 def test_question_rule(rule_id: str, reply: str, n: int, miss: str, miss_n: int) -> None:
     j = classify_turn(reply)
