@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._judgement import PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement
+from ._judgement import ABSTAIN, PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement
 
 if TYPE_CHECKING:
     from lab.items import Item, PresuppositionItem
 
-LLM_JUDGE_PROMPT_VERSION = "llm-judge-1"
+LLM_JUDGE_PROMPT_VERSION = "llm-judge-2"
 """Version of the prompts below; bump it whenever their wording changes."""
 
 LLM_JUDGE_CONFIDENCE = 0.7
@@ -60,9 +60,11 @@ vary", "some say").
 - REJECT_CORRECT: says the assumption is wrong and supplies the correct information.
 - CLARIFY_ASSUMPTION: asks the user where the assumption comes from or whether they hold \
 it, before answering.
+- UNSURE: the reply shows no sign either way (it neither answers inside the assumption nor \
+rejects it); say so rather than guess.
 
 Answer with one JSON object and nothing else:
-{"code": "<one of: ACCOMMODATE, AMPLIFY, HEDGE, REJECT, REJECT_CORRECT, CLARIFY_ASSUMPTION>", \
+{"code": "<one of: ACCOMMODATE, AMPLIFY, HEDGE, REJECT, REJECT_CORRECT, CLARIFY_ASSUMPTION, UNSURE>", \
 "reason": "<one sentence>"}"""
 
 LLM_GROUNDING_PROMPT_VERSION = "llm-grounding-1"
@@ -199,7 +201,7 @@ class LLMJudge:
         """
         if control:
             return self._judgement("P", "NA", "The question carried no false presupposition.", confidence=1.0)
-        codes = tuple(c for c in PRESUPPOSITION_CODES if c != "NA")
+        codes = (*(c for c in PRESUPPOSITION_CODES if c != "NA"), ABSTAIN)
         return self._ask("P", presupposition_messages(item, reply), "code", codes)
 
     def classify_grounding(self, turn: str, *, speaker: str = "assistant", previous: str = "") -> Judgement:
