@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab.judge import RuleJudge, default_sets, evaluate, format_evaluation, get_judge  # noqa: E402
-from lab.judge._evaluate import target_lines  # noqa: E402
+from lab.judge._evaluate import format_summary  # noqa: E402
 
 
 def main() -> None:
@@ -36,24 +36,16 @@ def main() -> None:
     datasets = Path(args.datasets)
     sets = default_sets(ROOT, datasets if datasets.is_dir() else None)
     print(f"judge {judge.name} {judge.model or ''} version {judge.version}")
-    print(
-        f"{'set':<18} {'layer':>5} {'split':<22} {'cases':>6} {'right':>6} {'labelled right':>14} {'abstain':>7} {'cases/s':>8}"
-    )
+    evaluations, rates = [], []
     for s in sets:
         if args.limit:
             s.cases = s.cases[: args.limit]
         started = time.perf_counter()
-        ev = evaluate(judge, s)
-        rate = ev.n / (time.perf_counter() - started)
-        answered = "–" if ev.answered_accuracy is None else f"{ev.answered_accuracy:.1%}"
-        print(
-            f"{s.name:<18} {s.layer:>5} {s.split:<22} {ev.n:>6} {ev.accuracy:>6.1%} {answered:>14} "
-            f"{ev.abstention_rate:>7.1%} {rate:>8.0f}"
-        )
-        for line in target_lines(ev):
-            print(f"{'':<18} {line}")
+        evaluations.append(evaluate(judge, s))
+        rates.append(len(s.cases) / (time.perf_counter() - started))
         if args.full:
-            print(format_evaluation(ev))
+            print(format_evaluation(evaluations[-1]))
+    print(format_summary(evaluations, rates))
     if not datasets.is_dir():
         print(f"({datasets} not found: FalseQA and CLAMBER left out)")
 

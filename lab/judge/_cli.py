@@ -78,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from lab.settings import ROOT
 
     from . import RuleJudge, get_judge
-    from ._evaluate import default_sets, evaluate, format_evaluation
+    from ._evaluate import default_sets, evaluate, format_evaluation, format_summary
 
     datasets = Path(args.datasets) if args.datasets else ROOT.parent / "shared" / "datasets"
     layers = tuple(args.layer or ("S", "P", "G"))
@@ -92,11 +92,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     judge = get_judge(args.model) if args.model else RuleJudge()
     if not datasets.exists():
         print(f"note: {datasets} not found, so FalseQA and CLAMBER are left out", file=sys.stderr)
+    evaluations = []
     for s in sets:
         if args.limit:
             s.cases = s.cases[: args.limit]
-        print(format_evaluation(evaluate(judge, s)))
+        evaluations.append(evaluate(judge, s))
+        print(format_evaluation(evaluations[-1]))
         print()
+    print(format_summary(evaluations))
 
 
 def cmd_judge(args: argparse.Namespace) -> None:

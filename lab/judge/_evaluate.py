@@ -468,3 +468,25 @@ def format_evaluation(ev: Evaluation) -> str:
         row = matrix[gold]
         out.append(f"   {gold[:22]:<22}" + " ".join(f"{row.get(c, 0):>{w}}" for c, w in zip(columns, widths, strict=True)))
     return "\n".join(out)
+
+
+def format_summary(evaluations: list[Evaluation], rates: list[float] | None = None) -> str:
+    """One line per evaluation (share right, right among labelled, abstention), with target checks.
+
+    Args:
+        evaluations: The evaluations to list.
+        rates: Cases per second for each evaluation, when measured (bench/judge_accuracy.py).
+    """
+    head = f"{'set':<18} {'layer':>5} {'split':<22} {'cases':>6} {'right':>6} {'labelled right':>14} {'abstain':>7}"
+    out = [head + (f" {'cases/s':>8}" if rates else "")]
+    for i, ev in enumerate(evaluations):
+        answered = "–" if ev.answered_accuracy is None else f"{ev.answered_accuracy:.1%}"
+        line = (
+            f"{ev.set.name:<18} {ev.set.layer:>5} {ev.set.split:<22} {ev.n:>6} {ev.accuracy:>6.1%} {answered:>14} "
+            f"{ev.abstention_rate:>7.1%}"
+        )
+        if rates:
+            line += f" {rates[i]:>8.0f}"
+        out.append(line)
+        out += [f"{'':<18} {t}" for t in target_lines(ev)]
+    return "\n".join(out)
