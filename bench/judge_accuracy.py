@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab.judge import RuleJudge, default_sets, evaluate, format_evaluation, get_judge  # noqa: E402
-from lab.judge._evaluate import format_summary  # noqa: E402
+from lab.judge._evaluate import evaluate_repairs, format_repair_evaluation, format_summary  # noqa: E402
 
 
 def main() -> None:
@@ -46,6 +46,9 @@ def main() -> None:
         if args.full:
             print(format_evaluation(evaluations[-1]))
     print(format_summary(evaluations, rates))
+    repairs = ROOT / "tests" / "data" / "heldout_repair.jsonl"
+    if repairs.exists():
+        print(format_repair_evaluation(evaluate_repairs(repairs)))
     if not datasets.is_dir():
         print(f"({datasets} not found: FalseQA and CLAMBER left out)")
 

@@ -78,16 +78,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from lab.settings import ROOT
 
     from . import RuleJudge, get_judge
-    from ._evaluate import default_sets, evaluate, format_evaluation, format_summary
+    from ._evaluate import default_sets, evaluate, evaluate_repairs, format_evaluation, format_repair_evaluation, format_summary
 
     datasets = Path(args.datasets) if args.datasets else ROOT.parent / "shared" / "datasets"
-    layers = tuple(args.layer or ("S", "P", "G"))
-    if "R" in layers:
-        raise CommandError("layer R has no evaluation set yet: repair candidates are checked by people")
+    layers = tuple(args.layer or LAYERS)
     sets = default_sets(ROOT, datasets if datasets.exists() else None, layers)
     if args.set:
         sets = [s for s in sets if s.name in set(args.set) or s.name.split("-")[0] in set(args.set)]
-    if not sets:
+    repairs = ROOT / "tests" / "data" / "heldout_repair.jsonl"
+    with_repairs = "R" in layers and repairs.exists() and (not args.set or {"heldout-R", "heldout", "R"} & set(args.set))
+    if not sets and not with_repairs:
         raise CommandError("no evaluation set found (tests/data is missing, or --set names none)")
     judge = get_judge(args.model) if args.model else RuleJudge()
     if not datasets.exists():
@@ -99,7 +99,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         evaluations.append(evaluate(judge, s))
         print(format_evaluation(evaluations[-1]))
         print()
-    print(format_summary(evaluations))
+    if with_repairs:
+        # Repair candidates always come from the rules, whichever judge labels the other layers.
+        print(format_repair_evaluation(evaluate_repairs(repairs)))
+        print()
+    if evaluations:
+        print(format_summary(evaluations))
 
 
 def cmd_judge(args: argparse.Namespace) -> None:
@@ -135,7 +140,7 @@ def register(sub: Any) -> None:
         "--layer",
         action="append",
         choices=list(LAYERS),
-        help=f"layer to label (repeatable; default {' and '.join(DEFAULT_LAYERS)}; evaluate: S, P and G)",
+        help=f"layer to label (repeatable; default {' and '.join(DEFAULT_LAYERS)}; evaluate: all four)",
     )
     sp.add_argument(
         "--only-missing", action="store_true", help="skip turns this judge version already labelled (continues a stopped run)"

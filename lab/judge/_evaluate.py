@@ -490,3 +490,74 @@ def format_summary(evaluations: list[Evaluation], rates: list[float] | None = No
         out.append(line)
         out += [f"{'':<18} {t}" for t in target_lines(ev)]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- layer R
+
+
+@dataclass
+class RepairEvaluation:
+    """The repair-candidate finder scored on conversations with hand-marked repair sequences."""
+
+    name: str
+    """Set name (``heldout-R``)."""
+
+    conversations: int
+    """Conversations scored."""
+
+    expected: list[tuple[str, int, str]]
+    """Marked sequences as (conversation, initiation turn position, initiation type)."""
+
+    found: list[tuple[str, int, str]]
+    """Candidates as (conversation, initiation turn position, initiation type)."""
+
+    @property
+    def detection(self) -> tuple[float | None, float | None]:
+        """Precision and recall of initiation turns, whatever their type."""
+        expected = {(c, t) for c, t, _ in self.expected}
+        found = {(c, t) for c, t, _ in self.found}
+        hits = len(expected & found)
+        return (hits / len(found) if found else None, hits / len(expected) if expected else None)
+
+    def per_type(self) -> list[CodeFigures]:
+        """Precision and recall per initiation type (a candidate must match turn and type)."""
+        expected, found = set(self.expected), set(self.found)
+        types = sorted({k for _, _, k in expected | found})
+        out = []
+        for kind in types:
+            e = {x for x in expected if x[2] == kind}
+            f = {x for x in found if x[2] == kind}
+            hits = len(e & f)
+            out.append(CodeFigures(kind, len(e), len(f), hits / len(f) if f else None, hits / len(e) if e else None, None))
+        return out
+
+
+def evaluate_repairs(path: Path, name: str = "heldout-R") -> RepairEvaluation:
+    """Score :func:`lab.judge.find_repairs` on hand-marked conversations.
+
+    Each line: ``{id, turns: [{role, content}], expected: [{initiation, initiation_turn, …}], reason}``;
+    turn positions count from 0.
+    """
+    from ._repair import TurnText, find_repairs
+
+    expected: list[tuple[str, int, str]] = []
+    found: list[tuple[str, int, str]] = []
+    rows = _jsonl(path)
+    for r in rows:
+        turns = [TurnText(i, t["role"], t["content"]) for i, t in enumerate(r["turns"])]
+        expected += [(r["id"], e["initiation_turn"], e["initiation"]) for e in r["expected"]]
+        found += [(r["id"], c.initiation_turn_id, c.initiation) for c in find_repairs(turns)]
+    return RepairEvaluation(name, len(rows), expected, found)
+
+
+def format_repair_evaluation(ev: RepairEvaluation) -> str:
+    """A plain-text report of the repair-candidate finder's figures."""
+    precision, recall = ev.detection
+    out = [
+        f"== {ev.name} (layer R, held-out, {ev.conversations} conversations, {len(ev.expected)} marked sequences) — auto:rules",
+        f"   initiation turns found: precision {_pct(precision).strip()} · recall {_pct(recall).strip()}",
+        f"   {'initiation':<22} {'gold':>5} {'found':>5} {'prec':>5} {'recall':>6}",
+    ]
+    for f in ev.per_type():
+        out.append(f"   {f.code:<22} {f.support:>5} {f.predicted:>5} {_pct(f.precision):>5} {_pct(f.recall):>6}")
+    return "\n".join(out)
