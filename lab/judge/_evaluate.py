@@ -487,6 +487,8 @@ def format_summary(evaluations: list[Evaluation], rates: list[float] | None = No
         )
         if rates:
             line += f" {rates[i]:>8.0f}"
+        if ev.error_rate:
+            line += f"  ({ev.error_rate:.0%} unusable judge output)"
         out.append(line)
         out += [f"{'':<18} {t}" for t in target_lines(ev)]
     return "\n".join(out)
