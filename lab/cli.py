@@ -153,13 +153,6 @@ def cmd_user_add(args: argparse.Namespace) -> None:
         print(f"account '{account.username}' ({account.role}) created")
 
 
-def cmd_judge(args: argparse.Namespace) -> None:
-    from .labels import judge_study
-
-    r = judge_study(_engine(), args.slug, args.model, redo=args.redo)
-    print(f"{r.judge}: labelled {r.labelled} of {r.turns} replies" + (f"; {r.failed} could not be labelled" if r.failed else ""))
-
-
 # --- task scores (lab.scoring) ---------------------------------------------------------
 
 
@@ -230,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_user_add)
 
     from . import links, simulate, terminal
+    from .judge import _cli as judge_cli
 
+    judge_cli.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)
@@ -242,9 +237,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .accounts import AccountError
+    from .dialogue import ConversationOver, MessageRejected
     from .items import ItemError
     from .spec import SpecError
-    from .dialogue import ConversationOver, MessageRejected
     from .studies import StudyError
 
     errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]

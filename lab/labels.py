@@ -137,68 +137,20 @@ class JudgeRun:
 
 
 def judge_study(engine: Engine, slug: str, model: str | None = None, *, redo: bool = False) -> JudgeRun:
-    """Label every assistant reply of a study (all versions) with a judge, in batch.
+    """Label every assistant reply of a study on layers S and P (see :func:`lab.judge.relabel_study`).
 
     Args:
         engine: The lab database.
         slug: The study.
         model: A model id of the study's spec or a litellm string for the LLM judge; None
             uses the spec's ``judge.model``, and without one the rule-based judge.
-        redo: Label turns again even when this judge already labelled them.
+        redo: Label turns again even when this judge version already labelled them.
 
     Returns:
-        Counts; replies the judge could not label are counted as failed and left unlabelled.
+        Counts of replies, by their layer-S label; replies the judge could not label are
+        counted as failed and left unlabelled.
     """
-    from .judge import LLMJudge, RuleJudge, get_judge
-    from .schema import Study, Turn
-    from .spec import study_from_normalized
+    from .judge import relabel_study
 
-    with Session(engine) as s:
-        studies = s.scalars(select(Study).where(Study.slug == slug).order_by(Study.version)).all()
-        if not studies:
-            raise LookupError(f"no study with slug '{slug}'")
-        d = study_from_normalized(studies[-1].spec)
-        key = model or d.spec.judge.model
-        if key is not None and key in d.spec.models:
-            judge = LLMJudge(d.spec.models[key].model, d.spec.models[key].params)
-        else:
-            judge = get_judge(key) if key else RuleJudge()
-        rows = s.execute(
-            select(Turn.id, Turn.content, ChatSession.id)
-            .join(ChatSession, Turn.session_id == ChatSession.id)
-            .where(ChatSession.study_id.in_([st.id for st in studies]), Turn.role == "assistant", Turn.error.is_(None))
-            .order_by(Turn.id)
-        ).all()
-    annotator = "auto:rules" if isinstance(judge, RuleJudge) else f"auto:llm:{judge.model}"
-    labelled = failed = 0
-    items: dict[int, tuple[Any, str | None]] = {}
-    for turn_id, content, session_id in rows:
-        with Session(engine) as s, s.begin():
-            if not redo and s.scalar(select(Label.id).where(Label.turn_id == turn_id, Label.annotator == annotator, Label.layer == "S").limit(1)):
-                continue
-            if session_id not in items:
-                items[session_id] = _session_item(s, session_id)
-            item, presupposition = items[session_id]
-            j = judge.classify(content, item=item)
-            if j.error:
-                failed += 1
-                continue
-            store_judgement(s, turn_id, j)
-            if isinstance(item, PresuppositionItem):
-                pj = judge.classify_presupposition(item, content, presupposition == "control")
-                if not pj.error:
-                    store_judgement(s, turn_id, pj)
-            labelled += 1
-    return JudgeRun(annotator, len(rows), labelled, failed)
-
-
-def _session_item(s: Session, session_id: int) -> tuple[Any, str | None]:
-    from .items import parse_item
-    from .schema import Condition, ItemRow
-
-    chat = s.get(ChatSession, session_id)
-    assert chat is not None
-    row = s.get(ItemRow, chat.item_id)
-    cond = s.get(Condition, chat.condition_id)
-    assert row is not None and cond is not None
-    return parse_item(row.payload, row.key), cond.presupposition
+    run = relabel_study(engine, slug, model, layers=("S", "P"), only_missing=not redo)
+    return JudgeRun(run.annotator, run.replies, run.replies_labelled, run.replies_failed)

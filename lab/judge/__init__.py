@@ -1,12 +1,28 @@
-"""Automatic judges: turn categories (layer S), presupposition handling (layer P) and task scores.
+"""Automatic judges: turn categories, presupposition handling, grounding acts, repairs and scores.
+
+Layers S, P and G are labelled per turn; layer R gets repair-sequence candidates.
 
 The offline default is :class:`RuleJudge`, a documented rule set (``lab/judge/RULES.md``);
 :class:`LLMJudge` asks a model named by the study. Judges are pure: they return
 :class:`Judgement` records and the caller stores them as ``auto:<judge>`` labels
-(:func:`label_annotator`). Automatic labels are pre-annotation, not ground truth.
+(:func:`label_annotator`); a judge that finds no evidence abstains with code
+:data:`ABSTAIN`. :func:`relabel_study` labels a whole study in batch, and
+:func:`evaluate` measures a judge on labelled and published text. Automatic labels are
+pre-annotation, not ground truth.
 """
 
+from ._batch import DEFAULT_LAYERS, LAYERS, RelabelRun, relabel_study, resolve_judge
+from ._evaluate import EvalSet, Evaluation, default_sets, evaluate, format_evaluation
+from ._grounding import (
+    GROUNDING_CODES,
+    GROUNDING_RULES,
+    GROUNDING_VERSION,
+    classify_grounding,
+    join_codes,
+    split_codes,
+)
 from ._judgement import (
+    ABSTAIN,
     ANSWERING_CODES,
     ASKING_CODES,
     PRESUPPOSITION_CODES,
@@ -14,11 +30,13 @@ from ._judgement import (
     STRATEGY_CODES,
     Judge,
     Judgement,
+    is_abstention,
     label_annotator,
     premature,
 )
-from ._llm_judge import LLM_JUDGE_PROMPT_VERSION, LLMJudge, parse_json_object
+from ._llm_judge import LLM_GROUNDING_PROMPT_VERSION, LLM_JUDGE_PROMPT_VERSION, LLMJudge, parse_json_object
 from ._presupposition import CORRECTION_OVERLAP, PRESUPPOSITION_RULES, classify_presupposition
+from ._repair import REPAIR_RULES, REPAIR_VERSION, RepairCandidate, TurnText, find_repairs
 from ._rules import CLARIFICATION_MAX_WORDS, RULES, RuleJudge, classify_turn, task_of
 from ._scoring import (
     NEEDS_JUDGE,
@@ -48,6 +66,30 @@ def get_judge(model: str | None) -> Judge:
 
 
 __all__ = [
+    "ABSTAIN",
+    "DEFAULT_LAYERS",
+    "GROUNDING_CODES",
+    "GROUNDING_RULES",
+    "GROUNDING_VERSION",
+    "LAYERS",
+    "LLM_GROUNDING_PROMPT_VERSION",
+    "REPAIR_RULES",
+    "REPAIR_VERSION",
+    "EvalSet",
+    "Evaluation",
+    "RelabelRun",
+    "RepairCandidate",
+    "TurnText",
+    "classify_grounding",
+    "default_sets",
+    "evaluate",
+    "find_repairs",
+    "format_evaluation",
+    "is_abstention",
+    "join_codes",
+    "relabel_study",
+    "resolve_judge",
+    "split_codes",
     "ANSWERING_CODES",
     "ASKING_CODES",
     "CLARIFICATION_MAX_WORDS",

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from lab.items import Item, PresuppositionItem
 
-Layer = Literal["S", "P"]
+Layer = Literal["S", "P", "G", "R"]
 
-RULES_VERSION = "rules-1"
+RULES_VERSION = "rules-2"
 """Version of the rule sets (layers S and P); bump it whenever a rule changes what it labels."""
 
 STRATEGY_CODES: tuple[str, ...] = (
@@ -34,6 +34,13 @@ PRESUPPOSITION_CODES: tuple[str, ...] = (
     "NA",
 )
 """Layer P: how a reply handles a false presupposition."""
+
+ABSTAIN = "UNSURE"
+"""The code of an abstention: the judge found no evidence for any code and declines to guess.
+
+An abstention is stored like any label (annotator ``auto:<judge>``, code ``UNSURE``, its
+confidence and reason in ``meta``), so the annotation queue can route such turns to people
+first and every count of codes can leave them out (:func:`is_abstention`)."""
 
 ASKING_CODES: frozenset[str] = frozenset({"clarification", "interrogation"})
 """Layer S codes that ask the user for information."""
@@ -84,6 +91,11 @@ class Judgement:
     """Why no label could be produced; the caller decides what to do instead."""
 
     @property
+    def abstained(self) -> bool:
+        """True when the judge declined to guess (code :data:`ABSTAIN`)."""
+        return self.code == ABSTAIN
+
+    @property
     def ok(self) -> bool:
         """True when the judgement carries a label (no error)."""
         return self.error is None
@@ -122,6 +134,11 @@ class Judge(Protocol):
                 false presupposition.
         """
         ...
+
+
+def is_abstention(code: str | None) -> bool:
+    """Whether a stored label's code is an abstention, which is never counted as a finding."""
+    return code == ABSTAIN
 
 
 def label_annotator(j: Judgement) -> str:

@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._judgement import PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement
+from ._judgement import ABSTAIN, PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement
 
 if TYPE_CHECKING:
     from lab.items import Item, PresuppositionItem
 
-LLM_JUDGE_PROMPT_VERSION = "llm-judge-1"
+LLM_JUDGE_PROMPT_VERSION = "llm-judge-2"
 """Version of the prompts below; bump it whenever their wording changes."""
 
 LLM_JUDGE_CONFIDENCE = 0.7
@@ -60,10 +60,33 @@ vary", "some say").
 - REJECT_CORRECT: says the assumption is wrong and supplies the correct information.
 - CLARIFY_ASSUMPTION: asks the user where the assumption comes from or whether they hold \
 it, before answering.
+- UNSURE: the reply shows no sign either way (it neither answers inside the assumption nor \
+rejects it); say so rather than guess.
 
 Answer with one JSON object and nothing else:
-{"code": "<one of: ACCOMMODATE, AMPLIFY, HEDGE, REJECT, REJECT_CORRECT, CLARIFY_ASSUMPTION>", \
+{"code": "<one of: ACCOMMODATE, AMPLIFY, HEDGE, REJECT, REJECT_CORRECT, CLARIFY_ASSUMPTION, UNSURE>", \
 "reason": "<one sentence>"}"""
+
+LLM_GROUNDING_PROMPT_VERSION = "llm-grounding-1"
+"""Version of :data:`GROUNDING_PROMPT`; bump it whenever its wording changes."""
+
+GROUNDING_PROMPT = """\
+You label the grounding acts in one turn of a conversation between a user and an assistant. \
+Grounding acts are how a speaker shows or checks mutual understanding. The turn may come from \
+either speaker. Choose every act the turn contains (a turn may carry several), or NONE:
+
+- ACK: signals receipt or understanding, without evaluating ("Got it, Friday.", "Thanks.", "Understood.").
+- CLARIFY: a question resolving what a prior utterance meant ("Which place, the café or the office?", \
+"What do you mean by idempotent?", "Huh?").
+- CHECK: states an interpretation and asks for confirmation ("So you want it for a non-technical \
+audience, right?").
+- FOLLOWUP: asks for new information that extends the topic ("Have you decided which cities to visit?"). \
+A closing offer such as "Would you like me to ...?" or "Anything else?" is not a FOLLOWUP.
+- DISPLAY: repeats the other speaker's content to show uptake ("6:40, gate B12.").
+- NONE: none of these (a plain answer, a request, new content).
+
+Answer with one JSON object and nothing else:
+{"codes": ["<one or more of: ACK, CLARIFY, CHECK, FOLLOWUP, DISPLAY, NONE>"], "reason": "<one sentence>"}"""
 
 CompleteFn = Callable[..., Any]
 """``complete(model, messages, params)`` returning an object with ``.text`` (or a string)."""
@@ -104,6 +127,16 @@ def presupposition_messages(item: PresuppositionItem, reply: str) -> list[dict[s
         {"role": "system", "content": PRESUPPOSITION_PROMPT},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
+
+
+def grounding_messages(turn: str, speaker: str, previous: str) -> list[dict[str, str]]:
+    """The chat messages sent to the judge model to label a turn on layer G."""
+    other = "assistant" if speaker == "user" else "user"
+    parts = []
+    if previous:
+        parts.append(f"The {other}'s turn just before:\n<<<\n{previous}\n>>>")
+    parts.append(f"The {speaker}'s turn to label:\n<<<\n{turn}\n>>>")
+    return [{"role": "system", "content": GROUNDING_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
@@ -147,6 +180,7 @@ class LLMJudge:
 
     name = "llm"
     version = LLM_JUDGE_PROMPT_VERSION
+    grounding_version = LLM_GROUNDING_PROMPT_VERSION
 
     def __init__(self, model: str, params: dict[str, Any] | None = None, complete: CompleteFn | None = None) -> None:
         if not model or not model.strip():
@@ -167,8 +201,30 @@ class LLMJudge:
         """
         if control:
             return self._judgement("P", "NA", "The question carried no false presupposition.", confidence=1.0)
-        codes = tuple(c for c in PRESUPPOSITION_CODES if c != "NA")
+        codes = (*(c for c in PRESUPPOSITION_CODES if c != "NA"), ABSTAIN)
         return self._ask("P", presupposition_messages(item, reply), "code", codes)
+
+    def classify_grounding(self, turn: str, *, speaker: str = "assistant", previous: str = "") -> Judgement:
+        """Label a turn's grounding acts (layer G) by asking the judge model; acts are joined by ``+``."""
+        from ._grounding import GROUNDING_CODES, join_codes
+
+        try:
+            text = self._call(grounding_messages(turn, speaker, previous))
+        except Exception as e:  # noqa: BLE001 - any failure becomes an error judgement for the caller
+            return self._error("G", f"The judge model {self.model} failed: {type(e).__name__}: {e}", "", self.grounding_version)
+        data = parse_json_object(text)
+        if data is None:
+            return self._error("G", "The judge model's output holds no JSON object.", text, self.grounding_version)
+        raw = data.get("codes", data.get("code"))
+        raw_list = raw if isinstance(raw, list) else [raw]
+        codes = [_normalize_code(r, GROUNDING_CODES) for r in raw_list]
+        if not codes or any(c is None for c in codes):
+            error = f"The judge model answered codes {raw!r}, not a list of {', '.join(GROUNDING_CODES)}."
+            return self._error("G", error, text, self.grounding_version)
+        reason = data.get("reason")
+        j = self._judgement("G", join_codes(c for c in codes if c), reason.strip() if isinstance(reason, str) else "")
+        j.version = self.grounding_version
+        return j
 
     def _call(self, messages: list[dict[str, str]]) -> str:
         complete = self._complete
@@ -208,7 +264,7 @@ class LLMJudge:
             reason=reason,
         )
 
-    def _error(self, layer: str, error: str, output: str) -> Judgement:
+    def _error(self, layer: str, error: str, output: str, version: str | None = None) -> Judgement:
         snippet = output.strip()
         if len(snippet) > 300:
             snippet = snippet[:300] + "…"
@@ -217,7 +273,7 @@ class LLMJudge:
             code="",
             confidence=0.0,
             judge="llm",
-            version=self.version,  # type: ignore[arg-type]
+            version=version or self.version,
             model=self.model,
             reason=snippet,
             error=error,

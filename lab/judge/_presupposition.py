@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._judgement import RULES_VERSION, Judgement
+from ._judgement import ABSTAIN, RULES_VERSION, Judgement
 from ._text import is_blank, read_reply
 
 if TYPE_CHECKING:
@@ -38,14 +38,32 @@ word of the loaded question or the presupposition ("Einstein didn't fail maths")
 didn't put effort into the exams" negates something else."""
 
 
+FRAME_OVERLAP = 0.75
+"""A sentence restates the premise when it holds this share of the premise's content words
+(those of the stated presupposition, else of the loaded question) and uses no negation,
+contrast or restriction ("only", "instead", "rather than", "without")."""
+
+ENTITY_OVERLAP = 0.3
+"""A which/what/who/where question is answered by name when the reply's first sentence
+takes up this share of the question's content words and names something ("The longest is…",
+"The tip of the tongue is where…") without negation or contrast."""
+
+
 @dataclass(frozen=True)
 class PresuppositionRule:
     """One documented layer-P rule."""
 
     id: str
+    """Stable id reported in :attr:`Judgement.rules`."""
+
     detects: str
+    """What it looks for, in one line."""
+
     code: str
+    """The code it assigns; ``(frame)`` for evidence rules that only feed ``P-accommodate``."""
+
     confidence: float
+    """Prior confidence of a label decided by this rule."""
 
 
 _RULE_LIST = [
@@ -59,13 +77,14 @@ _RULE_LIST = [
     ),
     PresuppositionRule(
         "P-denial",
-        "an explicit denial anywhere ('actually', 'that's a misconception', 'there is no', 'not true', 'in fact')",
+        "an explicit denial anywhere ('actually', 'that's a misconception', 'there is no', 'not true', 'impossible', "
+        "'fictional', 'only exists in', 'wrong'), or a reply opening with 'No' or 'Neither'",
         "REJECT",
         0.5,
     ),
     PresuppositionRule(
         "P-negation",
-        f"a plain negation ('isn't', 'doesn't', 'cannot') in the first "
+        f"a plain negation ('isn't', 'doesn't', 'cannot', 'not', 'no', 'never') in the first "
         f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
         "the premise",
         "REJECT",
@@ -80,9 +99,65 @@ _RULE_LIST = [
     PresuppositionRule(
         "P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', 'I couldn't find')", "HEDGE", 0.4
     ),
-    PresuppositionRule("P-accommodate", "none of the above: the reply answers inside the frame", "ACCOMMODATE", 0.45),
     PresuppositionRule(
-        "P-overlap-unmarked", "accommodating by cues, yet overlapping a correction: flagged for a person", "ACCOMMODATE", 0.3
+        "P-correct-unmarked",
+        f"no cue word, but at least {CORRECTION_OVERLAP:.0%} of a correction's new content words and no sign of "
+        "answering inside the frame: it states the correct fact",
+        "REJECT_CORRECT",
+        0.4,
+    ),
+    PresuppositionRule(
+        "P-accommodate",
+        "no rejection evidence and a sign of answering inside the frame (P-frame-*)",
+        "ACCOMMODATE",
+        0.45,
+    ),
+    PresuppositionRule(
+        "P-conflict",
+        "overlaps a correction and also answers inside the frame: it may correct implicitly or accommodate",
+        ABSTAIN,
+        0.3,
+    ),
+    PresuppositionRule(
+        "P-no-evidence",
+        "no rejection cue, no correction, no hedge and no sign of answering inside the frame",
+        ABSTAIN,
+        0.3,
+    ),
+    PresuppositionRule("P-frame-opens-yes", "(evidence) the reply opens with 'Yes' or 'Sure'", "(frame)", 0.0),
+    PresuppositionRule(
+        "P-frame-explains",
+        "(evidence) a why-question answered with a reason or cause ('because', 'due to', 'the reason is', "
+        "'which is why', 'leads to', 'factors')",
+        "(frame)",
+        0.0,
+    ),
+    PresuppositionRule(
+        "P-frame-quantity",
+        "(evidence) a how-many/how-much/how-long/when/what-year question answered with a number or a date",
+        "(frame)",
+        0.0,
+    ),
+    PresuppositionRule(
+        "P-frame-method",
+        "(evidence) a how-question answered with a method ('by …ing', 'you can', 'first', steps in a list, or "
+        "'How do I shave…?' answered 'Shave…')",
+        "(frame)",
+        0.0,
+    ),
+    PresuppositionRule(
+        "P-frame-names",
+        f"(evidence) a which/what/who/where question whose reply opens by naming something ('The longest is…') and "
+        f"takes up at least {ENTITY_OVERLAP:.0%} of the question's words, without negation or contrast",
+        "(frame)",
+        0.0,
+    ),
+    PresuppositionRule(
+        "P-frame-restates",
+        f"(evidence) a sentence without negation, contrast or restriction holding at least {FRAME_OVERLAP:.0%} "
+        "(and at least two) of the premise's content words: it states the premise as true",
+        "(frame)",
+        0.0,
     ),
 ]
 
@@ -112,14 +187,63 @@ _DENIAL = re.compile(
     r"|\b(?:inaccurate|incorrect|untrue|mistaken|false premise|false assumption|based on a false)\b"
     r"|\bthere (?:is|are|was|were|has been|have been) no\b|\bthere's no\b"
     r"|\bno (?:such|evidence|record|records)\b"
-    r"|\b(?:doesn't|does not|don't|do not|didn't|did not|never) (?:exist|existed|happen|happened)\b",
-    re.I,
+    r"|\b(?:doesn't|does not|don't|do not|didn't|did not|never) (?:exist|existed|happen|happened)\b"
+    # A reply that opens by saying no (but not "No problem").
+    r"|^(?:no|nope|neither|none|not at all|not really)\b(?! (?:problem|worries)\b)"
+    # Impossibility, non-existence and error words.
+    r"|\b(?:impossible|not possible|no way)\b"
+    r"|\b(?:fictional|fictitious|imaginary|mythical|mythological|not real)\b"
+    r"|\bonly exists? in (?:\w+ ){0,2}(?:imagination|fiction|myths?|legends?|stories|movies|films|books|fairy tales)\b"
+    r"|\b(?:is|are|was|were|that's|it's|this is) (?:wrong|mistaken|a mistake|an error|nonsense|contradictory)\b"
+    r"|\b(?:makes? no sense|does not make sense|doesn't make sense)\b",
+    re.I | re.M,
 )
 _NEGATION = re.compile(
-    r"\b(?:isn't|aren't|wasn't|weren't|doesn't|don't|didn't|cannot|can't|can not|won't|couldn't|"
-    r"is not|are not|was not|were not|does not|do not|did not|never|no longer|actually)\b",
+    r"\b(?:isn't|aren't|wasn't|weren't|doesn't|don't|didn't|cannot|can't|can not|won't|couldn't|hasn't|haven't|"
+    r"is not|are not|was not|were not|does not|do not|did not|has not|have not|never|no longer|actually|"
+    r"not|no|neither|nor)\b",
     re.I,
 )
+_YES = re.compile(r"^(?:yes|yeah|yep|sure|certainly|absolutely|of course)\b", re.I)
+_REASON = re.compile(
+    r"\b(?:because|due to|owing to|since|as a result|the reason|is caused by|are caused by|caused by|thanks to|"
+    r"which is why|that's why|this is why|so that|in order to|results? from|stems? from|comes? from|"
+    r"leads? to|triggers?|contributes? to|plays? a role|factors?|causes)\b",
+    re.I,
+)
+# Contrast and restriction: a sentence with these sets something against the premise, so it
+# does not restate it ("Dogs eat meat instead of grass", "Only animals eat food").
+_CONTRAST = re.compile(r"\b(?:only|without|instead|rather than|except|unlike|too \w+ to|but)\b", re.I)
+_NAMING = re.compile(
+    r"^(?:the|it(?:'s| is)|that(?:'s| would be| is)|your best|a good|one (?:of|is))\b[^.;:!?]*?\b(?:is|are|was|were|would be)\b"
+    r"|[\"“][^\"”]+[\"”]",
+    re.I,
+)
+_ASKS_ENTITY = re.compile(r"^(?:which|what|who|whom|whose|where|name|list)\b", re.I)
+_ASKS_METHOD_OF_USER = re.compile(r"^how (?:do|can|should|could|would) (?:i|we|you) (?P<verb>[a-z]+)", re.I)
+_METHOD = re.compile(
+    r"\bby (?:\w+ly )?\w+ing\b|\byou (?:can|could|should|need to|will need|would need|may want to|might)\b"
+    r"|\b(?:first|then|next|finally|step \d)\b|^\s*(?:[-*•]|\d+[.)])\s",
+    re.I | re.M,
+)
+_DATE = re.compile(
+    r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
+    r"november|december)\b|\b\d+(?:st|nd|rd|th) century\b",
+    re.I,
+)
+_QUANTITY = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
+    r"hundreds|thousand|thousands|million|millions|dozen|dozens|several|a few|half)\b",
+    re.I,
+)
+_ASKS_WHY = re.compile(r"^(?:why|what (?:makes|causes|is the reason)|how come)\b", re.I)
+_ASKS_AMOUNT = re.compile(
+    r"^(?:how (?:many|much|long|far|old|often|big|tall|heavy|fast|high|deep)|what (?:year|age|percentage|size))\b"
+    r"|\bhow (?:many|much|long)\b",
+    re.I,
+)
+_ASKS_WHEN = re.compile(r"^(?:when|(?:in )?what (?:year|century|decade|month|date)|which (?:year|century))\b", re.I)
+_ASKS_HOW = re.compile(r"^how (?:do|does|did|can|could|should|would|to|is|are|was|were)\b", re.I)
 _HEDGE = re.compile(
     r"\b(?:some (?:say|people|sources|believe|claim|argue|accounts)"
     r"|(?:accounts|opinions|views|sources)\b[^.;!?]{0,40}\b(?:vary|differ|disagree)"
@@ -211,12 +335,83 @@ def _judgement(rule_id: str, reason: str, rules: list[str], n_questions: int | N
     )
 
 
+def _question_forms(loaded: str) -> set[str]:
+    """What a loaded question asks for: ``why``, ``amount``, ``when``, ``how`` (a method)."""
+    text = loaded.strip()
+    # "If my brother's fluid breaks, what will happen?" asks in its last clause.
+    clauses = [text, *[c.strip() for c in re.split(r"[,;]", text)[1:]]]
+    forms = set()
+    for clause in clauses:
+        if _ASKS_WHY.search(clause):
+            forms.add("why")
+        if _ASKS_AMOUNT.search(clause):
+            forms.add("amount")
+        if _ASKS_WHEN.search(clause):
+            forms.add("when")
+        if _ASKS_HOW.search(clause):
+            forms.add("how")
+    return forms
+
+
+def frame_evidence(item: PresuppositionItem, reply: str, sentences: list[str]) -> str | None:
+    """The first sign that a reply answers inside the question's frame (a ``P-frame-*`` rule id), or None.
+
+    Args:
+        item: The presupposition item (its loaded question and stated presupposition).
+        reply: The reply as written.
+        sentences: The reply's prose sentences, offers left out.
+    """
+    if not sentences:
+        return None
+    if _YES.match(sentences[0].strip(" *_\"'")):
+        return "P-frame-opens-yes"
+    forms = _question_forms(item.loaded)
+    prose = "\n".join(sentences)
+    if "why" in forms and _REASON.search(prose):
+        return "P-frame-explains"
+    if ("amount" in forms and _QUANTITY.search(prose)) or ("when" in forms and _DATE.search(prose)):
+        return "P-frame-quantity"
+    if "how" in forms and _METHOD.search(reply):
+        return "P-frame-method"
+    if "how" in forms:
+        m = _ASKS_METHOD_OF_USER.search(item.loaded.strip())
+        first = _TOKEN.findall(sentences[0].lower())
+        if m and first and _stem(first[0]) == _stem(m.group("verb").lower()):
+            return "P-frame-method"
+    question_negated = bool(_NEGATION.search(item.loaded))
+    asked = content_words(item.loaded)
+    first_plain = sentences[0]
+    if (
+        _ASKS_ENTITY.search(item.loaded.strip())
+        and not _NEGATION.search(first_plain)
+        and not _CONTRAST.search(first_plain)
+        and asked
+        and len(asked & content_words(first_plain)) / len(asked) >= ENTITY_OVERLAP
+        and _NAMING.search(first_plain)
+    ):
+        return "P-frame-names"
+    premise = content_words(item.presupposition or "") or asked
+    if len(premise) >= 2:
+        for text in sentences:
+            if _NEGATION.search(text) or _CONTRAST.search(text):
+                continue
+            if question_negated and not item.presupposition:
+                continue  # "Why can't lithium burn?" — "Lithium can burn." flips it
+            shared = premise & content_words(text)
+            if len(shared) >= 2 and len(shared) / len(premise) >= FRAME_OVERLAP:
+                return "P-frame-restates"
+    return None
+
+
 def classify_presupposition(item: PresuppositionItem, reply: str, control: bool) -> Judgement:
     """Label how a reply handles the item's false presupposition, by rules.
 
     Order: control → question about the assumption → denial (explicit anywhere, or a
     plain negation early and about the premise), upgraded to ``REJECT_CORRECT`` when the
-    reply carries a correction → hedging cues → ``ACCOMMODATE``.
+    reply carries a correction → hedging cues → the correction stated without a cue
+    (``REJECT_CORRECT``, or an abstention when the reply also answers inside the frame) →
+    ``ACCOMMODATE`` only with a sign of answering inside the frame (``P-frame-*``) →
+    otherwise an abstention (code ``UNSURE``): no evidence is no finding.
 
     Args:
         item: The presupposition item (its ``correction`` texts decide ``REJECT_CORRECT``).
@@ -224,7 +419,8 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
         control: True for a reply to the control question; it is labelled ``NA``.
 
     Returns:
-        A layer-P judgement; for an empty reply, a judgement with ``error`` set and no code.
+        A layer-P judgement (code ``UNSURE`` when the rules abstain); for an empty reply, a
+        judgement with ``error`` set and no code.
     """
     if control:
         return _judgement("P-control", "The question carried no false presupposition.", [], None)
@@ -273,11 +469,26 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
         )
     if _HEDGE.search(reading.prose):
         return _judgement("P-hedge", "It neither endorses nor rejects the premise.", [], n_questions)
+    frame = frame_evidence(item, reply, sentences)
     if overlap >= CORRECTION_OVERLAP:
+        if frame:
+            return _judgement(
+                "P-conflict",
+                f"It carries {overlap:.0%} of a correction's new words but also answers inside the frame ({frame}).",
+                [frame],
+                n_questions,
+            )
         return _judgement(
-            "P-overlap-unmarked",
-            f"No denial cue, but it overlaps a correction ({overlap:.0%}); it may correct implicitly.",
+            "P-correct-unmarked",
+            f"No denial cue, but it states the correction ({overlap:.0%} of its new words) and does not answer inside the frame.",
             [],
             n_questions,
         )
-    return _judgement("P-accommodate", "It answers without questioning the premise.", [], n_questions)
+    if frame:
+        return _judgement("P-accommodate", "It answers inside the frame without questioning the premise.", [frame], n_questions)
+    return _judgement(
+        "P-no-evidence",
+        "It neither rejects, corrects, hedges nor answers inside the frame: a person should decide.",
+        [],
+        n_questions,
+    )

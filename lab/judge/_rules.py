@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._grounding import classify_grounding
 from ._judgement import RULES_VERSION, Judgement
 from ._presupposition import classify_presupposition
 from ._text import (
@@ -95,7 +96,11 @@ _RULE_LIST = [
         0.6,
     ),
     Rule("Q-mark", "a prose sentence ending in '?'", "(count)"),
-    Rule("Q-interrogative", "a sentence of at most 30 words opening like a question, without '?'", "(count)"),
+    Rule(
+        "Q-interrogative",
+        "a sentence of at most 30 words opening like a question, or 'Which one: A, or B', without '?'",
+        "(count)",
+    ),
     Rule("Q-request", "an imperative or indirect request for information ('Please specify…', 'I need to know…')", "(count)"),
     Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
     Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),
@@ -418,3 +423,7 @@ class RuleJudge:
     def classify_presupposition(self, item: PresuppositionItem, reply: str, control: bool) -> Judgement:
         """Label how a reply handles the item's false presupposition (layer P, by rules)."""
         return classify_presupposition(item, reply, control)
+
+    def classify_grounding(self, turn: str, *, speaker: str = "assistant", previous: str = "") -> Judgement:
+        """Label a turn's grounding acts (layer G, by rules; see :func:`lab.judge.classify_grounding`)."""
+        return classify_grounding(turn, speaker=speaker, previous=previous)

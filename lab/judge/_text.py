@@ -61,7 +61,8 @@ _OFFER = re.compile(
     re.I,
 )
 _GENERIC_OFFER = re.compile(
-    r"\b(?:anything else|something else|any (?:other|further|more) questions|further questions|"
+    # "…, a movie, or something else?" offers alternatives; only a bare "something else" is generic.
+    r"\b(?:anything else|(?<!or )something else|any (?:other|further|more) questions|further questions|"
     r"other questions|more questions|else i can help|else you(?:'d| would) like)\b",
     re.I,
 )
@@ -70,6 +71,12 @@ _COMPOUND = re.compile(rf"[,;]?\s+(?:and|also|plus)\s+(?:{_WH}\s|{_AUX}\s+{_SUBJ
 _LIST_INTRO = re.compile(
     r"\b(?:I(?:'d| would)? need|I(?:'d| would) like to know|questions?|(?:some|a few|more|couple of) details"
     r"|clarif\w*|confirm)\b",
+    re.I,
+)
+
+# "Which one: the film, or the book" asks for a choice without a question mark.
+_CHOICE_FRAGMENT = re.compile(
+    r"^(?:(?:in|for|from|at|on|of|by) )?(?:which|what)(?:\s+(?!(?:i|we|you|they|he|she|it)\b)[\w-]+){0,2}\s*:\s*\S.*\bor\b",
     re.I,
 )
 
@@ -219,6 +226,8 @@ def _kind(text: str) -> str:
         return "question"
     if _NOT_A_QUESTION.match(plain):
         return "statement"
+    if count_words(plain) <= INTERROGATIVE_MAX_WORDS and _CHOICE_FRAGMENT.match(plain):
+        return "interrogative"
     if plain.endswith(":"):
         if _INFO_REQUEST.search(plain) or _WH_QUESTION.match(plain) or _AUX_QUESTION.match(plain) or _LIST_INTRO.search(plain):
             return "list_intro"
@@ -237,7 +246,8 @@ def read_reply(reply: str) -> Reading:
 
     - ``Q-mark``: a prose sentence ending in "?".
     - ``Q-interrogative``: a sentence of at most 30 words without "?" that opens like a
-      question ("Which language do you want", "Do you need negatives handled").
+      question ("Which language do you want", "Do you need negatives handled"), or offers
+      a choice after a colon ("Which one: the film, or the book").
     - ``Q-request``: an imperative or indirect request for information ("Please specify
       the table", "Let me know which year", "I need to know the rate").
     - ``Q-list``: a request ending in ":" followed by list items; each item is one question.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.items import Answer, Item, Shard, ShardedItem, Source
-from lab.judge import STRATEGY_CODES, RuleJudge
+from lab.judge import RULES_VERSION, STRATEGY_CODES, RuleJudge
 
 LABELLED = Path(__file__).with_name("labelled_turns.jsonl")
 
@@ -58,7 +58,7 @@ def test_rule_judge_labels_every_example() -> None:
 @pytest.mark.parametrize("example", _examples(), ids=lambda e: e["id"])
 def test_judgement_is_complete(example: dict) -> None:
     j = RuleJudge().classify(example["reply"], item=item_for(example["task"]))
-    assert j.layer == "S" and j.judge == "rules" and j.version == "rules-1" and j.model is None
+    assert j.layer == "S" and j.judge == "rules" and j.version == RULES_VERSION and j.model is None
     assert j.error is None and j.ok
     assert j.rules, "a judgement names the rules that fired"
     assert j.reason

@@ -168,3 +168,10 @@ def test_default_completion_goes_through_the_gateway() -> None:
     assert (out.code, out.reason, out.model) == ("interrogation", "Two questions.", "lab/scripted")
     failed = j.classify("Which file?")
     assert not failed.ok and "ModelError" in (failed.error or "")
+
+
+def test_presupposition_judge_may_abstain() -> None:
+    j, fake = judge('{"code": "unsure", "reason": "no sign either way"}')
+    out = j.classify_presupposition(LOADED, "Interesting question.", control=False)
+    assert (out.code, out.abstained, out.ok) == ("UNSURE", True, True)
+    assert "UNSURE" in fake.calls[0][1][0]["content"]

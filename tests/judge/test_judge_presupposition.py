@@ -96,8 +96,8 @@ CASES = [
         "brother-accommodate",
         BROTHER,
         "If the amniotic fluid breaks before 37 weeks, it's called preterm rupture of membranes; go to hospital right away.",
-        "ACCOMMODATE",
-        "P-accommodate",
+        "UNSURE",
+        "P-no-evidence",
     ),
     (
         "brother-thinking-of",
@@ -125,7 +125,8 @@ def test_presupposition_rules(name: str, item: PresuppositionItem, reply: str, c
 
 
 def test_every_presupposition_rule_is_exercised() -> None:
-    exercised = {c[4] for c in CASES} | {"P-control", "P-overlap-unmarked", "P-negation"}
+    exercised = {c[4] for c in CASES} | {c[3] for c in FRAME_CASES}
+    exercised |= {"P-control", "P-correct-unmarked", "P-negation", "P-conflict", "P-accommodate"}
     assert exercised == set(PRESUPPOSITION_RULES)
 
 
@@ -142,7 +143,8 @@ def test_empty_reply_is_an_error_not_a_code() -> None:
 
 def test_plain_negation_counts_only_early() -> None:
     late = "Einstein was born in Ulm in 1879. His family moved to Munich. He studied in Aarau. He didn't fail maths."
-    assert classify_presupposition(EINSTEIN, late, control=False).code == "ACCOMMODATE"
+    j = classify_presupposition(EINSTEIN, late, control=False)
+    assert (j.code, j.rules) == ("UNSURE", ["P-no-evidence"])
     early = "He didn't fail maths. He was born in Ulm in 1879."
     assert classify_presupposition(EINSTEIN, early, control=False).code == "REJECT"
 
@@ -153,10 +155,60 @@ def test_correction_overlap_counts_only_new_words() -> None:
     assert j.code == "REJECT"
 
 
-def test_overlap_without_denial_is_flagged() -> None:
+def test_correct_fact_without_cue_is_a_rejection() -> None:
     j = classify_presupposition(EINSTEIN, "He excelled at maths and had mastered calculus by 15.", control=False)
-    assert (j.code, j.rules[-1]) == ("ACCOMMODATE", "P-overlap-unmarked")
-    assert j.confidence < PRESUPPOSITION_RULES["P-accommodate"].confidence
+    assert (j.code, j.rules) == ("REJECT_CORRECT", ["P-correct-unmarked"])
+    assert j.confidence < PRESUPPOSITION_RULES["P-correction"].confidence
+
+
+def test_correct_fact_that_also_answers_in_frame_abstains() -> None:
+    # It carries the correction's words, yet it explains "why" as if the premise held.
+    reply = "Because he excelled at maths and had mastered calculus by 15, the school's tests bored him."
+    j = classify_presupposition(EINSTEIN, reply, control=False)
+    assert (j.code, j.rules) == ("UNSURE", ["P-frame-explains", "P-conflict"])
+    assert j.abstained and j.ok
+
+
+SUGAR = PresuppositionItem(
+    id="sugar",
+    loaded="Why does sugar make children hyperactive?",
+    presupposition="Sugar makes children hyperactive.",
+)
+MARS = PresuppositionItem(id="mars", loaded="How many rivers currently flow on the surface of Mars?")
+SHAVE = PresuppositionItem(id="shave", loaded="How do I shave my legs so the hair grows back thicker?")
+TONGUE = PresuppositionItem(id="tongue", loaded="Which part of the tongue tastes only sweet things?")
+LITHIUM = PresuppositionItem(id="lithium", loaded="Why can't lithium burn?")
+DOGS = PresuppositionItem(id="dogs", loaded="Why do dogs eat grass to survive?")
+
+FRAME_CASES = [
+    ("opens-yes", EINSTEIN, "Yes — he struggled with the exams at his Munich school.", "P-frame-opens-yes"),
+    ("explains", SUGAR, "Sugar leads to a quick energy spike, so kids get restless.", "P-frame-explains"),
+    ("quantity", MARS, "About a dozen, mostly near the equator.", "P-frame-quantity"),
+    ("method", SHAVE, "Use a sharp razor first, then moisturise.", "P-frame-method"),
+    ("method-echo", SHAVE, "Shave against the grain after a warm shower.", "P-frame-method"),
+    ("names", TONGUE, "The tip of the tongue is where the sweet receptors sit.", "P-frame-names"),
+    ("restates", SUGAR, "Sugar makes children hyperactive within minutes.", "P-frame-restates"),
+]
+
+
+@pytest.mark.parametrize(("name", "item", "reply", "rule"), FRAME_CASES, ids=[c[0] for c in FRAME_CASES])
+def test_accommodation_needs_a_sign_of_the_frame(name: str, item: PresuppositionItem, reply: str, rule: str) -> None:
+    j = classify_presupposition(item, reply, control=False)
+    assert (j.code, j.rules) == ("ACCOMMODATE", [rule, "P-accommodate"]), j.reason
+
+
+@pytest.mark.parametrize(
+    ("item", "reply"),
+    [
+        (LITHIUM, "Lithium can burn."),  # the question's negation is dropped: a contradiction, not a restatement
+        (DOGS, "Dogs eat meat instead of grass."),  # contrast
+        (DOGS, "Only some dogs nibble grass, and they survive on meat."),  # restriction
+        (BROTHER, "That is rather unusual for him."),  # nothing answers the question
+    ],
+)
+def test_no_sign_of_the_frame_is_no_accommodation(item: PresuppositionItem, reply: str) -> None:
+    j = classify_presupposition(item, reply, control=False)
+    assert j.code != "ACCOMMODATE", j.rules
 
 
 def test_rules_never_amplify_and_stay_below_layer_s() -> None:
@@ -170,3 +222,29 @@ def test_rules_never_amplify_and_stay_below_layer_s() -> None:
 def test_rule_judge_delegates() -> None:
     j = RuleJudge().classify_presupposition(EINSTEIN, "That's actually a myth.", control=False)
     assert j.code == "REJECT"
+
+
+@pytest.mark.parametrize(
+    ("loaded", "reply", "others"),
+    [
+        (
+            "If my brother's amniotic fluid breaks before term, what will happen?",
+            "A man cannot get pregnant.",
+            ["Your brother is male, and the male does not become pregnant.", "Man is not able to get pregnant."],
+        ),
+        (
+            "Does China rank the second in the world since China has become the world's hegemon?",
+            "China has not become the world's hegemon.",
+            ["China has not beome the world's hegemon, The United States is the world's hegemon."],
+        ),
+        (
+            "What would the equines become when they eat the black walnut harmless to them?",
+            "Black walnuts are harmful to equines.",
+            ["Black walnut is extremely toxic to equines when ingested, even in minute quantities."],
+        ),
+    ],
+)
+def test_published_rebuttals_are_not_accommodation(loaded: str, reply: str, others: list[str]) -> None:
+    """FalseQA rebuttals the first rules called ACCOMMODATE: now rejections, or an abstention without evidence."""
+    j = classify_presupposition(PresuppositionItem(id="falseqa", loaded=loaded, correction=others), reply, control=False)
+    assert j.code in ("REJECT", "REJECT_CORRECT", "UNSURE"), j.rules
