@@ -8,12 +8,12 @@ visiting and builds the navigation they may use.
 import streamlit as st
 
 if __name__ != "__main__":
-    from lab.auth import routes
+    from lab.web.routes import routes
 
     app = st.App("app.py", routes=routes())
 else:
-    from lab.auth import current_visitor
     from lab.navigation import pages_for
+    from lab.web.guard import current_visitor
 
     st.set_page_config(page_title="Repair Lab", page_icon=":material/forum:", layout="centered")
     sections, default = pages_for(current_visitor(), st.query_params.to_dict())

@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from .errors import LabError
 from .schema import Account, utcnow
 
 ROLES = ("admin", "experimenter", "annotator")
@@ -31,7 +32,7 @@ _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
 _PG_FIRST_ACCOUNT_LOCK = 0x6C61_625F_6669  # one advisory lock id for creating the first admin
 
 
-class AccountError(ValueError):
+class AccountError(LabError, ValueError):
     """An account that cannot be created or changed, with the reason."""
 
 

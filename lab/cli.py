@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from .accounts import ROLES
+from .errors import CommandError, LabError
 from .settings import ROOT
 
+__all__ = ["CommandError", "build_parser", "main"]
+
 DEMO_SPEC = ROOT / "studies" / "demo.yaml"
-
-
-class CommandError(Exception):
-    """A command that cannot go on; its message is printed as is."""
 
 
 def _engine() -> Any:
@@ -61,7 +61,7 @@ def cmd_init(args: argparse.Namespace) -> None:
             except StudyError as e:
                 print(f"loaded the demo study '{result.study.slug}' as a draft ({e})")
         if count_accounts(s) == 0:
-            from .auth import setup_link
+            from .web.setup_token import setup_link
 
             print("no staff account yet. Open this one-time link (valid 24 hours) to create the first admin:")
             print(f"  {setup_link()}")
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     sp = usub.add_parser("add", help="add an account (password from a prompt, or LAB_PASSWORD without a terminal)")
     sp.add_argument("name")
-    sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
+    sp.add_argument("--role", required=True, choices=ROLES)
     sp.set_defaults(func=cmd_user_add)
 
     from . import links, simulate, terminal
@@ -192,22 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is meant for the person at the terminal."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .accounts import AccountError
-    from .items import ItemError
-    from .spec import SpecError
-    from .dialogue import ConversationOver, MessageRejected
-    from .studies import StudyError
-
-    errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
-    try:
-        from .llm import ModelError
-
-        errors.append(ModelError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (LabError, SQLAlchemyError, LookupError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

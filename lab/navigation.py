@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import Visitor
+from .web.visitor import Visitor
 
 
 @dataclass(frozen=True)

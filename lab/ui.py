@@ -1,4 +1,4 @@
-"""Streamlit-side helpers shared by the pages (the only module here that imports streamlit)."""
+"""Streamlit-side helpers shared by the pages (with ``lab.web.guard``, the only modules that import streamlit)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from .db import ready_engine
+from .web.paths import LOGOUT_PATH, link
+
 
 @st.cache_resource(show_spinner=False)
 def engine() -> Engine:
-    """The database engine, migrated once per server process (under the migration lock)."""
-    from .db import get_engine, migrate
-
-    eng = get_engine()
-    migrate(eng)
-    return eng
+    """The database engine, migrated once per server process (see :func:`lab.db.ready_engine`)."""
+    return ready_engine()
 
 
 @contextmanager
@@ -38,11 +37,9 @@ def writing() -> Iterator[Session]:
 
 def staff_header(visitor: Any) -> None:
     """Who is signed in, with a sign-out link, at the top of a staff page."""
-    from .auth import link
-
     st.markdown(
         f"<div style='text-align:right;font-size:0.85rem'>Signed in as <b>{html.escape(visitor.username or '')}</b> "
-        f"({html.escape(visitor.role or '')}) · {link('/auth/logout', 'Sign out')}</div>",
+        f"({html.escape(visitor.role or '')}) · {link(LOGOUT_PATH, 'Sign out')}</div>",
         unsafe_allow_html=True,
     )
 

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from lab.accounts import MIN_PASSWORD_LENGTH, AccountError, change_password
-from lab.auth import link, require_role, sign_in_url
 from lab.ui import staff_header, writing
+from lab.web.guard import require_role
+from lab.web.paths import link, sign_in_url
 
 visitor = require_role("experimenter", "annotator")
 staff_header(visitor)

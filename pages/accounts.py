@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from lab.accounts import ROLES, AccountError, create_account, list_accounts, reset_password, set_active, set_role
-from lab.auth import require_role
 from lab.ui import flash, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("admin")
 staff_header(visitor)

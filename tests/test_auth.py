@@ -17,7 +17,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from lab import auth
 from lab.accounts import (
     AccountError,
     authenticate,
@@ -30,9 +29,13 @@ from lab.accounts import (
     set_active,
     set_role,
 )
-from lab.auth import COOKIE, CSRF_COOKIE, LOGIN_FAILED, LoginLimits, SlidingWindow, Visitor, safe_next, visitor_from_cookie
 from lab.db import get_engine, migrate
 from lab.schema import Account
+from lab.web.limits import LoginLimits, SlidingWindow
+from lab.web.paths import landing_path, safe_next
+from lab.web.routes import CSRF_COOKIE, LOGIN_FAILED, routes
+from lab.web.setup_token import setup_token, setup_token_valid
+from lab.web.visitor import COOKIE, COOKIE_MAX_AGE, Visitor, cookie_for, sign_account, visitor_from_cookie
 
 BASE = "http://testserver"
 PASSWORD = "correct horse battery"
@@ -58,7 +61,7 @@ def limits() -> LoginLimits:
 
 @pytest.fixture
 def client(db: Engine, limits: LoginLimits) -> Iterator[TestClient]:
-    app = Starlette(routes=auth.routes(limits))
+    app = Starlette(routes=routes(limits))
     with TestClient(app, base_url=BASE, follow_redirects=False) as c:
         yield c
 
@@ -101,17 +104,17 @@ def test_visitor_roles(role: str | None, allowed: set[str]) -> None:
 
 def test_cookie_resolves_to_the_account(db: Engine) -> None:
     account = add(db, "erin", "experimenter")
-    v = visitor_from_cookie(auth.cookie_for(account))
+    v = visitor_from_cookie(cookie_for(account))
     assert v == Visitor("experimenter", "erin", account.id)
 
 
 def test_tampered_or_foreign_cookies_are_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     account = add(db, "erin", "experimenter")
-    good = auth.cookie_for(account)
+    good = cookie_for(account)
     assert visitor_from_cookie(good[:-2] + ("AA" if not good.endswith("AA") else "BB")) == Visitor()
     assert visitor_from_cookie("") == Visitor()
     assert visitor_from_cookie("not-a-cookie") == Visitor()
-    assert visitor_from_cookie(auth.sign_account(account.id + 99, "x" * 16)) == Visitor()
+    assert visitor_from_cookie(sign_account(account.id + 99, "x" * 16)) == Visitor()
     monkeypatch.setenv("LAB_SECRET_KEY", "another lab's secret")
     assert visitor_from_cookie(good) == Visitor()
 
@@ -121,8 +124,8 @@ def test_expired_cookie_is_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch
 
     account = add(db, "erin", "experimenter")
     real = itsdangerous.timed.TimestampSigner.get_timestamp
-    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - auth.COOKIE_MAX_AGE - 5)
-    old = auth.cookie_for(account)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - COOKIE_MAX_AGE - 5)
+    old = cookie_for(account)
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", real)
     assert visitor_from_cookie(old) == Visitor()
 
@@ -130,7 +133,7 @@ def test_expired_cookie_is_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch
 def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
     admin = add(db, "root", "admin")
     account = add(db, "erin", "experimenter")
-    cookie = auth.cookie_for(account)
+    cookie = cookie_for(account)
     with Session(db) as s, s.begin():
         set_active(s, account.id, False)
     assert visitor_from_cookie(cookie) == Visitor()
@@ -140,7 +143,7 @@ def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
     with Session(db) as s, s.begin():
         change_password(s, account.id, PASSWORD, "a brand new passphrase")
     assert visitor_from_cookie(cookie) == Visitor()
-    assert visitor_from_cookie(auth.cookie_for(admin)).role == "admin"
+    assert visitor_from_cookie(cookie_for(admin)).role == "admin"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +160,7 @@ def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
 )
 def test_landing_avoids_the_default_pages_own_path(role: str, given: str, expected: str) -> None:
     # The navigation serves the default (home) page at "/" only.
-    assert auth.landing_path(given, role) == expected
+    assert landing_path(given, role) == expected
 
 
 @pytest.mark.parametrize(
@@ -341,7 +344,7 @@ def _setup(client: TestClient, token: str, username: str = "root", password: str
 
 
 def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine) -> None:
-    token = auth.setup_token()
+    token = setup_token()
     r = _setup(client, token)
     assert r.status_code == 303 and COOKIE in r.headers["set-cookie"]
     assert visitor_from_cookie(client.cookies.get(COOKIE)).role == "admin"
@@ -349,7 +352,7 @@ def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine)
         assert count_accounts(s) == 1
     # Used up: the same link, and any new one, no longer works.
     assert client.get(f"/auth/setup?token={token}").status_code == 403
-    assert client.get(f"/auth/setup?token={auth.setup_token()}").status_code == 403
+    assert client.get(f"/auth/setup?token={setup_token()}").status_code == 403
     r = client.post(
         "/auth/setup",
         data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": "second", "password": PASSWORD, "password2": PASSWORD},
@@ -363,7 +366,7 @@ def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine)
 def test_setup_refuses_bad_tokens_and_bad_passwords(client: TestClient, db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/auth/setup?token=forged").status_code == 403
     assert client.get("/auth/setup").status_code == 403
-    token = auth.setup_token()
+    token = setup_token()
     r = _setup(client, token, password="short", password2="short")
     assert r.status_code == 400 and "at least 10 characters" in r.text
     r = _setup(client, token, password=PASSWORD, password2=PASSWORD + "x")
@@ -383,7 +386,7 @@ def test_init_prints_a_setup_link_only_while_no_account_exists(db: Engine, capsy
     assert link is not None
     from urllib.parse import unquote
 
-    assert auth.setup_token_valid(unquote(link.group(2)))
+    assert setup_token_valid(unquote(link.group(2)))
     add(db, "root", "admin")
     assert main(["init"]) == 0
     assert "/auth/setup" not in capsys.readouterr().out

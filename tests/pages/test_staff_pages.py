@@ -18,7 +18,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lab import auth
 from lab.accounts import create_account
 from lab.assign import assign
 from lab.db import get_engine, migrate
@@ -26,6 +25,8 @@ from lab.participants import create_participant
 from lab.schema import Account, Event, Participant, Study
 from lab.spec import load_spec_file, parse_spec
 from lab.studies import get_study, load_study
+from lab.web import guard
+from lab.web.visitor import cookie_for, visitor_from_cookie
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TITLE = "Repair in conversation: piece-by-piece tasks, loaded questions, missing details"
@@ -90,8 +91,8 @@ def as_role(monkeypatch: pytest.MonkeyPatch, lab_db: Engine) -> Callable[[str], 
         cookie = None
         if role != "anonymous":
             with Session(lab_db) as s:
-                cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
-        monkeypatch.setattr(auth, "_request_cookie", lambda: cookie)
+                cookie = cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
+        monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
 
     return set_role
 
@@ -194,7 +195,7 @@ def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
     assert not at.exception, at.exception
     assert at.title[0].value == default
-    sections, _ = pages_for(auth.current_visitor(), {})
+    sections, _ = pages_for(guard.current_visitor(), {})
     assert {p.title for pages in sections.values() for p in pages} == menu
     links = {el.proto.label for el in at.get("page_link")}
     assert links == ({"Staff sign in"} if role == "anonymous" else menu)
@@ -404,7 +405,7 @@ def test_admin_adds_and_disables_accounts(as_role: Callable[[str], None], lab_db
 def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], lab_db: Engine) -> None:
     as_role("annotator")
     with Session(lab_db) as s:
-        old_cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == "annotator1")).one())
+        old_cookie = cookie_for(s.scalars(select(Account).where(Account.username == "annotator1")).one())
     at = page("account").run()
     at.text_input[0].set_value("wrong password")
     at.text_input[1].set_value("a new long password")
@@ -416,4 +417,4 @@ def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], la
     at.text_input[2].set_value("a new long password")
     at.button[0].click().run()
     assert any("password was changed" in s.value for s in at.success)
-    assert auth.visitor_from_cookie(old_cookie).role is None
+    assert visitor_from_cookie(old_cookie).role is None
