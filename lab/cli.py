@@ -97,6 +97,21 @@ def cmd_study_status(args: argparse.Namespace) -> None:
         print(f"study '{study.slug}' version {study.version} is {study.status}")
 
 
+def cmd_study_export(args: argparse.Namespace) -> None:
+    """Print or write a study's spec as written (comments kept), else the stored spec as YAML."""
+    from .console import spec_source
+    from .studies import get_study
+
+    with _tx() as s:
+        text, _ = spec_source(get_study(s, args.slug))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote the spec of '{args.slug}' to {args.out}")
+    else:
+        sys.stdout.write(text)
+
+
 def cmd_study_list(args: argparse.Namespace) -> None:
     from .studies import list_studies
 
@@ -166,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = ssub.add_parser(action, help=f"{action} the newest version of a study")
         sp.add_argument("slug")
         sp.set_defaults(func=cmd_study_status, action=action)
+    sp = ssub.add_parser("export", help="the newest version's spec as written (comments kept), to stdout or --out")
+    sp.add_argument("slug")
+    sp.add_argument("--out", help="file to write instead of printing")
+    sp.set_defaults(func=cmd_study_export)
     sp = ssub.add_parser("list", help="studies with status and counts")
     sp.add_argument("--all", action="store_true", help="include superseded versions")
     sp.set_defaults(func=cmd_study_list)

@@ -279,6 +279,24 @@ def test_editing_with_an_error_keeps_the_study(as_role: Callable[[str], None], l
         assert s.scalars(select(Study.version)).all() == [1]
 
 
+def test_the_editor_shows_and_exports_the_spec_as_written(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    written = "# Written by hand; this comment stays.\n" + UPLOAD.replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]  # inline")
+    as_role("experimenter")
+    at = page("studies").run()
+    at.file_uploader[0].set_value([("up.yaml", written.encode(), "application/yaml")]).run()
+    next(b for b in at.button if b.label == "Save study").click().run()
+    at.selectbox(key="edit_slug").set_value("uploaded").run()
+    assert at.text_area[0].value == written
+    assert [d.label for d in at.get("download_button")] == ["Download the spec (YAML)"]  # the text shown above
+    # A comment-only edit keeps the same study and saves the new text.
+    at.text_area[0].set_value(written.replace("this comment stays", "this comment was edited")).run()
+    assert any("Only comments or layout changed" in i.value for i in at.info)
+    at.button(key="save_edit").click().run()
+    with Session(lab_db) as s:
+        study = get_study(s, "uploaded")
+        assert study.version == 1 and "this comment was edited" in (study.spec_text or "")
+
+
 def test_open_pause_close(as_role: Callable[[str], None], lab_db: Engine) -> None:
     as_role("experimenter")
     at = page("studies").run()
