@@ -48,6 +48,6 @@ def require_role(*roles: str) -> Visitor:
         st.info("Please sign in to see this page.", icon=":material/lock:")
         st.markdown(link(sign_in_url(current_path()), "Sign in"), unsafe_allow_html=True)
     else:
-        st.error(f"Your account ({visitor.role}) does not have access to this page.", icon=":material/block:")
+        st.error(f"This page is not available to your role ({visitor.role}).", icon=":material/block:")
     st.stop()
     raise AssertionError("unreachable")

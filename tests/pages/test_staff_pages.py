@@ -129,7 +129,7 @@ def assert_locked_out(at: AppTest, role: str) -> None:
         assert at.info[0].value.startswith("Please sign in")
         assert "/auth/login?next=" in at.markdown[0].value and 'target="_self"' in at.markdown[0].value
     else:
-        assert f"Your account ({role}) does not have access to this page." in at.error[0].value
+        assert f"This page is not available to your role ({role})." in at.error[0].value
 
 
 # --- the role matrix -------------------------------------------------------------------------
@@ -207,8 +207,30 @@ def test_experimenter_moves_between_pages(as_role: Callable[[str], None]) -> Non
     at.switch_page("pages/monitor.py").run()
     assert at.title[0].value == "Live monitor"
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    fresh.switch_page("pages/accounts.py").run()  # not in an experimenter's menu, but its address answers
+    assert_locked_out(fresh, "experimenter")
+
+
+@pytest.mark.parametrize("role", ["anonymous", "annotator"])
+@pytest.mark.parametrize("name", STAFF_PAGES)
+def test_every_staff_address_answers_once_the_app_has_run(name: str, role: str, as_role: Callable[[str], None]) -> None:
+    # On a server whose navigation has run, a page missing from it would be "Page not found".
+    as_role(role)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    at.switch_page(f"pages/{name}.py").run()
+    if role in ALLOWED[name]:
+        assert not at.exception and at.title[0].value == "My account"
+    else:
+        assert_locked_out(at, role)
+
+
+def test_a_participant_link_reaches_no_staff_page(as_role: Callable[[str], None]) -> None:
+    as_role("admin")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["study"] = "demo"
+    at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        fresh.switch_page("pages/accounts.py")  # not in an experimenter's navigation
+        at.switch_page("pages/studies.py")
 
 
 # --- studies ---------------------------------------------------------------------------------
