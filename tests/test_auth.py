@@ -446,3 +446,29 @@ def test_passwords_are_argon2id_hashes(db: Engine, tmp_path: Path) -> None:
     with Session(db) as s:
         stored = s.query(Account).one().password_hash
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaa", "password123", "qwertyuiop", "1234567890", "erin1234567"])
+def test_easily_guessed_passwords_are_refused_everywhere(db: Engine, weak: str, client: TestClient) -> None:
+    with Session(db) as s, s.begin(), pytest.raises(AccountError, match="password: too easy to guess"):
+        create_account(s, "erin", "experimenter", weak)
+    # The setup link (the first admin) refuses it with the same advice.
+    r = _setup(client, setup_token(), username="erin", password=weak)
+    assert r.status_code == 400 and "too easy to guess" in r.text
+    account = add(db, "erin", "experimenter")
+    with Session(db) as s, s.begin():
+        with pytest.raises(AccountError, match="too easy to guess"):
+            change_password(s, account.id, PASSWORD, weak)
+        with pytest.raises(AccountError, match="too easy to guess"):
+            reset_password(s, account.id, weak)
+
+
+def test_cli_refuses_an_easily_guessed_password(db: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    monkeypatch.setenv("LAB_PASSWORD", "aaaaaaaaaa")
+    assert main(["user", "add", "ada", "--role", "admin"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: password: too easy to guess.") and 'Repeats like "aaa"' in err
+    with Session(db) as s:
+        assert count_accounts(s) == 0
