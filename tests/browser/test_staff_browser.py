@@ -320,3 +320,24 @@ def test_pages_ask_nothing_of_other_hosts(warm_server: StaffServer, context: Any
     assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
     icon = page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href")
     assert icon.startswith(("data:", base)), icon
+
+
+def test_add_account_form_is_cleared_after_success(warm_server: StaffServer, context: Any) -> None:
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "admin1", PASSWORD, "/accounts")
+    page.wait_for_url(base + "/accounts")
+    wait_for_app(page)
+    form = page.get_by_test_id("stForm")
+    form.get_by_label("Username").fill("weakling")
+    form.get_by_label("Initial password", exact=False).fill("aaaaaaaaaa")
+    form.get_by_role("button", name="Add account").click()
+    page.get_by_text("password: too easy to guess").wait_for()
+    assert form.get_by_label("Username").input_value() == "weakling"  # kept, to correct it
+    form.get_by_label("Username").fill("newcomer")
+    form.get_by_label("Initial password", exact=False).fill("pelican orbit lantern")
+    form.get_by_role("button", name="Add account").click()
+    page.get_by_text("Account 'newcomer' (experimenter) added.").wait_for()
+    wait_for_app(page)
+    assert form.get_by_label("Username").input_value() == ""
+    assert form.get_by_label("Initial password", exact=False).input_value() == ""

@@ -430,9 +430,14 @@ def test_admin_adds_and_disables_accounts(as_role: Callable[[str], None], lab_db
     at.text_input[1].set_value("short")
     at.button[0].click().run()
     assert any("at least 10 characters" in e.value for e in at.error)
+    at.text_input[1].set_value("aaaaaaaaaa")
+    at.button[0].click().run()
+    assert any("password: too easy to guess" in e.value for e in at.error)
     at.text_input[1].set_value("long enough secret")
     at.button[0].click().run()
     assert any("Account 'newbie' (annotator) added." in s.value for s in at.success)
+    assert at.text_input(key="new_username").value == "" and at.text_input(key="new_password").value == ""  # ready for the next one
+    assert at.selectbox(key="new_role").value == "experimenter"
     at.selectbox(key="account_choice").set_value("admin1").run()
     at.checkbox[0].uncheck()
     at.button[1].click().run()
