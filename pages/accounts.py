@@ -3,7 +3,16 @@
 import pandas as pd
 import streamlit as st
 
-from lab.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountError, create_account, list_accounts, reset_password, set_active, set_role
+from lab.accounts import (
+    MIN_PASSWORD_LENGTH,
+    ROLES,
+    AccountError,
+    create_account,
+    list_accounts,
+    reset_password,
+    set_active,
+    set_role,
+)
 from lab.ui import flash, reading, staff_header, writing
 from lab.web.guard import require_role
 
