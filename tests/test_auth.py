@@ -241,37 +241,66 @@ def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, db: E
     assert "erin" not in answers[0][1] and "nobody" not in answers[0][1]
 
 
-def test_failed_sign_ins_are_rate_limited_per_username(client: TestClient, db: Engine) -> None:
+def from_address(db: Engine, limits: LoginLimits, address: str) -> TestClient:
+    """A client whose requests come from ``address``."""
+    return TestClient(Starlette(routes=routes(limits)), base_url=BASE, follow_redirects=False, client=(address, 50000))
+
+
+def test_one_address_is_paused_before_it_can_lock_an_account_out(client: TestClient, db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    add(db, "fay", "experimenter")
-    for _ in range(5):
+    assert limits.per_address.limit < limits.per_user.limit
+    for _ in range(limits.per_address.limit - 1):
         assert "failed=1" in sign_in(client, "erin", "wrong password!").headers["location"]
-    blocked = sign_in(client, "erin", PASSWORD)
-    assert "failed=1" in blocked.headers["location"] and COOKIE not in blocked.headers.get("set-cookie", "")
-    # The same refusal for a name that does not exist, after as many tries.
-    for _ in range(5):
-        sign_in(client, "nobody", "wrong password!")
-    assert sign_in(client, "nobody", "x" * 12).headers["location"] == blocked.headers["location"]
-    # Another account from the same address is not locked out by erin's failures.
-    assert sign_in(client, "fay", PASSWORD).headers["location"] == "/links"
+    paused = sign_in(client, "erin", "wrong password!")
+    assert "paused=15" in paused.headers["location"] and "by=address" in paused.headers["location"]
+    page = client.get(paused.headers["location"]).text
+    assert "Too many failed sign-ins from your address: sign-in is paused for 15 minutes." in page
+    # Even the right password waits, from this address ...
+    assert "paused=" in sign_in(client, "erin", PASSWORD).headers["location"]
+    # ... while erin, from her own address, is not locked out.
+    with from_address(db, limits, "10.0.0.2") as own:
+        assert sign_in(own, "erin", PASSWORD).headers["location"] == "/links"
 
 
-def test_failed_sign_ins_are_rate_limited_per_address(client: TestClient, db: Engine, limits: LoginLimits) -> None:
+def test_many_addresses_pause_a_username_and_say_so(db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    for n in range(limits.per_address.limit):
-        sign_in(client, f"user{n}", "wrong password!")
-    r = sign_in(client, "erin", PASSWORD)
-    assert "failed=1" in r.headers["location"]
+    answers = {}
+    for username in ("erin", "nobody"):  # an unknown name is paused the same way
+        for n in range(limits.per_user.limit):
+            with from_address(db, limits, f"10.1.{n}.{len(username)}") as c:
+                last = sign_in(c, username, "wrong password!")
+        assert "by=username" in last.headers["location"]
+        with from_address(db, limits, "10.9.9.9") as c:
+            r = sign_in(c, username, PASSWORD if username == "erin" else "x" * 12)
+            assert "by=username" in r.headers["location"] and COOKIE not in r.headers.get("set-cookie", "")
+            answers[username] = c.get(r.headers["location"]).text.replace(c.cookies.get(CSRF_COOKIE), "TOKEN")
+    assert answers["erin"] == answers["nobody"]
+    assert "Too many failed sign-ins for this username: sign-in is paused for 15 minutes." in answers["erin"]
 
 
-def test_success_clears_the_username_count(client: TestClient, db: Engine) -> None:
+def test_pause_lasts_until_enough_failures_leave_the_window() -> None:
+    limits = LoginLimits(per_address=SlidingWindow(3, 600), per_user=SlidingWindow(10, 600))
+    for t in (0, 100, 200):
+        limits.per_address.hit("a", now=t)
+    pause = limits.pause("erin", "a", now=250)
+    assert pause is not None and pause.by == "address" and pause.seconds == 350 and pause.minutes == 6
+    assert limits.pause("erin", "a", now=600) is None
+    assert limits.pause("erin", "b", now=250) is None
+
+
+def test_odd_pause_parameters_are_ignored(client: TestClient, db: Engine) -> None:
+    for query in ("paused=0&by=address", "paused=99999&by=address", "paused=5&by=<script>", "paused=x&by=username"):
+        assert "Too many failed sign-ins" not in client.get(f"/auth/login?{query}").text
+
+
+def test_success_clears_the_username_count(db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    for _ in range(4):
-        sign_in(client, "erin", "wrong password!")
-    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
-    for _ in range(4):
-        sign_in(client, "erin", "wrong password!")
-    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
+    for round_ in range(2):
+        for n in range(limits.per_user.limit - 1):
+            with from_address(db, limits, f"10.2.{round_}.{n}") as c:
+                sign_in(c, "erin", "wrong password!")
+        with from_address(db, limits, f"10.3.{round_}.1") as c:
+            assert sign_in(c, "erin", PASSWORD).headers["location"] == "/links"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ The counts live in this process's memory (each app process counts on its own).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -46,6 +47,16 @@ class SlidingWindow:
             events = self._prune(key, now)
             return events is not None and len(events) >= self.limit
 
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Seconds until ``key`` is no longer blocked (0 when it is not)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._prune(key, now)
+            if events is None or len(events) < self.limit:
+                return 0.0
+            # Blocked until enough of the oldest events leave the window to go under the limit.
+            return events[len(events) - self.limit] + self.window - now
+
     def hit(self, key: str, now: float | None = None) -> None:
         """Record one event for ``key``."""
         now = time.monotonic() if now is None else now
@@ -64,23 +75,57 @@ class SlidingWindow:
             self._events.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Pause:
+    """Sign-in refused for a while after too many failures."""
+
+    by: str
+    """What reached its limit: ``address`` (the client's) or ``username``."""
+    seconds: float
+    """How long until sign-in may be tried again."""
+
+    @property
+    def minutes(self) -> int:
+        """The wait in whole minutes, rounded up."""
+        return max(1, math.ceil(self.seconds / 60))
+
+    def message(self) -> str:
+        """What the sign-in form says."""
+        who = "from your address" if self.by == "address" else "for this username"
+        unit = "minute" if self.minutes == 1 else "minutes"
+        return f"Too many failed sign-ins {who}: sign-in is paused for {self.minutes} {unit}. Try again after that."
+
+
 @dataclass
 class LoginLimits:
-    """Failed sign-ins allowed per username and per client address."""
+    """Failed sign-ins allowed per client address and per username.
 
-    per_user: SlidingWindow
-    """Failures counted against the username tried."""
+    The address limit is the stricter, so one address guessing a username is stopped
+    before the account's own limit is reached: it cannot lock the account's owner out.
+    """
+
     per_address: SlidingWindow
     """Failures counted against the client address."""
+    per_user: SlidingWindow
+    """Failures counted against the username tried (from every address)."""
 
     @classmethod
     def default(cls) -> LoginLimits:
-        """5 failures per username and 20 per address in 15 minutes."""
-        return cls(SlidingWindow(5, 15 * 60), SlidingWindow(20, 15 * 60))
+        """5 failures per address and 20 per username in 15 minutes."""
+        return cls(per_address=SlidingWindow(5, 15 * 60), per_user=SlidingWindow(20, 15 * 60))
+
+    def pause(self, username: str, address: str, now: float | None = None) -> Pause | None:
+        """Why and for how long sign-in is refused now, or None when it may be tried."""
+        waits = [
+            Pause("address", self.per_address.retry_after(address, now)),
+            Pause("username", self.per_user.retry_after(username.lower(), now)),
+        ]
+        longest = max(waits, key=lambda p: p.seconds)
+        return longest if longest.seconds > 0 else None
 
     def allowed(self, username: str, address: str) -> bool:
         """Whether a sign-in may be tried now."""
-        return not (self.per_user.blocked(username.lower()) or self.per_address.blocked(address))
+        return self.pause(username, address) is None
 
     def failed(self, username: str, address: str) -> None:
         """Count a refused sign-in."""

@@ -13,12 +13,14 @@ The POST routes refuse requests from other sites: the ``Origin`` header must nam
 server, and a double-submit token (a random value in a SameSite=Strict cookie and in the
 form) must match. Failed sign-ins are rate-limited per username and per client address
 (:mod:`lab.web.limits`). Every refusal says the same "wrong username or password", so the
-form never tells whether an account exists.
+form never tells whether an account exists; once a limit is reached the form says that
+sign-in is paused, for the address or the username tried, and for how long.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
@@ -32,7 +34,7 @@ from starlette.routing import Route
 from ..accounts import MIN_PASSWORD_LENGTH, AccountError, authenticate, count_accounts, create_first_admin, password_fingerprint
 from ..db import ready_engine, transaction
 from ..settings import load_settings
-from .limits import LOGIN_LIMITS, LoginLimits
+from .limits import LOGIN_LIMITS, LoginLimits, Pause
 from .paths import LOGIN_PATH, LOGOUT_PATH, SETUP_PATH, landing_path, safe_next
 from .setup_token import setup_token_valid
 from .templates import message_page, render
@@ -115,6 +117,20 @@ def _invalid_setup() -> HTMLResponse:
     return _page(message_page("Setup link not valid", text, LOGIN_PATH, "Sign in"), 403)
 
 
+def _paused(pause: Pause, next_path: str) -> RedirectResponse:
+    """Back to the form, which says sign-in is paused, why, and for how long."""
+    query = urlencode({"paused": pause.minutes, "by": pause.by, "next": next_path})
+    return RedirectResponse(f"{LOGIN_PATH}?{query}", status_code=303)
+
+
+def _pause_in(query: Mapping[str, str]) -> Pause | None:
+    """The pause a redirect to the form describes (anything odd is ignored)."""
+    minutes, by = query.get("paused", ""), query.get("by", "")
+    if not minutes.isdigit() or not 1 <= int(minutes) <= 24 * 60 or by not in ("address", "username"):
+        return None
+    return Pause(by, int(minutes) * 60)
+
+
 # --- database work (run in a thread: Argon2 takes tens of milliseconds) ----------------------
 
 
@@ -166,6 +182,8 @@ class SignIn:
         if cookie and await run_in_threadpool(_signed_in, cookie):
             return RedirectResponse(next_path, status_code=303)
         error = LOGIN_FAILED if request.query_params.get("failed") else None
+        if (pause := _pause_in(request.query_params)) is not None:
+            error = pause.message()
         return _form("login.html", request, title="Sign in", next_path=next_path, error=error)
 
     async def _login_post(self, request: Request) -> Response:
@@ -175,12 +193,16 @@ class SignIn:
         username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         next_path = safe_next(str(form.get("next", "/")))
         address = _client_address(request)
+        if (pause := self.limits.pause(username, address)) is not None:
+            return _paused(pause, next_path)  # not counted: no password was tried
         found = None
-        if username and password and self.limits.allowed(username, address):
+        if username and password:
             # Off the event loop that serves every page.
             found = await run_in_threadpool(_check_password, username, password)
         if found is None:
             self.limits.failed(username, address)
+            if (pause := self.limits.pause(username, address)) is not None:
+                return _paused(pause, next_path)
             return RedirectResponse(f"{LOGIN_PATH}?" + urlencode({"failed": "1", "next": next_path}), status_code=303)
         self.limits.succeeded(username)
         account_id, fingerprint, role = found
