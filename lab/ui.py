@@ -44,8 +44,29 @@ def staff_header(visitor: Any) -> None:
     )
 
 
+STUDY_PARAM = "slug"
+"""Query parameter keeping a staff page's chosen study, so a reload or a shared address keeps it.
+
+Not ``study``: that one makes a visit a participant's (``lab.navigation.PARTICIPANT_PARAMS``)."""
+
+
+def remembered_study(slugs: list[str]) -> int:
+    """Index in ``slugs`` of the study chosen last: in the address first, then in this session."""
+    for remembered in (st.query_params.get(STUDY_PARAM), st.session_state.get("_study_choice")):
+        if remembered in slugs:
+            return slugs.index(remembered)
+    return 0
+
+
+def remember_study(slug: str) -> None:
+    """Keep a chosen study in the address and for the other staff pages of the session."""
+    st.session_state["_study_choice"] = slug
+    if st.query_params.get(STUDY_PARAM) != slug:
+        st.query_params[STUDY_PARAM] = slug
+
+
 def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
-    """A study chooser (newest versions); the choice is shared by the staff pages of a session."""
+    """A study chooser (newest versions); the choice is kept in the address and shared by the staff pages of a session."""
     from .studies import list_studies
 
     with reading() as s:
@@ -53,10 +74,8 @@ def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
     if not slugs:
         st.info("No studies yet: upload a spec on the Studies page.")
         return None
-    remembered = st.session_state.get("_study_choice")
-    index = slugs.index(remembered) if remembered in slugs else 0
-    slug = st.selectbox(label, slugs, index=index, key=key)
-    st.session_state["_study_choice"] = slug
+    slug = st.selectbox(label, slugs, index=remembered_study(slugs), key=key)
+    remember_study(slug)
     return slug
 
 

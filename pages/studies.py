@@ -7,7 +7,7 @@ from lab.assign import definition_of
 from lab.console import STUDIES_DIR, check_spec_text, preview, spec_source
 from lab.spec import SpecError, StudyDefinition
 from lab.studies import STATUS_CHANGES, StudyError, get_study, list_studies, load_study, set_status
-from lab.ui import flash, reading, staff_header, writing
+from lab.ui import flash, reading, remember_study, remembered_study, staff_header, writing
 from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
@@ -21,6 +21,11 @@ SAVED = {
     "new-version": "Version {version} created: the previous version has participants, so its spec stays as it was (now superseded).",
 }
 ACTIONS = {"open": "Open", "pause": "Pause", "close": "Close"}
+
+
+def keep_choice(key: str) -> None:
+    """Keep the study just chosen in the address (two choosers here: the one changed wins)."""
+    remember_study(st.session_state[key])
 
 
 def act(slug: str, action: str) -> None:
@@ -97,7 +102,8 @@ manage, upload, edit = st.tabs(["Open, pause, close", "Upload a spec", "Edit a s
 
 with manage:
     if rows:
-        slug = st.selectbox("Study", [r.slug for r in rows], key="manage_slug")
+        slugs = [r.slug for r in rows]
+        slug = st.selectbox("Study", slugs, index=remembered_study(slugs), key="manage_slug", on_change=keep_choice, args=("manage_slug",))
         with reading() as s:
             study = get_study(s, slug)
             d = definition_of(study)
@@ -132,7 +138,8 @@ with upload:
 
 with edit:
     if rows:
-        slug = st.selectbox("Study", [r.slug for r in rows], key="edit_slug")
+        slugs = [r.slug for r in rows]
+        slug = st.selectbox("Study", slugs, index=remembered_study(slugs), key="edit_slug", on_change=keep_choice, args=("edit_slug",))
         with reading() as s:
             study = get_study(s, slug)
             source, base_dir = spec_source(study)

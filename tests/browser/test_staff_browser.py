@@ -341,3 +341,27 @@ def test_add_account_form_is_cleared_after_success(warm_server: StaffServer, con
     wait_for_app(page)
     assert form.get_by_label("Username").input_value() == ""
     assert form.get_by_label("Initial password", exact=False).input_value() == ""
+
+
+def test_links_page_keeps_the_chosen_study_across_a_reload(warm_server: StaffServer, context: Any) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.spec import parse_spec
+    from lab.studies import load_study
+
+    spec = UPLOAD.replace("slug: e2e", "slug: zz-kept").replace("completion: {code: E2E-DONE}", "completion: {code: KEPT-01}")
+    with Session(warm_server.engine) as s, s.begin():
+        load_study(s, parse_spec(spec, "kept.yaml"))
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(base + "/links")
+    wait_for_app(page)
+    choose_study(page, "zz-kept", "?study=zz-kept&")
+    page.get_by_role("button", name="Make links").click()
+    page.get_by_text("10 new link(s) made").wait_for()
+    assert page.url.endswith("/links?slug=zz-kept")
+    page.reload()
+    wait_for_app(page)
+    page.get_by_text("?study=zz-kept&").first.wait_for()
+    assert "KEPT-01" in page.inner_text("body")

@@ -463,3 +463,38 @@ def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], la
     at.button[0].click().run()
     assert any("password was changed" in s.value for s in at.success)
     assert visitor_from_cookie(old_cookie).role is None
+
+
+# --- the chosen study stays in the address ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["links", "monitor", "models"])
+def test_the_chosen_study_is_kept_in_the_address(name: str, as_role: Callable[[str], None], lab_db: Engine) -> None:
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]")
+    with Session(lab_db) as s, s.begin():
+        load_study(s, parse_spec(text, "second.yaml"))
+    as_role("experimenter")
+    at = page(name).run()
+    at.selectbox[0].set_value("second").run()
+    assert at.query_params["slug"] in ("second", ["second"])
+    # A reload is a new session with the same address: the choice is still there.
+    again = page(name)
+    again.query_params["slug"] = "second"
+    assert again.run().selectbox[0].value == "second"
+    unknown = page(name)
+    unknown.query_params["slug"] = "no-such-study"
+    assert unknown.run().selectbox[0].value == "demo"
+
+
+def test_the_studies_page_keeps_the_study_chosen_in_the_address(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]")
+    with Session(lab_db) as s, s.begin():
+        load_study(s, parse_spec(text, "second.yaml"))
+    as_role("experimenter")
+    at = page("studies").run()
+    at.selectbox(key="manage_slug").set_value("second").run()
+    assert at.query_params["slug"] in ("second", ["second"])
+    again = page("studies")
+    again.query_params["slug"] = "second"
+    again.run()
+    assert again.selectbox(key="manage_slug").value == "second" and again.selectbox(key="edit_slug").value == "second"
