@@ -1,14 +1,14 @@
 """``python -m lab``: the lab's operations on the command line.
 
 Every command honours ``DATABASE_URL``. Errors are one clear line on stderr and a
-non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one).
+non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one); the errors the lab
+raises on purpose derive from :class:`lab.errors.LabError`.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from typing import Any
 
 from .accounts import ROLES
 from .errors import CommandError, LabError
-from .settings import ROOT
+from .settings import ROOT, SettingError, load_settings
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -47,7 +47,6 @@ def cmd_init(args: argparse.Namespace) -> None:
     """Migrate, load the demo study into an empty database, and say how to get in."""
     from .accounts import count_accounts
     from .db import migrate
-    from .settings import load_settings
     from .studies import StudyError, count_studies, load_study_file, set_status
 
     engine = _engine()
@@ -140,7 +139,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_user_add(args: argparse.Namespace) -> None:
     from .accounts import create_account
 
-    password = os.environ.get("LAB_PASSWORD")
+    password = load_settings().password
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
@@ -217,11 +216,20 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (LabError, SQLAlchemyError, LookupError)
 
 
+def _debug() -> bool:
+    try:
+        return load_settings().debug
+    except SettingError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code."""
-    from .settings import load_settings
-
-    load_settings()
+    try:
+        load_settings()  # reads .env first: commands and their defaults see its variables
+    except SettingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -230,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI promises one line, never a traceback
-        if os.environ.get("LAB_DEBUG"):
+        if _debug():
             traceback.print_exc()
         known = isinstance(e, _known_errors())
         message = str(e) if known else f"unexpected {type(e).__name__}: {e}"
