@@ -30,6 +30,6 @@ else:
     if default not in menu:
         first = next(iter(nav))
         nav[first].insert(0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden"))
-    hidden = [st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, visibility="hidden") for p in hidden_pages(visitor, query)]
-    nav[next(iter(nav))] += hidden
+    for p in hidden_pages(visitor, query):
+        nav[next(iter(nav))].append(st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, visibility="hidden"))
     st.navigation(nav, position="hidden" if len(menu) == 1 else "top").run()

@@ -15,7 +15,8 @@ st.write(f"Username: **{visitor.username}** · role: **{visitor.role}**")
 with st.form("password", clear_on_submit=True):
     st.subheader("Change password")
     current = st.text_input("Current password", type="password")
-    new = st.text_input(f"New password (at least {MIN_PASSWORD_LENGTH} characters, hard to guess: a few uncommon words work well)", type="password")
+    hint = f"at least {MIN_PASSWORD_LENGTH} characters, hard to guess: a few uncommon words work well"
+    new = st.text_input(f"New password ({hint})", type="password")
     again = st.text_input("New password again", type="password")
     submitted = st.form_submit_button("Change password")
 if submitted:

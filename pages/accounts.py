@@ -40,7 +40,8 @@ NEW_ACCOUNT_DEFAULTS = {"new_username": "", "new_role": "experimenter", "new_pas
 
 def add_account() -> None:
     """Create the account from the form (a callback: it runs before the form is drawn, so it may clear it)."""
-    username, role, password = st.session_state["new_username"].strip(), st.session_state["new_role"], st.session_state["new_password"]
+    state = st.session_state
+    username, role, password = state["new_username"].strip(), state["new_role"], state["new_password"]
     try:
         with writing() as s:
             create_account(s, username, role, password)
@@ -56,7 +57,8 @@ with st.form("new_account"):
     st.text_input("Username", key="new_username")
     st.selectbox("Role", ROLES, index=ROLES.index(NEW_ACCOUNT_DEFAULTS["new_role"]), key="new_role")
     st.text_input(
-        f"Initial password (at least {MIN_PASSWORD_LENGTH} characters, hard to guess; hand it over privately, they can change it)",
+        f"Initial password (at least {MIN_PASSWORD_LENGTH} characters, hard to guess; hand it over privately, "
+        "they can change it)",
         type="password",
         key="new_password",
     )

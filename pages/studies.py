@@ -103,7 +103,9 @@ manage, upload, edit = st.tabs(["Open, pause, close", "Upload a spec", "Edit a s
 with manage:
     if rows:
         slugs = [r.slug for r in rows]
-        slug = st.selectbox("Study", slugs, index=remembered_study(slugs), key="manage_slug", on_change=keep_choice, args=("manage_slug",))
+        slug = st.selectbox(
+            "Study", slugs, index=remembered_study(slugs), key="manage_slug", on_change=keep_choice, args=("manage_slug",)
+        )
         with reading() as s:
             study = get_study(s, slug)
             d = definition_of(study)
@@ -139,7 +141,9 @@ with upload:
 with edit:
     if rows:
         slugs = [r.slug for r in rows]
-        slug = st.selectbox("Study", slugs, index=remembered_study(slugs), key="edit_slug", on_change=keep_choice, args=("edit_slug",))
+        slug = st.selectbox(
+            "Study", slugs, index=remembered_study(slugs), key="edit_slug", on_change=keep_choice, args=("edit_slug",)
+        )
         with reading() as s:
             study = get_study(s, slug)
             source, base_dir = spec_source(study)

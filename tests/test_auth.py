@@ -492,7 +492,9 @@ def test_easily_guessed_passwords_are_refused_everywhere(db: Engine, weak: str, 
             reset_password(s, account.id, weak)
 
 
-def test_cli_refuses_an_easily_guessed_password(db: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_an_easily_guessed_password(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lab.cli import main
 
     monkeypatch.setenv("LAB_PASSWORD", "aaaaaaaaaa")

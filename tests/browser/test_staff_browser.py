@@ -281,7 +281,8 @@ def test_warm_server_staff_address_signed_out_asks_to_sign_in_and_returns_there(
         page.get_by_text("Please sign in to see this page.").wait_for()
         assert "Page not found" not in page.inner_text("body")
         assert page.url == f"{base}/{name}"  # the address is kept
-        page.get_by_test_id("stMarkdown").get_by_role("link", name="Sign in", exact=True).click()  # the prompt's link, not the menu's
+        # The prompt's link, not the menu's.
+        page.get_by_test_id("stMarkdown").get_by_role("link", name="Sign in", exact=True).click()
         page.wait_for_url(f"**/auth/login?next=%2F{name}")
         page.fill("#username", f"{role}1")
         page.fill("#password", PASSWORD)
@@ -316,7 +317,8 @@ def test_pages_ask_nothing_of_other_hosts(warm_server: StaffServer, context: Any
     page.goto(base + "/accounts")
     wait_for_app(page)
     page.wait_for_timeout(1000)  # the page icon is set once the script has run
-    elsewhere = sorted({u for u in asked if urlparse(u).scheme in ("http", "https", "ws", "wss") and urlparse(u).hostname not in ("127.0.0.1", "localhost")})
+    remote = [u for u in asked if urlparse(u).scheme in ("http", "https", "ws", "wss")]
+    elsewhere = sorted({u for u in remote if urlparse(u).hostname not in ("127.0.0.1", "localhost")})
     assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
     icon = page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href")
     assert icon.startswith(("data:", base)), icon

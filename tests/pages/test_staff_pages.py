@@ -302,7 +302,8 @@ def test_editing_with_an_error_keeps_the_study(as_role: Callable[[str], None], l
 
 
 def test_the_editor_shows_and_exports_the_spec_as_written(as_role: Callable[[str], None], lab_db: Engine) -> None:
-    written = "# Written by hand; this comment stays.\n" + UPLOAD.replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]  # inline")
+    inline = UPLOAD.replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]  # inline")
+    written = "# Written by hand; this comment stays.\n" + inline
     as_role("experimenter")
     at = page("studies").run()
     at.file_uploader[0].set_value([("up.yaml", written.encode(), "application/yaml")]).run()
@@ -465,12 +466,14 @@ def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], la
     assert visitor_from_cookie(old_cookie).role is None
 
 
+INLINE_ITEMS = "items: [{id: u1, kind: open, prompt: Hi}]"
+
 # --- the chosen study stays in the address ---------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["links", "monitor", "models"])
 def test_the_chosen_study_is_kept_in_the_address(name: str, as_role: Callable[[str], None], lab_db: Engine) -> None:
-    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]")
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", INLINE_ITEMS)
     with Session(lab_db) as s, s.begin():
         load_study(s, parse_spec(text, "second.yaml"))
     as_role("experimenter")
@@ -487,7 +490,7 @@ def test_the_chosen_study_is_kept_in_the_address(name: str, as_role: Callable[[s
 
 
 def test_the_studies_page_keeps_the_study_chosen_in_the_address(as_role: Callable[[str], None], lab_db: Engine) -> None:
-    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]")
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", INLINE_ITEMS)
     with Session(lab_db) as s, s.begin():
         load_study(s, parse_spec(text, "second.yaml"))
     as_role("experimenter")
