@@ -8,15 +8,18 @@ visiting and builds the navigation they may use.
 import streamlit as st
 
 if __name__ != "__main__":
-    from lab.auth import routes
+    from lab.web.routes import routes
 
     app = st.App("app.py", routes=routes())
 else:
-    from lab.auth import current_visitor
-    from lab.navigation import pages_for
+    from lab.navigation import hidden_pages, pages_for
+    from lab.web.guard import current_visitor
 
-    st.set_page_config(page_title="Repair Lab", page_icon=":material/forum:", layout="centered")
-    sections, default = pages_for(current_visitor(), st.query_params.to_dict())
+    # An emoji icon is drawn by the browser itself; a ":material/…:" icon would be fetched
+    # from a font server outside the lab on every page load.
+    st.set_page_config(page_title="Repair Lab", page_icon="💬", layout="centered")
+    visitor, query = current_visitor(), st.query_params.to_dict()
+    sections, default = pages_for(visitor, query)
     nav = {
         section: [
             st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, default=p is default) for p in pages
@@ -27,4 +30,6 @@ else:
     if default not in menu:
         first = next(iter(nav))
         nav[first].insert(0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden"))
+    for p in hidden_pages(visitor, query):
+        nav[next(iter(nav))].append(st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, visibility="hidden"))
     st.navigation(nav, position="hidden" if len(menu) == 1 else "top").run()

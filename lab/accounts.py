@@ -17,7 +17,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
+from .errors import LabError
 from .schema import Account, utcnow
 
 ROLES = ("admin", "experimenter", "annotator")
@@ -25,13 +27,17 @@ ROLES = ("admin", "experimenter", "annotator")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 """Longer passwords are refused so one request cannot make the server hash megabytes."""
+MIN_PASSWORD_SCORE = 3
+"""Lowest zxcvbn score (0-4) accepted: 3 is "safely unguessable" for an online attack with rate limits."""
+_SCORED_LENGTH = 100
+_LAB_WORDS = ("repair", "lab", "repairlab", "staff", "admin", "experimenter", "annotator")
 _hasher = PasswordHasher()
 # Verifying against this keeps the time of a login for an unknown user like a real one.
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
 _PG_FIRST_ACCOUNT_LOCK = 0x6C61_625F_6669  # one advisory lock id for creating the first admin
 
 
-class AccountError(ValueError):
+class AccountError(LabError, ValueError):
     """An account that cannot be created or changed, with the reason."""
 
 
@@ -57,8 +63,12 @@ def password_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def check_password(password: str) -> None:
-    """Refuse a password that is too short or too long.
+def check_password(password: str, username: str | None = None) -> None:
+    """Refuse a password that is too short, too long, or easy to guess.
+
+    Guessability is zxcvbn's estimate (common passwords, words, names, keyboard runs,
+    repeats, dates, and the username itself); a score below :data:`MIN_PASSWORD_SCORE`
+    is refused with zxcvbn's own advice.
 
     Raises:
         AccountError: naming the rule.
@@ -67,6 +77,12 @@ def check_password(password: str) -> None:
         raise AccountError(f"password: use at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise AccountError(f"password: use at most {MAX_PASSWORD_LENGTH} characters")
+    # zxcvbn's matching grows quickly with length; a long password is judged by its start.
+    estimate = zxcvbn(password[:_SCORED_LENGTH], user_inputs=[u for u in (username, *_LAB_WORDS) if u])
+    if estimate["score"] < MIN_PASSWORD_SCORE:
+        feedback = estimate["feedback"]
+        advice = " ".join(part for part in [feedback.get("warning") or "", *feedback.get("suggestions", [])] if part)
+        raise AccountError(f"password: too easy to guess. {advice or 'Use a few uncommon words.'}".strip())
 
 
 def _by_name(s: Session, username: str) -> Account | None:
@@ -83,7 +99,7 @@ def create_account(s: Session, username: str, role: str, password: str) -> Accou
         raise AccountError("username: use 2-64 letters, digits and _ . @ -")
     if role not in ROLES:
         raise AccountError(f"role: '{role}' is not one of {', '.join(ROLES)}")
-    check_password(password)
+    check_password(password, username)
     if _by_name(s, username) is not None:
         raise AccountError(f"username: '{username}' is taken")
     account = Account(username=username, role=role, password_hash=hash_password(password))
@@ -163,7 +179,7 @@ def change_password(s: Session, account_id: int, current: str, new: str) -> None
         _hasher.verify(account.password_hash, current)
     except (VerificationError, InvalidHashError):
         raise AccountError("current password: it does not match") from None
-    check_password(new)
+    check_password(new, account.username)
     account.password_hash = hash_password(new)
 
 
@@ -174,7 +190,7 @@ def reset_password(s: Session, account_id: int, new: str) -> None:
         AccountError: no such account or the password is refused.
     """
     account = _get(s, account_id)
-    check_password(new)
+    check_password(new, account.username)
     account.password_hash = hash_password(new)
 
 

@@ -1,26 +1,26 @@
 """``python -m lab``: the lab's operations on the command line.
 
 Every command honours ``DATABASE_URL``. Errors are one clear line on stderr and a
-non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one).
+non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one); the errors the lab
+raises on purpose derive from :class:`lab.errors.LabError`.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import ROOT
+from .accounts import ROLES
+from .errors import CommandError, LabError
+from .settings import ROOT, SettingError, load_settings
+
+__all__ = ["CommandError", "build_parser", "main"]
 
 DEMO_SPEC = ROOT / "studies" / "demo.yaml"
-
-
-class CommandError(Exception):
-    """A command that cannot go on; its message is printed as is."""
 
 
 def _engine() -> Any:
@@ -47,7 +47,6 @@ def cmd_init(args: argparse.Namespace) -> None:
     """Migrate, load the demo study into an empty database, and say how to get in."""
     from .accounts import count_accounts
     from .db import migrate
-    from .settings import load_settings
     from .studies import StudyError, count_studies, load_study_file, set_status
 
     engine = _engine()
@@ -61,7 +60,7 @@ def cmd_init(args: argparse.Namespace) -> None:
             except StudyError as e:
                 print(f"loaded the demo study '{result.study.slug}' as a draft ({e})")
         if count_accounts(s) == 0:
-            from .auth import setup_link
+            from .web.setup_token import setup_link
 
             print("no staff account yet. Open this one-time link (valid 24 hours) to create the first admin:")
             print(f"  {setup_link()}")
@@ -95,6 +94,21 @@ def cmd_study_status(args: argparse.Namespace) -> None:
     with _tx() as s:
         study = set_status(s, args.slug, args.action)
         print(f"study '{study.slug}' version {study.version} is {study.status}")
+
+
+def cmd_study_export(args: argparse.Namespace) -> None:
+    """Print or write a study's spec as written (comments kept), else the stored spec as YAML."""
+    from .console import spec_source
+    from .studies import get_study
+
+    with _tx() as s:
+        text, _ = spec_source(get_study(s, args.slug))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote the spec of '{args.slug}' to {args.out}")
+    else:
+        sys.stdout.write(text)
 
 
 def cmd_study_list(args: argparse.Namespace) -> None:
@@ -141,7 +155,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_user_add(args: argparse.Namespace) -> None:
     from .accounts import create_account
 
-    password = os.environ.get("LAB_PASSWORD")
+    password = load_settings().password
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
@@ -200,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = ssub.add_parser(action, help=f"{action} the newest version of a study")
         sp.add_argument("slug")
         sp.set_defaults(func=cmd_study_status, action=action)
+    sp = ssub.add_parser("export", help="the newest version's spec as written (comments kept), to stdout or --out")
+    sp.add_argument("slug")
+    sp.add_argument("--out", help="file to write instead of printing")
+    sp.set_defaults(func=cmd_study_export)
     sp = ssub.add_parser("list", help="studies with status and counts")
     sp.add_argument("--all", action="store_true", help="include superseded versions")
     sp.set_defaults(func=cmd_study_list)
@@ -219,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     sp = usub.add_parser("add", help="add an account (password from a prompt, or LAB_PASSWORD without a terminal)")
     sp.add_argument("name")
-    sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
+    sp.add_argument("--role", required=True, choices=ROLES)
     sp.set_defaults(func=cmd_user_add)
 
     from . import links, simulate, terminal
@@ -234,29 +252,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is meant for the person at the terminal."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .accounts import AccountError
-    from .dialogue import ConversationOver, MessageRejected
-    from .items import ItemError
-    from .spec import SpecError
-    from .studies import StudyError
+    return (LabError, SQLAlchemyError, LookupError)
 
-    errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
+
+def _debug() -> bool:
     try:
-        from .llm import ModelError
-
-        errors.append(ModelError)
-    except ImportError:
-        pass
-    return tuple(errors)
+        return load_settings().debug
+    except SettingError:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code."""
-    from .settings import load_settings
-
-    load_settings()
+    try:
+        load_settings()  # reads .env first: commands and their defaults see its variables
+    except SettingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -265,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI promises one line, never a traceback
-        if os.environ.get("LAB_DEBUG"):
+        if _debug():
             traceback.print_exc()
         known = isinstance(e, _known_errors())
         message = str(e) if known else f"unexpected {type(e).__name__}: {e}"

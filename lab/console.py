@@ -95,20 +95,30 @@ def check_spec_text(text: str, name: str, base_dir: Path | None = None, uploads:
 
 
 def spec_source(study: Study) -> tuple[str, Path | None]:
-    """YAML to edit for a stored study, and the folder its item files are in.
+    """YAML to edit (and export) for a stored study, and the folder its item files are in.
 
-    The file the study was loaded from is offered when it still gives the same spec;
-    otherwise the stored spec itself, with its items inline.
+    The text as uploaded or last edited is offered first (comments and order as written),
+    then the file the study was loaded from; each only when it still gives the stored
+    spec (its item files may be gone). Otherwise the stored spec itself, items inline.
     """
     path = Path(study.source_path) if study.source_path else None
+    folder = path.parent if path is not None and path.is_file() else None
+    candidates: list[tuple[str | None, Path | None]] = [(study.spec_text, folder or STUDIES_DIR)]
     if path is not None and path.is_file():
         try:
-            text = path.read_text(encoding="utf-8")
-            if check_spec_text(text, path.name, path.parent).sha256() == study.spec_sha256:
-                return text, path.parent
-        except (OSError, UnicodeDecodeError, SpecError):
+            candidates.append((path.read_text(encoding="utf-8"), path.parent))
+        except (OSError, UnicodeDecodeError):
             pass
-    return yaml.safe_dump(_without_nulls(json.loads(json.dumps(study.spec))), sort_keys=False, allow_unicode=True, width=100), None
+    for text, base in candidates:
+        if text is None:
+            continue
+        try:
+            if check_spec_text(text, f"{study.slug}.yaml", base).sha256() == study.spec_sha256:
+                return text, base
+        except SpecError:
+            continue
+    stored = _without_nulls(json.loads(json.dumps(study.spec)))
+    return yaml.safe_dump(stored, sort_keys=False, allow_unicode=True, width=100), None
 
 
 def _without_nulls(value: Any) -> Any:

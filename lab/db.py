@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,26 +88,77 @@ def _alembic_config(engine: Engine) -> Any:
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def process_lock(engine: Engine, key: int, name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold a lock shared by every process using ``engine``'s database.
+
+    Postgres: a session advisory lock on ``key``. SQLite: an exclusive ``flock`` on the
+    file ``<database>.<name>.lock`` beside the database, left in place (removing it would
+    open a race). An in-memory database has no other process to exclude.
+
+    Args:
+        engine: The database whose users are excluded.
+        key: Advisory lock id (Postgres).
+        name: Part of the lock file's name (SQLite).
+        wait: Wait for the lock; with False, give up at once when another process holds it.
+
+    Yields:
+        Whether the lock is held (always True when ``wait``).
+    """
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                held = True
+            else:
+                held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
             conn.commit()
             try:
-                yield
+                yield held
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
-                conn.commit()
-    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = Path(engine.url.database).with_suffix(".migrate.lock")
-        with lock_path.open("w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield True
+        return
+    path = Path(database).with_name(f"{Path(database).name}.{name}.lock")
+    with path.open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        try:
+            yield held
+        finally:
+            if held:
                 fcntl.flock(f, fcntl.LOCK_UN)
-    else:
-        yield
+
+
+def _migration_lock(engine: Engine) -> AbstractContextManager[bool]:
+    return process_lock(engine, _PG_MIGRATION_LOCK, "migrate")
+
+
+_migrated: set[str] = set()
+_migrated_lock = threading.Lock()
+
+
+def ready_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the configured database), migrated once per process.
+
+    The app's first page run and the sign-in routes (which may be a server's very first
+    request) both start here, so whichever comes first migrates and the other waits.
+    """
+    engine = get_engine(url)
+    key = engine.url.render_as_string(hide_password=True)
+    if key not in _migrated:
+        with _migrated_lock:
+            if key not in _migrated:
+                migrate(engine)
+                _migrated.add(key)
+    return engine
 
 
 def migrate(engine: Engine | None = None, revision: str = "head") -> None:

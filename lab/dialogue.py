@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import llm
+from .errors import LabError
 from .group_commit import AfterWrite, GroupCommit, insert_turn
 from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
@@ -64,11 +65,11 @@ _INSERT_SESSION = _SESSIONS.insert().returning(_SESSIONS.c.id)
 _EVENTS = Event.__table__
 
 
-class MessageRejected(ValueError):
+class MessageRejected(LabError, ValueError):
     """A participant message the lab refuses, with the reason to show."""
 
 
-class ConversationOver(RuntimeError):
+class ConversationOver(LabError, RuntimeError):
     """The conversation has ended; nothing more can be sent."""
 
 

@@ -47,6 +47,8 @@ from sqlalchemy.orm import Session
 
 from .assign import assign, cells, definition_of
 from .dialogue import GO_AHEAD, Conversation, MessageRejected, TurnView, clean_message, requested_shard, start_session
+from .errors import LabError
+from .links import PROLIFIC_PARAMS
 from .participants import by_token, create_participant, new_token
 from .schema import ChatSession, Event, Participant, Response, Study, utcnow
 from .spec import QuestionSpec, StudyDefinition
@@ -54,9 +56,6 @@ from .studies import latest
 
 LINK_NOT_VALID = "This link is not valid"
 """The one thing a visitor with an unknown, closed, used-up or tampered link is told."""
-
-PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-"""URL parameters Prolific adds to a study link."""
 
 PARTICIPANT_OUTCOMES = ("answered", "gave_up", "turn_limit")
 """How a participant may end a conversation: they have their answer, they give up, or
@@ -77,14 +76,14 @@ _ENTER: dict[str, tuple[str, ...]] = {
 _MAX_TEXT_ANSWER = 4000
 
 
-class LinkNotValid(Exception):
+class LinkNotValid(LabError):
     """A link that leads nowhere (unknown, tampered, closed study, used up)."""
 
     def __init__(self) -> None:
         super().__init__(LINK_NOT_VALID)
 
 
-class AnswersRejected(ValueError):
+class AnswersRejected(LabError, ValueError):
     """Survey answers that cannot be saved, with the sentence to show."""
 
 

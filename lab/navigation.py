@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import Visitor
+from .web.visitor import Visitor
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,17 @@ def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, lis
         if visitor.can(*page.roles):
             sections.setdefault(page.section, []).append(page)
     return sections, HOME
+
+
+def hidden_pages(visitor: Visitor, query: Mapping[str, Any]) -> list[PageEntry]:
+    """Staff pages a visitor's menu leaves out that must still answer at their address.
+
+    A staff address opened signed out, or with a role the page is not for, must reach the
+    page itself, whose role check then asks to sign in (and returns there afterwards) or
+    says the page is not for this role; without it in the navigation, Streamlit would
+    answer "page not found" and drop the address. A participant link never reaches them.
+    """
+    if is_participant_visit(query):
+        return []
+    shown = {p for pages in pages_for(visitor, query)[0].values() for p in pages}
+    return [p for p in STAFF if p not in shown]

@@ -74,6 +74,8 @@ class Study(Base):
     """The normalized, validated spec (items inlined)."""
     spec_sha256: Mapped[str] = mapped_column(String(64))
     """Hash of the normalized spec; equal hashes mean identical studies."""
+    spec_text: Mapped[str | None] = mapped_column(Text)
+    """The spec as the experimenter wrote it (comments and order kept); None when loaded without its text."""
     source_path: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16), default="draft")
     """draft → open → paused → closed; an older version becomes superseded."""

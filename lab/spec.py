@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import LabError
 from .items import Item, ItemError, parse_item, read_items
 from .items._item import format_validation_error
 
@@ -222,7 +223,7 @@ class StudySpec(_Spec):
         return value
 
 
-class SpecError(ValueError):
+class SpecError(LabError, ValueError):
     """A spec that cannot be used; ``problems`` holds one line per error."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -239,6 +240,8 @@ class StudyDefinition(BaseModel):
     items: list[Item]
     warnings: list[str] = Field(default_factory=list)
     """Problems that do not stop the study (an optional model without its key)."""
+    text: str | None = None
+    """The YAML as written (comments and order kept), when parsed from text; not part of the hash."""
 
     def normalized(self) -> dict[str, Any]:
         """The spec as stored: defaults filled, items inlined in file order."""
@@ -295,12 +298,29 @@ def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ..
     return yaml.safe_load(yaml.serialize(node))
 
 
+def _syntax_problem(e: yaml.MarkedYAMLError, name: str) -> str:
+    """One line for a YAML syntax error: where the broken construct starts, and where reading failed.
+
+    PyYAML notices an unterminated quote or bracket only where the file stops making sense,
+    often its last line; the construct's start (the error's context mark) is where to look.
+    """
+
+    def at(mark: yaml.Mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    start, failed = e.context_mark, e.problem_mark
+    problem = e.problem or e.context or "the file cannot be read"
+    if start is not None and e.context and failed is not None and (start.line, start.column) != (failed.line, failed.column):
+        return f"{name}:{start.line + 1}: YAML syntax error: {problem} at {at(failed)}, {e.context} that starts at {at(start)}"
+    mark = failed or start
+    return f"{name}:{mark.line + 1 if mark else '?'}: YAML syntax error: {problem}" + (f" at {at(mark)}" if mark else "")
+
+
 def _load_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        line = (e.problem_mark or e.context_mark).line + 1 if (e.problem_mark or e.context_mark) else "?"
-        raise SpecError([f"{name}:{line}: YAML syntax error: {e.problem or e.context}"]) from None
+        raise SpecError([_syntax_problem(e, name)]) from None
     except yaml.YAMLError as e:
         raise SpecError([f"{name}: YAML error: {e}"]) from None
     if node is None:
@@ -423,7 +443,7 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
         problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
     if problems:
         raise SpecError(problems)
-    return StudyDefinition(spec=spec, items=items, warnings=warnings)
+    return StudyDefinition(spec=spec, items=items, warnings=warnings, text=text)
 
 
 def load_spec_file(path: str | Path) -> StudyDefinition:

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .errors import LabError
 from .schema import ChatSession, Condition, ItemRow, Participant, Study, utcnow
 from .spec import StudyDefinition, load_spec_file, study_from_normalized
 
@@ -19,7 +20,7 @@ STATUS_CHANGES: dict[str, tuple[str, ...]] = {
 """Which statuses each action may start from."""
 
 
-class StudyError(ValueError):
+class StudyError(LabError, ValueError):
     """A study action that cannot be done, with the reason."""
 
 
@@ -95,7 +96,7 @@ def load_study(s: Session, d: StudyDefinition, source_path: str | None = None) -
 
     Args:
         s: Open session (the caller commits).
-        d: The validated definition.
+        d: The validated definition; its ``text``, when set, is kept as the spec as written.
         source_path: The file it came from, for the record.
 
     Returns:
@@ -105,12 +106,15 @@ def load_study(s: Session, d: StudyDefinition, source_path: str | None = None) -
     digest = d.sha256()
     current = latest(s, d.spec.slug)
     if current is not None and current.spec_sha256 == digest:
+        if d.text is not None and current.spec_text != d.text:
+            # Same study, new comments or layout: keep the text as last written.
+            current.spec_text = d.text
         return LoadResult(current, "unchanged")
     if current is not None and not _has_data(s, current):
         for row in list(current.conditions) + list(current.items):
             s.delete(row)
         s.flush()
-        current.spec, current.spec_sha256, current.title = normalized, digest, d.spec.title
+        current.spec, current.spec_sha256, current.title, current.spec_text = normalized, digest, d.spec.title, d.text
         current.seed, current.source_path = d.spec.plan.seed, source_path
         s.flush()
         _fill(s, current, d)
@@ -127,6 +131,7 @@ def load_study(s: Session, d: StudyDefinition, source_path: str | None = None) -
         title=d.spec.title,
         spec=normalized,
         spec_sha256=digest,
+        spec_text=d.text,
         source_path=source_path,
         status=status,
         seed=d.spec.plan.seed,

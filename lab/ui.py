@@ -1,4 +1,4 @@
-"""Streamlit-side helpers shared by the pages (the only module here that imports streamlit)."""
+"""Streamlit-side helpers shared by the pages (with ``lab.web.guard``, the only modules that import streamlit)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from .db import ready_engine
+from .web.paths import LOGOUT_PATH, link
+
 
 @st.cache_resource(show_spinner=False)
 def engine() -> Engine:
-    """The database engine, migrated once per server process (under the migration lock)."""
-    from .db import get_engine, migrate
-
-    eng = get_engine()
-    migrate(eng)
-    return eng
+    """The database engine, migrated once per server process (see :func:`lab.db.ready_engine`)."""
+    return ready_engine()
 
 
 @contextmanager
@@ -38,17 +37,36 @@ def writing() -> Iterator[Session]:
 
 def staff_header(visitor: Any) -> None:
     """Who is signed in, with a sign-out link, at the top of a staff page."""
-    from .auth import link
-
     st.markdown(
         f"<div style='text-align:right;font-size:0.85rem'>Signed in as <b>{html.escape(visitor.username or '')}</b> "
-        f"({html.escape(visitor.role or '')}) · {link('/auth/logout', 'Sign out')}</div>",
+        f"({html.escape(visitor.role or '')}) · {link(LOGOUT_PATH, 'Sign out')}</div>",
         unsafe_allow_html=True,
     )
 
 
+STUDY_PARAM = "slug"
+"""Query parameter keeping a staff page's chosen study, so a reload or a shared address keeps it.
+
+Not ``study``: that one makes a visit a participant's (``lab.navigation.PARTICIPANT_PARAMS``)."""
+
+
+def remembered_study(slugs: list[str]) -> int:
+    """Index in ``slugs`` of the study chosen last: in the address first, then in this session."""
+    for remembered in (st.query_params.get(STUDY_PARAM), st.session_state.get("_study_choice")):
+        if remembered in slugs:
+            return slugs.index(remembered)
+    return 0
+
+
+def remember_study(slug: str) -> None:
+    """Keep a chosen study in the address and for the other staff pages of the session."""
+    st.session_state["_study_choice"] = slug
+    if st.query_params.get(STUDY_PARAM) != slug:
+        st.query_params[STUDY_PARAM] = slug
+
+
 def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
-    """A study chooser (newest versions); the choice is shared by the staff pages of a session."""
+    """A study chooser (newest versions); the choice is kept in the address and shared by the staff pages of a session."""
     from .studies import list_studies
 
     with reading() as s:
@@ -56,10 +74,8 @@ def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
     if not slugs:
         st.info("No studies yet: upload a spec on the Studies page.")
         return None
-    remembered = st.session_state.get("_study_choice")
-    index = slugs.index(remembered) if remembered in slugs else 0
-    slug = st.selectbox(label, slugs, index=index, key=key)
-    st.session_state["_study_choice"] = slug
+    slug = st.selectbox(label, slugs, index=remembered_study(slugs), key=key)
+    remember_study(slug)
     return slug
 
 

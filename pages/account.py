@@ -3,8 +3,9 @@
 import streamlit as st
 
 from lab.accounts import MIN_PASSWORD_LENGTH, AccountError, change_password
-from lab.auth import link, require_role, sign_in_url
 from lab.ui import staff_header, writing
+from lab.web.guard import require_role
+from lab.web.paths import link, sign_in_url
 
 visitor = require_role("experimenter", "annotator")
 staff_header(visitor)
@@ -14,7 +15,8 @@ st.write(f"Username: **{visitor.username}** · role: **{visitor.role}**")
 with st.form("password", clear_on_submit=True):
     st.subheader("Change password")
     current = st.text_input("Current password", type="password")
-    new = st.text_input(f"New password (at least {MIN_PASSWORD_LENGTH} characters)", type="password")
+    hint = f"at least {MIN_PASSWORD_LENGTH} characters, hard to guess: a few uncommon words work well"
+    new = st.text_input(f"New password ({hint})", type="password")
     again = st.text_input("New password again", type="password")
     submitted = st.form_submit_button("Change password")
 if submitted:

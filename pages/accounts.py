@@ -3,9 +3,18 @@
 import pandas as pd
 import streamlit as st
 
-from lab.accounts import ROLES, AccountError, create_account, list_accounts, reset_password, set_active, set_role
-from lab.auth import require_role
+from lab.accounts import (
+    MIN_PASSWORD_LENGTH,
+    ROLES,
+    AccountError,
+    create_account,
+    list_accounts,
+    reset_password,
+    set_active,
+    set_role,
+)
 from lab.ui import flash, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("admin")
 staff_header(visitor)
@@ -26,22 +35,36 @@ st.dataframe(
     width="stretch",
 )
 
+NEW_ACCOUNT_DEFAULTS = {"new_username": "", "new_role": "experimenter", "new_password": ""}
+
+
+def add_account() -> None:
+    """Create the account from the form (a callback: it runs before the form is drawn, so it may clear it)."""
+    state = st.session_state
+    username, role, password = state["new_username"].strip(), state["new_role"], state["new_password"]
+    try:
+        with writing() as s:
+            create_account(s, username, role, password)
+    except AccountError as e:
+        st.session_state["new_account_error"] = str(e)  # the form keeps what was typed, to correct it
+    else:
+        st.session_state["accounts_msg"] = ("success", f"Account '{username}' ({role}) added.")
+        st.session_state.update(NEW_ACCOUNT_DEFAULTS)
+
+
 with st.form("new_account"):
     st.subheader("Add an account")
-    username = st.text_input("Username", key="new_username")
-    role = st.selectbox("Role", ROLES, index=1, key="new_role")
-    password = st.text_input("Initial password (hand it over privately; they can change it)", type="password", key="new_password")
-    if st.form_submit_button("Add account"):
-        try:
-            with writing() as s:
-                create_account(s, username.strip(), role, password)
-        except AccountError as e:
-            st.error(str(e))
-        else:
-            st.session_state["accounts_msg"] = ("success", f"Account '{username.strip()}' ({role}) added.")
-            for key in ("new_username", "new_password"):
-                st.session_state.pop(key, None)
-            st.rerun()
+    st.text_input("Username", key="new_username")
+    st.selectbox("Role", ROLES, index=ROLES.index(NEW_ACCOUNT_DEFAULTS["new_role"]), key="new_role")
+    st.text_input(
+        f"Initial password (at least {MIN_PASSWORD_LENGTH} characters, hard to guess; hand it over privately, "
+        "they can change it)",
+        type="password",
+        key="new_password",
+    )
+    st.form_submit_button("Add account", on_click=add_account)
+    if error := st.session_state.pop("new_account_error", None):
+        st.error(error)
 
 st.subheader("Change an account")
 by_name = {a.username: a for a in accounts}

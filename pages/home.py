@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from lab.auth import current_visitor
 from lab.navigation import pages_for
 from lab.ui import staff_header
+from lab.web.guard import current_visitor
 
 visitor = current_visitor()
 if visitor.is_staff:

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lab.auth import require_role
 from lab.links import MAX_LINKS, LinkError, issued_links, links_csv, make_personal_links, open_link
 from lab.studies import get_study
 from lab.ui import pick_study, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 staff_header(visitor)

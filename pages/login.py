@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lab.auth import current_visitor, link, sign_in_url
+from lab.web.guard import current_visitor
+from lab.web.paths import link, sign_in_url
 
 visitor = current_visitor()
 st.title("Staff sign in")

@@ -3,10 +3,10 @@
 import streamlit as st
 
 from lab.assign import definition_of
-from lab.auth import require_role
 from lab.modelcheck import CheckResult, check, study_models
 from lab.studies import get_study
 from lab.ui import pick_study, reading, staff_header
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 staff_header(visitor)

@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from lab import monitor
-from lab.auth import require_role
 from lab.schema import Study
 from lab.studies import get_study
 from lab.ui import pick_study, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 st.set_page_config(layout="wide")

@@ -4,11 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from lab.assign import definition_of
-from lab.auth import require_role
 from lab.console import STUDIES_DIR, check_spec_text, preview, spec_source
 from lab.spec import SpecError, StudyDefinition
 from lab.studies import STATUS_CHANGES, StudyError, get_study, list_studies, load_study, set_status
-from lab.ui import flash, reading, staff_header, writing
+from lab.ui import flash, reading, remember_study, remembered_study, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 st.set_page_config(layout="wide")
@@ -16,11 +16,16 @@ staff_header(visitor)
 
 SAVED = {
     "created": "Study '{slug}' created as version {version} ({status}).",
-    "unchanged": "Nothing to save: the spec is identical to version {version}.",
+    "unchanged": "The study is identical to version {version}; its text is kept as written.",
     "replaced": "Version {version} updated: it has no participants yet, so it was changed in place.",
     "new-version": "Version {version} created: the previous version has participants, so its spec stays as it was (now superseded).",
 }
 ACTIONS = {"open": "Open", "pause": "Pause", "close": "Close"}
+
+
+def keep_choice(key: str) -> None:
+    """Keep the study just chosen in the address (two choosers here: the one changed wins)."""
+    remember_study(st.session_state[key])
 
 
 def act(slug: str, action: str) -> None:
@@ -97,7 +102,10 @@ manage, upload, edit = st.tabs(["Open, pause, close", "Upload a spec", "Edit a s
 
 with manage:
     if rows:
-        slug = st.selectbox("Study", [r.slug for r in rows], key="manage_slug")
+        slugs = [r.slug for r in rows]
+        slug = st.selectbox(
+            "Study", slugs, index=remembered_study(slugs), key="manage_slug", on_change=keep_choice, args=("manage_slug",)
+        )
         with reading() as s:
             study = get_study(s, slug)
             d = definition_of(study)
@@ -132,7 +140,10 @@ with upload:
 
 with edit:
     if rows:
-        slug = st.selectbox("Study", [r.slug for r in rows], key="edit_slug")
+        slugs = [r.slug for r in rows]
+        slug = st.selectbox(
+            "Study", slugs, index=remembered_study(slugs), key="edit_slug", on_change=keep_choice, args=("edit_slug",)
+        )
         with reading() as s:
             study = get_study(s, slug)
             source, base_dir = spec_source(study)
@@ -147,10 +158,21 @@ with edit:
         else:
             if d.spec.slug != slug:
                 st.warning(f"The slug is now '{d.spec.slug}': saving creates or changes that study, not '{slug}'.")
-            if d.sha256() == study.spec_sha256:
+            if d.sha256() == study.spec_sha256 and text == source:
                 st.info("No changes yet.")
+            elif d.sha256() == study.spec_sha256:
+                st.info("Only comments or layout changed: the study stays the same, its text is kept as written.")
+                st.button("Save text", type="primary", on_click=save, args=(d, f"console:{visitor.username}"), key="save_edit")
             else:
                 show_preview(d)
                 st.button("Save changes", type="primary", on_click=save, args=(d, f"console:{visitor.username}"), key="save_edit")
+        st.download_button(
+            "Download the spec (YAML)",
+            data=source,
+            file_name=f"{slug}-v{study.version}.yaml",
+            mime="application/yaml",
+            on_click="ignore",
+            key=f"download_{slug}",
+        )
     else:
         st.info("Nothing to edit yet.")

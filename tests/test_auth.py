@@ -17,7 +17,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from lab import auth
 from lab.accounts import (
     AccountError,
     authenticate,
@@ -30,9 +29,13 @@ from lab.accounts import (
     set_active,
     set_role,
 )
-from lab.auth import COOKIE, CSRF_COOKIE, LOGIN_FAILED, LoginLimits, SlidingWindow, Visitor, safe_next, visitor_from_cookie
 from lab.db import get_engine, migrate
 from lab.schema import Account
+from lab.web.limits import LoginLimits, SlidingWindow
+from lab.web.paths import landing_path, safe_next
+from lab.web.routes import CSRF_COOKIE, LOGIN_FAILED, routes
+from lab.web.setup_token import setup_token, setup_token_valid
+from lab.web.visitor import COOKIE, COOKIE_MAX_AGE, Visitor, cookie_for, sign_account, visitor_from_cookie
 
 BASE = "http://testserver"
 PASSWORD = "correct horse battery"
@@ -58,7 +61,7 @@ def limits() -> LoginLimits:
 
 @pytest.fixture
 def client(db: Engine, limits: LoginLimits) -> Iterator[TestClient]:
-    app = Starlette(routes=auth.routes(limits))
+    app = Starlette(routes=routes(limits))
     with TestClient(app, base_url=BASE, follow_redirects=False) as c:
         yield c
 
@@ -101,17 +104,17 @@ def test_visitor_roles(role: str | None, allowed: set[str]) -> None:
 
 def test_cookie_resolves_to_the_account(db: Engine) -> None:
     account = add(db, "erin", "experimenter")
-    v = visitor_from_cookie(auth.cookie_for(account))
+    v = visitor_from_cookie(cookie_for(account))
     assert v == Visitor("experimenter", "erin", account.id)
 
 
 def test_tampered_or_foreign_cookies_are_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     account = add(db, "erin", "experimenter")
-    good = auth.cookie_for(account)
+    good = cookie_for(account)
     assert visitor_from_cookie(good[:-2] + ("AA" if not good.endswith("AA") else "BB")) == Visitor()
     assert visitor_from_cookie("") == Visitor()
     assert visitor_from_cookie("not-a-cookie") == Visitor()
-    assert visitor_from_cookie(auth.sign_account(account.id + 99, "x" * 16)) == Visitor()
+    assert visitor_from_cookie(sign_account(account.id + 99, "x" * 16)) == Visitor()
     monkeypatch.setenv("LAB_SECRET_KEY", "another lab's secret")
     assert visitor_from_cookie(good) == Visitor()
 
@@ -121,8 +124,8 @@ def test_expired_cookie_is_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch
 
     account = add(db, "erin", "experimenter")
     real = itsdangerous.timed.TimestampSigner.get_timestamp
-    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - auth.COOKIE_MAX_AGE - 5)
-    old = auth.cookie_for(account)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - COOKIE_MAX_AGE - 5)
+    old = cookie_for(account)
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", real)
     assert visitor_from_cookie(old) == Visitor()
 
@@ -130,7 +133,7 @@ def test_expired_cookie_is_anonymous(db: Engine, monkeypatch: pytest.MonkeyPatch
 def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
     admin = add(db, "root", "admin")
     account = add(db, "erin", "experimenter")
-    cookie = auth.cookie_for(account)
+    cookie = cookie_for(account)
     with Session(db) as s, s.begin():
         set_active(s, account.id, False)
     assert visitor_from_cookie(cookie) == Visitor()
@@ -140,7 +143,7 @@ def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
     with Session(db) as s, s.begin():
         change_password(s, account.id, PASSWORD, "a brand new passphrase")
     assert visitor_from_cookie(cookie) == Visitor()
-    assert visitor_from_cookie(auth.cookie_for(admin)).role == "admin"
+    assert visitor_from_cookie(cookie_for(admin)).role == "admin"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +160,7 @@ def test_disabled_account_and_new_password_end_sign_ins(db: Engine) -> None:
 )
 def test_landing_avoids_the_default_pages_own_path(role: str, given: str, expected: str) -> None:
     # The navigation serves the default (home) page at "/" only.
-    assert auth.landing_path(given, role) == expected
+    assert landing_path(given, role) == expected
 
 
 @pytest.mark.parametrize(
@@ -238,37 +241,66 @@ def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, db: E
     assert "erin" not in answers[0][1] and "nobody" not in answers[0][1]
 
 
-def test_failed_sign_ins_are_rate_limited_per_username(client: TestClient, db: Engine) -> None:
+def from_address(db: Engine, limits: LoginLimits, address: str) -> TestClient:
+    """A client whose requests come from ``address``."""
+    return TestClient(Starlette(routes=routes(limits)), base_url=BASE, follow_redirects=False, client=(address, 50000))
+
+
+def test_one_address_is_paused_before_it_can_lock_an_account_out(client: TestClient, db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    add(db, "fay", "experimenter")
-    for _ in range(5):
+    assert limits.per_address.limit < limits.per_user.limit
+    for _ in range(limits.per_address.limit - 1):
         assert "failed=1" in sign_in(client, "erin", "wrong password!").headers["location"]
-    blocked = sign_in(client, "erin", PASSWORD)
-    assert "failed=1" in blocked.headers["location"] and COOKIE not in blocked.headers.get("set-cookie", "")
-    # The same refusal for a name that does not exist, after as many tries.
-    for _ in range(5):
-        sign_in(client, "nobody", "wrong password!")
-    assert sign_in(client, "nobody", "x" * 12).headers["location"] == blocked.headers["location"]
-    # Another account from the same address is not locked out by erin's failures.
-    assert sign_in(client, "fay", PASSWORD).headers["location"] == "/links"
+    paused = sign_in(client, "erin", "wrong password!")
+    assert "paused=15" in paused.headers["location"] and "by=address" in paused.headers["location"]
+    page = client.get(paused.headers["location"]).text
+    assert "Too many failed sign-ins from your address: sign-in is paused for 15 minutes." in page
+    # Even the right password waits, from this address ...
+    assert "paused=" in sign_in(client, "erin", PASSWORD).headers["location"]
+    # ... while erin, from her own address, is not locked out.
+    with from_address(db, limits, "10.0.0.2") as own:
+        assert sign_in(own, "erin", PASSWORD).headers["location"] == "/links"
 
 
-def test_failed_sign_ins_are_rate_limited_per_address(client: TestClient, db: Engine, limits: LoginLimits) -> None:
+def test_many_addresses_pause_a_username_and_say_so(db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    for n in range(limits.per_address.limit):
-        sign_in(client, f"user{n}", "wrong password!")
-    r = sign_in(client, "erin", PASSWORD)
-    assert "failed=1" in r.headers["location"]
+    answers = {}
+    for username in ("erin", "nobody"):  # an unknown name is paused the same way
+        for n in range(limits.per_user.limit):
+            with from_address(db, limits, f"10.1.{n}.{len(username)}") as c:
+                last = sign_in(c, username, "wrong password!")
+        assert "by=username" in last.headers["location"]
+        with from_address(db, limits, "10.9.9.9") as c:
+            r = sign_in(c, username, PASSWORD if username == "erin" else "x" * 12)
+            assert "by=username" in r.headers["location"] and COOKIE not in r.headers.get("set-cookie", "")
+            answers[username] = c.get(r.headers["location"]).text.replace(c.cookies.get(CSRF_COOKIE), "TOKEN")
+    assert answers["erin"] == answers["nobody"]
+    assert "Too many failed sign-ins for this username: sign-in is paused for 15 minutes." in answers["erin"]
 
 
-def test_success_clears_the_username_count(client: TestClient, db: Engine) -> None:
+def test_pause_lasts_until_enough_failures_leave_the_window() -> None:
+    limits = LoginLimits(per_address=SlidingWindow(3, 600), per_user=SlidingWindow(10, 600))
+    for t in (0, 100, 200):
+        limits.per_address.hit("a", now=t)
+    pause = limits.pause("erin", "a", now=250)
+    assert pause is not None and pause.by == "address" and pause.seconds == 350 and pause.minutes == 6
+    assert limits.pause("erin", "a", now=600) is None
+    assert limits.pause("erin", "b", now=250) is None
+
+
+def test_odd_pause_parameters_are_ignored(client: TestClient, db: Engine) -> None:
+    for query in ("paused=0&by=address", "paused=99999&by=address", "paused=5&by=<script>", "paused=x&by=username"):
+        assert "Too many failed sign-ins" not in client.get(f"/auth/login?{query}").text
+
+
+def test_success_clears_the_username_count(db: Engine, limits: LoginLimits) -> None:
     add(db, "erin", "experimenter")
-    for _ in range(4):
-        sign_in(client, "erin", "wrong password!")
-    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
-    for _ in range(4):
-        sign_in(client, "erin", "wrong password!")
-    assert sign_in(client, "erin", PASSWORD).headers["location"] == "/links"
+    for round_ in range(2):
+        for n in range(limits.per_user.limit - 1):
+            with from_address(db, limits, f"10.2.{round_}.{n}") as c:
+                sign_in(c, "erin", "wrong password!")
+        with from_address(db, limits, f"10.3.{round_}.1") as c:
+            assert sign_in(c, "erin", PASSWORD).headers["location"] == "/links"
 
 
 @pytest.mark.parametrize(
@@ -341,7 +373,7 @@ def _setup(client: TestClient, token: str, username: str = "root", password: str
 
 
 def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine) -> None:
-    token = auth.setup_token()
+    token = setup_token()
     r = _setup(client, token)
     assert r.status_code == 303 and COOKIE in r.headers["set-cookie"]
     assert visitor_from_cookie(client.cookies.get(COOKIE)).role == "admin"
@@ -349,7 +381,7 @@ def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine)
         assert count_accounts(s) == 1
     # Used up: the same link, and any new one, no longer works.
     assert client.get(f"/auth/setup?token={token}").status_code == 403
-    assert client.get(f"/auth/setup?token={auth.setup_token()}").status_code == 403
+    assert client.get(f"/auth/setup?token={setup_token()}").status_code == 403
     r = client.post(
         "/auth/setup",
         data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": "second", "password": PASSWORD, "password2": PASSWORD},
@@ -363,7 +395,7 @@ def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine)
 def test_setup_refuses_bad_tokens_and_bad_passwords(client: TestClient, db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/auth/setup?token=forged").status_code == 403
     assert client.get("/auth/setup").status_code == 403
-    token = auth.setup_token()
+    token = setup_token()
     r = _setup(client, token, password="short", password2="short")
     assert r.status_code == 400 and "at least 10 characters" in r.text
     r = _setup(client, token, password=PASSWORD, password2=PASSWORD + "x")
@@ -383,7 +415,7 @@ def test_init_prints_a_setup_link_only_while_no_account_exists(db: Engine, capsy
     assert link is not None
     from urllib.parse import unquote
 
-    assert auth.setup_token_valid(unquote(link.group(2)))
+    assert setup_token_valid(unquote(link.group(2)))
     add(db, "root", "admin")
     assert main(["init"]) == 0
     assert "/auth/setup" not in capsys.readouterr().out
@@ -443,3 +475,31 @@ def test_passwords_are_argon2id_hashes(db: Engine, tmp_path: Path) -> None:
     with Session(db) as s:
         stored = s.query(Account).one().password_hash
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaa", "password123", "qwertyuiop", "1234567890", "erin1234567"])
+def test_easily_guessed_passwords_are_refused_everywhere(db: Engine, weak: str, client: TestClient) -> None:
+    with Session(db) as s, s.begin(), pytest.raises(AccountError, match="password: too easy to guess"):
+        create_account(s, "erin", "experimenter", weak)
+    # The setup link (the first admin) refuses it with the same advice.
+    r = _setup(client, setup_token(), username="erin", password=weak)
+    assert r.status_code == 400 and "too easy to guess" in r.text
+    account = add(db, "erin", "experimenter")
+    with Session(db) as s, s.begin():
+        with pytest.raises(AccountError, match="too easy to guess"):
+            change_password(s, account.id, PASSWORD, weak)
+        with pytest.raises(AccountError, match="too easy to guess"):
+            reset_password(s, account.id, weak)
+
+
+def test_cli_refuses_an_easily_guessed_password(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli import main
+
+    monkeypatch.setenv("LAB_PASSWORD", "aaaaaaaaaa")
+    assert main(["user", "add", "ada", "--role", "admin"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: password: too easy to guess.") and 'Repeats like "aaa"' in err
+    with Session(db) as s:
+        assert count_accounts(s) == 0

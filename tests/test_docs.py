@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from pathlib import Path
 
@@ -12,12 +13,33 @@ from lab.cli import build_parser
 from lab.settings import SETTINGS
 from lab.spec import ConditionSpec, ModelSpec, PlanSpec, StudySpec
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_setting_documented(name: str) -> None:
-    assert f"`{name}`" in README
+    assert f"\n| `{name}` | " in README, f"{name} has no row in the README's configuration table"
+
+
+def _variables_named_in(source: Path) -> set[str]:
+    """Lab environment variables named in a module's string literals (where it would read them)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.update(re.findall(r"\b(?:LAB_[A-Z0-9_]+|DATABASE_URL|LITELLM_[A-Z0-9_]+)\b", node.value))
+    return names
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "lab").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_variable_the_lab_reads_is_a_setting(source: Path) -> None:
+    unknown = _variables_named_in(source) - set(SETTINGS)
+    assert not unknown, f"{source.name} names {sorted(unknown)}: add them to lab.settings.SETTINGS and the README"
+
+
+def test_settings_table_describes_every_setting() -> None:
+    for name, setting in SETTINGS.items():
+        assert setting.name == name and setting.help.strip().endswith((".", ")")), name
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:

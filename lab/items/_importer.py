@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from ..errors import LabError
 from ._item import Item, ItemError, format_validation_error
 
 _ID_MAX = 200
@@ -113,7 +114,7 @@ def _record_number(line: str) -> int:
     return int(number) if number.isdigit() else 0
 
 
-class RecordError(Exception):
+class RecordError(LabError):
     """A source record that cannot become an item; the message reads ``field: problem``."""
 
     def __init__(self, field_name: str, problem: str) -> None:

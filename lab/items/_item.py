@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from ..errors import LabError
+
 ItemKind = Literal["sharded", "presupposition", "clarification", "open"]
 
 
@@ -186,7 +188,7 @@ Item = Annotated[Union[ShardedItem, PresuppositionItem, ClarificationItem, OpenI
 _item_adapter: TypeAdapter[Item] = TypeAdapter(Item)
 
 
-class ItemError(ValueError):
+class ItemError(LabError, ValueError):
     """An item record that does not fit the format."""
 
     def __init__(self, where: str, message: str) -> None:

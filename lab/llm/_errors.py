@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import LabError
+
 KINDS: tuple[str, ...] = (
     "auth",
     "missing_key",
@@ -22,7 +24,7 @@ RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "timeout", "server", 
 """Kinds that are transient: the same request may succeed if sent again later."""
 
 
-class ModelError(Exception):
+class ModelError(LabError):
     """A model call that did not produce a reply.
 
     Attributes:

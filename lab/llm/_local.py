@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..settings import load_settings
 from ._errors import ModelError
 
 EMBEDDED_NAME = "smollm2-135m"
@@ -77,12 +78,9 @@ def default_threads() -> int:
     More threads than free cores makes llama.cpp slower, not faster: its threads wait on
     each other at every step, and one that is not scheduled holds up the rest.
     """
-    configured = os.environ.get("LAB_LOCAL_THREADS", "").strip()
+    configured = load_settings().local_threads
     if configured:
-        try:
-            return max(1, int(configured))
-        except ValueError:
-            pass
+        return configured
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -173,7 +171,7 @@ def load_llama(path: Path, threads: int | None = None) -> Any:
     from llama_cpp import Llama
 
     threads = threads or default_threads()
-    plain_buffers = amx_advertised() and os.environ.get("LAB_LOCAL_EXTRA_BUFFERS", "") != "1"
+    plain_buffers = amx_advertised() and not load_settings().local_extra_buffers
     with _load_lock:
         # Llama() takes no option for this, so the defaults it starts from are adjusted
         # while it loads; the lock keeps two loads from interleaving the swap.

@@ -102,7 +102,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     """Plan, run (or continue) and report a simulation."""
-    from ..cli import CommandError
+    from ..errors import CommandError
 
     try:
         _simulate(args)
@@ -113,8 +113,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def _simulate(args: argparse.Namespace) -> None:
     from sqlalchemy.orm import Session
 
-    from ..cli import CommandError
     from ..db import get_engine
+    from ..errors import CommandError
     from ..studies import definition, get_study
 
     engine = get_engine()

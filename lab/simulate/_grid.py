@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import llm
+from ..errors import LabError
 from ..schema import Study
 from ..spec import StudyDefinition
 
 
-class PlanError(ValueError):
+class PlanError(LabError, ValueError):
     """A simulation that cannot be planned, with the reason."""
 
 

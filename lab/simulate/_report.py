@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..dialogue import item_shards
+from ..errors import LabError
 from ..items import parse_item
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
 from ..scoring import FamilyScores, family_scores, format_family_scores
@@ -25,7 +26,7 @@ from ._consistency import CONSISTENCY_EVENT
 from ._runner import RUN_EVENT, TURN_EVENT, _chunks
 
 
-class ReportError(LookupError):
+class ReportError(LabError, LookupError):
     """No run with that id."""
 
 

@@ -19,20 +19,20 @@ answer); for presupposition items after the first reply, once the knowledge prob
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .. import llm
+from ..db import process_lock
 from ..dialogue import Conversation, Setup, TurnView, resolve_setup
+from ..errors import LabError
 from ..group_commit import GroupCommit
 from ..items import PresuppositionItem
 from ..judge import RuleJudge, score
@@ -53,7 +53,7 @@ TURN_EVENT = "simulator_turn"
 _CHUNK = 500
 
 
-class RunBusy(RuntimeError):
+class RunBusy(LabError, RuntimeError):
     """The run is being run by another process."""
 
 
@@ -68,33 +68,10 @@ def run_lock(engine: Engine, run_id: str) -> Iterator[None]:
         RunBusy: another process holds the run.
     """
     busy = RunBusy(f"run {run_id} is already running in another process; wait for it to finish or stop it first")
-    if engine.dialect.name == "postgresql":
-        key = int(run_id[:15], 16)
-        with engine.connect() as conn:
-            held = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            conn.commit()
-            if not held:
-                raise busy
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
-        return
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
+    with process_lock(engine, int(run_id[:15], 16), f"simulate-{run_id}", wait=False) as held:
+        if not held:
+            raise busy
         yield
-        return
-    path = Path(database).with_name(f"{Path(database).name}.simulate-{run_id}.lock")
-    with path.open("w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise busy from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Limits:

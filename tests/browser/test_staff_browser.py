@@ -4,8 +4,13 @@
   page's file straight from ``pages/`` (no navigation has run yet); the page's own role
   check must show a sign-in prompt and no data. Once per staff page, and once for a
   signed-in annotator visiting every experimenter page.
+- Warm server: once the app's navigation has run, every staff address opened signed out
+  in a fresh browser still shows the sign-in prompt (not "Page not found"), keeps its
+  address, and after signing in shows the page asked for, or says it is not available to
+  the role.
 - Signing in through the form sets an HttpOnly cookie that survives a reload and a new
   tab; signing out ends it.
+- No page asks a host other than the lab for anything (the page icon included).
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def test_cold_server_annotator_sees_no_experimenter_data(cold_server: StaffServe
         if name != "studies":
             page.goto(f"{cold_server.url}/{name}")
         wait_for_app(page)
-        page.get_by_text("Your account (annotator) does not have access to this page.").wait_for()
+        page.get_by_text("This page is not available to your role (annotator).").wait_for()
         body = body_of(page)
         for secret in SECRETS:
             assert secret not in body, f"{secret!r} shown on /{name} to an annotator"
@@ -157,7 +162,7 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     assert not [c for c in context.cookies() if c["name"] == "lab_staff"]
     page.reload()
     wait_for_app(page)
-    page.get_by_role("heading", name="Repair Lab").wait_for()
+    page.get_by_text("Please sign in to see this page.").wait_for()  # the studies page, kept at its address
     assert DEMO_TITLE not in body_of(page)
     page.goto(base + "/studies")
     wait_for_app(page)
@@ -249,3 +254,116 @@ def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(warm_serv
         label = f"P{p.id}"
     page.get_by_text("hello from the first participant").wait_for(timeout=20_000)  # the fragment refreshes itself
     assert label in page.inner_text("body")
+
+
+STAFF_ADDRESSES = ("studies", "monitor", "links", "models", "accounts", "account")
+
+
+@pytest.mark.parametrize("role", ["admin", "annotator"])
+@pytest.mark.parametrize("name", STAFF_ADDRESSES)
+def test_warm_server_staff_address_signed_out_asks_to_sign_in_and_returns_there(
+    name: str, role: str, warm_server: StaffServer, chromium: Any
+) -> None:
+    base = warm_server.url
+    # Warm: someone has already used the app, so its navigation has run on this server.
+    warmer = chromium.new_context()
+    home = warmer.new_page()
+    home.goto(base + "/")
+    wait_for_app(home)
+    warmer.close()
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})  # a fresh browser: no cookies
+    context.set_default_timeout(30_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/{name}")
+        wait_for_app(page)
+        page.get_by_text("Please sign in to see this page.").wait_for()
+        assert "Page not found" not in page.inner_text("body")
+        assert page.url == f"{base}/{name}"  # the address is kept
+        # The prompt's link, not the menu's.
+        page.get_by_test_id("stMarkdown").get_by_role("link", name="Sign in", exact=True).click()
+        page.wait_for_url(f"**/auth/login?next=%2F{name}")
+        page.fill("#username", f"{role}1")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/{name}")
+        wait_for_app(page)
+        assert "Page not found" not in page.inner_text("body")
+        if role == "admin" or name == "account":
+            page.get_by_text("Signed in as").first.wait_for()
+        else:
+            page.get_by_text(f"This page is not available to your role ({role}).").wait_for()
+            body = body_of(page)
+            for secret in SECRETS:
+                assert secret not in body, f"{secret!r} shown on /{name} to an {role}"
+    finally:
+        context.close()
+
+
+def test_pages_ask_nothing_of_other_hosts(warm_server: StaffServer, context: Any) -> None:
+    from urllib.parse import urlparse
+
+    base = warm_server.url
+    asked: list[str] = []
+    context.on("request", lambda request: asked.append(request.url))
+    page = context.new_page()
+    for path in ("/", "/?study=demo", "/login"):
+        page.goto(base + path)
+        wait_for_app(page)
+    sign_in(page, base, "admin1", PASSWORD, "/studies")
+    page.wait_for_url(base + "/studies")
+    wait_for_app(page)
+    page.goto(base + "/accounts")
+    wait_for_app(page)
+    page.wait_for_timeout(1000)  # the page icon is set once the script has run
+    remote = [u for u in asked if urlparse(u).scheme in ("http", "https", "ws", "wss")]
+    elsewhere = sorted({u for u in remote if urlparse(u).hostname not in ("127.0.0.1", "localhost")})
+    assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
+    icon = page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href")
+    assert icon.startswith(("data:", base)), icon
+
+
+def test_add_account_form_is_cleared_after_success(warm_server: StaffServer, context: Any) -> None:
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "admin1", PASSWORD, "/accounts")
+    page.wait_for_url(base + "/accounts")
+    wait_for_app(page)
+    form = page.get_by_test_id("stForm")
+    form.get_by_label("Username").fill("weakling")
+    form.get_by_label("Initial password", exact=False).fill("aaaaaaaaaa")
+    form.get_by_role("button", name="Add account").click()
+    page.get_by_text("password: too easy to guess").wait_for()
+    assert form.get_by_label("Username").input_value() == "weakling"  # kept, to correct it
+    form.get_by_label("Username").fill("newcomer")
+    form.get_by_label("Initial password", exact=False).fill("pelican orbit lantern")
+    form.get_by_role("button", name="Add account").click()
+    page.get_by_text("Account 'newcomer' (experimenter) added.").wait_for()
+    wait_for_app(page)
+    assert form.get_by_label("Username").input_value() == ""
+    assert form.get_by_label("Initial password", exact=False).input_value() == ""
+
+
+def test_links_page_keeps_the_chosen_study_across_a_reload(warm_server: StaffServer, context: Any) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.spec import parse_spec
+    from lab.studies import load_study
+
+    spec = UPLOAD.replace("slug: e2e", "slug: zz-kept").replace("completion: {code: E2E-DONE}", "completion: {code: KEPT-01}")
+    with Session(warm_server.engine) as s, s.begin():
+        load_study(s, parse_spec(spec, "kept.yaml"))
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(base + "/links")
+    wait_for_app(page)
+    choose_study(page, "zz-kept", "?study=zz-kept&")
+    page.get_by_role("button", name="Make links").click()
+    page.get_by_text("10 new link(s) made").wait_for()
+    assert page.url.endswith("/links?slug=zz-kept")
+    page.reload()
+    wait_for_app(page)
+    page.get_by_text("?study=zz-kept&").first.wait_for()
+    assert "KEPT-01" in page.inner_text("body")

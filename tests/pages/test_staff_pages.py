@@ -18,7 +18,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lab import auth
 from lab.accounts import create_account
 from lab.assign import assign
 from lab.db import get_engine, migrate
@@ -26,6 +25,8 @@ from lab.participants import create_participant
 from lab.schema import Account, Event, Participant, Study
 from lab.spec import load_spec_file, parse_spec
 from lab.studies import get_study, load_study
+from lab.web import guard
+from lab.web.visitor import cookie_for, visitor_from_cookie
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TITLE = "Repair in conversation: piece-by-piece tasks, loaded questions, missing details"
@@ -90,8 +91,8 @@ def as_role(monkeypatch: pytest.MonkeyPatch, lab_db: Engine) -> Callable[[str], 
         cookie = None
         if role != "anonymous":
             with Session(lab_db) as s:
-                cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
-        monkeypatch.setattr(auth, "_request_cookie", lambda: cookie)
+                cookie = cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
+        monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
 
     return set_role
 
@@ -128,7 +129,7 @@ def assert_locked_out(at: AppTest, role: str) -> None:
         assert at.info[0].value.startswith("Please sign in")
         assert "/auth/login?next=" in at.markdown[0].value and 'target="_self"' in at.markdown[0].value
     else:
-        assert f"Your account ({role}) does not have access to this page." in at.error[0].value
+        assert f"This page is not available to your role ({role})." in at.error[0].value
 
 
 # --- the role matrix -------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
     assert not at.exception, at.exception
     assert at.title[0].value == default
-    sections, _ = pages_for(auth.current_visitor(), {})
+    sections, _ = pages_for(guard.current_visitor(), {})
     assert {p.title for pages in sections.values() for p in pages} == menu
     links = {el.proto.label for el in at.get("page_link")}
     assert links == ({"Staff sign in"} if role == "anonymous" else menu)
@@ -206,8 +207,30 @@ def test_experimenter_moves_between_pages(as_role: Callable[[str], None]) -> Non
     at.switch_page("pages/monitor.py").run()
     assert at.title[0].value == "Live monitor"
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    fresh.switch_page("pages/accounts.py").run()  # not in an experimenter's menu, but its address answers
+    assert_locked_out(fresh, "experimenter")
+
+
+@pytest.mark.parametrize("role", ["anonymous", "annotator"])
+@pytest.mark.parametrize("name", STAFF_PAGES)
+def test_every_staff_address_answers_once_the_app_has_run(name: str, role: str, as_role: Callable[[str], None]) -> None:
+    # On a server whose navigation has run, a page missing from it would be "Page not found".
+    as_role(role)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    at.switch_page(f"pages/{name}.py").run()
+    if role in ALLOWED[name]:
+        assert not at.exception and at.title[0].value == "My account"
+    else:
+        assert_locked_out(at, role)
+
+
+def test_a_participant_link_reaches_no_staff_page(as_role: Callable[[str], None]) -> None:
+    as_role("admin")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["study"] = "demo"
+    at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        fresh.switch_page("pages/accounts.py")  # not in an experimenter's navigation
+        at.switch_page("pages/studies.py")
 
 
 # --- studies ---------------------------------------------------------------------------------
@@ -276,6 +299,25 @@ def test_editing_with_an_error_keeps_the_study(as_role: Callable[[str], None], l
     assert any("plan.design" in c.value and "sideways" in c.value for c in at.code)
     with Session(lab_db) as s:
         assert s.scalars(select(Study.version)).all() == [1]
+
+
+def test_the_editor_shows_and_exports_the_spec_as_written(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    inline = UPLOAD.replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: open, prompt: Hi}]  # inline")
+    written = "# Written by hand; this comment stays.\n" + inline
+    as_role("experimenter")
+    at = page("studies").run()
+    at.file_uploader[0].set_value([("up.yaml", written.encode(), "application/yaml")]).run()
+    next(b for b in at.button if b.label == "Save study").click().run()
+    at.selectbox(key="edit_slug").set_value("uploaded").run()
+    assert at.text_area[0].value == written
+    assert [d.label for d in at.get("download_button")] == ["Download the spec (YAML)"]  # the text shown above
+    # A comment-only edit keeps the same study and saves the new text.
+    at.text_area[0].set_value(written.replace("this comment stays", "this comment was edited")).run()
+    assert any("Only comments or layout changed" in i.value for i in at.info)
+    at.button(key="save_edit").click().run()
+    with Session(lab_db) as s:
+        study = get_study(s, "uploaded")
+        assert study.version == 1 and "this comment was edited" in (study.spec_text or "")
 
 
 def test_open_pause_close(as_role: Callable[[str], None], lab_db: Engine) -> None:
@@ -389,9 +431,14 @@ def test_admin_adds_and_disables_accounts(as_role: Callable[[str], None], lab_db
     at.text_input[1].set_value("short")
     at.button[0].click().run()
     assert any("at least 10 characters" in e.value for e in at.error)
+    at.text_input[1].set_value("aaaaaaaaaa")
+    at.button[0].click().run()
+    assert any("password: too easy to guess" in e.value for e in at.error)
     at.text_input[1].set_value("long enough secret")
     at.button[0].click().run()
     assert any("Account 'newbie' (annotator) added." in s.value for s in at.success)
+    assert at.text_input(key="new_username").value == "" and at.text_input(key="new_password").value == ""  # ready for the next one
+    assert at.selectbox(key="new_role").value == "experimenter"
     at.selectbox(key="account_choice").set_value("admin1").run()
     at.checkbox[0].uncheck()
     at.button[1].click().run()
@@ -404,7 +451,7 @@ def test_admin_adds_and_disables_accounts(as_role: Callable[[str], None], lab_db
 def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], lab_db: Engine) -> None:
     as_role("annotator")
     with Session(lab_db) as s:
-        old_cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == "annotator1")).one())
+        old_cookie = cookie_for(s.scalars(select(Account).where(Account.username == "annotator1")).one())
     at = page("account").run()
     at.text_input[0].set_value("wrong password")
     at.text_input[1].set_value("a new long password")
@@ -416,4 +463,41 @@ def test_changing_my_password_ends_my_sign_in(as_role: Callable[[str], None], la
     at.text_input[2].set_value("a new long password")
     at.button[0].click().run()
     assert any("password was changed" in s.value for s in at.success)
-    assert auth.visitor_from_cookie(old_cookie).role is None
+    assert visitor_from_cookie(old_cookie).role is None
+
+
+INLINE_ITEMS = "items: [{id: u1, kind: open, prompt: Hi}]"
+
+# --- the chosen study stays in the address ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["links", "monitor", "models"])
+def test_the_chosen_study_is_kept_in_the_address(name: str, as_role: Callable[[str], None], lab_db: Engine) -> None:
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", INLINE_ITEMS)
+    with Session(lab_db) as s, s.begin():
+        load_study(s, parse_spec(text, "second.yaml"))
+    as_role("experimenter")
+    at = page(name).run()
+    at.selectbox[0].set_value("second").run()
+    assert at.query_params["slug"] in ("second", ["second"])
+    # A reload is a new session with the same address: the choice is still there.
+    again = page(name)
+    again.query_params["slug"] = "second"
+    assert again.run().selectbox[0].value == "second"
+    unknown = page(name)
+    unknown.query_params["slug"] = "no-such-study"
+    assert unknown.run().selectbox[0].value == "demo"
+
+
+def test_the_studies_page_keeps_the_study_chosen_in_the_address(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    text = UPLOAD.replace("slug: uploaded", "slug: second").replace("items: [{file: up.jsonl}]", INLINE_ITEMS)
+    with Session(lab_db) as s, s.begin():
+        load_study(s, parse_spec(text, "second.yaml"))
+    as_role("experimenter")
+    at = page("studies").run()
+    at.selectbox(key="manage_slug").set_value("second").run()
+    assert at.query_params["slug"] in ("second", ["second"])
+    again = page("studies")
+    again.query_params["slug"] = "second"
+    again.run()
+    assert again.selectbox(key="manage_slug").value == "second" and again.selectbox(key="edit_slug").value == "second"

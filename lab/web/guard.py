@@ -1,0 +1,53 @@
+"""Inside a Streamlit page: the visitor of the page session, and the role check every page runs.
+
+Every staff page calls :func:`require_role` at its top, because Streamlit can serve a
+file in ``pages/`` by URL before the app's navigation has run.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import streamlit as st
+
+from ..db import ready_engine
+from .paths import link, safe_next, sign_in_url
+from .visitor import COOKIE, Visitor, visitor_from_cookie
+
+
+def _request_cookie() -> str | None:
+    """The staff cookie sent with the page session's first request."""
+    return st.context.cookies.get(COOKIE)
+
+
+def current_visitor() -> Visitor:
+    """The visitor of the running Streamlit page session."""
+    ready_engine()  # the first visit of a server process migrates before anything is read
+    return visitor_from_cookie(_request_cookie())
+
+
+def current_path() -> str:
+    """The local path of the page the browser asked for (``/`` outside a browser session)."""
+    try:
+        url = st.context.url
+    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
+        url = None
+    return safe_next(urlparse(url).path if url else "/")
+
+
+def require_role(*roles: str) -> Visitor:
+    """Stop the page unless the visitor has one of ``roles``.
+
+    Anyone not signed in sees a sign-in link; a signed-in visitor without the role sees
+    that the page is not for them. Nothing else of the page is rendered.
+    """
+    visitor = current_visitor()
+    if visitor.can(*roles):
+        return visitor
+    if visitor.role is None:
+        st.info("Please sign in to see this page.", icon=":material/lock:")
+        st.markdown(link(sign_in_url(current_path()), "Sign in"), unsafe_allow_html=True)
+    else:
+        st.error(f"This page is not available to your role ({visitor.role}).", icon=":material/block:")
+    st.stop()
+    raise AssertionError("unreachable")
