@@ -11,8 +11,8 @@ import pytest
 import lab
 from lab.errors import CommandError, LabError
 
-INTERNAL = {"lab.llm._local.LocalTimeout"}
-"""Caught inside its module and turned into a ModelError; never reaches a caller."""
+INTERNAL = {"lab.llm._local.LocalTimeout", "lab.scoring._sandbox_child.TestTimeout"}
+"""Caught inside their modules (a ModelError; a failed test case in the code sandbox's child); never reach a caller."""
 
 
 def lab_exceptions() -> dict[str, type[BaseException]]:

@@ -74,7 +74,7 @@ def cmd_relabel(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Score the judge on every evaluation set present and print the reports."""
-    from lab.cli import CommandError
+    from lab.errors import CommandError
     from lab.settings import ROOT
 
     from . import RuleJudge, get_judge
@@ -109,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_judge(args: argparse.Namespace) -> None:
     """Dispatch ``judge evaluate`` and ``judge SLUG``."""
-    from lab.cli import CommandError
+    from lab.errors import CommandError
 
     if args.target == EVALUATE:
         cmd_evaluate(args)

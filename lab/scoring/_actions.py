@@ -33,6 +33,7 @@ import operator
 import re
 from typing import Any
 
+from ..errors import LabError
 from ._evaluation import Evaluation, not_scored
 
 EVALUATOR = "lic-actions-bfcl-ast"
@@ -61,7 +62,7 @@ _BINARY = {
 }
 
 
-class CallParseError(ValueError):
+class CallParseError(LabError, ValueError):
     """The reply is not a list of function calls."""
 
 

@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import LabError
 from ._evaluation import Evaluation, not_scored
 
 EVALUATOR = "lic-database"
@@ -55,7 +56,7 @@ _SQL_START = re.compile(r"(?im)^\s*(select|with)\b")
 _CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
 
 
-class DatabaseMissing(LookupError):
+class DatabaseMissing(LabError, LookupError):
     """The item's database is not available."""
 
 
