@@ -1,0 +1,242 @@
+"""Read an exported bundle back: as typed tables for analysis, or into an empty database.
+
+:func:`read_bundle` gives the seven tables as pandas frames with the database's column
+types (nullable integers, UTC timestamps, JSON columns decoded), whatever the bundle's
+format, so analysis code can take a bundle where it would take the database.
+:func:`import_bundle` loads a bundle into an empty lab database so a second team can
+browse and annotate it; participants keep their bundle pseudonyms as ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import Engine, func, insert, select, text
+
+from .export import TABLES, TABLES_BY_NAME, Table
+from .export._dictionary import JSON_TYPES
+
+
+class BundleError(ValueError):
+    """A folder that is not a readable bundle, or a database that cannot take one."""
+
+
+@dataclass
+class Bundle:
+    """A bundle as read from disk."""
+
+    path: Path
+    """Its folder."""
+    meta: dict[str, Any]
+    """``bundle.json``: study, versions and hashes, filters, provenance."""
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Table name → frame."""
+    specs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Study version → stored spec."""
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        """A table by name (``bundle["turns"]``)."""
+        return self.tables[name]
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
+        raise BundleError(f"{path} is not a bundle: bundle.json is missing")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") not in ("parquet", "csv", "jsonl"):
+        raise BundleError(f"{path}: bundle.json has format '{meta.get('format')}', which is not a table bundle (sft and dpo are read as JSONL)")
+    return meta
+
+
+def _jsonl_table(path: Path, table: Table) -> pa.Table:
+    columns: dict[str, list[Any]] = {c.name: [] for c in table.columns}
+    json_cols = {c.name for c in table.columns if c.type in JSON_TYPES}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for name, values in columns.items():
+                v = row.get(name)
+                if name in json_cols and v is not None:
+                    v = json.dumps(v, ensure_ascii=False)
+                values.append(v)
+    arrays = []
+    for c in table.columns:
+        values = columns[c.name]
+        if c.type == "datetime":
+            arrays.append(pa.array([None if v is None else pd.Timestamp(v).tz_convert("UTC") for v in values], type=c.arrow_type))
+        else:
+            arrays.append(pa.array(values, type=c.arrow_type))
+    return pa.Table.from_arrays(arrays, schema=table.schema())
+
+
+def read_arrow(path: str | Path, name: str) -> pa.Table:
+    """One table of a bundle as an Arrow table with the dictionary's schema."""
+    path = Path(path)
+    meta = _meta(path)
+    table = TABLES_BY_NAME[name]
+    fmt = meta["format"]
+    file = path / meta["tables"][name]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(file, schema=table.schema())
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        opts = pcsv.ConvertOptions(
+            column_types=table.schema(),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+            true_values=["true"],
+            false_values=["false"],
+        )
+        return pcsv.read_csv(file, convert_options=opts).select(table.names).cast(table.schema())
+    return _jsonl_table(file, table)
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(), pa.float64(): pd.Float64Dtype()}
+
+
+def to_frame(arrow: pa.Table, name: str, decode_json: bool = True) -> pd.DataFrame:
+    """An Arrow table of the bundle as a pandas frame (nullable types, JSON decoded)."""
+    frame = arrow.to_pandas(types_mapper=lambda t: _PANDAS_TYPES.get(t))
+    if decode_json:
+        for c in TABLES_BY_NAME[name].columns:
+            if c.type in JSON_TYPES:
+                values = arrow.column(c.name).to_pylist()
+                frame[c.name] = pd.Series([None if v is None else json.loads(v) for v in values], index=frame.index, dtype=object)
+    return frame
+
+
+def read_bundle(path: str | Path, tables: list[str] | None = None, decode_json: bool = True) -> Bundle:
+    """Read a bundle's tables, specs and provenance.
+
+    Args:
+        path: The bundle's folder.
+        tables: Names to read (default: all seven).
+        decode_json: Turn JSON text columns into Python values.
+
+    Returns:
+        The bundle.
+
+    Raises:
+        BundleError: The folder is not a table bundle.
+    """
+    path = Path(path)
+    meta = _meta(path)
+    bundle = Bundle(path, meta)
+    for name in tables or [t.name for t in TABLES]:
+        if name not in TABLES_BY_NAME:
+            raise BundleError(f"no table '{name}' in a bundle (tables: {', '.join(TABLES_BY_NAME)})")
+        bundle.tables[name] = to_frame(read_arrow(path, name), name, decode_json)
+    for entry in meta.get("studies", []):
+        spec_path = path / entry["spec_file"]
+        if spec_path.is_file():
+            bundle.specs[int(entry["version"])] = json.loads(spec_path.read_text(encoding="utf-8"))
+    return bundle
+
+
+# --- into a database ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    """What an import loaded."""
+
+    slug: str
+    """The study."""
+    rows: dict[str, int] = field(default_factory=dict)
+    """Rows per table."""
+
+
+def _records(arrow: pa.Table, name: str, size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
+    json_cols = {c.name for c in TABLES_BY_NAME[name].columns if c.type in JSON_TYPES}
+    for batch in arrow.to_batches(max_chunksize=size):
+        rows = batch.to_pylist()
+        for r in rows:
+            for c in json_cols:
+                if r[c] is not None:
+                    r[c] = json.loads(r[c])
+        yield rows
+
+
+def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
+    """Load a bundle into an empty, migrated database.
+
+    The study's versions, conditions and items are rebuilt from the stored specs; every
+    other row keeps its bundle id, so labels, repair sequences and events still point at
+    the right turns. Participants get no link (they cannot take part again).
+
+    Raises:
+        BundleError: Not a bundle, or the database already holds studies.
+    """
+    from sqlalchemy.orm import Session
+
+    from .db import migrate
+    from .schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
+    from .spec import study_from_normalized
+    from .studies import _fill
+
+    path = Path(path)
+    meta = _meta(path)
+    migrate(engine)
+    with Session(engine) as s:
+        if s.scalar(select(func.count()).select_from(Study)):
+            raise BundleError("import bundle needs an empty database: this one already holds studies")
+    result = ImportResult(meta["study"])
+    version_ids: dict[int, int] = {}
+    item_ids: dict[tuple[int, str], int] = {}
+    condition_ids: dict[tuple[int, str], int] = {}
+    with Session(engine) as s, s.begin():
+        for entry in meta["studies"]:
+            spec = json.loads((path / entry["spec_file"]).read_text(encoding="utf-8"))
+            study = Study(
+                slug=meta["study"], version=entry["version"], title=entry["title"], spec=spec, spec_sha256=entry["spec_sha256"],
+                status="closed", seed=entry.get("seed", 0), source_path=None,
+            )
+            s.add(study)
+            s.flush()
+            _fill(s, study, study_from_normalized(spec))
+            s.flush()
+            version_ids[entry["version"]] = study.id
+            for it in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id)):
+                item_ids[(entry["version"], it.key)] = it.id
+            for co in s.scalars(select(Condition).where(Condition.study_id == study.id)):
+                condition_ids[(entry["version"], co.key)] = co.id
+    plan = [
+        ("participants", Participant, lambda r: {k: r[k] for k in ("id", "kind", "status", "plan", "position", "simulator", "created_at", "updated_at", "consented_at", "completed_at")} | {"study_id": version_ids[r["study_version"]]}),
+        ("conversations", ChatSession, lambda r: {
+            "id": r["id"], "participant_id": r["participant_id"], "study_id": version_ids[r["study_version"]],
+            "item_id": item_ids[(r["study_version"], r["item"])], "condition_id": condition_ids[(r["study_version"], r["condition"])],
+            "position": r["position"], "model": r["model"], "model_params": r["model_params"], "status": r["status"],
+            "outcome": r["outcome"], "score": r["score"], "probe": r["probe"], "started_at": r["started_at"], "ended_at": r["ended_at"],
+        }),
+        ("turns", Turn, lambda r: r),
+        ("labels", Label, lambda r: {k: v for k, v in r.items() if k not in ("source", "codebook_version")}),
+        ("repair_sequences", RepairSequence, lambda r: r),
+        ("responses", Response, lambda r: r),
+        ("events", Event, lambda r: r),
+    ]
+    with engine.begin() as conn:
+        for name, model, shape in plan:
+            n = 0
+            for rows in _records(read_arrow(path, name), name):
+                conn.execute(insert(model.__table__), [shape(r) for r in rows])
+                n += len(rows)
+            result.rows[name] = n
+        if engine.dialect.name == "postgresql":
+            # Rows came with their ids: move each id sequence past them.
+            for model in (Participant, ChatSession, Turn, Label, RepairSequence, Response, Event):
+                t = model.__table__.name
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), COALESCE((SELECT MAX(id) FROM \"{t}\"), 0) + 1, false)"))
+    return result
