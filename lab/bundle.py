@@ -51,7 +51,9 @@ def _meta(path: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not a bundle: bundle.json is missing")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") not in ("parquet", "csv", "jsonl"):
-        raise BundleError(f"{path}: bundle.json has format '{meta.get('format')}', which is not a table bundle (sft and dpo are read as JSONL)")
+        raise BundleError(
+            f"{path}: bundle.json has format '{meta.get('format')}', which is not a table bundle (sft and dpo are read as JSONL)"
+        )
     return meta
 
 
@@ -201,8 +203,14 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
         for entry in meta["studies"]:
             spec = json.loads((path / entry["spec_file"]).read_text(encoding="utf-8"))
             study = Study(
-                slug=meta["study"], version=entry["version"], title=entry["title"], spec=spec, spec_sha256=entry["spec_sha256"],
-                status="closed", seed=entry.get("seed", 0), source_path=None,
+                slug=meta["study"],
+                version=entry["version"],
+                title=entry["title"],
+                spec=spec,
+                spec_sha256=entry["spec_sha256"],
+                status="closed",
+                seed=entry.get("seed", 0),
+                source_path=None,
             )
             s.add(study)
             s.flush()
@@ -214,13 +222,48 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
             for co in s.scalars(select(Condition).where(Condition.study_id == study.id)):
                 condition_ids[(entry["version"], co.key)] = co.id
     plan = [
-        ("participants", Participant, lambda r: {k: r[k] for k in ("id", "kind", "status", "plan", "position", "simulator", "created_at", "updated_at", "consented_at", "completed_at")} | {"study_id": version_ids[r["study_version"]]}),
-        ("conversations", ChatSession, lambda r: {
-            "id": r["id"], "participant_id": r["participant_id"], "study_id": version_ids[r["study_version"]],
-            "item_id": item_ids[(r["study_version"], r["item"])], "condition_id": condition_ids[(r["study_version"], r["condition"])],
-            "position": r["position"], "model": r["model"], "model_params": r["model_params"], "status": r["status"],
-            "outcome": r["outcome"], "score": r["score"], "probe": r["probe"], "started_at": r["started_at"], "ended_at": r["ended_at"],
-        }),
+        (
+            "participants",
+            Participant,
+            lambda r: (
+                {
+                    k: r[k]
+                    for k in (
+                        "id",
+                        "kind",
+                        "status",
+                        "plan",
+                        "position",
+                        "simulator",
+                        "created_at",
+                        "updated_at",
+                        "consented_at",
+                        "completed_at",
+                    )
+                }
+                | {"study_id": version_ids[r["study_version"]]}
+            ),
+        ),
+        (
+            "conversations",
+            ChatSession,
+            lambda r: {
+                "id": r["id"],
+                "participant_id": r["participant_id"],
+                "study_id": version_ids[r["study_version"]],
+                "item_id": item_ids[(r["study_version"], r["item"])],
+                "condition_id": condition_ids[(r["study_version"], r["condition"])],
+                "position": r["position"],
+                "model": r["model"],
+                "model_params": r["model_params"],
+                "status": r["status"],
+                "outcome": r["outcome"],
+                "score": r["score"],
+                "probe": r["probe"],
+                "started_at": r["started_at"],
+                "ended_at": r["ended_at"],
+            },
+        ),
         ("turns", Turn, lambda r: r),
         ("labels", Label, lambda r: {k: v for k, v in r.items() if k not in ("source", "codebook_version")}),
         ("repair_sequences", RepairSequence, lambda r: r),
@@ -238,5 +281,6 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
             # Rows came with their ids: move each id sequence past them.
             for model in (Participant, ChatSession, Turn, Label, RepairSequence, Response, Event):
                 t = model.__table__.name
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), COALESCE((SELECT MAX(id) FROM \"{t}\"), 0) + 1, false)"))
+                top = f'COALESCE((SELECT MAX(id) FROM "{t}"), 0) + 1'
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), {top}, false)"))
     return result

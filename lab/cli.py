@@ -113,6 +113,15 @@ def cmd_study_list(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from .items import IMPORTERS, write_items
 
+    if args.dataset == "bundle":
+        from .bundle import import_bundle
+
+        r = import_bundle(_engine(), args.path)
+        print(f"imported study '{r.slug}': " + ", ".join(f"{n} {t}" for t, n in r.rows.items()))
+        return
+    if not args.out:
+        raise CommandError("--out is required when importing a dataset")
+
     report = IMPORTERS[args.dataset](args.path)
     n = write_items(report.items, args.out)
     for line in report.skipped[:20]:
@@ -170,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="include superseded versions")
     sp.set_defaults(func=cmd_study_list)
 
-    sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL)")
-    sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber"])
+    sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL), or load an exported bundle")
+    sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber", "bundle"])
     sp.add_argument("path")
-    sp.add_argument("--out", required=True, help="item file to write")
+    sp.add_argument("--out", help="item file to write (datasets)")
     sp.set_defaults(func=cmd_import)
 
     user = sub.add_parser("user", help="staff accounts")
@@ -184,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_user_add)
 
     from . import links, simulate, terminal
+    from .export import _cli as export_cli
 
+    export_cli.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)
@@ -200,7 +211,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .dialogue import ConversationOver, MessageRejected
     from .studies import StudyError
 
+    try:
+        from .bundle import BundleError
+        from .export import ExportError
+
+        extra: list[type[BaseException]] = [ExportError, BundleError]
+    except ImportError:
+        extra = []
     errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
+    errors += extra
     try:
         from .llm import ModelError
 

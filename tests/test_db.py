@@ -15,7 +15,7 @@ from lab.schema import Base, ChatSession, Participant, Study, Turn
 
 EXPECTED_TABLES = {
     "account", "study", "condition", "item", "participant", "session", "turn", "event", "label",
-    "repair_sequence", "response", "alembic_version",
+    "repair_sequence", "response", "alembic_version", "participant_withdrawal",
 }
 
 

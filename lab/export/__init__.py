@@ -82,6 +82,7 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
         "prompt_versions": prompt_versions(),
         "codebook": write_codebook(out),
         "annotators": len(names.annotators),
+        "withdrawals": _withdrawals(engine, sel.study_ids),
     }
     extra = []
     if options.include_prolific_ids:
@@ -90,6 +91,15 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     write_docs(out, slug, options.format, meta, extra)
     result.files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     return result
+
+
+def _withdrawals(engine: Engine, study_ids: list[int]) -> int:
+    from sqlalchemy.orm import Session
+
+    from ..withdraw import withdrawals
+
+    with Session(engine) as s:
+        return withdrawals(s, study_ids)
 
 
 __all__ = [

@@ -156,16 +156,43 @@ def _queries(sel: Selection) -> dict[str, Select[Any]]:
     pids, sids = sel.participant_ids(), sel.session_ids()
     return {
         "participants": select(
-            p.id, st.version, p.kind, p.status, _json(p.plan), p.position, _json(p.simulator),
-            p.created_at, p.updated_at, p.consented_at, p.completed_at,
+            p.id,
+            st.version,
+            p.kind,
+            p.status,
+            _json(p.plan),
+            p.position,
+            _json(p.simulator),
+            p.created_at,
+            p.updated_at,
+            p.consented_at,
+            p.completed_at,
         )
         .join_from(Participant, Study, p.study_id == st.id)
         .where(sel.participant_filter())
         .order_by(p.id),
         "conversations": select(
-            s.id, s.participant_id, st.version, s.item_id, it.key, it.kind, s.condition_id, co.key, co.reveal,
-            co.presupposition, co.intervention, co.model_key, s.position, s.model, _json(s.model_params), s.status,
-            s.outcome, s.score, _json(s.probe), s.started_at, s.ended_at,
+            s.id,
+            s.participant_id,
+            st.version,
+            s.item_id,
+            it.key,
+            it.kind,
+            s.condition_id,
+            co.key,
+            co.reveal,
+            co.presupposition,
+            co.intervention,
+            co.model_key,
+            s.position,
+            s.model,
+            _json(s.model_params),
+            s.status,
+            s.outcome,
+            s.score,
+            _json(s.probe),
+            s.started_at,
+            s.ended_at,
         )
         .join_from(ChatSession, Study, s.study_id == st.id)
         .join(ItemRow, s.item_id == it.id)
@@ -173,22 +200,61 @@ def _queries(sel: Selection) -> dict[str, Select[Any]]:
         .where(s.participant_id.in_(pids))
         .order_by(s.id),
         "turns": select(
-            t.id, t.session_id, t.index, t.role, t.source, t.content, t.model_content, _json(t.shards), t.sent_at,
-            t.first_token_at, t.last_token_at, t.model, _json(t.params), t.tokens_in, t.tokens_out, t.cost,
-            t.latency_ms, t.ttft_ms, t.finish_reason, t.error, t.partial, _json(t.client),
+            t.id,
+            t.session_id,
+            t.index,
+            t.role,
+            t.source,
+            t.content,
+            t.model_content,
+            _json(t.shards),
+            t.sent_at,
+            t.first_token_at,
+            t.last_token_at,
+            t.model,
+            _json(t.params),
+            t.tokens_in,
+            t.tokens_out,
+            t.cost,
+            t.latency_ms,
+            t.ttft_ms,
+            t.finish_reason,
+            t.error,
+            t.partial,
+            _json(t.client),
         )
         .where(t.session_id.in_(sids))
         .order_by(t.session_id, t.index),
         "labels": select(
-            lb.id, lb.turn_id, lb.annotator, lb.layer, lb.code, lb.confidence, lb.target_turn_id, lb.span_start,
-            lb.span_end, _json(lb.meta), lb.supersedes_id, lb.created_at,
+            lb.id,
+            lb.turn_id,
+            lb.annotator,
+            lb.layer,
+            lb.code,
+            lb.confidence,
+            lb.target_turn_id,
+            lb.span_start,
+            lb.span_end,
+            _json(lb.meta),
+            lb.supersedes_id,
+            lb.created_at,
         )
         .join_from(Label, Turn, lb.turn_id == t.id)
         .where(t.session_id.in_(sids))
         .order_by(lb.id),
         "repair_sequences": select(
-            rs.id, rs.session_id, rs.annotator, rs.trouble_turn_id, rs.initiation_turn_id, rs.repair_turn_id,
-            rs.initiation, rs.initiator, rs.trouble_type, rs.outcome, rs.turns_to_resolution, rs.created_at,
+            rs.id,
+            rs.session_id,
+            rs.annotator,
+            rs.trouble_turn_id,
+            rs.initiation_turn_id,
+            rs.repair_turn_id,
+            rs.initiation,
+            rs.initiator,
+            rs.trouble_type,
+            rs.outcome,
+            rs.turns_to_resolution,
+            rs.created_at,
         )
         .where(rs.session_id.in_(sids))
         .order_by(rs.id),
@@ -335,6 +401,9 @@ class RowShaper:
         if row[1] is not None or row[2] is not None:
             return True
         if self.sel.options.participants == "human":
+            return False
+        since = self.sel.options.since
+        if since is not None and _utc(row[5]) < since:
             return False
         data = json.loads(row[4]) if row[4] else {}
         return data.get("study_id") in self.sel.study_ids or (data.get("study") == self.sel.slug and "study_id" not in data)

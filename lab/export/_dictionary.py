@@ -1,5 +1,7 @@
-"""The bundle's data dictionary: every column of every exported table, and every database
-column's fate (exported, renamed, pseudonymized, withheld or stored elsewhere in the bundle).
+"""The bundle's data dictionary: every exported column, and every database column's fate.
+
+Each database column is exported (possibly renamed or pseudonymized), withheld, or stored
+elsewhere in the bundle.
 
 The dictionary is the single source for the Parquet/CSV schemas, ``datapackage.json`` and
 the README's tables, so what a bundle holds and what its documentation says cannot differ.
@@ -82,13 +84,50 @@ PARTICIPANTS = Table(
     "participants",
     "One person or simulated user who took part in the study (one row per participant).",
     (
-        _c("id", "integer", "Pseudonymous participant id, numbered 1, 2, … in order of arrival; stable within this bundle only.", "participant.id", True),
-        _c("study_version", "integer", "Version of the study (see `bundle.json` → `studies`) the participant took part in.", None, True),
-        _c("kind", "string", "`human`, `simulated` (a simulated user) or `pilot` (staff trying the study in a terminal).", "participant.kind", True),
-        _c("status", "string", "invited, consented, active, completed, declined, withdrawn or timed_out.", "participant.status", True),
-        _c("plan", "array", "Assigned `[item key, condition key]` pairs in the order they were given (JSON).", "participant.plan"),
-        _c("position", "integer", "Index into `plan` of the item the participant reached (0-based).", "participant.position", True),
-        _c("simulator", "object", "For simulated participants: simulator kind, model, prompt version, persona, run (JSON; secrets removed).", "participant.simulator"),
+        _c(
+            "id",
+            "integer",
+            "Pseudonymous participant id, numbered 1, 2, … in order of arrival; stable within this bundle only.",
+            "participant.id",
+            True,
+        ),
+        _c(
+            "study_version",
+            "integer",
+            "Version of the study (see `bundle.json` → `studies`) the participant took part in.",
+            None,
+            True,
+        ),
+        _c(
+            "kind",
+            "string",
+            "`human`, `simulated` (a simulated user) or `pilot` (staff trying the study in a terminal).",
+            "participant.kind",
+            True,
+        ),
+        _c(
+            "status",
+            "string",
+            "invited, consented, active, completed, declined, withdrawn or timed_out.",
+            "participant.status",
+            True,
+        ),
+        _c(
+            "plan", "array", "Assigned `[item key, condition key]` pairs in the order they were given (JSON).", "participant.plan"
+        ),
+        _c(
+            "position",
+            "integer",
+            "Index into `plan` of the item the participant reached (0-based).",
+            "participant.position",
+            True,
+        ),
+        _c(
+            "simulator",
+            "object",
+            "For simulated participants: simulator kind, model, prompt version, persona, run (JSON; secrets removed).",
+            "participant.simulator",
+        ),
         _c("created_at", "datetime", "When the participant record was created (UTC).", "participant.created_at", True),
         _c("updated_at", "datetime", "Last change to the participant record (UTC).", "participant.updated_at", True),
         _c("consented_at", "datetime", "When consent was given (UTC); empty without consent.", "participant.consented_at"),
@@ -109,14 +148,36 @@ CONVERSATIONS = Table(
         _c("condition_id", "integer", "Database id of the condition.", "session.condition_id", True),
         _c("condition", "string", "The condition's key in the study spec.", "condition.key", True),
         _c("reveal", "string", "The condition's reveal mode (FULL, CONCAT, SHARDED, ON_REQUEST, …).", "condition.reveal", True),
-        _c("presupposition", "string", "For presupposition designs: `loaded` or `control`; empty otherwise.", "condition.presupposition"),
-        _c("intervention", "string", "The condition's intervention (none, recap, snowball, mediator, …).", "condition.intervention", True),
+        _c(
+            "presupposition",
+            "string",
+            "For presupposition designs: `loaded` or `control`; empty otherwise.",
+            "condition.presupposition",
+        ),
+        _c(
+            "intervention",
+            "string",
+            "The condition's intervention (none, recap, snowball, mediator, …).",
+            "condition.intervention",
+            True,
+        ),
         _c("model_key", "string", "The spec's id of the model under test.", "condition.model_key", True),
         _c("position", "integer", "Order of this item in the participant's plan (0-based).", "session.position", True),
         _c("model", "string", "The litellm model string actually called.", "session.model", True),
-        _c("model_params", "object", "Model parameters used (temperature, max_tokens, seed, …; secrets removed) (JSON).", "session.model_params", True),
+        _c(
+            "model_params",
+            "object",
+            "Model parameters used (temperature, max_tokens, seed, …; secrets removed) (JSON).",
+            "session.model_params",
+            True,
+        ),
         _c("status", "string", "pending, active, ended or abandoned.", "session.status", True),
-        _c("outcome", "string", "Why it ended: answered, correct, all_revealed, turn_limit, gave_up, abandoned.", "session.outcome"),
+        _c(
+            "outcome",
+            "string",
+            "Why it ended: answered, correct, all_revealed, turn_limit, gave_up, abandoned.",
+            "session.outcome",
+        ),
         _c("score", "number", "Automatic score of the last answer attempt (0–1), when the item is scorable.", "session.score"),
         _c("probe", "object", "Knowledge probe for presupposition items: question, reply, score (JSON).", "session.probe"),
         _c("started_at", "datetime", "When the conversation started (UTC).", "session.started_at", True),
@@ -130,11 +191,28 @@ TURNS = Table(
     (
         _c("id", "integer", "Turn id.", "turn.id", True),
         _c("session_id", "integer", "The conversation (`conversations.id`).", "turn.session_id", True),
-        _c("index", "integer", "Position of the turn in its conversation (increasing from the first turn, no gaps).", "turn.index", True),
+        _c(
+            "index",
+            "integer",
+            "Position of the turn in its conversation (increasing from the first turn, no gaps).",
+            "turn.index",
+            True,
+        ),
         _c("role", "string", "system, user, assistant, mediator (a rewrite by a second model) or probe.", "turn.role", True),
-        _c("source", "string", "Who wrote it: participant, simulator, model or lab (engine-made turns such as a recap).", "turn.source", True),
+        _c(
+            "source",
+            "string",
+            "Who wrote it: participant, simulator, model or lab (engine-made turns such as a recap).",
+            "turn.source",
+            True,
+        ),
         _c("content", "string", "Exactly what was written (participant text verbatim, newlines kept).", "turn.content", True),
-        _c("model_content", "string", "What the model saw for this turn when it differs (SNOWBALL restatements).", "turn.model_content"),
+        _c(
+            "model_content",
+            "string",
+            "What the model saw for this turn when it differs (SNOWBALL restatements).",
+            "turn.model_content",
+        ),
         _c("shards", "array", "Shard ids this user turn reveals, in the order revealed (JSON list).", "turn.shards"),
         _c("sent_at", "datetime", "When the turn was sent or the request started (UTC).", "turn.sent_at", True),
         _c("first_token_at", "datetime", "First streamed token of a model turn (UTC).", "turn.first_token_at"),
@@ -159,10 +237,23 @@ LABELS = Table(
     (
         _c("id", "integer", "Label id.", "label.id", True),
         _c("turn_id", "integer", "The labelled turn (`turns.id`).", "label.turn_id", True),
-        _c("annotator", "string", "`auto:<judge>` for automatic judges, `gold:<name>` for gold labels, else a pseudonym `annotator-N` stable within the bundle.", "label.annotator", True),
+        _c(
+            "annotator",
+            "string",
+            "`auto:<judge>` for automatic judges, `gold:<name>` for gold labels, "
+            "else a pseudonym `annotator-N` stable within the bundle.",
+            "label.annotator",
+            True,
+        ),
         _c("source", "string", "human, auto or gold.", None, True),
         _c("codebook_version", "string", "Codebook version the label was made under, when recorded.", None),
-        _c("layer", "string", "Codebook layer: G (grounding), R (repair), P (presupposition), S (response strategy).", "label.layer", True),
+        _c(
+            "layer",
+            "string",
+            "Codebook layer: G (grounding), R (repair), P (presupposition), S (response strategy).",
+            "label.layer",
+            True,
+        ),
         _c("code", "string", "The code within its layer (e.g. CLARIFY, REJECT_CORRECT, answer_attempt).", "label.code", True),
         _c("confidence", "number", "Judge confidence (0–1), when given.", "label.confidence"),
         _c("target_turn_id", "integer", "Turn the label points at (e.g. a repair's trouble source).", "label.target_turn_id"),
@@ -184,9 +275,19 @@ REPAIR_SEQUENCES = Table(
         _c("trouble_turn_id", "integer", "Turn holding the trouble source.", "repair_sequence.trouble_turn_id"),
         _c("initiation_turn_id", "integer", "Turn initiating the repair.", "repair_sequence.initiation_turn_id"),
         _c("repair_turn_id", "integer", "Turn carrying the repair.", "repair_sequence.repair_turn_id"),
-        _c("initiation", "string", "SI, OI-open, OI-restricted-request, OI-restricted-offer, TPR or FOURTH.", "repair_sequence.initiation"),
+        _c(
+            "initiation",
+            "string",
+            "SI, OI-open, OI-restricted-request, OI-restricted-offer, TPR or FOURTH.",
+            "repair_sequence.initiation",
+        ),
         _c("initiator", "string", "user or assistant.", "repair_sequence.initiator"),
-        _c("trouble_type", "string", "perception, reference, word sense, intent, missing information, factual/presupposition, format.", "repair_sequence.trouble_type"),
+        _c(
+            "trouble_type",
+            "string",
+            "perception, reference, word sense, intent, missing information, factual/presupposition, format.",
+            "repair_sequence.trouble_type",
+        ),
         _c("outcome", "string", "resolved, partial, misrepair or unresolved.", "repair_sequence.outcome"),
         _c("turns_to_resolution", "integer", "Turns from initiation to resolution.", "repair_sequence.turns_to_resolution"),
         _c("created_at", "datetime", "When it was coded (UTC).", "repair_sequence.created_at", True),
@@ -199,7 +300,12 @@ RESPONSES = Table(
     (
         _c("id", "integer", "Response id.", "response.id", True),
         _c("participant_id", "integer", "Pseudonymous participant id (`participants.id`).", "response.participant_id", True),
-        _c("session_id", "integer", "The conversation a post-item answer is about; empty for post-study answers.", "response.session_id"),
+        _c(
+            "session_id",
+            "integer",
+            "The conversation a post-item answer is about; empty for post-study answers.",
+            "response.session_id",
+        ),
         _c("question", "string", "The question's key in the study spec.", "response.question", True),
         _c("value", "object", 'The answer as `{"value": …}` (JSON).', "response.value", True),
         _c("created_at", "datetime", "When it was answered (UTC).", "response.created_at", True),
@@ -211,9 +317,20 @@ EVENTS = Table(
     "Append-only log: consent, start, reveal, retry, stop, error, page hidden, simulation runs…",
     (
         _c("id", "integer", "Event id.", "event.id", True),
-        _c("participant_id", "integer", "Pseudonymous participant id; empty for study-level events (simulation runs).", "event.participant_id"),
+        _c(
+            "participant_id",
+            "integer",
+            "Pseudonymous participant id; empty for study-level events (simulation runs).",
+            "event.participant_id",
+        ),
         _c("session_id", "integer", "The conversation, when the event belongs to one.", "event.session_id"),
-        _c("kind", "string", "What happened (consent, start, end, item_done, completed, page_hidden, simulate_run, …).", "event.kind", True),
+        _c(
+            "kind",
+            "string",
+            "What happened (consent, start, end, item_done, completed, page_hidden, simulate_run, …).",
+            "event.kind",
+            True,
+        ),
         _c("data", "object", "Details of the event (JSON; staff names replaced by `staff`, secrets removed).", "event.data"),
         _c("created_at", "datetime", "When it happened (UTC).", "event.created_at", True),
     ),
@@ -264,9 +381,9 @@ WITHHELD: dict[str, str] = {
     "account.created_at": "staff accounts are never exported",
     "account.last_login_at": "staff accounts are never exported",
     "participant_withdrawal.id": "withdrawal records hold no content and stay in the lab",
-    "participant_withdrawal.study_slug": "withdrawal records stay in the lab",
-    "participant_withdrawal.study_version": "withdrawal records stay in the lab",
+    "participant_withdrawal.study_id": "withdrawal records stay in the lab",
     "participant_withdrawal.kind": "withdrawal records stay in the lab",
+    "participant_withdrawal.status": "withdrawal records stay in the lab",
     "participant_withdrawal.withdrawn_at": "withdrawal records stay in the lab",
     "participant_withdrawal.by": "withdrawal records stay in the lab",
 }

@@ -1,5 +1,8 @@
-"""A bundle's self-description: ``bundle.json`` (provenance), ``datapackage.json``
-(Frictionless Table Schema) and ``README.md`` (data dictionary and Hugging Face dataset card)."""
+"""A bundle's self-description: provenance, Frictionless data package and dataset card.
+
+``bundle.json`` holds the provenance, ``datapackage.json`` the Frictionless Table Schemas,
+and ``README.md`` the data dictionary as a Hugging Face dataset card.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +99,9 @@ def write_codebook(out: Path) -> dict[str, Any] | None:
     if found is None:
         return None
     version, content = found
-    (out / "codebook.json").write_text(json.dumps({"version": version, "codebook": content}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "codebook.json").write_text(
+        json.dumps({"version": version, "codebook": content}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     return {"version": version, "file": "codebook.json"}
 
 

@@ -23,7 +23,22 @@ SECRET_KEY = re.compile(
 )
 """JSON keys whose values are secrets (model parameters such as ``api_key``)."""
 
-PRIVATE_KEYS = frozenset({"ip", "ip_address", "remote_addr", "client_address", "user_agent", "prolific_pid", "prolific_session_id", "prolific_study_id", "username", "account", "account_id", "email"})
+PRIVATE_KEYS = frozenset(
+    {
+        "ip",
+        "ip_address",
+        "remote_addr",
+        "client_address",
+        "user_agent",
+        "prolific_pid",
+        "prolific_session_id",
+        "prolific_study_id",
+        "username",
+        "account",
+        "account_id",
+        "email",
+    }
+)
 """JSON keys holding identifying or IP-derived data; removed wherever they appear."""
 
 PRIVATE_NOTE_KEYS = frozenset({"private_note", "private_notes", "note_private"})

@@ -1,5 +1,6 @@
-"""Training data from a study: chat transcripts for supervised fine-tuning (SFT) and
-preference pairs for DPO, both validated against a JSON Schema shipped beside them.
+"""Training data from a study: chat transcripts (SFT) and preference pairs (DPO).
+
+Both are validated against a JSON Schema shipped beside them.
 
 SFT: one line per conversation, ``{"messages": [{"role", "content"}, …], …}`` in the
 OpenAI / Hugging Face chat convention, turns in order (so the shards keep their reveal
@@ -188,7 +189,17 @@ def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     out = {
-        r[0]: {"item_id": r[1], "item": r[2], "item_kind": r[3], "payload": r[4], "condition": r[5], "model": r[6], "outcome": r[7], "score": r[8], "participant_kind": r[9]}
+        r[0]: {
+            "item_id": r[1],
+            "item": r[2],
+            "item_kind": r[3],
+            "payload": r[4],
+            "condition": r[5],
+            "model": r[6],
+            "outcome": r[7],
+            "score": r[8],
+            "participant_kind": r[9],
+        }
         for r in rows
     }
     if flt.labels:
@@ -202,7 +213,13 @@ def _sessions_with_labels(engine: Engine, session_ids: list[int], codes: tuple[s
     found: set[int] = set()
     with engine.connect() as conn:
         for chunk in _chunks(session_ids):
-            found |= set(conn.scalars(select(t.session_id).join_from(Label, Turn, lb.turn_id == t.id).where(t.session_id.in_(chunk), lb.code.in_(codes))))
+            found |= set(
+                conn.scalars(
+                    select(t.session_id)
+                    .join_from(Label, Turn, lb.turn_id == t.id)
+                    .where(t.session_id.in_(chunk), lb.code.in_(codes))
+                )
+            )
             found |= set(conn.scalars(select(rs.session_id).where(rs.session_id.in_(chunk), rs.outcome.in_(codes))))
     return found
 
@@ -346,7 +363,11 @@ def _candidates(engine: Engine, sel: Selection, flt: TrainingFilter) -> list[Can
             answered += 1
             codes = {layer: labels[(t.id, layer)][0] for layer in ("G", "R", "P", "S") if (t.id, layer) in labels}
             missing = required is not None and (not required <= revealed or (required == {-1} and answered == 1))
-            out.append(Candidate(t, t.session_id, conv["item"], (answered, tuple(sorted(revealed))), missing, codes, _messages(turns[:i])))
+            out.append(
+                Candidate(
+                    t, t.session_id, conv["item"], (answered, tuple(sorted(revealed))), missing, codes, _messages(turns[:i])
+                )
+            )
     return out
 
 
@@ -357,7 +378,9 @@ def _repair_outcomes(engine: Engine, session_ids: list[int]) -> dict[int, str]:
     with engine.connect() as conn:
         for chunk in _chunks(session_ids):
             for turn_id, outcome in conn.execute(
-                select(rs.repair_turn_id, rs.outcome).where(rs.session_id.in_(chunk), rs.repair_turn_id.is_not(None)).order_by(rs.id)
+                select(rs.repair_turn_id, rs.outcome)
+                .where(rs.session_id.in_(chunk), rs.repair_turn_id.is_not(None))
+                .order_by(rs.id)
             ):
                 out[turn_id] = outcome
     return out
@@ -396,7 +419,9 @@ def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator
     repairs = _repair_outcomes(engine, sorted({c.conversation for c in candidates}))
     scrub = Scrubber()
     for rule in RULES:
-        groups: dict[tuple[str, tuple[int, tuple[int, ...]]], dict[str, list[tuple[Candidate, str]]]] = defaultdict(lambda: {"chosen": [], "rejected": []})
+        groups: dict[tuple[str, tuple[int, tuple[int, ...]]], dict[str, list[tuple[Candidate, str]]]] = defaultdict(
+            lambda: {"chosen": [], "rejected": []}
+        )
         for c in candidates:
             side = _side(c, rule.name, repairs)
             if side is not None:
@@ -518,7 +543,8 @@ def export_training(
         "study": slug,
         "format": kind,
         "studies": [{"version": s.version, "spec_sha256": s.spec_sha256} for s in sel.studies],
-        "filters": options.describe() | {"outcomes": list(flt.outcomes), "labels": list(flt.labels), "conditions": list(flt.conditions)},
+        "filters": options.describe()
+        | {"outcomes": list(flt.outcomes), "labels": list(flt.labels), "conditions": list(flt.conditions)},
         "rows": result.rows,
         "by_rule": result.by_rule,
         "rules": {r.name: r.description for r in RULES} if kind == "dpo" else {},
