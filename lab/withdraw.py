@@ -121,6 +121,7 @@ def withdraw(engine: Engine, who: str, *, slug: str | None = None, by: str = "cl
         for p in people:
             s.add(Withdrawal(study_id=p.study_id, kind=p.kind, status=p.status, withdrawn_at=now, by=by[:64]))
         ids = [p.id for p in people]
+        s.flush()
         s.expunge_all()
         counts = _delete(s, ids)
     _scrub_files(engine)
