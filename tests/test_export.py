@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from lab.bundle import read_bundle
 from lab.export import TABLES, ExportError, ExportOptions, dictionary_markdown, export_study, fate
 from lab.schema import Base, ChatSession, Turn
+from lab.spec import spec_hash
 from tests.export_study import BIG, MARKER, RTL, SECRETS, UNICODE, build_study
 
 FORMATS = ("parquet", "csv", "jsonl")
@@ -174,7 +176,10 @@ def test_bundle_files_and_provenance(study: tuple[Engine, object], tmp_path: Pat
         from lab.schema import Study
 
         stored = s.scalars(select(Study)).one()
-        assert spec == stored.spec and meta["studies"][0]["spec_sha256"] == stored.spec_sha256
+        assert spec == stored.spec and meta["studies"][0]["spec_sha256"] == stored.spec_sha256 == spec_hash(spec)
+    raw = (tmp_path / "b" / "spec" / "v1.json").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == meta["studies"][0]["spec_file_sha256"]
+    assert list(spec["conditions"]) == list(stored.spec["conditions"])
     package = json.loads((tmp_path / "b" / "datapackage.json").read_text())
     for res in package["resources"]:
         schema = pq.read_schema(tmp_path / "b" / res["path"])

@@ -536,8 +536,12 @@ def prepare_out(out: Path) -> None:
 
 
 def spec_text(spec: dict[str, Any]) -> str:
-    """The spec in the canonical JSON its sha256 is computed over."""
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The spec as stored, keys in their stored order (conditions keep the spec's order).
+
+    Its ``spec_sha256`` is over the canonical form (sorted keys, no spaces): see
+    :func:`lab.spec.spec_hash`.
+    """
+    return json.dumps(spec, ensure_ascii=False, indent=1)
 
 
 def write_specs(sel: Selection, out: Path, scrub: Scrubber) -> list[dict[str, Any]]:
@@ -546,9 +550,9 @@ def write_specs(sel: Selection, out: Path, scrub: Scrubber) -> list[dict[str, An
     entries = []
     for st in sel.studies:
         cleaned = scrub.value(st.spec)
-        text = spec_text(cleaned)
+        text = spec_text(cleaned) + "\n"
         path = out / "spec" / f"v{st.version}.json"
-        path.write_text(text + "\n", encoding="utf-8")
+        path.write_bytes(text.encode())
         entries.append(
             {
                 "version": st.version,
