@@ -86,5 +86,5 @@ def test_huggingface_datasets_reads_the_bundle(sqlite_engine: Engine, tmp_path: 
     export_study(sqlite_engine, "demo", tmp_path / "b")
     turns = datasets.load_dataset(str(tmp_path / "b"), "turns")["train"]
     assert turns.num_rows == 16
-    conversations = datasets.load_dataset("parquet", data_dir=str(tmp_path / "b" / "data"), data_files="conversations.parquet")["train"]
+    conversations = datasets.load_dataset("parquet", data_dir=str(tmp_path / "b" / "data" / "conversations"))["train"]
     assert conversations.num_rows == 6

@@ -79,15 +79,15 @@ def test_round_trip_matches_the_database(study: tuple[Engine, object], tmp_path:
 def test_parquet_files_read_with_pandas_and_pyarrow(study: tuple[Engine, object], tmp_path: Path) -> None:
     engine, built = study
     export_study(engine, "demo", tmp_path / "b")
-    turns = pd.read_parquet(tmp_path / "b" / "data" / "turns.parquet")
-    schema = pq.read_schema(tmp_path / "b" / "data" / "turns.parquet")
+    turns = pd.read_parquet(tmp_path / "b" / "data" / "turns")
+    schema = pq.read_schema(tmp_path / "b" / "data" / "turns" / "turns.parquet")
     assert str(schema.field("sent_at").type) == "timestamp[us, tz=UTC]"
     assert str(schema.field("tokens_in").type) == "int64" and str(schema.field("partial").type) == "bool"
     assert list(turns.columns) == [c.name for c in TABLES[2].columns]
     assert turns.loc[turns["id"] == built.turns["s1u1"], "content"].item() == f"{UNICODE} {MARKER}"
     assert json.loads(turns.loc[turns["id"] == built.turns["s1u1"], "shards"].item()) == [1]
     for t in TABLES:
-        frame = pd.read_parquet(tmp_path / "b" / "data" / f"{t.name}.parquet")
+        frame = pd.read_parquet(tmp_path / "b" / "data" / t.name)
         assert list(frame.columns) == t.names
 
 
@@ -185,7 +185,7 @@ def test_bundle_files_and_provenance(study: tuple[Engine, object], tmp_path: Pat
         schema = pq.read_schema(tmp_path / "b" / res["path"])
         assert [f["name"] for f in res["schema"]["fields"]] == schema.names
     readme = (tmp_path / "b" / "README.md").read_text()
-    assert readme.startswith("---\n") and "config_name: turns" in readme and "data_files: data/turns.parquet" in readme
+    assert readme.startswith("---\n") and "config_name: turns" in readme and "data_files: data/turns/turns.parquet" in readme
 
 
 def test_every_database_column_is_in_the_data_dictionary() -> None:

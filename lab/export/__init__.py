@@ -34,6 +34,7 @@ from ._bundle import (
 from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Table, exported_sources, fate
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
 from ._privacy import REDACTED, Scrubber
+from ._training import RULES, TrainingFilter, TrainingResult, export_training
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""
@@ -93,6 +94,42 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     return result
 
 
+def export_zip(
+    engine: Engine, slug: str, fmt: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
+) -> bytes:
+    """A bundle (or SFT/DPO set) as one zip archive, built in a temporary folder.
+
+    Args:
+        engine: The lab's database.
+        slug: The study.
+        fmt: parquet, csv, jsonl, sft or dpo.
+        options: Participant filters (the format is taken from ``fmt``).
+        flt: Outcome, label and condition filters for sft and dpo.
+
+    Returns:
+        The zip's bytes; its entries sit under a ``<slug>-<fmt>/`` folder.
+    """
+    import dataclasses
+    import io
+    import tempfile
+    import zipfile
+
+    options = options or ExportOptions()
+    with tempfile.TemporaryDirectory(prefix="lab-export-") as tmp:
+        out = Path(tmp) / f"{slug}-{fmt}"
+        if fmt in ("sft", "dpo"):
+            export_training(engine, slug, out, fmt, options, flt)
+        else:
+            export_study(engine, slug, out, dataclasses.replace(options, format=fmt, include_prolific_ids=False))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            for path in sorted(p for p in out.rglob("*") if p.is_file()):
+                # Parquet is compressed already; deflating it again costs time for nothing.
+                kind = zipfile.ZIP_STORED if path.suffix == ".parquet" else zipfile.ZIP_DEFLATED
+                z.write(path, str(path.relative_to(out.parent)), compress_type=kind)
+        return buffer.getvalue()
+
+
 def _withdrawals(engine: Engine, study_ids: list[int]) -> int:
     from sqlalchemy.orm import Session
 
@@ -115,11 +152,16 @@ __all__ = [
     "ExportError",
     "ExportOptions",
     "ExportResult",
+    "RULES",
+    "TrainingFilter",
+    "TrainingResult",
     "Scrubber",
     "Table",
     "codebook",
     "dictionary_markdown",
     "export_study",
+    "export_training",
+    "export_zip",
     "exported_sources",
     "fate",
     "label_source",

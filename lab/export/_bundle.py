@@ -488,7 +488,10 @@ def write_table(engine: Engine, sel: Selection, name: str, out: Path, names: Pse
     """Write one table of the bundle; returns its row count."""
     table = TABLES_BY_NAME[name]
     fmt = sel.options.format
-    path = out / "data" / f"{name}.{EXTENSIONS[fmt]}"
+    from ._docs import table_file
+
+    path = out / table_file(name, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
     shaper = RowShaper(table, names, scrub, sel)
     writer = TableWriter(path, table, fmt)
     n = 0

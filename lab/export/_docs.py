@@ -106,8 +106,9 @@ def write_codebook(out: Path) -> dict[str, Any] | None:
 
 
 def table_file(name: str, fmt: str) -> str:
-    """Path of a table inside the bundle."""
-    return f"data/{name}.{fmt}"
+    """Path of a table inside the bundle: a folder per table, so tools that take a folder
+    (``datasets.load_dataset("parquet", data_dir=…)``, ``pandas.read_parquet``) get one table."""
+    return f"data/{name}/{name}.{fmt}"
 
 
 def _field(c: Any) -> dict[str, Any]:
