@@ -210,10 +210,11 @@ def readme(slug: str, fmt: str, meta: dict[str, Any]) -> str:
     )
     counts = "\n".join(f"| `{n}` | {rows.get(n, 0)} | `{table_file(n, fmt)}` |" for n in names)
     load = {
-        "parquet": f'pandas.read_parquet("{table_file("turns", fmt)}")',
+        "parquet": 'pandas.read_parquet("data/turns")',
         "csv": f'pandas.read_csv("{table_file("turns", fmt)}")',
         "jsonl": f'pandas.read_json("{table_file("turns", fmt)}", lines=True)',
     }[fmt]
+    builder = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[fmt]
     return f"""{front}
 
 # Repair Lab study `{slug}`
@@ -248,7 +249,11 @@ tables = read_bundle(".")
 
 import datasets                             # Hugging Face: one config per table
 turns = datasets.load_dataset(".", "turns")["train"]
+turns = datasets.load_dataset("{builder}", data_dir="data/turns")["train"]
 ```
+
+Each table sits in its own folder under `data/`, so anything that reads a folder reads one
+table. (`datasets` cannot load a table with no rows; pandas and pyarrow can.)
 
 Times are UTC. Participants carry a pseudonymous id, numbered within this bundle only.
 Columns typed `object`/`array`/`any` hold JSON text (JSON values in JSONL bundles).
