@@ -82,7 +82,7 @@ class AnalysisData:
         return (self.slug, tuple(self.versions), len(self.conversations), len(self.turns), len(self.labels), newest)
 
 
-PARTICIPANT_COLUMNS = {"id": "int64", "study_id": "int64", "kind": "string", "status": "string"}
+PARTICIPANT_COLUMNS = {"id": "int64", "study_id": "int64", "kind": "category", "status": "category"}
 CONVERSATION_COLUMNS = {
     "id": "int64",
     "study_id": "int64",
@@ -99,8 +99,8 @@ TURN_COLUMNS = {
     "id": "int64",
     "session_id": "int64",
     "index": "int64",
-    "role": "string",
-    "source": "string",
+    "role": "category",
+    "source": "category",
     "tokens_in": "float64",
     "tokens_out": "float64",
     "latency_ms": "float64",
@@ -109,9 +109,9 @@ TURN_COLUMNS = {
 LABEL_COLUMNS = {
     "id": "int64",
     "turn_id": "int64",
-    "annotator": "string",
-    "layer": "string",
-    "code": "string",
+    "annotator": "category",
+    "layer": "category",
+    "code": "category",
     "confidence": "float64",
     "supersedes_id": "float64",
 }
@@ -418,10 +418,10 @@ def _judge_versions(engine: Engine, labels: pd.DataFrame) -> dict[str, str]:
     """The judge version in the newest label's meta of each automatic annotator."""
     if labels.empty:
         return {}
-    auto = labels[labels["annotator"].str.startswith(AUTO_PREFIX)]
+    auto = labels[(annotator_class(labels["annotator"]) == "auto").fillna(False).to_numpy(dtype=bool)]
     if auto.empty:
         return {}
-    newest = auto.groupby("annotator")["id"].max()
+    newest = auto.groupby(auto["annotator"].astype(str))["id"].max()
     ids = ",".join(str(int(i)) for i in newest.to_numpy())
     out: dict[str, str] = {}
     for annotator, meta in _fetch(engine, f"SELECT annotator, CAST(meta AS TEXT) FROM label WHERE id IN ({ids})", {}):
@@ -486,10 +486,16 @@ def _unwrap(value: Any) -> Any:
 # --- Label sources -----------------------------------------------------------------
 
 
+def annotator_class(annotator: pd.Series) -> pd.Series:
+    """``gold``, ``auto`` or ``human`` per label, classified once per distinct annotator."""
+    names = pd.Series(annotator.unique()).dropna()
+    classes = {a: GOLD_ANNOTATOR if a == GOLD_ANNOTATOR else "auto" if str(a).startswith(AUTO_PREFIX) else "human" for a in names}
+    return annotator.map(classes).astype("string")
+
+
 def is_human_annotator(annotator: pd.Series) -> pd.Series:
     """True for a person's account (neither ``gold`` nor ``auto:…``)."""
-    a = annotator.astype("string")
-    return ~(a.str.startswith(AUTO_PREFIX) | (a == GOLD_ANNOTATOR))
+    return (annotator_class(annotator) == "human").fillna(False).astype(bool)
 
 
 def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -515,16 +521,19 @@ def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[st
     labels = data.labels
     if layers is not None:
         labels = labels[labels["layer"].isin(list(layers))]
-    labels = labels[~labels["code"].astype("string").str.upper().isin(ABSTAIN_CODES)]
+    abstain = [c for c in labels["code"].unique() if str(c).upper() in ABSTAIN_CODES]
+    if abstain:
+        labels = labels[~labels["code"].isin(abstain)]
     if source not in LABEL_SOURCES and not source.startswith(AUTO_PREFIX):
         raise AnalysisError(f"unknown label source '{source}': use one of {', '.join(LABEL_SOURCES)} or auto:<judge>")
     parts: list[pd.DataFrame] = []
+    cls = annotator_class(labels["annotator"]).to_numpy()
     if source in ("best", "gold"):
-        parts.append(_tagged(labels[labels["annotator"] == GOLD_ANNOTATOR], "gold"))
+        parts.append(_tagged(labels[cls == GOLD_ANNOTATOR], "gold"))
     if source in ("best", "majority"):
-        parts.append(_majority(labels[is_human_annotator(labels["annotator"])]))
+        parts.append(_majority(labels[cls == "human"]))
     if source == "best" or source.startswith("auto"):
-        auto = labels[labels["annotator"].str.startswith(AUTO_PREFIX)]
+        auto = labels[cls == "auto"]
         judge = source if source.startswith(AUTO_PREFIX) else _main_judge(auto)
         chosen = auto[auto["annotator"] == judge]
         parts.append(_tagged(chosen, f"{judge}@{data.judge_versions[judge]}" if judge in data.judge_versions else str(judge)))
@@ -545,8 +554,14 @@ def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[st
 
 
 def _tagged(labels: pd.DataFrame, name: str) -> pd.DataFrame:
-    out = labels[["turn_id", "layer", "code"]].copy()
-    out["label_source"] = pd.Series(name, index=out.index, dtype="string")
+    out = pd.DataFrame(
+        {
+            "turn_id": labels["turn_id"].to_numpy(),
+            "layer": labels["layer"].astype(str).to_numpy(),
+            "code": labels["code"].astype(str).to_numpy(),
+        }
+    )
+    out["label_source"] = name
     return out
 
 
@@ -554,7 +569,7 @@ def _main_judge(auto: pd.DataFrame) -> str | None:
     """The automatic annotator with most labels (ties: the alphabetically first)."""
     if auto.empty:
         return None
-    counts = auto["annotator"].value_counts()
+    counts = auto["annotator"].astype(str).value_counts()
     top = counts[counts == counts.max()].index
     return str(sorted(top)[0])
 
