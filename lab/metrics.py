@@ -477,33 +477,49 @@ def _ratio_rows(
     rows: list[dict[str, object]],
     draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray],
 ) -> None:
-    k = len(ratios)
-    v = np.empty((len(cell), 2 * k), dtype=np.float32)
-    for j, r in enumerate(ratios):
-        v[:, 2 * j] = r.num
-        v[:, 2 * j + 1] = r.den
+    # Columns are deduplicated (ratios share denominators), and each cell multiplies only
+    # the columns that are non-zero in it: the bootstrap costs draws × conversations ×
+    # the columns a cell actually uses.
+    column_of: dict[int, int] = {}
+    arrays: list[np.ndarray] = []
+    index: list[tuple[int, int]] = []
+    for r in ratios:
+        pair = []
+        for arr in (r.num, r.den):
+            if id(arr) not in column_of:
+                column_of[id(arr)] = len(arrays)
+                arrays.append(arr)
+            pair.append(column_of[id(arr)])
+        index.append((pair[0], pair[1]))
+    k = len(arrays)
+    v = np.empty((len(cell), k), dtype=np.float32)
+    for j, arr in enumerate(arrays):
+        v[:, j] = arr
     starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if len(cell) else np.array([], int)
     ends = np.r_[starts[1:], len(cell)]
     n_cells = len(starts)
-    point = np.add.reduceat(v.astype(np.float64), starts, axis=0) if n_cells else np.zeros((0, 2 * k))
-    counts = np.add.reduceat((v[:, 1::2] > 0).astype(np.int64), starts, axis=0) if n_cells else np.zeros((0, k), int)
+    point = np.add.reduceat(v.astype(np.float64), starts, axis=0) if n_cells else np.zeros((0, k))
+    counts = np.add.reduceat((v > 0).astype(np.int64), starts, axis=0) if n_cells else np.zeros((0, k), int)
     boot = None
     if res is not None:
-        boot = np.zeros((o.draws, n_cells, 2 * k), dtype=np.float64)
+        boot = np.zeros((o.draws, n_cells, k), dtype=np.float64)
+        used = [np.flatnonzero(np.any(v[s:e] != 0, axis=0)) for s, e in zip(starts, ends, strict=True)]
+        blocks = [np.ascontiguousarray(v[s:e][:, u]) for (s, e), u in zip(zip(starts, ends, strict=True), used, strict=True)]
         for sl, w in res.weights():
             for c, (s, e) in enumerate(zip(starts, ends, strict=True)):
-                boot[sl, c, :] = w[:, s:e] @ v[s:e]
+                if len(used[c]):
+                    boot[sl, c, used[c]] = np.ascontiguousarray(w[:, s:e]) @ blocks[c]
     for c in range(n_cells):
         key_vals = tuple(cells.iloc[int(cell[starts[c]])])
-        for j, r in enumerate(ratios):
-            n = int(counts[c, j])
+        for r, (jn, jd) in zip(ratios, index, strict=True):
+            n = int(counts[c, jd])
             if n == 0:
                 continue
-            value = point[c, 2 * j] / point[c, 2 * j + 1] * r.scale
+            value = point[c, jn] / point[c, jd] * r.scale
             lo = hi = np.nan
             if boot is not None:
                 with np.errstate(all="ignore"):
-                    d = boot[:, c, 2 * j] / boot[:, c, 2 * j + 1] * r.scale
+                    d = boot[:, c, jn] / boot[:, c, jd] * r.scale
                 draws_out[(r.measure, r.key, key_vals)] = d
             rows.append(
                 {
