@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
     sp.set_defaults(func=cmd_user_add)
 
-    from . import links, simulate, terminal
+    from . import links, report, simulate, terminal
 
+    report.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)
@@ -201,6 +202,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .studies import StudyError
 
     errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
+    from .analysis_data import AnalysisError
+    from .report import ReportError
+    from .synth import SynthError
+
+    errors += [AnalysisError, ReportError, SynthError]
     try:
         from .llm import ModelError
 

@@ -762,6 +762,16 @@ def pairwise(figures: Figures, measure: str, key: str = "", level: float = 0.95,
     return pd.DataFrame(out, columns=[*others, "a", "b", "diff", "lo", "hi", "n", "small"])
 
 
+def with_degradation(table: pd.DataFrame, deg: pd.DataFrame) -> pd.DataFrame:
+    """The figures table with degradation rows appended (measure ``degradation``, key = mode)."""
+    if deg.empty:
+        return table
+    rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
+    rows.insert(0, "measure", "degradation")
+    rows["label_source"] = SCORE_SOURCE
+    return pd.concat([table, rows], ignore_index=True)
+
+
 def comparison(data: AnalysisData, options: Options | None = None) -> pd.DataFrame:
     """Every figure of the comparison page in one table: the measures and the degradation.
 
@@ -769,15 +779,7 @@ def comparison(data: AnalysisData, options: Options | None = None) -> pd.DataFra
     condition; the same bootstrap seed is used for both computations.
     """
     o = options or Options()
-    figures = compute(data, o)
-    table = figures.table
-    deg = degradation(degradation_figures(data, o), o.level)
-    if len(deg):
-        rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
-        rows.insert(0, "measure", "degradation")
-        rows["label_source"] = SCORE_SOURCE
-        table = pd.concat([table, rows], ignore_index=True)
-    return table
+    return with_degradation(compute(data, o).table, degradation(degradation_figures(data, o), o.level))
 
 
 # --- Filters and summaries ---------------------------------------------------------------
