@@ -388,9 +388,11 @@ def from_tables(tables: Mapping[str, pd.DataFrame], slug: str = "", versions: li
         )
     if "is_error" not in turns:
         turns["is_error"] = turns["error"].notna() if "error" in turns else False
+    turns = _coerce(turns, TURN_COLUMNS | {"content_chars": "int64", "n_shards": "int64", "is_error": "bool"})
     labels = tables["labels"].copy()
     if "supersedes_id" not in labels:
         labels["supersedes_id"] = np.nan
+    labels = _coerce(labels, LABEL_COLUMNS)
     empty_repairs = pd.DataFrame({c: pd.Series(dtype=d) for c, d in REPAIR_COLUMNS.items()})
     empty_responses = pd.DataFrame({c: pd.Series(dtype=d) for c, d in RESPONSE_COLUMNS.items()})
     return AnalysisData(
@@ -404,6 +406,20 @@ def from_tables(tables: Mapping[str, pd.DataFrame], slug: str = "", versions: li
         responses=tables.get("responses", empty_responses),
         events=tables.get("events"),
     )
+
+
+def _coerce(df: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """Columns present in ``df`` cast to the loader's dtypes (an empty table reads as object)."""
+    for col, dtype in dtypes.items():
+        if col not in df:
+            continue
+        if dtype == "bool":
+            df[col] = df[col].fillna(False).astype(bool)
+        elif dtype == "int64":
+            df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
+        elif dtype != "object":
+            df[col] = df[col].astype(dtype)
+    return df
 
 
 def current_labels(labels: pd.DataFrame) -> pd.DataFrame:
