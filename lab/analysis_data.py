@@ -168,6 +168,28 @@ def study_ids(engine: Engine, slug: str, version: int | None = None) -> tuple[li
     return [r.id for r in chosen], [r.version for r in chosen]
 
 
+def data_state(engine: Engine, slug: str, version: int | None = None) -> tuple[Any, ...]:
+    """A cheap key that changes whenever a study's figures could change.
+
+    The newest ids of the tables figures read (ids only grow: rows are appended, labels
+    superseded, never overwritten), with the chosen study rows; for caching figures per
+    study version and label state without loading the study.
+    """
+    ids, versions = study_ids(engine, slug, version)
+    with engine.connect() as conn:
+        newest = tuple(
+            conn.execute(text(f"SELECT MAX(id) FROM {table}")).scalar() or 0  # noqa: S608 - fixed table names
+            for table in ("session", "turn", "label", "repair_sequence", "response")
+        )
+    return (slug, tuple(ids), tuple(versions), newest)
+
+
+def study_versions(engine: Engine, slug: str) -> list[int]:
+    """The versions a study has, oldest first."""
+    with engine.connect() as conn:
+        return [int(v) for v in conn.execute(select(Study.version).where(Study.slug == slug).order_by(Study.version)).scalars()]
+
+
 def load_study(engine: Engine, slug: str, version: int | None = None, *, events: bool = False) -> AnalysisData:
     """Read one study version's tables into frames.
 
