@@ -192,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=["admin", "experimenter", "annotator"])
     sp.set_defaults(func=cmd_user_add)
 
-    from . import links, simulate, terminal
+    from . import links, report, simulate, terminal
     from .export import _cli as export_cli
 
     export_cli.register(sub)
+    report.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)
@@ -219,6 +220,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         extra = []
     errors: list[type[BaseException]] = [CommandError, SpecError, ItemError, StudyError, AccountError, SQLAlchemyError, LookupError, MessageRejected, ConversationOver]
+    from .analysis_data import AnalysisError
+    from .report import ReportError
+    from .synth import SynthError
+
+    errors += [AnalysisError, ReportError, SynthError]
     errors += extra
     try:
         from .llm import ModelError
