@@ -1,6 +1,6 @@
 """Read an exported bundle back: as typed tables for analysis, or into an empty database.
 
-:func:`read_bundle` gives the seven tables as pandas frames with the database's column
+:func:`read_bundle` gives the eight tables as pandas frames with the database's column
 types (nullable integers, UTC timestamps, JSON columns decoded), whatever the bundle's
 format, so analysis code can take a bundle where it would take the database.
 :func:`import_bundle` loads a bundle into an empty lab database so a second team can
@@ -125,7 +125,7 @@ def read_bundle(path: str | Path, tables: list[str] | None = None, decode_json: 
 
     Args:
         path: The bundle's folder.
-        tables: Names to read (default: all seven).
+        tables: Names to read (default: all eight).
         decode_json: Turn JSON text columns into Python values.
 
     Returns:
@@ -186,8 +186,6 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
 
     from .db import migrate
     from .schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
-    from .spec import study_from_normalized
-    from .studies import _fill
 
     path = Path(path)
     meta = _meta(path)
@@ -214,13 +212,54 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
             )
             s.add(study)
             s.flush()
-            _fill(s, study, study_from_normalized(spec))
-            s.flush()
             version_ids[entry["version"]] = study.id
-            for it in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id)):
-                item_ids[(entry["version"], it.key)] = it.id
-            for co in s.scalars(select(Condition).where(Condition.study_id == study.id)):
-                condition_ids[(entry["version"], co.key)] = co.id
+            for key, cond in (spec.get("conditions") or {}).items():
+                row = Condition(
+                    study_id=study.id,
+                    key=key,
+                    reveal=cond.get("reveal", "FULL"),
+                    presupposition=cond.get("presupposition"),
+                    intervention=cond.get("intervention") or "none",
+                    model_key=cond.get("model", ""),
+                    config=cond,
+                )
+                s.add(row)
+                s.flush()
+                condition_ids[(entry["version"], key)] = row.id
+        for rows in _records(read_arrow(path, "items"), "items"):
+            for r in rows:
+                row = ItemRow(
+                    study_id=version_ids[r["study_version"]],
+                    key=r["key"],
+                    kind=r["kind"],
+                    payload=r["payload"],
+                    source_dataset=r["source_dataset"],
+                    source_id=r["source_id"],
+                )
+                s.add(row)
+                s.flush()
+                item_ids[(r["study_version"], r["key"])] = row.id
+        conv = (
+            read_arrow(path, "conversations")
+            .select(["study_version", "condition", "reveal", "presupposition", "intervention", "model_key"])
+            .to_pylist()
+        )
+        for r in conv:
+            # A condition the spec does not list (a study written without one) is rebuilt from its conversations.
+            key = (r["study_version"], r["condition"])
+            if key not in condition_ids:
+                row = Condition(
+                    study_id=version_ids[r["study_version"]],
+                    key=r["condition"],
+                    reveal=r["reveal"],
+                    presupposition=r["presupposition"],
+                    intervention=r["intervention"],
+                    model_key=r["model_key"],
+                    config={},
+                )
+                s.add(row)
+                s.flush()
+                condition_ids[key] = row.id
     plan = [
         (
             "participants",
@@ -277,6 +316,7 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
                 conn.execute(insert(model.__table__), [shape(r) for r in rows])
                 n += len(rows)
             result.rows[name] = n
+        result.rows["items"] = len(item_ids)
         if engine.dialect.name == "postgresql":
             # Rows came with their ids: move each id sequence past them.
             for model in (Participant, ChatSession, Turn, Label, RepairSequence, Response, Event):
@@ -284,3 +324,140 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
                 top = f'COALESCE((SELECT MAX(id) FROM "{t}"), 0) + 1'
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), {top}, false)"))
     return result
+
+
+# --- for analysis ----------------------------------------------------------------------------------------
+
+
+def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
+    """The frames :mod:`lab.metrics` computes from, built from a bundle instead of the database.
+
+    One study version, as :func:`lab.analysis_data.load_study` reads it: sessions, items (from
+    the stored spec) and conditions go through the same joins and derivations, so every
+    figure equals the figure computed from the database the bundle came from.
+
+    Args:
+        bundle: A bundle read with all tables.
+        version: A study version in the bundle (default: the newest).
+
+    Returns:
+        A :class:`lab.analysis_data.AnalysisData`.
+
+    Raises:
+        BundleError: The version is not in the bundle.
+    """
+    from . import analysis_data as ad
+
+    versions = sorted(int(s["version"]) for s in bundle.meta.get("studies", []))
+    if not versions:
+        raise BundleError(f"{bundle.path}: bundle.json lists no study version")
+    v = versions[-1] if version is None else version
+    if v not in versions:
+        raise BundleError(f"no version {v} in the bundle (versions: {', '.join(map(str, versions))})")
+    people = bundle["participants"]
+    people = people[people["study_version"] == v]
+    participants = pd.DataFrame(
+        {
+            "id": people["id"].astype("int64"),
+            "study_id": people["study_version"].astype("int64"),
+            "kind": people["kind"].astype(str).astype("category"),
+            "status": people["status"].astype(str).astype("category"),
+        }
+    ).reset_index(drop=True)
+    conv = bundle["conversations"]
+    conv = conv[conv["study_version"] == v].reset_index(drop=True)
+    session = pd.DataFrame(
+        {
+            "id": conv["id"].astype("int64"),
+            "study_id": conv["study_version"].astype("int64"),
+            "participant_id": conv["participant_id"].astype("int64"),
+            "item_id": conv["item_id"].astype("int64"),
+            "condition_id": conv["condition_id"].astype("int64"),
+            "position": conv["position"].astype("int64"),
+            "model": conv["model"].astype("string"),
+            "status": conv["status"].astype("string"),
+            "outcome": conv["outcome"].astype("string"),
+            "score": conv["score"].astype("float64"),
+            "probe": conv["probe"],
+        }
+    )
+    items = bundle["items"]
+    items = items[items["study_version"] == v]
+    item = pd.DataFrame(
+        {
+            "id": items["id"].astype("int64").to_numpy(),
+            "key": items["key"].astype(str).to_numpy(),
+            "kind": items["kind"].astype(str).to_numpy(),
+            "payload": list(items["payload"]),
+        }
+    )
+    cond_cols = ["condition_id", "condition", "reveal", "presupposition", "intervention", "model_key"]
+    cond = conv.drop_duplicates("condition_id")[cond_cols].rename(columns={"condition_id": "id", "condition": "key"})
+    cond["id"] = cond["id"].astype("int64")
+    sessions = set(session["id"])
+    all_turns = bundle["turns"]
+    all_turns = all_turns[all_turns["session_id"].isin(sessions)]
+    turns = pd.DataFrame({c: all_turns[c] for c in ad.TURN_COLUMNS})
+    turns["content_chars"] = all_turns["content"].fillna("").astype(str).str.len().astype("int64")
+    turns["is_error"] = all_turns["error"].notna().astype(bool)
+    turns["n_shards"] = [len(v) if isinstance(v, list) else 0 for v in all_turns["shards"]]
+    turn_ids = set(turns["id"])
+    labels = bundle["labels"]
+    labels = labels[labels["turn_id"].isin(turn_ids)]
+    label_frame = pd.DataFrame(
+        {
+            "id": labels["id"].astype("int64"),
+            "turn_id": labels["turn_id"].astype("int64"),
+            "annotator": labels["annotator"].astype(str).astype("category"),
+            "layer": labels["layer"].astype(str).astype("category"),
+            "code": labels["code"].astype(str).astype("category"),
+            "confidence": labels["confidence"].astype("float64"),
+            "supersedes_id": labels["supersedes_id"].astype("float64"),
+        }
+    )
+    repairs = bundle["repair_sequences"]
+    repairs = repairs[repairs["session_id"].isin(sessions)]
+    repair_frame = pd.DataFrame({c: repairs[c] for c in ad.REPAIR_COLUMNS}).reset_index(drop=True)
+    for c, dtype in ad.REPAIR_COLUMNS.items():
+        repair_frame[c] = repair_frame[c].astype(dtype)
+    answers = bundle["responses"]
+    answers = answers[answers["participant_id"].isin(set(participants["id"]))]
+    responses = pd.DataFrame(
+        {
+            "id": answers["id"].astype("int64"),
+            "participant_id": answers["participant_id"].astype("int64"),
+            "session_id": answers["session_id"].astype("float64"),
+            "question": answers["question"].astype("string"),
+            "value": pd.Series(
+                [v.get("value") if isinstance(v, dict) else v for v in answers["value"]], index=answers.index, dtype=object
+            ),
+        }
+    ).reset_index(drop=True)
+    data = ad.from_tables(
+        {
+            "participants": participants,
+            "session": session,
+            "item": item,
+            "condition": cond,
+            "turns": turns,
+            "labels": label_frame,
+            "repair_sequences": repair_frame,
+            "responses": responses,
+        },
+        slug=bundle.meta["study"],
+        versions=[v],
+    )
+    data.judge_versions = _judge_versions(labels)
+    return data
+
+
+def _judge_versions(labels: pd.DataFrame) -> dict[str, str]:
+    """The judge version in the newest label of each automatic annotator (as the database loader reads it)."""
+    out: dict[str, str] = {}
+    auto = labels[labels["annotator"].astype(str).str.startswith("auto:")]
+    for annotator, group in auto.groupby(auto["annotator"].astype(str)):
+        meta = group.loc[group["id"].idxmax(), "meta"]
+        version = meta.get("version") if isinstance(meta, dict) else None
+        if version:
+            out[str(annotator)] = str(version)
+    return out

@@ -178,7 +178,14 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 def _comparison(args: argparse.Namespace) -> Comparison:
     from . import analysis_data, metrics
 
-    data = analysis_data.load_study(_engine(), args.slug, args.study_version)
+    if getattr(args, "bundle", None):
+        from .bundle import read_bundle, to_analysis
+
+        data = to_analysis(read_bundle(args.bundle), args.study_version)
+    elif not args.slug:
+        raise ReportError("name a study (SLUG) or an exported bundle (--bundle DIR)")
+    else:
+        data = analysis_data.load_study(_engine(), args.slug, args.study_version)
     data = metrics.select(data, **_filters(args))
     options = metrics.Options(
         by=parse_by(args.by),
@@ -220,7 +227,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("slug")
+    sp.add_argument("slug", nargs="?")
+    sp.add_argument("--bundle", help="compute from an exported bundle (folder) instead of the database")
     sp.add_argument("--study-version", type=int, default=None, help="study version (default: the newest)")
     sp.add_argument(
         "--by", default="model,condition", help="cell: any of model, condition, reveal, intervention, kind, participant"

@@ -43,7 +43,9 @@ if kind in ("sft", "dpo"):
     picked_outcomes = f1.multiselect("Outcomes", outcomes, key="export_outcomes")
     picked_conditions = f2.multiselect("Conditions", conditions, key="export_conditions")
     labels = f3.text_input("Labels (codes, comma separated)", key="export_labels", help="e.g. CLARIFY, REJECT_CORRECT, misrepair")
-    flt = TrainingFilter(tuple(picked_outcomes), tuple(x.strip() for x in labels.split(",") if x.strip()), tuple(picked_conditions))
+    flt = TrainingFilter(
+        tuple(picked_outcomes), tuple(x.strip() for x in labels.split(",") if x.strip()), tuple(picked_conditions)
+    )
 options = ExportOptions(
     format=kind if kind in FORMATS else "parquet",
     participants=who,
@@ -67,7 +69,9 @@ st.caption(
 )
 
 st.subheader("Withdraw a participant")
-st.write("Deletes every record of the participant (conversations, answers, labels on their turns, events). Only the fact that someone withdrew is kept.")
+st.write(
+    "Deletes every record of the participant (conversations, answers, labels on their turns, events). Only the fact that someone withdrew is kept."
+)
 ref = st.text_input("Participant id or Prolific id", key="withdraw_who").strip()
 if ref:
     try:

@@ -66,7 +66,9 @@ def test_not_a_bundle(tmp_path: Path) -> None:
         read_bundle(tmp_path)
 
 
-def test_cli_import_bundle(sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import_bundle(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lab.cli import main
 
     build_study(sqlite_engine)
@@ -88,3 +90,36 @@ def test_huggingface_datasets_reads_the_bundle(sqlite_engine: Engine, tmp_path: 
     assert turns.num_rows == 16
     conversations = datasets.load_dataset("parquet", data_dir=str(tmp_path / "b" / "data" / "conversations"))["train"]
     assert conversations.num_rows == 6
+
+
+def test_every_figure_from_a_bundle_equals_the_figure_from_the_database(engine: Engine, tmp_path: Path) -> None:
+    from lab import analysis_data, metrics
+    from lab.bundle import to_analysis
+    from lab.report import build
+    from lab.synth import make_study
+
+    make_study(engine, "syn", 240, human_share=0.3, seed=3)
+    export_study(engine, "syn", tmp_path / "b")
+    options = metrics.Options(draws=200, seed=1)
+    from_db = build(analysis_data.load_study(engine, "syn"), options).table
+    from_bundle = build(to_analysis(read_bundle(tmp_path / "b")), options).table
+    assert len(from_db) > 300 and {"P", "premature_rate", "rejection_rate", "repair_success"} <= set(from_db["measure"])
+    pd.testing.assert_frame_equal(from_db, from_bundle)
+
+
+def test_metrics_command_prints_the_same_figures_from_a_bundle(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli import main
+    from lab.synth import make_study
+
+    make_study(sqlite_engine, "syn", 120, human_share=0.5, seed=5)
+    monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
+    assert main(["export", "syn", "--out", str(tmp_path / "b"), "--format", "csv"]) == 0
+    capsys.readouterr()
+    assert main(["metrics", "syn", "--draws", "100", "--format", "csv"]) == 0
+    from_db = capsys.readouterr().out
+    assert main(["metrics", "--bundle", str(tmp_path / "b"), "--draws", "100", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == from_db and from_db.count("\n") > 100
+    assert main(["metrics", "--draws", "10"]) == 1
+    assert "name a study (SLUG) or an exported bundle (--bundle DIR)" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """Export a study: analysis bundles (Parquet, CSV, JSONL) and training data (SFT, DPO).
 
 A bundle is a folder any analyst can open without the lab: ``data/<table>.<format>`` for
-the seven tables (participants, conversations, turns, labels, repair_sequences, responses,
-events), the stored spec, ``bundle.json`` (provenance), ``datapackage.json`` and a README
+the eight tables (participants, conversations, turns, labels, repair_sequences, responses,
+events, items), the stored spec, ``bundle.json`` (provenance), ``datapackage.json`` and a README
 that is both the data dictionary and a Hugging Face dataset card. Private data never
 enters it (see ``_dictionary.WITHHELD`` and ``_privacy``). :mod:`lab.bundle` reads a bundle
 back and loads it into an empty database.

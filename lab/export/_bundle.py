@@ -1,4 +1,4 @@
-"""Write a study's data as a bundle: seven tables in batches, the spec, the provenance and the docs.
+"""Write a study's data as a bundle: eight tables in batches, the spec, the provenance and the docs.
 
 Rows are read with server-side cursors and written batch by batch (Parquet row groups, CSV
 or JSONL chunks), so memory stays flat however large the study. Participants are
@@ -258,6 +258,10 @@ def _queries(sel: Selection) -> dict[str, Select[Any]]:
         )
         .where(rs.session_id.in_(sids))
         .order_by(rs.id),
+        "items": select(it.id, st.version, it.key, it.kind, _json(it.payload), it.source_dataset, it.source_id)
+        .join_from(ItemRow, Study, it.study_id == st.id)
+        .where(it.study_id.in_(sel.study_ids))
+        .order_by(it.id),
         "responses": select(rp.id, rp.participant_id, rp.session_id, rp.question, _json(rp.value), rp.created_at)
         .where(rp.participant_id.in_(pids))
         .order_by(rp.id),
@@ -292,7 +296,7 @@ class Pseudonyms:
 
     def annotator(self, name: str) -> str:
         """Automatic and gold annotators keep their names; people get ``annotator-N``."""
-        if name.startswith(("auto:", "gold:")):
+        if name == "gold" or name.startswith(("auto:", "gold:")):
             return name
         found = self.annotators.get(name)
         if found is None:
@@ -304,7 +308,7 @@ def label_source(annotator: str, meta: dict[str, Any] | None) -> str:
     """human, auto or gold, from the annotator's name and the label's meta."""
     if annotator.startswith("auto:"):
         return "auto"
-    if annotator.startswith("gold:") or (meta or {}).get("gold") is True:
+    if annotator == "gold" or annotator.startswith("gold:") or (meta or {}).get("gold") is True:
         return "gold"
     return "human"
 
@@ -389,6 +393,9 @@ class RowShaper:
         out["participant_id"] = [self.names.participants[i] for i in raw[1]]
         out["value"] = self._jsons(raw[4])
         return out
+
+    def _shape_items(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+        return dict(zip(self.table.names, raw, strict=True))
 
     def _shape_events(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
@@ -508,7 +515,7 @@ def write_table(engine: Engine, sel: Selection, name: str, out: Path, names: Pse
     return n
 
 
-TABLE_ORDER = ("participants", "conversations", "turns", "labels", "repair_sequences", "responses", "events")
+TABLE_ORDER = ("participants", "conversations", "turns", "labels", "repair_sequences", "responses", "events", "items")
 """Participants first: their pseudonyms are handed out there."""
 
 

@@ -185,6 +185,26 @@ CONVERSATIONS = Table(
     ),
 )
 
+ITEMS = Table(
+    "items",
+    "One task or question of the study (one row per item and study version).",
+    (
+        _c("id", "integer", "Item id (`conversations.item_id`).", "item.id", True),
+        _c("study_version", "integer", "Study version the item belongs to.", None, True),
+        _c("key", "string", "The item's id in its item file (`conversations.item`).", "item.key", True),
+        _c("kind", "string", "sharded, presupposition, clarification or open.", "item.kind", True),
+        _c(
+            "payload",
+            "object",
+            "The item record: shards, gold answer, false presupposition and correction, probe… (JSON).",
+            "item.payload",
+            True,
+        ),
+        _c("source_dataset", "string", "Dataset the item was imported from.", "item.source_dataset"),
+        _c("source_id", "string", "The item's id in that dataset.", "item.source_id"),
+    ),
+)
+
 TURNS = Table(
     "turns",
     "One message of a conversation, in order (sorted by conversation, then `index`).",
@@ -336,7 +356,7 @@ EVENTS = Table(
     ),
 )
 
-TABLES: tuple[Table, ...] = (PARTICIPANTS, CONVERSATIONS, TURNS, LABELS, REPAIR_SEQUENCES, RESPONSES, EVENTS)
+TABLES: tuple[Table, ...] = (PARTICIPANTS, CONVERSATIONS, TURNS, LABELS, REPAIR_SEQUENCES, RESPONSES, EVENTS, ITEMS)
 """The bundle's tables in file order."""
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
@@ -354,11 +374,7 @@ ELSEWHERE: dict[str, str] = {
     "condition.id": "`conversations.condition_id`",
     "condition.study_id": "`conversations.study_version`",
     "condition.config": "the spec (`spec/v<version>.json` → `conditions`)",
-    "item.id": "`conversations.item_id`",
-    "item.study_id": "`conversations.study_version`",
-    "item.payload": "the spec (`spec/v<version>.json` → `items`)",
-    "item.source_dataset": "the spec (`spec/v<version>.json` → `items[].source`)",
-    "item.source_id": "the spec (`spec/v<version>.json` → `items[].source`)",
+    "item.study_id": "`items.study_version`",
     "participant.study_id": "`participants.study_version`",
     "session.study_id": "`conversations.study_version`",
 }

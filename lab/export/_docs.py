@@ -17,12 +17,13 @@ from ..schema import Base
 from ._dictionary import JSON_TYPES, TABLES, Table, fate
 
 FOREIGN_KEYS: dict[str, list[tuple[str, str, str]]] = {
-    "conversations": [("participant_id", "participants", "id")],
+    "conversations": [("participant_id", "participants", "id"), ("item_id", "items", "id")],
     "turns": [("session_id", "conversations", "id")],
     "labels": [("turn_id", "turns", "id")],
     "repair_sequences": [("session_id", "conversations", "id")],
     "responses": [("participant_id", "participants", "id"), ("session_id", "conversations", "id")],
     "events": [("participant_id", "participants", "id"), ("session_id", "conversations", "id")],
+    "items": [],
 }
 """Links between the bundle's tables, for ``datapackage.json``."""
 
@@ -106,8 +107,11 @@ def write_codebook(out: Path) -> dict[str, Any] | None:
 
 
 def table_file(name: str, fmt: str) -> str:
-    """Path of a table inside the bundle: a folder per table, so tools that take a folder
-    (``datasets.load_dataset("parquet", data_dir=…)``, ``pandas.read_parquet``) get one table."""
+    """Path of a table inside the bundle.
+
+    A folder per table, so tools that take a folder (``datasets.load_dataset("parquet",
+    data_dir=…)``, ``pandas.read_parquet``) read one table.
+    """
     return f"data/{name}/{name}.{fmt}"
 
 

@@ -72,5 +72,8 @@ def test_withdraw_needs_confirmation(as_role: Callable[[str], None], lab_db: Eng
     at.button(key="withdraw_button").click().run()
     assert at.success[0].value.startswith("Withdrew 1 participant(s): deleted")
     with Session(lab_db) as s:
-        assert s.scalar(select(func.count()).select_from(Participant).where(Participant.prolific_pid == "5f0000000000000000000abc")) == 0
+        assert (
+            s.scalar(select(func.count()).select_from(Participant).where(Participant.prolific_pid == "5f0000000000000000000abc"))
+            == 0
+        )
         assert s.scalars(select(Withdrawal)).one().by == "experimenter1"
