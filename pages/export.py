@@ -70,7 +70,8 @@ st.caption(
 
 st.subheader("Withdraw a participant")
 st.write(
-    "Deletes every record of the participant (conversations, answers, labels on their turns, events). Only the fact that someone withdrew is kept."
+    "Deletes every record of the participant (conversations, answers, labels on their turns, events). "
+    "Only the fact that someone withdrew is kept."
 )
 ref = st.text_input("Participant id or Prolific id", key="withdraw_who").strip()
 if ref:
