@@ -10,6 +10,7 @@ back and loads it into an empty database.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     names = Pseudonyms()
     result = ExportResult(out)
     for name in TABLE_ORDER:
+        started = time.perf_counter()
         result.rows[name] = write_table(engine, sel, name, out, names, scrub)
+        result.seconds[name] = time.perf_counter() - started
     studies = write_specs(sel, out, scrub)
     meta = {
         "bundle_format": BUNDLE_FORMAT_VERSION,

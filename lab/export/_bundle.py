@@ -84,6 +84,8 @@ class ExportResult:
     """Rows written per table."""
     files: list[Path] = field(default_factory=list)
     """Every file written, relative to ``out``."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Time spent on each table."""
 
     @property
     def bytes(self) -> int:
