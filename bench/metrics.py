@@ -82,16 +82,14 @@ def main() -> None:
     if write:
         t = time.perf_counter()
         r = synth.make_study(engine, SLUG, args.conversations, exchanges=args.exchanges, items_per_kind=200, seed=1)
-        print(
-            f"wrote {r.conversations:,} conversations, {r.turns:,} turns, {r.labels:,} labels in {time.perf_counter() - t:.1f} s ({args.db})"
-        )
+        secs = time.perf_counter() - t
+        print(f"wrote {r.conversations:,} conversations, {r.turns:,} turns, {r.labels:,} labels in {secs:.1f} s ({args.db})")
 
     t = time.perf_counter()
     data = analysis_data.load_study(engine, SLUG)
     load_s = time.perf_counter() - t
-    print(
-        f"database: {args.db}; {len(data.conversations):,} conversations, {len(data.turns):,} turns, {len(data.labels):,} current labels"
-    )
+    sizes = f"{len(data.conversations):,} conversations, {len(data.turns):,} turns, {len(data.labels):,} current labels"
+    print(f"database: {args.db}; {sizes}")
     print(f"load (every frame)                      {load_s:7.2f} s   target ≤ 10 s")
 
     conv = data.conversations
@@ -122,9 +120,8 @@ def main() -> None:
     print(f"measures: {len(c.table):,} figures, {args.draws} bootstrap draws over participants and items")
     for name, secs in phases:
         print(f"  {name:<52} {secs:6.2f} s   {secs / plain:8.0f}× plain mean")
-    print(
-        f"every figure of the comparison page (report.build)  {build_s:6.2f} s   {build_s / plain:8.0f}× plain mean   target ≤ 3 s"
-    )
+    name = "every figure of the comparison page (report.build)"
+    print(f"{name:<54} {build_s:6.2f} s   {build_s / plain:8.0f}× plain mean   target ≤ 3 s")
     print(f"(phases above, run one after another: {time.perf_counter() - t0 - build_s:.2f} s)")
     print(f"peak memory                              {_peak_mb():7.0f} MB  target ≤ 3072 MB")
     sharded = deg[deg["mode"] == "SHARDED"]

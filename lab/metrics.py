@@ -42,7 +42,8 @@ Human and simulated participants stay in separate cells unless ``pool_participan
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -124,16 +125,8 @@ class Resampler:
         self.chunk = max(1, chunk)
         n_p = int(participant.max()) + 1 if len(participant) else 0
         n_i = int(item.max()) + 1 if len(item) else 0
-        self.cp = (
-            rng.multinomial(n_p, np.full(n_p, 1.0 / n_p), size=draws).astype(np.float32)
-            if n_p
-            else np.zeros((draws, 0), np.float32)
-        )
-        self.ci = (
-            rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=draws).astype(np.float32)
-            if n_i
-            else np.zeros((draws, 0), np.float32)
-        )
+        self.cp = _multiplicities(rng, n_p, draws)
+        self.ci = _multiplicities(rng, n_i, draws)
 
     def weights(self, rows: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
         """Blocks of conversation weights (draws × conversations), optionally for some rows."""
@@ -142,6 +135,27 @@ class Resampler:
         for start in range(0, self.draws, self.chunk):
             sl = slice(start, min(start + self.chunk, self.draws))
             yield sl, self.cp[sl][:, p] * self.ci[sl][:, i]
+
+
+def _multiplicities(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """How often each of ``n`` clusters is drawn in each of ``draws`` resamples of size ``n``."""
+    if n == 0:
+        return np.zeros((draws, 0), np.float32)
+    picks = rng.integers(0, n, size=(draws, n)) + (np.arange(draws) * n)[:, None]
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(np.float32)
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """BLAS limited to one thread for the bootstrap's many small matrix products.
+
+    Measured here: several times faster single-threaded on a shared machine, where
+    OpenBLAS threads spin while they wait for each other.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -431,22 +445,27 @@ def _cluster_codes(conv: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return p.astype(np.int64), i.astype(np.int64)
 
 
-def compute(data: AnalysisData, options: Options | None = None) -> Figures:
+def compute(data: AnalysisData, options: Options | None = None, *, performance_only: bool = False) -> Figures:
     """Every measure of the comparison, per cell, with intervals.
 
     Args:
         data: The study's frames (filter them first with :func:`select`).
         options: Cells, label source, bootstrap draws.
+        performance_only: Only P, A90, A10 and U90_10 (no labels needed).
 
     Returns:
         Figures whose table has one row per measure × key × cell.
     """
     o = options or Options()
     by = tuple(o.by) if o.pool_participants or "participant_kind" in o.by else (*o.by, "participant_kind")
-    ct = conversation_table(data, o.source)
+    empty = Figures(pd.DataFrame(columns=[*RESULT_COLUMNS[:2], *by, *RESULT_COLUMNS[2:]]), by)
+    if performance_only:
+        ct = ConversationTable(data.conversations, pd.DataFrame(), pd.DataFrame(), {})
+    else:
+        ct = conversation_table(data, o.source)
     conv = ct.conversations
     if conv.empty:
-        return Figures(pd.DataFrame(columns=[*RESULT_COLUMNS[:2], *by, *RESULT_COLUMNS[2:]]), by)
+        return empty
     cell, cells = _cells(conv, by)
     order = np.lexsort((pd.factorize(conv["item_id"])[0], cell))
     conv = conv.iloc[order].reset_index(drop=True)
@@ -454,13 +473,15 @@ def compute(data: AnalysisData, options: Options | None = None) -> Figures:
     cell = cell[order]
     p_codes, i_codes = _cluster_codes(conv)
     res = Resampler(p_codes, i_codes, o.draws, o.seed, o.chunk) if o.draws > 0 else None
-    ratios = _ratios(ct, data, o.source)
     rows: list[dict[str, object]] = []
     draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray] = {}
-    _ratio_rows(ratios, cell, cells, by, res, o, rows, draws_out)
+    if not performance_only:
+        _ratio_rows(_ratios(ct, data, o.source), cell, cells, by, res, o, rows, draws_out)
     _laban_rows(conv, cell, cells, by, res, o, rows, draws_out)
     _derived_rows(rows, draws_out, by)
     _fill_intervals(rows, [draws_out.get((str(r["measure"]), str(r["key"]), tuple(r[b] for b in by))) for r in rows], o.level)
+    if not rows:
+        return empty
     table = pd.DataFrame(rows)
     table["small"] = table["n"] < SMALL_CELL
     cols = ["measure", "key", *by, "value", "lo", "hi", "n", "small", "label_source"]
@@ -505,10 +526,14 @@ def _ratio_rows(
         boot = np.zeros((o.draws, n_cells, k), dtype=np.float64)
         used = [np.flatnonzero(np.any(v[s:e] != 0, axis=0)) for s, e in zip(starts, ends, strict=True)]
         blocks = [np.ascontiguousarray(v[s:e][:, u]) for (s, e), u in zip(zip(starts, ends, strict=True), used, strict=True)]
-        for sl, w in res.weights():
-            for c, (s, e) in enumerate(zip(starts, ends, strict=True)):
-                if len(used[c]):
-                    boot[sl, c, used[c]] = np.ascontiguousarray(w[:, s:e]) @ blocks[c]
+        with _one_blas_thread():
+            for start in range(0, o.draws, res.chunk):
+                sl = slice(start, min(start + res.chunk, o.draws))
+                cp, ci = res.cp[sl], res.ci[sl]
+                for c, (s, e) in enumerate(zip(starts, ends, strict=True)):
+                    if len(used[c]):
+                        w = cp[:, res.participant[s:e]] * ci[:, res.item[s:e]]
+                        boot[sl, c, used[c]] = w @ blocks[c]
     for c in range(n_cells):
         key_vals = tuple(cells.iloc[int(cell[starts[c]])])
         for r, (jn, jd) in zip(ratios, index, strict=True):
@@ -647,7 +672,11 @@ def degradation_figures(data: AnalysisData, options: Options | None = None) -> F
     """P, A90 and U90_10 of sharded items per model × intervention × reveal mode (for :func:`degradation`)."""
     o = options or Options()
     by = tuple(b for b in o.by if b not in ("condition_key", "reveal", "intervention")) + ("intervention", "reveal")
-    sharded = select(data, item_kinds=["sharded"])
+    conv = data.conversations
+    # Only the conversations are needed for P, A90 and U90_10, so turns and labels stay as they are.
+    sharded = replace(
+        data, conversations=conv[(conv["item_kind"] == "sharded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+    )
     return compute(
         sharded,
         Options(
@@ -659,6 +688,7 @@ def degradation_figures(data: AnalysisData, options: Options | None = None) -> F
             pool_participants=o.pool_participants,
             chunk=o.chunk,
         ),
+        performance_only=True,
     )
 
 
