@@ -279,3 +279,22 @@ def test_cli_export(
     assert "2 participants, 4 conversations" in capsys.readouterr().out
     assert main(["export", "demo", "--out", str(tmp_path / "b"), "--since", "last week"]) == 1
     assert "--since: 'last week' is not a date" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_arrow_and_row_paths_write_the_same_bundle(
+    study: tuple[Engine, object], tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADBC batches (the fast path) and plain rows (other databases) give identical tables."""
+    from lab.export import _arrow
+
+    engine, _ = study
+    assert _arrow.available(engine)
+    options = ExportOptions(format=fmt, since=datetime(2026, 1, 1, tzinfo=UTC), batch_rows=3)
+    export_study(engine, "demo", tmp_path / "fast", options)
+    monkeypatch.setattr(_arrow, "available", lambda _engine: False)
+    export_study(engine, "demo", tmp_path / "rows", options)
+    fast, rows = read_bundle(tmp_path / "fast"), read_bundle(tmp_path / "rows")
+    for t in TABLES:
+        pd.testing.assert_frame_equal(fast[t.name], rows[t.name])
+        assert fast.meta["rows"][t.name] == rows.meta["rows"][t.name]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from sqlalchemy import Engine, Select, Text, and_, cast, or_, select
+from sqlalchemy import Engine, Select, Text, and_, cast, literal_column, or_, select
 
 from ..schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
 from ._dictionary import JSON_TYPES, TABLES_BY_NAME, Table
@@ -122,8 +122,13 @@ class Selection:
         """Database ids of the versions."""
         return [s.id for s in self.studies]
 
-    def participant_filter(self) -> Any:
-        """SQL condition on ``participant`` for the chosen participants."""
+    def participant_filter(self, literal: str | None = None) -> Any:
+        """SQL condition on ``participant`` for the chosen participants.
+
+        Args:
+            literal: A dialect name when the SQL is rendered with its values inline (the
+                Arrow path): the ``--since`` time becomes a literal that dialect compares right.
+        """
         p = Participant.__table__.c
         conds = [p.study_id.in_(self.study_ids)]
         kinds = PARTICIPANT_KINDS[self.options.participants]
@@ -132,17 +137,24 @@ class Selection:
         if self.options.completed_only:
             conds.append(p.status == "completed")
         if self.options.since is not None:
-            conds.append(p.created_at >= self.options.since)
+            since = self.options.since.astimezone(UTC)
+            if literal == "sqlite":
+                # SQLite stores UTC as text in this exact shape, so text order is time order.
+                conds.append(p.created_at >= literal_column(f"'{since:%Y-%m-%d %H:%M:%S.%f}'"))
+            elif literal is not None:
+                conds.append(p.created_at >= literal_column(f"'{since.isoformat()}'::timestamptz"))
+            else:
+                conds.append(p.created_at >= self.options.since)
         return and_(*conds)
 
-    def participant_ids(self) -> Select[Any]:
+    def participant_ids(self, literal: str | None = None) -> Select[Any]:
         """Subquery of the chosen participants' ids."""
-        return select(Participant.__table__.c.id).where(self.participant_filter())
+        return select(Participant.__table__.c.id).where(self.participant_filter(literal))
 
-    def session_ids(self) -> Select[Any]:
+    def session_ids(self, literal: str | None = None) -> Select[Any]:
         """Subquery of the chosen participants' conversations."""
         s = ChatSession.__table__.c
-        return select(s.id).where(s.participant_id.in_(self.participant_ids()))
+        return select(s.id).where(s.participant_id.in_(self.participant_ids(literal)))
 
 
 def _json(col: Any) -> Any:
@@ -150,12 +162,12 @@ def _json(col: Any) -> Any:
     return cast(col, Text)
 
 
-def _queries(sel: Selection) -> dict[str, Select[Any]]:
+def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any]]:
     p, st = Participant.__table__.c, Study.__table__.c
     s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
     t, lb, rs = Turn.__table__.c, Label.__table__.c, RepairSequence.__table__.c
     rp, ev = Response.__table__.c, Event.__table__.c
-    pids, sids = sel.participant_ids(), sel.session_ids()
+    pids, sids = sel.participant_ids(literal), sel.session_ids(literal)
     return {
         "participants": select(
             p.id,
@@ -171,7 +183,7 @@ def _queries(sel: Selection) -> dict[str, Select[Any]]:
             p.completed_at,
         )
         .join_from(Participant, Study, p.study_id == st.id)
-        .where(sel.participant_filter())
+        .where(sel.participant_filter(literal))
         .order_by(p.id),
         "conversations": select(
             s.id,
@@ -451,11 +463,12 @@ class TableWriter:
         else:
             self._file = path.open("w", encoding="utf-8", newline="\n")
 
-    def write(self, columns: dict[str, list[Any]]) -> None:
-        """Append one batch (column name → values)."""
+    def write(self, columns: dict[str, Any]) -> None:
+        """Append one batch (column name → values, as lists or Arrow arrays)."""
         if self.fmt == "jsonl":
             names = self.table.names
-            for values in zip(*(columns[n] for n in names), strict=True):
+            lists = [columns[n].to_pylist() if isinstance(columns[n], pa.Array) else columns[n] for n in names]
+            for values in zip(*lists, strict=True):
                 row = {}
                 for name, v in zip(names, values, strict=True):
                     if name in self._json_cols and v is not None:
@@ -466,7 +479,7 @@ class TableWriter:
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
             return
         batch = pa.RecordBatch.from_arrays(
-            [pa.array(columns[c.name], type=c.arrow_type) for c in self.table.columns], schema=self.schema
+            [_arrow(columns[c.name], c.arrow_type) for c in self.table.columns], schema=self.schema
         )
         if self.fmt == "parquet":
             self._writer.write_batch(batch)
@@ -479,6 +492,12 @@ class TableWriter:
             self._writer.close()
         if self._file is not None:
             self._file.close()
+
+
+def _arrow(values: Any, type_: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values if values.type == type_ else values.cast(type_)
+    return pa.array(values, type=type_)
 
 
 def _utc(value: datetime) -> datetime:
@@ -501,9 +520,22 @@ def write_table(engine: Engine, sel: Selection, name: str, out: Path, names: Pse
 
     path = out / table_file(name, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shaper = RowShaper(table, names, scrub, sel)
     writer = TableWriter(path, table, fmt)
     n = 0
+    from . import _arrow as fast
+
+    if fast.available(engine):
+        arrow_shaper = fast.ArrowShaper(name, names, scrub, sel)
+        try:
+            for cols in fast.batches(engine, _queries(sel, engine.dialect.name)[name], sel.options.batch_rows):
+                shaped, rows_in = arrow_shaper.shape(cols)
+                if rows_in:
+                    writer.write(shaped)
+                    n += rows_in
+        finally:
+            writer.close()
+        return n
+    shaper = RowShaper(table, names, scrub, sel)
     try:
         for rows in _batches(engine, _queries(sel)[name], sel.options.batch_rows):
             if name == "events":
