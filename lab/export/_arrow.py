@@ -122,7 +122,10 @@ def batches(engine: Engine, query: Select[Any], size: int) -> Iterator[list[pa.A
             yield out
 
 
-def map_distinct(values: pa.Array, fn: Callable[[Any], Any], type_: pa.DataType = pa.string()) -> pa.Array:
+_STRING = pa.string()
+
+
+def map_distinct(values: pa.Array, fn: Callable[[Any], Any], type_: pa.DataType = _STRING) -> pa.Array:
     """``fn`` applied once per distinct value (nulls stay null)."""
     if len(values) == 0:
         return pa.array([], type=type_)
