@@ -105,9 +105,9 @@ def _child(url: str, out: str, fmt: str) -> None:
 
 def _plain_dump(url: str, target: Path) -> tuple[float, float, int]:
     """The database's own fastest dump of the turn table to CSV: seconds, CPU seconds of the ``sqlite3`` process, bytes."""
-    from sqlalchemy.engine import make_url
-
     import resource
+
+    from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     t = time.perf_counter()
