@@ -298,3 +298,33 @@ def test_arrow_and_row_paths_write_the_same_bundle(
     for t in TABLES:
         pd.testing.assert_frame_equal(fast[t.name], rows[t.name])
         assert fast.meta["rows"][t.name] == rows.meta["rows"][t.name]
+
+
+def test_codebook_travels_with_the_bundle_when_the_lab_has_one(
+    study: tuple[Engine, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a codebook module (its version a property of the base codebook), the bundle ships it."""
+    import importlib.machinery
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    engine, _ = study
+
+    @dataclass(frozen=True)
+    class Book:
+        base_version: str
+        layers: dict
+
+        @property
+        def version(self) -> str:
+            return self.base_version
+
+    module = types.ModuleType("lab.codebook")
+    module.__spec__ = importlib.machinery.ModuleSpec("lab.codebook", None)
+    module.base_codebook = lambda: Book("cb-7", {"G": ["ACK", "CLARIFY"]})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lab.codebook", module)
+    export_study(engine, "demo", tmp_path / "b")
+    shipped = json.loads((tmp_path / "b" / "codebook.json").read_text())
+    assert shipped == {"version": "cb-7", "codebook": {"base_version": "cb-7", "layers": {"G": ["ACK", "CLARIFY"]}}}
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["codebook"] == {"version": "cb-7", "file": "codebook.json"}

@@ -388,6 +388,8 @@ WITHHELD: dict[str, str] = {
     "participant.completion_code": "payment code: only with `--include-prolific-ids`, in `private/prolific_ids.csv`",
     "study.source_path": "a path on the lab's server: never exported",
     "study.updated_at": "bookkeeping of the lab's server: not exported",
+    "study.spec_text": "the spec as written may hold comments and keys: the bundle carries the normalized spec instead",
+    "repair_sequence.account_id": "a staff account: never exported (`annotator` carries a pseudonym)",
     "label.account_id": "a staff account: never exported (`annotator` carries a pseudonym)",
     "account.id": "staff accounts are never exported",
     "account.username": "staff accounts are never exported",

@@ -72,7 +72,7 @@ def codebook() -> tuple[str | None, Any] | None:
             version = str(getattr(module, name))
             break
     content: Any = None
-    for name in ("as_dict", "to_dict", "export", "codebook", "load_codebook", "default_codebook"):
+    for name in ("base_codebook", "as_dict", "to_dict", "export", "codebook", "load_codebook", "default_codebook"):
         fn = getattr(module, name, None)
         if callable(fn):
             try:
