@@ -1,7 +1,8 @@
 """Write a study's data as a bundle: eight tables in batches, the spec, the provenance and the docs.
 
-Rows are read with server-side cursors and written batch by batch (Parquet row groups, CSV
-or JSONL chunks), so memory stays flat however large the study. Participants are
+Rows are read in batches (Arrow batches through ADBC where the driver is installed, see
+:mod:`lab.export._arrow`; else server-side cursors) and written batch by batch (Parquet row
+groups, CSV or JSONL chunks), so memory stays flat however large the study. Participants are
 renumbered 1, 2, … in order of arrival (a pseudonym stable within one bundle); staff
 usernames become ``annotator-N``; private columns are never selected.
 """
