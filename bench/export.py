@@ -156,9 +156,7 @@ def main() -> None:
     total_rows = sum(r["rows"].values())
     turns, turn_s = r["rows"]["turns"], r["table_seconds"]["turns"]
     load = os.getloadavg()[0]
-    print(
-        f"database: {args.db}; format: {args.format}; load average {load:.1f} on {os.cpu_count()} cores"
-    )
+    print(f"database: {args.db}; format: {args.format}; load average {load:.1f} on {os.cpu_count()} cores")
     rate = total_rows / r["seconds"]
     print(f"bundle: {total_rows:,} rows in {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU ({rate:,.0f} rows/s); target ≤ 20 s")
     print(
