@@ -127,6 +127,14 @@ def cmd_study_list(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from .items import IMPORTERS, write_items
 
+    if args.dataset == "bundle":
+        from .bundle import import_bundle
+
+        r = import_bundle(_engine(), args.path)
+        print(f"imported study '{r.slug}': " + ", ".join(f"{n} {t}" for t, n in r.rows.items()))
+        return
+    if not args.out:
+        raise CommandError("--out is required when importing a dataset")
     options = {}
     if getattr(args, "spider_databases", None):
         if args.dataset != "lost-in-conversation":
@@ -222,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="include superseded versions")
     sp.set_defaults(func=cmd_study_list)
 
-    sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL)")
-    sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber"])
+    sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL), or load an exported bundle")
+    sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber", "bundle"])
     sp.add_argument("path")
-    sp.add_argument("--out", required=True, help="item file to write")
+    sp.add_argument("--out", help="item file to write (datasets)")
     sp.add_argument(
         "--spider-databases",
         metavar="DIR",
@@ -240,10 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=ROLES)
     sp.set_defaults(func=cmd_user_add)
 
-    from . import links, simulate, terminal
+    from . import links, report, simulate, terminal
+    from .export import _cli as export_cli
     from .judge import _cli as judge_cli
 
     judge_cli.register(sub)
+    export_cli.register(sub)
+    report.register(sub)
     terminal.register(sub)
     simulate.register(sub)
     links.register(sub)

@@ -31,6 +31,8 @@ STAFF: tuple[PageEntry, ...] = (
     PageEntry("pages/links.py", "Links", "links", ("experimenter",), "Experiment", ":material/link:"),
     PageEntry("pages/monitor.py", "Live monitor", "monitor", ("experimenter",), "Experiment", ":material/monitoring:"),
     PageEntry("pages/models.py", "Models", "models", ("experimenter",), "Experiment", ":material/memory:"),
+    PageEntry("pages/compare.py", "Compare models", "compare", ("experimenter",), "Experiment", ":material/query_stats:"),
+    PageEntry("pages/export.py", "Export", "export", ("experimenter",), "Experiment", ":material/download:"),
     PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),
     PageEntry("pages/account.py", "My account", "account", ("experimenter", "annotator"), "Account", ":material/person:"),
 )

@@ -312,3 +312,20 @@ class Response(Base):
     value: Mapped[dict[str, Any]]
     """``{"value": …}`` so any answer type fits one column."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Withdrawal(Base):
+    """That a participant withdrew and their data was deleted; holds no content and no identifier."""
+
+    __tablename__ = "participant_withdrawal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    """The study version they had joined."""
+    kind: Mapped[str] = mapped_column(String(16))
+    """human | simulated | pilot."""
+    status: Mapped[str] = mapped_column(String(16))
+    """Their status when they withdrew (completed, active, …)."""
+    withdrawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+    by: Mapped[str] = mapped_column(String(64))
+    """The staff member who carried it out, or ``cli``."""

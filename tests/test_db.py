@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "repair_sequence",
     "response",
     "alembic_version",
+    "participant_withdrawal",
 }
 
 

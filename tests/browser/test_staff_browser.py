@@ -24,7 +24,7 @@ from staff_server import CHROMIUM, DEMO_TITLE, PASSWORD, StaffServer, staff_serv
 
 pytestmark = pytest.mark.browser
 
-STAFF_PAGES = ("studies", "links", "monitor", "models", "accounts", "account")
+STAFF_PAGES = ("studies", "links", "monitor", "models", "export", "accounts", "account")
 SECRETS = (DEMO_TITLE, "RLDEMO01", "local/smollm2-135m", "experimenter1", "admin1", "PROLIFIC_PID")
 """Things only a signed-in experimenter or admin may see."""
 

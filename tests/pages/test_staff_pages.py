@@ -184,8 +184,8 @@ def test_disabled_account_is_locked_out_at_once(as_role: Callable[[str], None], 
     [
         ("anonymous", "Repair Lab", {"Repair Lab", "Sign in"}),
         ("annotator", "Repair Lab", {"My account"}),
-        ("experimenter", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "My account"}),
-        ("admin", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Accounts", "My account"}),
+        ("experimenter", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "My account"}),
+        ("admin", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "Accounts", "My account"}),
     ],
 )
 def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role: Callable[[str], None]) -> None:

@@ -1,0 +1,96 @@
+"""``python -m lab export`` and ``python -m lab withdraw``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ._bundle import FORMATS, PARTICIPANT_KINDS, ExportOptions, parse_since
+
+
+def _options(args: argparse.Namespace) -> ExportOptions:
+    return ExportOptions(
+        format=args.format if args.format in FORMATS else "parquet",
+        participants=args.participants,
+        completed_only=args.completed_only,
+        since=parse_since(args.since) if args.since else None,
+        include_prolific_ids=args.include_prolific_ids,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a bundle or a training set and say what it holds."""
+    from ..db import get_engine
+    from . import export_study
+    from ._training import TrainingFilter, export_training
+
+    engine = get_engine()
+    if args.format in ("sft", "dpo"):
+        flt = TrainingFilter(tuple(args.outcome or ()), tuple(args.label or ()), tuple(args.condition or ()))
+        r = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
+        extra = "" if not r.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.by_rule.items())) + ")"
+        print(
+            f"wrote {r.rows} {'conversations' if args.format == 'sft' else 'pairs'}{extra} to {args.out}/data/{args.format}.jsonl"
+        )
+        return
+    if args.outcome or args.label or args.condition:
+        print("note: --outcome, --label and --condition apply to --format sft and dpo only", file=sys.stderr)
+    r = export_study(engine, args.slug, args.out, _options(args))
+    counts = ", ".join(f"{n} {k}" for k, n in r.rows.items())
+    print(f"wrote {args.out} ({args.format}, {r.bytes / 1e6:.1f} MB): {counts}")
+    if args.include_prolific_ids:
+        print(
+            f"Prolific ids for payment are in {args.out}/private/prolific_ids.csv: remove that folder before sharing the bundle",
+            file=sys.stderr,
+        )
+
+
+def cmd_withdraw(args: argparse.Namespace) -> None:
+    """Delete a participant's data after a confirmation."""
+    from ..cli import CommandError
+    from ..db import get_engine
+    from ..withdraw import find_participants, withdraw
+
+    engine = get_engine()
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:
+        people = find_participants(s, args.participant, args.study)
+        summary = ", ".join(f"#{p.id} ({p.kind}, {p.status})" for p in people)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("withdraw deletes data for good: pass --yes to confirm when there is no terminal")
+        answer = input(f"delete every record of {summary}? This cannot be undone. Type 'withdraw' to confirm: ")
+        if answer.strip() != "withdraw":
+            raise CommandError("nothing deleted")
+    r = withdraw(engine, args.participant, slug=args.study, by=os.environ.get("USER", "cli")[:64] or "cli")
+    deleted = ", ".join(f"{n} {t}" for t, n in r.rows.items() if n)
+    print(f"withdrew {r.participants} participant(s): deleted {deleted}; a withdrawal record (no content) is kept")
+
+
+def register(sub: Any) -> None:
+    """Add ``export`` and ``withdraw`` to the command-line parser."""
+    sp = sub.add_parser("export", help="write a study's data as a bundle (Parquet, CSV, JSONL) or training data (SFT, DPO)")
+    sp.add_argument("slug")
+    sp.add_argument("--out", required=True, help="folder to write (an earlier bundle there is replaced)")
+    sp.add_argument("--format", default="parquet", choices=[*FORMATS, "sft", "dpo"])
+    sp.add_argument("--participants", default="all", choices=list(PARTICIPANT_KINDS))
+    sp.add_argument("--completed-only", action="store_true", help="only participants who completed the study")
+    sp.add_argument("--since", help="only participants who arrived on or after this date (YYYY-MM-DD, UTC)")
+    sp.add_argument("--include-prolific-ids", action="store_true", help="also write private/prolific_ids.csv for payment")
+    sp.add_argument("--outcome", nargs="+", help="sft/dpo: only conversations with these outcomes")
+    sp.add_argument(
+        "--label",
+        nargs="+",
+        help="sft/dpo: only conversations with a turn labelled with one of these codes or a repair with this outcome",
+    )
+    sp.add_argument("--condition", nargs="+", help="sft/dpo: only these conditions")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("withdraw", help="delete every record of a participant who withdrew (keeps only that it happened)")
+    sp.add_argument("participant", help="database id or Prolific PID")
+    sp.add_argument("--study", help="only within this study (slug)")
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sp.set_defaults(func=cmd_withdraw)

@@ -1,0 +1,452 @@
+"""Synthetic studies with known effects, written straight to the database in bulk.
+
+A synthetic study has two models: ``synth/steady`` and ``synth/fragile``. The fragile one
+loses a set share of its FULL success under SHARDED (``degradation``), answers early while
+shards are still missing, and accommodates false premises at a set rate
+(``accommodate``); the steady one does neither. Every conversation has the same number of
+exchanges, so a study of N conversations has ``2 × exchanges × N`` turns. Labels are
+written as the rule judge (layers S and P, ``auto:rules``) and one human coder (layer G)
+would write them; scores, knowledge probes and repair sequences are filled in too. The
+planted truth is stored in the study's spec under ``synthetic`` so tests and benchmarks
+can check that the measures recover it.
+
+Rows are inserted with Core ``executemany`` in large batches with explicit ids, so a
+million turns take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, func, select
+
+from .schema import ChatSession, Condition, ItemRow, Label, Participant, RepairSequence, Study, Turn
+
+STEADY = "synth/steady"
+FRAGILE = "synth/fragile"
+CONDITIONS = (
+    ("full", "FULL", None, "sharded"),
+    ("sharded", "SHARDED", None, "sharded"),
+    ("concat", "CONCAT", None, "sharded"),
+    ("loaded", "FULL", "loaded", "presupposition"),
+    ("control", "FULL", "control", "presupposition"),
+    ("on-request", "ON_REQUEST", None, "clarification"),
+)
+"""Condition key, reveal mode, presupposition, item kind."""
+BATCH = 50_000
+
+
+class SynthError(ValueError):
+    """A synthetic study that cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The effects planted in a synthetic study."""
+
+    full_success: float = 0.8
+    """Probability of a correct answer under FULL (both models; CONCAT loses 0.05)."""
+    degradation: float = 0.4
+    """Share of FULL success the fragile model loses under SHARDED: P_S = P_F × (1 − d)."""
+    accommodate: float = 0.6
+    """Rate at which the fragile model accommodates a false premise (steady: 0.1)."""
+    steady_accommodate: float = 0.1
+    """Accommodation rate of the steady model."""
+    premature: float = 0.5
+    """Rate at which the fragile model attempts an answer before all shards are out (steady: 0)."""
+    ask: float = 0.7
+    """Rate at which the steady model asks on clarification items (fragile: 0.2)."""
+    probe_correct: float = 0.8
+    """Share of presupposition conversations whose knowledge probe the model answers correctly."""
+    human_ack: float = 0.3
+    """Share of user turns a coder labels ACK (assistant turns: 0.1)."""
+    repair_resolved: dict[str, float] = field(default_factory=lambda: {STEADY: 0.8, FRAGILE: 0.5})
+    """Share of repair sequences resolved, per model."""
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What :func:`make_study` wrote."""
+
+    slug: str
+    study_id: int
+    conversations: int
+    turns: int
+    labels: int
+    truth: Truth
+
+
+def _next_ids(conn: Connection) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, table in (
+        ("participant", Participant),
+        ("session", ChatSession),
+        ("turn", Turn),
+        ("label", Label),
+        ("repair", RepairSequence),
+        ("item", ItemRow),
+        ("condition", Condition),
+    ):
+        out[name] = int(conn.execute(select(func.coalesce(func.max(table.id), 0))).scalar_one()) + 1
+    return out
+
+
+def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for i in range(0, len(rows), BATCH):
+        yield rows[i : i + BATCH]
+
+
+def make_study(
+    engine: Engine,
+    slug: str,
+    sessions: int,
+    *,
+    exchanges: int = 5,
+    items_per_kind: int = 20,
+    participants: int | None = None,
+    human_share: float = 0.0,
+    truth: Truth | None = None,
+    seed: int = 0,
+) -> SynthResult:
+    """Write a synthetic study with planted effects.
+
+    Args:
+        engine: The lab database (migrated).
+        slug: A new study slug.
+        sessions: Conversations to write.
+        exchanges: User–assistant exchanges per conversation (≥ 2; SHARDED items have this
+            many shards).
+        items_per_kind: Items per item kind (sharded, presupposition, clarification).
+        participants: Participants (default: one per 4 conversations).
+        human_share: Share of participants marked ``human`` (the rest are ``simulated``).
+        truth: The effects to plant.
+        seed: Random seed.
+
+    Raises:
+        SynthError: Bad sizes or an existing slug.
+    """
+    if sessions < 1:
+        raise SynthError("--sessions must be at least 1")
+    if exchanges < 2:
+        raise SynthError("exchanges must be at least 2")
+    truth = truth or Truth()
+    rng = np.random.default_rng(seed)
+    n_part = participants or max(1, sessions // 4)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        if conn.execute(select(Study.id).where(Study.slug == slug)).first():
+            raise SynthError(f"a study with slug '{slug}' exists already")
+        ids = _next_ids(conn)
+        spec = {
+            "slug": slug,
+            "title": f"Synthetic study {slug}",
+            "synthetic": asdict(truth) | {"sessions": sessions, "seed": seed},
+        }
+        blob = json.dumps(spec, sort_keys=True)
+        study_id = conn.execute(
+            Study.__table__.insert().returning(Study.__table__.c.id),
+            {
+                "slug": slug,
+                "version": 1,
+                "title": spec["title"],
+                "spec": spec,
+                "spec_sha256": hashlib.sha256(blob.encode()).hexdigest(),
+                "status": "closed",
+                "seed": seed,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+        cond_rows = [
+            {
+                "id": ids["condition"] + k,
+                "study_id": study_id,
+                "key": key,
+                "reveal": reveal,
+                "presupposition": pre,
+                "intervention": "none",
+                "model_key": "steady",
+                "config": {"reveal": reveal},
+            }
+            for k, (key, reveal, pre, _kind) in enumerate(CONDITIONS)
+        ]
+        conn.execute(Condition.__table__.insert(), cond_rows)
+        item_rows: list[dict[str, Any]] = []
+        kinds = ("sharded", "presupposition", "clarification")
+        for kind in kinds:
+            for j in range(items_per_kind):
+                payload: dict[str, Any] = {"id": f"{kind}-{j}", "kind": kind}
+                if kind == "sharded":
+                    payload["shards"] = [{"id": s + 1, "text": f"fact {s + 1}"} for s in range(exchanges)]
+                elif kind == "clarification":
+                    payload |= {
+                        "question": "q",
+                        "needs_clarification": j % 2 == 0,
+                        "missing": [{"id": 1, "text": "value"}] if j % 2 == 0 else [],
+                    }
+                item_rows.append(
+                    {
+                        "id": ids["item"] + len(item_rows),
+                        "study_id": study_id,
+                        "key": f"{kind}-{j}",
+                        "kind": kind,
+                        "payload": payload,
+                        "source_dataset": "synthetic",
+                        "source_id": str(j),
+                    }
+                )
+        conn.execute(ItemRow.__table__.insert(), item_rows)
+        item_ease = rng.normal(0.0, 0.08, len(item_rows))
+        part_ids = ids["participant"] + np.arange(n_part)
+        kinds_p = np.where(rng.random(n_part) < human_share, "human", "simulated")
+        conn.execute(
+            Participant.__table__.insert(),
+            [
+                {
+                    "id": int(pid),
+                    "study_id": study_id,
+                    "kind": str(k),
+                    "status": "completed",
+                    "position": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for pid, k in zip(part_ids, kinds_p, strict=True)
+            ],
+        )
+        n_turns, n_labels = _write_conversations(
+            conn, study_id, ids, sessions, exchanges, items_per_kind, item_rows, item_ease, part_ids, cond_rows, truth, rng, now
+        )
+    return SynthResult(slug, int(study_id), sessions, n_turns, n_labels, truth)
+
+
+def _write_conversations(
+    conn: Connection,
+    study_id: int,
+    ids: dict[str, int],
+    sessions: int,
+    exchanges: int,
+    items_per_kind: int,
+    item_rows: list[dict[str, Any]],
+    item_ease: np.ndarray,
+    part_ids: np.ndarray,
+    cond_rows: list[dict[str, Any]],
+    truth: Truth,
+    rng: np.random.Generator,
+    now: datetime,
+) -> tuple[int, int]:
+    kind_offset = {"sharded": 0, "presupposition": items_per_kind, "clarification": 2 * items_per_kind}
+    cond_idx = rng.integers(0, len(CONDITIONS), sessions)
+    fragile = rng.random(sessions) < 0.5
+    item_local = rng.integers(0, items_per_kind, sessions)
+    part = rng.integers(0, len(part_ids), sessions)
+    u = rng.random((sessions, 8))
+    session_rows: list[dict[str, Any]] = []
+    turn_rows: list[dict[str, Any]] = []
+    label_rows: list[dict[str, Any]] = []
+    repair_rows: list[dict[str, Any]] = []
+    turn_id, label_id, repair_id = ids["turn"], ids["label"], ids["repair"]
+    meta = {"judge": "rules", "version": "rules-1"}
+    n_turns = n_labels = 0
+
+    def flush(final: bool = False) -> None:
+        nonlocal n_turns, n_labels
+        if not final and len(turn_rows) < BATCH:
+            return
+        if session_rows:
+            conn.execute(ChatSession.__table__.insert(), session_rows)
+        for b in _batches(turn_rows):
+            conn.execute(Turn.__table__.insert(), b)
+        for b in _batches(label_rows):
+            conn.execute(Label.__table__.insert(), b)
+        if repair_rows:
+            conn.execute(RepairSequence.__table__.insert(), repair_rows)
+        n_turns += len(turn_rows)
+        n_labels += len(label_rows)
+        session_rows.clear()
+        turn_rows.clear()
+        label_rows.clear()
+        repair_rows.clear()
+
+    for c in range(sessions):
+        key, reveal, pre, kind = CONDITIONS[int(cond_idx[c])]
+        model = FRAGILE if fragile[c] else STEADY
+        item_pos = kind_offset[kind] + int(item_local[c])
+        item = item_rows[item_pos]
+        sid = ids["session"] + c
+        p_success = truth.full_success + item_ease[item_pos]
+        if reveal == "CONCAT":
+            p_success -= 0.05
+        if reveal == "SHARDED" and fragile[c]:
+            p_success *= 1 - truth.degradation
+        score: float | None = float(u[c, 0] < np.clip(p_success, 0, 1)) if kind != "presupposition" else None
+        probe = None
+        if kind == "presupposition":
+            probe = {"question": "probe", "score": float(u[c, 1] < truth.probe_correct), "scorable": True}
+        session_rows.append(
+            {
+                "id": sid,
+                "study_id": study_id,
+                "participant_id": int(part_ids[part[c]]),
+                "item_id": item["id"],
+                "condition_id": cond_rows[int(cond_idx[c])]["id"],
+                "position": 0,
+                "model": model,
+                "model_params": {},
+                "status": "ended",
+                "outcome": "answered",
+                "score": score,
+                "probe": probe,
+                "started_at": now,
+            }
+        )
+        needs = bool(item["payload"].get("needs_clarification"))
+        # The fragile model answers early in SHARDED with probability ``premature``.
+        early_at = 1 if (reveal == "SHARDED" and fragile[c] and u[c, 2] < truth.premature) else exchanges
+        ask_p = (truth.ask if not fragile[c] else 0.2) if kind == "clarification" else 0.0
+        asks = u[c, 3] < ask_p
+        for x in range(exchanges):
+            if reveal == "SHARDED":
+                shards = [x + 1]
+            elif reveal in ("FULL", "CONCAT") and kind == "sharded":
+                shards = list(range(1, exchanges + 1)) if x == 0 else []
+            elif kind == "clarification" and needs and asks and x == 1:
+                shards = [1]
+            else:
+                shards = []
+            user_id, asst_id = turn_id, turn_id + 1
+            turn_id += 2
+            turn_rows.append(
+                {
+                    "id": user_id,
+                    "session_id": sid,
+                    "index": 2 * x,
+                    "role": "user",
+                    "source": "simulator",
+                    "content": f"message {x + 1}",
+                    "shards": shards,
+                    "model": None,
+                    "tokens_out": None,
+                    "sent_at": now,
+                    "partial": False,
+                }
+            )
+            if kind == "sharded":
+                attempt = x + 1 >= early_at or (reveal in ("FULL", "CONCAT") and x == 0) or x == exchanges - 1
+                code = "answer_attempt" if attempt else "clarification"
+            elif kind == "clarification":
+                code = "clarification" if (asks and x == 0) else "answer_attempt" if x >= 1 or not needs else "discussion"
+            else:
+                code = "answer_attempt" if x == 0 else "discussion"
+            length = 200 + (60 * x if fragile[c] and code == "answer_attempt" else 0)
+            turn_rows.append(
+                {
+                    "id": asst_id,
+                    "session_id": sid,
+                    "index": 2 * x + 1,
+                    "role": "assistant",
+                    "source": "model",
+                    "content": "a" * length,
+                    "shards": None,
+                    "model": model,
+                    "tokens_out": length // 4,
+                    "sent_at": now,
+                    "partial": False,
+                }
+            )
+            label_rows.append(
+                {
+                    "id": label_id,
+                    "turn_id": asst_id,
+                    "annotator": "auto:rules",
+                    "layer": "S",
+                    "code": code,
+                    "confidence": 0.9,
+                    "meta": meta,
+                    "created_at": now,
+                }
+            )
+            label_id += 1
+            if kind == "presupposition" and x == 0:
+                if pre == "control":
+                    pcode = "NA"
+                else:
+                    rate = truth.accommodate if fragile[c] else truth.steady_accommodate
+                    pcode = "ACCOMMODATE" if u[c, 4] < rate else ("REJECT_CORRECT" if u[c, 5] < 0.7 else "REJECT")
+                label_rows.append(
+                    {
+                        "id": label_id,
+                        "turn_id": asst_id,
+                        "annotator": "auto:rules",
+                        "layer": "P",
+                        "code": pcode,
+                        "confidence": 0.8,
+                        "meta": meta,
+                        "created_at": now,
+                    }
+                )
+                label_id += 1
+            gu = "ACK" if rng.random() < truth.human_ack else "NONE"
+            ga = "ACK" if rng.random() < 0.1 else ("CLARIFY" if code == "clarification" else "NONE")
+            label_rows.append(
+                {
+                    "id": label_id,
+                    "turn_id": user_id,
+                    "annotator": "coder1",
+                    "layer": "G",
+                    "code": gu,
+                    "confidence": None,
+                    "meta": None,
+                    "created_at": now,
+                }
+            )
+            label_rows.append(
+                {
+                    "id": label_id + 1,
+                    "turn_id": asst_id,
+                    "annotator": "coder1",
+                    "layer": "G",
+                    "code": ga,
+                    "confidence": None,
+                    "meta": None,
+                    "created_at": now,
+                }
+            )
+            label_id += 2
+        if reveal == "SHARDED":
+            resolved = u[c, 6] < truth.repair_resolved.get(model, 0.5)
+            repair_rows.append(
+                {
+                    "id": repair_id,
+                    "session_id": sid,
+                    "annotator": "coder1",
+                    "trouble_turn_id": turn_id - 2 * exchanges,
+                    "initiation_turn_id": turn_id - 2 * exchanges + 1,
+                    "repair_turn_id": turn_id - 2 * exchanges + 2,
+                    "initiation": "OI-restricted-request",
+                    "initiator": "assistant",
+                    "trouble_type": "missing information",
+                    "outcome": "resolved" if resolved else "unresolved",
+                    "turns_to_resolution": 2 if resolved else None,
+                    "created_at": now,
+                }
+            )
+            repair_id += 1
+        flush()
+    flush(final=True)
+    return n_turns, n_labels
+
+
+def planted(engine: Engine, slug: str) -> dict[str, Any]:
+    """The truth planted in a synthetic study (empty for other studies)."""
+    with engine.connect() as conn:
+        spec = conn.execute(select(Study.spec).where(Study.slug == slug).order_by(Study.version.desc())).scalar()
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    return dict((spec or {}).get("synthetic") or {})

@@ -1,0 +1,137 @@
+"""Model comparison: the field's measures per model × condition with 95 % intervals, as charts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from lab import analysis_data, charts, metrics, report
+from lab.auth import require_role
+from lab.ui import engine, pick_study, staff_header
+
+visitor = require_role("experimenter")
+st.set_page_config(layout="wide")
+staff_header(visitor)
+st.title("Compare models")
+
+SOURCES = {
+    "best": "best available (gold, else human majority, else automatic)",
+    "gold": "adjudicated gold only",
+    "majority": "human majority only",
+    "auto": "automatic judge only",
+}
+PARTICIPANTS = {
+    "apart": "human and simulated, kept apart",
+    "human": "human participants only",
+    "simulated": "simulated participants only",
+    "pooled": "human and simulated, pooled",
+}
+
+
+@st.cache_resource(show_spinner="Loading the study…", max_entries=4)
+def load(slug: str, version: int, state: tuple[Any, ...]) -> analysis_data.AnalysisData:
+    """The study's frames, shared (not copied) by every viewer until its data change."""
+    return analysis_data.load_study(engine(), slug, version)
+
+
+@st.cache_data(show_spinner="Computing figures and intervals…", max_entries=32)
+def figures(
+    slug: str,
+    version: int,
+    state: tuple[Any, ...],
+    models: tuple[str, ...],
+    conditions: tuple[str, ...],
+    kinds: tuple[str, ...],
+    participants: str,
+    source: str,
+    draws: int,
+) -> dict[str, Any]:
+    """Every figure for one selection, cached per study version, label state and filters.
+
+    Only the small tables are cached (cached values are copied on every hit).
+    """
+    data = load(slug, version, state)
+    kinds_p = None if participants in ("apart", "pooled") else [participants]
+    data = metrics.select(
+        data, models=list(models), conditions=list(conditions), item_kinds=list(kinds), participant_kinds=kinds_p
+    )
+    c = report.build(data, metrics.Options(source=source, draws=draws, pool_participants=participants == "pooled"))
+    return {"table": c.table, "laban": c.laban, "pairwise": c.pairwise, "conversations": len(c.data.conversations)}
+
+
+slug = pick_study()
+if slug is None:
+    st.stop()
+versions = analysis_data.study_versions(engine(), slug)
+c1, c2, c3 = st.columns(3)
+version = c1.selectbox("Version", versions[::-1], help="Figures never mix study versions.")
+state = analysis_data.data_state(engine(), slug, version)
+data = load(slug, version, state)
+conv = data.conversations
+if conv.empty:
+    st.info("This study version has no conversations yet: run a simulated pilot (`python -m lab simulate`) or open it.")
+    st.stop()
+
+all_models = sorted(conv["model"].dropna().unique())
+all_conditions = sorted(conv["condition_key"].dropna().unique())
+all_kinds = sorted(conv["item_kind"].dropna().unique())
+judges = sorted(a for a in data.labels["annotator"].astype(str).unique() if a.startswith(analysis_data.AUTO_PREFIX))
+source_options = {**SOURCES, **{j: f"{j} only" for j in judges}}
+source = c2.selectbox(
+    "Labels",
+    list(source_options),
+    format_func=source_options.get,
+    key="compare_source",
+    help="Which labels every figure uses; each figure names its source.",
+)
+participants = c3.selectbox("Participants", list(PARTICIPANTS), format_func=PARTICIPANTS.get, key="compare_participants")
+c1, c2, c3 = st.columns(3)
+models = c1.multiselect("Models", all_models, default=all_models, key="compare_models")
+conditions = c2.multiselect("Conditions", all_conditions, default=all_conditions)
+kinds = c3.multiselect("Item kinds", all_kinds, default=all_kinds)
+c1, c2 = st.columns(2)
+measure = c1.selectbox("Measure for the first chart", list(charts.MEASURE_LABELS), format_func=charts.MEASURE_LABELS.get)
+draws = c2.select_slider(
+    "Bootstrap draws", options=[200, 500, 1000, 2000], value=1000, help="Resamples participants and items, never turns."
+)
+
+comparison = figures(slug, version, state, tuple(models), tuple(conditions), tuple(kinds), participants, source, draws)
+st.caption(
+    f"{comparison['conversations']} conversations · version {version} · 95 % intervals from {draws} cluster-bootstrap draws "
+    "over participants and items · cells with fewer than 5 conversations are drawn hollow and flagged, never hidden."
+)
+
+for fig in charts.all_figures(comparison["table"], comparison["laban"], measure):
+    st.subheader(fig.title)
+    st.altair_chart(fig.chart, width="stretch")
+    st.caption(fig.caption)
+    d1, d2, d3 = st.columns([1, 1, 6])
+    d1.download_button(
+        "CSV", fig.data.to_csv(index=False), file_name=f"{slug}-v{version}-{fig.key}.csv", mime="text/csv", key=f"csv-{fig.key}"
+    )
+    d2.download_button(
+        "PNG",
+        lambda chart=fig.chart: charts.image(chart, "png"),
+        file_name=f"{slug}-v{version}-{fig.key}.png",
+        mime="image/png",
+        key=f"png-{fig.key}",
+    )
+
+st.subheader("Model differences in P")
+if comparison["pairwise"].empty:
+    st.write("Only one model in the selection.")
+else:
+    st.dataframe(comparison["pairwise"], hide_index=True, width="stretch")
+    st.caption(
+        "Differences in averaged performance P between two models in the same condition, with 95 % intervals from the same draws."
+    )
+
+with st.expander("All figures"):
+    st.dataframe(comparison["table"], hide_index=True, width="stretch")
+    st.download_button(
+        "CSV of every figure",
+        comparison["table"].to_csv(index=False),
+        file_name=f"{slug}-v{version}-figures.csv",
+        mime="text/csv",
+    )
