@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select, text
 
+from .errors import LabError
 from .schema import ChatSession, Condition, ItemRow, Study
 
 LABEL_SOURCES = ("best", "gold", "majority", "auto")
@@ -41,7 +42,7 @@ ABSTAIN_CODES = frozenset({"UNSURE"})
 """Codes with which a judge abstains; they never count as findings."""
 
 
-class AnalysisError(LookupError):
+class AnalysisError(LabError, LookupError):
     """A study, version or label source that cannot be analysed; the message says which."""
 
 

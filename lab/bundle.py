@@ -19,11 +19,12 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine, func, insert, select, text
 
+from .errors import LabError
 from .export import TABLES, TABLES_BY_NAME, Table
 from .export._dictionary import JSON_TYPES
 
 
-class BundleError(ValueError):
+class BundleError(LabError, ValueError):
     """A folder that is not a readable bundle, or a database that cannot take one."""
 
 

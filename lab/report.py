@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import LabError
+
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Engine
@@ -40,7 +42,7 @@ BY_ALIASES = {
 """Names ``--by`` accepts, and the conversation column each stands for."""
 
 
-class ReportError(ValueError):
+class ReportError(LabError, ValueError):
     """Bad options for a comparison; the message names the option."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 
+from .errors import LabError
 from .schema import ChatSession, Condition, ItemRow, Label, Participant, RepairSequence, Study, Turn
 
 STEADY = "synth/steady"
@@ -42,7 +43,7 @@ CONDITIONS = (
 BATCH = 50_000
 
 
-class SynthError(ValueError):
+class SynthError(LabError, ValueError):
     """A synthetic study that cannot be made; the message says why."""
 
 

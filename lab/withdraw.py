@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, or_, select, text
 from sqlalchemy.orm import Session
 
+from .errors import LabError
 from .schema import ChatSession, Event, Label, Participant, RepairSequence, Response, Study, Turn, Withdrawal, utcnow
 
 TOUCHED_TABLES = ("label", "repair_sequence", "turn", "event", "response", "session", "participant")
 """Tables a withdrawal deletes from, in order."""
 
 
-class WithdrawError(LookupError):
+class WithdrawError(LabError, LookupError):
     """Nobody to withdraw; the message says who was looked for."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from sqlalchemy import Engine, Select, Text, and_, cast, literal_column, or_, select
 
+from ..errors import LabError
 from ..schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
 from ._dictionary import JSON_TYPES, TABLES_BY_NAME, Table
 from ._privacy import Scrubber
@@ -35,7 +36,7 @@ RUN_EVENT_KINDS = ("simulate_run",)
 """Study-level events (no participant) that belong to a study through their data."""
 
 
-class ExportError(ValueError):
+class ExportError(LabError, ValueError):
     """An export that cannot be made (unknown study, bad option); the message says why."""
 
 
