@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select, text
 
-from .schema import ChatSession, Condition, ItemRow, Study
+from .schema import TURN_ROLES, Condition, ItemRow, Study
 
 LABEL_SOURCES = ("best", "gold", "majority", "auto")
 """Label sources a figure can be asked for: ``best`` is gold, else human majority, else auto."""
@@ -163,6 +163,27 @@ def _fetch(engine: Engine, sql: str) -> pd.DataFrame:
     return df
 
 
+@dataclass(frozen=True)
+class _Encoding:
+    """A text column sent as the index of its value among the column's distinct values."""
+
+    values: list[str]
+    sql: str
+
+    def decode(self, codes: pd.Series) -> pd.Categorical:
+        """The codes back as a categorical of the values."""
+        ints = pd.to_numeric(codes).fillna(-1).astype("int64").to_numpy()
+        return pd.Categorical.from_codes(ints, categories=pd.Index(self.values, dtype=object))
+
+
+def _encoding(values: list[str], column: str) -> _Encoding:
+    """A CASE expression mapping a column's values to 0, 1, … (other values and NULL give NULL)."""
+    if not values:
+        return _Encoding([], "NULL")
+    whens = " ".join(f"WHEN '{v.replace(chr(39), chr(39) * 2)}' THEN {i}" for i, v in enumerate(values))
+    return _Encoding(values, f"CASE {column} {whens} END")
+
+
 def _fetch_arrow(engine: Engine, sql: str) -> pd.DataFrame | None:
     """The rows through ADBC on Postgres, or None when its driver is not installed.
 
@@ -273,8 +294,9 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
                 Condition.model_key,
             ).where(Condition.study_id.in_(ids))
         ).all()
+        # A None probe is stored as the JSON scalar null, which IS NOT NULL does not exclude.
         probe_rows = conn.execute(
-            select(ChatSession.id, ChatSession.probe).where(ChatSession.study_id.in_(ids), ChatSession.probe.is_not(None))
+            text(f"SELECT id, CAST(probe AS TEXT) FROM session WHERE study_id IN ({ids_sql}) AND CAST(probe AS TEXT) <> 'null'")
         ).all()
     items = pd.DataFrame(
         [(r.id, r.key, r.kind, _needs_clarification(r.kind, r.payload), _n_required(r.kind, r.payload)) for r in item_rows],
@@ -284,7 +306,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         [tuple(r) for r in cond_rows],
         columns=["condition_id", "condition_key", "reveal", "presupposition", "intervention", "model_key"],
     )
-    probes = pd.DataFrame([(r.id, _probe_score(r.probe)) for r in probe_rows], columns=["id", "probe_score"])
+    probes = pd.DataFrame([(r[0], _probe_score(r[1])) for r in probe_rows], columns=["id", "probe_score"])
     conversations = conversations_frame(sessions, items, conds, participants, probes)
     # The database counts shard ids itself, so no JSON text crosses into Python.
     if engine.dialect.name == "postgresql":
@@ -292,22 +314,34 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         n_shards = "CASE WHEN json_typeof(CAST(t.shards AS json)) = 'array' THEN json_array_length(CAST(t.shards AS json)) END"
     else:
         n_shards = "json_array_length(t.shards)"
-    turns = turns_frame(
-        _fetch(
-            engine,
-            'SELECT t.id, t.session_id, t."index", t.role, t.source, t.tokens_in, t.tokens_out, t.latency_ms, t.partial, '
-            f"LENGTH(t.content), COALESCE({n_shards}, 0), CASE WHEN t.error IS NULL THEN 0 ELSE 1 END "
-            f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
-        )
+    # Text columns with few distinct values travel as small integers (Python shares those
+    # objects; every string would be a new one) and become categoricals here.
+    role = _encoding(list(TURN_ROLES), "t.role")
+    raw_turns = _fetch(
+        engine,
+        f'SELECT t.id, t.session_id, t."index", {role.sql}, t.source, t.tokens_in, t.tokens_out, t.latency_ms, t.partial, '
+        f"LENGTH(t.content), COALESCE({n_shards}, 0), CASE WHEN t.error IS NULL THEN 0 ELSE 1 END "
+        f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
     )
-    labels = _frame(
-        _fetch(
-            engine,
-            "SELECT l.id, l.turn_id, l.annotator, l.layer, l.code, l.confidence, l.supersedes_id FROM label l "
-            f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
-        ),
-        LABEL_COLUMNS,
+    raw_turns[3] = role.decode(raw_turns[3])
+    turns = turns_frame(raw_turns)
+    with engine.connect() as conn:
+        # One scan finds the distinct values of all three coded columns.
+        combos = conn.execute(text("SELECT DISTINCT annotator, layer, code FROM label")).all()
+    annotator, layer, code = (
+        _encoding(sorted({str(c[k]) for c in combos}), f"l.{col}") for k, col in enumerate(("annotator", "layer", "code"))
     )
+    raw_labels = _fetch(
+        engine,
+        f"SELECT l.id, l.turn_id, {annotator.sql}, {layer.sql}, {code.sql}, l.confidence, l.supersedes_id FROM label l "
+        f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
+    )
+    raw_labels[2], raw_labels[3], raw_labels[4] = (
+        annotator.decode(raw_labels[2]),
+        layer.decode(raw_labels[3]),
+        code.decode(raw_labels[4]),
+    )
+    labels = _frame(raw_labels, LABEL_COLUMNS)
     judge_versions = _judge_versions(engine, labels)
     repairs = _frame(
         _fetch(
