@@ -532,7 +532,7 @@ def _judge_versions(engine: Engine, labels: pd.DataFrame) -> dict[str, str]:
     """The judge version in the newest label's meta of each automatic annotator."""
     if labels.empty:
         return {}
-    auto = labels[(annotator_class(labels["annotator"]) == "auto").fillna(False).to_numpy(dtype=bool)]
+    auto = labels[(annotator_class(labels["annotator"]) == "auto").to_numpy(dtype=bool)]
     if auto.empty:
         return {}
     newest = auto.groupby(auto["annotator"].astype(str))["id"].max()
@@ -603,14 +603,21 @@ def _unwrap(value: Any) -> Any:
 
 def annotator_class(annotator: pd.Series) -> pd.Series:
     """``gold``, ``auto`` or ``human`` per label, classified once per distinct annotator."""
-    names = pd.Series(annotator.unique()).dropna()
-    classes = {a: GOLD_ANNOTATOR if a == GOLD_ANNOTATOR else "auto" if str(a).startswith(AUTO_PREFIX) else "human" for a in names}
-    return annotator.map(classes).astype("string")
+
+    def kind(a: object) -> str:
+        return GOLD_ANNOTATOR if a == GOLD_ANNOTATOR else "auto" if str(a).startswith(AUTO_PREFIX) else "human"
+
+    if isinstance(annotator.dtype, pd.CategoricalDtype):
+        # One classification per category, spread by the integer codes.
+        per_category = np.array([kind(a) for a in annotator.cat.categories] + [None], dtype=object)
+        return pd.Series(per_category[annotator.cat.codes.to_numpy()], index=annotator.index, dtype=object)
+    classes = {a: kind(a) for a in pd.Series(annotator.unique()).dropna()}
+    return annotator.map(classes).astype(object)
 
 
-def is_human_annotator(annotator: pd.Series) -> pd.Series:
+def is_human_annotator(annotator: pd.Series) -> np.ndarray:
     """True for a person's account (neither ``gold`` nor ``auto:…``)."""
-    return (annotator_class(annotator) == "human").fillna(False).astype(bool)
+    return (annotator_class(annotator) == "human").to_numpy(dtype=bool)
 
 
 def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -669,13 +676,8 @@ def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[st
 
 
 def _tagged(labels: pd.DataFrame, name: str) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "turn_id": labels["turn_id"].to_numpy(),
-            "layer": labels["layer"].astype(str).to_numpy(),
-            "code": labels["code"].astype(str).to_numpy(),
-        }
-    )
+    """turn_id, layer, code (kept categorical: no per-row strings) and the source's name."""
+    out = labels[["turn_id", "layer", "code"]].reset_index(drop=True)
     out["label_source"] = name
     return out
 
