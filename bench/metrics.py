@@ -85,12 +85,12 @@ def main() -> None:
         secs = time.perf_counter() - t
         print(f"wrote {r.conversations:,} conversations, {r.turns:,} turns, {r.labels:,} labels in {secs:.1f} s ({args.db})")
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     data = analysis_data.load_study(engine, SLUG)
-    load_s = time.perf_counter() - t
+    load_s, load_cpu = time.perf_counter() - t, time.process_time() - cpu
     sizes = f"{len(data.conversations):,} conversations, {len(data.turns):,} turns, {len(data.labels):,} current labels"
     print(f"database: {args.db}; {sizes}")
-    print(f"load (every frame)                      {load_s:7.2f} s   target ≤ 10 s")
+    print(f"load (every frame)                      {load_s:7.2f} s   target ≤ 10 s   (CPU {load_cpu:.2f} s)")
 
     conv = data.conversations
     t = time.perf_counter()
@@ -114,15 +114,18 @@ def main() -> None:
     t = time.perf_counter()
     metrics.pairwise(figures, "P")
     phases.append(("pairwise model differences", time.perf_counter() - t))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     c = report.build(data, options)
-    build_s = time.perf_counter() - t
+    build_s, build_cpu = time.perf_counter() - t, time.process_time() - cpu
     print(f"measures: {len(c.table):,} figures, {args.draws} bootstrap draws over participants and items")
     for name, secs in phases:
         print(f"  {name:<52} {secs:6.2f} s   {secs / plain:8.0f}× plain mean")
     name = "every figure of the comparison page (report.build)"
-    print(f"{name:<54} {build_s:6.2f} s   {build_s / plain:8.0f}× plain mean   target ≤ 3 s")
+    print(f"{name:<54} {build_s:6.2f} s   {build_s / plain:8.0f}× plain mean   target ≤ 3 s   (CPU {build_cpu:.2f} s)")
     print(f"(phases above, run one after another: {time.perf_counter() - t0 - build_s:.2f} s)")
+    print(
+        f"load average of the machine during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)"
+    )
     print(f"peak memory                              {_peak_mb():7.0f} MB  target ≤ 3072 MB")
     sharded = deg[deg["mode"] == "SHARDED"]
     for _, r in sharded.iterrows():

@@ -27,7 +27,7 @@ import pandas as pd
 from sqlalchemy import Engine, select, text
 
 from .errors import LabError
-from .schema import ChatSession, Condition, ItemRow, Study
+from .schema import TURN_ROLES, Condition, ItemRow, Study
 
 LABEL_SOURCES = ("best", "gold", "majority", "auto")
 """Label sources a figure can be asked for: ``best`` is gold, else human majority, else auto."""
@@ -164,6 +164,27 @@ def _fetch(engine: Engine, sql: str) -> pd.DataFrame:
     return df
 
 
+@dataclass(frozen=True)
+class _Encoding:
+    """A text column sent as the index of its value among the column's distinct values."""
+
+    values: list[str]
+    sql: str
+
+    def decode(self, codes: pd.Series) -> pd.Categorical:
+        """The codes back as a categorical of the values."""
+        ints = pd.to_numeric(codes).fillna(-1).astype("int64").to_numpy()
+        return pd.Categorical.from_codes(ints, categories=pd.Index(self.values, dtype=object))
+
+
+def _encoding(values: list[str], column: str) -> _Encoding:
+    """A CASE expression mapping a column's values to 0, 1, … (other values and NULL give NULL)."""
+    if not values:
+        return _Encoding([], "NULL")
+    whens = " ".join(f"WHEN '{v.replace(chr(39), chr(39) * 2)}' THEN {i}" for i, v in enumerate(values))
+    return _Encoding(values, f"CASE {column} {whens} END")
+
+
 def _fetch_arrow(engine: Engine, sql: str) -> pd.DataFrame | None:
     """The rows through ADBC on Postgres, or None when its driver is not installed.
 
@@ -274,8 +295,9 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
                 Condition.model_key,
             ).where(Condition.study_id.in_(ids))
         ).all()
+        # A None probe is stored as the JSON scalar null, which IS NOT NULL does not exclude.
         probe_rows = conn.execute(
-            select(ChatSession.id, ChatSession.probe).where(ChatSession.study_id.in_(ids), ChatSession.probe.is_not(None))
+            text(f"SELECT id, CAST(probe AS TEXT) FROM session WHERE study_id IN ({ids_sql}) AND CAST(probe AS TEXT) <> 'null'")
         ).all()
     items = pd.DataFrame(
         [(r.id, r.key, r.kind, _needs_clarification(r.kind, r.payload), _n_required(r.kind, r.payload)) for r in item_rows],
@@ -285,7 +307,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         [tuple(r) for r in cond_rows],
         columns=["condition_id", "condition_key", "reveal", "presupposition", "intervention", "model_key"],
     )
-    probes = pd.DataFrame([(r.id, _probe_score(r.probe)) for r in probe_rows], columns=["id", "probe_score"])
+    probes = pd.DataFrame([(r[0], _probe_score(r[1])) for r in probe_rows], columns=["id", "probe_score"])
     conversations = conversations_frame(sessions, items, conds, participants, probes)
     # The database counts shard ids itself, so no JSON text crosses into Python.
     if engine.dialect.name == "postgresql":
@@ -293,22 +315,34 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         n_shards = "CASE WHEN json_typeof(CAST(t.shards AS json)) = 'array' THEN json_array_length(CAST(t.shards AS json)) END"
     else:
         n_shards = "json_array_length(t.shards)"
-    turns = turns_frame(
-        _fetch(
-            engine,
-            'SELECT t.id, t.session_id, t."index", t.role, t.source, t.tokens_in, t.tokens_out, t.latency_ms, t.partial, '
-            f"LENGTH(t.content), COALESCE({n_shards}, 0), CASE WHEN t.error IS NULL THEN 0 ELSE 1 END "
-            f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
-        )
+    # Text columns with few distinct values travel as small integers (Python shares those
+    # objects; every string would be a new one) and become categoricals here.
+    role = _encoding(list(TURN_ROLES), "t.role")
+    raw_turns = _fetch(
+        engine,
+        f'SELECT t.id, t.session_id, t."index", {role.sql}, t.source, t.tokens_in, t.tokens_out, t.latency_ms, t.partial, '
+        f"LENGTH(t.content), COALESCE({n_shards}, 0), CASE WHEN t.error IS NULL THEN 0 ELSE 1 END "
+        f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
     )
-    labels = _frame(
-        _fetch(
-            engine,
-            "SELECT l.id, l.turn_id, l.annotator, l.layer, l.code, l.confidence, l.supersedes_id FROM label l "
-            f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
-        ),
-        LABEL_COLUMNS,
+    raw_turns[3] = role.decode(raw_turns[3])
+    turns = turns_frame(raw_turns)
+    with engine.connect() as conn:
+        # One scan finds the distinct values of all three coded columns.
+        combos = conn.execute(text("SELECT DISTINCT annotator, layer, code FROM label")).all()
+    annotator, layer, code = (
+        _encoding(sorted({str(c[k]) for c in combos}), f"l.{col}") for k, col in enumerate(("annotator", "layer", "code"))
     )
+    raw_labels = _fetch(
+        engine,
+        f"SELECT l.id, l.turn_id, {annotator.sql}, {layer.sql}, {code.sql}, l.confidence, l.supersedes_id FROM label l "
+        f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
+    )
+    raw_labels[2], raw_labels[3], raw_labels[4] = (
+        annotator.decode(raw_labels[2]),
+        layer.decode(raw_labels[3]),
+        code.decode(raw_labels[4]),
+    )
+    labels = _frame(raw_labels, LABEL_COLUMNS)
     judge_versions = _judge_versions(engine, labels)
     repairs = _frame(
         _fetch(
@@ -499,7 +533,7 @@ def _judge_versions(engine: Engine, labels: pd.DataFrame) -> dict[str, str]:
     """The judge version in the newest label's meta of each automatic annotator."""
     if labels.empty:
         return {}
-    auto = labels[(annotator_class(labels["annotator"]) == "auto").fillna(False).to_numpy(dtype=bool)]
+    auto = labels[(annotator_class(labels["annotator"]) == "auto").to_numpy(dtype=bool)]
     if auto.empty:
         return {}
     newest = auto.groupby(auto["annotator"].astype(str))["id"].max()
@@ -570,14 +604,21 @@ def _unwrap(value: Any) -> Any:
 
 def annotator_class(annotator: pd.Series) -> pd.Series:
     """``gold``, ``auto`` or ``human`` per label, classified once per distinct annotator."""
-    names = pd.Series(annotator.unique()).dropna()
-    classes = {a: GOLD_ANNOTATOR if a == GOLD_ANNOTATOR else "auto" if str(a).startswith(AUTO_PREFIX) else "human" for a in names}
-    return annotator.map(classes).astype("string")
+
+    def kind(a: object) -> str:
+        return GOLD_ANNOTATOR if a == GOLD_ANNOTATOR else "auto" if str(a).startswith(AUTO_PREFIX) else "human"
+
+    if isinstance(annotator.dtype, pd.CategoricalDtype):
+        # One classification per category, spread by the integer codes.
+        per_category = np.array([kind(a) for a in annotator.cat.categories] + [None], dtype=object)
+        return pd.Series(per_category[annotator.cat.codes.to_numpy()], index=annotator.index, dtype=object)
+    classes = {a: kind(a) for a in pd.Series(annotator.unique()).dropna()}
+    return annotator.map(classes).astype(object)
 
 
-def is_human_annotator(annotator: pd.Series) -> pd.Series:
+def is_human_annotator(annotator: pd.Series) -> np.ndarray:
     """True for a person's account (neither ``gold`` nor ``auto:…``)."""
-    return (annotator_class(annotator) == "human").fillna(False).astype(bool)
+    return (annotator_class(annotator) == "human").to_numpy(dtype=bool)
 
 
 def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -636,13 +677,8 @@ def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[st
 
 
 def _tagged(labels: pd.DataFrame, name: str) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "turn_id": labels["turn_id"].to_numpy(),
-            "layer": labels["layer"].astype(str).to_numpy(),
-            "code": labels["code"].astype(str).to_numpy(),
-        }
-    )
+    """turn_id, layer, code (kept categorical: no per-row strings) and the source's name."""
+    out = labels[["turn_id", "layer", "code"]].reset_index(drop=True)
     out["label_source"] = name
     return out
 

@@ -200,7 +200,7 @@ def premature_timeline(table: pd.DataFrame) -> Figure:
     )
     chart = (
         base.mark_rule().encode(y="lo:Q", y2="hi:Q")
-        + base.mark_point(filled=True, size=60).encode(y=alt.Y("value:Q", title="task score"))
+        + base.mark_point(filled=True, size=60).encode(y=alt.Y("value:Q", title="task score", axis=alt.Axis(format=".2f")))
     ).properties(width=WIDTH, height=260)
     rates = _rows(table, "premature_rate")
     rate_text = "; ".join(f"{r['model']} ({r['condition_key']}) {r['value'] * 100:.0f} %" for _, r in rates.iterrows())
@@ -269,7 +269,7 @@ def presupposition_bars(table: pd.DataFrame) -> Figure:
             order=alt.Order("key:N"),
             tooltip=["model:N", "key:N", alt.Tooltip("value:Q", format=".1%"), "interval:N", "n:Q", "few:N"],
         )
-        .properties(width=WIDTH, height=max(60, 40 * df["model"].nunique()))
+        .properties(width=WIDTH, height=max(120, 50 * df["model"].nunique()))
     )
     rej = _rows(table, "rejection_rate")
     kba = _rows(table, "knows_but_accommodates")

@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,15 @@ class Figures:
 class Resampler:
     """Two-way cluster bootstrap draws over participants and items, shared by every measure."""
 
-    def __init__(self, participant: np.ndarray, item: np.ndarray, draws: int, seed: int, chunk: int = 100) -> None:
+    def __init__(
+        self,
+        participant: np.ndarray,
+        item: np.ndarray,
+        draws: int,
+        seed: int,
+        chunk: int = 100,
+        n_participants: int | None = None,
+    ) -> None:
         """Draw participant and item multiplicities.
 
         Args:
@@ -117,16 +126,18 @@ class Resampler:
             draws: Number of bootstrap draws.
             seed: Random seed.
             chunk: Draws per weight block.
+            n_participants: P, when the codes index a larger set of participants than
+                these conversations have (a study's participants, so computations on parts
+                of a study share one draw of participants).
         """
-        rng = np.random.default_rng(seed)
         self.participant = participant
         self.item = item
         self.draws = draws
         self.chunk = max(1, chunk)
-        n_p = int(participant.max()) + 1 if len(participant) else 0
+        n_p = n_participants if n_participants is not None else (int(participant.max()) + 1 if len(participant) else 0)
         n_i = int(item.max()) + 1 if len(item) else 0
-        self.cp = _multiplicities(rng, n_p, draws)
-        self.ci = _multiplicities(rng, n_i, draws)
+        self.cp = _participant_multiplicities(seed, n_p, draws)
+        self.ci = _multiplicities(np.random.default_rng([seed, 1]), n_i, draws)
 
     def weights(self, rows: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
         """Blocks of conversation weights (draws × conversations), optionally for some rows."""
@@ -135,6 +146,14 @@ class Resampler:
         for start in range(0, self.draws, self.chunk):
             sl = slice(start, min(start + self.chunk, self.draws))
             yield sl, self.cp[sl][:, p] * self.ci[sl][:, i]
+
+
+@lru_cache(maxsize=2)
+def _participant_multiplicities(seed: int, n: int, draws: int) -> np.ndarray:
+    """Participant multiplicities, kept for the next computation with the same study and seed."""
+    out = _multiplicities(np.random.default_rng([seed, 0]), n, draws)
+    out.flags.writeable = False
+    return out
 
 
 def _multiplicities(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
@@ -439,10 +458,12 @@ def _cells(conv: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFr
     return np.asarray(codes), cells
 
 
-def _cluster_codes(conv: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    p = pd.factorize(conv["participant_id"])[0]
+def _cluster_codes(conv: pd.DataFrame, participants: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Participant codes over the study's participants, item codes over these conversations."""
+    universe = np.union1d(participants["id"].to_numpy(dtype=np.int64), conv["participant_id"].to_numpy(dtype=np.int64))
+    p = np.searchsorted(universe, conv["participant_id"].to_numpy(dtype=np.int64))
     i = pd.factorize(conv["item_id"])[0]
-    return p.astype(np.int64), i.astype(np.int64)
+    return p.astype(np.int64), i.astype(np.int64), len(universe)
 
 
 def compute(data: AnalysisData, options: Options | None = None, *, performance_only: bool = False) -> Figures:
@@ -471,8 +492,8 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     conv = conv.iloc[order].reset_index(drop=True)
     ct.conversations = conv
     cell = cell[order]
-    p_codes, i_codes = _cluster_codes(conv)
-    res = Resampler(p_codes, i_codes, o.draws, o.seed, o.chunk) if o.draws > 0 else None
+    p_codes, i_codes, n_p = _cluster_codes(conv, data.participants)
+    res = Resampler(p_codes, i_codes, o.draws, o.seed, o.chunk, n_participants=n_p) if o.draws > 0 else None
     rows: list[dict[str, object]] = []
     draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray] = {}
     if not performance_only:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import JSON, Connection, Engine, Table, func, select, text
 
 from .errors import LabError
 from .schema import ChatSession, Condition, ItemRow, Label, Participant, RepairSequence, Study, Turn
@@ -96,6 +96,22 @@ def _next_ids(conn: Connection) -> dict[str, int]:
     ):
         out[name] = int(conn.execute(select(func.coalesce(func.max(table.id), 0))).scalar_one()) + 1
     return out
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows in bulk: COPY on Postgres, one executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c in json_cols and row[c] is not None else row[c] for c in columns])
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -224,6 +240,12 @@ def make_study(
         n_turns, n_labels = _write_conversations(
             conn, study_id, ids, sessions, exchanges, items_per_kind, item_rows, item_ease, part_ids, cond_rows, truth, rng, now
         )
+        if conn.dialect.name == "postgresql":
+            # Rows went in with explicit ids, so the id sequences must be moved past them.
+            for table in ("condition", "item", "participant", "session", "turn", "label", "repair_sequence"):
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))")
+                )
     return SynthResult(slug, int(study_id), sessions, n_turns, n_labels, truth)
 
 
@@ -261,13 +283,13 @@ def _write_conversations(
         if not final and len(turn_rows) < BATCH:
             return
         if session_rows:
-            conn.execute(ChatSession.__table__.insert(), session_rows)
+            _insert(conn, ChatSession.__table__, session_rows)
         for b in _batches(turn_rows):
-            conn.execute(Turn.__table__.insert(), b)
+            _insert(conn, Turn.__table__, b)
         for b in _batches(label_rows):
-            conn.execute(Label.__table__.insert(), b)
+            _insert(conn, Label.__table__, b)
         if repair_rows:
-            conn.execute(RepairSequence.__table__.insert(), repair_rows)
+            _insert(conn, RepairSequence.__table__, repair_rows)
         n_turns += len(turn_rows)
         n_labels += len(label_rows)
         session_rows.clear()

@@ -50,6 +50,10 @@ def test_frames_match_the_database(engine: Engine) -> None:
     assert probes.notna().all() and set(probes) <= {0.0, 1.0}
     assert data.judge_versions == {"auto:rules": "rules-1"}
     assert resolve_labels(data, "auto")["label_source"].iloc[0] == "auto:rules@rules-1"
+    # Rows written in bulk with explicit ids leave the id sequences usable (Postgres).
+    with Session(engine) as s, s.begin():
+        add_label(s, int(turns["id"].iloc[0]), "gold", "S", "hedge")
+    assert "gold" in set(load_study(engine, "loadme").labels["annotator"])
 
 
 def test_newer_labels_supersede_and_versions_are_chosen(sqlite_engine: Engine) -> None:

@@ -333,21 +333,24 @@ def test_interval_is_numpy_percentile_and_ignores_undefined_draws() -> None:
 
 
 def test_bootstrap_coverage_is_close_to_95_percent() -> None:
-    """Repeated studies with known truth: items have their own success rates, participants none."""
+    """Repeated studies with known truth: items have their own success rates, participants none.
+
+    P averages item means, so its target is the mean success rate of the population of
+    items, E[clip(0.6 + N(0, 0.15), 0, 1)] = 0.6 to three decimals.
+    """
     rng = np.random.default_rng(42)
-    truth = 0.6
-    reps, covered = 80, 0
+    truth = 60.0
+    reps, covered = 60, 0
     for _ in range(reps):
         n_items, n_part = 15, 30
-        p_item = np.clip(truth + rng.normal(0, 0.15, n_items), 0, 1)
+        p_item = np.clip(0.6 + rng.normal(0, 0.15, n_items), 0, 1)
         convs = []
         cid = 0
         for p in range(n_part):
             for i in rng.choice(n_items, 4, replace=False):
                 cid += 1
                 convs.append(conv(cid, item=int(i), participant=p, score=float(rng.random() < p_item[i])))
-        table = metrics.compute(build(convs), metrics.Options(draws=200, seed=int(rng.integers(1 << 30)))).table
-        r = row(table, "score")
-        # The population of items has mean success E[clip(0.6 + N(0, 0.15))] ≈ 0.6.
+        options = metrics.Options(draws=150, seed=int(rng.integers(1 << 30)))
+        r = row(metrics.compute(build(convs), options, performance_only=True).table, "P")
         covered += bool(r["lo"] <= truth <= r["hi"])
-    assert 0.87 <= covered / reps <= 1.0
+    assert 0.85 <= covered / reps <= 1.0
