@@ -151,13 +151,13 @@ def judge_study(engine: Engine, slug: str, model: str | None = None, *, redo: bo
     """
     from .judge import LLMJudge, RuleJudge, get_judge
     from .schema import Study, Turn
-    from .spec import study_from_normalized
+    from .studies import definition
 
     with Session(engine) as s:
         studies = s.scalars(select(Study).where(Study.slug == slug).order_by(Study.version)).all()
         if not studies:
             raise LookupError(f"no study with slug '{slug}'")
-        d = study_from_normalized(studies[-1].spec)
+        d = definition(studies[-1])
         key = model or d.spec.judge.model
         if key is not None and key in d.spec.models:
             judge = LLMJudge(d.spec.models[key].model, d.spec.models[key].params)

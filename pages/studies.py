@@ -3,11 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from lab.assign import definition_of
 from lab.auth import require_role
 from lab.console import STUDIES_DIR, check_spec_text, preview, spec_source
 from lab.spec import SpecError, StudyDefinition
-from lab.studies import STATUS_CHANGES, StudyError, get_study, list_studies, load_study, set_status
+from lab.studies import STATUS_CHANGES, StudyError, definition, get_study, list_studies, load_study, set_status
 from lab.ui import flash, reading, staff_header, writing
 
 visitor = require_role("experimenter")
@@ -100,7 +99,7 @@ with manage:
         slug = st.selectbox("Study", [r.slug for r in rows], key="manage_slug")
         with reading() as s:
             study = get_study(s, slug)
-            d = definition_of(study)
+            d = definition(study)
         st.write(f"Version {study.version} is **{study.status}**.")
         cols = st.columns(len(ACTIONS))
         for col, (action, label) in zip(cols, ACTIONS.items(), strict=True):

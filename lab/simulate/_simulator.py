@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .. import llm
-from ..dialogue import GO_AHEAD, Conversation, full_instruction, requested_shard
+from ..dialogue import Conversation
+from ..reveal import GO_AHEAD, full_instruction, requested_shard
 from ..judge import parse_json_object
 from ._checks import questions
 
