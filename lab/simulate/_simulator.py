@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 from .. import llm
 from ..dialogue import Conversation
-from ..reveal import GO_AHEAD, full_instruction, requested_shard
 from ..judge import parse_json_object
+from ..reveal import GO_AHEAD, full_instruction, requested_shard
 from ._checks import questions
 
 SIMULATOR_PROMPT_VERSION = "sim-1"

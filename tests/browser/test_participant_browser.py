@@ -410,11 +410,12 @@ def test_cards_are_in_view_on_a_phone(lab_server: Any, chromium: Any, tmp_path: 
         wait_for_app(page)
         wait_until(lambda: textarea(page).input_value())
         textarea(page).press("Enter")
-        wait_for_reply(page, 1, "Saturday")
+        wait_for_reply(page, 1, "Saturday", timeout=90)  # a fresh server imports litellm first
         pick_card(page, 2)
         type_and_send(page, "Muffins are three dollars each.")
         wait_for_reply(page, 2, "three dollars")
-        page.evaluate("() => window.scrollTo(0, 0)")
+        wait_until(lambda: main.get_by_role("button", name="Stop").count() == 0)
+        main.get_by_text("Task 1 of 1").scroll_into_view_if_needed()
         # Above the chat: every card is readable without opening anything.
         assert main.get_by_text("They sell muffins at $3 each.").is_visible()
         assert main.get_by_text("On Saturday they sold 40 muffins and 25 loaves.").is_visible()

@@ -148,7 +148,8 @@ def test_whole_flow_with_shard_bookkeeping_to_the_completion_code(db: Engine) ->
     at = click(at, "I agree to take part")
     at = click(at, "Start")
     assert "Task 1 of 1" in texts(at)
-    assert [b.label for b in at.button if b.label == "Put in my message"] == ["Put in my message"]  # card 1 only before the first message
+    # Card 1 only before the first message.
+    assert [b.label for b in at.button if b.label == "Put in my message"] == ["Put in my message"]
     assert not at.sidebar.children  # cards are on the page, not in a sidebar a phone collapses
 
     at = send(at, "Could you add two numbers?")
@@ -263,7 +264,13 @@ def test_timed_out_while_chatting_shows_the_time_ran_out_page(db: Engine) -> Non
 
 @pytest.mark.parametrize(
     "query",
-    [{"t": ""}, {"study": ""}, {"t": " "}, {"study": "web", "PROLIFIC_PID": ""}, {"study": "web", "PROLIFIC_PID": "p1", "SESSION_ID": ""}],
+    [
+        {"t": ""},
+        {"study": ""},
+        {"t": " "},
+        {"study": "web", "PROLIFIC_PID": ""},
+        {"study": "web", "PROLIFIC_PID": "p1", "SESSION_ID": ""},
+    ],
 )
 def test_empty_link_parameters_are_not_valid_and_mint_nobody(db: Engine, query: dict[str, str]) -> None:
     at = visit(**query)
@@ -305,6 +312,16 @@ def test_oversized_and_control_character_input_is_refused(db: Engine) -> None:
     assert "control characters" in at.error[0].value
     assert at.chat_input[0].value == "add two"
     assert turns(db, pid) == []
+
+
+def test_emoji_are_accepted_and_kept_whole(db: Engine) -> None:
+    pid, token = invite(db)
+    at = through_instructions(token)
+    text = "Us 👨‍👩‍👧‍👦 🏴󠁧󠁢󠁷󠁬󠁳󠁿 🇯🇵 1️⃣ 👋🏽"
+    at = send(at, text)
+    assert not at.error
+    assert chat(at)[0] == ("user", text)
+    assert turns(db, pid)[0].content == text
 
 
 def test_participant_html_shows_as_text_and_model_images_never_load(db: Engine) -> None:
