@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -105,6 +105,23 @@ _TURNS = Turn.__table__
 _SESSIONS = ChatSession.__table__
 _INSERT_SESSION = _SESSIONS.insert().returning(_SESSIONS.c.id)
 _EVENTS = Event.__table__
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A model call the engine needs made, by a blocking or an asynchronous driver."""
+
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+_Steps = Generator[_Call, "llm.Completion", _T]
+"""Engine logic that needs model calls: yields each call, is sent its completion (or thrown
+its ModelError), and returns its result."""
 
 
 class ConversationOver(RuntimeError):
@@ -582,16 +599,61 @@ class Conversation:
         # An empty rewrite would leave the assistant nothing to answer: it sees the transcript instead.
         return self.system_message() + [{"role": "user", "content": result.text.strip() or request[1]["content"]}]
 
-    def _mediate(self) -> list[dict[str, str]]:
+    # --- model calls ------------------------------------------------------------------
+    #
+    # What a reply needs (the mediator's rewrite, then the answer) is written once, as a
+    # generator of the model calls it needs made; ``_run`` makes them blocking (a page, the
+    # terminal) and ``_arun`` on the event loop (batch simulation).
+
+    def _mediation(self) -> _Steps[list[dict[str, str]]]:
         """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
         assert self.mediator is not None
         messages, params = self._mediator_request()
         try:
-            result = llm.complete(self.mediator.model, messages, params, timeout=self.timeout)
+            result = yield _Call(self.mediator.model, messages, params)
         except llm.ModelError as e:
             self._log_mediator(None, messages, params, e)
             raise
         return self._log_mediator(result, messages, params, None)
+
+    def _view(self) -> _Steps[list[dict[str, str]]]:
+        """What the model under test is sent (after the mediator's rewrite, in a mediator condition)."""
+        if self.mediator is None:
+            return self.model_messages()
+        return (yield from self._mediation())
+
+    def _answer(self) -> _Steps[llm.Completion]:
+        """The whole reply of the model under test, not streamed."""
+        messages = yield from self._view()
+        return (yield _Call(self.model, messages, dict(self.params)))
+
+    def _run(self, steps: _Steps[_T]) -> _T:
+        """Make the model calls of ``steps`` one after another, blocking; return their result."""
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = llm.complete(call.model, call.messages, call.params, timeout=self.timeout)
+                except llm.ModelError as e:
+                    call = steps.throw(e)
+                else:
+                    call = steps.send(result)
+        except StopIteration as done:
+            return done.value
+
+    async def _arun(self, steps: _Steps[_T]) -> _T:
+        """As :meth:`_run`, on the event loop."""
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = await llm.acomplete(call.model, call.messages, call.params, timeout=self.timeout)
+                except llm.ModelError as e:
+                    call = steps.throw(e)
+                else:
+                    call = steps.send(result)
+        except StopIteration as done:
+            return done.value
 
     def reply(self, *, stream: bool = True) -> Reply:
         """Ask the model under test for its next turn.
@@ -616,16 +678,6 @@ class Conversation:
         if not self.awaiting_reply:
             raise ConversationOver("There is no message to reply to.")
         return await Reply(self, stream=False).arun()
-
-    async def _amediate(self) -> list[dict[str, str]]:
-        assert self.mediator is not None
-        messages, params = self._mediator_request()
-        try:
-            result = await llm.acomplete(self.mediator.model, messages, params, timeout=self.timeout)
-        except llm.ModelError as e:
-            self._log_mediator(None, messages, params, e)
-            raise
-        return self._log_mediator(result, messages, params, None)
 
     def finish(self, outcome: str, *, then: Callable[[Connection], None] | None = None) -> None:
         """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned).
@@ -739,14 +791,13 @@ class Reply:
         conv = self.conv
         self._started = utcnow()
         try:
-            messages = conv._mediate() if conv.mediator is not None else conv.model_messages()
             if not self.stream:
-                result = llm.complete(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+                result = conv._run(conv._answer())
                 self._text = result.text
                 self._finish(result)
                 yield result.text
                 return
-            st = llm.stream(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+            st = llm.stream(conv.model, conv._run(conv._view()), dict(conv.params), timeout=conv.timeout)
         except llm.ModelError as e:
             self.error = e
             self._fail(e)
@@ -815,8 +866,7 @@ class Reply:
         conv = self.conv
         self._started = utcnow()
         try:
-            messages = await conv._amediate() if conv.mediator is not None else conv.model_messages()
-            result = await llm.acomplete(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+            result = await conv._arun(conv._answer())
         except llm.ModelError as e:
             self.error = e
             await self._astore(**self._failure(e))
