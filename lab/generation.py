@@ -42,6 +42,9 @@ class Generation:
     """The provider's message when the reply failed (it is stored as an error turn)."""
     stopped: bool = False
     """Whether the participant stopped it."""
+    crashed: bool = False
+    """Whether it failed outside the model (the database, a bug): nothing may be stored, so
+    the page offers a retry instead of waiting for a reply that is not coming."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -131,7 +134,7 @@ class Generations:
                 pieces.close()  # a reply cut short is committed as partial
         except Exception as e:  # noqa: BLE001 — a reply thread must never take the process down
             log.exception("reply for conversation %s failed", gen.session_id)
-            gen.error = str(e) or type(e).__name__
+            gen.error, gen.crashed = str(e) or type(e).__name__, True
         finally:
             with self._lock:
                 if self._running.get(gen.session_id) is gen:

@@ -186,7 +186,9 @@ def show_turn(conv: Conversation, turn: TurnView) -> None:
             st.markdown(render.model_markdown(turn.content))
         if turn.error is not None:
             st.warning(MODEL_FAILED)
-            st.button("Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:")
+            st.button(
+                "Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:"
+            )
         elif turn.partial:
             st.caption("This reply was cut off.")
 
@@ -198,7 +200,8 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
     a second tab ends this run, and the next page run attaches to the same reply.
     """
     with st.chat_message("assistant"):
-        st.button("Stop", key=f"stop_{conv.session_id}_{len(conv.turns)}", on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
+        stop_key = f"stop_{conv.session_id}_{len(conv.turns)}"
+        st.button("Stop", key=stop_key, on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
         shown = st.empty()
         shown.caption("The assistant is writing…")
         seen, drawn = 0, time.monotonic()
@@ -212,6 +215,11 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
                     shown.markdown(render.model_markdown(gen.text) + " ▍")
                 else:
                     shown.caption("The assistant is writing…")
+        if gen.crashed:
+            # Not the model: a run again would fail the same way at once, so the participant decides.
+            shown.warning(MODEL_FAILED)
+            st.button("Try again", key=f"retry_crashed_{conv.session_id}", icon=":material/refresh:")
+            return
     st.rerun()
 
 

@@ -119,3 +119,10 @@ def test_waiting_returns_as_pieces_arrive(sqlite_engine: Engine) -> None:
             seen = gen.pieces
             stamps.append((time.monotonic(), seen))
     assert len(stamps) > 5 and stamps[-1][1] == gen.pieces
+
+
+def test_a_failure_outside_the_model_is_reported_and_frees_the_conversation(sqlite_engine: Engine) -> None:
+    gens = Generations()
+    gen = gens.start(sqlite_engine, 9999)  # no such conversation
+    assert gen.join(10) and gen.crashed and gen.error and "9999" in gen.error
+    assert gens.running(9999) is None
