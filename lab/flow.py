@@ -13,7 +13,9 @@ Who is visiting comes from the link alone, looked up in the database on every pa
   personal token is minted and the page puts it in the URL (``?t=``), so a refresh
   returns to the same participant.
 
-Which links lead in (anything else gets one plain "link not valid" page):
+Which links lead in (anything else, including a link with an empty ``t``, ``study`` or
+Prolific parameter, gets one plain "link not valid" page; a timed-out participant is told
+instead that their time ran out, and whom to contact):
 
 | participant status | study (newest version) may be |
 |---|---|
