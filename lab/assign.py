@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from .schema import ChatSession, Event, Participant, Study, Turn, utcnow
 from .spec import StudyDefinition
+from .studies import definition
 
 RELEASED = ("timed_out", "withdrawn", "declined")
 """Statuses whose planned cells count as free again."""
@@ -353,13 +354,6 @@ def make_plan(d: StudyDefinition, fill: Fill | Counter[tuple[str, str]], rng: ra
 
 
 
-def definition_of(study: Study) -> StudyDefinition:
-    """The validated definition of a study row (parsed once per spec hash)."""
-    from .studies import definition
-
-    return definition(study)
-
-
 def current_fill(s: Session, study: Study) -> Fill:
     """What the study's live plans (not released) hold."""
     rows = s.scalars(select(Participant.plan).where(Participant.study_id == study.id, Participant.status.not_in(RELEASED), Participant.plan.is_not(None)))
@@ -454,7 +448,7 @@ def assign(s: Session, participant: Participant, *, now: datetime | None = None)
     assert study is not None
     _lock_study(s, study)
     expire_stale(s, study, now)
-    d = definition_of(study)
+    d = definition(study)
     arrival = s.scalar(
         select(func.count()).select_from(Participant).where(Participant.study_id == study.id, Participant.plan.is_not(None), Participant.id != participant.id)
     ) or 0

@@ -1,16 +1,7 @@
 """The conversation engine: runs one conversation under a study condition and records every turn.
 
-Reveal modes (see RESEARCH.md): every item is seen as a list of shards, shard 1 first.
-
-- ``FULL``: the first user turn carries the fully specified instruction.
-- ``CONCAT``: the first user turn carries every shard as a bullet list.
-- ``SHARDED``: the first user turn is shard 1; each later user turn reveals at most one new shard.
-- ``SNOWBALL``: as SHARDED, but the model sees each later user turn prefixed with every shard
-  revealed so far (the participant's own words are stored as written).
-- ``RECAP``: as SHARDED, plus one final lab-made user turn restating every shard once all are
-  out and answered.
-- ``ON_REQUEST``: after shard 1 a shard is revealed only when the assistant asks for what it
-  holds; otherwise the user tells it to go ahead.
+The reveal rules (FULL, CONCAT, SHARDED, SNOWBALL, RECAP, ON_REQUEST) live in
+:mod:`lab.reveal`; the engine applies them to each message and records the result.
 
 The user turn is committed before the model is called; the assistant turn is written when the
 first piece arrives and checkpointed while it streams, so a stop, a refresh or a crash keeps
@@ -21,18 +12,31 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import llm
+from . import reveal as rules
 from .errors import LabError
 from .group_commit import AfterWrite, GroupCommit, insert_turn
-from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem, parse_item
+from .items import Item, PresuppositionItem, Shard, parse_item
+from .reveal import (  # noqa: F401  (re-exported: the engine's public names)
+    GO_AHEAD,
+    RECAP_INTRO,
+    SNOWBALL_INTRO,
+    MessageRejected,
+    Opening,
+    bullet_list,
+    full_instruction,
+    item_shards,
+    requested_shard,
+)
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
 from .spec import ConditionSpec, ModelSpec
 from .studies import definition
@@ -50,13 +54,52 @@ MEDIATOR_PROMPT = (
 )
 """What the mediator model is told (stored with every mediator turn by version)."""
 
-GO_AHEAD = "Please go ahead with what you have."
-"""The user's reply in ON_REQUEST when the assistant did not ask for anything held back."""
-
-RECAP_INTRO = "Just to recap everything I need:"
-SNOWBALL_INTRO = "To restate what I've told you so far:"
 CHECKPOINT_SECONDS = 0.5
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+"""A subdivision flag (England, Scotland, Wales): a black flag, tag letters, a cancel tag."""
+_JOINERS = frozenset("\u200c\u200d")
+"""Zero-width non-joiner and joiner: they build emoji sequences and shape Arabic and Indic
+script; they hide nothing."""
+_PREPENDED = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd")
+"""Visible format characters (Arabic and Kaithi number signs)."""
+
+
+def _variation_selector(ch: str) -> bool:
+    return "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+
+
+def _hidden(text: str) -> list[bool]:
+    """Which characters of a text are invisible controls that could disguise it.
+
+    Refused: control characters other than tab and newline, and format characters (bidi
+    overrides and marks, zero-width space, word joiner, byte order mark, tag characters…),
+    except what Unicode builds visible text with: the zero-width joiner and non-joiner, tag
+    characters inside a subdivision flag, and one variation selector after a visible
+    character (a run of them can carry hidden data). Unassigned code points are kept, so
+    emoji newer than Python's Unicode tables pass.
+    """
+    in_flag = [False] * len(text)
+    for m in _EMOJI_TAG_SEQUENCE.finditer(text):
+        for i in range(m.start() + 1, m.end()):
+            in_flag[i] = True
+    out = [False] * len(text)
+    for i, ch in enumerate(text):
+        if ch in "\t\n" or in_flag[i]:
+            continue
+        if _variation_selector(ch):
+            prev = text[i - 1] if i else ""
+            out[i] = not prev or prev.isspace() or out[i - 1] or _variation_selector(prev)
+            continue
+        cat = unicodedata.category(ch)
+        out[i] = cat in ("Cc", "Cs") or (cat == "Cf" and ch not in _JOINERS and ch not in _PREPENDED)
+    return out
+
+
+def strip_hidden(text: str) -> str:
+    """The text without invisible controls (see :func:`_hidden`); emoji are kept whole."""
+    if text.isascii():
+        return text if text.isprintable() else "".join(ch for ch in text if " " <= ch < "\x7f" or ch in "\t\n")
+    return "".join(ch for ch, hide in zip(text, _hidden(text), strict=True) if not hide)
 
 
 _TURNS = Turn.__table__
@@ -65,8 +108,21 @@ _INSERT_SESSION = _SESSIONS.insert().returning(_SESSIONS.c.id)
 _EVENTS = Event.__table__
 
 
-class MessageRejected(LabError, ValueError):
-    """A participant message the lab refuses, with the reason to show."""
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A model call the engine needs made, by a blocking or an asynchronous driver."""
+
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+_Steps = Generator[_Call, "llm.Completion", _T]
+"""Engine logic that needs model calls: yields each call, is sent its completion (or thrown
+its ModelError), and returns its result."""
 
 
 class ConversationOver(LabError, RuntimeError):
@@ -74,7 +130,7 @@ class ConversationOver(LabError, RuntimeError):
 
 
 def clean_message(text: str | None, max_chars: int) -> str:
-    """Strip control characters; refuse empty and oversized messages.
+    """Strip invisible control characters (emoji are kept whole); refuse empty and oversized messages.
 
     Args:
         text: What the participant typed.
@@ -86,69 +142,12 @@ def clean_message(text: str | None, max_chars: int) -> str:
     Raises:
         MessageRejected: empty, whitespace-only or longer than ``max_chars``.
     """
-    cleaned = _CONTROL.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    cleaned = strip_hidden((text or "").replace("\r\n", "\n").replace("\r", "\n"))
     if not cleaned.strip():
         raise MessageRejected("Please write a message before sending.")
     if len(cleaned) > max_chars:
         raise MessageRejected(f"Your message is {len(cleaned):,} characters long; the limit is {max_chars:,}. Please shorten it.")
     return cleaned
-
-
-def item_shards(item: Item, condition: ConditionSpec) -> list[Shard]:
-    """The pieces an item is revealed in under a condition, the opening piece first."""
-    if isinstance(item, ShardedItem):
-        return list(item.shards)
-    if isinstance(item, ClarificationItem):
-        opening = item.question if not item.context else f"{item.context}\n\n{item.question}"
-        return [Shard(id=1, text=opening), *item.missing]
-    if isinstance(item, PresuppositionItem):
-        question = item.control if condition.presupposition == "control" and item.control else item.loaded
-        return [Shard(id=1, text=question)]
-    assert isinstance(item, OpenItem)
-    return [Shard(id=1, text=item.prompt)]
-
-
-def full_instruction(item: Item, condition: ConditionSpec) -> str:
-    """The whole task in one message (FULL)."""
-    if isinstance(item, ShardedItem):
-        return item.full_text()
-    shards = item_shards(item, condition)
-    return " ".join(s.text.strip() for s in shards)
-
-
-def bullet_list(shards: list[Shard]) -> str:
-    """Shards as a bullet list (CONCAT, RECAP)."""
-    return "\n".join(f"- {s.text.strip()}" for s in shards)
-
-
-_STOP = frozenset(
-    "a an the and or but if of to in on at for with by from is are was were be been it its this that these those "
-    "i you we they he she my your our their me us them do does did can could would should will shall what which "
-    "who whom how when where why there here so as than then also just about please tell know need want".split()
-)
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1}
-
-
-def requested_shard(assistant_text: str, remaining: list[Shard]) -> Shard | None:
-    """The held-back shard an assistant's question asks for, if any (ON_REQUEST).
-
-    A shard counts as requested when the assistant asks at least one question and the
-    question shares content words with the shard; the best overlap wins, ties go to the
-    earliest shard.
-    """
-    questions = [q for q in re.split(r"(?<=[?])\s+|\n+", assistant_text) if q.strip().endswith("?")]
-    if not questions or not remaining:
-        return None
-    asked = set().union(*(_content_words(q) for q in questions))
-    best: tuple[int, Shard] | None = None
-    for shard in remaining:
-        overlap = len(asked & _content_words(shard.text))
-        if overlap and (best is None or overlap > best[0]):
-            best = (overlap, shard)
-    return best[1] if best else None
 
 
 @dataclass(frozen=True)
@@ -168,14 +167,6 @@ class TurnView:
     @classmethod
     def of(cls, t: Turn) -> TurnView:
         return cls(t.id, t.index, t.role, t.source, t.content, t.model_content, list(t.shards or []), t.partial, t.error)
-
-
-@dataclass(frozen=True)
-class Opening:
-    """What the first user message should say under the condition, and what it reveals."""
-
-    text: str
-    shards: list[int]
 
 
 @dataclass(frozen=True)
@@ -201,6 +192,8 @@ class Setup:
     """The mediator model of a ``mediator`` condition."""
     turn_limit: int
     max_message_chars: int
+    carried_cards: rules.CarriedCards = "ask"
+    """The study's rule for a message that carries more than one new card."""
 
 
 @dataclass
@@ -230,6 +223,8 @@ class Conversation:
     timeout: float = 120.0
     participant_id: int | None = None
     """Who converses (None only for conversations built by hand in tests)."""
+    carried_cards: rules.CarriedCards = "ask"
+    """What a participant message carrying more than one new card gets (``plan.carried_cards``)."""
     group: GroupCommit | None = None
     """Shares the commits of this conversation's turns with others on the same event loop
     (batch simulation); None commits each turn on its own. Used by the ``a``-methods."""
@@ -316,6 +311,7 @@ class Conversation:
             mediator=setup.mediator,
             turn_limit=setup.turn_limit,
             max_message_chars=setup.max_message_chars,
+            carried_cards=setup.carried_cards,
             status="active",
             outcome=None,
             autolabel=autolabel,
@@ -331,22 +327,17 @@ class Conversation:
     @property
     def shards(self) -> list[Shard]:
         """Every piece of the task, in reveal order."""
-        return item_shards(self.item, self.condition)
+        return rules.item_shards(self.item, self.condition)
 
     @property
     def revealed(self) -> set[int]:
         """Shard ids revealed by user turns so far."""
-        out: set[int] = set()
-        for t in self.turns:
-            if t.role == "user":
-                out.update(t.shards)
-        return out
+        return rules.revealed(self.turns)
 
     @property
     def remaining(self) -> list[Shard]:
         """Shards not yet revealed, in order."""
-        done = self.revealed
-        return [s for s in self.shards if s.id not in done]
+        return rules.remaining(self.shards, self.revealed)
 
     @property
     def user_turns(self) -> int:
@@ -361,32 +352,18 @@ class Conversation:
 
     def opening(self) -> Opening:
         """The canonical first user message for this condition."""
-        shards = self.shards
-        if self.reveal == "FULL":
-            return Opening(full_instruction(self.item, self.condition), [s.id for s in shards])
-        if self.reveal == "CONCAT":
-            return Opening(bullet_list(shards), [s.id for s in shards])
-        return Opening(shards[0].text, [shards[0].id])
+        return rules.opening(self.reveal, self.item, self.condition)
 
     def shards_for_message(self, requested: list[int] | None) -> list[int]:
-        """Which shards a new user message reveals, enforcing the condition's rule.
-
-        The first message reveals the opening (all shards in FULL and CONCAT); later ones at
-        most one new shard.
+        """Which shards a new user message reveals (:func:`lab.reveal.message_shards`).
 
         Raises:
             MessageRejected: more than one new shard, or an unknown shard.
         """
-        if self.user_turns == 0:
-            return self.opening().shards
-        known = {s.id for s in self.shards}
-        new = [i for i in dict.fromkeys(requested or []) if i not in self.revealed]
-        unknown = [i for i in new if i not in known]
-        if unknown:
-            raise MessageRejected(f"Unknown card {unknown[0]}.")
-        if len(new) > 1:
-            raise MessageRejected("Please share one new card per message.")
-        return new
+        first = self.user_turns == 0
+        return rules.message_shards(
+            self.shards, self.revealed, requested, first=first, reveal=self.reveal, item=self.item, condition=self.condition
+        )
 
     def over_reason(self) -> str | None:
         """Why the conversation is over, or None while it goes on."""
@@ -423,14 +400,6 @@ class Conversation:
             elif t.role == "assistant" and t.error is None and t.content:
                 messages.append({"role": "assistant", "content": t.content})
         return messages
-
-    def _snowball_content(self, text: str, new_shards: list[int]) -> str | None:
-        if self.reveal != "SNOWBALL" or self.user_turns == 0:
-            return None
-        earlier = [s for s in self.shards if s.id in self.revealed and s.id not in new_shards]
-        if not earlier:
-            return None
-        return f"{SNOWBALL_INTRO}\n{bullet_list(earlier)}\n\n{text}"
 
     # --- writing ----------------------------------------------------------------------
 
@@ -526,7 +495,8 @@ class Conversation:
             MessageRejected: empty, too long, or revealing more than one new shard.
             ConversationOver: the conversation has ended or reached its turn limit.
         """
-        return self._write(**self._user_turn(text, shards, source, client))
+        fields, then = self._user_turn(text, shards, source, client)
+        return self._write(then=then, **fields)
 
     async def asend(
         self,
@@ -537,26 +507,63 @@ class Conversation:
         client: dict[str, Any] | None = None,
     ) -> TurnView:
         """As :meth:`send`, on the event loop, sharing the commit through :attr:`group`."""
-        return await self._awrite(**self._user_turn(text, shards, source, client))
+        fields, then = self._user_turn(text, shards, source, client)
+        return await self._awrite(then=then, **fields)
 
-    def _user_turn(self, text: str, shards: list[int] | None, source: str, client: dict[str, Any] | None) -> dict[str, Any]:
-        """The columns of a user message, once the rules allow it (see :meth:`send`)."""
+    def _user_turn(
+        self, text: str, shards: list[int] | None, source: str, client: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], AfterWrite | None]:
+        """The columns of a user message once the rules allow it, and the detection to log (see :meth:`send`).
+
+        A participant's text is read for cards it carries beyond the one picked
+        (:func:`lab.reveal.check_cards`); what is found is logged as a ``cards`` event
+        with the turn. Simulated participants are checked by the simulator's own rules.
+        """
         if self.status != "active":
             raise ConversationOver("This conversation has ended.")
         if self.user_turns >= self.turn_limit:
             raise ConversationOver(f"This conversation has reached its limit of {self.turn_limit} messages.")
         content = clean_message(text, self.max_message_chars)
         revealing = self.shards_for_message(shards)
+        done, first = self.revealed, self.user_turns == 0
+        then: AfterWrite | None = None
+        if source == "participant":
+            check = rules.check_cards(
+                self.shards, done, revealing, content, first=first, reveal=self.reveal, policy=self.carried_cards
+            )
+            found = check.record()
+            if check.refusal is not None:
+                self.log_event("cards", {**(found or {}), "turn": None, "refused": True})
+                raise MessageRejected(check.refusal)
+            revealing = check.shards
+            if found is not None:
+                then = self._cards_event(found)
         fields: dict[str, Any] = {
             "role": "user",
             "source": source,
             "content": content,
-            "model_content": self._snowball_content(content, revealing),
+            "model_content": rules.snowball_content(self.reveal, self.shards, done, revealing, content, first=first),
             "shards": revealing,
         }
         if client is not None:
             fields["client"] = client
-        return fields
+        return fields, then
+
+    def _cards_event(self, found: dict[str, list[int]]) -> AfterWrite:
+        """Log what a message's text was found to carry, in the transaction that writes the turn."""
+
+        def write(conn: Connection, turn_id: int) -> None:
+            conn.execute(
+                _EVENTS.insert(),
+                {
+                    "session_id": self.session_id,
+                    "participant_id": self.participant_id,
+                    "kind": "cards",
+                    "data": {**found, "turn": turn_id},
+                },
+            )
+
+        return write
 
     def recap_due(self) -> bool:
         """RECAP: every shard is out and answered, and the recap turn has not been sent."""
@@ -570,8 +577,7 @@ class Conversation:
 
     def send_recap(self) -> TurnView:
         """Write the lab-made recap turn restating every shard (RECAP)."""
-        text = f"{RECAP_INTRO}\n{bullet_list(self.shards)}"
-        return self._write(role="user", source="lab", content=text, shards=[])
+        return self._write(role="user", source="lab", content=rules.recap_text(self.shards), shards=[])
 
     def _mediator_request(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
         assert self.mediator is not None
@@ -594,16 +600,61 @@ class Conversation:
         # An empty rewrite would leave the assistant nothing to answer: it sees the transcript instead.
         return self.system_message() + [{"role": "user", "content": result.text.strip() or request[1]["content"]}]
 
-    def _mediate(self) -> list[dict[str, str]]:
+    # --- model calls ------------------------------------------------------------------
+    #
+    # What a reply needs (the mediator's rewrite, then the answer) is written once, as a
+    # generator of the model calls it needs made; ``_run`` makes them blocking (a page, the
+    # terminal) and ``_arun`` on the event loop (batch simulation).
+
+    def _mediation(self) -> _Steps[list[dict[str, str]]]:
         """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
         assert self.mediator is not None
         messages, params = self._mediator_request()
         try:
-            result = llm.complete(self.mediator.model, messages, params, timeout=self.timeout)
+            result = yield _Call(self.mediator.model, messages, params)
         except llm.ModelError as e:
             self._log_mediator(None, messages, params, e)
             raise
         return self._log_mediator(result, messages, params, None)
+
+    def _view(self) -> _Steps[list[dict[str, str]]]:
+        """What the model under test is sent (after the mediator's rewrite, in a mediator condition)."""
+        if self.mediator is None:
+            return self.model_messages()
+        return (yield from self._mediation())
+
+    def _answer(self) -> _Steps[llm.Completion]:
+        """The whole reply of the model under test, not streamed."""
+        messages = yield from self._view()
+        return (yield _Call(self.model, messages, dict(self.params)))
+
+    def _run(self, steps: _Steps[_T]) -> _T:
+        """Make the model calls of ``steps`` one after another, blocking; return their result."""
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = llm.complete(call.model, call.messages, call.params, timeout=self.timeout)
+                except llm.ModelError as e:
+                    call = steps.throw(e)
+                else:
+                    call = steps.send(result)
+        except StopIteration as done:
+            return done.value
+
+    async def _arun(self, steps: _Steps[_T]) -> _T:
+        """As :meth:`_run`, on the event loop."""
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = await llm.acomplete(call.model, call.messages, call.params, timeout=self.timeout)
+                except llm.ModelError as e:
+                    call = steps.throw(e)
+                else:
+                    call = steps.send(result)
+        except StopIteration as done:
+            return done.value
 
     def reply(self, *, stream: bool = True) -> Reply:
         """Ask the model under test for its next turn.
@@ -627,29 +678,7 @@ class Conversation:
         """
         if not self.awaiting_reply:
             raise ConversationOver("There is no message to reply to.")
-        r = Reply(self, stream=False)
-        r._started = utcnow()
-        try:
-            messages = await self._amediate() if self.mediator is not None else self.model_messages()
-            result = await llm.acomplete(self.model, messages, dict(self.params), timeout=self.timeout)
-        except llm.ModelError as e:
-            r.error = e
-            await r._astore(**r._failure(e))
-        else:
-            r._text = result.text
-            await r._astore(content=result.text, **_metrics(result))
-        assert r.turn is not None
-        return r.turn
-
-    async def _amediate(self) -> list[dict[str, str]]:
-        assert self.mediator is not None
-        messages, params = self._mediator_request()
-        try:
-            result = await llm.acomplete(self.mediator.model, messages, params, timeout=self.timeout)
-        except llm.ModelError as e:
-            self._log_mediator(None, messages, params, e)
-            raise
-        return self._log_mediator(result, messages, params, None)
+        return await Reply(self, stream=False).arun()
 
     def finish(self, outcome: str, *, then: Callable[[Connection], None] | None = None) -> None:
         """End the conversation (answered, gave_up, turn_limit, all_revealed, correct, abandoned).
@@ -763,14 +792,13 @@ class Reply:
         conv = self.conv
         self._started = utcnow()
         try:
-            messages = conv._mediate() if conv.mediator is not None else conv.model_messages()
             if not self.stream:
-                result = llm.complete(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+                result = conv._run(conv._answer())
                 self._text = result.text
                 self._finish(result)
                 yield result.text
                 return
-            st = llm.stream(conv.model, messages, dict(conv.params), timeout=conv.timeout)
+            st = llm.stream(conv.model, conv._run(conv._view()), dict(conv.params), timeout=conv.timeout)
         except llm.ModelError as e:
             self.error = e
             self._fail(e)
@@ -833,6 +861,21 @@ class Reply:
         else:
             self.turn = conv._update(self.turn, then=then, **fields)
         self._judged(auto)
+
+    async def arun(self) -> TurnView:
+        """Get the whole reply at once on the event loop and commit it (an error turn on failure)."""
+        conv = self.conv
+        self._started = utcnow()
+        try:
+            result = await conv._arun(conv._answer())
+        except llm.ModelError as e:
+            self.error = e
+            await self._astore(**self._failure(e))
+        else:
+            self._text = result.text
+            await self._astore(content=result.text, **_metrics(result))
+        assert self.turn is not None
+        return self.turn
 
     async def _astore(self, **fields: Any) -> None:
         """Write the whole reply at once (nothing was checkpointed), sharing the commit."""
@@ -913,6 +956,7 @@ def _setup(study: Study, item_row: ItemRow, cond_row: Condition, model: str, par
         mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
         turn_limit=d.spec.plan.turn_limit,
         max_message_chars=d.spec.plan.max_message_chars,
+        carried_cards=d.spec.plan.carried_cards,
     )
 
 
@@ -926,6 +970,9 @@ def start_session(
     model_override: str | None = None,
 ) -> ChatSession:
     """Create the conversation for one item under one condition (the caller commits).
+
+    The session row and its ``start`` event are written by :meth:`Conversation.begin`, on
+    the session's own transaction.
 
     Args:
         s: Open session.
@@ -942,17 +989,8 @@ def start_session(
     study = s.get(Study, participant.study_id)
     assert study is not None
     setup = resolve_setup(s, study, item_key, condition_key, model_override)
-    chat = ChatSession(
-        study_id=study.id,
-        participant_id=participant.id,
-        item_id=setup.item_id,
-        condition_id=setup.condition_id,
-        position=position,
-        model=setup.model,
-        model_params=setup.params,
-        status="active",
-    )
-    s.add(chat)
     s.flush()
-    s.add(Event(participant_id=participant.id, session_id=chat.id, kind="start", data={"item": item_key, "condition": condition_key}))
+    conv = Conversation.begin(s.get_bind(), s.connection(), setup, participant.id, position=position)  # type: ignore[arg-type]
+    chat = s.get(ChatSession, conv.session_id)
+    assert chat is not None
     return chat

@@ -13,7 +13,9 @@ Who is visiting comes from the link alone, looked up in the database on every pa
   personal token is minted and the page puts it in the URL (``?t=``), so a refresh
   returns to the same participant.
 
-Which links lead in (anything else gets one plain "link not valid" page):
+Which links lead in (anything else, including a link with an empty ``t``, ``study`` or
+Prolific parameter, gets one plain "link not valid" page; a timed-out participant is told
+instead that their time ran out, and whom to contact):
 
 | participant status | study (newest version) may be |
 |---|---|
@@ -35,24 +37,23 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from .assign import assign, cells, definition_of
-from .dialogue import GO_AHEAD, Conversation, MessageRejected, TurnView, clean_message, requested_shard, start_session
+from .assign import assign, cells
+from .dialogue import Conversation, MessageRejected, TurnView, clean_message, start_session
 from .errors import LabError
 from .links import PROLIFIC_PARAMS
 from .participants import by_token, create_participant, new_token
+from .reveal import GO_AHEAD, requested_shard
 from .schema import ChatSession, Event, Participant, Response, Study, utcnow
 from .spec import QuestionSpec, StudyDefinition
-from .studies import latest
+from .studies import definition, latest
 
 LINK_NOT_VALID = "This link is not valid"
 """The one thing a visitor with an unknown, closed, used-up or tampered link is told."""
@@ -61,7 +62,7 @@ PARTICIPANT_OUTCOMES = ("answered", "gave_up", "turn_limit")
 """How a participant may end a conversation: they have their answer, they give up, or
 they reached the study's message limit."""
 
-StepKind = Literal["consent", "instructions", "chat", "post_item", "post_study", "done", "declined", "not_valid"]
+StepKind = Literal["consent", "instructions", "chat", "post_item", "post_study", "done", "declined", "timed_out", "not_valid"]
 
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENTER: dict[str, tuple[str, ...]] = {
@@ -81,6 +82,19 @@ class LinkNotValid(LabError):
 
     def __init__(self) -> None:
         super().__init__(LINK_NOT_VALID)
+
+
+class TimeRanOut(LinkNotValid):
+    """The link of a participant who was timed out: the study's time for them ran out."""
+
+    def __init__(self, contact: str | None) -> None:
+        super().__init__()
+        self.contact = contact
+        """Whom to contact (the spec's ``contact``), if the study says."""
+
+
+TIME_RAN_OUT = "Your time for this study has run out"
+"""What a timed-out participant is told (with whom to contact), instead of "link not valid"."""
 
 
 class AnswersRejected(LabError, ValueError):
@@ -198,11 +212,15 @@ def resolve_link(engine: Engine, query: Mapping[str, Any]) -> Visit:
             malformed Prolific ids.
     """
     token, slug = _param(query, "t"), _param(query, "study")
+    # A parameter that is there but empty is a broken link, never a reason to fall back
+    # (an empty PROLIFIC_PID would otherwise mint a stranger a new participant).
+    if any(k in query and _param(query, k) is None for k in ("t", "study", *PROLIFIC_PARAMS)):
+        raise LinkNotValid()
     with Session(engine, expire_on_commit=False) as s, s.begin():
         if token:
             participant = by_token(s, token)
             if participant is None or not may_enter(s, participant):
-                raise LinkNotValid()
+                _refuse(s, participant)
             return Visit(participant.id)
         if not slug:
             raise LinkNotValid()
@@ -212,10 +230,10 @@ def resolve_link(engine: Engine, query: Mapping[str, Any]) -> Visit:
         pid = prolific.get("PROLIFIC_PID")
         if pid and (found := _by_prolific(s, slug, pid)) is not None:
             if not may_enter(s, found):
-                raise LinkNotValid()
+                _refuse(s, found)
             return Visit(found.id)
         study = latest(s, slug)
-        if study is None or study.status != "open" or not cells(definition_of(study)):
+        if study is None or study.status != "open" or not cells(definition(study)):
             raise LinkNotValid()
         _lock_study(s, study)
         if pid and (found := _by_prolific(s, slug, pid)) is not None:  # arrived while we waited for the lock
@@ -224,6 +242,14 @@ def resolve_link(engine: Engine, query: Mapping[str, Any]) -> Visit:
         participant = create_participant(s, study, token=minted, prolific=prolific)
         s.add(Event(participant_id=participant.id, kind="link", data={"via": "open", "prolific": bool(pid)}))
         return Visit(participant.id, minted)
+
+
+def _refuse(s: Session, participant: Participant | None) -> NoReturn:
+    """Refuse a link: a timed-out participant is told their time ran out, anyone else that it is not valid."""
+    if participant is not None and participant.status == "timed_out" and participant.kind != "simulated":
+        study = s.get(Study, participant.study_id)
+        raise TimeRanOut(definition(study).spec.contact if study is not None else None)
+    raise LinkNotValid()
 
 
 # --- the participant's way through ------------------------------------------------------
@@ -260,7 +286,7 @@ class Flow:
                 raise LookupError(f"no participant {participant_id}")
             study = s.get(Study, p.study_id)
             assert study is not None
-            return cls(engine, p.id, study.id, definition_of(study))
+            return cls(engine, p.id, study.id, definition(study))
 
     # --- reading ------------------------------------------------------------------------
 
@@ -295,6 +321,8 @@ class Flow:
             return Step("consent", total=total)
         if p.status == "consented":
             return Step("instructions", total=total)
+        if p.status == "timed_out":
+            return Step("timed_out", total=total)
         if p.status != "active" or not may_enter(s, p):
             return Step("not_valid", total=total)
         if p.position < total:
@@ -598,13 +626,21 @@ def send_message(conv: Conversation, text: str | None, card: int | None = None, 
     return conv.send(content, shards, source="participant", client=client)
 
 
-def transcript(conv: Conversation) -> list[TurnView]:
+def transcript(conv: Conversation, *, live: bool = False) -> list[TurnView]:
     """The turns the participant sees: their messages and the assistant's replies.
 
     Mediator rewrites are never shown; a failed reply is shown only while it is the
     latest turn (its retry replaces it on screen, the record keeps both).
+
+    Args:
+        conv: The conversation.
+        live: A reply is being generated; its stored checkpoint is left out, since the
+            page shows the reply itself as it grows (a failed reply being retried too).
     """
     shown = [t for t in conv.turns if t.role in ("user", "assistant")]
+    if live:
+        while shown and shown[-1].role == "assistant":
+            shown.pop()
     return [t for i, t in enumerate(shown) if t.error is None or i == len(shown) - 1]
 
 
@@ -697,53 +733,3 @@ def client_timing(draft: ClientRecord | None) -> dict[str, Any] | None:
         "reported_at": draft.at.isoformat(),
         "clock": "browser",
     }
-
-
-# --- streams ----------------------------------------------------------------------------
-
-
-class Streams:
-    """Which conversations are streaming a reply in this process, and who may stop them.
-
-    A participant who opens their link in a second tab while the first still streams
-    takes the conversation over: the first tab's stream stops (what arrived is kept as
-    partial) so both tabs show the same record.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: dict[int, tuple[str, threading.Event]] = {}
-
-    def begin(self, session_id: int, owner: str) -> threading.Event:
-        """Register a stream; the returned event is set when it should stop."""
-        stop = threading.Event()
-        with self._lock:
-            self._active[session_id] = (owner, stop)
-        return stop
-
-    def end(self, session_id: int, owner: str) -> None:
-        """Forget a stream that has ended."""
-        with self._lock:
-            if session_id in self._active and self._active[session_id][0] == owner:
-                del self._active[session_id]
-
-    def take_over(self, session_id: int, owner: str, wait: float = 15.0) -> bool:
-        """Stop another page's stream of this conversation and wait for it to end.
-
-        Returns:
-            True when no other page streams it any more.
-        """
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock:
-                entry = self._active.get(session_id)
-                if entry is None or entry[0] == owner:
-                    return True
-                entry[1].set()
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-
-
-STREAMS = Streams()
-"""The process-wide stream registry."""

@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from .assign import EXPIRABLE, current_fill, definition_of, plan_length, release
+from .assign import EXPIRABLE, current_fill, plan_length, release
 from .schema import PARTICIPANT_STATUSES, ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
+from .studies import definition
 
 MEDIAN_WINDOW = 500
 """Most recent finished conversations the median time per item is taken over."""
@@ -149,7 +150,7 @@ def cell_targets(study: Study, target_participants: int) -> dict[tuple[str, str]
     """Conversations each cell needs so that ``target_participants`` fill all cells evenly."""
     from .assign import cells
 
-    d = definition_of(study)
+    d = definition(study)
     all_cells = cells(d)
     if not all_cells or target_participants <= 0:
         return {cell: 0 for cell in all_cells}

@@ -43,8 +43,8 @@ PARTICIPANT_PARAMS = ("t", "study")
 
 
 def is_participant_visit(query: Mapping[str, Any]) -> bool:
-    """A personal (``?t=``) or open study (``?study=``) link."""
-    return any(query.get(k) for k in PARTICIPANT_PARAMS)
+    """A personal (``?t=``) or open study (``?study=``) link, even an empty one (the study page refuses it)."""
+    return any(k in query for k in PARTICIPANT_PARAMS)
 
 
 def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, list[PageEntry]], PageEntry]:

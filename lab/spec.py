@@ -121,6 +121,11 @@ class PlanSpec(_Spec):
     timeout_minutes: int = Field(default=90, ge=1)
     """A participant inactive this long is timed out and releases their cells."""
 
+    carried_cards: Literal["ask", "record"] = "ask"
+    """A participant message whose text carries more than one new card (or a first message
+    that carries a card beyond card 1): ``ask`` refuses it and asks for one card per
+    message; ``record`` records every card it carries. Either way the detection is logged."""
+
 
 class QuestionSpec(_Spec):
     """A survey question after each item or at the end."""
@@ -203,6 +208,9 @@ class StudySpec(_Spec):
     instructions: str = Field(min_length=1)
     debrief: str | None = None
     """Shown at the end (e.g. that some questions contained false assumptions)."""
+    contact: str | None = Field(default=None, max_length=500)
+    """Whom participants may contact about the study (an email address or a sentence); shown
+    to a participant whose time ran out."""
     models: dict[str, ModelSpec] = Field(min_length=1)
     conditions: dict[str, ConditionSpec] = Field(min_length=1)
     items: list[dict[str, Any]] = Field(min_length=1)

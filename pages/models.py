@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from lab.assign import definition_of
 from lab.modelcheck import CheckResult, check, study_models
-from lab.studies import get_study
+from lab.studies import definition, get_study
 from lab.ui import pick_study, reading, staff_header
 from lab.web.guard import require_role
 
@@ -18,7 +17,7 @@ if slug is None:
     st.stop()
 with reading() as s:
     study = get_study(s, slug)
-    d = definition_of(study)
+    d = definition(study)
 
 
 def show(result: CheckResult) -> None:

@@ -117,13 +117,27 @@ def live() -> None:
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         who = c1.selectbox("Stuck participant", list(labels), key="timeout_choice")
         if c2.button("Time out", key="timeout_button", help="Ends their part and frees their cells for new participants."):
-            with writing() as s:
-                done = monitor.time_out(s, s.get(Study, study.id), labels[who], visitor.username or "staff")
-            read_snapshot.clear()
-            if done:
-                st.success(f"{who} timed out; their cells are free again.")
-            else:
-                st.info(f"{who} had already finished or left.")
+            st.session_state["timeout_pending"] = who
+        # Timing someone out cannot be undone: it is asked once more before it is done.
+        pending = st.session_state.get("timeout_pending")
+        if pending is not None and pending in labels:
+            st.warning(
+                f"Time out {pending}? Their link stops working (they are told their time ran out) "
+                "and their cells are freed. This cannot be undone."
+            )
+            yes, no = st.columns(2)
+            if yes.button(f"Yes, time out {pending}", key="timeout_confirm", type="primary"):
+                del st.session_state["timeout_pending"]
+                with writing() as s:
+                    done = monitor.time_out(s, s.get(Study, study.id), labels[pending], visitor.username or "staff")
+                read_snapshot.clear()
+                if done:
+                    st.success(f"{pending} timed out; their cells are free again.")
+                else:
+                    st.info(f"{pending} had already finished or left.")
+            elif no.button("Cancel", key="timeout_cancel"):
+                del st.session_state["timeout_pending"]
+                st.rerun(scope="fragment")
         st.caption(f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically when the next participant arrives.")
     else:
         st.write("Nobody is in the middle of the study.")

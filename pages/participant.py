@@ -7,12 +7,14 @@ Who is visiting and where they are come from the link and the database on every 
 
 from __future__ import annotations
 
+import time
 import uuid
+
 import streamlit as st
 
 from lab import flow, render
 from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
-from lab.llm import ModelError
+from lab.generation import GENERATIONS, Generation
 from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input
 
 ENGINE = engine()
@@ -41,6 +43,21 @@ def not_valid() -> None:
     """The plain page for any link that leads nowhere; nothing else is shown."""
     st.title(flow.LINK_NOT_VALID)
     st.write("Please check that you opened the whole link you were given.")
+    st.stop()
+
+
+def time_ran_out(contact: str | None) -> None:
+    """The page for a participant whose time ran out: what happened and whom to contact."""
+    st.title(flow.TIME_RAN_OUT)
+    st.write("The time this study allows for taking part has passed, so this link no longer opens the study.")
+    if contact:
+        st.write("If you have questions, or think this is a mistake, please contact:")
+        st.text(contact)
+    else:
+        st.write(
+            "If you have questions, please contact the researchers through the site that sent you here "
+            "(for example, Prolific's messages)."
+        )
     st.stop()
 
 
@@ -79,7 +96,10 @@ def on_paste(session_id: int, text: str, pick_key: str, card: int | None) -> Non
 
 
 def on_stop(session_id: int) -> None:
-    """Log the participant's Stop (the interrupted run has already kept what arrived)."""
+    """Cut the reply in progress on purpose, wait until what arrived is stored, and log the Stop."""
+    if (gen := GENERATIONS.running(session_id)) is not None:
+        gen.stop()
+        gen.join(30)
     conv = Conversation.load(ENGINE, session_id)
     last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
     conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
@@ -128,24 +148,27 @@ def instructions_step(f: flow.Flow) -> None:
 
 
 def show_cards(conv: Conversation, pick_key: str, active: bool) -> None:
-    """The task cards in the sidebar, each with its state and a paste button when it may be shared."""
+    """The task cards, each with its state and a paste button when it may be shared.
+
+    They are drawn in the page's first column: beside the chat on a wide screen, above it
+    on a phone (Streamlit stacks columns on narrow screens), never in a collapsed sidebar.
+    """
     kind = flow.presentation(conv)
     choices = flow.card_choices(conv)
-    with st.sidebar:
-        st.header("Your question" if kind == "question" else "Your task")
-        for card in flow.cards(conv):
-            with st.container(border=True):
-                title = "Card" if card.id == 0 else f"Card {card.id}"
-                st.markdown(f"**{title}** · {CARD_STATE[card.state]}")
-                st.text(card.text)
-                if active and (card.state in ("start", "asked") or card.id in choices):
-                    st.button(
-                        "Put in my message",
-                        key=f"paste_{conv.session_id}_{card.id}",
-                        on_click=on_paste,
-                        args=(conv.session_id, card.text, pick_key, card.id if card.id in choices else None),
-                        icon=":material/content_paste:",
-                    )
+    st.subheader("Your question" if kind == "question" else "Your task")
+    for card in flow.cards(conv):
+        with st.container(border=True):
+            title = "Card" if card.id == 0 else f"Card {card.id}"
+            st.markdown(f"**{title}** · {CARD_STATE[card.state]}")
+            st.text(card.text)
+            if active and (card.state in ("start", "asked") or card.id in choices):
+                st.button(
+                    "Put in my message",
+                    key=f"paste_{conv.session_id}_{card.id}",
+                    on_click=on_paste,
+                    args=(conv.session_id, card.text, pick_key, card.id if card.id in choices else None),
+                    icon=":material/content_paste:",
+                )
 
 
 def show_turn(conv: Conversation, turn: TurnView) -> None:
@@ -163,36 +186,40 @@ def show_turn(conv: Conversation, turn: TurnView) -> None:
             st.markdown(render.model_markdown(turn.content))
         if turn.error is not None:
             st.warning(MODEL_FAILED)
-            st.button("Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:")
+            st.button(
+                "Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:"
+            )
         elif turn.partial:
             st.caption("This reply was cut off.")
 
 
-def stream_reply(conv: Conversation) -> None:
-    """Stream the assistant's reply into a chat bubble; a Stop click or a refresh keeps what arrived."""
-    owner = st.session_state["owner"]
+def live_reply(conv: Conversation, gen: Generation) -> None:
+    """Show the reply being generated until it ends, then run the page again.
+
+    The reply runs on the server (``lab.generation``), not in this page run: a refresh or
+    a second tab ends this run, and the next page run attaches to the same reply.
+    """
     with st.chat_message("assistant"):
-        st.button("Stop", key=f"stop_{conv.session_id}_{len(conv.turns)}", on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
+        stop_key = f"stop_{conv.session_id}_{len(conv.turns)}"
+        st.button("Stop", key=stop_key, on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
         shown = st.empty()
         shown.caption("The assistant is writing…")
-        try:
-            reply = conv.reply(stream=True)
-        except ConversationOver:  # another tab answered first
-            st.rerun()
-        pieces = iter(reply)
-        stop = flow.STREAMS.begin(conv.session_id, owner)
-        try:
-            for _ in pieces:
-                shown.markdown(render.model_markdown(reply.text) + " ▍")
-                if stop.is_set():
-                    break
-        except ModelError:
-            pass  # committed as an error turn; the next run offers a retry
-        finally:
-            pieces.close()  # a stream cut short is committed as partial
-            flow.STREAMS.end(conv.session_id, owner)
-    if stop.is_set():
-        conv.log_event("stop", {"by": "another_tab"})
+        seen, drawn = 0, time.monotonic()
+        while not gen.done:
+            gen.wait(seen, 0.25)
+            # Draw on news, and at least twice a second: every draw is where Streamlit
+            # notices that this run should end (a Stop click, a closed tab).
+            if gen.pieces > seen or time.monotonic() - drawn >= 0.5:
+                seen, drawn = gen.pieces, time.monotonic()
+                if gen.text:
+                    shown.markdown(render.model_markdown(gen.text) + " ▍")
+                else:
+                    shown.caption("The assistant is writing…")
+        if gen.crashed:
+            # Not the model: a run again would fail the same way at once, so the participant decides.
+            shown.warning(MODEL_FAILED)
+            st.button("Try again", key=f"retry_crashed_{conv.session_id}", icon=":material/refresh:")
+            return
     st.rerun()
 
 
@@ -200,21 +227,23 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     """The conversation of the current item: cards, history, the reply in progress, the controls."""
     conv = f.conversation()
     sid = conv.session_id
-    claimed = f"claimed_{sid}"
-    if not st.session_state.get(claimed):
-        st.session_state[claimed] = True
-        flow.STREAMS.take_over(sid, st.session_state["owner"])
-        conv.refresh()
     kind = flow.presentation(conv)
     pick_key = f"pick_{sid}_{conv.user_turns}"
     limit_reached = conv.user_turns >= conv.turn_limit
     retry = st.session_state.pop(f"retry_{sid}", False) and flow.failed_reply(conv)
-    will_stream = flow.reply_pending(conv) or retry or conv.recap_due()
+    gen = GENERATIONS.running(sid)
+    if gen is None and conv.recap_due():
+        conv.send_recap()
+    if gen is None and (flow.reply_pending(conv) or retry):
+        gen = GENERATIONS.start(ENGINE, sid, retry=retry)
+    will_stream = gen is not None
 
     st.caption(f"Task {step.position + 1} of {step.total}")
     st.progress(step.position / max(step.total, 1))
     st.markdown(GUIDE[kind])
-    show_cards(conv, pick_key, not will_stream and not limit_reached)
+    cards_column, chat_column = st.columns([2, 3], gap="medium")
+    with cards_column:
+        show_cards(conv, pick_key, not will_stream and not limit_reached)
     st.chat_input(
         "Write to the assistant…",
         key=chat_key(sid),
@@ -223,45 +252,45 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
         submit_mode="disable",
         disabled=will_stream or limit_reached,
     )
-    for turn in flow.transcript(conv):
-        show_turn(conv, turn)
-    if will_stream:
-        if conv.recap_due():
-            show_turn(conv, conv.send_recap())
-        stream_reply(conv)
-        return
+    with chat_column:
+        for turn in flow.transcript(conv, live=will_stream):
+            show_turn(conv, turn)
+        if gen is not None:
+            live_reply(conv, gen)
+            return
 
-    if notice := st.session_state.pop(NOTICE, None):
-        st.error(notice)
-    if conv.user_turns == 0:
-        st.caption("Start with the card on the left: write it in your own words, or put it in your message.")
-    at_limit = limit_reached and not flow.failed_reply(conv)
-    if at_limit:
-        st.info(f"You have sent the {conv.turn_limit} messages this task allows.")
-    choices = [] if at_limit else flow.card_choices(conv)
-    if choices:
-        st.radio(
-            "This message shares",
-            [0, *choices],
-            format_func=lambda c: "no new card" if c == 0 else f"card {c}",
-            horizontal=True,
-            key=pick_key,
-        )
-    if not at_limit and (go_ahead := flow.go_ahead_text(conv)):
-        st.button(f"Reply: “{go_ahead}”", on_click=on_paste, args=(sid, go_ahead, pick_key, None))
-    done, other = st.columns(2)
-    ending = None
-    if done.button("I have my answer", type="primary", disabled=not flow.can_finish(conv), width="stretch"):
-        ending = "answered"
-    if at_limit:
-        if other.button("Continue without an answer", width="stretch"):
-            ending = "turn_limit"
-    elif other.button("Give up on this task", disabled=conv.user_turns == 0, width="stretch"):
-        ending = "gave_up"
-    if ending:
-        with st.spinner("Saving…"):
-            f.finish_item(conv, ending)
-        st.rerun()
+        if notice := st.session_state.pop(NOTICE, None):
+            st.error(notice)
+        if conv.user_turns == 0:
+            first = "card 1" if kind in ("pieces", "on_request") else "your card"
+            st.caption(f"Start with {first}: write it in your own words, or put it in your message.")
+        at_limit = limit_reached and not flow.failed_reply(conv)
+        if at_limit:
+            st.info(f"You have sent the {conv.turn_limit} messages this task allows.")
+        choices = [] if at_limit else flow.card_choices(conv)
+        if choices:
+            st.radio(
+                "This message shares",
+                [0, *choices],
+                format_func=lambda c: "no new card" if c == 0 else f"card {c}",
+                horizontal=True,
+                key=pick_key,
+            )
+        if not at_limit and (go_ahead := flow.go_ahead_text(conv)):
+            st.button(f"Reply: “{go_ahead}”", on_click=on_paste, args=(sid, go_ahead, pick_key, None))
+        done, other = st.columns(2)
+        ending = None
+        if done.button("I have my answer", type="primary", disabled=not flow.can_finish(conv), width="stretch"):
+            ending = "answered"
+        if at_limit:
+            if other.button("Continue without an answer", width="stretch"):
+                ending = "turn_limit"
+        elif other.button("Give up on this task", disabled=conv.user_turns == 0, width="stretch"):
+            ending = "gave_up"
+        if ending:
+            with st.spinner("Saving…"):
+                f.finish_item(conv, ending)
+            st.rerun()
 
 
 def questions_step(f: flow.Flow, step: flow.Step) -> None:
@@ -306,6 +335,8 @@ def declined_step() -> None:
 
 try:
     visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+except flow.TimeRanOut as e:
+    time_ran_out(e.contact)
 except flow.LinkNotValid:
     not_valid()
 if visit.token:
@@ -319,6 +350,8 @@ if st.session_state.get("page_of") != visit.participant_id:
     st.session_state["owner"] = uuid.uuid4().hex
     participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
 
+if current.kind == "timed_out":
+    time_ran_out(participant.definition.spec.contact)
 if current.kind == "not_valid":
     not_valid()
 browser_reports(participant, current.session_id)

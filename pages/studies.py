@@ -3,10 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from lab.assign import definition_of
 from lab.console import STUDIES_DIR, check_spec_text, preview, spec_source
 from lab.spec import SpecError, StudyDefinition
-from lab.studies import STATUS_CHANGES, StudyError, get_study, list_studies, load_study, set_status
+from lab.studies import STATUS_CHANGES, StudyError, definition, get_study, list_studies, load_study, set_status
 from lab.ui import flash, reading, remember_study, remembered_study, staff_header, writing
 from lab.web.guard import require_role
 
@@ -108,7 +107,7 @@ with manage:
         )
         with reading() as s:
             study = get_study(s, slug)
-            d = definition_of(study)
+            d = definition(study)
         st.write(f"Version {study.version} is **{study.status}**.")
         cols = st.columns(len(ACTIONS))
         for col, (action, label) in zip(cols, ACTIONS.items(), strict=True):

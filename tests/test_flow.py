@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -327,11 +326,11 @@ def test_conversation_outside_a_chat_step_is_refused(sqlite_engine: Engine) -> N
         started(sqlite_engine, NO_QUESTIONS).finish_item(None, "correct")  # type: ignore[arg-type]
 
 
-def test_a_participant_timed_out_mid_way_is_shown_the_not_valid_step(sqlite_engine: Engine) -> None:
+def test_a_participant_timed_out_mid_way_is_told_their_time_ran_out(sqlite_engine: Engine) -> None:
     f = started(sqlite_engine)
     f.conversation()
     set_participant(sqlite_engine, f.participant_id, status="timed_out")
-    assert f.step().kind == "not_valid"
+    assert f.step().kind == "timed_out"
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -513,22 +512,3 @@ def test_visibility_reports_become_events(sqlite_engine: Engine) -> None:
         ("page_hidden", conv.session_id, {"client_at": "2023-11-14T22:13:20+00:00"}),
         ("page_visible", conv.session_id, {"client_at": "2023-11-14T22:13:29+00:00"}),
     ]
-
-
-def test_a_second_tab_takes_a_stream_over() -> None:
-    streams = flow.Streams()
-    stop = streams.begin(7, "first")
-    assert streams.take_over(7, "first") and not stop.is_set()  # its own stream is left alone
-
-    def first_tab() -> None:
-        stop.wait(5)
-        time.sleep(0.1)
-        streams.end(7, "first")
-
-    thread = threading.Thread(target=first_tab)
-    thread.start()
-    assert streams.take_over(7, "second", wait=5)
-    thread.join()
-    assert stop.is_set()
-    streams.begin(8, "stuck")
-    assert not streams.take_over(8, "second", wait=0.1)

@@ -119,14 +119,43 @@ def _usage_of(obj: Any) -> tuple[int | None, int | None]:
     return (int(prompt) if prompt is not None else None, int(completion) if completion is not None else None)
 
 
-def _gave_up(error: ModelError, attempts: int) -> ModelError:
-    if attempts <= 1:
-        return error
-    return ModelError(error.kind, f"{error.message} (gave up after {attempts} attempts)", error.retryable)
+class _Retries:
+    """The gateway's one retry rule, for every kind of call.
 
+    Iterate it for attempts; when an attempt fails, :meth:`wait` says how long to wait
+    before the next one, or raises the call's :class:`ModelError` when there is none:
+    the error is not transient, the retries are used up, or (``after_output=False``, a
+    stream) text has already been passed on, which a retry could not take back. The
+    callers differ only in how they call and how they wait (blocking or on the loop).
+    """
 
-def _should_retry(error: ModelError, attempt: int, max_retries: int) -> bool:
-    return error.retryable and attempt <= max_retries
+    def __init__(self, model: str, timeout: float, max_retries: int, *, after_output: bool) -> None:
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.after_output = after_output
+        """Whether a call that already produced output may be retried."""
+        self.attempts = 0
+        """Attempts made so far."""
+        self.policy = retry_policy()
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.attempts += 1
+            yield self.attempts
+
+    def wait(self, exc: BaseException, *, produced: bool = False) -> float:
+        """Seconds to wait before retrying after ``exc``.
+
+        Raises:
+            ModelError: no retry: the error as the lab reports it (with the attempts made).
+        """
+        error = from_exception(exc, self.model, self.timeout)
+        if not error.retryable or self.attempts > self.max_retries or (produced and not self.after_output):
+            if self.attempts > 1:
+                error = ModelError(error.kind, f"{error.message} (gave up after {self.attempts} attempts)", error.retryable)
+            raise error from exc
+        return self.policy.delay(self.attempts)
 
 
 def complete(
@@ -167,19 +196,14 @@ def complete(
     litellm = _guard(load_litellm())
     # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
     started_at, start = utc_now(), time.perf_counter()
-    policy = retry_policy()
-    attempt = 0
-    while True:
-        attempt += 1
+    retries = _Retries(model, timeout, max_retries, after_output=True)
+    for _ in retries:
         try:
             response = litellm.completion(**_request(model, messages, params, timeout, stream=False))
             break
         except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-            error = from_exception(exc, model, timeout)
-            if not _should_retry(error, attempt, max_retries):
-                raise _gave_up(error, attempt) from exc
-            policy.sleep(policy.delay(attempt))
-    return _from_response(model, params, response, started_at, start, attempt)
+            retries.policy.sleep(retries.wait(exc))
+    return _from_response(model, params, response, started_at, start, retries.attempts)
 
 
 async def acomplete(
@@ -209,19 +233,14 @@ async def acomplete(
     _preflight(model, messages, params)
     litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
     started_at, start = utc_now(), time.perf_counter()
-    policy = retry_policy()
-    attempt = 0
-    while True:
-        attempt += 1
+    retries = _Retries(model, timeout, max_retries, after_output=True)
+    for _ in retries:
         try:
             response = await litellm.acompletion(**_request(model, messages, params, timeout, stream=False))
             break
         except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-            error = from_exception(exc, model, timeout)
-            if not _should_retry(error, attempt, max_retries):
-                raise _gave_up(error, attempt) from exc
-            await policy.asleep(policy.delay(attempt))
-    return _from_response(model, params, response, started_at, start, attempt)
+            await retries.policy.asleep(retries.wait(exc))
+    return _from_response(model, params, response, started_at, start, retries.attempts)
 
 
 def _from_response(
@@ -404,9 +423,8 @@ class Stream(_Reading):
             _preflight(self.model, self.messages, self.params)
             litellm = _guard(load_litellm())
             record.started_at, record.start = utc_now(), time.perf_counter()
-            policy = retry_policy()
-            while True:
-                record.attempts += 1
+            retries = _Retries(self.model, self.timeout, self.max_retries, after_output=False)
+            for record.attempts in retries:
                 try:
                     self._upstream = litellm.completion(
                         **_request(self.model, self.messages, self.params, self.timeout, stream=True)
@@ -422,11 +440,9 @@ class Stream(_Reading):
                     break
                 except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
                     _close_upstream(self._upstream)
-                    error = from_exception(exc, self.model, self.timeout)
-                    if record.parts or not _should_retry(error, record.attempts, self.max_retries):
-                        raise _gave_up(error, record.attempts) from exc
+                    delay = retries.wait(exc, produced=bool(record.parts))
                     record.restart()
-                    policy.sleep(policy.delay(record.attempts))
+                    retries.policy.sleep(delay)
         except ModelError as error:
             record.error = error
             record.finish(partial=True)
@@ -491,9 +507,8 @@ class AsyncStream(_Reading):
             _preflight(self.model, self.messages, self.params)
             litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
             record.started_at, record.start = utc_now(), time.perf_counter()
-            policy = retry_policy()
-            while True:
-                record.attempts += 1
+            retries = _Retries(self.model, self.timeout, self.max_retries, after_output=False)
+            for record.attempts in retries:
                 try:
                     self._upstream = await litellm.acompletion(
                         **_request(self.model, self.messages, self.params, self.timeout, stream=True)
@@ -505,11 +520,9 @@ class AsyncStream(_Reading):
                     break
                 except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
                     await self._aclose_upstream()
-                    error = from_exception(exc, self.model, self.timeout)
-                    if record.parts or not _should_retry(error, record.attempts, self.max_retries):
-                        raise _gave_up(error, record.attempts) from exc
+                    delay = retries.wait(exc, produced=bool(record.parts))
                     record.restart()
-                    await policy.asleep(policy.delay(record.attempts))
+                    await retries.policy.asleep(delay)
         except ModelError as error:
             record.error = error
             record.finish(partial=True)

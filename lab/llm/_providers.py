@@ -115,79 +115,82 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
                 llm_provider=SCRIPTED_PROVIDER,
             )
 
-        def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
-            """Yield the scripted reply word by word, then its usage."""
+        def _steps(self, kwargs: dict[str, Any], *, stream: bool) -> Iterator[tuple[float, Any]]:
+            """The one timing of a scripted call: ``(seconds to wait, what to give next)`` pairs.
+
+            A stream gives its pieces one by one (``latency`` before the first,
+            ``token_delay`` between them) and a last chunk with the usage; a whole reply
+            waits as long as the stream would take and gives the filled response. Either
+            raises litellm's timeout when the waits would pass the call's timeout, and the
+            scripted failure at the end. ``None`` means nothing to give after the wait. The
+            callers only wait (blocking or on the event loop) and pass the rest on.
+            """
             model = kwargs["model"]
             plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
             timeout = _seconds(kwargs.get("timeout"))
+            pieces = _scripted.pieces(plan.text)
+            if not stream:
+                delay = plan.latency + plan.token_delay * max(0, len(pieces) - 1)
+                if timeout is not None and delay >= timeout:
+                    yield timeout, None
+                    raise self._timeout_error(model, timeout)
+                if delay:
+                    yield delay, None
+                if plan.failure is not None:
+                    raise _failure_error(litellm, plan.failure, model)
+                usage = _usage_block(plan.tokens_in, plan.tokens_out)
+                yield 0.0, _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
+                return
             deadline = time.monotonic() + timeout if timeout else None
             if plan.latency:
                 if timeout is not None and plan.latency >= timeout:
-                    time.sleep(timeout)
+                    yield timeout, None
                     raise self._timeout_error(model, timeout)
-                time.sleep(plan.latency)
-            for number, piece in enumerate(_scripted.pieces(plan.text)):
-                if number and plan.token_delay:
-                    time.sleep(plan.token_delay)
+                yield plan.latency, None
+            for number, piece in enumerate(pieces):
+                wait = plan.token_delay if number else 0.0
+                if wait:
+                    yield wait, None
                 if deadline is not None and time.monotonic() > deadline:
                     raise self._timeout_error(model, timeout or 0)
-                yield _chunk(piece)
+                yield 0.0, _chunk(piece)
             if plan.failure is not None:
                 raise _failure_error(litellm, plan.failure, model)
-            yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
+            yield 0.0, _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
+
+        def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+            """Yield the scripted reply word by word, then its usage."""
+            for wait, chunk in self._steps(kwargs, stream=True):
+                if wait:
+                    time.sleep(wait)
+                if chunk is not None:
+                    yield chunk
 
         async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
             """Like `streaming`, waiting with asyncio."""
-            model = kwargs["model"]
-            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
-            timeout = _seconds(kwargs.get("timeout"))
-            deadline = time.monotonic() + timeout if timeout else None
-            if plan.latency:
-                if timeout is not None and plan.latency >= timeout:
-                    await asyncio.sleep(timeout)
-                    raise self._timeout_error(model, timeout)
-                await asyncio.sleep(plan.latency)
-            for number, piece in enumerate(_scripted.pieces(plan.text)):
-                if number and plan.token_delay:
-                    await asyncio.sleep(plan.token_delay)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise self._timeout_error(model, timeout or 0)
-                yield _chunk(piece)
-            if plan.failure is not None:
-                raise _failure_error(litellm, plan.failure, model)
-            yield _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
+            for wait, chunk in self._steps(kwargs, stream=True):
+                if wait:
+                    await asyncio.sleep(wait)
+                if chunk is not None:
+                    yield chunk
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             """Return the whole scripted reply after its delays."""
-            model = kwargs["model"]
-            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
-            timeout = _seconds(kwargs.get("timeout"))
-            delay = plan.latency + plan.token_delay * max(0, len(_scripted.pieces(plan.text)) - 1)
-            if timeout is not None and delay >= timeout:
-                time.sleep(timeout)
-                raise self._timeout_error(model, timeout)
-            if delay:
-                time.sleep(delay)
-            if plan.failure is not None:
-                raise _failure_error(litellm, plan.failure, model)
-            usage = _usage_block(plan.tokens_in, plan.tokens_out)
-            return _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
+            response = None
+            for wait, given in self._steps(kwargs, stream=False):
+                if wait:
+                    time.sleep(wait)
+                response = given if given is not None else response
+            return response
 
         async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
             """Like `completion`, waiting with asyncio."""
-            model = kwargs["model"]
-            plan = self._plan(model, kwargs["messages"], kwargs.get("optional_params") or {})
-            timeout = _seconds(kwargs.get("timeout"))
-            delay = plan.latency + plan.token_delay * max(0, len(_scripted.pieces(plan.text)) - 1)
-            if timeout is not None and delay >= timeout:
-                await asyncio.sleep(timeout)
-                raise self._timeout_error(model, timeout)
-            if delay:
-                await asyncio.sleep(delay)
-            if plan.failure is not None:
-                raise _failure_error(litellm, plan.failure, model)
-            usage = _usage_block(plan.tokens_in, plan.tokens_out)
-            return _fill(litellm, kwargs["model_response"], model, plan.text, plan.finish_reason, usage)
+            response = None
+            for wait, given in self._steps(kwargs, stream=False):
+                if wait:
+                    await asyncio.sleep(wait)
+                response = given if given is not None else response
+            return response
 
     class LocalProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
         """``local/<name>``: a GGUF model run in-process by llama-cpp-python."""

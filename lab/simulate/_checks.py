@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..dialogue import requested_shard
 from ..items import Shard
+from ..reveal import mentions, requested_shard
 
 SHARDED_FAMILY = frozenset({"SHARDED", "SNOWBALL", "RECAP"})
 """Reveal modes in which every later user turn should reveal one new shard."""
@@ -31,17 +31,7 @@ DRIFT_KINDS: dict[str, str] = {
 }
 """Every kind of drift the run report counts, with what it means."""
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    "a an the and or but if of to in on at for with by from is are was were be been it its this that these those "
-    "i you we they he she my your our their me us them do does did can could would should will shall what which "
-    "who whom how when where why there here so as than then also just about please tell know need want each "
-    "one all any some not no yes ok okay".split()
-)
 _QUESTION_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-MENTION_SHARE = 0.75
-"""Share of a shard's content words a message must contain to count as giving it away."""
 
 
 @dataclass(frozen=True)
@@ -59,31 +49,6 @@ class Drift:
 
     detail: str
     """What exactly was seen."""
-
-
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUMBER.findall(text)}
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and not w.isdigit()}
-
-
-def mentions(shard: Shard, text: str) -> bool:
-    """Whether a message gives away what a shard holds.
-
-    A shard with numbers is given away when every one of its numbers and at least one of
-    its other words appear; a shard without numbers when at least three quarters of its
-    content words (and at least three) appear.
-    """
-    numbers = _numbers(shard.text)
-    words = _words(shard.text)
-    said = _words(text)
-    if numbers:
-        return numbers <= _numbers(text) and (not words or bool(words & said))
-    if len(words) < 3:
-        return False
-    return len(words & said) / len(words) >= MENTION_SHARE
 
 
 def questions(text: str, allowed: Iterable[str] = ()) -> list[str]:

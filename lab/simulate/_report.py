@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..dialogue import item_shards
+from .. import reveal as rules
 from ..errors import LabError
 from ..items import parse_item
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
 from ..scoring import FamilyScores, family_scores, format_family_scores
-from ..spec import study_from_normalized
+from ..studies import definition
 from ._checks import DRIFT_KINDS, Drift, check_message
 from ._consistency import CONSISTENCY_EVENT
 from ._runner import RUN_EVENT, TURN_EVENT, _chunks
@@ -146,7 +146,7 @@ def run_report(s: Session, run_id: str) -> RunReport:
     study = s.get(Study, data["study_id"])
     if study is None:
         raise ReportError(f"the study of run '{run_id}' no longer exists")
-    d = study_from_normalized(study.spec)
+    d = definition(study)
     report = RunReport(
         run_id=run_id,
         study=study.slug,
@@ -199,11 +199,10 @@ def run_report(s: Session, run_id: str) -> RunReport:
             report.unfinished += 1
         condition = d.spec.conditions[cond_key]
         item = parse_item(items[chat.item_id].payload, items[chat.item_id].key)
-        shards = item_shards(item, condition)
-        revealed: set[int] = set()
+        shards = rules.item_shards(item, condition)
         last_assistant = ""
         opened = False
-        for t in turns[chat.id]:
+        for t, revealed in rules.progression(turns[chat.id]):
             if t.role == "assistant":
                 if t.error is None:
                     report.assistant_turns += 1
@@ -220,7 +219,7 @@ def run_report(s: Session, run_id: str) -> RunReport:
                 problems = check_message(
                     reveal=condition.reveal,
                     shards=shards,
-                    revealed=revealed,
+                    revealed=set(revealed),
                     assistant_text=last_assistant,
                     text=t.content,
                     sent=sent,
@@ -239,7 +238,6 @@ def run_report(s: Session, run_id: str) -> RunReport:
                     report.examples.append(Drift(chat.id, t.index, kind, detail))
             if t.source != "lab":
                 opened = True
-            revealed.update(sent)
         final = claims.get((chat.id, None))
         if final:
             for kind in final.get("drift") or []:

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .. import llm
+from .. import reveal as rules
 from ..db import process_lock
 from ..dialogue import Conversation, Setup, TurnView, resolve_setup
 from ..errors import LabError
@@ -508,8 +509,7 @@ class Runner:
     async def _send(self, conv: Conversation, move: UserMove) -> TurnView:
         """Send a move as the rules allow (at most one new shard), recording any drift."""
         revealed = conv.revealed
-        known = {s.id for s in conv.shards}
-        new = [i for i in dict.fromkeys(move.shards) if i in known and i not in revealed]
+        new, _ = rules.new_shards(conv.shards, revealed, move.shards)
         sent = new[:1]
         problems = [(p, "") for p in move.problems]
         text = move.text.strip() or DONT_KNOW

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .. import llm
-from ..dialogue import GO_AHEAD, Conversation, full_instruction, requested_shard
+from ..dialogue import Conversation
 from ..judge import parse_json_object
+from ..reveal import GO_AHEAD, full_instruction, requested_shard
 from ._checks import questions
 
 SIMULATOR_PROMPT_VERSION = "sim-1"

@@ -91,13 +91,13 @@ def type_and_send(page: Any, text: str) -> None:
     box.press("Enter")
 
 
-def wait_for_reply(page: Any, count: int, contains: str) -> str:
+def wait_for_reply(page: Any, count: int, contains: str, timeout: float = 30) -> str:
     def replied() -> str | None:
         shown = messages(page, "assistant")
         return shown[count - 1] if len(shown) >= count and contains in shown[count - 1] else None
 
-    text = wait_until(replied, timeout=30)
-    wait_for_app(page)
+    text = wait_until(replied, timeout=timeout)
+    wait_for_app(page, timeout)
     return str(text)
 
 
@@ -138,8 +138,7 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
     page.get_by_role("button", name="I agree to take part").click()
     page.get_by_role("button", name="Start").click()
     wait_for_app(page)
-    sidebar = page.get_by_test_id("stSidebar")
-    assert "They sell muffins at $3 each." in sidebar.inner_text()
+    assert "They sell muffins at $3 each." in page.get_by_test_id("stMainBlockContainer").inner_text()
 
     # First message: streams piece by piece while the input is disabled.
     first = "Hi! I want to know how much a bakery made on Saturday, " + " ".join(["please"] * 40)
@@ -195,14 +194,15 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
     wait_for_reply(page, 4, "This reply was cut off.")
 
-    # Card 4, and the page is reloaded mid-stream: the history comes back, the cut reply is kept.
+    # Card 4, and the page is reloaded mid-stream: the history comes back and the reply,
+    # which runs on the server, finishes on the reloaded page.
     pick_card(page, 4)
     type_and_send(page, f"They sold 40 muffins and 25 loaves. {LONG}")
     wait_until(lambda: len(messages(page, "assistant")) == 5 and "word5 " in messages(page, "assistant")[-1])
     page.reload()
     wait_for_app(page)
-    wait_until(lambda: len(messages(page, "assistant")) == 5)
-    assert "This reply was cut off." in messages(page, "assistant")[-1]
+    wait_for_reply(page, 5, "word119")
+    assert "This reply was cut off." not in messages(page, "assistant")[-1]
     assert len(messages(page, "user")) == 5 and messages(page, "user")[2].startswith("Muffins are three dollars each.")
 
     page.get_by_role("button", name="I have my answer").click()
@@ -227,7 +227,8 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
     assert users[1].content == f"<b>bold</b><img src=x onerror=\"window.__pwned=1\"> ![chart]({leak})"
     assert all(t.client and t.client["typing_started_at"] and t.client["edits"] for t in users)
     assert all(t.first_token_at is not None and t.sent_at is not None for t in assistants)
-    assert [t.partial for t in assistants] == [False, False, False, True, True]
+    assert [t.partial for t in assistants] == [False, False, False, True, False]
+    assert assistants[4].content == "You said: They sold 40 muffins and 25 loaves. " + LONG
     assert all(t.latency_ms is not None and t.last_token_at is not None for t in assistants[:3])
     assert len(assistants[3].content) < len("You said: Bread is five dollars. " + LONG)
     events = db_events(lab_server, pid)
@@ -282,7 +283,7 @@ def test_one_turn_with_the_local_model(lab_server: Any, page: Any, tmp_path: Pat
     page.get_by_role("button", name="I agree to take part").click()
     page.get_by_role("button", name="Start").click()
     wait_for_app(page)
-    page.get_by_test_id("stSidebar").get_by_role("button", name="Put in my message").first.click()
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Put in my message").first.click()
     wait_for_app(page)
     wait_until(lambda: textarea(page).input_value())
     textarea(page).press("Enter")
@@ -303,3 +304,122 @@ def test_one_turn_with_the_local_model(lab_server: Any, page: Any, tmp_path: Pat
     page.reload()
     wait_for_app(page)
     wait_until(lambda: len(messages(page, "assistant")) == 1)
+
+
+SLOW_SPEC = """\
+slug: slow
+title: Replies that survive a refresh
+consent: Please read this consent text.
+instructions: Share one card per message.
+models:
+  bot: {model: lab/scripted, params: {script: echo, latency: 1.0, token_delay: 0.05}}
+conditions:
+  sharded: {model: bot, reveal: SHARDED}
+plan: {items_per_participant: 1, turn_limit: 8, max_message_chars: 2000}
+items:
+  - id: bakery
+    kind: sharded
+    shards:
+      - {id: 1, text: "I need to work out how much money a bakery took in on Saturday."}
+      - {id: 2, text: "They sell muffins at $3 each."}
+"""
+
+WRITING = "The assistant is writing…"
+
+
+def into_chat(server: Any, page: Any, spec: str) -> tuple[int, str]:
+    study_id = server.load(spec)
+    pid, token = server.invite(study_id)
+    page.goto(f"{server.url}/?t={token}")
+    wait_for_app(page)
+    page.get_by_role("button", name="I agree to take part").click()
+    page.get_by_role("button", name="Start").click()
+    wait_for_app(page)
+    return pid, token
+
+
+def test_a_refresh_or_a_second_tab_during_a_reply_does_not_cut_it(lab_server: Any, page: Any, chromium: Any) -> None:
+    pid, token = into_chat(lab_server, page, SLOW_SPEC)
+    sent: list[str] = []
+    for n, tokens in enumerate((0, 1, 3), start=1):
+        text = f"Message {n}: " + " ".join(f"m{n}w{i}" for i in range(40))
+        sent.append(text)
+        type_and_send(page, text)
+        expected = f"You said: {text}"
+        words = expected.split()
+
+        def at_tokens(count: int = n, k: int = tokens, words: list[str] = words) -> bool:
+            """The reply shows its first ``k`` pieces (0: the writing notice) and is far from done."""
+            shown = messages(page, "assistant")
+            if len(shown) < count:
+                return False
+            if k == 0:
+                return WRITING in shown[count - 1]
+            return " ".join(words[:k]) in shown[count - 1] and words[-1] not in shown[count - 1]
+
+        # The first reply of a fresh server also imports litellm: allow for it.
+        wait_until(at_tokens, timeout=90, interval=0.01)
+        page.reload()
+        wait_for_reply(page, n, words[-1], timeout=90)
+        shown = messages(page, "assistant")
+        assert len(shown) == n and expected in shown[-1] and "cut off" not in shown[-1]
+
+    # A second tab opened while the first streams: both show the whole reply, stored once.
+    text = "Message 4: " + " ".join(f"m4w{i}" for i in range(60))
+    sent.append(text)
+    type_and_send(page, text)
+    wait_until(lambda: len(messages(page, "assistant")) == 4 and "You said" in messages(page, "assistant")[-1])
+    other = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        second = other.new_page()
+        second.goto(f"{lab_server.url}/?t={token}")
+        wait_for_reply(second, 4, "m4w59")
+        wait_for_reply(page, 4, "m4w59")
+        for tab in (page, second):
+            assert messages(tab, "assistant")[-1].startswith(f"You said: {text}")
+            assert "cut off" not in messages(tab, "assistant")[-1]
+    finally:
+        other.close()
+
+    turns = db_turns(lab_server, pid)
+    assert [t.role for t in turns] == ["user", "assistant"] * 4
+    assistants = [t for t in turns if t.role == "assistant"]
+    assert [t.content for t in assistants] == [f"You said: {s}" for s in sent]
+    assert not any(t.partial or t.error for t in assistants)
+    assert not [e for e in db_events(lab_server, pid) if e.kind == "stop"]
+
+
+PHONE_SPEC = SPEC.replace("slug: browser", "slug: phone").replace("token_delay: 0.04", "token_delay: 0.01")
+
+
+def test_cards_are_in_view_on_a_phone(lab_server: Any, chromium: Any, tmp_path: Path) -> None:
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        pid, _ = into_chat(lab_server, page, PHONE_SPEC)
+        main = page.get_by_test_id("stMainBlockContainer")
+        card = main.get_by_text("I need to work out how much money a bakery took in on Saturday.")
+        paste = main.get_by_role("button", name="Put in my message")
+        for element in (card, paste):
+            box = element.bounding_box()
+            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390
+        body = page.inner_text("body")
+        assert "on the left" not in body and "Start with card 1" in body
+        paste.click()
+        wait_for_app(page)
+        wait_until(lambda: textarea(page).input_value())
+        textarea(page).press("Enter")
+        wait_for_reply(page, 1, "Saturday", timeout=90)  # a fresh server imports litellm first
+        pick_card(page, 2)
+        type_and_send(page, "Muffins are three dollars each.")
+        wait_for_reply(page, 2, "three dollars")
+        wait_until(lambda: main.get_by_role("button", name="Stop").count() == 0)
+        main.get_by_text("Task 1 of 1").scroll_into_view_if_needed()
+        # Above the chat: every card is readable without opening anything.
+        assert main.get_by_text("They sell muffins at $3 each.").is_visible()
+        assert main.get_by_text("On Saturday they sold 40 muffins and 25 loaves.").is_visible()
+        screenshot(page, tmp_path, "phone.png")
+        assert [t.shards for t in db_turns(lab_server, pid) if t.role == "user"] == [[1], [2]]
+    finally:
+        context.close()

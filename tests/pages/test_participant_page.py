@@ -148,7 +148,9 @@ def test_whole_flow_with_shard_bookkeeping_to_the_completion_code(db: Engine) ->
     at = click(at, "I agree to take part")
     at = click(at, "Start")
     assert "Task 1 of 1" in texts(at)
-    assert [b.label for b in at.sidebar.button] == ["Put in my message"]  # card 1 only before the first message
+    # Card 1 only before the first message.
+    assert [b.label for b in at.button if b.label == "Put in my message"] == ["Put in my message"]
+    assert not at.sidebar.children  # cards are on the page, not in a sidebar a phone collapses
 
     at = send(at, "Could you add two numbers?")
     assert chat(at) == [("user", "Could you add two numbers?"), ("assistant", "You said: Could you add two numbers?")]
@@ -231,8 +233,50 @@ def test_bad_links_show_only_the_not_valid_page(db: Engine, query: dict[str, str
 def test_tampered_and_used_up_links_are_not_valid(db: Engine) -> None:
     _, token = invite(db)
     assert visit(t=token[:-2]).title[0].value == "This link is not valid"
+    _, withdrawn = invite(db, status="withdrawn")
+    assert visit(t=withdrawn).title[0].value == "This link is not valid"
+
+
+def test_a_timed_out_participant_is_told_their_time_ran_out_and_whom_to_contact(db: Engine) -> None:
     _, timed_out = invite(db, status="timed_out")
-    assert visit(t=timed_out).title[0].value == "This link is not valid"
+    at = visit(t=timed_out)
+    assert [t.value for t in at.title] == ["Your time for this study has run out"]
+    assert "This link is not valid" not in texts(at) and not at.chat_input and not at.button
+    assert "through the site that sent you here" in " ".join(texts(at))  # the spec names no contact
+    spec = SPEC.replace("slug: web", "slug: web-contact").replace('debrief:', 'contact: "Dr Ada, lab@example.org"\ndebrief:')
+    token = new_token()
+    with Session(db) as s, s.begin():
+        load_study(s, parse_spec(spec, "contact.yaml"))
+        set_status(s, "web-contact", "open")
+        create_participant(s, s.scalars(select(Study).where(Study.slug == "web-contact")).one(), token=token, status="timed_out")
+    assert "Dr Ada, lab@example.org" in texts(visit(t=token))
+
+
+def test_timed_out_while_chatting_shows_the_time_ran_out_page(db: Engine) -> None:
+    pid, token = invite(db)
+    at = through_instructions(token)
+    at = send(at, "Add two numbers")
+    with Session(db) as s, s.begin():
+        s.get(Participant, pid).status = "timed_out"  # type: ignore[union-attr]
+    at = visit(t=token)
+    assert at.title[0].value == "Your time for this study has run out"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"t": ""},
+        {"study": ""},
+        {"t": " "},
+        {"study": "web", "PROLIFIC_PID": ""},
+        {"study": "web", "PROLIFIC_PID": "p1", "SESSION_ID": ""},
+    ],
+)
+def test_empty_link_parameters_are_not_valid_and_mint_nobody(db: Engine, query: dict[str, str]) -> None:
+    at = visit(**query)
+    assert [t.value for t in at.title] == ["This link is not valid"]
+    with Session(db) as s:
+        assert s.scalar(select(func.count()).select_from(Participant)) == 0
 
 
 def test_open_study_link_mints_a_participant_and_puts_its_token_in_the_url(db: Engine) -> None:
@@ -268,6 +312,16 @@ def test_oversized_and_control_character_input_is_refused(db: Engine) -> None:
     assert "control characters" in at.error[0].value
     assert at.chat_input[0].value == "add two"
     assert turns(db, pid) == []
+
+
+def test_emoji_are_accepted_and_kept_whole(db: Engine) -> None:
+    pid, token = invite(db)
+    at = through_instructions(token)
+    text = "Us 👨‍👩‍👧‍👦 🏴󠁧󠁢󠁷󠁬󠁳󠁿 🇯🇵 1️⃣ 👋🏽"
+    at = send(at, text)
+    assert not at.error
+    assert chat(at)[0] == ("user", text)
+    assert turns(db, pid)[0].content == text
 
 
 def test_participant_html_shows_as_text_and_model_images_never_load(db: Engine) -> None:

@@ -391,6 +391,10 @@ def test_monitor_shows_progress_and_times_out_a_participant(as_role: Callable[[s
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["active"] == "1" and metrics["turns, last hour"] == "1"
     at.button(key="timeout_button").click().run()
+    assert any(f"Time out P{pid}?" in w.value for w in at.warning)  # asked once more first
+    with Session(lab_db) as s:
+        assert s.get(Participant, pid).status == "active"
+    at.button(key="timeout_confirm").click().run()
     assert any(f"P{pid} timed out" in s.value for s in at.success)
     with Session(lab_db) as s:
         assert s.get(Participant, pid).status == "timed_out"

@@ -1,0 +1,334 @@
+"""The reveal rules: how an item's pieces (shards) reach the model, one home for all of them.
+
+Reveal modes (from the Lost in Conversation work): every item is
+seen as a list of shards, shard 1 first.
+
+- ``FULL``: the first user turn carries the fully specified instruction.
+- ``CONCAT``: the first user turn carries every shard as a bullet list.
+- ``SHARDED``: the first user turn is shard 1; each later user turn reveals at most one new shard.
+- ``SNOWBALL``: as SHARDED, but the model sees each later user turn prefixed with every shard
+  revealed so far (the participant's own words are stored as written).
+- ``RECAP``: as SHARDED, plus one final lab-made user turn restating every shard once all are
+  out and answered.
+- ``ON_REQUEST``: after shard 1 a shard is revealed only when the assistant asks for what it
+  holds; otherwise the user tells it to go ahead.
+
+Everything here is a pure function of the item, the condition and the turns so far: the
+conversation engine (:mod:`lab.dialogue`) applies the rules when a message is sent, the
+simulator applies them to what its participants say, and the run report replays them over
+stored turns, all through these functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+from .errors import LabError
+from .items import ClarificationItem, Item, OpenItem, PresuppositionItem, Shard, ShardedItem
+from .spec import ConditionSpec
+
+GO_AHEAD = "Please go ahead with what you have."
+"""The user's reply in ON_REQUEST when the assistant did not ask for anything held back."""
+
+RECAP_INTRO = "Just to recap everything I need:"
+"""How the lab-made RECAP turn starts."""
+
+SNOWBALL_INTRO = "To restate what I've told you so far:"
+"""How the model's view of a SNOWBALL turn starts."""
+
+WHOLE_TASK = frozenset({"FULL", "CONCAT"})
+"""Reveal modes in which the first message carries every shard."""
+
+CARRIED_SHARE = 0.75
+"""Share of a shard's content words a message must contain to count as carrying it."""
+
+CarriedCards = Literal["ask", "record"]
+"""What to do with a participant message that carries more than one new card: ask them to
+share one card per message, or record every card it carries."""
+
+
+class MessageRejected(LabError, ValueError):
+    """A participant message the lab refuses, with the reason to show."""
+
+
+class _UserTurn(Protocol):
+    role: str
+
+    @property
+    def shards(self) -> list[int] | None: ...
+
+
+T = TypeVar("T", bound=_UserTurn)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What the first user message should say under the condition, and what it reveals."""
+
+    text: str
+    """The canonical first message."""
+    shards: list[int]
+    """Shard ids it reveals."""
+
+
+# --- the pieces -----------------------------------------------------------------------------
+
+
+def item_shards(item: Item, condition: ConditionSpec) -> list[Shard]:
+    """The pieces an item is revealed in under a condition, the opening piece first."""
+    if isinstance(item, ShardedItem):
+        return list(item.shards)
+    if isinstance(item, ClarificationItem):
+        opening_text = item.question if not item.context else f"{item.context}\n\n{item.question}"
+        return [Shard(id=1, text=opening_text), *item.missing]
+    if isinstance(item, PresuppositionItem):
+        question = item.control if condition.presupposition == "control" and item.control else item.loaded
+        return [Shard(id=1, text=question)]
+    assert isinstance(item, OpenItem)
+    return [Shard(id=1, text=item.prompt)]
+
+
+def full_instruction(item: Item, condition: ConditionSpec) -> str:
+    """The whole task in one message (FULL)."""
+    if isinstance(item, ShardedItem):
+        return item.full_text()
+    return " ".join(s.text.strip() for s in item_shards(item, condition))
+
+
+def bullet_list(shards: Iterable[Shard]) -> str:
+    """Shards as a bullet list (CONCAT, RECAP, SNOWBALL)."""
+    return "\n".join(f"- {s.text.strip()}" for s in shards)
+
+
+def opening(reveal: str, item: Item, condition: ConditionSpec) -> Opening:
+    """The canonical first user message for a condition, and the shards it reveals."""
+    shards = item_shards(item, condition)
+    if reveal == "FULL":
+        return Opening(full_instruction(item, condition), [s.id for s in shards])
+    if reveal == "CONCAT":
+        return Opening(bullet_list(shards), [s.id for s in shards])
+    return Opening(shards[0].text, [shards[0].id])
+
+
+# --- what has been revealed -------------------------------------------------------------------
+
+
+def revealed(turns: Iterable[_UserTurn]) -> set[int]:
+    """Shard ids revealed by the user turns among ``turns``."""
+    out: set[int] = set()
+    for t in turns:
+        if t.role == "user":
+            out.update(t.shards or [])
+    return out
+
+
+def remaining(shards: Iterable[Shard], done: set[int]) -> list[Shard]:
+    """Shards not yet revealed, in order."""
+    return [s for s in shards if s.id not in done]
+
+
+def progression(turns: Iterable[T]) -> Iterator[tuple[T, frozenset[int]]]:
+    """Each turn with the shard ids revealed before it, in order (replaying a conversation)."""
+    done: set[int] = set()
+    for t in turns:
+        yield t, frozenset(done)
+        if t.role == "user":
+            done.update(t.shards or [])
+
+
+# --- which shards a message carries -----------------------------------------------------------
+
+
+def new_shards(shards: Iterable[Shard], done: set[int], claimed: Iterable[int] | None) -> tuple[list[int], list[int]]:
+    """The shards a sender says a message reveals, split into new known ones and unknown ones.
+
+    Args:
+        shards: Every shard of the item under the condition.
+        done: Shard ids revealed before.
+        claimed: Shard ids the sender says the message reveals.
+
+    Returns:
+        ``(new, unknown)``: claimed ids not yet revealed that the item has, in the order
+        claimed and without repeats; and claimed ids the item does not have.
+    """
+    known = {s.id for s in shards}
+    fresh = [i for i in dict.fromkeys(claimed or []) if i not in done]
+    return [i for i in fresh if i in known], [i for i in fresh if i not in known]
+
+
+def message_shards(
+    shards: list[Shard],
+    done: set[int],
+    claimed: Iterable[int] | None,
+    *,
+    first: bool,
+    reveal: str,
+    item: Item,
+    condition: ConditionSpec,
+) -> list[int]:
+    """Which shards a new user message reveals, enforcing the condition's rule.
+
+    The first message reveals the opening (all shards in FULL and CONCAT); later ones at
+    most one new shard.
+
+    Raises:
+        MessageRejected: more than one new shard, or an unknown shard.
+    """
+    if first:
+        return opening(reveal, item, condition).shards
+    new, unknown = new_shards(shards, done, claimed)
+    if unknown:
+        raise MessageRejected(f"Unknown card {unknown[0]}.")
+    if len(new) > 1:
+        raise MessageRejected("Please share one new card per message.")
+    return new
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_WORD = re.compile(r"[a-z0-9]+")
+_MENTION_STOP = frozenset(
+    "a an the and or but if of to in on at for with by from is are was were be been it its this that these those "
+    "i you we they he she my your our their me us them do does did can could would should will shall what which "
+    "who whom how when where why there here so as than then also just about please tell know need want each "
+    "one all any some not no yes ok okay".split()
+)
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def _mention_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _MENTION_STOP and not w.isdigit()}
+
+
+def mentions(shard: Shard, text: str) -> bool:
+    """Whether a message gives away what a shard holds.
+
+    A shard with numbers is given away when every one of its numbers and at least one of
+    its other words appear; a shard without numbers when at least three quarters
+    (:data:`CARRIED_SHARE`) of its content words (and at least three) appear.
+    """
+    numbers = _numbers(shard.text)
+    words = _mention_words(shard.text)
+    said = _mention_words(text)
+    if numbers:
+        return numbers <= _numbers(text) and (not words or bool(words & said))
+    if len(words) < 3:
+        return False
+    return len(words & said) / len(words) >= CARRIED_SHARE
+
+
+def carried_shards(shards: Iterable[Shard], done: Iterable[int], text: str) -> list[int]:
+    """Unrevealed shards whose content a message carries (see :func:`mentions`), in order."""
+    done = set(done)
+    return [s.id for s in shards if s.id not in done and mentions(s, text)]
+
+
+@dataclass(frozen=True)
+class CardCheck:
+    """What a participant message reveals once its text is read, not only its tick."""
+
+    shards: list[int]
+    """Shard ids to record on the turn."""
+    picked: list[int]
+    """What the participant said it shares (the opening for a first message)."""
+    carried: list[int]
+    """Unrevealed shards beyond ``picked`` whose content the text carries."""
+    refusal: str | None = None
+    """Under the ``ask`` policy, the sentence asking for one card per message; the message
+    is then not sent."""
+
+    def record(self) -> dict[str, list[int]] | None:
+        """What the detection adds to the log (None when the text carries nothing more)."""
+        return {"picked": self.picked, "carried": self.carried, "recorded": self.shards} if self.carried else None
+
+
+def check_cards(
+    shards: list[Shard], done: set[int], picked: list[int], text: str, *, first: bool, reveal: str, policy: CarriedCards
+) -> CardCheck:
+    """Read a participant message for cards it carries beyond the one picked.
+
+    A later message that carries exactly one new card without picking it is recorded as
+    sharing that card (it still shares one card). More than one new card in one message
+    (or, in a first message, any card beyond the opening) is refused under ``ask`` and
+    recorded whole under ``record``. FULL and CONCAT reveal everything at the start, so
+    nothing is checked there.
+
+    Args:
+        shards: Every shard of the item under the condition.
+        done: Shard ids revealed before the message.
+        picked: Shard ids the message reveals by the rules (:func:`message_shards`).
+        text: The message.
+        first: Whether it is the conversation's first message.
+        reveal: The condition's reveal mode.
+        policy: The study's ``plan.carried_cards``.
+    """
+    if reveal in WHOLE_TASK:
+        return CardCheck(list(picked), list(picked), [])
+    carried = carried_shards(shards, done | set(picked), text)
+    if not carried:
+        return CardCheck(list(picked), list(picked), [])
+    every = [*picked, *carried]
+    refusal = None
+    if (first or len(every) > 1) and policy == "ask":
+        if first:
+            extra = " and ".join(f"card {i}" for i in carried)
+            refusal = f"Your message also gives {extra}. Please start with card 1 alone, then share one card per message."
+        else:
+            cards = " and ".join(f"card {i}" for i in sorted(every))
+            refusal = f"Your message gives {cards}. Please share one card per message."
+    return CardCheck(every, list(picked), carried, refusal)
+
+
+# --- what the model sees ----------------------------------------------------------------------
+
+
+def snowball_content(reveal: str, shards: list[Shard], done: set[int], new: list[int], text: str, *, first: bool) -> str | None:
+    """SNOWBALL: the model's view of a later user turn (earlier shards restated first), else None."""
+    if reveal != "SNOWBALL" or first:
+        return None
+    earlier = [s for s in shards if s.id in done and s.id not in new]
+    if not earlier:
+        return None
+    return f"{SNOWBALL_INTRO}\n{bullet_list(earlier)}\n\n{text}"
+
+
+def recap_text(shards: list[Shard]) -> str:
+    """The lab-made RECAP turn restating every shard."""
+    return f"{RECAP_INTRO}\n{bullet_list(shards)}"
+
+
+# --- ON_REQUEST ---------------------------------------------------------------------------------
+
+_STOP = frozenset(
+    "a an the and or but if of to in on at for with by from is are was were be been it its this that these those "
+    "i you we they he she my your our their me us them do does did can could would should will shall what which "
+    "who whom how when where why there here so as than then also just about please tell know need want".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def requested_shard(assistant_text: str, held: list[Shard]) -> Shard | None:
+    """The held-back shard an assistant's question asks for, if any (ON_REQUEST).
+
+    A shard counts as requested when the assistant asks at least one question and the
+    question shares content words with the shard; the best overlap wins, ties go to the
+    earliest shard.
+    """
+    questions = [q for q in re.split(r"(?<=[?])\s+|\n+", assistant_text) if q.strip().endswith("?")]
+    if not questions or not held:
+        return None
+    asked = set().union(*(_content_words(q) for q in questions))
+    best: tuple[int, Shard] | None = None
+    for shard in held:
+        overlap = len(asked & _content_words(shard.text))
+        if overlap and (best is None or overlap > best[0]):
+            best = (overlap, shard)
+    return best[1] if best else None
