@@ -7,8 +7,8 @@ from typing import Any
 import streamlit as st
 
 from lab import analysis_data, charts, metrics, report
-from lab.auth import require_role
 from lab.ui import engine, pick_study, staff_header
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 st.set_page_config(layout="wide")

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, time
 import streamlit as st
 from sqlalchemy import select
 
-from lab.auth import require_role
 from lab.export import FORMATS, ExportOptions, TrainingFilter, export_zip
 from lab.schema import ChatSession, Condition, Study
 from lab.ui import engine, pick_study, reading, staff_header
+from lab.web.guard import require_role
 from lab.withdraw import WithdrawError, find_participants, withdraw
 
 visitor = require_role("experimenter")

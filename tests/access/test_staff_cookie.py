@@ -13,9 +13,10 @@ import itsdangerous
 import pytest
 from sqlalchemy.orm import Session
 
-from lab import auth
 from lab.accounts import create_account
 from lab.db import get_engine, migrate
+from lab.web import visitor as auth
+from lab.web.routes import CSRF_COOKIE
 from tests.browser.staff_server import PASSWORD, StaffServer, staff_server
 
 SECRET = "the-lab-secret-for-cookie-tests-0123456789"
@@ -94,7 +95,7 @@ def login_form(client: httpx.Client, headers: dict[str, str] | None = None) -> s
     """Open the sign-in form; returns its CSRF token (the cookie is kept by the client)."""
     page = client.get("/auth/login", headers=headers or {})
     assert page.status_code == 200
-    token = client.cookies.get(auth.CSRF_COOKIE)
+    token = client.cookies.get(CSRF_COOKIE)
     assert token and f"value='{token}'" in page.text
     return token
 
@@ -119,14 +120,14 @@ def test_sign_in_sets_httponly_samesite_and_secure_behind_tls(server: StaffServe
     origin = server.url.replace("http://", "https://") if tls else server.url
     with httpx.Client(base_url=server.url, follow_redirects=False) as client:
         form = client.get("/auth/login", headers=proxy)
-        csrf_header = set_cookie_header(form, auth.CSRF_COOKIE)
+        csrf_header = set_cookie_header(form, CSRF_COOKIE)
         token = csrf_header.split(";", 1)[0].split("=", 1)[1]
         assert f"value='{token}'" in form.text
         # Sent by hand: a client on plain http rightly withholds a Secure cookie.
         response = client.post(
             "/auth/login",
             data={"csrf": token, "next": "/", "username": "experimenter1", "password": PASSWORD},
-            headers={"Origin": origin, "Cookie": f"{auth.CSRF_COOKIE}={token}", **proxy},
+            headers={"Origin": origin, "Cookie": f"{CSRF_COOKIE}={token}", **proxy},
         )
     assert response.status_code == 303
     attrs = attributes(set_cookie_header(response, auth.COOKIE))

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from lab import auth
 from lab.accounts import create_account
 from lab.db import make_engine, migrate
 from lab.links import make_personal_links
 from lab.schema import ChatSession, Turn
 from lab.spec import parse_spec
 from lab.studies import load_study, set_status
+from lab.web import visitor as auth
+from lab.web.routes import CSRF_COOKIE
 from tests.browser.staff_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, wait_for_app
 
 from .agent import AppServer, Visit
@@ -107,7 +108,7 @@ def try_sign_in(server: AppServer, username: str, password: str) -> str | None:
     """Sign in on ``server`` as the browser does (form, CSRF cookie, same Origin); the staff cookie, or None when refused."""
     with httpx.Client(base_url=server.url, follow_redirects=False) as client:
         client.get("/auth/login")
-        token = client.cookies.get(auth.CSRF_COOKIE)
+        token = client.cookies.get(CSRF_COOKIE)
         assert token
         response = client.post(
             "/auth/login",
@@ -134,7 +135,7 @@ def test_failed_sign_ins_pause_the_account_on_the_server_that_counted_them(repli
 
 @pytest.mark.xfail(
     strict=True,
-    reason="failed sign-ins are counted in each app process's memory (lab/auth.py LoginLimits), "
+    reason="failed sign-ins are counted in each app process's memory (lab/web/limits.py LoginLimits), "
     "so a guesser who spreads attempts over replicas gets the limit once per replica",
 )
 def test_failed_sign_ins_are_counted_across_servers(replicas: tuple[AppServer, AppServer, Engine]) -> None:

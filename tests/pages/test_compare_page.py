@@ -11,13 +11,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lab import auth, synth
+from lab import synth
 from lab.accounts import create_account
 from lab.cli import main
 from lab.db import get_engine, migrate
 from lab.schema import Account
 from lab.spec import load_spec_file
 from lab.studies import load_study, set_status
+from lab.web import guard
+from lab.web import visitor as auth
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -92,7 +94,7 @@ def sign_in(monkeypatch: pytest.MonkeyPatch, engine: Engine, role: str | None) -
     if role is not None:
         with Session(engine) as s:
             cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
-    monkeypatch.setattr(auth, "_request_cookie", lambda: cookie)
+    monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
 
 
 def page() -> AppTest:
