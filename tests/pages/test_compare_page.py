@@ -110,7 +110,7 @@ def test_only_experimenters_see_figures(role: str | None, lab_db: Engine, monkey
     if role is None:
         assert at.info[0].value.startswith("Please sign in")
     else:
-        assert "does not have access" in at.error[0].value
+        assert "not available to your role" in at.error[0].value
 
 
 def test_demo_study_after_a_simulated_run(lab_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,14 +133,16 @@ def test_demo_study_after_a_simulated_run(lab_db: Engine, monkeypatch: pytest.Mo
     assert "conversations" in captions
     table = at.dataframe[-1].value
     assert set(table["model"].dropna()) == {"lab/scripted"}
-    assert {"P", "premature_rate", "rejection_rate", "knows_but_accommodates"} <= set(table["measure"])
+    # The scripted model's replies to loaded questions give the rule judge no evidence either
+    # way: it abstains (UNSURE), and abstentions are never counted as presupposition findings.
+    assert {"P", "premature_rate"} <= set(table["measure"])
     assert "Replies to questions with a false presupposition" in captions
     # The label-source filter recomputes with automatic labels only.
     at.selectbox(key="compare_source").set_value("auto").run()
     assert not at.exception, at.exception
     table = at.dataframe[-1].value
     labelled = table[table["measure"] == "premature_rate"]
-    assert len(labelled) and set(labelled["label_source"]) == {"auto:rules@rules-1"}
+    assert len(labelled) and set(labelled["label_source"]) == {"auto:rules@rules-2"}
 
 
 def test_filters_and_participant_kinds(lab_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
