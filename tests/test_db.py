@@ -17,6 +17,7 @@ EXPECTED_TABLES = {
     "account", "study", "condition", "item", "participant", "session", "turn", "event", "label",
     "repair_sequence", "response", "alembic_version",
 }
+EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
 
 
 def test_one_head() -> None:
