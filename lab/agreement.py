@@ -184,9 +184,10 @@ def krippendorff_alpha(ratings: Ratings) -> float | None:
     if len(cats) < 2 or pairable.sum() == 0:
         return None
     try:
-        value = float(
-            krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(cats))))
-        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float(
+                krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(cats))))
+            )
     except (ValueError, ZeroDivisionError):
         return None
     return None if np.isnan(value) else value
