@@ -123,3 +123,31 @@ def change_rate(s: Session, slug: str, layer: str) -> ChangeRate:
             with_majority += 1
             changed += maj != codes[GOLD]
     return ChangeRate(layer, adjudicated, with_majority, changed)
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One turn of a conversation with every annotator's code on a layer."""
+
+    turn_id: int
+    position: int
+    role: str
+    content: str
+    codes: dict[str, str]
+    """annotator (people, ``auto:`` judges and ``gold``) → code."""
+
+
+def side_by_side(s: Session, slug: str, session_id: int, layer: str) -> list[SideBySide]:
+    """A conversation's turns with each annotator's current code on a layer, for experimenters.
+
+    Raises:
+        AnnotationError: for a conversation of another study or an unused layer.
+    """
+    sa = study_annotation(s, slug)
+    if s.scalar(select(ChatSession.study_id).where(ChatSession.id == session_id)) not in sa.study_ids:
+        raise AnnotationError(f"conversation {session_id} is not part of study '{slug}'")
+    ratings = layer_ratings(s, slug, layer)
+    turns = s.scalars(
+        select(Turn).where(Turn.session_id == session_id, Turn.role.in_(("user", "assistant"))).order_by(Turn.index)
+    )
+    return [SideBySide(t.id, t.index, t.role, t.content, ratings.get(t.id, {})) for t in turns]

@@ -395,6 +395,26 @@ def study_agreement(
     return rows
 
 
+def confusion(ratings: Ratings) -> list[tuple[str, str, float]]:
+    """Coincidence counts of codes between annotators: (code, code, pairs), both orders counted.
+
+    Each unit's ordered pairs of different annotators' codes count ``1 / (m - 1)`` (Krippendorff's
+    coincidence matrix), so every rating adds one in total and the matrix is symmetric.
+    """
+    cells: dict[tuple[str, str], float] = {}
+    for codes in ratings.values():
+        values = list(codes.values())
+        m = len(values)
+        if m < 2:
+            continue
+        for i in range(m):
+            for j in range(m):
+                if i != j:
+                    key = (values[i], values[j])
+                    cells[key] = cells.get(key, 0.0) + 1 / (m - 1)
+    return sorted((a, b, round(v, 6)) for (a, b), v in cells.items())
+
+
 def format_rows(rows: list[AgreementRow], fmt: str = "table") -> str:
     """The agreement rows as a text table, CSV or JSON."""
     if fmt == "json":

@@ -169,8 +169,8 @@ class CodeSpec(_Spec):
     definition: str = Field(min_length=1, max_length=300)
     """One line saying when the code applies."""
     example: str | None = Field(default=None, max_length=300)
-    key: str | None = Field(default=None, pattern=r"^[a-z0-9]$")
-    """Keyboard shortcut on the labelling screen (one lowercase letter or digit)."""
+    key: str | None = Field(default=None, pattern=r"^[abd-qs-z0-9]$")
+    """Keyboard shortcut on the labelling screen: one lowercase letter or digit (c and r are the browser's)."""
 
 
 class AnnotationScopeSpec(_Spec):
