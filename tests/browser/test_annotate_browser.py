@@ -37,7 +37,19 @@ def server(tmp_path: Path) -> Iterator[StaffServer]:
         with Session(srv.engine) as s, s.begin():
             create_account(s, "annotator2", "annotator", PASSWORD)
         # Playwright's event loop runs in this thread, so the simulation runs as the command does.
-        command = [sys.executable, "-m", "lab", "simulate", "demo", "--repeats", "1", "--conditions", "full", "--models", "lab/scripted"]
+        command = [
+            sys.executable,
+            "-m",
+            "lab",
+            "simulate",
+            "demo",
+            "--repeats",
+            "1",
+            "--conditions",
+            "full",
+            "--models",
+            "lab/scripted",
+        ]
         subprocess.run(command, cwd=ROOT, env=srv.env, check=True, capture_output=True, timeout=300)
         with Session(srv.engine) as s, s.begin():
             ann.assign(s, "demo", ["annotator1", "annotator2"], 2)
@@ -66,10 +78,11 @@ def label_everything(page: Any, code_key: str, on_first_turn: str | None = None)
     done = 0
     while True:
         wait_for_app(page)
-        if page.get_by_text("Nothing left for you in this study").count():
-            return done
         heading = page.get_by_role("heading", name="Turn 1 of").first
-        heading.wait_for()
+        finished = page.get_by_text("Nothing left for you in this study")
+        heading.or_(finished).first.wait_for()
+        if finished.count():
+            return done
         total = int(heading.inner_text().split(" of ")[1].split()[0])
         for position in range(1, total + 1):
             page.get_by_role("heading", name=f"Turn {position} of {total}").wait_for()
@@ -93,7 +106,9 @@ def test_signed_out_visitors_and_participants_reach_no_annotation_page(server: S
             assert "Turn 1 of" not in body and "Annotators' codes" not in body and "α ·" not in body
 
 
-def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(server: StaffServer, context: Any, tmp_path: Path) -> None:
+def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(
+    server: StaffServer, context: Any, tmp_path: Path
+) -> None:
     base = server.url
     with Session(server.engine) as s:
         conversations = len(ann.my_conversations(s, "demo", 1)) or None
@@ -105,11 +120,10 @@ def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(serv
     ada.get_by_text("Repair sequences").wait_for()
     form = ada.locator("[data-testid=stForm]")
     form.get_by_text("Initiation turn").wait_for()
-    initiation_select = form.locator("[data-testid=stSelectbox]").nth(2)
-    initiation_select.click()
-    ada.get_by_role("option", name="2 (assistant)").click()
-    form.locator("[data-testid=stSelectbox]").nth(3).click()
-    ada.get_by_role("option", name="OI-open").click()
+    for label, choice in (("Initiation turn", "2 (assistant)"), ("Initiation type", "OI-open")):
+        form.get_by_label(label).click()
+        ada.keyboard.type(choice)
+        ada.keyboard.press("Enter")
     form.get_by_role("button", name="Save sequence").click()
     wait_for_app(ada)
     ada.get_by_text("Repair sequence saved.").wait_for()
@@ -119,6 +133,7 @@ def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(serv
 
     ada.keyboard.press("a")  # ACK on turn 1, before the screenshot
     wait_for_app(ada)
+    ada.get_by_role("heading", name="Annotate", exact=True).scroll_into_view_if_needed()
     shot = tmp_path / "annotate.png"
     ada.screenshot(path=str(shot), full_page=False)
     if folder := os.environ.get("LAB_SCREENSHOT_DIR"):
