@@ -1,10 +1,12 @@
 """Inter-annotator agreement: raw agreement, Cohen's κ, Krippendorff's α (nominal) and Gwet's AC1.
 
 Every figure comes with the number of units it rests on and a bootstrap 95 % interval over
-units (turns). Point estimates of α and κ come from the ``krippendorff`` and
-``scikit-learn`` packages; AC1 and raw agreement follow Gwet (2014), *Handbook of
-Inter-Rater Reliability*, for any number of raters with missing ratings. The tests check
-all four against published worked examples and against a second implementation.
+units (turns). α and κ are computed from coincidence and confusion sums, and checked
+against the ``krippendorff`` and ``scikit-learn`` packages (``library_check=True`` takes
+the point estimates from them; the tests compare both on random data); AC1 and raw
+agreement follow Gwet (2014), *Handbook of Inter-Rater Reliability*, for any number of
+raters with missing ratings. The tests check all four against published worked examples
+and against a second, plain implementation.
 
 The bootstrap needs the same figures thousands of times, so each measure is written as a
 function of per-unit sums (for α the unit's coincidences, for AC1 its category shares, for
@@ -245,6 +247,7 @@ def compare(
     per_code: bool = True,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    library_check: bool = False,
 ) -> list[AgreementRow]:
     """All four measures on one set of ratings, over all codes and per code, with intervals.
 
@@ -256,6 +259,8 @@ def compare(
         per_code: Add one-against-the-rest rows for each observed code.
         bootstrap: Resamples of units for the intervals (0: no intervals).
         seed: Seeds the resampling, so figures repeat exactly.
+        library_check: Take the point estimates of α and κ from ``krippendorff`` and
+            ``scikit-learn`` instead (slower; the tests check both give the same figures).
     """
     ratings = {u: codes for u, codes in ratings.items() if codes}
     observed = sorted({v for codes in ratings.values() for v in codes.values()})
@@ -264,9 +269,13 @@ def compare(
     coders = sorted({c for codes in ratings.values() for c in codes})
     if not ratings or len(coders) < 2:
         return []
-    codes, n = _counts(ratings, coders, cats)
+    all_codes, _ = _counts(ratings, coders, cats)
+    n_units = len(all_codes)
+    # A unit's codes per coder determine all its sums: work on the distinct patterns, weighted.
+    codes, counts = np.unique(all_codes, axis=0, return_counts=True)
+    _, n = _counts({i: {coders[j]: cats[c] for j, c in enumerate(row) if c >= 0} for i, row in enumerate(codes)}, coders, cats)
     pairs = [(a, b) for a, b in combinations(range(len(coders)), 2) if ((codes[:, a] >= 0) & (codes[:, b] >= 0)).any()]
-    pairable = int(((codes >= 0).sum(axis=1) >= 2).sum())
+    pairable = int(counts[(codes >= 0).sum(axis=1) >= 2].sum())
     # Each block: (code, measure, parts, function of summed parts).
     blocks: list[tuple[str, str, np.ndarray, Any]] = []
 
@@ -286,13 +295,12 @@ def compare(
             add(cat, nb, binary, 2)
     x = np.hstack([b[2] for b in blocks])
     widths = np.cumsum([0] + [b[2].shape[1] for b in blocks])
-    point = x.sum(axis=0)
+    point = counts @ x
     intervals: list[tuple[float | None, float | None]] = [(None, None)] * len(blocks)
     if bootstrap > 0:
-        patterns, counts = np.unique(x, axis=0, return_counts=True)
         rng = np.random.default_rng(seed)
-        draws = rng.multinomial(len(x), counts / counts.sum(), size=bootstrap).astype(float)
-        sums = draws @ patterns
+        draws = rng.multinomial(n_units, counts / counts.sum(), size=bootstrap).astype(float)
+        sums = draws @ x
         intervals = []
         for i, (_, _, _, fn) in enumerate(blocks):
             values = fn(sums[:, widths[i] : widths[i + 1]])
@@ -300,7 +308,7 @@ def compare(
             intervals.append(
                 (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if len(values) else (None, None)
             )
-    libs = _library_points(ratings, coders, cats, observed, per_code)
+    libs = _library_points(ratings, coders, cats, observed, per_code) if library_check else {}
     rows = []
     for i, (code, measure, _, fn) in enumerate(blocks):
         value = libs.get((code, measure), _finite(float(fn(point[widths[i] : widths[i + 1]]))))
