@@ -23,12 +23,13 @@ shows them, automatic pre-labels under a neutral name.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ from .schema import (
     utcnow,
 )
 
+_SLOTS = AnnotationSlot.__table__
 GOLD = "gold"
 """Annotator name of adjudicated labels."""
 AUTO_PREFIX = "auto:"
@@ -103,11 +105,25 @@ def study_annotation(s: Session, slug: str) -> StudyAnnotation:
     """
     from .spec import study_from_normalized
 
-    studies = s.scalars(select(Study).where(Study.slug == slug).order_by(Study.version)).all()
-    if not studies:
+    versions = s.execute(select(Study.id, Study.spec_sha256).where(Study.slug == slug).order_by(Study.version)).all()
+    if not versions:
         raise LookupError(f"no study with slug '{slug}'")
-    spec = study_from_normalized(studies[-1].spec).spec.annotation
-    return StudyAnnotation(slug, tuple(st.id for st in studies), spec, codebook_for(spec))
+    key = (slug, tuple(v.id for v in versions), versions[-1].spec_sha256)
+    found = _SETTINGS_CACHE.get(key)
+    if found is None:
+        # A stored spec never changes (a changed spec is a new version), so its parse can be kept.
+        spec = study_from_normalized(s.scalar(select(Study.spec).where(Study.id == versions[-1].id))).spec.annotation
+        found = StudyAnnotation(slug, key[1], spec, codebook_for(spec))
+        if len(_SETTINGS_CACHE) > 256:
+            _SETTINGS_CACHE.clear()
+        _SETTINGS_CACHE[key] = found
+    return found
+
+
+_SETTINGS_CACHE: dict[tuple[str, tuple[int, ...], str], StudyAnnotation] = {}
+_SYNCED: dict[tuple[str, str], float] = {}
+SYNC_SECONDS = 10.0
+"""How long one process trusts its last placement of new conversations before looking again."""
 
 
 def _scope_query(sa: StudyAnnotation) -> Any:
@@ -297,7 +313,23 @@ def claim_next(s: Session, slug: str, account_id: int, *, now: datetime | None =
     now = now or utcnow()
     _require_assigned(s, slug, account_id)
     sa = study_annotation(s, slug)
+    fresh = time.monotonic() - _SYNCED.get((str(s.get_bind().url), slug), float("-inf")) < SYNC_SECONDS
+    if not fresh:
+        _place(s, slug, now)
+    found = _claim(s, sa, slug, account_id, now)
+    if found is None and fresh:
+        # Nothing left under the recent placement: place any newer conversations and look again.
+        _place(s, slug, now)
+        found = _claim(s, sa, slug, account_id, now)
+    return found
+
+
+def _place(s: Session, slug: str, now: datetime) -> None:
     sync_slots(s, slug, now=now)
+    _SYNCED[(str(s.get_bind().url), slug)] = time.monotonic()
+
+
+def _claim(s: Session, sa: StudyAnnotation, slug: str, account_id: int, now: datetime) -> AnnotationSlot | None:
     cutoff = _cutoff(sa, now)
     mine = and_(AnnotationSlot.study_slug == slug, AnnotationSlot.account_id == account_id)
     current = s.scalar(
@@ -317,9 +349,8 @@ def claim_next(s: Session, slug: str, account_id: int, *, now: datetime | None =
         if slot_id is None:
             break
         taken = s.execute(
-            update(AnnotationSlot)
-            .where(AnnotationSlot.id == slot_id, AnnotationSlot.account_id == account_id, AnnotationSlot.status == "open")
-            .values(status="claimed", claimed_at=now, touched_at=now)
+            _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id, _SLOTS.c.status == "open"),
+            {"status": "claimed", "claimed_at": now, "touched_at": now},
         )
         if taken.rowcount:
             return _slot(s, slot_id)
@@ -340,9 +371,8 @@ def claim_next(s: Session, slug: str, account_id: int, *, now: datetime | None =
         try:
             with s.begin_nested():
                 taken = s.execute(
-                    update(AnnotationSlot)
-                    .where(AnnotationSlot.id == slot_id, stale)
-                    .values(account_id=account_id, status="claimed", claimed_at=now, touched_at=now, done_at=None)
+                    _SLOTS.update().where(_SLOTS.c.id == slot_id, stale),
+                    {"account_id": account_id, "status": "claimed", "claimed_at": now, "touched_at": now, "done_at": None},
                 )
         except IntegrityError:
             continue
@@ -366,9 +396,7 @@ def own_slot(s: Session, slot_id: int, account_id: int, *, now: datetime | None 
     now = now or utcnow()
     if lock:
         done = s.execute(
-            update(AnnotationSlot)
-            .where(AnnotationSlot.id == slot_id, AnnotationSlot.account_id == account_id)
-            .values(touched_at=now)
+            _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id), {"touched_at": now}
         )
         if not done.rowcount:
             raise NotYours()
