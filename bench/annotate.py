@@ -47,7 +47,11 @@ conditions:
   a: {model: bot, reveal: SHARDED}
   b: {model: bot, reveal: FULL}
 items:
-  - {id: t, kind: sharded, title: Task, shards: [{id: 1, text: "First piece."}, {id: 2, text: "Second piece."}], answer: {type: number, value: "1"}}
+  - id: t
+    kind: sharded
+    title: Task
+    shards: [{id: 1, text: "First piece."}, {id: 2, text: "Second piece."}]
+    answer: {type: number, value: "1"}
 annotation:
   layers: [G, R, P, S]
   annotators_per_turn: 2
@@ -77,7 +81,8 @@ def build(engine: Engine, conversations: int, turns: int, labelled: int) -> dict
     t0 = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(
-            Participant.__table__.insert(), [{"study_id": study_id, "kind": "simulated", "status": "completed"} for _ in range(conversations)]
+            Participant.__table__.insert(),
+            [{"study_id": study_id, "kind": "simulated", "status": "completed"} for _ in range(conversations)],
         )
         pids = conn.execute(select(Participant.id).order_by(Participant.id)).scalars().all()
         conn.execute(
@@ -121,13 +126,17 @@ def build(engine: Engine, conversations: int, turns: int, labelled: int) -> dict
         t0 = time.perf_counter()
         ann.assign(s, "bench-annotate", list(ANNOTATORS), 2)
         ids = {a.username: a.id for a in s.scalars(select(Account))}
-        print(f"  placed {conversations:,} conversations with 2 of {len(ANNOTATORS)} annotators in {time.perf_counter() - t0:.2f} s")
+        print(
+            f"  placed {conversations:,} conversations with 2 of {len(ANNOTATORS)} annotators in {time.perf_counter() - t0:.2f} s"
+        )
     t0 = time.perf_counter()
     with engine.begin() as conn:
         from lab.schema import AnnotationSlot
 
         holders: dict[int, list[int]] = {}
-        for sid, acc in conn.execute(select(AnnotationSlot.session_id, AnnotationSlot.account_id).where(AnnotationSlot.session_id.in_(sids[:labelled]))):
+        for sid, acc in conn.execute(
+            select(AnnotationSlot.session_id, AnnotationSlot.account_id).where(AnnotationSlot.session_id.in_(sids[:labelled]))
+        ):
             holders.setdefault(sid, []).append(acc)
         names = {v: k for k, v in ids.items()}
         turn_rows = conn.execute(select(Turn.id, Turn.session_id, Turn.role).where(Turn.session_id.in_(sids[:labelled]))).all()
@@ -136,9 +145,27 @@ def build(engine: Engine, conversations: int, turns: int, labelled: int) -> dict
             truth = rng.choice(G_CODES)
             for acc in holders[sid]:
                 code = truth if rng.random() < 0.8 else rng.choice(G_CODES)
-                labels.append({"turn_id": tid, "annotator": names[acc], "account_id": acc, "layer": "G", "code": code, "meta": {"codebook": "codebook-1"}})
+                labels.append(
+                    {
+                        "turn_id": tid,
+                        "annotator": names[acc],
+                        "account_id": acc,
+                        "layer": "G",
+                        "code": code,
+                        "meta": {"codebook": "codebook-1"},
+                    }
+                )
             if role == "assistant":
-                labels.append({"turn_id": tid, "annotator": "auto:rules-g", "account_id": None, "layer": "G", "code": truth if rng.random() < 0.6 else "NONE", "meta": None})
+                labels.append(
+                    {
+                        "turn_id": tid,
+                        "annotator": "auto:rules-g",
+                        "account_id": None,
+                        "layer": "G",
+                        "code": truth if rng.random() < 0.6 else "NONE",
+                        "meta": None,
+                    }
+                )
             if len(labels) >= 20_000:
                 conn.execute(Label.__table__.insert(), labels)
                 labels = []
@@ -183,7 +210,11 @@ def measure(engine: Engine, ids: dict[str, int], samples: int) -> None:
         with Session(engine) as s, s.begin():
             s.scalar(
                 select(AnnotationSlot)
-                .where(AnnotationSlot.study_slug == "bench-annotate", AnnotationSlot.account_id == who, AnnotationSlot.status == "open")
+                .where(
+                    AnnotationSlot.study_slug == "bench-annotate",
+                    AnnotationSlot.account_id == who,
+                    AnnotationSlot.status == "open",
+                )
                 .order_by(AnnotationSlot.session_id)
                 .limit(1)
             )
@@ -191,7 +222,10 @@ def measure(engine: Engine, ids: dict[str, int], samples: int) -> None:
     claim()  # warm the connection pool and caches
     claim_ms = statistics.median(timed(claim, samples))
     base_ms = statistics.median(timed(claim_select, samples))
-    print(f"  claim next conversation: median {claim_ms:.1f} ms (target ≤ 50) — {claim_ms / base_ms:.1f}× one indexed SELECT of the slot ({base_ms:.2f} ms)")
+    print(
+        f"  claim next conversation: median {claim_ms:.1f} ms (target ≤ 50) — "
+        f"{claim_ms / base_ms:.1f}× one indexed SELECT of the slot ({base_ms:.2f} ms)"
+    )
 
     slots = iter(claimed * 2)
     session_of = {}
@@ -223,7 +257,10 @@ def measure(engine: Engine, ids: dict[str, int], samples: int) -> None:
     agree_s = time.perf_counter() - t0
     units = max((r.units for r in rows if r.comparison == "humans"), default=0)
     alpha = next((r.value for r in rows if r.comparison == "humans" and r.code == "(all)" and r.measure == "alpha"), None)
-    print(f"  all agreement figures: {agree_s:.2f} s (target ≤ 2) — {len(rows)} figures with 1,000-resample intervals, {units:,} units, α = {alpha:.3f}")
+    print(
+        f"  all agreement figures: {agree_s:.2f} s (target ≤ 2) — {len(rows)} figures with 1,000-resample intervals, "
+        f"{units:,} units, α = {alpha:.3f}"
+    )
 
 
 def run(url: str, name: str, args: argparse.Namespace) -> None:

@@ -395,9 +395,7 @@ def own_slot(s: Session, slot_id: int, account_id: int, *, now: datetime | None 
     """
     now = now or utcnow()
     if lock:
-        done = s.execute(
-            _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id), {"touched_at": now}
-        )
+        done = s.execute(_SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id), {"touched_at": now})
         if not done.rowcount:
             raise NotYours()
         return _slot(s, slot_id)

@@ -184,12 +184,13 @@ def cmd_annotate_progress(args: argparse.Namespace) -> None:
     with _tx() as s:
         p = progress(s, args.slug)
     k = p.per_conversation or "–"
-    print(f"study '{args.slug}': {p.conversations} conversations in scope, {p.placed} placed, {p.complete} done by {k} annotators")
+    print(f"study '{args.slug}': {p.conversations} conversations in scope, {p.placed} placed, {p.complete} done by {k}")
     head = ("annotator", "convs", "done", "open", "skip", "labels", "checks", "accuracy", "pre-labels")
     print(f"{head[0]:<20} " + " ".join(f"{h:>8}" for h in head[1:]))
     for a in p.annotators:
         acc = f"{a.accuracy:.0%}" if a.accuracy is not None else "–"
-        cells = (a.conversations, a.done, a.claimed, a.skipped, a.labels, a.checks, acc, "shown" if a.sees_prelabels else "hidden")
+        pre = "shown" if a.sees_prelabels else "hidden"
+        cells = (a.conversations, a.done, a.claimed, a.skipped, a.labels, a.checks, acc, pre)
         print(f"{a.username:<20} " + " ".join(f"{c:>8}" for c in cells))
 
 

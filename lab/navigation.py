@@ -31,7 +31,7 @@ STAFF: tuple[PageEntry, ...] = (
     PageEntry("pages/links.py", "Links", "links", ("experimenter",), "Experiment", ":material/link:"),
     PageEntry("pages/monitor.py", "Live monitor", "monitor", ("experimenter",), "Experiment", ":material/monitoring:"),
     PageEntry("pages/models.py", "Models", "models", ("experimenter",), "Experiment", ":material/memory:"),
-    PageEntry("pages/agreement.py", "Annotation & agreement", "agreement", ("experimenter",), "Annotation", ":material/fact_check:"),
+    PageEntry("pages/agreement.py", "Annotation & agreement", "agreement", ("experimenter",), "Annotation", ":material/rule:"),
     PageEntry("pages/adjudicate.py", "Adjudicate", "adjudicate", ("experimenter",), "Annotation", ":material/gavel:"),
     PageEntry("pages/annotate.py", "Annotate", "annotate", ("annotator",), "Annotation", ":material/edit_note:"),
     PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),

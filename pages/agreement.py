@@ -1,4 +1,4 @@
-"""Annotation for experimenters: agreement with its bars, confusion matrices, disagreements side by side, annotators, gold checks."""
+"""Annotation for experimenters: agreement and its bars, confusion matrices, disagreements, annotators, gold checks."""
 
 import altair as alt
 import pandas as pd
@@ -117,7 +117,8 @@ with tab_agree:
         if rate.adjudicated:
             share = f"{rate.rate:.0%}" if rate.rate is not None else "–"
             st.caption(
-                f"Adjudicated {rate.adjudicated} turns; gold differs from the human majority on {rate.changed} of {rate.with_majority} ({share})."
+                f"Adjudicated {rate.adjudicated} turns; gold differs from the human majority on "
+                f"{rate.changed} of {rate.with_majority} ({share})."
             )
 
 with tab_dis:
@@ -210,7 +211,8 @@ with tab_people:
 
 with tab_checks:
     st.caption(
-        "Mark turns whose answer you know; each annotator's accuracy on them shows under “Annotators & progress” (never while labelling)."
+        "Mark turns whose answer you know; each annotator's accuracy on them shows under "
+        "“Annotators & progress” (never while labelling)."
     )
     with st.form("check"):
         c1, c2, c3, c4 = st.columns(4)

@@ -237,13 +237,14 @@ else:
     st.caption("No repair sequence yet.")
 
 if "R" in view.codebook.layers:
-    options = {f"New sequence": None} | {f"Edit sequence {i}": q for i, q in enumerate(view.sequences, start=1)}
+    options = {"New sequence": None} | {f"Edit sequence {i}": q for i, q in enumerate(view.sequences, start=1)}
     picked = st.selectbox("Make or edit", list(options), key="annotate_seq_pick")
     editing = options[picked]
     ids = [t.id for t in turns]
     r_codes = [c for c in view.codebook.layers["R"].code_names() if c != "NONE"]
 
     def index_of(tid: int | None, default: int = 0) -> int:
+        """Position of a turn among the shown turns."""
         return ids.index(tid) if tid in ids else default
 
     with st.form("annotate_sequence", clear_on_submit=editing is None):

@@ -29,7 +29,10 @@ items:
   - id: bake
     kind: sharded
     title: Bakery takings
-    shards: [{id: 1, text: "How much did the bakery take?"}, {id: 2, text: "Muffins cost $3."}, {id: 3, text: "They sold 40 muffins."}]
+    shards:
+      - {id: 1, text: "How much did the bakery take?"}
+      - {id: 2, text: "Muffins cost $3."}
+      - {id: 3, text: "They sold 40 muffins."}
     answer: {type: number, value: "120"}
 annotation:
   layers: [G, R, S]

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from lab.agreement import (
     ALL,
-    compare,
     cohen_kappa,
+    compare,
     format_rows,
     gwet_ac1,
     krippendorff_alpha,
@@ -135,7 +135,10 @@ def test_library_figures_match_the_plain_implementation(ratings: dict[int, dict[
     rows = {(r.code, r.measure): r for r in compare(ratings, comparison="t", layer="G", categories=CODES, bootstrap=0)}
     if not rows:
         return
-    checked = {(r.code, r.measure): r for r in compare(ratings, comparison="t", layer="G", categories=CODES, bootstrap=0, library_check=True)}
+    checked = {
+        (r.code, r.measure): r
+        for r in compare(ratings, comparison="t", layer="G", categories=CODES, bootstrap=0, library_check=True)
+    }
     for key, row in rows.items():
         assert close(row.value, checked[key].value), (key, row.value, checked[key].value)
     assert close(rows[(ALL, "ac1")].value, plain_ac1(ratings, CODES))
