@@ -907,6 +907,9 @@ def majority(codes: list[str]) -> str | None:
     """The most frequent code when one code is strictly most frequent, else None (a tie)."""
     if not codes:
         return None
+    if len(codes) <= 2:
+        # The common case (two annotators) without building a Counter per turn.
+        return codes[0] if len(codes) == 1 or codes[0] == codes[1] else None
     top = Counter(codes).most_common(2)
     if len(top) > 1 and top[0][1] == top[1][1]:
         return None
