@@ -174,7 +174,7 @@ with work:
         grid = st.columns(2)
         for i, code in enumerate(lay.codes):
             grid[i % 2].button(
-                f"{code.code}" + (f" ({code.key.upper()})" if code.key else ""),
+                code.code,
                 key=f"code_{layer}_{code.code}",
                 on_click=choose,
                 args=(layer, code.code),
