@@ -270,6 +270,42 @@ def compare(
     if not ratings or len(coders) < 2:
         return []
     all_codes, _ = _counts(ratings, coders, cats)
+    libs = _library_points(ratings, coders, cats, observed, per_code) if library_check else {}
+    return compare_codes(
+        all_codes, coders, cats, comparison=comparison, layer=layer, per_code=per_code, bootstrap=bootstrap, seed=seed, libs=libs
+    )
+
+
+def compare_codes(
+    all_codes: np.ndarray,
+    coders: list[str],
+    cats: list[str],
+    *,
+    comparison: str,
+    layer: str,
+    per_code: bool = True,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    libs: dict[tuple[str, str], float | None] | None = None,
+) -> list[AgreementRow]:
+    """:func:`compare` on a (units × coders) matrix of category indexes, -1 where a coder did not rate.
+
+    Args:
+        all_codes: One row per unit; rows without any rating are ignored.
+        coders: Column names.
+        cats: Category names the indexes refer to.
+        comparison: Name of the comparison for the rows.
+        layer: The layer for the rows.
+        per_code: Add one-against-the-rest rows for each observed code.
+        bootstrap: Resamples of units for the intervals (0: no intervals).
+        seed: Seeds the resampling.
+        libs: Point estimates to use instead of the computed ones, by (code, measure).
+    """
+    libs = libs or {}
+    all_codes = all_codes[(all_codes >= 0).any(axis=1)]
+    if len(all_codes) == 0 or len(coders) < 2:
+        return []
+    observed = {cats[i] for i in np.unique(all_codes[all_codes >= 0])}
     n_units = len(all_codes)
     # A unit's codes per coder determine all its sums: work on the distinct patterns, weighted.
     codes, counts = np.unique(all_codes, axis=0, return_counts=True)
@@ -308,7 +344,6 @@ def compare(
             intervals.append(
                 (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if len(values) else (None, None)
             )
-    libs = _library_points(ratings, coders, cats, observed, per_code) if library_check else {}
     rows = []
     for i, (code, measure, _, fn) in enumerate(blocks):
         value = libs.get((code, measure), _finite(float(fn(point[widths[i] : widths[i + 1]]))))
@@ -365,42 +400,87 @@ def study_agreement(
 ) -> list[AgreementRow]:
     """Every agreement figure of a study: humans together, each human vs gold, each judge vs the human majority.
 
+    The human majority of a turn is its strictly most frequent human code (a tie is none).
+
     Raises:
         AnnotationError: for a layer the study does not use.
     """
-    from .annotation import AUTO_PREFIX, GOLD, is_human, layer_ratings, majority, study_annotation
+    from .annotation import AUTO_PREFIX, GOLD, AnnotationError, study_annotation
 
     sa = study_annotation(s, slug)
     rows: list[AgreementRow] = []
     for layer in layers or sa.layers:
-        ratings = layer_ratings(s, slug, layer)
+        if layer not in sa.codebook.layers:
+            raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
+        turn_ids, annotators, labels = _current_labels(s, sa.study_ids, layer)
+        if len(turn_ids) == 0:
+            continue
         cats = sa.codebook.layer(layer).code_names()
-        humans = {u: {a: c for a, c in codes.items() if is_human(a)} for u, codes in ratings.items()}
-        rows += compare(
-            humans, comparison="humans", layer=layer, categories=cats, per_code=per_code, bootstrap=bootstrap, seed=seed
-        )
-        names = sorted({a for codes in humans.values() for a in codes})
-        for h in names:
-            pair = {u: {h: codes[h], GOLD: codes[GOLD]} for u, codes in ratings.items() if h in codes and GOLD in codes}
-            rows += compare(
-                pair, comparison=f"{h} vs gold", layer=layer, categories=cats, per_code=per_code, bootstrap=bootstrap, seed=seed
+        cats += sorted(set(labels.tolist()) - set(cats))
+        units, unit_of = np.unique(turn_ids, return_inverse=True)
+        index = {c: i for i, c in enumerate(cats)}
+        code_of = np.array([index[c] for c in labels.tolist()], dtype=np.int64)
+        is_auto = np.char.startswith(annotators.astype(str), AUTO_PREFIX)
+        is_gold = annotators == GOLD
+        human = ~is_auto & ~is_gold
+        names = sorted(set(annotators[human]))
+
+        opts: dict[str, Any] = {"layer": layer, "per_code": per_code, "bootstrap": bootstrap, "seed": seed}
+        columns = [_column(len(units), unit_of, code_of, human & (annotators == h)) for h in names]
+        matrix = np.stack(columns, axis=1) if names else np.empty((len(units), 0), np.int64)
+        rows += compare_codes(matrix, names, cats, comparison="humans", **opts)
+        gold = _column(len(units), unit_of, code_of, is_gold)
+        for j, h in enumerate(names):
+            both = (matrix[:, j] >= 0) & (gold >= 0)
+            rows += compare_codes(
+                np.stack([matrix[both, j], gold[both]], axis=1), [h, GOLD], cats, comparison=f"{h} vs gold", **opts
             )
-        majorities = {u: majority(list(codes.values())) for u, codes in humans.items()}
-        judges = sorted({a for codes in ratings.values() for a in codes if a.startswith(AUTO_PREFIX)})
-        for j in judges:
-            pair = {
-                u: {j: codes[j], "majority": majorities[u]} for u, codes in ratings.items() if j in codes and majorities.get(u)
-            }
-            rows += compare(
-                pair,
-                comparison=f"{j} vs majority",
-                layer=layer,
-                categories=cats,
-                per_code=per_code,
-                bootstrap=bootstrap,
-                seed=seed,
-            )
+        counts = np.zeros((len(units), len(cats)))
+        np.add.at(counts, (unit_of[human], code_of[human]), 1)
+        top = counts.argmax(axis=1)
+        ordered = np.sort(counts, axis=1)
+        second = ordered[:, -2] if len(cats) > 1 else np.zeros(len(units))
+        majority = np.where((ordered[:, -1] > 0) & (ordered[:, -1] > second), top, -1)
+        for judge in sorted(set(annotators[is_auto])):
+            auto = _column(len(units), unit_of, code_of, is_auto & (annotators == judge))
+            both = (auto >= 0) & (majority >= 0)
+            pair = np.stack([auto[both], majority[both]], axis=1)
+            rows += compare_codes(pair, [judge, "majority"], cats, comparison=f"{judge} vs majority", **opts)
     return rows
+
+
+def _column(n_units: int, unit_of: np.ndarray, code_of: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One coder's category index per unit (-1 where the rows in ``mask`` do not rate it)."""
+    col = np.full(n_units, -1, dtype=np.int64)
+    col[unit_of[mask]] = code_of[mask]
+    return col
+
+
+def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Current labels of one layer as arrays (turn ids, annotators, codes): the newest per turn and annotator."""
+    from sqlalchemy import select
+
+    from .schema import ChatSession, Label, Turn
+
+    result = s.execute(
+        select(Label.turn_id, Label.annotator, Label.code)
+        .join(Turn, Turn.id == Label.turn_id)
+        .join(ChatSession, ChatSession.id == Turn.session_id)
+        .where(ChatSession.study_id.in_(study_ids), Label.layer == layer)
+        .order_by(Label.id)
+    ).tuples()
+    columns = list(zip(*result.all(), strict=True)) or [(), (), ()]
+    turn_ids = np.array(columns[0], dtype=np.int64)
+    annotators = np.array(columns[1], dtype=object)
+    codes = np.array(columns[2], dtype=object)
+    if len(turn_ids) == 0:
+        return turn_ids, annotators, codes
+    names, who = np.unique(annotators.astype(str), return_inverse=True)
+    key = turn_ids * len(names) + who
+    # Rows are in label order, so the last row of each (turn, annotator) is the current label.
+    _, last = np.unique(key[::-1], return_index=True)
+    keep = np.sort(len(key) - 1 - last)
+    return turn_ids[keep], annotators[keep], codes[keep]
 
 
 def confusion(ratings: Ratings) -> list[tuple[str, str, float]]:
