@@ -462,19 +462,24 @@ def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple
 
     from .schema import ChatSession, Label, Turn
 
-    result = s.execute(
+    # Plain driver tuples: SQLAlchemy's per-row objects are most of the cost for 100,000s of labels.
+    result = s.connection().execute(
         select(Label.turn_id, Label.annotator, Label.code)
         .join(Turn, Turn.id == Label.turn_id)
         .join(ChatSession, ChatSession.id == Turn.session_id)
         .where(ChatSession.study_id.in_(study_ids), Label.layer == layer)
         .order_by(Label.id)
-    ).tuples()
-    columns = list(zip(*result.all(), strict=True)) or [(), (), ()]
-    turn_ids = np.array(columns[0], dtype=np.int64)
-    annotators = np.array(columns[1], dtype=object)
-    codes = np.array(columns[2], dtype=object)
-    if len(turn_ids) == 0:
-        return turn_ids, annotators, codes
+    )
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, object), np.empty(0, object)
+    tids, who_col, code_col = zip(*rows, strict=True)
+    turn_ids = np.array(tids, dtype=np.int64)
+    annotators = np.array(who_col, dtype=object)
+    codes = np.array(code_col, dtype=object)
     names, who = np.unique(annotators.astype(str), return_inverse=True)
     key = turn_ids * len(names) + who
     # Rows are in label order, so the last row of each (turn, annotator) is the current label.
