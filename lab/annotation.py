@@ -528,7 +528,16 @@ def conversation_view(s: Session, slot_id: int, account_id: int) -> Conversation
         revealed.extend(new)
         turns.append(TurnView(tid, pos, role, content, tuple(revealed), new))
     turn_ids = [t.id for t in turns]
-    view = ConversationView(slot.id, slot.status, str(chat_item.get("title") or "Conversation"), turns, sa.codebook)
+    title = str(chat_item.get("title") or "Conversation")
+    if not sa.spec.blind:
+        # An unblinded study (annotation.blind: false) names the condition and the model.
+        key, model = s.execute(
+            select(Condition.key, ChatSession.model)
+            .join(ChatSession, ChatSession.condition_id == Condition.id)
+            .where(ChatSession.id == slot.session_id)
+        ).one()
+        title += f" · {key} · {model}"
+    view = ConversationView(slot.id, slot.status, title, turns, sa.codebook)
     me = s.scalar(select(Account.username).where(Account.id == account_id))
     if turn_ids:
         for lab in s.scalars(

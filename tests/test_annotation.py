@@ -417,3 +417,14 @@ def test_cli_assign_progress_and_agreement(tmp_path: Path, capsys: pytest.Captur
     assert out.startswith("comparison,layer,code,measure,value,low,high,units,verdict\nhumans,G,(all),raw,0.500,")
     assert main(["agreement", "blindtest", "--layer", "P"]) == 1
     assert "layer 'P' is not used in this study" in capsys.readouterr().err
+
+
+def test_an_unblinded_study_names_condition_and_model(sqlite_engine: Engine) -> None:
+    with Session(sqlite_engine) as s, s.begin():
+        study = load(s, SPEC.replace("  prelabels: shown\n", "  prelabels: shown\n  blind: false\n"))
+        conversations(s, study, 1)
+        accs = {a.username: a.id for a in accounts(s, ["ada", "bo"])}
+        ann.assign(s, "blindtest", ["ada", "bo"])
+        slot = ann.claim_next(s, "blindtest", accs["ada"])
+        assert slot is not None
+        assert ann.conversation_view(s, slot.id, accs["ada"]).title == "Bakery takings · cond-xylophone · lab/scripted"
