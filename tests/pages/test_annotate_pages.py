@@ -237,3 +237,26 @@ def test_two_annotators_agreement_shows_alpha_and_adjudication_stores_gold(
 
 def test_password_constant_is_shared() -> None:
     assert PASSWORD
+
+
+def test_experimenter_assigns_on_the_page_and_sees_progress_and_checks(
+    lab_db: Engine, as_user: Callable[[str | None], None]
+) -> None:
+    with Session(lab_db) as s, s.begin():
+        accounts(s, ["annotator3"])
+        turn = s.scalars(select(Turn.id).where(Turn.role == "user").order_by(Turn.id)).first()
+    as_user("experimenter1")
+    at = page("agreement").run()
+    at.multiselect[0].set_value(["annotator3"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "Assigned annotator3." in [m.value for m in at.success]
+    body = texts(at)
+    assert "annotator3" in body and "6 conversations in scope" in body
+    at.number_input[1].set_value(turn)
+    at.selectbox[1].set_value("G")
+    at.text_input[0].set_value("ACK")
+    at.button[1].click().run()
+    assert f"Turn {turn} checks G = ACK." in [m.value for m in at.success]
+    with Session(lab_db) as s:
+        assert [a.study_slug for a in ann.assigned(s, "blindtest")].count("blindtest") == 3
