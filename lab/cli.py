@@ -200,6 +200,101 @@ def register_score(sub: Any) -> None:
     sp.set_defaults(func=cmd_score)
 
 
+# --- annotation: codebook, assignment, progress, agreement ------------------------------------
+
+
+def cmd_codebook(args: argparse.Namespace) -> None:
+    """Print the codebook, or one layer of it, or a study's."""
+    from .codebook import base_codebook, format_codebook
+
+    book = base_codebook()
+    if args.study:
+        from .annotation import study_annotation
+
+        with _tx() as s:
+            book = study_annotation(s, args.study).codebook
+    try:
+        print(format_codebook(book, args.layer))
+    except KeyError as e:
+        raise CommandError(str(e.args[0])) from None
+
+
+def cmd_annotate_assign(args: argparse.Namespace) -> None:
+    """Assign annotators to a study and place its conversations."""
+    from .annotation import assign, progress
+
+    with _tx() as s:
+        rows = assign(s, args.slug, args.annotators.split(","), args.per_conversation)
+        p = progress(s, args.slug)
+    seeing = sum(r.sees_prelabels for r in rows)
+    print(
+        f"study '{args.slug}': {len(rows)} annotators, {rows[0].per_conversation} per conversation; "
+        f"{p.placed} of {p.conversations} conversations placed; {seeing} annotator(s) see pre-labels"
+    )
+
+
+def cmd_annotate_progress(args: argparse.Namespace) -> None:
+    """Print a study's annotation progress per annotator."""
+    from .annotation import progress
+
+    with _tx() as s:
+        p = progress(s, args.slug)
+    k = p.per_conversation or "–"
+    print(f"study '{args.slug}': {p.conversations} conversations in scope, {p.placed} placed, {p.complete} done by {k}")
+    head = ("annotator", "convs", "done", "open", "skip", "labels", "checks", "accuracy", "pre-labels")
+    print(f"{head[0]:<20} " + " ".join(f"{h:>8}" for h in head[1:]))
+    for a in p.annotators:
+        acc = f"{a.accuracy:.0%}" if a.accuracy is not None else "–"
+        pre = "shown" if a.sees_prelabels else "hidden"
+        cells = (a.conversations, a.done, a.claimed, a.skipped, a.labels, a.checks, acc, pre)
+        print(f"{a.username:<20} " + " ".join(f"{c:>8}" for c in cells))
+
+
+def cmd_agreement(args: argparse.Namespace) -> None:
+    """Print a study's agreement figures and adjudication change rates."""
+    from .adjudication import change_rate
+    from .agreement import format_rows, study_agreement
+
+    with _tx() as s:
+        layers = [args.layer] if args.layer else None
+        rows = study_agreement(s, args.slug, layers, per_code=not args.overall, bootstrap=args.bootstrap)
+        rates = [change_rate(s, args.slug, r) for r in sorted({r.layer for r in rows})] if args.format == "table" else []
+    print(format_rows(rows, args.format), end="" if args.format == "csv" else "\n")
+    for r in rates:
+        if r.adjudicated:
+            rate = f"{r.rate:.0%}" if r.rate is not None else "–"
+            print(
+                f"adjudication {r.layer}: {r.adjudicated} turns decided; "
+                f"gold differs from the human majority on {r.changed} of {r.with_majority} ({rate})"
+            )
+
+
+def _register_annotation(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = sub.add_parser("codebook", help="print the annotation codebook (layers G, R, P, S)")
+    sp.add_argument("--layer", choices=["G", "R", "P", "S"], help="one layer only")
+    sp.add_argument("--study", help="a study's codebook: its layers and added codes")
+    sp.set_defaults(func=cmd_codebook)
+    ann = sub.add_parser("annotate", help="assign annotators to a study and follow their progress")
+    asub = ann.add_subparsers(dest="annotate_command", required=True, metavar="ACTION")
+    sp = asub.add_parser("assign", help="assign annotator accounts and place the study's conversations")
+    sp.add_argument("slug")
+    sp.add_argument("--annotators", required=True, help="comma-separated usernames, e.g. ada,bo")
+    sp.add_argument(
+        "--per-conversation", type=int, default=None, help="distinct annotators per conversation (default: annotators_per_turn)"
+    )
+    sp.set_defaults(func=cmd_annotate_assign)
+    sp = asub.add_parser("progress", help="progress per annotator, with gold-check accuracy")
+    sp.add_argument("slug")
+    sp.set_defaults(func=cmd_annotate_progress)
+    sp = sub.add_parser("agreement", help="inter-annotator agreement of a study (raw, κ, α, AC1 with 95% intervals)")
+    sp.add_argument("slug")
+    sp.add_argument("--layer", choices=["G", "R", "P", "S"], help="one layer only")
+    sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sp.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (0: none)")
+    sp.add_argument("--overall", action="store_true", help="only the all-codes rows, not one row per code")
+    sp.set_defaults(func=cmd_agreement)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (exposed for the docs test)."""
     p = argparse.ArgumentParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
@@ -259,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.register(sub)
     links.register(sub)
     register_score(sub)
+    _register_annotation(sub)
     return p
 
 

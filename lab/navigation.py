@@ -33,6 +33,9 @@ STAFF: tuple[PageEntry, ...] = (
     PageEntry("pages/models.py", "Models", "models", ("experimenter",), "Experiment", ":material/memory:"),
     PageEntry("pages/compare.py", "Compare models", "compare", ("experimenter",), "Experiment", ":material/query_stats:"),
     PageEntry("pages/export.py", "Export", "export", ("experimenter",), "Experiment", ":material/download:"),
+    PageEntry("pages/agreement.py", "Annotation & agreement", "agreement", ("experimenter",), "Annotation", ":material/rule:"),
+    PageEntry("pages/adjudicate.py", "Adjudicate", "adjudicate", ("experimenter",), "Annotation", ":material/gavel:"),
+    PageEntry("pages/annotate.py", "Annotate", "annotate", ("annotator",), "Annotation", ":material/edit_note:"),
     PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),
     PageEntry("pages/account.py", "My account", "account", ("experimenter", "annotator"), "Account", ":material/person:"),
 )

@@ -297,6 +297,14 @@ class RepairSequence(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     turns_to_resolution: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    """The annotator's account (None for automatic judges)."""
+    span_start: Mapped[int | None] = mapped_column(Integer)
+    """Start of the trouble source's span in its turn's text (character offset)."""
+    span_end: Mapped[int | None] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any] | None]
+    """Codebook version, and the earlier values of every edit (``history``)."""
+    updated_at: Mapped[datetime | None]
 
 
 class Response(Base):
@@ -329,3 +337,59 @@ class Withdrawal(Base):
     withdrawn_at: Mapped[datetime] = mapped_column(default=utcnow)
     by: Mapped[str] = mapped_column(String(64))
     """The staff member who carried it out, or ``cli``."""
+
+
+class AnnotationAssignment(Base):
+    """An annotator assigned to a study's annotation (all versions of the slug)."""
+
+    __tablename__ = "annotation_assignment"
+    __table_args__ = (UniqueConstraint("study_slug", "account_id", name="uq_annotation_assignment_study_account"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_slug: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    per_conversation: Mapped[int] = mapped_column(Integer)
+    """Distinct annotators each conversation reaches (the same on every row of a study)."""
+    sees_prelabels: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Whether this annotator is shown automatic labels (drawn once and kept, for ``prelabels: half``)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnnotationSlot(Base):
+    """One of the k places a conversation has for annotators; at most one annotator holds it."""
+
+    __tablename__ = "annotation_slot"
+    __table_args__ = (
+        UniqueConstraint("session_id", "slot", name="uq_annotation_slot_session_slot"),
+        UniqueConstraint("session_id", "account_id", name="uq_annotation_slot_session_account"),
+        Index("ix_annotation_slot_queue", "study_slug", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_slug: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id", ondelete="CASCADE"))
+    slot: Mapped[int] = mapped_column(Integer)
+    """0 … k-1."""
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    """The annotator holding the place (None: free for any assigned annotator)."""
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    """open (reserved or free), claimed, skipped, done."""
+    claimed_at: Mapped[datetime | None]
+    touched_at: Mapped[datetime | None]
+    """Last activity of the holder; a claim untouched for ``claim_minutes`` goes back to the pool."""
+    done_at: Mapped[datetime | None]
+
+
+class AnnotationCheck(Base):
+    """A turn with a known answer, set by an experimenter to check annotators' accuracy."""
+
+    __tablename__ = "annotation_check"
+    __table_args__ = (UniqueConstraint("turn_id", "layer", name="uq_annotation_check_turn_layer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(8))
+    code: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    """The experimenter who set it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -168,12 +168,46 @@ class CompletionSpec(_Spec):
     """Where to send participants at the end; ``{code}`` is replaced by the code."""
 
 
+class CodeSpec(_Spec):
+    """A code a study adds to a codebook layer."""
+
+    code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    definition: str = Field(min_length=1, max_length=300)
+    """One line saying when the code applies."""
+    example: str | None = Field(default=None, max_length=300)
+    key: str | None = Field(default=None, pattern=r"^[abd-qs-z0-9]$")
+    """Keyboard shortcut on the labelling screen: one lowercase letter or digit (c and r are the browser's)."""
+
+
+class AnnotationScopeSpec(_Spec):
+    """Which conversations go to annotators."""
+
+    participants: Literal["any", "human", "simulated"] = "any"
+    completed_only: bool = True
+    """Only conversations that ended."""
+    conditions: list[str] | None = None
+    """Only these condition keys (default: all)."""
+    models: list[str] | None = None
+    """Only conversations with these model ids (keys of ``models``; default: all)."""
+
+
 class AnnotationSpec(_Spec):
+    """How annotators label the study's conversations."""
+
     layers: list[Literal["G", "R", "P", "S"]] = Field(default_factory=lambda: ["G", "R", "P", "S"])
     """Codebook layers annotators label."""
     annotators_per_turn: int = Field(default=2, ge=1, le=20)
     blind: bool = True
     """Hide model and condition from annotators."""
+    codes: dict[Literal["G", "R", "P", "S"], list[CodeSpec]] = Field(default_factory=dict)
+    """Codes the study adds to a layer, e.g. ``{G: [{code: REPEAT, definition: …}]}``."""
+    prelabels: Literal["hidden", "shown", "half"] = "hidden"
+    """Whether annotators see automatic labels: hidden, shown, or half (a random, recorded half of the annotators)."""
+    claim_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    """A claimed conversation left this long goes back to the pool."""
+    max_note_chars: int = Field(default=2000, ge=0, le=20_000)
+    """Longest note an annotator may attach to a label."""
+    scope: AnnotationScopeSpec = Field(default_factory=AnnotationScopeSpec)
 
 
 class JudgeSpec(_Spec):
@@ -447,6 +481,16 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
         ref = getattr(spec, key).model
         if ref is not None and ref not in spec.models:
             problem((key, "model"), f"unknown model '{ref}' (declared: {declared})")
+    from .codebook import annotation_problems
+
+    for loc, msg in annotation_problems(spec.annotation):
+        problem(loc, msg)
+    for key in spec.annotation.scope.conditions or []:
+        if key not in spec.conditions:
+            problem(("annotation", "scope", "conditions"), f"unknown condition '{key}' (declared: {', '.join(spec.conditions)})")
+    for key in spec.annotation.scope.models or []:
+        if key not in spec.models:
+            problem(("annotation", "scope", "models"), f"unknown model '{key}' (declared: {declared})")
     if spec.completion.redirect and "{code}" in spec.completion.redirect and not spec.completion.code:
         problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
     if problems:

@@ -28,6 +28,7 @@ EXPECTED_TABLES = {
     "alembic_version",
     "participant_withdrawal",
 }
+EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
 
 
 def test_one_head() -> None:

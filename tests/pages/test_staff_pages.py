@@ -183,9 +183,17 @@ def test_disabled_account_is_locked_out_at_once(as_role: Callable[[str], None], 
     ("role", "default", "menu"),
     [
         ("anonymous", "Repair Lab", {"Repair Lab", "Sign in"}),
-        ("annotator", "Repair Lab", {"My account"}),
-        ("experimenter", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "My account"}),
-        ("admin", "Repair Lab", {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "Accounts", "My account"}),
+        ("annotator", "Repair Lab", {"My account", "Annotate"}),
+        (
+            "experimenter",
+            "Repair Lab",
+            {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "My account", "Annotation & agreement", "Adjudicate"},
+        ),
+        (
+            "admin",
+            "Repair Lab",
+            {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "Accounts", "My account", "Annotation & agreement", "Adjudicate", "Annotate"},
+        ),
     ],
 )
 def test_app_navigation_by_role(role: str, default: str, menu: set[str], as_role: Callable[[str], None]) -> None:
