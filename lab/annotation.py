@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .codebook import Codebook, codebook_for
+from .errors import LabError
 from .labels import add_label
 from .schema import (
     Account,
@@ -61,11 +62,11 @@ SHOWN_ROLES = ("user", "assistant")
 ANNOTATOR_ROLES = ("annotator", "admin")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(LabError, ValueError):
     """Input the workbench refuses; the message says what is wrong and nothing was written."""
 
 
-class NotYours(PermissionError):
+class NotYours(LabError, PermissionError):
     """The conversation, label or sequence belongs to someone else (or to no one you may see)."""
 
     def __init__(self, what: str = "this conversation") -> None:

@@ -5,8 +5,8 @@ import streamlit as st
 
 from lab import adjudication
 from lab import annotation as ann
-from lab.auth import require_role
 from lab.ui import flash, pick_study, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
 st.set_page_config(layout="wide")

@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 
 from lab import adjudication, agreement
 from lab import annotation as ann
-from lab.auth import link, require_role
 from lab.schema import Account, Label
 from lab.ui import flash, pick_study, reading, staff_header, writing
+from lab.web.guard import require_role
+from lab.web.paths import link
 
 visitor = require_role("experimenter")
 st.set_page_config(layout="wide")

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from lab import annotation as ann
-from lab.auth import require_role
 from lab.ui import flash, reading, staff_header, writing
+from lab.web.guard import require_role
 
 visitor = require_role("annotator")
 st.set_page_config(layout="wide")

@@ -271,6 +271,9 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
             rs.outcome,
             rs.turns_to_resolution,
             rs.created_at,
+            rs.span_start,
+            rs.span_end,
+            rs.updated_at,
         )
         .where(rs.session_id.in_(sids))
         .order_by(rs.id),

@@ -311,6 +311,19 @@ REPAIR_SEQUENCES = Table(
         _c("outcome", "string", "resolved, partial, misrepair or unresolved.", "repair_sequence.outcome"),
         _c("turns_to_resolution", "integer", "Turns from initiation to resolution.", "repair_sequence.turns_to_resolution"),
         _c("created_at", "datetime", "When it was coded (UTC).", "repair_sequence.created_at", True),
+        _c(
+            "span_start",
+            "integer",
+            "Start of the trouble source within its turn's text (character offset).",
+            "repair_sequence.span_start",
+        ),
+        _c(
+            "span_end",
+            "integer",
+            "End of the trouble source within its turn's text (character offset, exclusive).",
+            "repair_sequence.span_end",
+        ),
+        _c("updated_at", "datetime", "When it was last edited (UTC), if it was.", "repair_sequence.updated_at"),
     ),
 )
 
@@ -404,6 +417,28 @@ WITHHELD: dict[str, str] = {
     "participant_withdrawal.status": "withdrawal records stay in the lab",
     "participant_withdrawal.withdrawn_at": "withdrawal records stay in the lab",
     "participant_withdrawal.by": "withdrawal records stay in the lab",
+    "annotation_assignment.id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_assignment.study_slug": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_assignment.account_id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_assignment.per_conversation": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_assignment.sees_prelabels": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_assignment.created_at": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.study_slug": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.session_id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.slot": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.account_id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.status": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.claimed_at": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.touched_at": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_slot.done_at": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.turn_id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.layer": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.code": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.account_id": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "annotation_check.created_at": "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab",
+    "repair_sequence.meta": "edit history and rule versions, which may name staff accounts: not exported",
 }
 """Database columns that never enter a bundle (unless a flag named here asks for them)."""
 

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from lab import annotation as ann
-from lab import auth
 from lab.db import get_engine, make_engine, migrate
 from lab.labels import add_label
 from lab.schema import Account, ChatSession, Condition, Label, Participant, Study, Turn
+from lab.web import guard
+from lab.web import visitor as auth
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("annotate", "agreement", "adjudicate")
@@ -74,7 +75,7 @@ def as_user(monkeypatch: pytest.MonkeyPatch, lab_db: Engine) -> Callable[[str | 
         if username is not None:
             with Session(lab_db) as s:
                 cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == username)).one())
-        monkeypatch.setattr(auth, "_request_cookie", lambda: cookie)
+        monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
 
     return set_user
 
@@ -116,7 +117,7 @@ def test_who_may_open_each_page(name: str, user: str | None, as_user: Callable[[
         if user is None:
             assert at.info[0].value.startswith("Please sign in")
         else:
-            assert "does not have access to this page" in at.error[0].value
+            assert "not available to your role" in at.error[0].value
         return
     expected = {"annotate": "Turn 1 of 4", "agreement": "Annotation & agreement", "adjudicate": "Nothing to decide"}[name]
     if name == "annotate" and user == "admin1":
