@@ -21,15 +21,15 @@ else:
     visitor, query = current_visitor(), st.query_params.to_dict()
     sections, default = pages_for(visitor, query)
     nav = {
-        section: [
-            st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, default=p is default) for p in pages
-        ]
+        section: [st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, default=p is default) for p in pages]
         for section, pages in sections.items()
     }
     menu = [p for pages in sections.values() for p in pages]
     if default not in menu:
         first = next(iter(nav))
-        nav[first].insert(0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden"))
+        nav[first].insert(
+            0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden")
+        )
     for p in hidden_pages(visitor, query):
         nav[next(iter(nav))].append(st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, visibility="hidden"))
     st.navigation(nav, position="hidden" if len(menu) == 1 else "top").run()

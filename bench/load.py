@@ -259,7 +259,9 @@ class Participant:
         return self.action(label="Stop") is not None or self.action(type_="chat_input") is None
 
     async def run(self) -> None:
-        await self.post({"query_params": {"study": ["load"], "PROLIFIC_PID": [self.c.pid], "STUDY_ID": ["bench"], "SESSION_ID": [self.c.pid]}})
+        await self.post(
+            {"query_params": {"study": ["load"], "PROLIFIC_PID": [self.c.pid], "STUDY_ID": ["bench"], "SESSION_ID": [self.c.pid]}}
+        )
         for label in ("I agree to take part", "Start"):
             a = self.action(label=label)
             if a is None:
@@ -326,8 +328,8 @@ def audit(db_url: str, clients: list[Client]) -> dict[str, Any]:
     from sqlalchemy import select
 
     from lab.db import make_engine
-    from lab.schema import Participant as P
     from lab.schema import ChatSession as S
+    from lab.schema import Participant as P
     from lab.schema import Turn as T
 
     engine = make_engine(db_url)
@@ -411,7 +413,9 @@ def report(label: str, r: dict[str, Any]) -> None:
         print(f"    {e[:200]}")
     if ts:
         print(f"  send → whole reply seen: median {statistics.median(ts) * 1000:.0f} ms, p95 {pct(ts, 95) * 1000:.0f} ms")
-        print(f"  the lab's own time per turn: median {statistics.median(lab) * 1000:.0f} ms, p95 {pct(lab, 95) * 1000:.0f} ms (target p95 ≤ 250 ms)")
+        print(
+            f"  the lab's own time per turn: median {statistics.median(lab) * 1000:.0f} ms, p95 {pct(lab, 95) * 1000:.0f} ms (target p95 ≤ 250 ms)"
+        )
     print(f"  server CPU per turn {r['cpu_per_turn'] * 1000:.0f} ms; memory per participant {r['mem_per_participant']:.2f} MB")
 
 
@@ -450,14 +454,18 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     db_url, env, tmp = prepare(args)
-    print(f"{args.processes} server process(es) on {args.db}; scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s")
+    print(
+        f"{args.processes} server process(es) on {args.db}; scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s"
+    )
     try:
         single = run_once(args, 1, env, db_url, "one")
         report("N = 1", single)
         many = run_once(args, args.participants, env, db_url, "many")
         report(f"N = {args.participants}", many)
         if single["lab_times"] and many["lab_times"]:
-            print(f"\nratio of p95 lab time, N = {args.participants} to N = 1: {pct(many['lab_times'], 95) / max(1e-3, pct(single['lab_times'], 95)):.1f}×")
+            print(
+                f"\nratio of p95 lab time, N = {args.participants} to N = 1: {pct(many['lab_times'], 95) / max(1e-3, pct(single['lab_times'], 95)):.1f}×"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

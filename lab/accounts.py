@@ -164,7 +164,11 @@ def _get(s: Session, account_id: int) -> Account:
 
 
 def _other_active_admins(s: Session, account_id: int) -> int:
-    q = select(func.count()).select_from(Account).where(Account.role == "admin", Account.active.is_(True), Account.id != account_id)
+    q = (
+        select(func.count())
+        .select_from(Account)
+        .where(Account.role == "admin", Account.active.is_(True), Account.id != account_id)
+    )
     return s.scalar(q) or 0
 
 

@@ -353,10 +353,13 @@ def make_plan(d: StudyDefinition, fill: Fill | Counter[tuple[str, str]], rng: ra
 # --- in the database -----------------------------------------------------------------------
 
 
-
 def current_fill(s: Session, study: Study) -> Fill:
     """What the study's live plans (not released) hold."""
-    rows = s.scalars(select(Participant.plan).where(Participant.study_id == study.id, Participant.status.not_in(RELEASED), Participant.plan.is_not(None)))
+    rows = s.scalars(
+        select(Participant.plan).where(
+            Participant.study_id == study.id, Participant.status.not_in(RELEASED), Participant.plan.is_not(None)
+        )
+    )
     return Fill.of(steps_of(plan) for plan in rows if plan)
 
 
@@ -405,7 +408,9 @@ def stale_participants(s: Session, study: Study, now: datetime | None = None) ->
     cutoff = (now or utcnow()) - timedelta(minutes=minutes)
     recent_event = exists().where(Event.participant_id == Participant.id, Event.created_at >= cutoff)
     recent_turn = exists(
-        select(Turn.id).join(ChatSession, Turn.session_id == ChatSession.id).where(ChatSession.participant_id == Participant.id, Turn.sent_at >= cutoff)
+        select(Turn.id)
+        .join(ChatSession, Turn.session_id == ChatSession.id)
+        .where(ChatSession.participant_id == Participant.id, Turn.sent_at >= cutoff)
     )
     q = select(Participant).where(
         Participant.study_id == study.id,
@@ -449,9 +454,14 @@ def assign(s: Session, participant: Participant, *, now: datetime | None = None)
     _lock_study(s, study)
     expire_stale(s, study, now)
     d = definition(study)
-    arrival = s.scalar(
-        select(func.count()).select_from(Participant).where(Participant.study_id == study.id, Participant.plan.is_not(None), Participant.id != participant.id)
-    ) or 0
+    arrival = (
+        s.scalar(
+            select(func.count())
+            .select_from(Participant)
+            .where(Participant.study_id == study.id, Participant.plan.is_not(None), Participant.id != participant.id)
+        )
+        or 0
+    )
     rng = random.Random(f"{study.seed}:{arrival}")
     steps = make_plan(d, current_fill(s, study), rng)
     participant.plan = [{"item": a.item, "condition": a.condition} for a in steps]

@@ -54,7 +54,9 @@ def _item_refs(text: str) -> list[str]:
     return [str(e["file"]) for e in entries if isinstance(e, dict) and isinstance(e.get("file"), str)]
 
 
-def check_spec_text(text: str, name: str, base_dir: Path | None = None, uploads: Mapping[str, bytes] | None = None) -> StudyDefinition:
+def check_spec_text(
+    text: str, name: str, base_dir: Path | None = None, uploads: Mapping[str, bytes] | None = None
+) -> StudyDefinition:
     """Validate a spec's YAML with its item files; nothing is written.
 
     Args:

@@ -466,7 +466,9 @@ class Conversation:
     def refresh(self) -> None:
         """Reload turns and status from the database."""
         with Session(self.engine) as s:
-            self.turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == self.session_id).order_by(Turn.index))]
+            self.turns = [
+                TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == self.session_id).order_by(Turn.index))
+            ]
             chat = s.get(ChatSession, self.session_id)
             assert chat is not None
             self.status, self.outcome = chat.status, chat.outcome
@@ -594,7 +596,9 @@ class Conversation:
         logged = params | {"prompt_version": MEDIATOR_PROMPT_VERSION}
         if result is None:
             assert error is not None
-            self._write(role="mediator", source="model", content="", model=self.mediator.model, params=logged, error=error.message)
+            self._write(
+                role="mediator", source="model", content="", model=self.mediator.model, params=logged, error=error.message
+            )
             return []
         self._write(role="mediator", source="model", content=result.text, model=result.model, params=logged, **_metrics(result))
         # An empty rewrite would leave the assistant nothing to answer: it sees the transcript instead.
@@ -832,8 +836,14 @@ class Reply:
         now = time.monotonic()
         if self.turn is None:
             self.turn = self.conv._write(
-                role="assistant", source="model", content=self._text, model=self.conv.model, params=self.conv.params,
-                partial=True, sent_at=self._started, first_token_at=utcnow(),
+                role="assistant",
+                source="model",
+                content=self._text,
+                model=self.conv.model,
+                params=self.conv.params,
+                partial=True,
+                sent_at=self._started,
+                first_token_at=utcnow(),
             )
             self._last_checkpoint = now
         elif now - self._last_checkpoint >= CHECKPOINT_SECONDS:
@@ -857,7 +867,9 @@ class Reply:
         auto = self._judge(fields)
         then = auto.write if auto is not None else None
         if self.turn is None:
-            self.turn = conv._write(role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields)
+            self.turn = conv._write(
+                role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields
+            )
         else:
             self.turn = conv._update(self.turn, then=then, **fields)
         self._judged(auto)

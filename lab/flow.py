@@ -441,7 +441,14 @@ class Flow:
             if step.kind != kind or step.position != position:
                 return self._step(s, p)
             for key, value in values.items():
-                s.add(Response(participant_id=p.id, session_id=step.session_id if kind == "post_item" else None, question=key, value={"value": value}))
+                s.add(
+                    Response(
+                        participant_id=p.id,
+                        session_id=step.session_id if kind == "post_item" else None,
+                        question=key,
+                        value={"value": value},
+                    )
+                )
             self._advance(s, p, step)
         return self.step()
 
@@ -467,7 +474,12 @@ class Flow:
     def record_visibility(self, records: Iterable[ClientRecord], session_id: int | None) -> None:
         """Log the browser's page hidden / page shown reports as events."""
         rows = [
-            Event(participant_id=self.participant_id, session_id=session_id, kind=f"page_{r.kind}", data={"client_at": r.at.isoformat()})
+            Event(
+                participant_id=self.participant_id,
+                session_id=session_id,
+                kind=f"page_{r.kind}",
+                data={"client_at": r.at.isoformat()},
+            )
             for r in records
             if r.kind in ("hidden", "visible")
         ]
@@ -515,7 +527,9 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
         elif q.type == "text":
             raw = str(raw)
             if len(raw) > _MAX_TEXT_ANSWER:
-                raise AnswersRejected(f'Your answer to "{q.text}" is {len(raw):,} characters long; the limit is {_MAX_TEXT_ANSWER:,}.')
+                raise AnswersRejected(
+                    f'Your answer to "{q.text}" is {len(raw):,} characters long; the limit is {_MAX_TEXT_ANSWER:,}.'
+                )
         out[q.key] = raw
     return out
 
@@ -525,7 +539,8 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
 
 def presentation(conv: Conversation) -> Literal["whole", "question", "pieces", "on_request"]:
     """How the task is put to the participant: whole, as a question to ask, as cards
-    shared one per message, or as cards held until the assistant asks."""
+    shared one per message, or as cards held until the assistant asks.
+    """
     if conv.item.kind == "presupposition":
         return "question"
     if _whole_task(conv):
@@ -597,7 +612,9 @@ def screen_message(text: str | None, max_chars: int) -> str:
     cleaned = clean_message(text, max_chars)
     normalized = (text or "").replace("\r\n", "\n").replace("\r", "\n")
     if cleaned != normalized:
-        raise MessageRejected("Your message contained invisible control characters. They have been removed: please check the message below and send it again.")
+        raise MessageRejected(
+            "Your message contained invisible control characters. They have been removed: please check the message below and send it again."
+        )
     return cleaned
 
 
@@ -707,7 +724,11 @@ def client_records(state: Any, after: int) -> list[ClientRecord]:
         seq, kind, at = _count(rec.get("seq")), rec.get("kind"), _ms(rec.get("at"))
         if seq is None or seq <= after or kind not in CLIENT_KINDS or at is None:
             continue
-        out.append(ClientRecord(seq, str(kind), at, _ms(rec.get("typing_started_at")), _count(rec.get("edits")), _count(rec.get("length"))))
+        out.append(
+            ClientRecord(
+                seq, str(kind), at, _ms(rec.get("typing_started_at")), _count(rec.get("edits")), _count(rec.get("length"))
+            )
+        )
     return sorted(out, key=lambda r: r.seq)
 
 

@@ -366,7 +366,9 @@ def _load_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     except yaml.YAMLError as e:
         raise SpecError([f"{name}: YAML error: {e}"]) from None
     if node is None:
-        raise SpecError([f"{name}:1: the file is empty; a study spec needs slug, title, consent, instructions, models, conditions and items"])
+        raise SpecError(
+            [f"{name}:1: the file is empty; a study spec needs slug, title, consent, instructions, models, conditions and items"]
+        )
     lines: dict[tuple[Any, ...], int] = {}
     try:
         return _to_python(node, (), lines), lines
@@ -464,7 +466,9 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
             problem(("models", key, "model"), msg)
         missing = llm.missing_env(model.model, model.params)
         if missing and model.optional:
-            warnings.append(f"model '{key}' ({model.model}) is optional and {', '.join(missing)} is not set: its conditions are left out")
+            warnings.append(
+                f"model '{key}' ({model.model}) is optional and {', '.join(missing)} is not set: its conditions are left out"
+            )
     for key, cond in spec.conditions.items():
         if cond.model not in spec.models:
             problem(("conditions", key, "model"), f"unknown model '{cond.model}' (declared: {declared})")

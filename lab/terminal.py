@@ -72,7 +72,9 @@ def run_chat(
         chat = start_session(s, participant, key, condition, model_override=model)
         session_id = chat.id
     conv = Conversation.load(engine, session_id)
-    out.write(f"conversation {session_id}: study '{slug}', condition '{condition}' ({conv.reveal}), item '{key}', model {conv.model}\n")
+    out.write(
+        f"conversation {session_id}: study '{slug}', condition '{condition}' ({conv.reveal}), item '{key}', model {conv.model}\n"
+    )
     out.write("commands: /N reveals card N, /cards, /retry, /done, /quit\n\n")
     if conv.reveal == "FULL" or conv.reveal == "CONCAT":
         out.write("The task (send it as is with an empty line, or in your own words):\n")

@@ -19,7 +19,9 @@ from lab.web.guard import require_role
 visitor = require_role("admin")
 staff_header(visitor)
 st.title("Accounts")
-st.caption("admin: manages accounts and does everything an experimenter does · experimenter: studies, links, monitor, models · annotator: the annotation queue")
+st.caption(
+    "admin: manages accounts and does everything an experimenter does · experimenter: studies, links, monitor, models · annotator: the annotation queue"
+)
 flash("accounts_msg")
 
 with reading() as s:

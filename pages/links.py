@@ -39,7 +39,12 @@ if made_file and made_file[0] == slug:
     _, version, n, csv_text = made_file
     st.success(f"{n} new link(s) made for version {version}. Download them now; they will not be shown again.")
     st.download_button(
-        f"Download {n} links (CSV)", data=csv_text, file_name=f"{slug}-v{version}-links.csv", mime="text/csv", on_click="ignore", type="primary"
+        f"Download {n} links (CSV)",
+        data=csv_text,
+        file_name=f"{slug}-v{version}-links.csv",
+        mime="text/csv",
+        on_click="ignore",
+        type="primary",
     )
 st.caption(f"On the command line: `python -m lab links {slug} --count N --out links.csv`")
 

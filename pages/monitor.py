@@ -46,7 +46,11 @@ with reading() as s:
     study = get_study(s, slug)
     suggested = monitor.default_target(s, study)
 target = st.number_input(
-    "Target participants", min_value=0, value=max(suggested, 1), step=1, help="Cell targets spread this many participants' plans over every cell."
+    "Target participants",
+    min_value=0,
+    value=max(suggested, 1),
+    step=1,
+    help="Cell targets spread this many participants' plans over every cell.",
 )
 
 
@@ -54,25 +58,40 @@ target = st.number_input(
 def live() -> None:
     """The figures, redrawn every few seconds without rerunning the page."""
     snap, conversations = read_snapshot(study.id, int(target))
-    st.caption(f"Version {snap.version} · {snap.status} · updated {snap.taken_at:%H:%M:%S} UTC · refreshes every {REFRESH_SECONDS} s")
+    st.caption(
+        f"Version {snap.version} · {snap.status} · updated {snap.taken_at:%H:%M:%S} UTC · refreshes every {REFRESH_SECONDS} s"
+    )
 
     cols = st.columns(4)
     for col, status in zip(cols, ("consented", "active", "completed", "timed_out"), strict=True):
         col.metric(status.replace("_", " "), snap.by_status.get(status, 0))
     cols = st.columns(4)
     median = snap.median_item_seconds
-    cols[0].metric("median time per item", f"{median / 60:.1f} min" if median is not None else "–", help=f"over {snap.finished_conversations} finished conversations")
+    cols[0].metric(
+        "median time per item",
+        f"{median / 60:.1f} min" if median is not None else "–",
+        help=f"over {snap.finished_conversations} finished conversations",
+    )
     cols[1].metric("turns, last hour", snap.turns_last_hour)
     cols[2].metric("error turns, last hour", snap.error_turns_last_hour)
     cols[3].metric("partial turns, last hour", snap.partial_turns_last_hour)
     with st.expander("Participants by status"):
-        st.dataframe(pd.DataFrame([{"status": k, "participants": snap.by_status.get(k, 0)} for k in STATUS_ORDER]), hide_index=True)
+        st.dataframe(
+            pd.DataFrame([{"status": k, "participants": snap.by_status.get(k, 0)} for k in STATUS_ORDER]), hide_index=True
+        )
 
     st.subheader("Cells: conversations against target")
     if snap.cells:
         frame = pd.DataFrame(
             [
-                {"condition": c.condition, "item": c.item, "planned": c.planned, "started": c.started, "finished": c.ended, "target": c.target}
+                {
+                    "condition": c.condition,
+                    "item": c.item,
+                    "planned": c.planned,
+                    "started": c.started,
+                    "finished": c.ended,
+                    "target": c.target,
+                }
                 for c in snap.cells
             ]
         )
@@ -92,7 +111,9 @@ def live() -> None:
         for r in runs[:3]:
             eta = f" · about {r.eta_seconds / 60:.0f} min left" if r.eta_seconds else ""
             rate = f" · {r.rate_per_minute:.1f}/min" if r.rate_per_minute else ""
-            st.progress(r.fraction, text=f"{r.run_id} ({r.simulator}, v{r.version}): {r.ended} of {r.total} conversations{rate}{eta}")
+            st.progress(
+                r.fraction, text=f"{r.run_id} ({r.simulator}, v{r.version}): {r.ended} of {r.total} conversations{rate}{eta}"
+            )
 
     st.subheader("In progress")
     if snap.live:
@@ -138,7 +159,9 @@ def live() -> None:
             elif no.button("Cancel", key="timeout_cancel"):
                 del st.session_state["timeout_pending"]
                 st.rerun(scope="fragment")
-        st.caption(f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically when the next participant arrives.")
+        st.caption(
+            f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically when the next participant arrives."
+        )
     else:
         st.write("Nobody is in the middle of the study.")
 
@@ -146,7 +169,10 @@ def live() -> None:
     if not conversations:
         st.write("No conversations yet.")
     for conv in conversations:
-        with st.expander(f"{conv.participant} ({conv.kind}) · {conv.condition} · {conv.item} · {conv.status}", expanded=conv is conversations[0]):
+        with st.expander(
+            f"{conv.participant} ({conv.kind}) · {conv.condition} · {conv.item} · {conv.status}",
+            expanded=conv is conversations[0],
+        ):
             for t in conv.turns:
                 if t.role == "system":
                     continue

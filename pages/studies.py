@@ -42,7 +42,10 @@ def save(d: StudyDefinition, source: str) -> None:
     with writing() as s:
         result = load_study(s, d, source)
         study = result.study
-        st.session_state["studies_msg"] = ("success", SAVED[result.action].format(slug=study.slug, version=study.version, status=study.status))
+        st.session_state["studies_msg"] = (
+            "success",
+            SAVED[result.action].format(slug=study.slug, version=study.version, status=study.status),
+        )
 
 
 def show_problems(e: SpecError) -> None:
@@ -55,7 +58,10 @@ def show_preview(d: StudyDefinition, verdict: bool = True) -> None:
     """What a spec creates: plan, conditions and items (with the validator's verdict when ``verdict``)."""
     p = preview(d)
     if verdict:
-        st.success(f"Valid: study '{p.slug}' with {len(p.conditions)} conditions and {len(p.items)} items.", icon=":material/check_circle:")
+        st.success(
+            f"Valid: study '{p.slug}' with {len(p.conditions)} conditions and {len(p.items)} items.",
+            icon=":material/check_circle:",
+        )
     for w in p.warnings:
         st.warning(w)
     st.markdown(
@@ -111,8 +117,17 @@ with manage:
         st.write(f"Version {study.version} is **{study.status}**.")
         cols = st.columns(len(ACTIONS))
         for col, (action, label) in zip(cols, ACTIONS.items(), strict=True):
-            col.button(label, key=f"{action}_{slug}", on_click=act, args=(slug, action), disabled=study.status not in STATUS_CHANGES[action], width="stretch")
-        st.caption("Opening checks every model first: a study cannot open with a model that fails validation or lacks its API key.")
+            col.button(
+                label,
+                key=f"{action}_{slug}",
+                on_click=act,
+                args=(slug, action),
+                disabled=study.status not in STATUS_CHANGES[action],
+                width="stretch",
+            )
+        st.caption(
+            "Opening checks every model first: a study cannot open with a model that fails validation or lacks its API key."
+        )
         with st.expander("Preview items and conditions"):
             show_preview(d, verdict=False)
 

@@ -367,7 +367,13 @@ def _setup(client: TestClient, token: str, username: str = "root", password: str
     assert page.status_code == 200, page.text
     return client.post(
         "/auth/setup",
-        data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": username, "password": password, "password2": password2 or password},
+        data={
+            "token": token,
+            "csrf": client.cookies.get(CSRF_COOKIE),
+            "username": username,
+            "password": password,
+            "password2": password2 or password,
+        },
         headers={"Origin": BASE},
     )
 
@@ -384,7 +390,13 @@ def test_setup_link_creates_the_first_admin_once(client: TestClient, db: Engine)
     assert client.get(f"/auth/setup?token={setup_token()}").status_code == 403
     r = client.post(
         "/auth/setup",
-        data={"token": token, "csrf": client.cookies.get(CSRF_COOKIE), "username": "second", "password": PASSWORD, "password2": PASSWORD},
+        data={
+            "token": token,
+            "csrf": client.cookies.get(CSRF_COOKIE),
+            "username": "second",
+            "password": PASSWORD,
+            "password2": PASSWORD,
+        },
         headers={"Origin": BASE},
     )
     assert r.status_code == 403

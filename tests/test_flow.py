@@ -148,7 +148,14 @@ def test_personal_link_resolves_and_tampered_links_do_not(engine: Engine) -> Non
     study_id = make_study(engine)
     pid, token = invite(engine, study_id)
     assert resolve_link(engine, {"t": token}) == Visit(pid)
-    for query in ({"t": token[:-1] + ("A" if token[-1] != "A" else "B")}, {"t": new_token()}, {"t": ""}, {"t": "x" * 500}, {}, {"x": "1"}):
+    for query in (
+        {"t": token[:-1] + ("A" if token[-1] != "A" else "B")},
+        {"t": new_token()},
+        {"t": ""},
+        {"t": "x" * 500},
+        {},
+        {"x": "1"},
+    ):
         with pytest.raises(LinkNotValid, match="This link is not valid"):
             resolve_link(engine, query)
 
@@ -191,7 +198,9 @@ def test_same_prolific_pid_arriving_twice_at_once_makes_one_participant(sqlite_e
     assert len(set(out)) == 1 and len(out) == 4
 
 
-@pytest.mark.parametrize("query", [{"study": "nope"}, {"study": "web", "PROLIFIC_PID": "bad pid!"}, {"study": "web", "STUDY_ID": "x" * 65}])
+@pytest.mark.parametrize(
+    "query", [{"study": "nope"}, {"study": "web", "PROLIFIC_PID": "bad pid!"}, {"study": "web", "STUDY_ID": "x" * 65}]
+)
 def test_unknown_study_and_malformed_ids_are_not_valid(engine: Engine, query: dict[str, str]) -> None:
     make_study(engine)
     with pytest.raises(LinkNotValid):
@@ -300,7 +309,14 @@ def test_whole_flow_from_consent_to_completion_code(engine: Engine) -> None:
         chat = s.get(ChatSession, conv.session_id)
         assert chat is not None and chat.outcome == "answered" and chat.ended_at is not None
     kinds = [e.kind for e in events(engine, pid)]
-    assert kinds.index("consent") < kinds.index("instructions") < kinds.index("start") < kinds.index("end") < kinds.index("item_done") < kinds.index("completed")
+    assert (
+        kinds.index("consent")
+        < kinds.index("instructions")
+        < kinds.index("start")
+        < kinds.index("end")
+        < kinds.index("item_done")
+        < kinds.index("completed")
+    )
 
 
 def test_steps_without_questions_are_passed_over_and_a_code_is_made(sqlite_engine: Engine) -> None:
@@ -382,7 +398,10 @@ def test_sharded_cards_reveal_one_per_message(sqlite_engine: Engine) -> None:
     assert flow.send_message(conv, "no new card here").shards == []
     conv.reply().consume()
     with Session(sqlite_engine) as s:
-        stored = [t.shards for t in s.scalars(select(Turn).where(Turn.session_id == conv.session_id, Turn.role == "user").order_by(Turn.index))]
+        stored = [
+            t.shards
+            for t in s.scalars(select(Turn).where(Turn.session_id == conv.session_id, Turn.role == "user").order_by(Turn.index))
+        ]
     assert stored == [[1], [3], []]
     with pytest.raises(MessageRejected, match="Card 9 cannot be shared"):
         flow.send_message(conv, "what?", 9)
@@ -505,7 +524,9 @@ def test_client_records_drop_malformed_reports() -> None:
 def test_visibility_reports_become_events(sqlite_engine: Engine) -> None:
     f = started(sqlite_engine)
     conv = f.conversation()
-    state = {"log": [{"seq": 1, "kind": "hidden", "at": 1_700_000_000_000}, {"seq": 2, "kind": "visible", "at": 1_700_000_009_000}]}
+    state = {
+        "log": [{"seq": 1, "kind": "hidden", "at": 1_700_000_000_000}, {"seq": 2, "kind": "visible", "at": 1_700_000_009_000}]
+    }
     f.record_visibility(flow.client_records(state, 0), conv.session_id)
     logged = [(e.kind, e.session_id, e.data) for e in events(sqlite_engine, f.participant_id) if e.kind.startswith("page_")]
     assert logged == [

@@ -267,8 +267,7 @@ def _summary_task(record: dict[str, Any], *, batched: bool) -> str:
     bullets = f"a bullet list of {n_insights} insights" if n_insights else "a bullet list of insights"
     lines.append(f"Write a summary of all of them as {bullets}" + (f" that answer this query: {query}" if query else "."))
     lines.append(
-        "After each insight, cite the documents that support it by their number, like [3][7]. "
-        "Keep the summary under 300 words."
+        "After each insight, cite the documents that support it by their number, like [3][7]. Keep the summary under 300 words."
     )
     if batched:
         lines.append("When more documents arrive, rewrite the summary so that it covers every document received so far.")

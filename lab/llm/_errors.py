@@ -137,8 +137,7 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None)
     if names & {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
         return ModelError(
             "auth",
-            f"The provider refused the credentials for {model} (HTTP {status or 401}); "
-            f"check the API key: {detail}",
+            f"The provider refused the credentials for {model} (HTTP {status or 401}); check the API key: {detail}",
             False,
         )
     if "NotFoundError" in names or status == 404:
@@ -147,9 +146,7 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None)
         within = f" within {timeout:g} s" if timeout else " in time"
         return ModelError("timeout", f"{model} did not answer{within}.", True)
     if "RateLimitError" in names or status == 429:
-        return ModelError(
-            "rate_limit", f"The provider is rate-limiting requests to {model} (HTTP 429); try again shortly.", True
-        )
+        return ModelError("rate_limit", f"The provider is rate-limiting requests to {model} (HTTP 429); try again shortly.", True)
     if "ContextWindowExceededError" in names:
         return ModelError("bad_request", f"The conversation is too long for the context window of {model}.", False)
     if "ContentPolicyViolationError" in names:

@@ -40,9 +40,7 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
     if not isinstance(model, str) or not model.strip():
         raise ModelError("unknown_model", "No model was named; give a model string such as local/smollm2-135m.", False)
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
-        raise ModelError(
-            "bad_request", "The messages must be a non-empty list of {'role': …, 'content': …} entries.", False
-        )
+        raise ModelError("bad_request", "The messages must be a non-empty list of {'role': …, 'content': …} entries.", False)
     problems = param_problems(params)
     provider = provider_of(model)
     if provider == LOCAL_PROVIDER:
@@ -56,9 +54,7 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
         raise ModelError("bad_request", f"Cannot call {model}: {message}", False)
     missing = known_missing_env(model, params)
     if missing:
-        raise ModelError(
-            "missing_key", f"{missing[0]} is not set; add it to .env or the environment to use {model}.", False
-        )
+        raise ModelError("missing_key", f"{missing[0]} is not set; add it to .env or the environment to use {model}.", False)
 
 
 def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any], timeout: float, stream: bool) -> dict:
@@ -78,7 +74,7 @@ def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any],
 
 
 def _guard(litellm: Any) -> Any:
-    """litellm with its process-wide fallback and retry settings off, whoever set them.
+    """Litellm with its process-wide fallback and retry settings off, whoever set them.
 
     ``litellm.model_fallbacks`` would make any failing call silently answer with another
     model; the model is a controlled variable of a study, so it is cleared before each call.
@@ -243,9 +239,7 @@ async def acomplete(
     return _from_response(model, params, response, started_at, start, retries.attempts)
 
 
-def _from_response(
-    model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int
-) -> Completion:
+def _from_response(model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int) -> Completion:
     ended_at, latency_ms = utc_now(), (time.perf_counter() - start) * 1000
     choice = response.choices[0]
     text = getattr(choice.message, "content", None) or ""
@@ -544,7 +538,8 @@ class AsyncStream(_Reading):
     @property
     def completion(self) -> Completion:
         """The reply with usage, cost and timing; before the end, a partial snapshot
-        (call `aclose` to end it)."""
+        (call `aclose` to end it).
+        """
         return self._record.completion or self._record.snapshot(partial=True)
 
 

@@ -235,9 +235,7 @@ class Engine:
             return None
         try:
             result = self._formatter(messages=messages)
-            tokens = self.llama.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-            )
+            tokens = self.llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         except Exception:  # noqa: BLE001 — a template the formatter cannot render leaves the count unknown
             return None
         return len(tokens)

@@ -104,9 +104,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             try:
                 return _scripted.plan(messages, dict(optional_params or {}))
             except ValueError as error:
-                raise litellm.BadRequestError(
-                    message=str(error), model=model, llm_provider=SCRIPTED_PROVIDER
-                ) from None
+                raise litellm.BadRequestError(message=str(error), model=model, llm_provider=SCRIPTED_PROVIDER) from None
 
         def _timeout_error(self, model: str, timeout: float) -> Exception:
             return litellm.Timeout(

@@ -51,9 +51,7 @@ FAILURE_KINDS: dict[str, int] = {
 }
 """Failure kinds a `ModelFailure` can simulate, with the HTTP status a provider would send."""
 
-PARAMS: frozenset[str] = frozenset(
-    {"script", "reply", "replies", "cycle", "n", "error", "key", "latency", "token_delay"}
-)
+PARAMS: frozenset[str] = frozenset({"script", "reply", "replies", "cycle", "n", "error", "key", "latency", "token_delay"})
 """Parameters only the scripted model reads."""
 
 DEFAULT_QUESTION = "Before I answer, could you tell me a little more about what you need?"
@@ -225,9 +223,7 @@ def _scripted_reply(messages: list[dict[str, Any]], params: dict[str, Any]) -> s
         with _lock:
             done = _successes.get(key, 0)
             if done >= int(params["n"]):
-                return ModelFailure(
-                    str(params.get("error", "server")), f"scripted failure after {done} successful calls"
-                )
+                return ModelFailure(str(params.get("error", "server")), f"scripted failure after {done} successful calls")
             _successes[key] = done + 1
         return f"You said: {_last_user(messages)}"
     raise ValueError(f"unknown script {script!r}")

@@ -194,9 +194,7 @@ def required_env(model: str) -> list[str]:
 def _litellm_missing(model: str, params: dict[str, Any]) -> list[str]:
     litellm = load_litellm()
     try:
-        found = litellm.validate_environment(
-            model=model, api_key=params.get("api_key"), api_base=params.get("api_base")
-        )
+        found = litellm.validate_environment(model=model, api_key=params.get("api_key"), api_base=params.get("api_base"))
     except Exception:  # noqa: BLE001 — an unknown provider has no known key variables
         return []
     return [str(name) for name in found.get("missing_keys") or []]

@@ -211,7 +211,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     sp.add_argument("--conditions", nargs="+", metavar="CONDITION", help="only these conditions (default: every active one)")
     sp.add_argument(
-        "--simulator", metavar="MODEL",
+        "--simulator",
+        metavar="MODEL",
         help="'scripted', a model id of the study or a litellm string playing the participant "
         "(default: the spec's simulator model, else scripted)",
     )
@@ -222,7 +223,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     sp.add_argument("--rpm", type=_positive_float, metavar="N", help="requests per minute allowed per model (default: no limit)")
     sp.add_argument(
-        "--processes", type=_positive_int, default=1, metavar="P",
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="P",
         help="worker processes sharing the grid, to use several cores (default 1: one process); "
         "each runs ceil(K/P) participants at once, and --rpm is divided among them so the limit "
         "holds for the run as a whole; needs a database file or server",

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
-
 from staff_server import CHROMIUM, CHROMIUM_ARGS, serve
 
 

@@ -80,7 +80,9 @@ def textarea(page: Any) -> Any:
 
 def messages(page: Any, who: str) -> list[str]:
     avatar = "stChatMessageAvatarUser" if who == "user" else "stChatMessageAvatarAssistant"
-    return page.locator(f"[data-testid='stChatMessage']:has([data-testid='{avatar}']) [data-testid='stChatMessageContent']").all_inner_texts()
+    return page.locator(
+        f"[data-testid='stChatMessage']:has([data-testid='{avatar}']) [data-testid='stChatMessageContent']"
+    ).all_inner_texts()
 
 
 def type_and_send(page: Any, text: str) -> None:
@@ -108,7 +110,12 @@ def pick_card(page: Any, card: int) -> None:
 
 def db_turns(server: Any, pid: int) -> list[Turn]:
     with Session(server.engine) as s:
-        q = select(Turn).join(ChatSession, ChatSession.id == Turn.session_id).where(ChatSession.participant_id == pid).order_by(Turn.index)
+        q = (
+            select(Turn)
+            .join(ChatSession, ChatSession.id == Turn.session_id)
+            .where(ChatSession.participant_id == pid)
+            .order_by(Turn.index)
+        )
         return list(s.scalars(q))
 
 
@@ -174,7 +181,7 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
 
     # Markup from the participant is text; images in the model's reply are never fetched.
     leak = f"{lab_server.url}/leak.png?q=secret"
-    type_and_send(page, f"<b>bold</b><img src=x onerror=\"window.__pwned=1\"> ![chart]({leak})")
+    type_and_send(page, f'<b>bold</b><img src=x onerror="window.__pwned=1"> ![chart]({leak})')
     reply = wait_for_reply(page, 2, "image: chart")
     assert messages(page, "user")[-1].startswith("<b>bold</b><img src=x")
     assert "<b>bold</b>" in reply and page.evaluate("() => window.__pwned") is None
@@ -224,7 +231,7 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
     users = [t for t in turns if t.role == "user"]
     assistants = [t for t in turns if t.role == "assistant"]
     assert [t.shards for t in users] == [[1], [], [2], [3], [4]]
-    assert users[1].content == f"<b>bold</b><img src=x onerror=\"window.__pwned=1\"> ![chart]({leak})"
+    assert users[1].content == f'<b>bold</b><img src=x onerror="window.__pwned=1"> ![chart]({leak})'
     assert all(t.client and t.client["typing_started_at"] and t.client["edits"] for t in users)
     assert all(t.first_token_at is not None and t.sent_at is not None for t in assistants)
     assert [t.partial for t in assistants] == [False, False, False, True, False]

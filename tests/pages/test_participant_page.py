@@ -122,7 +122,12 @@ def participant(eng: Engine, pid: int) -> Participant:
 
 def turns(eng: Engine, pid: int) -> list[Turn]:
     with Session(eng) as s:
-        q = select(Turn).join(ChatSession, ChatSession.id == Turn.session_id).where(ChatSession.participant_id == pid).order_by(Turn.id)
+        q = (
+            select(Turn)
+            .join(ChatSession, ChatSession.id == Turn.session_id)
+            .where(ChatSession.participant_id == pid)
+            .order_by(Turn.id)
+        )
         return list(s.scalars(q))
 
 
@@ -223,7 +228,9 @@ def test_declining_consent_ends_politely(db: Engine) -> None:
     assert visit(t=token).title[0].value == "Thank you"
 
 
-@pytest.mark.parametrize("query", [{"t": "not-a-token"}, {"t": "x" * 300}, {"study": "nope"}, {"study": "web", "PROLIFIC_PID": "<script>"}])
+@pytest.mark.parametrize(
+    "query", [{"t": "not-a-token"}, {"t": "x" * 300}, {"study": "nope"}, {"study": "web", "PROLIFIC_PID": "<script>"}]
+)
 def test_bad_links_show_only_the_not_valid_page(db: Engine, query: dict[str, str]) -> None:
     at = visit(**query)
     assert [t.value for t in at.title] == ["This link is not valid"]
@@ -243,7 +250,7 @@ def test_a_timed_out_participant_is_told_their_time_ran_out_and_whom_to_contact(
     assert [t.value for t in at.title] == ["Your time for this study has run out"]
     assert "This link is not valid" not in texts(at) and not at.chat_input and not at.button
     assert "through the site that sent you here" in " ".join(texts(at))  # the spec names no contact
-    spec = SPEC.replace("slug: web", "slug: web-contact").replace('debrief:', 'contact: "Dr Ada, lab@example.org"\ndebrief:')
+    spec = SPEC.replace("slug: web", "slug: web-contact").replace("debrief:", 'contact: "Dr Ada, lab@example.org"\ndebrief:')
     token = new_token()
     with Session(db) as s, s.begin():
         load_study(s, parse_spec(spec, "contact.yaml"))

@@ -187,12 +187,34 @@ def test_disabled_account_is_locked_out_at_once(as_role: Callable[[str], None], 
         (
             "experimenter",
             "Repair Lab",
-            {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "My account", "Annotation & agreement", "Adjudicate"},
+            {
+                "Studies",
+                "Links",
+                "Live monitor",
+                "Models",
+                "Compare models",
+                "Export",
+                "My account",
+                "Annotation & agreement",
+                "Adjudicate",
+            },
         ),
         (
             "admin",
             "Repair Lab",
-            {"Studies", "Links", "Live monitor", "Models", "Compare models", "Export", "Accounts", "My account", "Annotation & agreement", "Adjudicate", "Annotate"},
+            {
+                "Studies",
+                "Links",
+                "Live monitor",
+                "Models",
+                "Compare models",
+                "Export",
+                "Accounts",
+                "My account",
+                "Annotation & agreement",
+                "Adjudicate",
+                "Annotate",
+            },
         ),
     ],
 )
@@ -259,7 +281,9 @@ def test_upload_with_errors_shows_them_and_saves_nothing(as_role: Callable[[str]
     as_role("experimenter")
     at = page("studies").run()
     broken = UPLOAD.replace("model: bot}, sharded", "model: robot}, sharded")
-    at.file_uploader[0].set_value([("up.yaml", broken.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]).run()
+    at.file_uploader[0].set_value(
+        [("up.yaml", broken.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]
+    ).run()
     assert not at.exception
     assert any("nothing was saved" in e.value for e in at.error)
     assert any("up.yaml:6: conditions.full.model: unknown model 'robot' (declared: bot)" in c.value for c in at.code)
@@ -271,7 +295,9 @@ def test_upload_with_errors_shows_them_and_saves_nothing(as_role: Callable[[str]
 def test_upload_previews_then_saves(as_role: Callable[[str], None], lab_db: Engine) -> None:
     as_role("experimenter")
     at = page("studies").run()
-    at.file_uploader[0].set_value([("up.yaml", UPLOAD.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]).run()
+    at.file_uploader[0].set_value(
+        [("up.yaml", UPLOAD.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]
+    ).run()
     assert any("Valid: study 'uploaded' with 2 conditions and 1 items." in s.value for s in at.success)
     frames = [d.value for d in at.dataframe]
     assert any("u1" in f.to_string() for f in frames) and any("sharded" in f.to_string() for f in frames)
@@ -340,9 +366,13 @@ def test_open_pause_close(as_role: Callable[[str], None], lab_db: Engine) -> Non
         assert get_study(s, "demo").status == "closed"
 
 
-def test_a_study_cannot_open_without_working_models(as_role: Callable[[str], None], lab_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_study_cannot_open_without_working_models(
+    as_role: Callable[[str], None], lab_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    text = UPLOAD.replace("slug: uploaded", "slug: keyed").replace("{bot: {model: lab/scripted}}", "{bot: {model: openai/gpt-4o-mini}}")
+    text = UPLOAD.replace("slug: uploaded", "slug: keyed").replace(
+        "{bot: {model: lab/scripted}}", "{bot: {model: openai/gpt-4o-mini}}"
+    )
     text = text.replace("items: [{file: up.jsonl}]", "items: [{id: u1, kind: sharded, shards: [{id: 1, text: x}]}]")
     with Session(lab_db) as s, s.begin():
         load_study(s, parse_spec(text, "keyed.yaml"))
@@ -385,7 +415,9 @@ def test_monitor_shows_progress_and_times_out_a_participant(as_role: Callable[[s
 
     with Session(lab_db) as s, s.begin():
         study = get_study(s, "demo")
-        p = create_participant(s, study, status="active", prolific={"PROLIFIC_PID": PROLIFIC_PID, "STUDY_ID": "st", "SESSION_ID": "se"})
+        p = create_participant(
+            s, study, status="active", prolific={"PROLIFIC_PID": PROLIFIC_PID, "STUDY_ID": "st", "SESSION_ID": "se"}
+        )
         plan = assign(s, p)
         chat = start_session(s, p, plan[0].item, plan[0].condition)
         s.add(Turn(session_id=chat.id, index=0, role="user", content="my very own words"))
@@ -449,7 +481,9 @@ def test_admin_adds_and_disables_accounts(as_role: Callable[[str], None], lab_db
     at.text_input[1].set_value("long enough secret")
     at.button[0].click().run()
     assert any("Account 'newbie' (annotator) added." in s.value for s in at.success)
-    assert at.text_input(key="new_username").value == "" and at.text_input(key="new_password").value == ""  # ready for the next one
+    assert (
+        at.text_input(key="new_username").value == "" and at.text_input(key="new_password").value == ""
+    )  # ready for the next one
     assert at.selectbox(key="new_role").value == "experimenter"
     at.selectbox(key="account_choice").set_value("admin1").run()
     at.checkbox[0].uncheck()
