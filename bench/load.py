@@ -178,6 +178,7 @@ class Participant:
         self.snap: dict[str, Any] = {}
 
     async def post(self, body: dict[str, Any]) -> None:
+        """Send one request, waiting out runs still going; keep the page it returns."""
         if self.sid:
             body["session_id"] = self.sid
         for _ in range(50):
@@ -197,6 +198,7 @@ class Participant:
         raise RuntimeError("the app never settled")
 
     def check_errors(self) -> None:
+        """Note an exception or a locked database shown on the page."""
         text = json.dumps(self.snap.get("tree", {}))
         if '"type": "exception"' in text or "database is locked" in text.lower():
             self.c.errors.append(text[:300])
@@ -204,6 +206,7 @@ class Participant:
             self.c.errors.append(f"app status error: {text[:300]}")
 
     def action(self, label: str | None = None, type_: str | None = None, prefix: str | None = None) -> dict[str, Any] | None:
+        """The first action with this label, widget type or key prefix."""
         for a in self.snap.get("actions", []):
             if label is not None and a.get("label") == label:
                 return a
@@ -214,6 +217,7 @@ class Participant:
         return None
 
     async def trigger(self, action: dict[str, Any], value: Any = None, state: dict[str, Any] | None = None) -> None:
+        """Fire an action (with a value and other widgets' state)."""
         body: dict[str, Any] = {"trigger": {"key": action["key"]}}
         if value is not None:
             body["trigger"]["value"] = value
@@ -259,6 +263,7 @@ class Participant:
         return self.action(label="Stop") is not None or self.action(type_="chat_input") is None
 
     async def run(self) -> None:
+        """Open the link, consent, chat, finish the item, answer the questions."""
         await self.post(
             {"query_params": {"study": ["load"], "PROLIFIC_PID": [self.c.pid], "STUDY_ID": ["bench"], "SESSION_ID": [self.c.pid]}}
         )
@@ -414,7 +419,8 @@ def report(label: str, r: dict[str, Any]) -> None:
     if ts:
         print(f"  send → whole reply seen: median {statistics.median(ts) * 1000:.0f} ms, p95 {pct(ts, 95) * 1000:.0f} ms")
         print(
-            f"  the lab's own time per turn: median {statistics.median(lab) * 1000:.0f} ms, p95 {pct(lab, 95) * 1000:.0f} ms (target p95 ≤ 250 ms)"
+            f"  the lab's own time per turn: median {statistics.median(lab) * 1000:.0f} ms, "
+            f"p95 {pct(lab, 95) * 1000:.0f} ms (target p95 ≤ 250 ms)"
         )
     print(f"  server CPU per turn {r['cpu_per_turn'] * 1000:.0f} ms; memory per participant {r['mem_per_participant']:.2f} MB")
 
@@ -455,7 +461,8 @@ def main() -> None:
     args = ap.parse_args()
     db_url, env, tmp = prepare(args)
     print(
-        f"{args.processes} server process(es) on {args.db}; scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s"
+        f"{args.processes} server process(es) on {args.db}; "
+        f"scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s"
     )
     try:
         single = run_once(args, 1, env, db_url, "one")
@@ -464,7 +471,8 @@ def main() -> None:
         report(f"N = {args.participants}", many)
         if single["lab_times"] and many["lab_times"]:
             print(
-                f"\nratio of p95 lab time, N = {args.participants} to N = 1: {pct(many['lab_times'], 95) / max(1e-3, pct(single['lab_times'], 95)):.1f}×"
+                f"\nratio of p95 lab time, N = {args.participants} to N = 1: "
+                f"{pct(many['lab_times'], 95) / max(1e-3, pct(single['lab_times'], 95)):.1f}×"
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -166,6 +166,7 @@ class TurnView:
 
     @classmethod
     def of(cls, t: Turn) -> TurnView:
+        """The view of a stored turn."""
         return cls(t.id, t.index, t.role, t.source, t.content, t.model_content, list(t.shards or []), t.partial, t.error)
 
 
@@ -322,6 +323,7 @@ class Conversation:
 
     @property
     def reveal(self) -> str:
+        """The condition's reveal mode."""
         return self.condition.reveal
 
     @property

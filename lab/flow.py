@@ -292,10 +292,12 @@ class Flow:
 
     @property
     def consent_text(self) -> str:
+        """The study's consent text (Markdown)."""
         return self.definition.spec.consent
 
     @property
     def instructions(self) -> str:
+        """The study's instructions (Markdown)."""
         return self.definition.spec.instructions
 
     def questions(self, kind: Literal["post_item", "post_study"]) -> list[QuestionSpec]:
@@ -505,7 +507,18 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
     for q in questions:
         raw = answers.get(q.key)
         if isinstance(raw, str):
-            raw = clean_message(raw, 10**9) if raw.strip() else None
+            if not raw.strip():
+                raw = None
+            else:
+                try:
+                    cleaned = clean_message(raw, 10**9)
+                except MessageRejected:
+                    cleaned = ""
+                # What the chat refuses (NUL, bidi overrides, other invisible controls) is
+                # refused here too, rather than silently stored differently from what was typed.
+                if cleaned != raw.replace("\r\n", "\n").replace("\r", "\n"):
+                    raise AnswersRejected(f'Your answer to "{q.text}" contains invisible control characters; please remove them.')
+                raw = cleaned
         if raw is None:
             if q.required:
                 raise AnswersRejected(f'Please answer "{q.text}"')
@@ -538,8 +551,10 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
 
 
 def presentation(conv: Conversation) -> Literal["whole", "question", "pieces", "on_request"]:
-    """How the task is put to the participant: whole, as a question to ask, as cards
-    shared one per message, or as cards held until the assistant asks.
+    """How the task is put to the participant.
+
+    Whole, as a question to ask, as cards shared one per message, or as cards held until
+    the assistant asks.
     """
     if conv.item.kind == "presupposition":
         return "question"
@@ -613,7 +628,8 @@ def screen_message(text: str | None, max_chars: int) -> str:
     normalized = (text or "").replace("\r\n", "\n").replace("\r", "\n")
     if cleaned != normalized:
         raise MessageRejected(
-            "Your message contained invisible control characters. They have been removed: please check the message below and send it again."
+            "Your message contained invisible control characters. They have been removed: "
+            "please check the message below and send it again."
         )
     return cleaned
 

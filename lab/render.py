@@ -8,6 +8,8 @@ with raw HTML off:
 - Safety does not depend on telling code from prose: every ``![`` in the text gets an
   invisible word joiner between its two characters, and no image syntax (inline,
   reference, collapsed, shortcut, nested in a link) survives that.
+- Links whose address is a script or an embedded document (``javascript:``, ``vbscript:``,
+  ``data:``, ``file:``) keep their text, and their address becomes an inert ``#`` fragment.
 - For readability, inline images in prose become a link labelled ``image: <alt>`` (or
   plain text for addresses that are not http, https or mailto), and ``$`` is escaped so
   amounts are not typeset as mathematics. Fenced code blocks and code spans are left as
@@ -28,13 +30,19 @@ _INLINE_IMAGE = re.compile(
     r"\(\s*(?:<(?P<angle>[^<>\n]*)>|(?P<url>(?:[^\s()<>]|\([^\s()<>]*\))*))"
     r"(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^()\n]*\)))?\s*\)"
 )
+# A link whose address would run or embed something when clicked (``javascript:``, ``data:``…),
+# inline or as a reference definition; the address is turned into an inert fragment (``#…``).
+_UNSAFE_LINK = re.compile(r"\]\(\s*<?\s*(?=(?:javascript|vbscript|data|file)\s*:)", re.IGNORECASE)
+_UNSAFE_DEFINITION = re.compile(
+    r"^ {0,3}\[[^\]\n]+\]:\s*<?\s*(?=(?:javascript|vbscript|data|file)\s*:)", re.IGNORECASE | re.MULTILINE
+)
 _SAFE_URL = re.compile(r"^(?:https?://|mailto:)[^\s]*$", re.IGNORECASE)
 WORD_JOINER = "\u2060"
 """Invisible; placed inside every ``![`` so no image syntax can form."""
 
 
 def escape_markdown(text: str) -> str:
-    """Text that Markdown shows literally (every ASCII punctuation mark backslash-escaped).
+    r"""Text that Markdown shows literally (every ASCII punctuation mark backslash-escaped).
 
     Args:
         text: Any text.
@@ -89,7 +97,8 @@ def _neutralize_prose(text: str) -> str:
             continue
         out.append(c)
         i += 1
-    return "".join(out)
+    prose = _UNSAFE_LINK.sub(lambda m: m.group(0) + "#", "".join(out))
+    return _UNSAFE_DEFINITION.sub(lambda m: m.group(0) + "#", prose)
 
 
 def _split_inline_code(line_block: str) -> list[tuple[bool, str]]:

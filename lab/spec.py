@@ -147,6 +147,8 @@ class QuestionSpec(_Spec):
 
 
 class QuestionsSpec(_Spec):
+    """Questions asked after each item and at the end of the study."""
+
     post_item: list[QuestionSpec] = Field(default_factory=list)
     """Asked after each item."""
     post_study: list[QuestionSpec] = Field(default_factory=list)
@@ -162,6 +164,8 @@ class QuestionsSpec(_Spec):
 
 
 class CompletionSpec(_Spec):
+    """How a participant finishes: the completion code and where to send them."""
+
     code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     """Completion code shown at the end (Prolific's code)."""
     redirect: str | None = Field(default=None, pattern=r"^https?://")
@@ -211,11 +215,15 @@ class AnnotationSpec(_Spec):
 
 
 class JudgeSpec(_Spec):
+    """The automatic judge that labels replies."""
+
     model: str | None = None
     """Model id for the LLM judge; without one the rule-based judge labels turns."""
 
 
 class SimulatorSpec(_Spec):
+    """The simulated participant used by ``python -m lab simulate``."""
+
     model: str | None = None
     """Model id playing the participant; without one the scripted simulator is used."""
     persona: str | None = None
@@ -223,6 +231,8 @@ class SimulatorSpec(_Spec):
 
 
 class ItemFileRef(_Spec):
+    """A reference to an item file, optionally cut to its first items."""
+
     file: str
     """Item file (JSONL), relative to the spec file."""
     limit: int | None = Field(default=None, ge=1)
@@ -317,13 +327,30 @@ def spec_hash(normalized: dict[str, Any]) -> str:
 # --- YAML with line numbers -------------------------------------------------------------
 
 
+MAX_SPEC_CHARS = 1_000_000
+"""Longest spec file the validator reads (items usually live in their own files)."""
+
+
 class _DuplicateKey(Exception):
     def __init__(self, line: int, field: str) -> None:
         self.line = line
         self.field = field
 
 
-def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+class _Alias(Exception):
+    """A node reached twice: the spec uses an anchor and alias (``&name`` / ``*name``)."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], seen: set[int] | None = None) -> Any:
+    # Aliases are refused: no spec needs them, and nested ones expand exponentially
+    # ("billion laughs"), which would hang the validator on a hostile upload.
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        raise _Alias(node.start_mark.line + 1)
+    seen.add(id(node))
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -332,11 +359,11 @@ def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ..
             if key in out:
                 raise _DuplicateKey(key_node.start_mark.line + 1, ".".join(map(str, path + (key,))))
             lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, path + (key,), lines)
+            out[key] = _to_python(value_node, path + (key,), lines, seen)
             lines[path + (key,)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(child, path + (i,), lines) for i, child in enumerate(node.value)]
+        return [_to_python(child, path + (i,), lines, seen) for i, child in enumerate(node.value)]
     return yaml.safe_load(yaml.serialize(node))
 
 
@@ -359,8 +386,12 @@ def _syntax_problem(e: yaml.MarkedYAMLError, name: str) -> str:
 
 
 def _load_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError([f"{name}: the file is {len(text):,} characters long; a study spec may have at most {MAX_SPEC_CHARS:,}"])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise SpecError([f"{name}: YAML nested too deeply to be a study spec"]) from None
     except yaml.MarkedYAMLError as e:
         raise SpecError([_syntax_problem(e, name)]) from None
     except yaml.YAMLError as e:
@@ -374,6 +405,12 @@ def _load_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
         return _to_python(node, (), lines), lines
     except _DuplicateKey as e:
         raise SpecError([f"{name}:{e.line}: {e.field}: duplicate key"]) from None
+    except _Alias as e:
+        raise SpecError(
+            [f"{name}:{e.line}: YAML anchors and aliases (&name, *name) are not supported; write the value out"]
+        ) from None
+    except RecursionError:
+        raise SpecError([f"{name}: YAML nested too deeply to be a study spec"]) from None
 
 
 def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:

@@ -20,7 +20,8 @@ visitor = require_role("admin")
 staff_header(visitor)
 st.title("Accounts")
 st.caption(
-    "admin: manages accounts and does everything an experimenter does · experimenter: studies, links, monitor, models · annotator: the annotation queue"
+    "admin: manages accounts and does everything an experimenter does · "
+    "experimenter: studies, links, monitor, models · annotator: the annotation queue"
 )
 flash("accounts_msg")
 

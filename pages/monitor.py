@@ -160,7 +160,8 @@ def live() -> None:
                 del st.session_state["timeout_pending"]
                 st.rerun(scope="fragment")
         st.caption(
-            f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically when the next participant arrives."
+            f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically "
+            "when the next participant arrives."
         )
     else:
         st.write("Nobody is in the middle of the study.")

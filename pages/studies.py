@@ -17,7 +17,9 @@ SAVED = {
     "created": "Study '{slug}' created as version {version} ({status}).",
     "unchanged": "The study is identical to version {version}; its text is kept as written.",
     "replaced": "Version {version} updated: it has no participants yet, so it was changed in place.",
-    "new-version": "Version {version} created: the previous version has participants, so its spec stays as it was (now superseded).",
+    "new-version": (
+        "Version {version} created: the previous version has participants, so its spec stays as it was (now superseded)."
+    ),
 }
 ACTIONS = {"open": "Open", "pause": "Pause", "close": "Close"}
 

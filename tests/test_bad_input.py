@@ -81,7 +81,7 @@ def test_corpus_is_broad() -> None:
 
 # What a rendered model reply may not contain: an image that would fetch, a script link.
 _FETCHING_IMAGE = re.compile(r"!\[[^\]]*\]\s*[\(\[]")
-_SCRIPT_LINK = re.compile(r"\]\(\s*javascript:", re.IGNORECASE)
+_SCRIPT_LINK = re.compile(r"\]\(\s*<?\s*javascript:|^ {0,3}\[[^\]]+\]:\s*<?\s*javascript:", re.IGNORECASE | re.MULTILINE)
 
 
 def _run(case: dict[str, Any], tmp_path: Path, engine: Engine) -> tuple[str, Any]:

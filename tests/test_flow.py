@@ -364,7 +364,7 @@ def test_check_answers_validates_each_type() -> None:
         q("num", "number"),
         q("txt", "text", required=False),
     ]
-    good = {"lik": 7, "yn": "Yes", "ch": "b", "num": 2.5, "txt": "fine\x00"}
+    good = {"lik": 7, "yn": "Yes", "ch": "b", "num": 2.5, "txt": "fine"}
     assert check_answers(questions, good) == {"lik": 7, "yn": True, "ch": "b", "num": 2.5, "txt": "fine"}
     assert "txt" not in check_answers(questions, {**good, "txt": ""})
     for bad, message in [
@@ -374,6 +374,7 @@ def test_check_answers_validates_each_type() -> None:
         ({"ch": "c"}, "choices"),
         ({"num": float("nan")}, "number"),
         ({"txt": "x" * 4001}, "limit is 4,000"),
+        ({"txt": "fine\x00"}, "invisible control characters"),
         ({"num": None}, 'Please answer "Num"'),
     ]:
         with pytest.raises(AnswersRejected, match=message):

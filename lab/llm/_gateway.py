@@ -537,8 +537,9 @@ class AsyncStream(_Reading):
 
     @property
     def completion(self) -> Completion:
-        """The reply with usage, cost and timing; before the end, a partial snapshot
-        (call `aclose` to end it).
+        """The reply with usage, cost and timing.
+
+        Before the end, a partial snapshot (call `aclose` to end it).
         """
         return self._record.completion or self._record.snapshot(partial=True)
 

@@ -44,7 +44,8 @@ items:
       - {id: 4, text: "On Saturday they sold 40 muffins and 25 loaves."}
 questions:
   post_item:
-    - {key: understood, text: "The assistant understood what I wanted.", type: likert, scale: 5, options: ["Strongly disagree", "Strongly agree"]}
+    - {key: understood, text: "The assistant understood what I wanted.", type: likert, scale: 5,
+       options: ["Strongly disagree", "Strongly agree"]}
     - {key: corrected, text: "Did the assistant correct anything you said?", type: yesno}
   post_study:
     - {key: comments, text: "Anything else?", type: text, required: false}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lab.items import (
     Answer,
@@ -111,7 +112,7 @@ def test_errors_name_the_field(data: object, expected: str) -> None:
 
 def test_items_are_frozen() -> None:
     item = parse_item(_sharded())
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         item.id = "other"  # type: ignore[misc]
 
 

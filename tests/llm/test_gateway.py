@@ -174,7 +174,7 @@ def test_stream_closed_by_the_consumer_is_partial() -> None:
 
 def test_stream_abandoned_without_closing_is_partial() -> None:
     reply = stream(SCRIPTED, user(), {"script": "fixed", "reply": "one two three four"})
-    for piece in reply:
+    for _piece in reply:
         break
     assert reply.text == "one "
     done = reply.completion  # reading it ends the stream
