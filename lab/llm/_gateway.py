@@ -20,7 +20,7 @@ from ._errors import ModelError, from_exception
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, litellm_if_loaded, load_litellm
 from ._retry import retry_policy
 from ._scripted import check_params
-from ._validation import OPENAI_COMPATIBLE, known_missing_env, param_problems, provider_of
+from ._validation import KEY_FROM_ENV, OPENAI_COMPATIBLE, known_missing_env, param_problems, provider_of
 
 LOCAL_DEFAULT = "local/smollm2-135m"
 """The embedded local model: SmolLM2-135M-Instruct run in-process."""
@@ -52,6 +52,9 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
     if problems:
         message = problems[0]
         raise ModelError("bad_request", f"Cannot call {model}: {message}", False)
+    env_name = params.get(KEY_FROM_ENV)
+    if isinstance(env_name, str) and env_name and not os.environ.get(env_name):
+        raise ModelError("missing_key", f"{env_name} is not set; add it to .env or the environment to use {model}.", False)
     missing = known_missing_env(model, params)
     if missing:
         raise ModelError("missing_key", f"{missing[0]} is not set; add it to .env or the environment to use {model}.", False)
@@ -60,6 +63,10 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
 def _request(model: str, messages: list[dict[str, str]], params: dict[str, Any], timeout: float, stream: bool) -> dict:
     """The keyword arguments of one litellm call."""
     kwargs: dict[str, Any] = dict(params)
+    env_name = kwargs.pop(KEY_FROM_ENV, None)
+    if env_name:
+        # Read at call time, so the key lives only in the environment, never in the spec or the database.
+        kwargs["api_key"] = os.environ.get(env_name, "")
     kwargs.update(model=model, messages=list(messages), timeout=timeout, num_retries=0)
     provider = provider_of(model)
     if provider in OPENAI_COMPATIBLE and params.get("api_base") and not params.get("api_key"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 from typing import Any
 
@@ -10,6 +12,12 @@ from ._errors import unknown_model_message
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, load_litellm
 
 RESERVED_PARAMS: frozenset[str] = frozenset({"model", "messages", "stream"})
+
+SECRET_PARAM = re.compile(r"(?:^|_)(?:api_?key|access_?key(?:_id)?|private_?key|secret(?:_access_key)?|token|password|passwd|credentials?)$", re.IGNORECASE)
+"""Parameter names that hold credentials: a spec may not carry them (they would be stored and exported)."""
+
+KEY_FROM_ENV = "api_key_env"
+"""The parameter that names the environment variable holding a model's API key, read at call time."""
 """Parameters the gateway sets itself."""
 
 FALLBACK_PARAMS: frozenset[str] = frozenset(
@@ -94,6 +102,15 @@ def param_problems(params: dict[str, Any] | None) -> list[str]:
     problems = []
     for name in sorted(RESERVED_PARAMS & params.keys()):
         problems.append(f"the parameter '{name}' is set by the lab itself and cannot be given.")
+    for name in sorted(k for k in params if isinstance(k, str) and SECRET_PARAM.search(k) and k != KEY_FROM_ENV):
+        problems.append(
+            f"the parameter '{name}' would store a secret in the study, its versions, every conversation and "
+            f"every export; set the key in the environment (.env) instead, or name the variable that holds it "
+            f"with '{KEY_FROM_ENV}: VARIABLE_NAME'."
+        )
+    env_name = params.get(KEY_FROM_ENV)
+    if env_name is not None and not (isinstance(env_name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name)):
+        problems.append(f"the parameter '{KEY_FROM_ENV}' must name an environment variable, such as MY_PROVIDER_KEY.")
     for name in sorted(FALLBACK_PARAMS & params.keys()):
         problems.append(
             f"the parameter '{name}' is not allowed: the lab retries transient errors itself and never "
@@ -238,7 +255,7 @@ def known_missing_env(model: str, params: dict[str, Any]) -> list[str]:
     request that can only fail.
     """
     provider = provider_of(model)
-    if provider not in KEY_ENV or params.get("api_key"):
+    if provider not in KEY_ENV or params.get("api_key") or params.get(KEY_FROM_ENV):
         return []
     if provider in OPENAI_COMPATIBLE and params.get("api_base"):
         return []

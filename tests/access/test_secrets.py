@@ -13,7 +13,7 @@ from lab import llm
 from lab.flow import Flow
 from lab.participants import create_participant, new_token
 from lab.schema import Base
-from lab.spec import parse_spec
+from lab.spec import SpecError, parse_spec
 from lab.studies import load_study, set_status
 
 SPEC_SECRET = "sk-test-SECRET123"
@@ -61,10 +61,20 @@ def run_failing_conversation(engine: Engine, spec: str) -> list[str]:
 
 @pytest.fixture
 def secret_spec(study_spec: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> str:
-    """A study whose model has a key in its params and fails with an auth error; a key in the environment too."""
+    """A study whose model reads its key from a named variable and fails with an auth error; a key in the environment too."""
     monkeypatch.setenv("OPENAI_API_KEY", ENV_SECRET)
-    params = {"script": "error_after", "n": 1, "error": "auth", "key": "secrets", "api_key": SPEC_SECRET}
+    monkeypatch.setenv("LAB_TEST_PROVIDER_KEY", SPEC_SECRET)
+    params = {"script": "error_after", "n": 1, "error": "auth", "key": "secrets", "api_key_env": "LAB_TEST_PROVIDER_KEY"}
     return study_spec("secrets", models={"bot": {"model": "lab/scripted", "params": params}})
+
+
+def test_a_spec_with_a_key_in_its_params_is_refused(study_spec: Callable[..., str]) -> None:
+    params = {"temperature": 0, "api_key": SPEC_SECRET}
+    with pytest.raises(SpecError) as info:
+        parse_spec(study_spec("leaky", models={"bot": {"model": "lab/scripted", "params": params}}), "leaky.yaml")
+    message = str(info.value)
+    assert "api_key" in message and "environment" in message
+    assert SPEC_SECRET not in message
 
 
 def test_api_keys_never_reach_the_logs_or_error_messages(
@@ -83,11 +93,6 @@ def test_api_keys_never_reach_the_logs_or_error_messages(
     assert not where, f"an API key was found in: {', '.join(sorted(set(where)))}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the study spec and every conversation store the model's params verbatim, api_key included "
-    "(study.spec, session.model_params, turn.params); the spec must refuse or strip keys",
-)
 def test_api_keys_never_reach_the_database(engine: Engine, secret_spec: str) -> None:
     run_failing_conversation(engine, secret_spec)
     where = [
