@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from .settings import ROOT, load_settings
 
@@ -172,9 +173,41 @@ def migrate(engine: Engine | None = None, revision: str = "head") -> None:
 
     engine = engine or get_engine()
     cfg = _alembic_config(engine)
-    with _migration_lock(engine), engine.begin() as conn:
+    with _migration_lock(engine), _ddl_engine(engine) as ddl, ddl.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+@contextmanager
+def _ddl_engine(engine: Engine) -> Iterator[Engine]:
+    """An engine whose transactions hold DDL too, so an interrupted migration leaves nothing behind.
+
+    Postgres runs DDL in transactions as it is. pysqlite commits on its own before every
+    CREATE or ALTER, so a migration killed halfway would leave tables that make the rerun
+    fail; with the driver's transaction handling off and an explicit BEGIN, SQLite rolls
+    the whole upgrade back instead (SQLAlchemy's documented recipe for pysqlite).
+    """
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        yield engine
+        return
+    ddl = create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, poolclass=NullPool)
+
+    @event.listens_for(ddl, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(ddl, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        yield ddl
+    finally:
+        ddl.dispose()
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -41,14 +41,7 @@ main()
 """
 
 
-SQLITE_NOT_ATOMIC = pytest.mark.xfail(
-    strict=True,
-    reason="on SQLite each CREATE TABLE of a migration commits on its own (pysqlite opens no transaction "
-    "before DDL), so a killed migration leaves tables behind and the rerun stops at 'table account already exists'",
-)
-
-
-@pytest.fixture(params=[pytest.param("sqlite", marks=SQLITE_NOT_ATOMIC), pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a database with nothing in it."""
     if request.param == "sqlite":
