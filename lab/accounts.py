@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
-from zxcvbn import zxcvbn
+from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # zxcvbn ships no type information
 
 from .errors import LabError
 from .schema import Account, utcnow

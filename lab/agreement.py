@@ -197,7 +197,7 @@ def krippendorff_alpha(ratings: Ratings) -> float | None:
 
 def cohen_kappa(a: list[str], b: list[str]) -> float | None:
     """Cohen's κ of two coders' codes on the same units, with scikit-learn (None when undefined)."""
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import cohen_kappa_score  # type: ignore[import-untyped]  # scikit-learn ships no type information
 
     if not a or len(set(a) | set(b)) < 2:
         return None

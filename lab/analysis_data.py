@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
 from sqlalchemy import Engine, select, text
 
 from .errors import LabError
@@ -194,7 +194,7 @@ def _fetch_arrow(engine: Engine, sql: str) -> pd.DataFrame | None:
     url = engine.url
     try:
         if url.get_backend_name() == "postgresql":
-            import adbc_driver_postgresql.dbapi as adbc_pg
+            import adbc_driver_postgresql.dbapi as adbc_pg  # type: ignore[import-untyped]  # adbc ships no type information
 
             conn = adbc_pg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
         else:

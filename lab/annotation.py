@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,7 +113,8 @@ def study_annotation(s: Session, slug: str) -> StudyAnnotation:
     found = _SETTINGS_CACHE.get(key)
     if found is None:
         # A stored spec never changes (a changed spec is a new version), so its parse can be kept.
-        spec = study_from_normalized(s.scalar(select(Study.spec).where(Study.id == versions[-1].id))).spec.annotation
+        stored = s.execute(select(Study.spec).where(Study.id == versions[-1].id)).scalar_one()
+        spec = study_from_normalized(stored).spec.annotation
         found = StudyAnnotation(slug, key[1], spec, codebook_for(spec))
         if len(_SETTINGS_CACHE) > 256:
             _SETTINGS_CACHE.clear()
@@ -248,13 +249,15 @@ def sync_slots(s: Session, slug: str, *, now: datetime | None = None) -> int:
     if not new_ids:
         return 0
     load: Counter[int] = Counter(
-        dict(
-            s.execute(
+        {
+            account: n
+            for account, n in s.execute(
                 select(AnnotationSlot.account_id, func.count())
                 .where(AnnotationSlot.study_slug == slug, AnnotationSlot.account_id.is_not(None))
                 .group_by(AnnotationSlot.account_id)
-            ).all()
-        )
+            )
+            if account is not None  # the query leaves out NULL already; this tells the type checker
+        }
     )
     order = {r.account_id: i for i, r in enumerate(rows)}
     values = []
@@ -314,7 +317,7 @@ def claim_next(s: Session, slug: str, account_id: int, *, now: datetime | None =
     now = now or utcnow()
     _require_assigned(s, slug, account_id)
     sa = study_annotation(s, slug)
-    fresh = time.monotonic() - _SYNCED.get((str(s.get_bind().url), slug), float("-inf")) < SYNC_SECONDS
+    fresh = time.monotonic() - _SYNCED.get((str(s.get_bind().engine.url), slug), float("-inf")) < SYNC_SECONDS
     if not fresh:
         _place(s, slug, now)
     found = _claim(s, sa, slug, account_id, now)
@@ -327,7 +330,7 @@ def claim_next(s: Session, slug: str, account_id: int, *, now: datetime | None =
 
 def _place(s: Session, slug: str, now: datetime) -> None:
     sync_slots(s, slug, now=now)
-    _SYNCED[(str(s.get_bind().url), slug)] = time.monotonic()
+    _SYNCED[(str(s.get_bind().engine.url), slug)] = time.monotonic()
 
 
 def _claim(s: Session, sa: StudyAnnotation, slug: str, account_id: int, now: datetime) -> AnnotationSlot | None:
@@ -349,7 +352,8 @@ def _claim(s: Session, sa: StudyAnnotation, slug: str, account_id: int, now: dat
         )
         if slot_id is None:
             break
-        taken = s.execute(
+        taken = _write(
+            s,
             _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id, _SLOTS.c.status == "open"),
             {"status": "claimed", "claimed_at": now, "touched_at": now},
         )
@@ -371,7 +375,8 @@ def _claim(s: Session, sa: StudyAnnotation, slug: str, account_id: int, now: dat
             return None
         try:
             with s.begin_nested():
-                taken = s.execute(
+                taken = _write(
+                    s,
                     _SLOTS.update().where(_SLOTS.c.id == slot_id, stale),
                     {"account_id": account_id, "status": "claimed", "claimed_at": now, "touched_at": now, "done_at": None},
                 )
@@ -380,6 +385,13 @@ def _claim(s: Session, sa: StudyAnnotation, slug: str, account_id: int, now: dat
         if taken.rowcount:
             return _slot(s, slot_id)
     return None
+
+
+def _write(s: Session, statement: Update, params: dict[str, Any]) -> CursorResult[Any]:
+    """Run an UPDATE; its result is a cursor result, which carries the row count."""
+    result = s.execute(statement, params)
+    assert isinstance(result, CursorResult)
+    return result
 
 
 def _slot(s: Session, slot_id: int) -> AnnotationSlot:
@@ -396,7 +408,7 @@ def own_slot(s: Session, slot_id: int, account_id: int, *, now: datetime | None 
     """
     now = now or utcnow()
     if lock:
-        done = s.execute(_SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id), {"touched_at": now})
+        done = _write(s, _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == account_id), {"touched_at": now})
         if not done.rowcount:
             raise NotYours()
         return _slot(s, slot_id)

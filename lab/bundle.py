@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 from sqlalchemy import Engine, func, insert, select, text
 
 from .errors import LabError
@@ -89,11 +89,11 @@ def read_arrow(path: str | Path, name: str) -> pa.Table:
     fmt = meta["format"]
     file = path / meta["tables"][name]
     if fmt == "parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # pyarrow ships no type information
 
         return pq.read_table(file, schema=table.schema())
     if fmt == "csv":
-        import pyarrow.csv as pcsv
+        import pyarrow.csv as pcsv  # type: ignore[import-untyped]  # pyarrow ships no type information
 
         opts = pcsv.ConvertOptions(
             column_types=table.schema(),
@@ -229,7 +229,7 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
                 condition_ids[(entry["version"], key)] = row.id
         for rows in _records(read_arrow(path, "items"), "items"):
             for r in rows:
-                row = ItemRow(
+                item_row = ItemRow(
                     study_id=version_ids[r["study_version"]],
                     key=r["key"],
                     kind=r["kind"],
@@ -237,9 +237,9 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
                     source_dataset=r["source_dataset"],
                     source_id=r["source_id"],
                 )
-                s.add(row)
+                s.add(item_row)
                 s.flush()
-                item_ids[(r["study_version"], r["key"])] = row.id
+                item_ids[(r["study_version"], r["key"])] = item_row.id
         conv = (
             read_arrow(path, "conversations")
             .select(["study_version", "condition", "reveal", "presupposition", "intervention", "model_key"])

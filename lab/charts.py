@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import altair as alt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
 
 from .metrics import FIRST_ANSWER_BINS, PRESUPPOSITION_CODES, REPAIR_OUTCOMES
 

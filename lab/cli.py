@@ -269,7 +269,7 @@ def cmd_agreement(args: argparse.Namespace) -> None:
             )
 
 
-def _register_annotation(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _register_annotation(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("codebook", help="print the annotation codebook (layers G, R, P, S)")
     sp.add_argument("--layer", choices=["G", "R", "P", "S"], help="one layer only")
     sp.add_argument("--study", help="a study's codebook: its layers and added codes")

@@ -161,7 +161,7 @@ def _cmd_prolific(args: argparse.Namespace) -> None:
         print("no completion code: set completion.code in the spec so Prolific can check who finished")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``links`` and ``prolific-link`` to the command line."""
     sp = sub.add_parser("links", help="make N personal participant links for a study and write them to a CSV file")
     sp.add_argument("slug")

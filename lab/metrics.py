@@ -45,9 +45,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
 
 from .analysis_data import AnalysisData, resolve_labels
 
@@ -171,7 +172,7 @@ def _one_blas_thread() -> AbstractContextManager[object]:
     OpenBLAS threads spin while they wait for each other.
     """
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # threadpoolctl ships no type information
     except ImportError:
         return nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
@@ -205,7 +206,7 @@ def _fill_intervals(rows: list[dict[str, object]], draws: list[np.ndarray | None
     idx = [i for i, d in enumerate(draws) if d is not None]
     if not idx:
         return
-    mat = np.column_stack([draws[i] for i in idx])
+    mat = np.column_stack([d for d in draws if d is not None])
     lo, hi = _interval(mat, level)
     for j, i in enumerate(idx):
         rows[i]["lo"], rows[i]["hi"] = float(lo[j]), float(hi[j])
@@ -680,8 +681,8 @@ def _derived_rows(
             "measure": "grounding_gap",
             "key": act,
             **dict(zip(by, key_vals, strict=True)),
-            "value": (float(r["value"]) - base) / base,
-        }  # type: ignore[arg-type]
+            "value": (float(cast(float, r["value"])) - base) / base,
+        }
         rows.append(row | {"lo": np.nan, "hi": np.nan, "n": min(int(r["n"]), int(human["n"])), "label_source": r["label_source"]})  # type: ignore[call-overload]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import LabError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
     from sqlalchemy import Engine
 
     from . import analysis_data, metrics

@@ -55,7 +55,8 @@ class MessageRejected(LabError, ValueError):
 
 
 class _UserTurn(Protocol):
-    role: str
+    @property
+    def role(self) -> str: ...
 
     @property
     def shards(self) -> list[int] | None: ...

@@ -10,7 +10,7 @@ the two.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -51,6 +52,10 @@ class Base(DeclarativeBase):
     """Declarative base with constraint names that SQLite batch migrations can address."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    # Every model here is mapped to a Table (none to a select or a join); SQLAlchemy types
+    # ``__table__`` as the wider FromClause unless the base says so.
+    __table__: ClassVar[Table]
     type_annotation_map = {
         dict[str, Any]: MutableDict.as_mutable(JSON()),
         list[Any]: MutableList.as_mutable(JSON()),

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import LabError
 from .items import Item, ItemError, parse_item, read_items
@@ -195,10 +196,13 @@ class AnnotationScopeSpec(_Spec):
     """Only conversations with these model ids (keys of ``models``; default: all)."""
 
 
+_LAYERS: tuple[Literal["G", "R", "P", "S"], ...] = ("G", "R", "P", "S")
+
+
 class AnnotationSpec(_Spec):
     """How annotators label the study's conversations."""
 
-    layers: list[Literal["G", "R", "P", "S"]] = Field(default_factory=lambda: ["G", "R", "P", "S"])
+    layers: list[Literal["G", "R", "P", "S"]] = Field(default_factory=lambda: list(_LAYERS))
     """Codebook layers annotators label."""
     annotators_per_turn: int = Field(default=2, ge=1, le=20)
     blind: bool = True
@@ -420,7 +424,7 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
     return 1
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field"
@@ -456,12 +460,12 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        problems = []
+        errors = []
         for err in e.errors():
             loc = tuple(err["loc"])
             field = ".".join(str(p) for p in loc) or "(spec)"
-            problems.append(f"{name}:{_line_for(loc, lines)}: {field}: {_describe(err)}")
-        raise SpecError(problems) from None
+            errors.append(f"{name}:{_line_for(loc, lines)}: {field}: {_describe(err)}")
+        raise SpecError(errors) from None
 
     problems: list[str] = []
     warnings: list[str] = []

@@ -153,7 +153,7 @@ def _stream_reply(conv: Conversation, out: TextIO) -> None:
             out.write(piece)
             out.flush()
     except KeyboardInterrupt:
-        pieces.close()  # type: ignore[attr-defined]
+        pieces.close()
         conv.log_event("stop", {"chars": len(reply.text)})
         out.write("  [stopped]")
     except llm.ModelError as e:
@@ -161,7 +161,7 @@ def _stream_reply(conv: Conversation, out: TextIO) -> None:
     out.write("\n\n")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``chat`` to the command line."""
     sp = sub.add_parser("chat", help="converse under a study condition in the terminal (stored as a pilot)")
     sp.add_argument("slug")

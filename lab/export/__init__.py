@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -88,7 +89,7 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
         "annotators": len(names.annotators),
         "withdrawals": _withdrawals(engine, sel.study_ids),
     }
-    extra = []
+    extra: list[dict[str, Any]] = []
     if options.include_prolific_ids:
         path = write_prolific_ids(engine, sel, out, names)
         meta["private_files"] = [str(path.relative_to(out))]

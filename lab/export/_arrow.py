@@ -19,8 +19,8 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
+import pyarrow.compute as pc  # type: ignore[import-untyped]  # pyarrow ships no type information
 from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, Select, func
 
 from ._dictionary import TABLES_BY_NAME
@@ -70,10 +70,10 @@ def render(engine: Engine, query: Select[Any]) -> tuple[str, list[str]]:
 
 def _connect(engine: Engine) -> Any:
     if engine.dialect.name == "sqlite":
-        import adbc_driver_sqlite.dbapi as driver
+        import adbc_driver_sqlite.dbapi as driver  # type: ignore[import-not-found]  # optional ADBC driver, absent here
 
         return driver.connect(engine.url.database)
-    import adbc_driver_postgresql.dbapi as driver
+    import adbc_driver_postgresql.dbapi as driver  # type: ignore[import-untyped]  # adbc ships no type information
 
     return driver.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
 

@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-from sqlalchemy import Engine, Select, Text, and_, cast, literal_column, or_, select
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no py.typed marker or stubs
+from sqlalchemy import ColumnElement, Engine, Select, Text, and_, cast, literal_column, or_, select
 
 from ..errors import LabError
 from ..schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
@@ -132,7 +132,7 @@ class Selection:
                 Arrow path): the ``--since`` time becomes a literal that dialect compares right.
         """
         p = Participant.__table__.c
-        conds = [p.study_id.in_(self.study_ids)]
+        conds: list[ColumnElement[bool]] = [p.study_id.in_(self.study_ids)]
         kinds = PARTICIPANT_KINDS[self.options.participants]
         if kinds is not None:
             conds.append(p.kind.in_(kinds))
@@ -345,7 +345,7 @@ class RowShaper:
         self.scrub = scrub
         self.sel = sel
 
-    def columns(self, rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    def columns(self, rows: Sequence[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         """Column name → values for one batch (rows come in the order of :func:`_queries`)."""
         raw = list(zip(*rows, strict=True)) if rows else [()] * self._width()
         handler = getattr(self, f"_shape_{self.table.name}")
@@ -357,7 +357,7 @@ class RowShaper:
     def _jsons(self, values: Sequence[Any]) -> list[Any]:
         return [self.scrub.json_text(v) for v in values]
 
-    def _shape_participants(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_participants(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         ids = raw[0]
         start = len(self.names.participants)
         for n, db_id in enumerate(ids, start + 1):
@@ -368,21 +368,21 @@ class RowShaper:
         out["simulator"] = self._jsons(raw[6])
         return out
 
-    def _shape_conversations(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_conversations(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
         out["participant_id"] = [self.names.participants[i] for i in raw[1]]
         out["model_params"] = self._jsons(raw[14])
         out["probe"] = self._jsons(raw[18])
         return out
 
-    def _shape_turns(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_turns(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
         out["params"] = self._jsons(raw[12])
         out["error"] = [self.scrub.text(v) if v else v for v in raw[19]]
         out["client"] = self._jsons(raw[21])
         return out
 
-    def _shape_labels(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_labels(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         ids, turn_ids, annotators, layers, codes, conf, target, s0, s1, metas, supersedes, created = raw
         parsed = [json.loads(m) if m else None for m in metas]
         return {
@@ -402,21 +402,21 @@ class RowShaper:
             "created_at": list(created),
         }
 
-    def _shape_repair_sequences(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_repair_sequences(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
         out["annotator"] = [self.names.annotator(a) for a in raw[2]]
         return out
 
-    def _shape_responses(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_responses(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
         out["participant_id"] = [self.names.participants[i] for i in raw[1]]
         out["value"] = self._jsons(raw[4])
         return out
 
-    def _shape_items(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_items(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         return dict(zip(self.table.names, raw, strict=True))
 
-    def _shape_events(self, raw: list[Sequence[Any]]) -> dict[str, list[Any]]:
+    def _shape_events(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
         out["participant_id"] = [self.names.participant(i) for i in raw[1]]
         out["data"] = self._jsons(raw[4])
@@ -458,11 +458,11 @@ class TableWriter:
         self._writer: Any = None
         self._file: Any = None
         if fmt == "parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]  # pyarrow ships no type information
 
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         elif fmt == "csv":
-            import pyarrow.csv as pcsv
+            import pyarrow.csv as pcsv  # type: ignore[import-untyped]  # pyarrow ships no type information
 
             self._writer = pcsv.CSVWriter(path, self.schema)
         else:
@@ -510,7 +510,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _batches(engine: Engine, query: Select[Any], size: int) -> Iterator[list[Any]]:
+def _batches(engine: Engine, query: Select[Any], size: int) -> Iterator[Sequence[Any]]:
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
         for part in result.partitions(size):

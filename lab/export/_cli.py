@@ -29,11 +29,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     engine = get_engine()
     if args.format in ("sft", "dpo"):
         flt = TrainingFilter(tuple(args.outcome or ()), tuple(args.label or ()), tuple(args.condition or ()))
-        r = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
-        extra = "" if not r.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.by_rule.items())) + ")"
-        print(
-            f"wrote {r.rows} {'conversations' if args.format == 'sft' else 'pairs'}{extra} to {args.out}/data/{args.format}.jsonl"
-        )
+        tr = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
+        extra = "" if not tr.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.by_rule.items())) + ")"
+        what = "conversations" if args.format == "sft" else "pairs"
+        print(f"wrote {tr.rows} {what}{extra} to {args.out}/data/{args.format}.jsonl")
         return
     if args.outcome or args.label or args.condition:
         print("note: --outcome, --label and --condition apply to --format sft and dpo only", file=sys.stderr)

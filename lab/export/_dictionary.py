@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 JSON_TYPES = ("object", "array", "any")
 """Frictionless types stored as JSON text in Parquet and CSV (objects in JSONL)."""

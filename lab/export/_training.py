@@ -451,7 +451,7 @@ def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator
 
 def validate_records(records: list[dict[str, Any]], schema: dict[str, Any]) -> list[str]:
     """Schema violations, one line each (empty when every record is valid)."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # types-jsonschema is not installed
 
     validator = Draft202012Validator(schema)
     problems = []

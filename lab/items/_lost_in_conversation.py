@@ -256,7 +256,7 @@ def _documents_text(by_index: dict[int, str], indexes: list[int]) -> str:
 
 def _summary_task(record: dict[str, Any], *, batched: bool) -> str:
     domain = record.get("domain")
-    what = {"conv": "conversations", "news": "news articles"}.get(domain, "documents")
+    what = {"conv": "conversations", "news": "news articles"}.get(domain, "documents") if isinstance(domain, str) else "documents"
     topic = _text(record.get("topic"))
     query = _text(record.get("query"))
     insights = record.get("insights")

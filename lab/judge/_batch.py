@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -152,13 +153,13 @@ def relabel_study(
             for t in talk:
                 units: list[tuple[str, Callable[[], Judgement]]] = []
                 if t.role == "assistant" and "S" in wanted:
-                    units.append(("S", lambda t=t, it=item: judge.classify(t.content, item=it)))
+                    units.append(("S", partial(judge.classify, t.content, item=item)))
                 if t.role == "assistant" and "P" in wanted and isinstance(item, PresuppositionItem):
                     control = presupposition == "control"
-                    units.append(("P", lambda t=t, c=control, it=item: judge.classify_presupposition(it, t.content, c)))
+                    units.append(("P", partial(judge.classify_presupposition, item, t.content, control)))
                 if "G" in wanted:
                     before = previous if last_role and last_role != t.role else ""
-                    units.append(("G", lambda t=t, b=before: judge.classify_grounding(t.content, speaker=t.role, previous=b)))
+                    units.append(("G", partial(judge.classify_grounding, t.content, speaker=t.role, previous=before)))
                 previous, last_role = t.content, t.role
                 run.replies += t.role == "assistant"
                 for layer, label in units:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._judgement import ABSTAIN, PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement
+from ._judgement import ABSTAIN, PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement, Layer
 
 if TYPE_CHECKING:
     from lab.items import Item, PresuppositionItem
@@ -95,12 +95,13 @@ CompleteFn = Callable[..., Any]
 def _task_text(item: Item | None) -> str | None:
     if item is None:
         return None
-    kind = item.kind
-    if kind == "sharded":
+    from lab.items import ClarificationItem, OpenItem, ShardedItem
+
+    if isinstance(item, ShardedItem):
         return item.full_text()
-    if kind == "clarification":
+    if isinstance(item, ClarificationItem):
         return item.question if not item.context else f"{item.context}\n\n{item.question}"
-    if kind == "open":
+    if isinstance(item, OpenItem):
         return item.prompt
     return item.loaded
 
@@ -232,13 +233,14 @@ class LLMJudge:
             from lab.llm import complete as llm_complete
 
             complete = llm_complete
+        assert self.model is not None, "LLMJudge.__init__ rejects an empty model name"
         result = complete(self.model, messages, dict(self.params))
         text = getattr(result, "text", result)
         if not isinstance(text, str):
             raise TypeError(f"the completion returned {type(text).__name__}, not text")
         return text
 
-    def _ask(self, layer: str, messages: list[dict[str, str]], key: str, codes: tuple[str, ...]) -> Judgement:
+    def _ask(self, layer: Layer, messages: list[dict[str, str]], key: str, codes: tuple[str, ...]) -> Judgement:
         try:
             text = self._call(messages)
         except Exception as e:  # noqa: BLE001 - any failure becomes an error judgement for the caller
@@ -253,18 +255,18 @@ class LLMJudge:
         reason = data.get("reason")
         return self._judgement(layer, code, reason.strip() if isinstance(reason, str) else "")
 
-    def _judgement(self, layer: str, code: str, reason: str, confidence: float = LLM_JUDGE_CONFIDENCE) -> Judgement:
+    def _judgement(self, layer: Layer, code: str, reason: str, confidence: float = LLM_JUDGE_CONFIDENCE) -> Judgement:
         return Judgement(
             layer=layer,
             code=code,
             confidence=confidence,
             judge="llm",
-            version=self.version,  # type: ignore[arg-type]
+            version=self.version,
             model=self.model,
             reason=reason,
         )
 
-    def _error(self, layer: str, error: str, output: str, version: str | None = None) -> Judgement:
+    def _error(self, layer: Layer, error: str, output: str, version: str | None = None) -> Judgement:
         snippet = output.strip()
         if len(snippet) > 300:
             snippet = snippet[:300] + "…"

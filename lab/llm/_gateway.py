@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 from . import _local
@@ -406,7 +406,7 @@ class Stream(_Reading):
     _stop = False
     """Set by `close` while another thread reads: the reader stops at its next chunk."""
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         if self._pieces is None:
             self._pieces = self._generate()
         return self._pieces
@@ -417,7 +417,7 @@ class Stream(_Reading):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _generate(self) -> Iterator[str]:
+    def _generate(self) -> Generator[str, None, None]:
         record = self._record
         record.started_at, record.start = utc_now(), time.perf_counter()
         try:
@@ -460,7 +460,7 @@ class Stream(_Reading):
             return
         if self._pieces is not None:
             try:
-                self._pieces.close()  # type: ignore[attr-defined]
+                self._pieces.close()
             except ValueError:  # being read in another thread: it stops at its next chunk
                 self._stop = True
                 return

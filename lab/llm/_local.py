@@ -18,7 +18,7 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -302,7 +302,7 @@ class Generation:
         self.tokens_out: int | None = None
         self.text = ""
 
-    def pieces(self) -> Iterator[str]:
+    def pieces(self) -> Generator[str, None, None]:
         """Generate the reply, yielding non-empty pieces of text.
 
         Raises:
@@ -320,9 +320,9 @@ class Generation:
             kwargs = {k: v for k, v in self.params.items() if k in model.accepted_params and v is not None}
             if "max_completion_tokens" in self.params and "max_tokens" not in kwargs:
                 kwargs["max_tokens"] = self.params["max_completion_tokens"]
-            chunks = model.llama.create_chat_completion(messages=self.messages, stream=True, **kwargs)  # type: ignore[assignment]
+            chunks = model.llama.create_chat_completion(messages=self.messages, stream=True, **kwargs)
             parts: list[str] = []
-            for chunk in chunks:  # type: ignore[union-attr]
+            for chunk in chunks:
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
                 if piece:

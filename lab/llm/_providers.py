@@ -97,7 +97,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
         Handler objects keyed by provider prefix.
     """
 
-    class ScriptedProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
+    class ScriptedProvider(litellm.CustomLLM):
         """``lab/<anything>``: the scripted model (see `lab.llm.scripted`)."""
 
         def _plan(self, model: str, messages: list, optional_params: dict) -> _scripted.Plan:
@@ -190,7 +190,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
                 response = given if given is not None else response
             return response
 
-    class LocalProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
+    class LocalProvider(litellm.CustomLLM):
         """``local/<name>``: a GGUF model run in-process by llama-cpp-python."""
 
         def _generation(self, kwargs: dict[str, Any]) -> _local.Generation:

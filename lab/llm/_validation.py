@@ -139,12 +139,12 @@ def resolve_provider(model: str, params: dict[str, Any] | None = None) -> str:
     """
     prefix = provider_of(model)
     if prefix in KEY_ENV or prefix in KEYLESS_PROVIDERS:
-        return prefix  # type: ignore[return-value]
+        return prefix
     litellm = load_litellm()
     from litellm.constants import PROVIDERS_THAT_AUTHENTICATE_ON_PROVIDER_INFO
 
     if prefix in PROVIDERS_THAT_AUTHENTICATE_ON_PROVIDER_INFO:
-        return prefix  # type: ignore[return-value]  # resolving these starts an interactive sign-in
+        return prefix  # resolving these starts an interactive sign-in
     api_base = (params or {}).get("api_base")
     try:
         _, provider, _, _ = litellm.get_llm_provider(model=model, api_base=api_base)

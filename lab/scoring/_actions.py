@@ -31,7 +31,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from typing import Any
+from typing import Any, cast
 
 from ..errors import LabError
 from ._evaluation import Evaluation, not_scored
@@ -115,7 +115,10 @@ def _value(node: ast.expr) -> Any:
     if isinstance(node, ast.UnaryOp):
         if not isinstance(node.operand, ast.Constant):
             raise CallParseError("a unary operator applies only to a literal")
-        return -node.operand.value
+        number = node.operand.value
+        if not isinstance(number, int | float | complex):
+            raise CallParseError("a unary operator applies only to a number")
+        return -number
     if isinstance(node, ast.List):
         return [_value(v) for v in node.elts]
     if isinstance(node, ast.Dict):
@@ -185,7 +188,7 @@ def _type_check(
         for option in accepted:
             fits = True
             if type(option) is list:
-                for element in value:
+                for element in cast(list[Any], value):  # type(value) is list here: ``expected`` is list
                     if not _type_check(param, element, option, str(nested), nested, None)["valid"]:
                         fits = False
                         break

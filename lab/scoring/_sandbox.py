@@ -98,7 +98,7 @@ def network_isolation() -> tuple[str, ...]:
     tool = shutil.which("unshare")
     if tool is None:
         return ()
-    candidates = [(tool, "--net")] if os.geteuid() == 0 else []
+    candidates: list[tuple[str, ...]] = [(tool, "--net")] if os.geteuid() == 0 else []
     candidates.append((tool, "--user", "--net"))
     for prefix in candidates:
         try:
@@ -207,7 +207,7 @@ def run_tests(
             containment=containment,
             seconds=verdict_seconds,
         )
-    detail = {k: verdict[k] for k in ("input", "expected", "output") if k in verdict}
+    detail: dict[str, Any] = {k: verdict[k] for k in ("input", "expected", "output") if k in verdict}
     return RunResult(
         bool(verdict.get("passed")),
         list(verdict.get("results") or []),

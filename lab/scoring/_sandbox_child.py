@@ -202,7 +202,7 @@ def _program(code: str) -> str:
         tree = ast.parse(code)
         last = tree.body[-1] if tree.body else None
         if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
-            code = ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)
+            code = ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)  # type: ignore[arg-type]  # unparse walks a list of nodes too
     except (SyntaxError, ValueError):
         pass
     try:

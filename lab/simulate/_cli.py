@@ -194,7 +194,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``simulate`` to the command line."""
     sp = sub.add_parser(
         "simulate",

@@ -171,7 +171,7 @@ def run_report(s: Session, run_id: str) -> RunReport:
     chats = [c for c in chats if c.status != "abandoned"]
     sids = [c.id for c in chats]
     turns: dict[int, list[Turn]] = {sid: [] for sid in sids}
-    claims: dict[tuple[int, int | None], dict[str, Any]] = {}
+    claims: dict[tuple[int | None, int | None], dict[str, Any]] = {}
     consistency: list[dict[str, Any]] = []
     for chunk in _chunks(sids):
         for t in s.scalars(select(Turn).where(Turn.session_id.in_(chunk)).order_by(Turn.session_id, Turn.index)):

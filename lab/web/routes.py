@@ -179,8 +179,10 @@ class SignIn:
     async def _login_form(self, request: Request) -> Response:
         next_path = safe_next(request.query_params.get("next"))
         cookie = request.cookies.get(COOKIE)
-        if cookie and await run_in_threadpool(_signed_in, cookie):
-            return RedirectResponse(next_path, status_code=303)
+        if cookie:
+            signed_in: bool = await run_in_threadpool(_signed_in, cookie)
+            if signed_in:
+                return RedirectResponse(next_path, status_code=303)
         error = LOGIN_FAILED if request.query_params.get("failed") else None
         if (pause := _pause_in(request.query_params)) is not None:
             error = pause.message()
