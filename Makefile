@@ -33,7 +33,8 @@ db: setup
 run: db
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-test: setup
+# The linters run first: a style, format or type error fails `make test` (and CI) like a test.
+test: lint
 	$(PY) -m pytest
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.
@@ -45,6 +46,12 @@ lint: setup
 bench: setup
 	$(PY) bench/turn_overhead.py
 	$(PY) bench/simulate.py
+	$(PY) bench/judge_accuracy.py
+	$(PY) bench/scoring.py
+	$(PY) bench/annotate.py
+	$(PY) bench/metrics.py
+	$(PY) bench/export.py
+	$(PY) bench/load.py
 
 clean-db:
 	rm -f data/lab.db data/lab.db-wal data/lab.db-shm

@@ -48,8 +48,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_withdraw(args: argparse.Namespace) -> None:
     """Delete a participant's data after a confirmation."""
-    from ..cli import CommandError
     from ..db import get_engine
+    from ..errors import CommandError
     from ..withdraw import find_participants, withdraw
 
     engine = get_engine()

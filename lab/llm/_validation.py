@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 from typing import Any
 
 from . import _local, _scripted
@@ -13,7 +12,10 @@ from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER,
 
 RESERVED_PARAMS: frozenset[str] = frozenset({"model", "messages", "stream"})
 
-SECRET_PARAM = re.compile(r"(?:^|_)(?:api_?key|access_?key(?:_id)?|private_?key|secret(?:_access_key)?|token|password|passwd|credentials?)$", re.IGNORECASE)
+SECRET_PARAM = re.compile(
+    r"(?:^|_)(?:api_?key|access_?key(?:_id)?|private_?key|secret(?:_access_key)?|token|password|passwd|credentials?)$",
+    re.IGNORECASE,
+)
 """Parameter names that hold credentials: a spec may not carry them (they would be stored and exported)."""
 
 KEY_FROM_ENV = "api_key_env"
