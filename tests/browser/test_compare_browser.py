@@ -65,5 +65,5 @@ def test_annotator_and_visitor_see_no_figures(server: StaffServer, page: Any) ->
     page.get_by_text("Please sign in to see this page.").wait_for()
     assert "lab/scripted" not in page.inner_text("body")
     sign_in(page, server.url, "annotator1", "/compare")
-    page.get_by_text("Your account (annotator) does not have access to this page.").wait_for()
+    page.get_by_text("This page is not available to your role (annotator).").wait_for()
     assert "lab/scripted" not in page.inner_text("body") and "Compare models" not in page.inner_text("main")
