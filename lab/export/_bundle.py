@@ -384,20 +384,26 @@ class RowShaper:
 
     def _shape_labels(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         ids, turn_ids, annotators, layers, codes, conf, target, s0, s1, metas, supersedes, created = raw
-        parsed = [json.loads(m) if m else None for m in metas]
+        # Labels repeat a few annotators and many identical metas (a judge's rule and version):
+        # each distinct value is parsed, scrubbed and named once per batch.
+        distinct = {m: (json.loads(m) if m else None) for m in set(metas)}
+        parsed = [distinct[m] for m in metas]
+        versions = {m: _codebook_version(v) for m, v in distinct.items()}
+        scrubbed = dict(zip(distinct, self._jsons(list(distinct)), strict=True))
+        names = {a: self.names.annotator(a) for a in dict.fromkeys(annotators)}
         return {
             "id": list(ids),
             "turn_id": list(turn_ids),
-            "annotator": [self.names.annotator(a) for a in annotators],
+            "annotator": [names[a] for a in annotators],
             "source": [label_source(a, m) for a, m in zip(annotators, parsed, strict=True)],
-            "codebook_version": [_codebook_version(m) for m in parsed],
+            "codebook_version": [versions[m] for m in metas],
             "layer": list(layers),
             "code": list(codes),
             "confidence": list(conf),
             "target_turn_id": list(target),
             "span_start": list(s0),
             "span_end": list(s1),
-            "meta": self._jsons(metas),
+            "meta": [scrubbed[m] for m in metas],
             "supersedes_id": list(supersedes),
             "created_at": list(created),
         }
