@@ -27,6 +27,14 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def _sqlite_pragmas(dbapi_conn: Any, *extra: str) -> None:
+    """WAL and the busy timeout on every SQLite connection, then any ``extra`` statements."""
+    cur = dbapi_conn.cursor()
+    for statement in ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", *extra):
+        cur.execute(statement)
+    cur.close()
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine with the lab's connection settings.
 
@@ -44,12 +52,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+            _sqlite_pragmas(dbapi_conn, "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
@@ -195,10 +198,7 @@ def _ddl_engine(engine: Engine) -> Iterator[Engine]:
     @event.listens_for(ddl, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.close()
+        _sqlite_pragmas(dbapi_conn)
 
     @event.listens_for(ddl, "begin")
     def _begin(conn: Any) -> None:

@@ -18,8 +18,7 @@ from lab import annotation as ann
 from lab.db import get_engine, make_engine, migrate
 from lab.labels import add_label
 from lab.schema import Account, ChatSession, Condition, Label, Participant, Study, Turn
-from lab.web import guard
-from lab.web import visitor as auth
+from tests.pages.staff_session import sign_in_as, texts
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("annotate", "agreement", "adjudicate")
@@ -71,34 +70,13 @@ def lab_db(template_db: Path) -> Iterator[Engine]:
 @pytest.fixture
 def as_user(monkeypatch: pytest.MonkeyPatch, lab_db: Engine) -> Callable[[str | None], None]:
     def set_user(username: str | None) -> None:
-        cookie = None
-        if username is not None:
-            with Session(lab_db) as s:
-                cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == username)).one())
-        monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
+        sign_in_as(monkeypatch, lab_db, username)
 
     return set_user
 
 
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=30)
-
-
-def texts(at: AppTest) -> str:
-    out = []
-
-    def walk(node: Any) -> None:
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        value = getattr(node, "value", None)
-        if hasattr(value, "to_string"):
-            out.append(value.to_string())
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(out)
 
 
 def button(at: AppTest, label: str) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
@@ -15,11 +15,9 @@ from lab import synth
 from lab.accounts import create_account
 from lab.cli import main
 from lab.db import get_engine, migrate
-from lab.schema import Account
 from lab.spec import load_spec_file
 from lab.studies import load_study, set_status
-from lab.web import guard
-from lab.web import visitor as auth
+from tests.pages.staff_session import sign_in_as
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -90,11 +88,7 @@ def lab_db(template_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engin
 
 
 def sign_in(monkeypatch: pytest.MonkeyPatch, engine: Engine, role: str | None) -> None:
-    cookie = None
-    if role is not None:
-        with Session(engine) as s:
-            cookie = auth.cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
-    monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
+    sign_in_as(monkeypatch, engine, None if role is None else f"{role}1")
 
 
 def page() -> AppTest:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import streamlit as st
@@ -27,6 +26,7 @@ from lab.spec import load_spec_file, parse_spec
 from lab.studies import get_study, load_study
 from lab.web import guard
 from lab.web.visitor import cookie_for, visitor_from_cookie
+from tests.pages.staff_session import sign_in_as, texts
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TITLE = "Repair in conversation: piece-by-piece tasks, loaded questions, missing details"
@@ -88,35 +88,13 @@ def as_role(monkeypatch: pytest.MonkeyPatch, lab_db: Engine) -> Callable[[str], 
     """Make page runs carry the signed cookie of the role's account (none for anonymous)."""
 
     def set_role(role: str) -> None:
-        cookie = None
-        if role != "anonymous":
-            with Session(lab_db) as s:
-                cookie = cookie_for(s.scalars(select(Account).where(Account.username == f"{role}1")).one())
-        monkeypatch.setattr(guard, "_request_cookie", lambda: cookie)
+        sign_in_as(monkeypatch, lab_db, None if role == "anonymous" else f"{role}1")
 
     return set_role
 
 
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=30)
-
-
-def texts(at: AppTest) -> str:
-    """Every text the page rendered, tables included."""
-    out = []
-
-    def walk(node: Any) -> None:
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        value = getattr(node, "value", None)
-        if hasattr(value, "to_string"):
-            out.append(value.to_string())
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(out)
 
 
 def assert_locked_out(at: AppTest, role: str) -> None:
