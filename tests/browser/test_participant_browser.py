@@ -146,7 +146,10 @@ def test_participant_completes_a_sharded_item(lab_server: Any, page: Any, tmp_pa
     page.get_by_role("button", name="I agree to take part").click()
     page.get_by_role("button", name="Start").click()
     wait_for_app(page)
-    assert "They sell muffins at $3 each." in page.get_by_test_id("stMainBlockContainer").inner_text()
+    # The rerun after the click may not have started when the app first looks idle: wait for the card.
+    main = page.get_by_test_id("stMainBlockContainer")
+    main.get_by_text("They sell muffins at $3 each.").wait_for()
+    assert "They sell muffins at $3 each." in main.inner_text()
 
     # First message: streams piece by piece while the input is disabled.
     first = "Hi! I want to know how much a bakery made on Saturday, " + " ".join(["please"] * 40)
