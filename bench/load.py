@@ -4,10 +4,18 @@ Prints figures, not a test. Starts ``--processes`` app servers on free local por
 ``streamlit run app.py`` with the agent API on) sharing one database, loads a one-condition
 SHARDED study whose model is ``lab/scripted`` streaming at a human-like pace (0.5 s to the
 first piece, then 40 pieces a second), and drives ``--participants`` participants through
-it at once over HTTP with Streamlit's agent API (``POST /_stcore/agent/interact``), each
-through the app's own code path as a browser would: open link → consent → start → several
-chat turns sharing one card each → "I have my answer" → the post-item and post-study
-questions → the completion code. Each participant stays on one server (a sticky proxy).
+it at once over HTTP with Streamlit's agent API (``POST /_stcore/agent/interact``, through
+``tests/faults/agent.py``, the driver the fault tests use), each through the app's own code
+path as a browser would: open link → consent → start → several chat turns sharing one card
+each → "I have my answer" → the post-item and post-study questions → the completion code.
+Each participant stays on one server (a sticky proxy).
+
+Participants arrive over ``--ramp`` seconds and take ``--think`` seconds on average (drawn
+between half and one and a half times that) to read each reply and write the next message.
+The default, 20 s, is quicker than people are: writing a card of 15–30 words in one's own
+words at a typing speed of about 35 words a minute takes 25–50 s before any reading. With
+``--think 0`` every participant sends the moment a reply ends, which no launch produces:
+200 such clients ask for about 130 turns a second.
 
 Then it checks every participant's turns in the database against what the client sent:
 
@@ -20,37 +28,41 @@ Then it checks every participant's turns in the database against what the client
 Timing per chat turn is the client's wall time from sending a message to seeing the
 whole reply on the page; **the lab's own time** is that minus the model's scripted
 streaming time (latency + pieces × delay, read from the stored reply). Printed: median and
-p95 of both, the same at N = 1 for the ratio, the servers' CPU seconds per turn and memory
-per participant (resident set growth over the run, divided by N).
+p95 of both, the same at N = 1 for the ratio, the servers' CPU seconds per turn (every page
+run of the participant's visit, divided by its chat turns), how busy the servers' cores were
+and how much of a core the clients themselves used (they share the machine), and memory per
+participant (resident set growth over the run, divided by N).
 
 Usage: ``python bench/load.py [--participants 200] [--turns 3] [--db sqlite|postgres]
-[--processes P] [--postgres-url URL]``. ``--db postgres`` uses ``--postgres-url`` (default
+[--processes P] [--think SECONDS] [--ramp SECONDS] [--postgres-url URL]``. ``--db postgres`` uses ``--postgres-url`` (default
 ``$TEST_DATABASE_URL``) and empties it first.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import random
+import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from tests.faults.agent import AppServer, Visit  # noqa: E402 - found through ROOT, added above
+
+SECRET = secrets.token_hex(32)
+"""The servers' shared signing key (replicas of one lab share it)."""
 
 LATENCY = 0.5
 TOKEN_DELAY = 0.025
@@ -93,151 +105,40 @@ completion:
 """
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """One ``streamlit run`` process."""
-
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        """The agent API's interact endpoint."""
-        return f"http://127.0.0.1:{self.port}/_stcore/agent/interact"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float:
-        """Resident memory in MB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-
-def start_servers(n: int, env: dict[str, str], max_sessions: int) -> list[Server]:
-    """Start ``n`` app servers and wait until each answers."""
-    servers = []
-    for _ in range(n):
-        port = free_port()
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", "app.py",
-            "--server.port", str(port), "--server.headless", "true",
-            "--server.enableAgentApi", "true",
-            "--server.agentMaxSessions", str(max_sessions),
-            "--server.agentWaitTimeout", "120",
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        servers.append(Server(port, proc))
-    deadline = time.time() + 60
-    for server in servers:
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{server.port}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.proc.poll() is not None:
-                raise SystemExit(f"server on port {server.port} did not start")
-            time.sleep(0.3)
-    return servers
-
-
 @dataclass
 class Client:
     """What one participant sent, saw and waited for."""
 
     pid: str
-    server: Server
+    server: AppServer
     sent: list[str] = field(default_factory=list)
     turn_seconds: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     completed: bool = False
-    code: str = ""
 
 
-class Participant:
-    """Drives one participant through the app over the agent API."""
+class Participant(Visit):
+    """One participant's tab, driven through the app as a person would, pausing to think and type."""
 
-    def __init__(self, http: httpx.AsyncClient, client: Client, turns: int) -> None:
-        self.http = http
+    def __init__(self, client: Client, turns: int, think: float) -> None:
         self.c = client
         self.turns = turns
-        self.sid: str | None = None
-        self.snap: dict[str, Any] = {}
+        self.think = think
+        link = {"study": ["load"], "PROLIFIC_PID": [client.pid], "STUDY_ID": ["bench"], "SESSION_ID": [client.pid]}
+        super().__init__(client.server, link, timeout=180)
 
-    async def post(self, body: dict[str, Any]) -> None:
-        """Send one request, waiting out runs still going; keep the page it returns."""
-        if self.sid:
-            body["session_id"] = self.sid
-        for _ in range(50):
-            r = await self.http.post(self.c.server.url, json=body, timeout=180)
-            data = r.json()
-            if r.status_code == 202 or data.get("code") in ("wait_timed_out", "session_busy"):
-                self.sid = data.get("session_id", self.sid)
-                body = {"session_id": self.sid}
-                await asyncio.sleep(0.2)
-                continue
-            if r.status_code != 200:
-                raise RuntimeError(f"HTTP {r.status_code}: {data}")
-            self.snap = data
-            self.sid = data["session_id"]
-            self.check_errors()
-            return
-        raise RuntimeError("the app never settled")
-
-    def check_errors(self) -> None:
-        """Note an exception or a locked database shown on the page."""
-        text = json.dumps(self.snap.get("tree", {}))
+    def post(self, body: dict[str, Any], settle: bool = True) -> dict[str, Any]:
+        """Send one request and note an exception or a locked database on the page it returns."""
+        page = super().post(body, settle)
+        text = self.text()
         if '"type": "exception"' in text or "database is locked" in text.lower():
             self.c.errors.append(text[:300])
-        if self.snap.get("status") == "error":
-            self.c.errors.append(f"app status error: {text[:300]}")
+        return page
 
-    def action(self, label: str | None = None, type_: str | None = None, prefix: str | None = None) -> dict[str, Any] | None:
-        """The first action with this label, widget type or key prefix."""
-        for a in self.snap.get("actions", []):
-            if label is not None and a.get("label") == label:
-                return a
-            if type_ is not None and a.get("type") == type_:
-                return a
-            if prefix is not None and a["key"].startswith(prefix):
-                return a
-        return None
-
-    async def trigger(self, action: dict[str, Any], value: Any = None, state: dict[str, Any] | None = None) -> None:
-        """Fire an action (with a value and other widgets' state)."""
-        body: dict[str, Any] = {"trigger": {"key": action["key"]}}
-        if value is not None:
-            body["trigger"]["value"] = value
-        if state:
-            body["widget_state"] = state
-        await self.post(body)
-
-    def element(self, key: str) -> dict[str, Any]:
-        """The element with this widget key in the last page seen."""
-
-        def find(node: Any) -> dict[str, Any] | None:
-            if isinstance(node, dict):
-                if node.get("key") == key:
-                    return node
-                for child in node.get("children", []):
-                    if (hit := find(child)) is not None:
-                        return hit
-            return None
-
-        return find(self.snap.get("tree", {})) or {}
+    def pause(self) -> None:
+        """Read the reply and write the next message: ``think`` seconds on average."""
+        if self.think:
+            time.sleep(random.uniform(0.5, 1.5) * self.think)
 
     def cards(self) -> list[str]:
         """The card texts on the page, in order."""
@@ -255,76 +156,64 @@ class Participant:
                     after_card = walk(child, after_card)
             return after_card
 
-        walk(self.snap.get("tree", {}), False)
+        walk(self.page.get("tree", {}), False)
         return out
 
     def replying(self) -> bool:
         """Whether a reply is still arriving (a stop button, or no chat input to write in)."""
         return self.action(label="Stop") is not None or self.action(type_="chat_input") is None
 
-    async def run(self) -> None:
-        """Open the link, consent, chat, finish the item, answer the questions."""
-        await self.post(
-            {"query_params": {"study": ["load"], "PROLIFIC_PID": [self.c.pid], "STUDY_ID": ["bench"], "SESSION_ID": [self.c.pid]}}
-        )
-        for label in ("I agree to take part", "Start"):
-            a = self.action(label=label)
-            if a is None:
-                raise RuntimeError(f"no '{label}' button")
-            await self.trigger(a)
+    def run(self) -> None:
+        """Consent, chat, finish the item, answer the questions."""
+        self.press("I agree to take part")
+        self.press("Start")
         for turn in range(self.turns):
             cards = self.cards()
             if turn >= len(cards):
                 break
-            text = cards[turn]
-            chat = self.action(type_="chat_input")
-            if chat is None:
-                raise RuntimeError("no chat input")
-            state = {}
-            pick = self.action(prefix="pick_")
-            if pick is not None and turn > 0:
-                state[pick["key"]] = f"Card {turn + 1}"
+            self.pause()
             start = time.perf_counter()
-            await self.trigger(chat, value=text)
-            self.c.sent.append(text)
+            self.write(cards[turn])
+            self.c.sent.append(cards[turn])
             while self.replying():
-                await asyncio.sleep(0.1)
-                await self.post({})
+                time.sleep(0.1)
+                self.refresh()
             self.c.turn_seconds.append(time.perf_counter() - start)
-        done = self.action(label="I have my answer")
-        if done is None:
-            raise RuntimeError("no 'I have my answer' button")
-        await self.trigger(done)
+        self.pause()
+        self.press("I have my answer")
         for _ in range(5):
             submit = self.action(type_="form_submit_button")
             if submit is None:
                 break
             state = {}
-            for a in self.snap.get("actions", []):
+            for a in self.page.get("actions", []):
                 options = self.element(a["key"]).get("props", {}).get("options")
                 if a.get("type") in ("radio", "selectbox") and options:
                     state[a["key"]] = options[-1]
-            await self.trigger(submit, state=state)
-        text = json.dumps(self.snap.get("tree", {}))
-        if "LOAD0001" in text:
-            self.c.completed = True
-            self.c.code = "LOAD0001"
+            self.post({"trigger": {"key": submit["key"]}, "widget_state": state})
+        self.c.completed = "LOAD0001" in self.text()
 
 
-async def drive(servers: list[Server], n: int, turns: int, tag: str) -> list[Client]:
-    """Run ``n`` participants at once, round-robin over the servers."""
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(limits=limits) as http:
-        clients = [Client(f"{tag}-{i:04d}", servers[i % len(servers)]) for i in range(n)]
+def drive(servers: list[AppServer], n: int, turns: int, tag: str, think: float, ramp: float) -> list[Client]:
+    """Run ``n`` participants at once, arriving over ``ramp`` seconds, round-robin over the servers."""
+    clients = [Client(f"{tag}-{i:04d}", servers[i % len(servers)]) for i in range(n)]
 
-        async def one(c: Client) -> None:
-            await asyncio.sleep(random.uniform(0, min(5.0, n * 0.02)))
+    def one(c: Client) -> None:
+        time.sleep(random.uniform(0, ramp))
+        try:
+            visit = Participant(c, turns, think)
             try:
-                await Participant(http, c, turns).run()
-            except Exception as e:  # noqa: BLE001 - a failed participant is a finding, reported below
-                c.errors.append(f"{type(e).__name__}: {e}")
+                visit.run()
+            finally:
+                visit.close()
+        except Exception as e:  # noqa: BLE001 - a failed participant is a finding, reported below
+            c.errors.append(f"{type(e).__name__}: {e}")
 
-        await asyncio.gather(*(one(c) for c in clients))
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return clients
 
 
@@ -371,27 +260,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def run_once(args: argparse.Namespace, n: int, env: dict[str, str], db_url: str, tag: str) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str) -> dict[str, Any]:
     """One launch of ``n`` participants; returns its figures."""
-    servers = start_servers(args.processes, env, max_sessions=n + 20)
+    options = ("--server.agentMaxSessions", str(n + 20), "--server.agentWaitTimeout", "120")
+    servers = [AppServer(tmp, db_url, SECRET, options) for _ in range(args.processes)]
     try:
+        for server in servers:
+            server.start()
         # One warm-up participant per server: the first chat turn of a process imports litellm.
-        asyncio.run(drive(servers, len(servers), 1, f"{tag}-warm"))
+        drive(servers, len(servers), 1, f"{tag}-warm", think=0, ramp=0)
         cpu0 = [s.cpu_seconds() for s in servers]
         rss0 = [s.rss_mb() for s in servers]
+        own0 = time.process_time()
         t0 = time.perf_counter()
-        clients = asyncio.run(drive(servers, n, args.turns, tag))
+        clients = drive(servers, n, args.turns, tag, think=args.think, ramp=args.ramp if n > 1 else 0)
         wall = time.perf_counter() - t0
         cpu = sum(s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True))
         rss = sum(s.rss_mb() - r for s, r in zip(servers, rss0, strict=True))
+        own = time.process_time() - own0
     finally:
-        for s in servers:
-            s.proc.terminate()
-        for s in servers:
-            try:
-                s.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
+        for server in servers:
+            server.stop()
     found = audit(db_url, clients)
     turns = sum(len(c.turn_seconds) for c in clients)
     shown = [e for c in clients for e in c.errors]
@@ -403,6 +292,8 @@ def run_once(args: argparse.Namespace, n: int, env: dict[str, str], db_url: str,
         "errors": shown,
         "turn_seconds": [t for c in clients for t in c.turn_seconds],
         "cpu_per_turn": cpu / max(1, turns),
+        "cpu_share": cpu / max(1e-9, wall) / max(1, args.processes),
+        "client_cpu": own / max(1e-9, wall),
         "mem_per_participant": rss / max(1, n),
         **found,
     }
@@ -422,10 +313,13 @@ def report(label: str, r: dict[str, Any]) -> None:
             f"  the lab's own time per turn: median {statistics.median(lab) * 1000:.0f} ms, "
             f"p95 {pct(lab, 95) * 1000:.0f} ms (target p95 ≤ 250 ms)"
         )
-    print(f"  server CPU per turn {r['cpu_per_turn'] * 1000:.0f} ms; memory per participant {r['mem_per_participant']:.2f} MB")
+    print(
+        f"  server CPU per turn {r['cpu_per_turn'] * 1000:.0f} ms (servers busy {r['cpu_share']:.0%} of their cores; "
+        f"the clients used {r['client_cpu']:.0%} of a core); memory per participant {r['mem_per_participant']:.2f} MB"
+    )
 
 
-def prepare(args: argparse.Namespace) -> tuple[str, dict[str, str], Path]:
+def prepare(args: argparse.Namespace) -> tuple[str, Path]:
     """A fresh database with the load study open; the servers' environment."""
     tmp = Path(tempfile.mkdtemp(prefix="lab-load-"))
     if args.db == "postgres":
@@ -447,7 +341,7 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict[str, str], Path]:
     (tmp / "load.yaml").write_text(spec())
     for cmd in (["migrate"], ["study", "load", str(tmp / "load.yaml")], ["study", "open", "load"]):
         subprocess.run([sys.executable, "-m", "lab", *cmd], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    return db_url, env, tmp
+    return db_url, tmp
 
 
 def main() -> None:
@@ -458,16 +352,21 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--postgres-url", default="")
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--think", type=float, default=20.0, help="mean seconds a participant takes to read a reply and write the next message"
+    )
+    ap.add_argument("--ramp", type=float, default=30.0, help="seconds over which the participants arrive")
     args = ap.parse_args()
-    db_url, env, tmp = prepare(args)
+    db_url, tmp = prepare(args)
     print(
         f"{args.processes} server process(es) on {args.db}; "
-        f"scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s"
+        f"scripted model: {LATENCY} s to the first piece, then {1 / TOKEN_DELAY:.0f}/s; "
+        f"participants arrive over {args.ramp:.0f} s and take {args.think:.0f} s (±50 %) to write each message"
     )
     try:
-        single = run_once(args, 1, env, db_url, "one")
+        single = run_once(args, 1, db_url, tmp, "one")
         report("N = 1", single)
-        many = run_once(args, args.participants, env, db_url, "many")
+        many = run_once(args, args.participants, db_url, tmp, "many")
         report(f"N = {args.participants}", many)
         if single["lab_times"] and many["lab_times"]:
             print(

@@ -39,7 +39,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn
 
 from sqlalchemy import Engine, select, update
@@ -94,6 +94,10 @@ class TimeRanOut(LinkNotValid):
 
 
 TIME_RAN_OUT = "Your time for this study has run out"
+
+SEEN_EVERY = timedelta(minutes=1)
+"""How often a participant's page runs mark them active (``participant.updated_at``), which
+keeps someone reading but not writing from being timed out."""
 """What a timed-out participant is told (with whom to contact), instead of "link not valid"."""
 
 
@@ -383,19 +387,36 @@ class Flow:
         Raises:
             LookupError: the participant is not at a chat step.
         """
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            # Lock the participant row first so two tabs never start the same item twice.
-            s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
-            p = s.get(Participant, self.participant_id)
-            assert p is not None
-            step = self._step(s, p)
-            if step.kind != "chat":
-                raise LookupError(f"participant {p.id} is not chatting (step {step.kind})")
-            chat_id = step.session_id
-            if chat_id is None:
-                entry = (p.plan or [])[p.position]
-                chat_id = start_session(s, p, entry["item"], entry["condition"], position=p.position).id
+        # Most page runs find the conversation started and the participant seen lately, and
+        # only read: the write (a whole-database lock on SQLite) is taken to start a
+        # conversation, or to mark the participant active at most once a minute.
+        with Session(self.engine, expire_on_commit=False) as s:
+            chat_id, seen = self._chat_id(s)
+        if chat_id is None or utcnow() - seen >= SEEN_EVERY:
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                # Lock the participant row first so two tabs never start the same item twice.
+                s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
+                chat_id, _ = self._chat_id(s)
+                if chat_id is None:
+                    p = s.get(Participant, self.participant_id)
+                    assert p is not None
+                    entry = (p.plan or [])[p.position]
+                    chat_id = start_session(s, p, entry["item"], entry["condition"], position=p.position).id
         return Conversation.load(self.engine, chat_id, autolabel=autolabel)
+
+    def _chat_id(self, s: Session) -> tuple[int | None, datetime]:
+        """The current item's conversation (None when it is still to start) and when its participant was last marked active.
+
+        Raises:
+            LookupError: the participant is not at a chat step.
+        """
+        p = s.get(Participant, self.participant_id)
+        assert p is not None
+        step = self._step(s, p)
+        if step.kind != "chat":
+            raise LookupError(f"participant {p.id} is not chatting (step {step.kind})")
+        seen = p.updated_at if p.updated_at.tzinfo is not None else p.updated_at.replace(tzinfo=UTC)
+        return step.session_id, seen
 
     def finish_item(self, conv: Conversation, outcome: str) -> Step:
         """End the current conversation as the participant decided.

@@ -19,6 +19,9 @@ from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_inpu
 
 ENGINE = engine()
 NOTICE = "participant_notice"
+# Shortest time between two draws of a reply in progress (about seven a second). A comment,
+# not a docstring: Streamlit's magic would write a bare string on the page.
+DRAW_SECONDS = 0.15
 MODEL_FAILED = "The assistant could not reply just now. Your message is saved; please try again."
 GUIDE = {
     "whole": "Your task is on the card. Tell the assistant what you need **in your own words** "
@@ -206,7 +209,10 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
         shown.caption("The assistant is writing…")
         seen, drawn = 0, time.monotonic()
         while not gen.done:
-            gen.wait(seen, 0.25)
+            if gen.wait(seen, 0.25) and not gen.done:
+                # Pieces arriving within one draw interval share a draw: each draw costs a
+                # Markdown pass over the whole reply and a message to the browser.
+                time.sleep(max(0.0, DRAW_SECONDS - (time.monotonic() - drawn)))
             # Draw on news, and at least twice a second: every draw is where Streamlit
             # notices that this run should end (a Stop click, a closed tab).
             if gen.pieces > seen or time.monotonic() - drawn >= 0.5:

@@ -33,10 +33,12 @@ class AppServer:
         folder: Where its log goes (and its data folder).
         database_url: The lab database it serves.
         secret: ``LAB_SECRET_KEY``; replicas of one lab share it.
+        options: More ``streamlit run`` flags (``--server.agentMaxSessions``, …).
     """
 
-    def __init__(self, folder: Path, database_url: str, secret: str) -> None:
+    def __init__(self, folder: Path, database_url: str, secret: str, options: tuple[str, ...] = ()) -> None:
         self.folder = folder
+        self.options = options
         self.database_url = database_url
         self.secret = secret
         self.port = free_port()
@@ -59,7 +61,7 @@ class AppServer:
             sys.executable, "-m", "streamlit", "run", "app.py",
             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--global.developmentMode", "false", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--server.enableAgentApi", "true", "--server.agentWaitTimeout", "60",
+            "--server.enableAgentApi", "true", "--server.agentWaitTimeout", "60", *self.options,
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -70,6 +72,20 @@ class AppServer:
                 raise RuntimeError(f"the app did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
         return self
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident memory in MB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
     def kill(self) -> None:
         """SIGKILL the server: no shutdown code of the lab's or Streamlit's runs."""
@@ -142,6 +158,20 @@ class Visit:
             if (label is not None and found.get("label") == label) or (type_ is not None and found.get("type") == type_):
                 return found
         return None
+
+    def element(self, key: str) -> dict[str, Any]:
+        """The element with this widget key on the page (empty when there is none)."""
+
+        def find(node: Any) -> dict[str, Any] | None:
+            if isinstance(node, dict):
+                if node.get("key") == key:
+                    return node
+                for child in node.get("children", []):
+                    if (hit := find(child)) is not None:
+                        return hit
+            return None
+
+        return find(self.page.get("tree", {})) or {}
 
     def press(self, label: str) -> dict[str, Any]:
         """Press the button with this label."""
