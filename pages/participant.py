@@ -212,7 +212,7 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
             if gen.wait(seen, 0.25) and not gen.done:
                 # Pieces arriving within one draw interval share a draw: each draw costs a
                 # Markdown pass over the whole reply and a message to the browser.
-                time.sleep(max(0.0, DRAW_SECONDS - (time.monotonic() - drawn)))
+                gen.join(max(0.0, DRAW_SECONDS - (time.monotonic() - drawn)))
             # Draw on news, and at least twice a second: every draw is where Streamlit
             # notices that this run should end (a Stop click, a closed tab).
             if gen.pieces > seen or time.monotonic() - drawn >= 0.5:
