@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, select
 
 from ..db import ready_engine
 from ..schema import SignInFailure, as_utc, utcnow
@@ -68,13 +68,20 @@ class SlidingWindow:
 
     def prune(self, conn: Connection, now: datetime) -> None:
         """Delete this kind's failures that have left the window."""
-        conn.execute(
-            delete(SignInFailure).where(SignInFailure.kind == self.kind, SignInFailure.failed_at <= self._start(now))
-        )
+        _delete_unlocked(conn, SignInFailure.kind == self.kind, SignInFailure.failed_at <= self._start(now))
 
     def reset(self, conn: Connection, key: str) -> None:
         """Forget ``key``'s failures."""
         conn.execute(delete(SignInFailure).where(SignInFailure.kind == self.kind, SignInFailure.key == key[:KEY_LENGTH]))
+
+
+def _delete_unlocked(conn: Connection, *where: ColumnElement[bool]) -> None:
+    """Delete the failures matching ``where`` that no other transaction is deleting."""
+    # Two replicas pruning the same old rows would otherwise wait on each other's row locks,
+    # and Postgres may end such a wait as a deadlock, failing a sign-in; the rows skipped are
+    # being deleted anyway. SQLite has one writer at a time and ignores the clause.
+    doomed = select(SignInFailure.id).where(*where).with_for_update(skip_locked=True)
+    conn.execute(delete(SignInFailure).where(SignInFailure.id.in_(doomed)))
 
 
 def _cap(conn: Connection) -> None:
@@ -83,7 +90,7 @@ def _cap(conn: Connection) -> None:
     # index entry, where counting the rows would read them all on every failure.
     newest = conn.scalar(select(func.max(SignInFailure.id)))
     if newest is not None and newest > MAX_ROWS:
-        conn.execute(delete(SignInFailure).where(SignInFailure.id <= newest - MAX_ROWS))
+        _delete_unlocked(conn, SignInFailure.id <= newest - MAX_ROWS)
 
 
 @dataclass(frozen=True)
