@@ -48,6 +48,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(t: datetime) -> datetime:
+    """``t`` as a timezone-aware UTC datetime (SQLite hands stored datetimes back naive)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     """Declarative base with constraint names that SQLite batch migrations can address."""
 
@@ -398,3 +403,21 @@ class AnnotationCheck(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     """The experimenter who set it."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignInFailure(Base):
+    """One refused staff sign-in, counted against the username tried or the client's address.
+
+    Rows older than the limits' window are deleted as new ones are written
+    (:mod:`lab.web.limits`), so the table holds only the failures that still count.
+    """
+
+    __tablename__ = "sign_in_failure"
+    __table_args__ = (Index("ix_sign_in_failure_key", "kind", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``address`` or ``account``."""
+    key: Mapped[str] = mapped_column(String(128))
+    """The client address, or the username tried in lower case (any name, existing or not)."""
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -27,6 +27,7 @@ EXPECTED_TABLES = {
     "response",
     "alembic_version",
     "participant_withdrawal",
+    "sign_in_failure",
 }
 EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
 

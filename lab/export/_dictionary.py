@@ -394,6 +394,7 @@ ELSEWHERE: dict[str, str] = {
 """Database columns whose content reaches the bundle in another form or file."""
 
 _ANNOTATION_BOOKKEEPING = "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab"
+_SIGN_IN_GUARD = "failed staff sign-ins (client addresses, usernames tried) feed the sign-in limits: never exported"
 
 WITHHELD: dict[str, str] = {
     "participant.token_hash": "a hash of the personal link token: never exported",
@@ -441,6 +442,10 @@ WITHHELD: dict[str, str] = {
     "annotation_check.account_id": _ANNOTATION_BOOKKEEPING,
     "annotation_check.created_at": _ANNOTATION_BOOKKEEPING,
     "repair_sequence.meta": "edit history and rule versions, which may name staff accounts: not exported",
+    "sign_in_failure.id": _SIGN_IN_GUARD,
+    "sign_in_failure.kind": _SIGN_IN_GUARD,
+    "sign_in_failure.key": _SIGN_IN_GUARD,
+    "sign_in_failure.failed_at": _SIGN_IN_GUARD,
 }
 """Database columns that never enter a bundle (unless a flag named here asks for them)."""
 

@@ -11,10 +11,11 @@ Streamlit scripts cannot set an ``HttpOnly`` cookie, so signing in happens here:
 
 The POST routes refuse requests from other sites: the ``Origin`` header must name this
 server, and a double-submit token (a random value in a SameSite=Strict cookie and in the
-form) must match. Failed sign-ins are rate-limited per username and per client address
-(:mod:`lab.web.limits`). Every refusal says the same "wrong username or password", so the
-form never tells whether an account exists; once a limit is reached the form says that
-sign-in is paused, for the address or the username tried, and for how long.
+form) must match. Failed sign-ins are rate-limited per username and per client address,
+counted in the database so the limits hold across replicas (:mod:`lab.web.limits`). Every
+refusal says the same "wrong username or password", so the form never tells whether an
+account exists; once a limit is reached the form says that sign-in is paused, for the
+address or the username tried, and for how long.
 """
 
 from __future__ import annotations
@@ -195,18 +196,17 @@ class SignIn:
         username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         next_path = safe_next(str(form.get("next", "/")))
         address = _client_address(request)
-        if (pause := self.limits.pause(username, address)) is not None:
+        # The limits and the password check read the database: off the event loop that serves every page.
+        if (pause := await run_in_threadpool(self.limits.pause, username, address)) is not None:
             return _paused(pause, next_path)  # not counted: no password was tried
         found = None
         if username and password:
-            # Off the event loop that serves every page.
             found = await run_in_threadpool(_check_password, username, password)
         if found is None:
-            self.limits.failed(username, address)
-            if (pause := self.limits.pause(username, address)) is not None:
+            if (pause := await run_in_threadpool(self.limits.failed, username, address)) is not None:
                 return _paused(pause, next_path)
             return RedirectResponse(f"{LOGIN_PATH}?" + urlencode({"failed": "1", "next": next_path}), status_code=303)
-        self.limits.succeeded(username)
+        await run_in_threadpool(self.limits.succeeded, username)
         account_id, fingerprint, role = found
         response = RedirectResponse(landing_path(next_path, role), status_code=303)
         _set_staff_cookie(response, sign_account(account_id, fingerprint), request)
@@ -255,7 +255,7 @@ def routes(limits: LoginLimits | None = None) -> list[Route]:
     """HTTP routes the app mounts: sign-in, sign-out and first-admin setup.
 
     Args:
-        limits: Sign-in rate limits (default: the process-wide :data:`~lab.web.limits.LOGIN_LIMITS`).
+        limits: Sign-in rate limits (default: :data:`~lab.web.limits.LOGIN_LIMITS`, on the configured database).
     """
     handlers = SignIn(limits or LOGIN_LIMITS)
     return [

@@ -164,11 +164,6 @@ def test_failed_sign_ins_pause_the_account_on_the_server_that_counted_them(repli
     assert try_sign_in(a, "guessed-on-one", PASSWORD) is None, "the right password must wait after five failures"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="failed sign-ins are counted in each app process's memory (lab/web/limits.py LoginLimits), "
-    "so a guesser who spreads attempts over replicas gets the limit once per replica",
-)
 def test_failed_sign_ins_are_counted_across_servers(replicas: tuple[AppServer, AppServer, Engine]) -> None:
     a, b, _engine = replicas
     for server in (a, b, a, b, a):
