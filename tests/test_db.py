@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "participant_withdrawal",
 }
 EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
+EXPECTED_TABLES |= {"simulation_claim"}
 
 
 def test_one_head() -> None:
