@@ -35,7 +35,7 @@ from ._runner import RunBusy, Runner, RunResult, RunStatus, UnitState, existing_
 LOCK_WAIT_SECONDS = 30.0
 """How long a starting worker tries for the run lock, which workers hold only while they make their first claim."""
 
-POLL_SECONDS = 5.0
+POLL_SECONDS = 1.0
 """How often a worker with nothing to claim looks again while other workers hold units (at most a third of the lease)."""
 
 REFRESH_SECONDS = 1.0
@@ -114,10 +114,10 @@ class WorkerRunner(Runner):
         """
         self._seed()
         first = await self._first_claim()
-        self._log_run()
-        self._tick()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
+            self._log_run()
+            self._tick()
             async with asyncio.TaskGroup() as tg:
                 for i in range(self.concurrency):
                     tg.create_task(self._slot(first if i == 0 else None))
@@ -185,7 +185,9 @@ class WorkerRunner(Runner):
         finally:
             self._running.pop(key, None)
             if not task.done():
+                # This worker is stopping: the unit's writes end before its claim is given back.
                 task.cancel()
+                await asyncio.wait([task])
         if task.cancelled() or isinstance(task.exception(), ClaimLost):
             self.result.lost += 1
             self._tick()

@@ -18,12 +18,23 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
+from lab.dialogue import Conversation
+from lab.llm import scripted
 from lab.schema import Participant, SimulationClaim, utcnow
-from lab.simulate import RunPlan, RunResult, RunStatus, ScriptedSimulator, plan_run, run_progress, run_simulation
-from lab.simulate._claims import CLAIMED, DONE, seed
-from lab.simulate._runner import existing_units
+from lab.simulate import (
+    RunPlan,
+    RunResult,
+    ScriptedSimulator,
+    Simulator,
+    UserMove,
+    plan_run,
+    run_progress,
+    run_simulation,
+)
+from lab.simulate._claims import DONE, FAILED
+from lab.simulate._worker import WorkerRunner
 
-from .conftest import ROOT, Interrupt, load, sessions_of, simulate
+from .conftest import ROOT, load, sessions_of, user_shards
 
 CONDITIONS = ["sharded", "full"]
 
@@ -44,8 +55,9 @@ def _every_unit_once(engine: Engine, plan: RunPlan) -> None:
     assert sorted(_units_of(engine, plan.run_id)) == sorted(u.key for u in plan.units)
 
 
-def _work(engine: Engine, plan: RunPlan, **kwargs: Any) -> RunResult:
-    return asyncio.run(run_simulation(engine, plan, ScriptedSimulator(), worker=True, retry_pause=0.0, **kwargs))
+def _work(engine: Engine, plan: RunPlan, simulator: Simulator | None = None, **kwargs: Any) -> RunResult:
+    sim = simulator or ScriptedSimulator()
+    return asyncio.run(run_simulation(engine, plan, sim, worker=True, retry_pause=0.0, **kwargs))
 
 
 @contextmanager
@@ -58,13 +70,13 @@ def _writes_held(engine: Engine) -> Iterator[None]:
             conn.rollback()
         return
     assert engine.url.database
-    conn = sqlite3.connect(engine.url.database, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
+    raw = sqlite3.connect(engine.url.database, isolation_level=None)
+    raw.execute("BEGIN IMMEDIATE")
     try:
         yield
     finally:
-        conn.execute("ROLLBACK")
-        conn.close()
+        raw.execute("ROLLBACK")
+        raw.close()
 
 
 @pytest.mark.timeout(180)
@@ -101,37 +113,74 @@ def test_two_worker_processes_finish_a_run_together(engine: Engine, spec: str, t
 
 def test_an_expired_claim_of_a_stopped_worker_is_taken_over(engine: Engine, spec: str) -> None:
     study, d = load(engine, spec)
-
-    def stop_after_two(status: RunStatus) -> None:
-        if status.done >= 2:
-            raise Interrupt
-
-    with pytest.raises(ExceptionGroup):
-        simulate(engine, study, d, repeats=2, conditions=CONDITIONS, concurrency=3, on_progress=stop_after_two)
     plan = plan_run(study, d, ScriptedSimulator().record(), repeats=2, conditions=CONDITIONS)
-    with Session(engine) as s:
-        found = existing_units(s, plan)
-    # A worker claimed an unfinished conversation's unit, then stopped without giving it back.
-    unit, state = next((k, f) for k, f in found.items() if any(status == "active" for _, status in f.sessions.values()))
-    (sid, _) = state.sessions[0]
-    seed(
-        engine,
-        plan.run_id,
-        study.id,
-        {u.key: (False, found[u.key].participant_id if u.key in found else None) for u in plan.units},
-    )
+    # A worker claims the first unit, starts its conversation, sends the opening and stops
+    # without giving the unit back; its lease runs out.
+    dead = WorkerRunner(engine, plan, ScriptedSimulator(), lease=60)
+    dead._seed()
+    claimed = dead._claim()
+    assert claimed is not None
+    unit, _ = claimed
+    conv = dead._start(dead._units[unit], 0, None)
+    opening = conv.opening()
+    asyncio.run(conv.asend(opening.text, opening.shards, source="simulator"))
     with engine.begin() as conn:
         conn.execute(
             update(SimulationClaim)
             .where(SimulationClaim.run_id == plan.run_id, SimulationClaim.unit == unit)
-            .values(state=CLAIMED, worker="gone:1:dead", attempts=1, expires_at=utcnow() - timedelta(minutes=10))
+            .values(expires_at=utcnow() - timedelta(minutes=10))
         )
     result = _work(engine, plan, concurrency=2)
     _every_unit_once(engine, plan)
     taken = _claims(engine, plan.run_id)[unit]
+    assert taken.state == DONE and taken.attempts == 2 and taken.worker == result.worker != dead.worker
+    assert taken.participant_id == conv.participant_id and result.resumed == 1 and result.lost == 0
+    assert [c.id for c in sessions_of(engine, plan.run_id) if c.participant_id == conv.participant_id] == [conv.session_id]
+    assert user_shards(engine, conv.session_id)[0] == list(opening.shards)
+
+
+class Thief(ScriptedSimulator):
+    """Plays the participant; in its first move, another worker takes the unit's claim over for a moment."""
+
+    def __init__(self, engine: Engine, hold: float) -> None:
+        self.engine, self.hold = engine, hold
+        self.stolen: str | None = None
+
+    async def next_move(self, conv: Conversation) -> UserMove:
+        if self.stolen is None:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    update(SimulationClaim)
+                    .where(SimulationClaim.participant_id == conv.participant_id)
+                    .values(worker="thief", expires_at=utcnow() + timedelta(seconds=self.hold))
+                    .returning(SimulationClaim.unit)
+                ).one()
+            self.stolen = row[0]
+            await asyncio.sleep(4 * self.hold)  # the worker's next renewal finds the unit gone and stops it here
+        return await super().next_move(conv)
+
+
+def test_a_unit_taken_over_is_dropped_then_claimed_again_when_free(engine: Engine, spec: str) -> None:
+    study, d = load(engine, spec)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=["sharded"])
+    thief = Thief(engine, hold=0.5)
+    result = _work(engine, plan, thief, concurrency=1, lease=0.6)
+    assert thief.stolen is not None and result.lost == 1 and result.resumed == 1
+    taken = _claims(engine, plan.run_id)[thief.stolen]
     assert taken.state == DONE and taken.attempts == 2 and taken.worker == result.worker
-    assert result.resumed >= 1 and result.lost == 0
-    assert [c.id for c in sessions_of(engine, plan.run_id) if c.participant_id == state.participant_id] == [sid]
+    _every_unit_once(engine, plan)
+
+
+def test_units_stopped_by_model_errors_wait_for_the_next_worker(sqlite_engine: Engine, spec: str) -> None:
+    study, d = load(sqlite_engine, spec)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=["full"])
+    scripted.enqueue(*[scripted.ModelFailure("bad_request")] * 2)
+    result = _work(sqlite_engine, plan, concurrency=1, max_errors=2)
+    assert len(result.failures) == 1 and not result.complete and result.done == plan.total - 1
+    assert sorted(c.state for c in _claims(sqlite_engine, plan.run_id).values()) == [DONE, DONE, FAILED]
+    again = _work(sqlite_engine, plan, concurrency=1)
+    assert again.claimed == again.resumed == 1 and again.complete
+    _every_unit_once(sqlite_engine, plan)
 
 
 def test_a_worker_after_the_end_does_nothing(engine: Engine, spec: str) -> None:
