@@ -421,3 +421,38 @@ class SignInFailure(Base):
     key: Mapped[str] = mapped_column(String(128))
     """The client address, or the username tried in lower case (any name, existing or not)."""
     failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SimulationClaim(Base):
+    """One unit of a simulation run shared by ``--worker`` processes: who runs it, until when.
+
+    The first worker of a run inserts a row per unit; every worker claims pending rows (and
+    rows whose claim expired because their worker stopped renewing it) until none are left.
+    """
+
+    __tablename__ = "simulation_claim"
+    __table_args__ = (
+        UniqueConstraint("run_id", "unit", name="uq_simulation_claim_run_unit"),
+        Index("ix_simulation_claim_queue", "run_id", "state", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(16))
+    """The run's id (see :func:`lab.simulate.plan_run`)."""
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str] = mapped_column(String(1000))
+    """The unit's key within the run."""
+    position: Mapped[int] = mapped_column(Integer)
+    """The unit's place in the plan; units are claimed in plan order."""
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, claimed, done, failed (stopped by model errors; pending again for the next worker started)."""
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id", ondelete="SET NULL"))
+    """The unit's simulated participant, once created (set in the transaction that creates it)."""
+    worker: Mapped[str | None] = mapped_column(String(200))
+    """The worker that claimed it last (``host:pid:nonce``)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """How often it was claimed (more than 1: taken over from a stopped worker, or retried)."""
+    claimed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    """When the claim lapses unless its worker renews it; after that any worker may take it over."""
+    done_at: Mapped[datetime | None]

@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "sign_in_failure",
 }
 EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
+EXPECTED_TABLES |= {"simulation_claim"}
 
 
 def test_one_head() -> None:

@@ -5,7 +5,8 @@ is an ordinary participant with ``kind = simulated`` whose ``simulator`` field r
 simulator's model, prompt version and persona, and the run it belongs to. ``python -m lab
 simulate`` runs a study's grid with bounded concurrency and per-model rate limits, shows
 progress, and continues an interrupted run without duplicating finished conversations;
-``--processes`` spreads a run over several worker processes to use more than one core.
+``--processes`` spreads a run over several worker processes to use more than one core;
+``--worker`` lets any number of processes on any hosts share a run through the database.
 Every simulator line is checked mechanically against the reveal rules; a judge model, when
 given, scores prompt-to-line and line-to-line consistency.
 

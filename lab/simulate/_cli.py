@@ -10,10 +10,11 @@ from typing import Any
 
 from .. import llm
 from ..spec import StudyDefinition
+from ._claims import LEASE_SECONDS
 from ._grid import PlanError, RunPlan, plan_run
 from ._progress import ProgressLine
 from ._report import run_report
-from ._runner import RunBusy, existing_units, run_simulation
+from ._runner import RunBusy, RunResult, existing_units, run_simulation
 from ._simulator import LLMSimulator, ScriptedSimulator, Simulator
 
 SCRIPTED_NAME = "scripted"
@@ -97,7 +98,23 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--concurrency", str(args.concurrency)]
     if getattr(args, "processes", 1) > 1:
         parts += ["--processes", str(args.processes)]
+    if getattr(args, "worker", False):
+        parts.append("--worker")
+        if args.lease != LEASE_SECONDS:
+            parts += ["--lease", f"{args.lease:g}"]
     return " ".join(shlex.quote(p) if i > 0 else p for i, p in enumerate(parts))
+
+
+def describe_worker(result: RunResult) -> str:
+    """What one ``--worker`` did, for the end of its run (the report that follows covers the whole run)."""
+    r = result
+    text = (
+        f"this worker ({r.worker}) ended {r.ended_here} conversation(s) in {r.claimed} unit(s) claimed "
+        f"({r.started} started, {r.resumed} continued); the run: {r.done} of {r.plan.total} ended"
+    )
+    if r.lost:
+        text += f"; {r.lost} unit(s) taken over by another worker after this one's claim ran out"
+    return text
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -117,6 +134,9 @@ def _simulate(args: argparse.Namespace) -> None:
     from ..errors import CommandError
     from ..studies import definition, get_study
 
+    worker = getattr(args, "worker", False)
+    if worker and args.processes > 1:
+        raise PlanError("--worker runs in one process: start one worker per core instead of using --processes")
     engine = get_engine()
     with Session(engine, expire_on_commit=False) as s:
         study = get_study(s, args.slug)
@@ -157,6 +177,8 @@ def _simulate(args: argparse.Namespace) -> None:
                 on_progress=progress,
                 command=command,
                 processes=args.processes,
+                worker=worker,
+                lease=getattr(args, "lease", LEASE_SECONDS),
             )
         )
     except KeyboardInterrupt:
@@ -164,6 +186,8 @@ def _simulate(args: argparse.Namespace) -> None:
         print("stopped: run the same command again to continue where it stopped", file=sys.stderr)
         raise
     progress.close()
+    if result.worker is not None:
+        print(describe_worker(result), file=sys.stderr)
     with Session(engine) as s:
         print(run_report(s, plan.run_id).format())
     if result.failures:
@@ -230,6 +254,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="worker processes sharing the grid, to use several cores (default 1: one process); "
         "each runs ceil(K/P) participants at once, and --rpm is divided among them so the limit "
         "holds for the run as a whole; needs a database file or server",
+    )
+    sp.add_argument(
+        "--worker",
+        action="store_true",
+        help="join the run as one of any number of workers sharing it through the database: start the same "
+        "command with the same DATABASE_URL on as many hosts (or times) as you like; each claims units until "
+        "none are left, no unit runs twice, and a stopped worker's units go to another after --lease",
+    )
+    sp.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=LEASE_SECONDS,
+        metavar="SECONDS",
+        help=f"with --worker: how long a worker's claim on a unit holds without renewal (renewed every third "
+        f"of it while the worker runs); a stopped worker's units wait this long (default {LEASE_SECONDS:g})",
     )
     sp.add_argument("--dry-run", action="store_true", help="show the grid and what is already done; run nothing")
     sp.set_defaults(func=cmd_simulate)

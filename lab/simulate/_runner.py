@@ -9,6 +9,9 @@ started, so a run that was interrupted (Ctrl-C, kill, crash) finishes without du
 a conversation. A lock keeps two invocations from running the same run side by side. With
 ``processes`` > 1 the invocation holds that lock and shares the units among worker
 processes (see :mod:`lab.simulate._pool`), so the run's CPU work spreads over the cores.
+Workers started with ``worker`` share a run without a lock or a parent, by claiming its
+units in the database (see :mod:`lab.simulate._worker`); an invocation without it refuses a
+run that workers hold.
 
 A conversation ends at the first correct answer attempt; when every shard is out and
 answered (in RECAP, once the recap is answered); at the turn limit; when the simulator says
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .. import llm
@@ -41,6 +45,7 @@ from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
 from ..scoring import settle
 from ._checks import check_message
+from ._claims import LEASE_SECONDS, held_elsewhere
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
 from ._grid import Cell, RunPlan, Unit
 from ._simulator import DONT_KNOW, Simulator, UserMove, last_reply, prompt_texts
@@ -132,6 +137,14 @@ class RunResult:
     failures: list[tuple[int, str]] = field(default_factory=list)
     """(conversation id, error) for conversations left unfinished by model errors."""
     elapsed: float = 0.0
+    worker: str | None = None
+    """This invocation's name among the run's ``--worker`` processes (None: not a worker)."""
+    claimed: int = 0
+    """Units this worker claimed."""
+    lost: int = 0
+    """Units taken over by another worker after this one failed to renew its claim in time."""
+    ended_here: int = 0
+    """Conversations this worker ended (``done`` counts the whole run's)."""
 
     @property
     def complete(self) -> bool:
@@ -167,6 +180,21 @@ def existing_units(s: Session, plan: RunPlan, *, with_judged: bool = False) -> d
     for pid, sim in rows:
         if isinstance(sim, dict) and sim.get("run") == plan.run_id and sim.get("unit") not in found:
             found[sim["unit"]] = by_participant[pid] = UnitState(pid)
+    _read_sessions(s, by_participant, with_judged=with_judged)
+    return found
+
+
+def unit_state(s: Session, participant_id: int | None, *, with_judged: bool = False) -> UnitState:
+    """What the database holds of the unit whose simulated participant is ``participant_id`` (None: nothing yet)."""
+    if participant_id is None:
+        return UnitState()
+    state = UnitState(participant_id)
+    _read_sessions(s, {participant_id: state}, with_judged=with_judged)
+    return state
+
+
+def _read_sessions(s: Session, by_participant: dict[int, UnitState], *, with_judged: bool) -> None:
+    """Fill in the conversations (and which are judged) of each participant's unit."""
     sessions: list[int] = []
     for chunk in _chunks(list(by_participant)):
         q = select(ChatSession.id, ChatSession.participant_id, ChatSession.position, ChatSession.status).where(
@@ -186,7 +214,6 @@ def existing_units(s: Session, plan: RunPlan, *, with_judged: bool = False) -> d
             judged.update(sid for sid in s.scalars(q2) if sid is not None)
         for f in by_participant.values():
             f.judged = {sid for sid, _ in f.sessions.values() if sid in judged}
-    return found
 
 
 def ending(conv: Conversation) -> str | None:
@@ -275,6 +302,11 @@ class Runner:
             self.on_progress(self._status())
 
     def _log_run(self) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.add(Event(kind=RUN_EVENT, data=self._run_data()))
+
+    def _run_data(self) -> dict[str, Any]:
+        """What the run event of this invocation records."""
         data = self.plan.describe() | {
             "command": self.command,
             "done_at_start": self.result.done_at_start,
@@ -286,8 +318,7 @@ class Runner:
             data["processes"] = self.processes
         if self.simulator.kind == "llm":
             data["prompts"] = prompt_texts()
-        with Session(self.engine) as s, s.begin():
-            s.add(Event(kind=RUN_EVENT, data=data))
+        return data
 
     def _setup(self, cell: Cell) -> Setup:
         """The conversation setup of a cell, looked up once per run."""
@@ -325,7 +356,11 @@ class Runner:
                     .where(Participant.__table__.c.id == participant_id)
                     .values(position=position, updated_at=utcnow())
                 )
+            self._starting(conn, unit, participant_id)
             return Conversation.begin(self.engine, conn, setup, participant_id, position=position)
+
+    def _starting(self, conn: Connection, unit: Unit, participant_id: int) -> None:
+        """Called in the transaction that starts a conversation of ``unit``; raising rolls it back."""
 
     def _complete(self, participant_id: int) -> None:
         with self.engine.begin() as conn:
@@ -342,6 +377,11 @@ class Runner:
         if self.share is not None:
             return await self._run()
         with run_lock(self.engine, self.plan.run_id):
+            if held_elsewhere(self.engine, self.plan.run_id):
+                raise RunBusy(
+                    f"run {self.plan.run_id} is being run by --worker processes; "
+                    "start another with --worker to help, or wait for them to finish"
+                )
             if self.processes > 1:
                 return await self._run_processes()
             return await self._run()
@@ -355,13 +395,18 @@ class Runner:
             if self.share is not None and unit.key not in self.share:
                 continue
             f = found.get(unit.key) or UnitState()
-            ended = [sid for sid, status in f.sessions.values() if status == "ended"]
-            self.result.done_at_start += len(ended)
-            unjudged = self.judge is not None and any(sid not in f.judged for sid in ended)
-            if len(ended) < len(unit.cells) or unjudged:
+            ended, left = self._left(unit, f)
+            self.result.done_at_start += ended
+            if left:
                 pending.append((unit, f))
         self.result.done = self.result.done_at_start
         return pending
+
+    def _left(self, unit: Unit, f: UnitState) -> tuple[int, bool]:
+        """(Conversations of the unit that ended, whether it has work left: a conversation or a judgement)."""
+        ended = [sid for sid, status in f.sessions.values() if status == "ended"]
+        unjudged = self.judge is not None and any(sid not in f.judged for sid in ended)
+        return len(ended), len(ended) < len(unit.cells) or unjudged
 
     async def _run_processes(self) -> RunResult:
         from ._pool import run_shares
@@ -404,7 +449,8 @@ class Runner:
         self.result.elapsed = time.monotonic() - self._clock
         return self.result
 
-    async def _unit(self, unit: Unit, f: UnitState) -> None:
+    async def _unit(self, unit: Unit, f: UnitState) -> bool:
+        """Run a unit's unfinished conversations; False when model errors stopped one."""
         pid = f.participant_id
         completed = False
         for position in range(len(unit.cells)):
@@ -425,7 +471,7 @@ class Runner:
             last = position == len(unit.cells) - 1
             if not await self._converse(conv, last=last):
                 self._tick()
-                return
+                return False
             completed = last and conv.status == "ended"
             self.result.done += 1
             self._tick()
@@ -433,6 +479,7 @@ class Runner:
                 await self._judge(conv)
         if pid is not None and not completed:
             self._complete(pid)
+        return True
 
     async def _judge(self, conv: Conversation) -> None:
         assert self.judge is not None
@@ -564,6 +611,8 @@ async def run_simulation(
     retry_pause: float = 1.0,
     command: str | None = None,
     processes: int = 1,
+    worker: bool = False,
+    lease: float = LEASE_SECONDS,
 ) -> RunResult:
     """Run (or continue) a planned simulation.
 
@@ -585,14 +634,38 @@ async def run_simulation(
             ``ceil(concurrency / processes)`` participants at once and ``rpm / processes``
             requests per minute per model, so the limits hold for the run as a whole. Needs
             a database file or server.
+        worker: Run as one of any number of workers sharing the run through the database
+            (see :mod:`lab.simulate._worker`): claim units until none are left.
+        lease: Seconds a worker's claim on a unit holds without renewal; a stopped
+            worker's units go to another worker after this long.
 
     Returns:
         What this invocation did.
 
     Raises:
-        RunBusy: another process is running the same run.
+        RunBusy: another process is running the same run (without ``worker``, or a run
+            without ``worker`` that is running while a worker starts).
         RuntimeError: a worker process failed.
+        ValueError: ``worker`` with ``processes`` > 1.
     """
+    if worker:
+        from ._worker import WorkerRunner
+
+        if processes > 1:
+            raise ValueError("a worker runs in one process: start one worker per core instead of using processes")
+        return await WorkerRunner(
+            engine,
+            plan,
+            simulator,
+            concurrency=concurrency,
+            rpm=rpm,
+            judge=judge,
+            on_progress=on_progress,
+            max_errors=max_errors,
+            retry_pause=retry_pause,
+            command=command,
+            lease=lease,
+        ).run()
     runner = Runner(
         engine,
         plan,
