@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -551,40 +551,46 @@ class Runner:
         )
 
 
-async def run_simulation(
-    engine: Engine,
-    plan: RunPlan,
-    simulator: Simulator,
-    *,
-    concurrency: int = 4,
-    rpm: float | None = None,
-    judge: tuple[str, dict[str, Any]] | None = None,
-    on_progress: Callable[[RunStatus], None] | None = None,
-    max_errors: int = 3,
-    retry_pause: float = 1.0,
-    command: str | None = None,
-    processes: int = 1,
-) -> RunResult:
+class RunOptions(TypedDict, total=False):
+    """How a run goes: the keyword arguments of :func:`run_simulation` (defaults: :class:`Runner`)."""
+
+    concurrency: int
+    """Simulated participants conversing at once."""
+
+    rpm: float | None
+    """Requests per minute allowed for each model (None: no limit)."""
+
+    judge: tuple[str, dict[str, Any]] | None
+    """``(model, params)`` of a judge model for simulator consistency, or None."""
+
+    on_progress: Callable[[RunStatus], None] | None
+    """Called with a :class:`RunStatus` whenever a conversation ends."""
+
+    max_errors: int
+    """Consecutive model errors after which a conversation is left for the next invocation."""
+
+    retry_pause: float
+    """Seconds (times the error count) to wait before retrying after an error."""
+
+    command: str | None
+    """The command line, stored with the run."""
+
+    processes: int
+    """Worker processes sharing the run's units, so that its CPU work spreads over the cores
+    (1: everything in this process). With more, this process holds the run lock and shows
+    progress while each worker runs its share with ``ceil(concurrency / processes)``
+    participants at once and ``rpm / processes`` requests per minute per model, so the
+    limits hold for the run as a whole. Needs a database file or server."""
+
+
+async def run_simulation(engine: Engine, plan: RunPlan, simulator: Simulator, **options: Unpack[RunOptions]) -> RunResult:
     """Run (or continue) a planned simulation.
 
     Args:
         engine: The database.
         plan: From :func:`plan_run`.
         simulator: Writes the participants' messages after the opening.
-        concurrency: Simulated participants conversing at once.
-        rpm: Requests per minute allowed for each model (None: no limit).
-        judge: ``(model, params)`` of a judge model for simulator consistency, or None.
-        on_progress: Called with a :class:`RunStatus` whenever a conversation ends.
-        max_errors: Consecutive model errors after which a conversation is left for the
-            next invocation.
-        retry_pause: Seconds (times the error count) to wait before retrying after an error.
-        command: The command line, stored with the run.
-        processes: Worker processes sharing the run's units, so that its CPU work spreads
-            over the cores (1: everything in this process). With more, this process holds
-            the run lock and shows progress while each worker runs its share with
-            ``ceil(concurrency / processes)`` participants at once and ``rpm / processes``
-            requests per minute per model, so the limits hold for the run as a whole. Needs
-            a database file or server.
+        **options: How the run goes; see :class:`RunOptions`.
 
     Returns:
         What this invocation did.
@@ -593,17 +599,4 @@ async def run_simulation(
         RunBusy: another process is running the same run.
         RuntimeError: a worker process failed.
     """
-    runner = Runner(
-        engine,
-        plan,
-        simulator,
-        concurrency=concurrency,
-        rpm=rpm,
-        judge=judge,
-        on_progress=on_progress,
-        max_errors=max_errors,
-        retry_pause=retry_pause,
-        command=command,
-        processes=processes,
-    )
-    return await runner.run()
+    return await Runner(engine, plan, simulator, **options).run()
