@@ -12,7 +12,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..blocking import run_blocking
 from . import _local
@@ -34,6 +34,18 @@ DEFAULT_TIMEOUT = 120.0
 
 DEFAULT_MAX_RETRIES = 2
 """Retries after a transient error before the call gives up."""
+
+
+class CallOptions(TypedDict, total=False):
+    """How a model call is made: the keyword arguments of `complete`, `stream` and their twins."""
+
+    timeout: float
+    """Seconds one request may take (default `DEFAULT_TIMEOUT`)."""
+
+    max_retries: int
+    """Retries after transient errors (timeouts, rate limits, server and connection errors;
+    other errors are raised at once), made by a stream only before its first piece
+    (default `DEFAULT_MAX_RETRIES`)."""
 
 
 def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> None:
@@ -237,12 +249,7 @@ _ON_LOOP = _OnLoop()
 
 
 def complete(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> Completion:
     """Ask a model for one reply and wait for all of it.
 
@@ -253,9 +260,7 @@ def complete(
         messages: The conversation, as ``{"role": …, "content": …}`` dicts.
         params: Parameters passed through to the provider (temperature, max_tokens, top_p,
             seed, stop, api_base, …).
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors (timeouts, rate limits, server and
-            connection errors); other errors are raised at once.
+        **options: ``timeout`` and ``max_retries``; see `CallOptions`.
 
     Returns:
         The reply with its usage, cost and timing.
@@ -269,21 +274,14 @@ def complete(
         reply.text  # "You said: hi"
         ```
     """
-    call = _Reading(model, messages, params, timeout=timeout, max_retries=max_retries, streaming=False)
-    return run_blocking(call.whole(_BLOCKING))
+    return run_blocking(_Reading(model, messages, params, streaming=False, **options).whole(_BLOCKING))
 
 
 async def acomplete(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> Completion:
     """As `complete`, without blocking the event loop (the same arguments, result and errors)."""
-    call = _Reading(model, messages, params, timeout=timeout, max_retries=max_retries, streaming=False)
-    return await call.whole(_ON_LOOP)
+    return await _Reading(model, messages, params, streaming=False, **options).whole(_ON_LOOP)
 
 
 def _from_response(model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int) -> Completion:
@@ -594,36 +592,23 @@ class AsyncStream(_Reading):
         return self._record.completion or self._record.snapshot(partial=True)
 
 
-def stream(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-) -> Stream:
+def stream(model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]) -> Stream:
     """Ask a model for a reply and read it as it is produced.
 
     Args:
         model: A litellm model string (see `complete`).
         messages: The conversation.
         params: Parameters passed through to the provider.
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors, made only before the first piece.
+        **options: ``timeout`` and ``max_retries``; see `CallOptions`.
 
     Returns:
         A `Stream`: iterate it for text pieces, then read ``.completion``.
     """
-    return Stream(model, messages, params, timeout=timeout, max_retries=max_retries)
+    return Stream(model, messages, params, **options)
 
 
 async def astream(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> AsyncStream:
     """As `stream`, read with ``async for`` on the event loop (the same arguments); see `AsyncStream`."""
-    return AsyncStream(model, messages, params, timeout=timeout, max_retries=max_retries)
+    return AsyncStream(model, messages, params, **options)
