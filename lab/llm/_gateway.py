@@ -452,26 +452,26 @@ class _Reading:
                     response = await io.call(
                         litellm, _request(self.model, self.messages, self.params, self.timeout, self.streaming)
                     )
-                    if not self.streaming:
-                        record.completion = _from_response(
-                            self.model, self.params, response, record.started_at, record.start, record.attempts
-                        )
-                        return
-                    self._upstream = response
-                    async for chunk in io.chunks(response):
-                        piece = record.absorb(chunk)
-                        if piece:
-                            yield piece
-                        if self._stop:
-                            record.finish(partial=True)
-                            await self._release(io)
-                            return
+                    if self.streaming:
+                        self._upstream = response
+                        async for chunk in io.chunks(response):
+                            piece = record.absorb(chunk)
+                            if piece:
+                                yield piece
+                            if self._stop:
+                                record.finish(partial=True)
+                                await self._release(io)
+                                return
                     break
                 except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
                     await self._release(io)
                     delay = retries.wait(exc, produced=bool(record.parts))
                     record.restart()
                     await io.wait(retries.policy, delay)
+            if not self.streaming:
+                record.completion = _from_response(
+                    self.model, self.params, response, record.started_at, record.start, record.attempts
+                )
         except ModelError as error:
             record.error = error
             if self.streaming:  # a reply that is not streamed keeps nothing of a failed call
