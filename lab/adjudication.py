@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .annotation import GOLD, AnnotationError, is_human, layer_ratings, majority, study_annotation
+from .annotation import GOLD, AnnotationError, check_study_code, is_human, layer_ratings, majority, study_annotation
 from .labels import add_label
 from .schema import Account, ChatSession, Label, Turn
 
@@ -71,14 +71,7 @@ def adjudicate(s: Session, slug: str, turn_id: int, layer: str, code: str, accou
         AnnotationError: for a turn of another study, an unused layer or an unknown code.
     """
     sa = study_annotation(s, slug)
-    turn = s.get(Turn, turn_id)
-    if turn is None or s.scalar(select(ChatSession.study_id).where(ChatSession.id == turn.session_id)) not in sa.study_ids:
-        raise AnnotationError(f"turn {turn_id} is not a turn of study '{slug}'")
-    if layer not in sa.codebook.layers:
-        raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
-    lay = sa.codebook.layers[layer]
-    if lay.get(code) is None:
-        raise AnnotationError(f"unknown code '{code}' for layer {layer} (codes: {', '.join(lay.code_names())})")
+    check_study_code(s, sa, turn_id, layer, code)
     account = s.get(Account, account_id)
     if account is None:
         raise AnnotationError(f"no account #{account_id}")

@@ -405,13 +405,12 @@ def study_agreement(
     Raises:
         AnnotationError: for a layer the study does not use.
     """
-    from .annotation import AUTO_PREFIX, GOLD, AnnotationError, study_annotation
+    from .annotation import AUTO_PREFIX, GOLD, study_annotation
 
     sa = study_annotation(s, slug)
     rows: list[AgreementRow] = []
     for layer in layers or sa.layers:
-        if layer not in sa.codebook.layers:
-            raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
+        sa.used_layer(layer)
         turn_ids, annotators, labels = _current_labels(s, sa.study_ids, layer)
         if len(turn_ids) == 0:
             continue

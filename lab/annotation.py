@@ -33,7 +33,7 @@ from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .codebook import Codebook, codebook_for
+from .codebook import Codebook, Layer, codebook_for
 from .errors import LabError
 from .labels import add_label
 from .schema import (
@@ -96,6 +96,17 @@ class StudyAnnotation:
     def layers(self) -> list[str]:
         """Layers in use."""
         return list(self.codebook.layers)
+
+    def used_layer(self, layer: str) -> Layer:
+        """A layer of the codebook that the study uses.
+
+        Raises:
+            AnnotationError: for a layer the study does not use.
+        """
+        found = self.codebook.layers.get(layer)
+        if found is None:
+            raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(self.layers)})")
+        return found
 
 
 def study_annotation(s: Session, slug: str) -> StudyAnnotation:
@@ -600,6 +611,30 @@ def _sequence_view(seq: RepairSequence) -> SequenceView:
 # --- writing labels ----------------------------------------------------------------------------
 
 
+def _check_code(lay: Layer, code: str) -> None:
+    if lay.get(code) is None:
+        raise AnnotationError(f"unknown code '{code}' for layer {lay.key} (codes: {', '.join(lay.code_names())})")
+
+
+def check_study_code(s: Session, sa: StudyAnnotation, turn_id: int, layer: str, code: str) -> None:
+    """Check that a turn is one of the study's and that a code of a layer the study uses is given for it.
+
+    Args:
+        s: Open session.
+        sa: The study's annotation settings.
+        turn_id: The turn.
+        layer: The layer's key.
+        code: The code.
+
+    Raises:
+        AnnotationError: for a turn of another study, an unused layer or an unknown code.
+    """
+    turn = s.get(Turn, turn_id)
+    if turn is None or s.scalar(select(ChatSession.study_id).where(ChatSession.id == turn.session_id)) not in sa.study_ids:
+        raise AnnotationError(f"turn {turn_id} is not a turn of study '{sa.slug}'")
+    _check_code(sa.used_layer(layer), code)
+
+
 def _turn_of(s: Session, slot: AnnotationSlot, turn_id: int) -> Turn:
     turn = s.get(Turn, turn_id)
     if turn is None or turn.session_id != slot.session_id or turn.role not in SHOWN_ROLES:
@@ -633,13 +668,10 @@ def record_label(
     slot = own_slot(s, slot_id, account_id, now=now, lock=True)
     sa = study_annotation(s, slot.study_slug)
     turn = _turn_of(s, slot, turn_id)
-    if layer not in sa.codebook.layers:
-        raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
-    lay = sa.codebook.layers[layer]
+    lay = sa.used_layer(layer)
     if not lay.applies(turn.role):
         raise AnnotationError(f"layer {layer} applies to {lay.applies_to} turns, not to a {turn.role} turn")
-    if lay.get(code) is None:
-        raise AnnotationError(f"unknown code '{code}' for layer {layer} (codes: {', '.join(lay.code_names())})")
+    _check_code(lay, code)
     if confidence is not None and not 0 <= confidence <= 1:
         raise AnnotationError(f"confidence must be between 0 and 1, got {confidence}")
     note = (note or "").strip() or None
@@ -710,8 +742,7 @@ def save_sequence(
     now = now or utcnow()
     slot = own_slot(s, slot_id, account_id, now=now, lock=True)
     sa = study_annotation(s, slot.study_slug)
-    if "R" not in sa.codebook.layers:
-        raise AnnotationError(f"layer 'R' is not used in this study (layers: {', '.join(sa.layers)})")
+    sa.used_layer("R")
     book = sa.codebook
     trouble = _turn_of(s, slot, trouble_turn_id)
     init = _turn_of(s, slot, initiation_turn_id)
@@ -781,14 +812,7 @@ def set_check(s: Session, slug: str, turn_id: int, layer: str, code: str, accoun
     Raises:
         AnnotationError: for a turn of another study, an unused layer or an unknown code.
     """
-    sa = study_annotation(s, slug)
-    turn = s.get(Turn, turn_id)
-    if turn is None or s.scalar(select(ChatSession.study_id).where(ChatSession.id == turn.session_id)) not in sa.study_ids:
-        raise AnnotationError(f"turn {turn_id} is not a turn of study '{slug}'")
-    if layer not in sa.codebook.layers:
-        raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
-    if sa.codebook.layers[layer].get(code) is None:
-        raise AnnotationError(f"unknown code '{code}' for layer {layer}")
+    check_study_code(s, study_annotation(s, slug), turn_id, layer, code)
     row = s.scalar(select(AnnotationCheck).where(AnnotationCheck.turn_id == turn_id, AnnotationCheck.layer == layer))
     if row is None:
         row = AnnotationCheck(turn_id=turn_id, layer=layer, code=code, account_id=account_id)
@@ -917,8 +941,7 @@ def layer_ratings(s: Session, slug: str, layer: str) -> dict[int, dict[str, str]
         AnnotationError: for a layer the study does not use.
     """
     sa = study_annotation(s, slug)
-    if layer not in sa.codebook.layers:
-        raise AnnotationError(f"layer '{layer}' is not used in this study (layers: {', '.join(sa.layers)})")
+    sa.used_layer(layer)
     out: dict[int, dict[str, str]] = {}
     for (tid, _, annotator), code in _current_labels(s, sa, layer).items():
         out.setdefault(tid, {})[annotator] = code

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from . import llm
 from . import reveal as rules
+from .blocking import run_blocking
 from .errors import LabError
 from .group_commit import AfterWrite, GroupCommit, insert_turn
 from .items import Item, PresuppositionItem, Shard, parse_item
@@ -609,8 +610,8 @@ class Conversation:
     # --- model calls ------------------------------------------------------------------
     #
     # What a reply needs (the mediator's rewrite, then the answer) is written once, as a
-    # generator of the model calls it needs made; ``_run`` makes them blocking (a page, the
-    # terminal) and ``_arun`` on the event loop (batch simulation).
+    # generator of the model calls it needs made; ``_arun`` makes them, on the event loop
+    # (batch simulation) or, through ``_run``, blocking (a page, the terminal).
 
     def _mediation(self) -> _Steps[list[dict[str, str]]]:
         """Mediator: rewrite the history into one instruction; log it; return the assistant's view."""
@@ -636,25 +637,24 @@ class Conversation:
 
     def _run(self, steps: _Steps[_T]) -> _T:
         """Make the model calls of ``steps`` one after another, blocking; return their result."""
-        try:
-            call = next(steps)
-            while True:
-                try:
-                    result = llm.complete(call.model, call.messages, call.params, timeout=self.timeout)
-                except llm.ModelError as e:
-                    call = steps.throw(e)
-                else:
-                    call = steps.send(result)
-        except StopIteration as done:
-            return done.value
+        return run_blocking(self._arun(steps, blocking=True))
 
-    async def _arun(self, steps: _Steps[_T]) -> _T:
-        """As :meth:`_run`, on the event loop."""
+    async def _arun(self, steps: _Steps[_T], *, blocking: bool = False) -> _T:
+        """Make the model calls of ``steps`` one after another on the event loop; return their result.
+
+        Args:
+            steps: The engine logic that needs the calls.
+            blocking: Make each call blocking instead (for :meth:`_run`), so that nothing
+                here waits for an event loop.
+        """
         try:
             call = next(steps)
             while True:
                 try:
-                    result = await llm.acomplete(call.model, call.messages, call.params, timeout=self.timeout)
+                    if blocking:
+                        result = llm.complete(call.model, call.messages, call.params, timeout=self.timeout)
+                    else:
+                        result = await llm.acomplete(call.model, call.messages, call.params, timeout=self.timeout)
                 except llm.ModelError as e:
                     call = steps.throw(e)
                 else:

@@ -228,6 +228,40 @@ class _Ratio:
 
 
 @dataclass
+class _Rows:
+    """The figures table being built: one row per measure × key × cell, and the draws behind each."""
+
+    by: tuple[str, ...]
+    cells: pd.DataFrame
+    """The values of ``by`` of each cell, by cell code."""
+    rows: list[dict[str, object]] = field(default_factory=list)
+    draws: dict[tuple[str, str, tuple[object, ...]], np.ndarray] = field(default_factory=dict)
+
+    def cell_values(self, code: int) -> tuple[object, ...]:
+        """The values of ``by`` of one cell."""
+        return tuple(self.cells.iloc[int(code)])
+
+    def add(
+        self, measure: str, key: str, cell: tuple[object, ...], value: object, n: int, source: object, draws: np.ndarray | None
+    ) -> None:
+        """Add a row; its interval is filled in from its draws once every row is in."""
+        if draws is not None:
+            self.draws[(measure, key, cell)] = draws
+        self.rows.append(
+            {
+                "measure": measure,
+                "key": key,
+                **dict(zip(self.by, cell, strict=True)),
+                "value": value,
+                "lo": np.nan,
+                "hi": np.nan,
+                "n": n,
+                "label_source": source,
+            }
+        )
+
+
+@dataclass
 class ConversationTable:
     """Per-conversation quantities, and the per-turn tables some measures sum."""
 
@@ -495,12 +529,12 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     cell = cell[order]
     p_codes, i_codes, n_p = _cluster_codes(conv, data.participants)
     res = Resampler(p_codes, i_codes, o.draws, o.seed, o.chunk, n_participants=n_p) if o.draws > 0 else None
-    rows: list[dict[str, object]] = []
-    draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray] = {}
+    out = _Rows(by, cells)
     if not performance_only:
-        _ratio_rows(_ratios(ct, data, o.source), cell, cells, by, res, o, rows, draws_out)
-    _laban_rows(conv, cell, cells, by, res, o, rows, draws_out)
-    _derived_rows(rows, draws_out, by)
+        _ratio_rows(_ratios(ct, data, o.source), cell, res, o, out)
+    _laban_rows(conv, cell, res, o, out)
+    _derived_rows(out)
+    rows, draws_out = out.rows, out.draws
     _fill_intervals(rows, [draws_out.get((str(r["measure"]), str(r["key"]), tuple(r[b] for b in by))) for r in rows], o.level)
     if not rows:
         return empty
@@ -510,16 +544,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     return Figures(table[cols].sort_values(["measure", "key", *by], kind="stable").reset_index(drop=True), by, draws_out)
 
 
-def _ratio_rows(
-    ratios: list[_Ratio],
-    cell: np.ndarray,
-    cells: pd.DataFrame,
-    by: tuple[str, ...],
-    res: Resampler | None,
-    o: Options,
-    rows: list[dict[str, object]],
-    draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray],
-) -> None:
+def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
     # Columns are deduplicated (ratios share denominators), and each cell multiplies only
     # the columns that are non-zero in it: the bootstrap costs draws × conversations ×
     # the columns a cell actually uses.
@@ -557,41 +582,19 @@ def _ratio_rows(
                         w = cp[:, res.participant[s:e]] * ci[:, res.item[s:e]]
                         boot[sl, c, used[c]] = w @ blocks[c]
     for c in range(n_cells):
-        key_vals = tuple(cells.iloc[int(cell[starts[c]])])
+        key_vals = out.cell_values(cell[starts[c]])
         for r, (jn, jd) in zip(ratios, index, strict=True):
             n = int(counts[c, jd])
             if n == 0:
                 continue
-            value = point[c, jn] / point[c, jd] * r.scale
-            lo = hi = np.nan
+            d = None
             if boot is not None:
                 with np.errstate(all="ignore"):
                     d = boot[:, c, jn] / boot[:, c, jd] * r.scale
-                draws_out[(r.measure, r.key, key_vals)] = d
-            rows.append(
-                {
-                    "measure": r.measure,
-                    "key": r.key,
-                    **dict(zip(by, key_vals, strict=True)),
-                    "value": value,
-                    "lo": lo,
-                    "hi": hi,
-                    "n": n,
-                    "label_source": r.source,
-                }
-            )
+            out.add(r.measure, r.key, key_vals, point[c, jn] / point[c, jd] * r.scale, n, r.source, d)
 
 
-def _laban_rows(
-    conv: pd.DataFrame,
-    cell: np.ndarray,
-    cells: pd.DataFrame,
-    by: tuple[str, ...],
-    res: Resampler | None,
-    o: Options,
-    rows: list[dict[str, object]],
-    draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray],
-) -> None:
+def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
     """P (mean of item means), A90 and U90_10 per cell, ×100."""
     score = conv["score"].to_numpy(dtype=float)
     ok = np.isfinite(score)
@@ -639,30 +642,13 @@ def _laban_rows(
     for name, vals in per_item.items():
         point = np.add.reduceat(vals, cell_starts) / np.diff(np.r_[cell_starts, len(vals)])
         for j, cs in enumerate(cell_starts):
-            key_vals = tuple(cells.iloc[int(g_cell[cs])])
-            lo = hi = np.nan
-            if name in boots:
-                d = boots[name][:, j]
-                draws_out[(name, "", key_vals)] = d
-            rows.append(
-                {
-                    "measure": name,
-                    "key": "",
-                    **dict(zip(by, key_vals, strict=True)),
-                    "value": float(point[j]),
-                    "lo": lo,
-                    "hi": hi,
-                    "n": int(n_conv[j]),
-                    "label_source": SCORE_SOURCE,
-                }
-            )
+            d = boots[name][:, j] if name in boots else None
+            out.add(name, "", out.cell_values(g_cell[cs]), float(point[j]), int(n_conv[j]), SCORE_SOURCE, d)
 
 
-def _derived_rows(
-    rows: list[dict[str, object]], draws_out: dict[tuple[str, str, tuple[object, ...]], np.ndarray], by: tuple[str, ...]
-) -> None:
+def _derived_rows(out: _Rows) -> None:
     """The grounding gap (from the grounding rates of both roles in a cell), with its draws."""
-    rates = {(str(r["key"]), tuple(r[b] for b in by)): r for r in rows if r["measure"] == "grounding_rate"}
+    rates = {(str(r["key"]), tuple(r[b] for b in out.by)): r for r in out.rows if r["measure"] == "grounding_rate"}
     for (key, key_vals), r in list(rates.items()):
         if not key.startswith("assistant:"):
             continue
@@ -671,19 +657,14 @@ def _derived_rows(
         if human is None or not human["value"]:
             continue
         base = float(human["value"])  # type: ignore[arg-type]
-        da, du = draws_out.get(("grounding_rate", key, key_vals)), draws_out.get(("grounding_rate", f"user:{act}", key_vals))
+        da, du = out.draws.get(("grounding_rate", key, key_vals)), out.draws.get(("grounding_rate", f"user:{act}", key_vals))
+        d = None
         if da is not None and du is not None:
             with np.errstate(all="ignore"):
                 d = (da - du) / du
             d[~np.isfinite(d)] = np.nan
-            draws_out[("grounding_gap", act, key_vals)] = d
-        row = {
-            "measure": "grounding_gap",
-            "key": act,
-            **dict(zip(by, key_vals, strict=True)),
-            "value": (float(cast(float, r["value"])) - base) / base,
-        }
-        rows.append(row | {"lo": np.nan, "hi": np.nan, "n": min(int(r["n"]), int(human["n"])), "label_source": r["label_source"]})  # type: ignore[call-overload]
+        value = (float(cast(float, r["value"])) - base) / base
+        out.add("grounding_gap", act, key_vals, value, min(int(r["n"]), int(human["n"])), r["label_source"], d)  # type: ignore[call-overload]
 
 
 DEGRADATION_MODES = ("SHARDED", "CONCAT", "SNOWBALL", "RECAP")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from typing import Any, TypedDict, Unpack
 
+from ..blocking import run_blocking
 from . import _local
 from ._completion import Completion, utc_now
 from ._errors import ModelError, from_exception
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, litellm_if_loaded, load_litellm
-from ._retry import retry_policy
+from ._retry import RetryPolicy, retry_policy
 from ._scripted import check_params
 from ._validation import KEY_FROM_ENV, OPENAI_COMPATIBLE, known_missing_env, param_problems, provider_of
 
@@ -33,6 +34,18 @@ DEFAULT_TIMEOUT = 120.0
 
 DEFAULT_MAX_RETRIES = 2
 """Retries after a transient error before the call gives up."""
+
+
+class CallOptions(TypedDict, total=False):
+    """How a model call is made: the keyword arguments of `complete`, `stream` and their twins."""
+
+    timeout: float
+    """Seconds one request may take (default `DEFAULT_TIMEOUT`)."""
+
+    max_retries: int
+    """Retries after transient errors (timeouts, rate limits, server and connection errors;
+    other errors are raised at once), made by a stream only before its first piece
+    (default `DEFAULT_MAX_RETRIES`)."""
 
 
 def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> None:
@@ -126,18 +139,15 @@ class _Retries:
     """The gateway's one retry rule, for every kind of call.
 
     Iterate it for attempts; when an attempt fails, :meth:`wait` says how long to wait
-    before the next one, or raises the call's :class:`ModelError` when there is none:
-    the error is not transient, the retries are used up, or (``after_output=False``, a
-    stream) text has already been passed on, which a retry could not take back. The
-    callers differ only in how they call and how they wait (blocking or on the loop).
+    before the next one, or raises the call's :class:`ModelError` when there is none: the
+    error is not transient, the retries are used up, or text has already been passed on (a
+    stream), which a retry could not take back.
     """
 
-    def __init__(self, model: str, timeout: float, max_retries: int, *, after_output: bool) -> None:
+    def __init__(self, model: str, timeout: float, max_retries: int) -> None:
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
-        self.after_output = after_output
-        """Whether a call that already produced output may be retried."""
         self.attempts = 0
         """Attempts made so far."""
         self.policy = retry_policy()
@@ -147,27 +157,99 @@ class _Retries:
             self.attempts += 1
             yield self.attempts
 
-    def wait(self, exc: BaseException, *, produced: bool = False) -> float:
+    def wait(self, exc: BaseException, *, produced: bool) -> float:
         """Seconds to wait before retrying after ``exc``.
+
+        Args:
+            exc: What the failed attempt raised.
+            produced: Whether the attempt had passed on text before it failed.
 
         Raises:
             ModelError: no retry: the error as the lab reports it (with the attempts made).
         """
         error = from_exception(exc, self.model, self.timeout)
-        if not error.retryable or self.attempts > self.max_retries or (produced and not self.after_output):
+        if not error.retryable or self.attempts > self.max_retries or produced:
             if self.attempts > 1:
                 error = ModelError(error.kind, f"{error.message} (gave up after {self.attempts} attempts)", error.retryable)
             raise error from exc
         return self.policy.delay(self.attempts)
 
 
+class _Chunks:
+    """A blocking litellm stream read as an async iterator that never suspends."""
+
+    def __init__(self, upstream: Any) -> None:
+        self._chunks = iter(upstream)
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class _Blocking:
+    """The I/O of a call made in the caller's thread: its awaitables finish without suspending."""
+
+    async def load(self) -> Any:
+        """Litellm, imported in this thread if it is not yet."""
+        return _guard(load_litellm())
+
+    async def call(self, litellm: Any, request: dict[str, Any]) -> Any:
+        """Send one request and wait for the response (or the stream's start)."""
+        return litellm.completion(**request)
+
+    def chunks(self, upstream: Any) -> AsyncIterator[Any]:
+        """The chunks of a stream."""
+        return _Chunks(upstream)
+
+    async def close(self, upstream: Any) -> None:
+        """Release a stream that is being abandoned."""
+        _close_upstream(upstream)
+
+    async def wait(self, policy: RetryPolicy, seconds: float) -> None:
+        """Wait before a retry, blocking the thread."""
+        policy.sleep(seconds)
+
+
+class _OnLoop:
+    """The I/O of a call made on the event loop, which keeps running while it waits."""
+
+    async def load(self) -> Any:
+        """Litellm, imported in a worker thread if it is not yet."""
+        return _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
+
+    async def call(self, litellm: Any, request: dict[str, Any]) -> Any:
+        """Send one request and await the response (or the stream's start)."""
+        return await litellm.acompletion(**request)
+
+    def chunks(self, upstream: Any) -> AsyncIterator[Any]:
+        """The chunks of a stream."""
+        return upstream
+
+    async def close(self, upstream: Any) -> None:
+        """Release a stream that is being abandoned."""
+        aclose = getattr(upstream, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: BLE001 — the stream is being abandoned either way
+                pass
+
+    async def wait(self, policy: RetryPolicy, seconds: float) -> None:
+        """Wait before a retry, letting the event loop run."""
+        await policy.asleep(seconds)
+
+
+_BLOCKING = _Blocking()
+_ON_LOOP = _OnLoop()
+
+
 def complete(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> Completion:
     """Ask a model for one reply and wait for all of it.
 
@@ -178,9 +260,7 @@ def complete(
         messages: The conversation, as ``{"role": …, "content": …}`` dicts.
         params: Parameters passed through to the provider (temperature, max_tokens, top_p,
             seed, stop, api_base, …).
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors (timeouts, rate limits, server and
-            connection errors); other errors are raised at once.
+        **options: ``timeout`` and ``max_retries``; see `CallOptions`.
 
     Returns:
         The reply with its usage, cost and timing.
@@ -194,56 +274,14 @@ def complete(
         reply.text  # "You said: hi"
         ```
     """
-    params = dict(params or {})
-    _preflight(model, messages, params)
-    litellm = _guard(load_litellm())
-    # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
-    started_at, start = utc_now(), time.perf_counter()
-    retries = _Retries(model, timeout, max_retries, after_output=True)
-    for _ in retries:
-        try:
-            response = litellm.completion(**_request(model, messages, params, timeout, stream=False))
-            break
-        except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-            retries.policy.sleep(retries.wait(exc))
-    return _from_response(model, params, response, started_at, start, retries.attempts)
+    return run_blocking(_Reading(model, messages, params, streaming=False, **options).whole(_BLOCKING))
 
 
 async def acomplete(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> Completion:
-    """Ask a model for one reply without blocking the event loop; see `complete`.
-
-    Args:
-        model: A litellm model string.
-        messages: The conversation.
-        params: Parameters passed through to the provider.
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors.
-
-    Returns:
-        The reply with its usage, cost and timing.
-
-    Raises:
-        ModelError: When no reply could be obtained.
-    """
-    params = dict(params or {})
-    _preflight(model, messages, params)
-    litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
-    started_at, start = utc_now(), time.perf_counter()
-    retries = _Retries(model, timeout, max_retries, after_output=True)
-    for _ in retries:
-        try:
-            response = await litellm.acompletion(**_request(model, messages, params, timeout, stream=False))
-            break
-        except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-            await retries.policy.asleep(retries.wait(exc))
-    return _from_response(model, params, response, started_at, start, retries.attempts)
+    """As `complete`, without blocking the event loop (the same arguments, result and errors)."""
+    return await _Reading(model, messages, params, streaming=False, **options).whole(_ON_LOOP)
 
 
 def _from_response(model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int) -> Completion:
@@ -353,7 +391,12 @@ def _close_upstream(response: Any) -> None:
 
 
 class _Reading:
-    """What `Stream` and `AsyncStream` share: the request, what arrived, and how it ended."""
+    """One call to a model, streamed or not: the request, the one retry loop, what arrived.
+
+    `complete`, `Stream` and their asynchronous twins all run :meth:`_read`; they differ
+    only in the I/O they plug in (blocking, or on the event loop) and in how they hand the
+    reply on.
+    """
 
     def __init__(
         self,
@@ -363,16 +406,21 @@ class _Reading:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        streaming: bool = True,
     ) -> None:
-        """Prepare the call; see `stream`."""
+        """Prepare the call; see `stream` (``streaming=False``: one whole reply, see `complete`)."""
         self.model = model
         self.messages = messages
         self.params = dict(params or {})
         self.timeout = timeout
         self.max_retries = max_retries
+        self.streaming = streaming
         self._record = _Record(model, self.params)
         self._pieces: Any = None
         self._upstream: Any = None
+
+    _stop = False
+    """Set by `Stream.close` while another thread reads: the reader stops at its next chunk."""
 
     @property
     def text(self) -> str:
@@ -383,6 +431,68 @@ class _Reading:
     def error(self) -> ModelError | None:
         """The error that ended the stream, if any."""
         return self._record.error
+
+    async def _read(self, io: _Blocking | _OnLoop) -> AsyncGenerator[str, None]:
+        """Make the call, retrying transient errors, and yield the text pieces as they arrive.
+
+        A stream is retried only before its first piece. Whatever ends the reading (the
+        end of the reply, an error, the reader stopping or being cancelled) fixes the
+        completion, partial unless the reply ended.
+        """
+        record = self._record
+        record.started_at, record.start = utc_now(), time.perf_counter()
+        try:
+            _preflight(self.model, self.messages, self.params)
+            litellm = await io.load()
+            # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
+            record.started_at, record.start = utc_now(), time.perf_counter()
+            retries = _Retries(self.model, self.timeout, self.max_retries)
+            for record.attempts in retries:
+                try:
+                    response = await io.call(
+                        litellm, _request(self.model, self.messages, self.params, self.timeout, self.streaming)
+                    )
+                    if self.streaming:
+                        self._upstream = response
+                        async for chunk in io.chunks(response):
+                            piece = record.absorb(chunk)
+                            if piece:
+                                yield piece
+                            if self._stop:
+                                record.finish(partial=True)
+                                await self._release(io)
+                                return
+                    break
+                except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
+                    await self._release(io)
+                    delay = retries.wait(exc, produced=bool(record.parts))
+                    record.restart()
+                    await io.wait(retries.policy, delay)
+            if not self.streaming:
+                record.completion = _from_response(
+                    self.model, self.params, response, record.started_at, record.start, record.attempts
+                )
+        except ModelError as error:
+            record.error = error
+            if self.streaming:  # a reply that is not streamed keeps nothing of a failed call
+                record.finish(partial=True)
+            raise
+        except BaseException:  # GeneratorExit when the reader stops, CancelledError when cancelled, or the thread is stopped
+            record.finish(partial=True)
+            await self._release(io)
+            raise
+        record.finish(partial=False)
+
+    async def _release(self, io: _Blocking | _OnLoop) -> None:
+        """Close the provider's stream, if one is open, so it is released at once."""
+        upstream, self._upstream = self._upstream, None
+        await io.close(upstream)
+
+    async def whole(self, io: _Blocking | _OnLoop) -> Completion:
+        """Make a call that is not streamed and return its completion."""
+        async for _ in self._read(io):
+            pass  # a reply that is not streamed has no pieces
+        return self._record.finish(partial=False)
 
 
 class Stream(_Reading):
@@ -403,9 +513,6 @@ class Stream(_Reading):
         ```
     """
 
-    _stop = False
-    """Set by `close` while another thread reads: the reader stops at its next chunk."""
-
     def __iter__(self) -> Generator[str, None, None]:
         if self._pieces is None:
             self._pieces = self._generate()
@@ -418,41 +525,17 @@ class Stream(_Reading):
         self.close()
 
     def _generate(self) -> Generator[str, None, None]:
-        record = self._record
-        record.started_at, record.start = utc_now(), time.perf_counter()
+        pieces = self._read(_BLOCKING)
         try:
-            _preflight(self.model, self.messages, self.params)
-            litellm = _guard(load_litellm())
-            record.started_at, record.start = utc_now(), time.perf_counter()
-            retries = _Retries(self.model, self.timeout, self.max_retries, after_output=False)
-            for record.attempts in retries:
+            while True:
                 try:
-                    self._upstream = litellm.completion(
-                        **_request(self.model, self.messages, self.params, self.timeout, stream=True)
-                    )
-                    for chunk in self._upstream:
-                        piece = record.absorb(chunk)
-                        if piece:
-                            yield piece
-                        if self._stop:
-                            _close_upstream(self._upstream)
-                            record.finish(partial=True)
-                            return
-                    break
-                except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-                    _close_upstream(self._upstream)
-                    delay = retries.wait(exc, produced=bool(record.parts))
-                    record.restart()
-                    retries.policy.sleep(delay)
-        except ModelError as error:
-            record.error = error
-            record.finish(partial=True)
-            raise
-        except BaseException:  # GeneratorExit when the reader stops, or the reader's thread is stopped
-            _close_upstream(self._upstream)
-            record.finish(partial=True)
-            raise
-        record.finish(partial=False)
+                    piece = run_blocking(pieces.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield piece
+        finally:
+            # Also when the reader stops (GeneratorExit): the reading fixes a partial completion.
+            run_blocking(pieces.aclose())
 
     def close(self) -> None:
         """Stop reading; the completion so far is kept and marked partial."""
@@ -483,7 +566,7 @@ class AsyncStream(_Reading):
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._pieces is None:
-            self._pieces = self._generate()
+            self._pieces = self._read(_ON_LOOP)
         return self._pieces
 
     async def __aenter__(self) -> AsyncStream:
@@ -491,48 +574,6 @@ class AsyncStream(_Reading):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    async def _aclose_upstream(self) -> None:
-        response, self._upstream = self._upstream, None
-        aclose = getattr(response, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # noqa: BLE001 — the stream is being abandoned either way
-                pass
-
-    async def _generate(self) -> AsyncIterator[str]:
-        record = self._record
-        record.started_at, record.start = utc_now(), time.perf_counter()
-        try:
-            _preflight(self.model, self.messages, self.params)
-            litellm = _guard(litellm_if_loaded() or await asyncio.to_thread(load_litellm))
-            record.started_at, record.start = utc_now(), time.perf_counter()
-            retries = _Retries(self.model, self.timeout, self.max_retries, after_output=False)
-            for record.attempts in retries:
-                try:
-                    self._upstream = await litellm.acompletion(
-                        **_request(self.model, self.messages, self.params, self.timeout, stream=True)
-                    )
-                    async for chunk in self._upstream:
-                        piece = record.absorb(chunk)
-                        if piece:
-                            yield piece
-                    break
-                except Exception as exc:  # noqa: BLE001 — every provider error becomes a ModelError
-                    await self._aclose_upstream()
-                    delay = retries.wait(exc, produced=bool(record.parts))
-                    record.restart()
-                    await retries.policy.asleep(delay)
-        except ModelError as error:
-            record.error = error
-            record.finish(partial=True)
-            raise
-        except BaseException:  # GeneratorExit when the reader stops, CancelledError when cancelled
-            record.finish(partial=True)
-            await self._aclose_upstream()
-            raise
-        record.finish(partial=False)
 
     async def aclose(self) -> None:
         """Stop reading; the completion so far is kept and marked partial."""
@@ -551,47 +592,23 @@ class AsyncStream(_Reading):
         return self._record.completion or self._record.snapshot(partial=True)
 
 
-def stream(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-) -> Stream:
+def stream(model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]) -> Stream:
     """Ask a model for a reply and read it as it is produced.
 
     Args:
         model: A litellm model string (see `complete`).
         messages: The conversation.
         params: Parameters passed through to the provider.
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors, made only before the first piece.
+        **options: ``timeout`` and ``max_retries``; see `CallOptions`.
 
     Returns:
         A `Stream`: iterate it for text pieces, then read ``.completion``.
     """
-    return Stream(model, messages, params, timeout=timeout, max_retries=max_retries)
+    return Stream(model, messages, params, **options)
 
 
 async def astream(
-    model: str,
-    messages: list[dict[str, str]],
-    params: dict | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_retries: int = DEFAULT_MAX_RETRIES,
+    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
 ) -> AsyncStream:
-    """Ask a model for a reply and read it asynchronously as it is produced.
-
-    Args:
-        model: A litellm model string (see `complete`).
-        messages: The conversation.
-        params: Parameters passed through to the provider.
-        timeout: Seconds one request may take.
-        max_retries: Retries after transient errors, made only before the first piece.
-
-    Returns:
-        An `AsyncStream`: ``async for`` it for text pieces, then read ``.completion``.
-    """
-    return AsyncStream(model, messages, params, timeout=timeout, max_retries=max_retries)
+    """As `stream`, read with ``async for`` on the event loop (the same arguments); see `AsyncStream`."""
+    return AsyncStream(model, messages, params, **options)

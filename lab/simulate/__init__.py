@@ -23,7 +23,7 @@ from ._consistency import CONSISTENCY_PROMPT_VERSION, Consistency, LineVerdict, 
 from ._grid import Cell, PlanError, RunPlan, Unit, plan_run
 from ._progress import ProgressLine, RunProgress, run_progress
 from ._report import ArmSummary, ReportError, RunReport, run_report
-from ._runner import Limits, RunBusy, RunResult, RunStatus, ending, run_lock, run_simulation
+from ._runner import Limits, RunBusy, RunOptions, RunResult, RunStatus, ending, run_lock, run_simulation
 from ._simulator import (
     DONT_KNOW,
     SCRIPTED_VERSION,
@@ -52,6 +52,7 @@ __all__ = [
     "ProgressLine",
     "ReportError",
     "RunBusy",
+    "RunOptions",
     "RunPlan",
     "RunProgress",
     "RunReport",

@@ -11,7 +11,7 @@ from typing import Any
 from .. import llm
 from ..spec import StudyDefinition
 from ._claims import LEASE_SECONDS
-from ._grid import PlanError, RunPlan, plan_run
+from ._grid import PlanError, RunPlan, plan_run, usable_model
 from ._progress import ProgressLine
 from ._report import run_report
 from ._runner import RunBusy, RunResult, existing_units, run_simulation
@@ -19,19 +19,6 @@ from ._simulator import LLMSimulator, ScriptedSimulator, Simulator
 
 SCRIPTED_NAME = "scripted"
 """``--simulator scripted`` asks for the scripted simulator."""
-
-
-def _model(d: StudyDefinition, name: str, what: str) -> tuple[str, dict[str, Any], str | None]:
-    """A model id of the study or a litellm string → (model, params, id); checked for use."""
-    spec = d.spec.models.get(name)
-    model, params, model_id = (spec.model, dict(spec.params), name) if spec else (name, {}, None)
-    problems = llm.check_model(model, params)
-    if problems:
-        raise PlanError(f"{what} '{name}': {problems[0]}")
-    missing = llm.missing_env(model, params)
-    if missing:
-        raise PlanError(f"{what} '{name}' ({model}) needs {', '.join(missing)} to be set")
-    return model, params, model_id
 
 
 def make_simulator(d: StudyDefinition, name: str | None, persona: str | None) -> Simulator:
@@ -52,7 +39,7 @@ def make_simulator(d: StudyDefinition, name: str | None, persona: str | None) ->
         if persona and d.spec.simulator.persona != persona:
             raise PlanError("the scripted simulator sends shards as written and cannot follow a persona; name a simulator model")
         return ScriptedSimulator()
-    model, params, model_id = _model(d, name, "simulator")
+    model, params, model_id = usable_model(d, name, "simulator")
     return LLMSimulator(model, params or None, model_id=model_id, persona=persona)
 
 
@@ -63,12 +50,12 @@ def judge_for(d: StudyDefinition, name: str | None) -> tuple[str, dict[str, Any]
         PlanError: the model named by ``--judge`` cannot be used.
     """
     if name:
-        model, params, _ = _model(d, name, "judge")
+        model, params, _ = usable_model(d, name, "judge")
         return model, params
     if not d.spec.judge.model:
         return None
     try:
-        model, params, _ = _model(d, d.spec.judge.model, "judge")
+        model, params, _ = usable_model(d, d.spec.judge.model, "judge")
     except PlanError as e:
         print(f"note: no consistency scores: {e}", file=sys.stderr)
         return None

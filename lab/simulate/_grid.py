@@ -141,16 +141,29 @@ def run_id_for(
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _check_models(d: StudyDefinition, models: list[str]) -> None:
-    for m in models:
-        spec = d.spec.models.get(m)
-        model, params = (spec.model, spec.params) if spec else (m, {})
-        problems = llm.check_model(model, params)
-        if problems:
-            raise PlanError(f"model '{m}': {problems[0]}")
-        missing = llm.missing_env(model, params)
-        if missing:
-            raise PlanError(f"model '{m}' ({model}) needs {', '.join(missing)} to be set")
+def usable_model(d: StudyDefinition, name: str, what: str) -> tuple[str, dict[str, Any], str | None]:
+    """A model id of the study or a litellm string, checked for use.
+
+    Args:
+        d: The study.
+        name: The model id or litellm string.
+        what: What the model is for, as the error names it (``model``, ``simulator``, ``judge``).
+
+    Returns:
+        ``(model, params, id)``; the id is None for a litellm string.
+
+    Raises:
+        PlanError: the model string or its parameters are wrong, or a key it needs is not set.
+    """
+    spec = d.spec.models.get(name)
+    model, params, model_id = (spec.model, dict(spec.params), name) if spec else (name, {}, None)
+    problems = llm.check_model(model, params)
+    if problems:
+        raise PlanError(f"{what} '{name}': {problems[0]}")
+    missing = llm.missing_env(model, params)
+    if missing:
+        raise PlanError(f"{what} '{name}' ({model}) needs {', '.join(missing)} to be set")
+    return model, params, model_id
 
 
 def _conditions(d: StudyDefinition, wanted: list[str] | None) -> list[str]:
@@ -202,7 +215,8 @@ def plan_run(
         raise PlanError(f"{'--repeats' if repeats is not None else '--participants'} must be at least 1, got {size}")
     keys = _conditions(d, conditions)
     model_list = list(dict.fromkeys(models or []))
-    _check_models(d, model_list)
+    for m in model_list:
+        usable_model(d, m, "model")
     # No --models: each condition keeps its own model (None).
     arm_models: list[str | None] = [*model_list] or [None]
     arms: list[tuple[str, str | None]] = [(c, m) for c in keys for m in arm_models]

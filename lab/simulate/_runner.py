@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
@@ -598,46 +598,46 @@ class Runner:
         )
 
 
-async def run_simulation(
-    engine: Engine,
-    plan: RunPlan,
-    simulator: Simulator,
-    *,
-    concurrency: int = 4,
-    rpm: float | None = None,
-    judge: tuple[str, dict[str, Any]] | None = None,
-    on_progress: Callable[[RunStatus], None] | None = None,
-    max_errors: int = 3,
-    retry_pause: float = 1.0,
-    command: str | None = None,
-    processes: int = 1,
-    worker: bool = False,
-    lease: float = LEASE_SECONDS,
-) -> RunResult:
+class RunOptions(TypedDict, total=False):
+    """How a run goes: the keyword arguments of :func:`run_simulation` (defaults: :class:`Runner`)."""
+
+    concurrency: int
+    """Simulated participants conversing at once."""
+
+    rpm: float | None
+    """Requests per minute allowed for each model (None: no limit)."""
+
+    judge: tuple[str, dict[str, Any]] | None
+    """``(model, params)`` of a judge model for simulator consistency, or None."""
+
+    on_progress: Callable[[RunStatus], None] | None
+    """Called with a :class:`RunStatus` whenever a conversation ends."""
+
+    max_errors: int
+    """Consecutive model errors after which a conversation is left for the next invocation."""
+
+    retry_pause: float
+    """Seconds (times the error count) to wait before retrying after an error."""
+
+    command: str | None
+    """The command line, stored with the run."""
+
+    processes: int
+    """Worker processes sharing the run's units, so that its CPU work spreads over the cores
+    (1: everything in this process). With more, this process holds the run lock and shows
+    progress while each worker runs its share with ``ceil(concurrency / processes)``
+    participants at once and ``rpm / processes`` requests per minute per model, so the
+    limits hold for the run as a whole. Needs a database file or server."""
+
+
+async def run_simulation(engine: Engine, plan: RunPlan, simulator: Simulator, **options: Unpack[RunOptions]) -> RunResult:
     """Run (or continue) a planned simulation.
 
     Args:
         engine: The database.
         plan: From :func:`plan_run`.
         simulator: Writes the participants' messages after the opening.
-        concurrency: Simulated participants conversing at once.
-        rpm: Requests per minute allowed for each model (None: no limit).
-        judge: ``(model, params)`` of a judge model for simulator consistency, or None.
-        on_progress: Called with a :class:`RunStatus` whenever a conversation ends.
-        max_errors: Consecutive model errors after which a conversation is left for the
-            next invocation.
-        retry_pause: Seconds (times the error count) to wait before retrying after an error.
-        command: The command line, stored with the run.
-        processes: Worker processes sharing the run's units, so that its CPU work spreads
-            over the cores (1: everything in this process). With more, this process holds
-            the run lock and shows progress while each worker runs its share with
-            ``ceil(concurrency / processes)`` participants at once and ``rpm / processes``
-            requests per minute per model, so the limits hold for the run as a whole. Needs
-            a database file or server.
-        worker: Run as one of any number of workers sharing the run through the database
-            (see :mod:`lab.simulate._worker`): claim units until none are left.
-        lease: Seconds a worker's claim on a unit holds without renewal; a stopped
-            worker's units go to another worker after this long.
+        **options: How the run goes; see :class:`RunOptions`.
 
     Returns:
         What this invocation did.
@@ -648,35 +648,11 @@ async def run_simulation(
         RuntimeError: a worker process failed.
         ValueError: ``worker`` with ``processes`` > 1.
     """
-    if worker:
+    if options.pop("worker", False):
         from ._worker import WorkerRunner
 
-        if processes > 1:
+        if options.pop("processes", 1) > 1:
             raise ValueError("a worker runs in one process: start one worker per core instead of using processes")
-        return await WorkerRunner(
-            engine,
-            plan,
-            simulator,
-            concurrency=concurrency,
-            rpm=rpm,
-            judge=judge,
-            on_progress=on_progress,
-            max_errors=max_errors,
-            retry_pause=retry_pause,
-            command=command,
-            lease=lease,
-        ).run()
-    runner = Runner(
-        engine,
-        plan,
-        simulator,
-        concurrency=concurrency,
-        rpm=rpm,
-        judge=judge,
-        on_progress=on_progress,
-        max_errors=max_errors,
-        retry_pause=retry_pause,
-        command=command,
-        processes=processes,
-    )
-    return await runner.run()
+        return await WorkerRunner(engine, plan, simulator, **options).run()
+    options.pop("lease", None)  # claims have leases; a run without workers has none
+    return await Runner(engine, plan, simulator, **options).run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from datetime import timezone
 
 import pytest
@@ -281,3 +282,34 @@ def test_unpriced_model_response_costs_nothing() -> None:
     litellm = load_litellm()
     response = litellm.completion(model="openai/no-such-model-anywhere", messages=user(), mock_response="hi", api_key="unused")
     assert _cost("openai/no-such-model-anywhere", 10, 20, response) == 0.0
+
+
+def test_blocking_calls_work_where_an_event_loop_is_running() -> None:
+    async def run() -> tuple[str, list[str], llm.Completion]:
+        whole = complete(SCRIPTED, user("inside"))
+        reply = stream(SCRIPTED, user("inside"))
+        return whole.text, list(reply), reply.completion
+
+    text, pieces, done = asyncio.run(run())
+    assert text == done.text == "You said: inside"
+    assert pieces == ["You ", "said: ", "inside"] and done.partial is False
+
+
+def test_a_stream_read_in_another_thread_stops_when_closed() -> None:
+    reply = stream(SCRIPTED, user(), {"script": "fixed", "reply": "a b c d e f g h", "token_delay": 0.05})
+    first = threading.Event()
+    received: list[str] = []
+
+    def read() -> None:
+        for piece in reply:
+            received.append(piece)
+            first.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert first.wait(5)
+    reply.close()
+    reader.join(5)
+    assert not reader.is_alive()
+    done = reply.completion
+    assert done.partial is True and done.text == "".join(received) and len(received) < 8
