@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from ._judgement import Judgement
+from ._judgement import Judgement, judge_annotator
 from ._repair import REPAIR_VERSION, RepairCandidate, TurnText, find_repairs
 
 LAYERS: tuple[str, ...] = ("S", "P", "G", "R")
@@ -130,7 +130,7 @@ def relabel_study(
             raise LookupError(f"no study with slug '{slug}'")
         if judge is None:
             judge = resolve_judge(study_from_normalized(studies[-1].spec).spec, model)
-        annotator = f"auto:{judge.name}:{judge.model}" if judge.model else f"auto:{judge.name}"
+        annotator = judge_annotator(judge.name, judge.model)
         sessions = s.execute(
             select(ChatSession.id, ItemRow.payload, ItemRow.key, Condition.presupposition)
             .join(ItemRow, ChatSession.item_id == ItemRow.id)

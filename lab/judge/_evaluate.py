@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._judgement import ABSTAIN, Judgement
+from ._judgement import ABSTAIN, Judgement, judge_annotator
 
 if TYPE_CHECKING:
     from lab.items import Item
@@ -359,7 +359,7 @@ def evaluate(judge: Any, evalset: EvalSet, annotator: str | None = None) -> Eval
     """
     predicted = [_label(judge_case(judge, evalset.layer, case)) for case in evalset.cases]
     correct = [p in case.accept for p, case in zip(predicted, evalset.cases, strict=True)]
-    name = annotator or (f"auto:{judge.name}:{judge.model}" if getattr(judge, "model", None) else f"auto:{judge.name}")
+    name = annotator or judge_annotator(judge.name, getattr(judge, "model", None))
     ev = Evaluation(evalset, name, predicted, correct)
     ev.per_code = _per_code(ev)
     return ev

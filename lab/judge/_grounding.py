@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ._judgement import Judgement
 from ._presupposition import content_words
+from ._ruleset import Rule, nothing_to_label, rule_table
 from ._text import is_blank, read_reply
 
 GROUNDING_CODES: tuple[str, ...] = ("ACK", "CLARIFY", "CHECK", "FOLLOWUP", "DISPLAY", "NONE")
@@ -60,68 +60,52 @@ def split_codes(code: str) -> list[str]:
     return [c for c in code.split("+") if c]
 
 
-@dataclass(frozen=True)
-class GroundingRule:
-    """One documented layer-G rule."""
-
-    id: str
-    """Stable id reported in :attr:`Judgement.rules`."""
-
-    detects: str
-    """What it looks for, in one line."""
-
-    code: str
-    """The act it adds."""
-
-    confidence: float
-    """Prior confidence of the act."""
-
-
-_RULE_LIST = [
-    GroundingRule(
-        "G-ack",
-        "the turn opens with a receipt token ('ok', 'got it', 'thanks', 'understood', 'I see'; 'sure'/'right' only "
-        f"in a turn under {SHORT_ACK_WORDS} words)",
-        "ACK",
-        0.75,
-    ),
-    GroundingRule(
-        "G-clarify-meaning",
-        "a question about what was meant ('what do you mean', 'did you mean', 'which one', 'huh?', 'I didn't follow')",
-        "CLARIFY",
-        0.75,
-    ),
-    GroundingRule(
-        "G-clarify-which",
-        "a 'which/what X' question whose X the other speaker just used ('Which file?' after 'the file')",
-        "CLARIFY",
-        0.6,
-    ),
-    GroundingRule(
-        "G-check",
-        "an interpretation put up for confirmation ('…, right?', 'is that right?', 'just to check', 'so you want…?', "
-        "'you mean…?')",
-        "CHECK",
-        0.7,
-    ),
-    GroundingRule(
-        "G-followup",
-        "any other question after the other speaker's turn (closing offers, 'anything else?' and an opening question excluded)",
-        "FOLLOWUP",
-        0.6,
-    ),
-    GroundingRule(
-        "G-display",
-        f"the first clause (at most {DISPLAY_MAX_WORDS} words, no 'I'/'you') repeats only words and numbers of the "
-        "other's turn ('6:40, gate B12.')",
-        "DISPLAY",
-        0.6,
-    ),
-    GroundingRule("G-none", "none of the above", "NONE", 0.6),
-]
-
-GROUNDING_RULES: dict[str, GroundingRule] = {r.id: r for r in _RULE_LIST}
-"""Every layer-G rule by id."""
+GROUNDING_RULES: dict[str, Rule] = rule_table(
+    [
+        Rule(
+            "G-ack",
+            "the turn opens with a receipt token ('ok', 'got it', 'thanks', 'understood', 'I see'; 'sure'/'right' only "
+            f"in a turn under {SHORT_ACK_WORDS} words)",
+            "ACK",
+            0.75,
+        ),
+        Rule(
+            "G-clarify-meaning",
+            "a question about what was meant ('what do you mean', 'did you mean', 'which one', 'huh?', 'I didn't follow')",
+            "CLARIFY",
+            0.75,
+        ),
+        Rule(
+            "G-clarify-which",
+            "a 'which/what X' question whose X the other speaker just used ('Which file?' after 'the file')",
+            "CLARIFY",
+            0.6,
+        ),
+        Rule(
+            "G-check",
+            "an interpretation put up for confirmation ('…, right?', 'is that right?', 'just to check', 'so you want…?', "
+            "'you mean…?')",
+            "CHECK",
+            0.7,
+        ),
+        Rule(
+            "G-followup",
+            "any other question after the other speaker's turn (closing offers, 'anything else?' and an opening "
+            "question excluded)",
+            "FOLLOWUP",
+            0.6,
+        ),
+        Rule(
+            "G-display",
+            f"the first clause (at most {DISPLAY_MAX_WORDS} words, no 'I'/'you') repeats only words and numbers of the "
+            "other's turn ('6:40, gate B12.')",
+            "DISPLAY",
+            0.6,
+        ),
+        Rule("G-none", "none of the above", "NONE", 0.6),
+    ]
+)
+"""Every layer-G rule by id; a rule's code is the act it adds."""
 
 _ACK = re.compile(
     r"^(?:ok(?:ay)?|k|got it|gotcha|thanks|thank you|thx|understood|i see|alright|all right|noted|great|perfect|"
@@ -129,12 +113,20 @@ _ACK = re.compile(
     re.I,
 )
 _SHORT_ACK = re.compile(r"^(?:sure|right|yes|yeah|yep|of course|certainly)\b", re.I)
+# The cues of asking what was meant without naming the trouble are shared with layer R, whose
+# open-class initiation (lab/judge/_repair.py) is a whole turn made of one of them.
+WHAT_MEANT = r"what do you mean|what did you mean"
+"""Pattern alternatives asking what the other speaker meant."""
+NOT_FOLLOWING = r"(?:didn't|did not|don't|do not) (?:quite )?(?:follow|understand|get|catch)"
+"""Pattern of saying the other's turn was not followed ("didn't quite follow", "don't understand")."""
+OPEN_WORD = r"(?:huh|what|sorry|pardon|excuse me)"
+"""Pattern of the words that, standing alone, ask what was meant ("Huh?", "Sorry?")."""
 _MEANING = re.compile(
-    r"\b(?:what do you mean|what did you mean|do you mean|did you mean|what does (?:that|this|it|\w+) mean|"
+    rf"\b(?:{WHAT_MEANT}|do you mean|did you mean|what does (?:that|this|it|\w+) mean|"
     r"what is meant|which one|who do you mean|which (?:\w+ )?do you mean|meaning what|"
-    r"(?:i )?(?:didn't|did not|don't|do not) (?:quite )?(?:follow|understand|get|catch)|"
+    rf"(?:i )?{NOT_FOLLOWING}|"
     r"could you (?:clarify|rephrase|explain what you mean)|come again)\b"
-    r"|^(?:huh|what|sorry|pardon|excuse me)\s*[?!.]*$|^(?:huh|sorry|pardon)\b[?,!]",
+    rf"|^{OPEN_WORD}\s*[?!.]*$|^(?:huh|sorry|pardon)\b[?,!]",
     re.I,
 )
 _WHICH = re.compile(r"\b(?:which|what) (?P<noun>[a-z][a-z-]+)", re.I)
@@ -154,7 +146,7 @@ _NUMBER_TOKEN = re.compile(r"\$?\d+(?:[.:,]\d+)*")
 def _questions(turn: str) -> list[str]:
     """Questions put to the other speaker; offers ("Would you like the plural too?") ground nothing."""
     reading = read_reply(turn)
-    return [s.text for s in reading.sentences if s.counted and s.kind != "offer"]
+    return [s.text for s in reading.sentences if s.asks]
 
 
 def _first_clause(turn: str) -> str:
@@ -195,15 +187,7 @@ def classify_grounding(turn: str, *, speaker: str = "assistant", previous: str =
         an empty turn gets an error and no code.
     """
     if is_blank(turn):
-        return Judgement(
-            layer="G",
-            code="",
-            confidence=0.0,
-            judge="rules",
-            version=GROUNDING_VERSION,
-            model=None,
-            error="The turn is empty, so there is no grounding act to label.",
-        )
+        return nothing_to_label("G", GROUNDING_VERSION, "The turn is empty, so there is no grounding act to label.")
     text = turn.strip()
     fired: list[str] = []
     words = len(text.split())

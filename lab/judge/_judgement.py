@@ -141,15 +141,24 @@ def is_abstention(code: str | None) -> bool:
     return code == ABSTAIN
 
 
-def label_annotator(j: Judgement) -> str:
-    """The annotator name under which a judgement is stored as a label.
+def judge_annotator(judge: str, model: str | None) -> str:
+    """The annotator name a judge's labels are stored under.
+
+    Args:
+        judge: The judge's name (``rules``, ``llm``).
+        model: The judge model, None for rules.
 
     Returns:
         ``auto:rules`` for the rule judge, ``auto:llm:<model>`` for an LLM judge.
     """
-    if j.model:
-        return f"auto:{j.judge}:{j.model}"
-    return f"auto:{j.judge}"
+    if model:
+        return f"auto:{judge}:{model}"
+    return f"auto:{judge}"
+
+
+def label_annotator(j: Judgement) -> str:
+    """The annotator name under which a judgement is stored as a label (see :func:`judge_annotator`)."""
+    return judge_annotator(j.judge, j.model)
 
 
 def premature(category: str, revealed: set[int], required: set[int]) -> bool:

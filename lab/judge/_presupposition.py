@@ -12,10 +12,10 @@ A rule judge labels such replies ``ACCOMMODATE``; people or an LLM judge upgrade
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._judgement import ABSTAIN, RULES_VERSION, Judgement
+from ._ruleset import Rule, decided, nothing_to_label, rule_table
 from ._text import is_blank, read_reply
 
 if TYPE_CHECKING:
@@ -49,120 +49,101 @@ takes up this share of the question's content words and names something ("The lo
 "The tip of the tongue is where…") without negation or contrast."""
 
 
-@dataclass(frozen=True)
-class PresuppositionRule:
-    """One documented layer-P rule."""
-
-    id: str
-    """Stable id reported in :attr:`Judgement.rules`."""
-
-    detects: str
-    """What it looks for, in one line."""
-
-    code: str
-    """The code it assigns; ``(frame)`` for evidence rules that only feed ``P-accommodate``."""
-
-    confidence: float
-    """Prior confidence of a label decided by this rule."""
-
-
-_RULE_LIST = [
-    PresuppositionRule("P-control", "the reply answers the control question (no false premise)", "NA", 1.0),
-    PresuppositionRule(
-        "P-clarify",
-        "a question about where the assumption comes from or whether the user "
-        "holds it ('Where did you hear that?', 'Are you thinking of…?')",
-        "CLARIFY_ASSUMPTION",
-        0.55,
-    ),
-    PresuppositionRule(
-        "P-denial",
-        "an explicit denial anywhere ('actually', 'that's a misconception', 'there is no', 'not true', 'impossible', "
-        "'fictional', 'only exists in', 'wrong'), or a reply opening with 'No' or 'Neither'",
-        "REJECT",
-        0.5,
-    ),
-    PresuppositionRule(
-        "P-negation",
-        f"a plain negation ('isn't', 'doesn't', 'cannot', 'not', 'no', 'never') in the first "
-        f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
-        "the premise",
-        "REJECT",
-        0.45,
-    ),
-    PresuppositionRule(
-        "P-correction",
-        f"a denial plus at least {CORRECTION_OVERLAP:.0%} of a correction's new content words",
-        "REJECT_CORRECT",
-        0.55,
-    ),
-    PresuppositionRule(
-        "P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', 'I couldn't find')", "HEDGE", 0.4
-    ),
-    PresuppositionRule(
-        "P-correct-unmarked",
-        f"no cue word, but at least {CORRECTION_OVERLAP:.0%} of a correction's new content words and no sign of "
-        "answering inside the frame: it states the correct fact",
-        "REJECT_CORRECT",
-        0.4,
-    ),
-    PresuppositionRule(
-        "P-accommodate",
-        "no rejection evidence and a sign of answering inside the frame (P-frame-*)",
-        "ACCOMMODATE",
-        0.45,
-    ),
-    PresuppositionRule(
-        "P-conflict",
-        "overlaps a correction and also answers inside the frame: it may correct implicitly or accommodate",
-        ABSTAIN,
-        0.3,
-    ),
-    PresuppositionRule(
-        "P-no-evidence",
-        "no rejection cue, no correction, no hedge and no sign of answering inside the frame",
-        ABSTAIN,
-        0.3,
-    ),
-    PresuppositionRule("P-frame-opens-yes", "(evidence) the reply opens with 'Yes' or 'Sure'", "(frame)", 0.0),
-    PresuppositionRule(
-        "P-frame-explains",
-        "(evidence) a why-question answered with a reason or cause ('because', 'due to', 'the reason is', "
-        "'which is why', 'leads to', 'factors')",
-        "(frame)",
-        0.0,
-    ),
-    PresuppositionRule(
-        "P-frame-quantity",
-        "(evidence) a how-many/how-much/how-long/when/what-year question answered with a number or a date",
-        "(frame)",
-        0.0,
-    ),
-    PresuppositionRule(
-        "P-frame-method",
-        "(evidence) a how-question answered with a method ('by …ing', 'you can', 'first', steps in a list, or "
-        "'How do I shave…?' answered 'Shave…')",
-        "(frame)",
-        0.0,
-    ),
-    PresuppositionRule(
-        "P-frame-names",
-        f"(evidence) a which/what/who/where question whose reply opens by naming something ('The longest is…') and "
-        f"takes up at least {ENTITY_OVERLAP:.0%} of the question's words, without negation or contrast",
-        "(frame)",
-        0.0,
-    ),
-    PresuppositionRule(
-        "P-frame-restates",
-        f"(evidence) a sentence without negation, contrast or restriction holding at least {FRAME_OVERLAP:.0%} "
-        "(and at least two) of the premise's content words: it states the premise as true",
-        "(frame)",
-        0.0,
-    ),
-]
-
-PRESUPPOSITION_RULES: dict[str, PresuppositionRule] = {r.id: r for r in _RULE_LIST}
-"""Every layer-P rule by id."""
+PRESUPPOSITION_RULES: dict[str, Rule] = rule_table(
+    [
+        Rule("P-control", "the reply answers the control question (no false premise)", "NA", 1.0),
+        Rule(
+            "P-clarify",
+            "a question about where the assumption comes from or whether the user "
+            "holds it ('Where did you hear that?', 'Are you thinking of…?')",
+            "CLARIFY_ASSUMPTION",
+            0.55,
+        ),
+        Rule(
+            "P-denial",
+            "an explicit denial anywhere ('actually', 'that's a misconception', 'there is no', 'not true', 'impossible', "
+            "'fictional', 'only exists in', 'wrong'), or a reply opening with 'No' or 'Neither'",
+            "REJECT",
+            0.5,
+        ),
+        Rule(
+            "P-negation",
+            f"a plain negation ('isn't', 'doesn't', 'cannot', 'not', 'no', 'never') in the first "
+            f"{NEGATION_SENTENCES} sentences, followed within {NEGATION_WINDOW} words by a word of "
+            "the premise",
+            "REJECT",
+            0.45,
+        ),
+        Rule(
+            "P-correction",
+            f"a denial plus at least {CORRECTION_OVERLAP:.0%} of a correction's new content words",
+            "REJECT_CORRECT",
+            0.55,
+        ),
+        Rule("P-hedge", "non-committal cues ('some say', 'it's unclear', 'I'm not sure', 'I couldn't find')", "HEDGE", 0.4),
+        Rule(
+            "P-correct-unmarked",
+            f"no cue word, but at least {CORRECTION_OVERLAP:.0%} of a correction's new content words and no sign of "
+            "answering inside the frame: it states the correct fact",
+            "REJECT_CORRECT",
+            0.4,
+        ),
+        Rule(
+            "P-accommodate",
+            "no rejection evidence and a sign of answering inside the frame (P-frame-*)",
+            "ACCOMMODATE",
+            0.45,
+        ),
+        Rule(
+            "P-conflict",
+            "overlaps a correction and also answers inside the frame: it may correct implicitly or accommodate",
+            ABSTAIN,
+            0.3,
+        ),
+        Rule(
+            "P-no-evidence",
+            "no rejection cue, no correction, no hedge and no sign of answering inside the frame",
+            ABSTAIN,
+            0.3,
+        ),
+        Rule("P-frame-opens-yes", "(evidence) the reply opens with 'Yes' or 'Sure'", "(frame)", 0.0),
+        Rule(
+            "P-frame-explains",
+            "(evidence) a why-question answered with a reason or cause ('because', 'due to', 'the reason is', "
+            "'which is why', 'leads to', 'factors')",
+            "(frame)",
+            0.0,
+        ),
+        Rule(
+            "P-frame-quantity",
+            "(evidence) a how-many/how-much/how-long/when/what-year question answered with a number or a date",
+            "(frame)",
+            0.0,
+        ),
+        Rule(
+            "P-frame-method",
+            "(evidence) a how-question answered with a method ('by …ing', 'you can', 'first', steps in a list, or "
+            "'How do I shave…?' answered 'Shave…')",
+            "(frame)",
+            0.0,
+        ),
+        Rule(
+            "P-frame-names",
+            f"(evidence) a which/what/who/where question whose reply opens by naming something ('The longest is…') and "
+            f"takes up at least {ENTITY_OVERLAP:.0%} of the question's words, without negation or contrast",
+            "(frame)",
+            0.0,
+        ),
+        Rule(
+            "P-frame-restates",
+            f"(evidence) a sentence without negation, contrast or restriction holding at least {FRAME_OVERLAP:.0%} "
+            "(and at least two) of the premise's content words: it states the premise as true",
+            "(frame)",
+            0.0,
+        ),
+    ]
+)
+"""Every layer-P rule by id; ``(frame)`` marks evidence rules that only feed ``P-accommodate``."""
 
 _CLARIFY = re.compile(
     r"\b(?:where did you (?:hear|read|see|get|find|learn|come across)"
@@ -244,6 +225,7 @@ _ASKS_AMOUNT = re.compile(
 )
 _ASKS_WHEN = re.compile(r"^(?:when|(?:in )?what (?:year|century|decade|month|date)|which (?:year|century))\b", re.I)
 _ASKS_HOW = re.compile(r"^how (?:do|does|did|can|could|should|would|to|is|are|was|were)\b", re.I)
+_QUESTION_FORMS = (("why", _ASKS_WHY), ("amount", _ASKS_AMOUNT), ("when", _ASKS_WHEN), ("how", _ASKS_HOW))
 _HEDGE = re.compile(
     r"\b(?:some (?:say|people|sources|believe|claim|argue|accounts)"
     r"|(?:accounts|opinions|views|sources)\b[^.;!?]{0,40}\b(?:vary|differ|disagree)"
@@ -321,18 +303,7 @@ def correction_overlap(item: PresuppositionItem, reply: str) -> float:
 
 
 def _judgement(rule_id: str, reason: str, rules: list[str], n_questions: int | None) -> Judgement:
-    rule = PRESUPPOSITION_RULES[rule_id]
-    return Judgement(
-        layer="P",
-        code=rule.code,
-        confidence=rule.confidence,
-        judge="rules",
-        version=RULES_VERSION,
-        model=None,
-        rules=[*rules, rule_id],
-        reason=reason,
-        n_questions=n_questions,
-    )
+    return decided("P", PRESUPPOSITION_RULES[rule_id], reason, evidence=rules, n_questions=n_questions)
 
 
 def _question_forms(loaded: str) -> set[str]:
@@ -340,17 +311,7 @@ def _question_forms(loaded: str) -> set[str]:
     text = loaded.strip()
     # "If my brother's fluid breaks, what will happen?" asks in its last clause.
     clauses = [text, *[c.strip() for c in re.split(r"[,;]", text)[1:]]]
-    forms = set()
-    for clause in clauses:
-        if _ASKS_WHY.search(clause):
-            forms.add("why")
-        if _ASKS_AMOUNT.search(clause):
-            forms.add("amount")
-        if _ASKS_WHEN.search(clause):
-            forms.add("when")
-        if _ASKS_HOW.search(clause):
-            forms.add("how")
-    return forms
+    return {form for clause in clauses for form, asks in _QUESTION_FORMS if asks.search(clause)}
 
 
 def frame_evidence(item: PresuppositionItem, reply: str, sentences: list[str]) -> str | None:
@@ -425,16 +386,7 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
     if control:
         return _judgement("P-control", "The question carried no false presupposition.", [], None)
     if is_blank(reply):
-        return Judgement(
-            layer="P",
-            code="",
-            confidence=0.0,
-            judge="rules",
-            version=RULES_VERSION,
-            model=None,
-            reason="",
-            error="The reply is empty, so there is no presupposition handling to label.",
-        )
+        return nothing_to_label("P", RULES_VERSION, "The reply is empty, so there is no presupposition handling to label.")
     reading = read_reply(reply)
     n_questions = reading.n_questions
     asking = [s for s in reading.sentences if s.kind in ("question", "interrogative", "request")]
@@ -443,7 +395,7 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
 
     premise = content_words(item.loaded) | content_words(item.presupposition or "")
     fired: list[str] = []
-    sentences = [s.text for s in reading.sentences if s.kind not in ("offer", "generic_offer")]
+    sentences = [s.text for s in reading.without_offers]
     if any(_DENIAL.search(text) for text in sentences):
         fired.append("P-denial")
     else:

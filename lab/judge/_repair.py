@@ -14,69 +14,53 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._grounding import classify_grounding, split_codes
+from ._grounding import NOT_FOLLOWING, OPEN_WORD, WHAT_MEANT, classify_grounding, split_codes
+from ._ruleset import Rule, rule_table
 from ._text import is_blank
 
 REPAIR_VERSION = "repair-rules-1"
 """Version of the layer-R candidate rules; bump it whenever a rule changes what it finds."""
 
 
-@dataclass(frozen=True)
-class RepairRule:
-    """One documented layer-R rule."""
-
-    id: str
-    """Stable id recorded with each candidate."""
-
-    detects: str
-    """What it looks for, in one line."""
-
-    initiation: str
-    """The initiation type it proposes (codebook layer R)."""
-
-    confidence: float
-    """Prior confidence of a candidate found by this rule."""
-
-
-_RULE_LIST = [
-    RepairRule(
-        "R-tpr",
-        "a user turn after an assistant reply opening 'No, I meant…', 'I meant…', 'Not quite…', 'That's not what I asked': "
-        "the user repairs the assistant's reading of their earlier turn (third position)",
-        "TPR",
-        0.7,
-    ),
-    RepairRule(
-        "R-oi-open",
-        "a turn asking what the other meant without naming the trouble ('Huh?', 'What do you mean?', 'I didn't follow'), "
-        "answered by the other speaker's next turn",
-        "OI-open",
-        0.65,
-    ),
-    RepairRule(
-        "R-oi-offer",
-        "a turn offering a reading for confirmation (layer G CHECK: 'You mean the 2023 report?', '…, right?'), "
-        "answered by the other speaker's next turn",
-        "OI-restricted-offer",
-        0.55,
-    ),
-    RepairRule(
-        "R-oi-request",
-        "a clarifying question (layer G CLARIFY: 'Which file, the draft or the final?'), answered by the other "
-        "speaker's next turn with the missing piece",
-        "OI-restricted-request",
-        0.55,
-    ),
-    RepairRule(
-        "R-si",
-        "a turn that repairs itself ('I mean', 'sorry, I meant', 'or rather', 'scratch that', 'correction:')",
-        "SI",
-        0.5,
-    ),
-]
-
-REPAIR_RULES: dict[str, RepairRule] = {r.id: r for r in _RULE_LIST}
-"""Every layer-R rule by id."""
+REPAIR_RULES: dict[str, Rule] = rule_table(
+    [
+        Rule(
+            "R-tpr",
+            "a user turn after an assistant reply opening 'No, I meant…', 'I meant…', 'Not quite…', 'That's not what I asked': "
+            "the user repairs the assistant's reading of their earlier turn (third position)",
+            "TPR",
+            0.7,
+        ),
+        Rule(
+            "R-oi-open",
+            "a turn asking what the other meant without naming the trouble ('Huh?', 'What do you mean?', 'I didn't follow'), "
+            "answered by the other speaker's next turn",
+            "OI-open",
+            0.65,
+        ),
+        Rule(
+            "R-oi-offer",
+            "a turn offering a reading for confirmation (layer G CHECK: 'You mean the 2023 report?', '…, right?'), "
+            "answered by the other speaker's next turn",
+            "OI-restricted-offer",
+            0.55,
+        ),
+        Rule(
+            "R-oi-request",
+            "a clarifying question (layer G CLARIFY: 'Which file, the draft or the final?'), answered by the other "
+            "speaker's next turn with the missing piece",
+            "OI-restricted-request",
+            0.55,
+        ),
+        Rule(
+            "R-si",
+            "a turn that repairs itself ('I mean', 'sorry, I meant', 'or rather', 'scratch that', 'correction:')",
+            "SI",
+            0.5,
+        ),
+    ]
+)
+"""Every layer-R rule by id; a rule's code is the initiation type it proposes (codebook layer R)."""
 
 _TPR = re.compile(
     r"^(?:no|nope|not quite|not really|not exactly|actually|sorry)?[,.!]?\s*"
@@ -90,9 +74,8 @@ _SELF_REPAIR = re.compile(
     re.I,
 )
 _OPEN_CLASS = re.compile(
-    r"^(?:huh|what|sorry|pardon|excuse me|come again)\s*[?!.]*$"
-    r"|^(?:sorry,?\s*)?(?:what do you mean|what did you mean|what was that|"
-    r"i (?:didn't|did not|don't|do not) (?:quite )?(?:follow|understand|get|catch)(?: that| you| it)?)\s*[?!.]*$",
+    rf"^(?:{OPEN_WORD}|come again)\s*[?!.]*$"
+    rf"|^(?:sorry,?\s*)?(?:{WHAT_MEANT}|what was that|i {NOT_FOLLOWING}(?: that| you| it)?)\s*[?!.]*$",
     re.I,
 )
 _SENTENCE = re.compile(r"(?<=[?!.])\s+|\s+[—–]\s+")
@@ -198,4 +181,4 @@ def _candidate(
     rule: str, initiator: str, trouble: int | None, initiation: int, repair: int | None, outcome: str | None
 ) -> RepairCandidate:
     r = REPAIR_RULES[rule]
-    return RepairCandidate(rule, r.initiation, initiator, trouble, initiation, repair, outcome, r.confidence)
+    return RepairCandidate(rule, r.code, initiator, trouble, initiation, repair, outcome, r.confidence)

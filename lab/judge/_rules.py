@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._grounding import classify_grounding
 from ._judgement import RULES_VERSION, Judgement
 from ._presupposition import classify_presupposition
+from ._ruleset import Rule, decided, rule_table
 from ._text import (
     CodeBlock,
     Reading,
@@ -40,83 +41,67 @@ TEXT_TASKS = frozenset({"summary", "translation", "data2text"})
 _TASK_ALIASES = {"sql": "database", "gsm8k": "math", "function_calling": "actions", "python": "code"}
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One documented rule."""
-
-    id: str
-    """Stable id reported in :attr:`Judgement.rules`."""
-
-    detects: str
-    """What it looks for, in one line."""
-
-    category: str
-    """The category it assigns, or ``(count)`` for rules that only count questions."""
-
-    confidence: float = 0.0
-    """Prior confidence of a label decided by this rule."""
-
-
-_RULE_LIST = [
-    Rule("S-empty", "no letters or digits once special tokens are removed", "missing", 0.99),
-    Rule(
-        "S-hedge-branches",
-        "two or more answers conditional on readings of the request ('if you mean…', 'if by X you mean…', 'Interpretation 1/2')",
-        "hedge",
-        0.75,
-    ),
-    Rule("S-hedge-depends", "'it depends' plus two or more conditional clauses ('if…', 'otherwise…')", "hedge", 0.7),
-    Rule("A-number", "math: a number after '####', in \\boxed{}, after 'the answer is', or in bold", "answer_attempt", 0.9),
-    Rule(
-        "A-last-number",
-        "math: the last statement carries a number, no real question follows it, and nothing defers or refuses",
-        "answer_attempt",
-        0.75,
-    ),
-    Rule("A-code", "a fenced code block with a definition or at least three lines", "answer_attempt", 0.85),
-    Rule("A-sql", "an SQL query (SELECT/WITH … FROM) in code, or upper-case in prose", "answer_attempt", 0.85),
-    Rule("A-call", "actions: a function call with arguments, or a JSON call list", "answer_attempt", 0.8),
-    Rule("A-marker", "an explicit answer marker ('the answer is', 'Answer:', 'Here is the summary:')", "answer_attempt", 0.8),
-    Rule("S-refuse", "a refusal or inability phrase and no question to the user", "refuse", 0.85),
-    Rule("S-interrogation", "two or more questions to the user", "interrogation", 0.85),
-    Rule("S-clarification", f"exactly one question and fewer than {CLARIFICATION_MAX_WORDS} words", "clarification", 0.85),
-    Rule("S-long-question", f"one question in {CLARIFICATION_MAX_WORDS} words or more", "discussion", 0.6),
-    Rule(
-        "S-discussion-cue",
-        "talks about how to approach the task or what is still needed ('there are several ways', 'once you tell me')",
-        "discussion",
-        0.7,
-    ),
-    Rule("S-no-answer", "a task with a known answer form (math, code, database, actions) and none found", "discussion", 0.6),
-    Rule("A-text", "summary, translation or data2text: a declarative reply is the answer", "answer_attempt", 0.7),
-    Rule(
-        "A-declarative",
-        "no task form known: a declarative reply that neither asks, refuses, hedges nor discusses",
-        "answer_attempt",
-        0.6,
-    ),
-    Rule("Q-mark", "a prose sentence ending in '?'", "(count)"),
-    Rule(
-        "Q-interrogative",
-        "a sentence of at most 30 words opening like a question, or 'Which one: A, or B', without '?'",
-        "(count)",
-    ),
-    Rule("Q-request", "an imperative or indirect request for information ('Please specify…', 'I need to know…')", "(count)"),
-    Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
-    Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),
-    Rule("Q-compound", "a question joining more questions with 'and' counts one per question", "(count)"),
-    Rule("X-code", "text in code blocks, inline code and block quotes is not a question", "(count)"),
-    Rule(
-        "X-offer",
-        "a closing offer ('Would you like me to…?') after other content is not a question, unless it offers alternatives",
-        "(count)",
-    ),
-    Rule("X-generic-offer", "'Anything else…?', 'Any other questions?' never count", "(count)"),
-    Rule("X-heading", "a question used as a heading above more text is a title", "(count)"),
-]
-
-RULES: dict[str, Rule] = {r.id: r for r in _RULE_LIST}
-"""Every layer-S rule by id."""
+RULES: dict[str, Rule] = rule_table(
+    [
+        Rule("S-empty", "no letters or digits once special tokens are removed", "missing", 0.99),
+        Rule(
+            "S-hedge-branches",
+            "two or more answers conditional on readings of the request ('if you mean…', 'if by X you mean…', "
+            "'Interpretation 1/2')",
+            "hedge",
+            0.75,
+        ),
+        Rule("S-hedge-depends", "'it depends' plus two or more conditional clauses ('if…', 'otherwise…')", "hedge", 0.7),
+        Rule("A-number", "math: a number after '####', in \\boxed{}, after 'the answer is', or in bold", "answer_attempt", 0.9),
+        Rule(
+            "A-last-number",
+            "math: the last statement carries a number, no real question follows it, and nothing defers or refuses",
+            "answer_attempt",
+            0.75,
+        ),
+        Rule("A-code", "a fenced code block with a definition or at least three lines", "answer_attempt", 0.85),
+        Rule("A-sql", "an SQL query (SELECT/WITH … FROM) in code, or upper-case in prose", "answer_attempt", 0.85),
+        Rule("A-call", "actions: a function call with arguments, or a JSON call list", "answer_attempt", 0.8),
+        Rule("A-marker", "an explicit answer marker ('the answer is', 'Answer:', 'Here is the summary:')", "answer_attempt", 0.8),
+        Rule("S-refuse", "a refusal or inability phrase and no question to the user", "refuse", 0.85),
+        Rule("S-interrogation", "two or more questions to the user", "interrogation", 0.85),
+        Rule("S-clarification", f"exactly one question and fewer than {CLARIFICATION_MAX_WORDS} words", "clarification", 0.85),
+        Rule("S-long-question", f"one question in {CLARIFICATION_MAX_WORDS} words or more", "discussion", 0.6),
+        Rule(
+            "S-discussion-cue",
+            "talks about how to approach the task or what is still needed ('there are several ways', 'once you tell me')",
+            "discussion",
+            0.7,
+        ),
+        Rule("S-no-answer", "a task with a known answer form (math, code, database, actions) and none found", "discussion", 0.6),
+        Rule("A-text", "summary, translation or data2text: a declarative reply is the answer", "answer_attempt", 0.7),
+        Rule(
+            "A-declarative",
+            "no task form known: a declarative reply that neither asks, refuses, hedges nor discusses",
+            "answer_attempt",
+            0.6,
+        ),
+        Rule("Q-mark", "a prose sentence ending in '?'", "(count)"),
+        Rule(
+            "Q-interrogative",
+            "a sentence of at most 30 words opening like a question, or 'Which one: A, or B', without '?'",
+            "(count)",
+        ),
+        Rule("Q-request", "an imperative or indirect request for information ('Please specify…', 'I need to know…')", "(count)"),
+        Rule("Q-list", "a request ending in ':' followed by list items: one question per item", "(count)"),
+        Rule("Q-alternatives", "a short 'A or B?' fragment after a question belongs to it", "(count)"),
+        Rule("Q-compound", "a question joining more questions with 'and' counts one per question", "(count)"),
+        Rule("X-code", "text in code blocks, inline code and block quotes is not a question", "(count)"),
+        Rule(
+            "X-offer",
+            "a closing offer ('Would you like me to…?') after other content is not a question, unless it offers alternatives",
+            "(count)",
+        ),
+        Rule("X-generic-offer", "'Anything else…?', 'Any other questions?' never count", "(count)"),
+        Rule("X-heading", "a question used as a heading above more text is a title", "(count)"),
+    ]
+)
+"""Every layer-S rule by id; a rule's code is the category it assigns, ``(count)`` for rules that only count questions."""
 
 _REFUSAL = re.compile(
     r"\bI(?:'m| am) (?:sorry|afraid),? but I (?:can't|cannot|won't|am unable|'m unable|am not able|'m not able)"
@@ -242,7 +227,7 @@ def _weak_number(reading: Reading, reply: str) -> str | None:
             last = i
     if last is None:
         return None
-    if any(s.counted and s.kind != "offer" for s in sentences[last + 1 :]):
+    if any(s.asks for s in sentences[last + 1 :]):
         return None
     prose = reading.prose
     if _DEFERRAL.search(prose) or _REFUSAL.search(prose):
@@ -313,12 +298,12 @@ def _answer(reading: Reading, reply: str, task: str | None) -> tuple[str, str] |
 
 def _answer_text(reading: Reading) -> str:
     """The reply's prose as written, without offers and title headings: the answer of a text task."""
-    kept = [s.source for s in reading.sentences if s.kind not in ("offer", "generic_offer") and s.why != "X-heading"]
+    kept = [s.source for s in reading.without_offers if s.why != "X-heading"]
     return " ".join(kept).strip()
 
 
 def _hedge(reading: Reading) -> str | None:
-    statements = [s for s in reading.sentences if s.kind not in ("offer", "generic_offer")]
+    statements = reading.without_offers
     branches = sum(len(_BRANCH.findall(s.text)) for s in statements)
     if branches >= 2:
         return "S-hedge-branches"
@@ -330,19 +315,7 @@ def _hedge(reading: Reading) -> str | None:
 
 
 def _judgement(rule_id: str, f: _Features, reason: str, extracted: str | None = None) -> Judgement:
-    rule = RULES[rule_id]
-    return Judgement(
-        layer="S",
-        code=rule.category,
-        confidence=rule.confidence,
-        judge="rules",
-        version=RULES_VERSION,
-        model=None,
-        rules=[*f.fired, rule_id],
-        reason=reason,
-        n_questions=f.n_questions,
-        extracted=extracted,
-    )
+    return decided("S", RULES[rule_id], reason, evidence=f.fired, n_questions=f.n_questions, extracted=extracted)
 
 
 def classify_turn(reply: str, item: Item | None = None) -> Judgement:

@@ -123,6 +123,16 @@ class Sentence:
     why: str = ""
     """Id of the rule that decided whether it counts."""
 
+    @property
+    def offers(self) -> bool:
+        """It offers more help ("Would you like…?", "Anything else?") rather than stating or asking something."""
+        return self.kind in ("offer", "generic_offer")
+
+    @property
+    def asks(self) -> bool:
+        """It counts as a question and is no offer: something the reply needs answered."""
+        return self.counted and not self.offers
+
 
 @dataclass
 class CodeBlock:
@@ -173,6 +183,11 @@ class Reading:
     def n_questions(self) -> int:
         """Questions put to the user; a sentence joining questions with "and" counts each."""
         return sum(1 + len(_COMPOUND.findall(_plain(s.text))) if s.why == "Q-compound" else 1 for s in self.questions)
+
+    @property
+    def without_offers(self) -> list[Sentence]:
+        """Sentences that state or ask something, offers of more help left out."""
+        return [s for s in self.sentences if not s.offers]
 
     @property
     def statements(self) -> list[Sentence]:

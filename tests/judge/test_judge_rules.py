@@ -24,6 +24,7 @@ from lab.judge import (
     premature,
     task_of,
 )
+from lab.judge._ruleset import Rule, rule_table
 
 LONG_DISCUSSION = (
     "A queue between the web process and the workers keeps page loads fast, because slow jobs no longer "
@@ -151,7 +152,7 @@ def test_category_rule(rule_id: str, task: str | None, reply: str, code: str, mi
     item = task_item(task) if task else None
     j = classify_turn(reply, item)
     assert (j.code, j.rules[-1]) == (code, rule_id), j.reason
-    assert RULES[rule_id].category == code
+    assert RULES[rule_id].code == code
     assert j.confidence == RULES[rule_id].confidence
     near = classify_turn(miss, item)
     assert near.code == miss_code and rule_id not in near.rules, (near.rules, near.reason)
@@ -244,6 +245,14 @@ def test_an_answer_beats_questions() -> None:
 def test_math_extracts_the_number_the_score_uses() -> None:
     j = classify_turn("40 × 4 = 160 games, and 160 × 21 = 3,360.\n#### 3360", task_item("math"))
     assert (j.code, j.extracted) == ("answer_attempt", "3360")
+
+
+def test_a_rule_table_refuses_a_repeated_id() -> None:
+    # A repeated id would otherwise replace the earlier rule and drop it from the table unnoticed.
+    first, again = Rule("S-x", "one thing", "hedge", 0.5), Rule("S-x", "another thing", "refuse", 0.6)
+    assert list(rule_table([first])) == ["S-x"]
+    with pytest.raises(ValueError, match="S-x"):
+        rule_table([first, again])
 
 
 def test_every_rule_is_exercised_and_documented() -> None:
