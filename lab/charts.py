@@ -197,8 +197,8 @@ def models_by_conditions(table: pd.DataFrame, measure: str = "P") -> Figure:
         )
         chart = _points_with_intervals(
             base,
-            70,
-            280,
+            size=70,
+            height=280,
             y=alt.Y("value:Q", title=label),
             shape=alt.Shape("few:N", title="small cell", legend=None),
             fillOpacity=alt.condition("datum.small", alt.value(0.15), alt.value(1.0)),
@@ -283,7 +283,9 @@ def premature_timeline(table: pd.DataFrame) -> Figure:
             xOffset="model:N",
             tooltip=["model:N", "condition:N", "key:N", alt.Tooltip("value:Q", format=".2f"), "interval:N", "n:Q", "few:N"],
         )
-        chart = _points_with_intervals(base, 60, 260, y=alt.Y("value:Q", title="task score", axis=alt.Axis(format=".2f")))
+        chart = _points_with_intervals(
+            base, size=60, height=260, y=alt.Y("value:Q", title="task score", axis=alt.Axis(format=".2f"))
+        )
         rates = _rows(table, "premature_rate")
         rate_text = "; ".join(f"{r['model']} ({r['condition_key']}) {r['value'] * 100:.0f} %" for _, r in rates.iterrows())
         caption = (
