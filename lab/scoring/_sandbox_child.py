@@ -24,7 +24,9 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from types import ModuleType
 from typing import Any
 from unittest import mock
@@ -160,6 +162,32 @@ def _compile(code: str, timeout: int) -> Any:
         signal.alarm(0)
 
 
+def _attempt(call: Callable[[], Any], timeout: int) -> tuple[Any, tuple[int, str] | None]:
+    """One test's call under its time limit.
+
+    Returns:
+        The call's value and None; or None and, when the call did not return, the test's
+        result code (-3 past the time limit, -4 raised) with the error that stopped it.
+    """
+    signal.alarm(timeout)
+    try:
+        got = call()
+        signal.alarm(0)
+    except TestTimeout:
+        return None, (-3, "time limit exceeded")
+    except BaseException as e:  # noqa: BLE001 - any failure of the model's code fails the test
+        signal.alarm(0)
+        return None, (-4, f"runtime error: {_short(repr(e))}")
+    return got, None
+
+
+def _failed(results: list[Any], error: str, given: Any, **shown: Any) -> dict[str, Any]:
+    """The verdict once a test failed: results so far, why, and the input and ``shown`` values, shortened."""
+    return {"results": results, "passed": False, "error": error, "input": _short(given)} | {
+        k: _short(v) for k, v in shown.items()
+    }
+
+
 def _call_based(code: str, inputs: list[str], outputs: list[str], fn_name: str, timeout: int) -> dict[str, Any]:
     solution = _compile(PRELUDE + "\n\n" + code, timeout)
     method = getattr(solution, fn_name, None)
@@ -169,30 +197,16 @@ def _call_based(code: str, inputs: list[str], outputs: list[str], fn_name: str, 
     expected_per_test = [json.loads(out) for out in outputs]
     results: list[Any] = []
     for args, expected in zip(args_per_test, expected_per_test, strict=False):
-        signal.alarm(timeout)
-        try:
-            got = method(*args)
-            signal.alarm(0)
-        except TestTimeout:
-            results.append(-3)
-            return {"results": results, "passed": False, "error": "time limit exceeded", "input": _short(args)}
-        except BaseException as e:  # noqa: BLE001 - any failure of the model's code fails the test
-            signal.alarm(0)
-            results.append(-4)
-            return {"results": results, "passed": False, "error": f"runtime error: {_short(repr(e))}", "input": _short(args)}
+        got, stopped = _attempt(partial(method, *args), timeout)
+        if stopped is not None:
+            results.append(stopped[0])
+            return _failed(results, stopped[1], args)
         if isinstance(got, tuple):
             got = list(got)
         ok = got == expected
         results.append(bool(ok))
         if not ok:
-            return {
-                "results": results,
-                "passed": False,
-                "error": "wrong answer",
-                "input": _short(args),
-                "expected": _short(expected),
-                "output": _short(got),
-            }
+            return _failed(results, "wrong answer", args, expected=expected, output=got)
     return {"results": results, "passed": True, "error": None}
 
 
@@ -245,6 +259,28 @@ def _same_output(got: str, expected: str) -> bool:
     return True
 
 
+def _feed(method: Callable[[], Any], text: str) -> str:
+    """What the program prints when standard input (and any file it opens) holds ``text``."""
+    lines = iter(text.split("\n"))
+    captured = io.StringIO()
+    real_stdout = sys.stdout
+    with (
+        mock.patch("builtins.open", mock.mock_open(read_data=text)),
+        mock.patch("sys.stdin", io.StringIO(text)),
+        mock.patch("sys.stdin.readline", lambda *a: next(lines)),
+        mock.patch("sys.stdin.readlines", lambda *a: text.split("\n")),
+        mock.patch("sys.stdin.read", lambda *a: text),
+    ):
+        sys.stdout = captured
+        try:
+            method()
+        except SystemExit:
+            pass
+        finally:
+            sys.stdout = real_stdout
+    return captured.getvalue()
+
+
 def _standard_input(code: str, inputs: list[str], outputs: list[str], timeout: int) -> dict[str, Any]:
     solution = _compile(_program(code), timeout)
     method = getattr(solution, "wrapped_function", None)
@@ -253,44 +289,14 @@ def _standard_input(code: str, inputs: list[str], outputs: list[str], timeout: i
     results: list[Any] = []
     for given, expected in zip(inputs, outputs, strict=False):
         text = "\n".join(given) if isinstance(given, list) else given
-        lines = iter(text.split("\n"))
-        captured = io.StringIO()
-        real_stdout = sys.stdout
-        signal.alarm(timeout)
-        try:
-            with (
-                mock.patch("builtins.open", mock.mock_open(read_data=text)),
-                mock.patch("sys.stdin", io.StringIO(text)),
-                mock.patch("sys.stdin.readline", lambda *a, _lines=lines: next(_lines)),
-                mock.patch("sys.stdin.readlines", lambda *a, _text=text: _text.split("\n")),
-                mock.patch("sys.stdin.read", lambda *a, _text=text: _text),
-            ):
-                sys.stdout = captured
-                try:
-                    method()
-                except SystemExit:
-                    pass
-                finally:
-                    sys.stdout = real_stdout
-            signal.alarm(0)
-        except TestTimeout:
-            results.append(-3)
-            return {"results": results, "passed": False, "error": "time limit exceeded", "input": _short(text)}
-        except BaseException as e:  # noqa: BLE001 - any failure of the model's code fails the test
-            signal.alarm(0)
-            results.append(-4)
-            return {"results": results, "passed": False, "error": f"runtime error: {_short(repr(e))}", "input": _short(text)}
-        ok = _same_output(captured.getvalue(), expected)
+        printed, stopped = _attempt(partial(_feed, method, text), timeout)
+        if stopped is not None:
+            results.append(stopped[0])
+            return _failed(results, stopped[1], text)
+        ok = _same_output(printed, expected)
         results.append(True if ok else -2)
         if not ok:
-            return {
-                "results": results,
-                "passed": False,
-                "error": "wrong answer",
-                "input": _short(text),
-                "expected": _short(expected),
-                "output": _short(captured.getvalue()),
-            }
+            return _failed(results, "wrong answer", text, expected=expected, output=printed)
     return {"results": results, "passed": True, "error": None}
 
 

@@ -149,6 +149,16 @@ def _usable(gold: dict[str, Any]) -> bool:
     return isinstance(insights, list) and bool(insights) and all(isinstance(i, dict) and i.get("insight") for i in insights)
 
 
+def _question(judge: Judge, prompt: str) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
+    """The judge call that asks about one insight: model string, messages and parameters."""
+    return judge[0], [{"role": "user", "content": prompt}], dict(judge[1])
+
+
+def _judge_failed(judge: Judge, message: str) -> Evaluation:
+    """The verdict when a call to the judge model fails (``message`` is the gateway's)."""
+    return not_scored(FAMILY, EVALUATOR, VERSION, "error", f"The judge model failed: {message}", judge=judge[0])
+
+
 def _finish(gold: dict[str, Any], reply: str, judge: Judge, replies: list[tuple[str, str]]) -> Evaluation:
     judgements: list[dict[str, Any]] = []
     for insight_id, text in replies:
@@ -198,13 +208,10 @@ def evaluate(gold: dict[str, Any], reply: str, judge: Judge | None) -> Evaluatio
     if missing is not None:
         return missing
     assert judge is not None
-    replies = []
     try:
-        for insight_id, prompt in prompts(gold, reply):
-            done = llm.complete(judge[0], [{"role": "user", "content": prompt}], dict(judge[1]))
-            replies.append((insight_id, done.text))
+        replies = [(insight_id, llm.complete(*_question(judge, prompt)).text) for insight_id, prompt in prompts(gold, reply)]
     except llm.ModelError as e:
-        return not_scored(FAMILY, EVALUATOR, VERSION, "error", f"The judge model failed: {e.message}", judge=judge[0])
+        return _judge_failed(judge, e.message)
     return _finish(gold, reply, judge, replies)
 
 
@@ -216,11 +223,10 @@ async def aevaluate(gold: dict[str, Any], reply: str, judge: Judge | None) -> Ev
     if missing is not None:
         return missing
     assert judge is not None
-    replies = []
     try:
-        for insight_id, prompt in prompts(gold, reply):
-            done = await llm.acomplete(judge[0], [{"role": "user", "content": prompt}], dict(judge[1]))
-            replies.append((insight_id, done.text))
+        replies = [
+            (insight_id, (await llm.acomplete(*_question(judge, prompt))).text) for insight_id, prompt in prompts(gold, reply)
+        ]
     except llm.ModelError as e:
-        return not_scored(FAMILY, EVALUATOR, VERSION, "error", f"The judge model failed: {e.message}", judge=judge[0])
+        return _judge_failed(judge, e.message)
     return _finish(gold, reply, judge, replies)
