@@ -13,11 +13,13 @@ import uuid
 import streamlit as st
 
 from lab import flow, render
+from lab.db import DatabaseUnavailable, reachable
 from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
 from lab.generation import GENERATIONS, Generation
-from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input
+from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input, unavailable_notice
 
-ENGINE = engine()
+with unavailable_notice():
+    ENGINE = engine()
 NOTICE = "participant_notice"
 MODEL_FAILED = "The assistant could not reply just now. Your message is saved; please try again."
 GUIDE = {
@@ -66,16 +68,34 @@ def chat_key(session_id: int) -> str:
     return f"message_{session_id}"
 
 
+def unsent_key(session_id: int) -> str:
+    """Session-state key of a message the database could not take, until the box shows it again.
+
+    Not the box's own key: a page run that cannot reach the database never draws the box,
+    and Streamlit forgets the state of a widget a run did not draw.
+    """
+    return f"unsent_{session_id}"
+
+
 # --- callbacks (they run before the page is drawn, so they may refill the message box) ----
 
 
-def on_send(session_id: int, pick_key: str) -> None:
-    """Commit the message before anything is drawn; a refused one goes back into the box."""
+def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
+    """Commit the message before anything is drawn; a refused one goes back into the box.
+
+    ``sent_before`` is how many messages the page showed as sent: a message the database
+    seemed to refuse is given back only if it was not stored after all.
+    """
     text = st.session_state.get(chat_key(session_id))
-    conv = Conversation.load(ENGINE, session_id)
     draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
     try:
+        with reachable(flow.MESSAGE_NOT_SAVED):
+            conv = Conversation.load(ENGINE, session_id)
         flow.send_message(conv, text, st.session_state.get(pick_key) or None, flow.client_timing(draft))
+    except DatabaseUnavailable as e:
+        st.session_state[NOTICE] = str(e)
+        st.session_state[unsent_key(session_id)] = (text, sent_before)
+        return
     except MessageRejected as e:
         st.session_state[NOTICE] = str(e)
         if text and text.strip():
@@ -119,7 +139,11 @@ def browser_reports(f: flow.Flow, session_id: int | None) -> None:
     """Page hidden / shown reports from the browser; typing reports are read when sending."""
     state = browser_activity()
     records = flow.client_records(state, st.session_state.get("visibility_seq", 0))
-    f.record_visibility(records, session_id)
+    try:
+        with reachable("page reports not stored"):
+            f.record_visibility(records, session_id)
+    except DatabaseUnavailable:
+        return  # not marked as seen: the next report sends these again
     if records:
         st.session_state["visibility_seq"] = records[-1].seq
 
@@ -244,11 +268,13 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     cards_column, chat_column = st.columns([2, 3], gap="medium")
     with cards_column:
         show_cards(conv, pick_key, not will_stream and not limit_reached)
+    if (unsent := st.session_state.pop(unsent_key(sid), None)) is not None and not flow.stored_after_all(conv, *unsent):
+        st.session_state[chat_key(sid)] = unsent[0]
     st.chat_input(
         "Write to the assistant…",
         key=chat_key(sid),
         on_submit=on_send,
-        args=(sid, pick_key),
+        args=(sid, pick_key, conv.user_turns),
         submit_mode="disable",
         disabled=will_stream or limit_reached,
     )
@@ -333,37 +359,39 @@ def declined_step() -> None:
 
 # --- the page ------------------------------------------------------------------------------
 
-try:
-    visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
-except flow.TimeRanOut as e:
-    time_ran_out(e.contact)
-except flow.LinkNotValid:
-    not_valid()
-if visit.token:
-    # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
-    st.query_params.from_dict({"t": visit.token})
+# A database out of reach for a moment shows a calm notice, not a traceback.
+with unavailable_notice():
+    try:
+        visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+    except flow.TimeRanOut as e:
+        time_ran_out(e.contact)
+    except flow.LinkNotValid:
+        not_valid()
+    if visit.token:
+        # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
+        st.query_params.from_dict({"t": visit.token})
 
-participant = flow.Flow.load(ENGINE, visit.participant_id)
-current = participant.step()
-if st.session_state.get("page_of") != visit.participant_id:
-    st.session_state["page_of"] = visit.participant_id
-    st.session_state["owner"] = uuid.uuid4().hex
-    participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+    participant = flow.Flow.load(ENGINE, visit.participant_id)
+    current = participant.step()
+    if st.session_state.get("page_of") != visit.participant_id:
+        participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+        st.session_state["page_of"] = visit.participant_id
+        st.session_state["owner"] = uuid.uuid4().hex
 
-if current.kind == "timed_out":
-    time_ran_out(participant.definition.spec.contact)
-if current.kind == "not_valid":
-    not_valid()
-browser_reports(participant, current.session_id)
-if current.kind == "consent":
-    consent_step(participant)
-elif current.kind == "instructions":
-    instructions_step(participant)
-elif current.kind == "chat":
-    chat_step(participant, current)
-elif current.kind in ("post_item", "post_study"):
-    questions_step(participant, current)
-elif current.kind == "done":
-    done_step(participant)
-else:
-    declined_step()
+    if current.kind == "timed_out":
+        time_ran_out(participant.definition.spec.contact)
+    if current.kind == "not_valid":
+        not_valid()
+    browser_reports(participant, current.session_id)
+    if current.kind == "consent":
+        consent_step(participant)
+    elif current.kind == "instructions":
+        instructions_step(participant)
+    elif current.kind == "chat":
+        chat_step(participant, current)
+    elif current.kind in ("post_item", "post_study"):
+        questions_step(participant, current)
+    elif current.kind == "done":
+        done_step(participant)
+    else:
+        declined_step()

@@ -361,6 +361,25 @@ def test_model_error_shows_a_calm_message_and_retry(db: Engine) -> None:
     assert "retry" in kinds(db, pid)
 
 
+def test_a_reply_with_no_text_shows_the_calm_message_and_retry(db: Engine) -> None:
+    pid, token = invite(db)
+    at = through_instructions(token)
+    scripted.enqueue("")
+    at = send(at, "Add two numbers")
+    assert at.warning[0].value == "The assistant could not reply just now. Your message is saved; please try again."
+    assert chat(at) == [("user", "Add two numbers"), ("assistant", "")]
+    assert not at.exception
+    at = click(at, "Try again")
+    assert chat(at) == [("user", "Add two numbers"), ("assistant", "You said: Add two numbers")]
+    assert not at.warning
+    stored = [(t.role, t.content, t.error) for t in turns(db, pid)]
+    assert stored == [
+        ("user", "Add two numbers", None),
+        ("assistant", "", "lab/scripted returned no text."),
+        ("assistant", "You said: Add two numbers", None),
+    ]
+
+
 def test_turn_limit_then_continue(db: Engine) -> None:
     pid, token = invite(db)
     at = through_instructions(token)
