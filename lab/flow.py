@@ -59,9 +59,7 @@ from .studies import definition, latest
 LINK_NOT_VALID = "This link is not valid"
 """The one thing a visitor with an unknown, closed, used-up or tampered link is told."""
 
-MESSAGE_NOT_SAVED = (
-    "We could not save your message just now. It is still in the box; please send it again in a moment."
-)
+MESSAGE_NOT_SAVED = "We could not save your message just now. It is still in the box; please send it again in a moment."
 """What a participant is told when the database cannot take their message (see :func:`send_message`)."""
 
 PARTICIPANT_OUTCOMES = ("answered", "gave_up", "turn_limit")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -16,11 +17,12 @@ from lab import flow, render
 from lab.db import DatabaseUnavailable, reachable
 from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
 from lab.generation import GENERATIONS, Generation
-from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input, unavailable_notice
+from lab.ui import BROWSER_ACTIVITY_KEY, PAGE_UNAVAILABLE, browser_activity, engine, question_input, unavailable_notice
 
 with unavailable_notice():
     ENGINE = engine()
 NOTICE = "participant_notice"
+UNSENT = "participant_unsent"
 MODEL_FAILED = "The assistant could not reply just now. Your message is saved; please try again."
 GUIDE = {
     "whole": "Your task is on the card. Tell the assistant what you need **in your own words** "
@@ -68,13 +70,27 @@ def chat_key(session_id: int) -> str:
     return f"message_{session_id}"
 
 
-def unsent_key(session_id: int) -> str:
-    """Session-state key of a message the database could not take, until the box shows it again.
+@dataclass(frozen=True)
+class Unsent:
+    """A message the database could not take, kept until its box shows it again.
 
-    Not the box's own key: a page run that cannot reach the database never draws the box,
-    and Streamlit forgets the state of a widget a run did not draw.
+    Kept apart from the box's own state: a page run that cannot reach the database does
+    not draw the chat, and Streamlit forgets the state of a widget a run did not draw.
     """
-    return f"unsent_{session_id}"
+
+    session_id: int
+    text: str | None
+    pick_key: str
+    card: int | None
+    sent_before: int
+    """How many messages the participant had sent: tells whether it was stored after all."""
+
+
+def give_back(unsent: Unsent) -> None:
+    """Put an unsent message, and the card it shares, back where the participant left them."""
+    st.session_state[chat_key(unsent.session_id)] = unsent.text
+    if unsent.card is not None:
+        st.session_state[unsent.pick_key] = unsent.card
 
 
 # --- callbacks (they run before the page is drawn, so they may refill the message box) ----
@@ -87,14 +103,15 @@ def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
     seemed to refuse is given back only if it was not stored after all.
     """
     text = st.session_state.get(chat_key(session_id))
+    card = st.session_state.get(pick_key) or None
     draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
     try:
         with reachable(flow.MESSAGE_NOT_SAVED):
             conv = Conversation.load(ENGINE, session_id)
-        flow.send_message(conv, text, st.session_state.get(pick_key) or None, flow.client_timing(draft))
+        flow.send_message(conv, text, card, flow.client_timing(draft))
     except DatabaseUnavailable as e:
         st.session_state[NOTICE] = str(e)
-        st.session_state[unsent_key(session_id)] = (text, sent_before)
+        st.session_state[UNSENT] = Unsent(session_id, text, pick_key, card, sent_before)
         return
     except MessageRejected as e:
         st.session_state[NOTICE] = str(e)
@@ -104,6 +121,7 @@ def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
     except ConversationOver as e:
         st.session_state[NOTICE] = str(e)
         return
+    st.session_state.pop(UNSENT, None)
     if draft is not None:
         st.session_state["draft_seq"] = draft.seq
 
@@ -268,8 +286,11 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     cards_column, chat_column = st.columns([2, 3], gap="medium")
     with cards_column:
         show_cards(conv, pick_key, not will_stream and not limit_reached)
-    if (unsent := st.session_state.pop(unsent_key(sid), None)) is not None and not flow.stored_after_all(conv, *unsent):
-        st.session_state[chat_key(sid)] = unsent[0]
+    unsent = st.session_state.get(UNSENT)
+    if unsent is not None and unsent.session_id == sid:
+        del st.session_state[UNSENT]
+        if not flow.stored_after_all(conv, unsent.text, unsent.sent_before):
+            give_back(unsent)
     st.chat_input(
         "Write to the assistant…",
         key=chat_key(sid),
@@ -357,41 +378,65 @@ def declined_step() -> None:
     st.write("You chose not to take part, and nothing more will be asked of you. You can close this page.")
 
 
+def out_of_reach(message: str) -> None:
+    """The page while the database cannot be reached: a calm notice instead of a traceback.
+
+    A message the database could not take stays in its box: sending it again is how the
+    participant tries again. Otherwise "Try again" runs the page again in this session.
+    """
+    unsent: Unsent | None = st.session_state.get(UNSENT)
+    if unsent is None:
+        st.warning(message)
+        st.button("Try again", icon=":material/refresh:")
+        return
+    st.error(st.session_state.pop(NOTICE, None) or flow.MESSAGE_NOT_SAVED)
+    give_back(unsent)
+    st.chat_input(
+        "Write to the assistant…",
+        key=chat_key(unsent.session_id),
+        on_submit=on_send,
+        args=(unsent.session_id, unsent.pick_key, unsent.sent_before),
+        submit_mode="disable",
+    )
+
+
 # --- the page ------------------------------------------------------------------------------
 
-# A database out of reach for a moment shows a calm notice, not a traceback.
-with unavailable_notice():
-    try:
-        visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
-    except flow.TimeRanOut as e:
-        time_ran_out(e.contact)
-    except flow.LinkNotValid:
-        not_valid()
-    if visit.token:
-        # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
-        st.query_params.from_dict({"t": visit.token})
+try:
+    with reachable(PAGE_UNAVAILABLE):
+        try:
+            visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+        except flow.TimeRanOut as e:
+            time_ran_out(e.contact)
+        except flow.LinkNotValid:
+            not_valid()
+        if visit.token:
+            # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
+            st.query_params.from_dict({"t": visit.token})
 
-    participant = flow.Flow.load(ENGINE, visit.participant_id)
-    current = participant.step()
-    if st.session_state.get("page_of") != visit.participant_id:
-        participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
-        st.session_state["page_of"] = visit.participant_id
-        st.session_state["owner"] = uuid.uuid4().hex
+        participant = flow.Flow.load(ENGINE, visit.participant_id)
+        current = participant.step()
+        if st.session_state.get("page_of") != visit.participant_id:
+            participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+            st.session_state["page_of"] = visit.participant_id
+            st.session_state["owner"] = uuid.uuid4().hex
 
-    if current.kind == "timed_out":
-        time_ran_out(participant.definition.spec.contact)
-    if current.kind == "not_valid":
-        not_valid()
-    browser_reports(participant, current.session_id)
-    if current.kind == "consent":
-        consent_step(participant)
-    elif current.kind == "instructions":
-        instructions_step(participant)
-    elif current.kind == "chat":
-        chat_step(participant, current)
-    elif current.kind in ("post_item", "post_study"):
-        questions_step(participant, current)
-    elif current.kind == "done":
-        done_step(participant)
-    else:
-        declined_step()
+        if current.kind == "timed_out":
+            time_ran_out(participant.definition.spec.contact)
+        if current.kind == "not_valid":
+            not_valid()
+        browser_reports(participant, current.session_id)
+        if current.kind == "consent":
+            consent_step(participant)
+        elif current.kind == "instructions":
+            instructions_step(participant)
+        elif current.kind == "chat":
+            chat_step(participant, current)
+        elif current.kind in ("post_item", "post_study"):
+            questions_step(participant, current)
+        elif current.kind == "done":
+            done_step(participant)
+        else:
+            declined_step()
+except DatabaseUnavailable as e:
+    out_of_reach(str(e))
