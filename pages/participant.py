@@ -378,7 +378,7 @@ def declined_step() -> None:
     st.write("You chose not to take part, and nothing more will be asked of you. You can close this page.")
 
 
-def out_of_reach(message: str) -> None:
+def unreachable_page(message: str) -> None:
     """The page while the database cannot be reached: a calm notice instead of a traceback.
 
     A message the database could not take stays in its box: sending it again is how the
@@ -439,4 +439,4 @@ try:
         else:
             declined_step()
 except DatabaseUnavailable as e:
-    out_of_reach(str(e))
+    unreachable_page(str(e))
