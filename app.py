@@ -13,12 +13,15 @@ if __name__ != "__main__":
     app = st.App("app.py", routes=routes())
 else:
     from lab.navigation import hidden_pages, pages_for
+    from lab.ui import unavailable_notice
     from lab.web.guard import current_visitor
 
     # An emoji icon is drawn by the browser itself; a ":material/…:" icon would be fetched
     # from a font server outside the lab on every page load.
     st.set_page_config(page_title="Repair Lab", page_icon="💬", layout="centered")
-    visitor, query = current_visitor(), st.query_params.to_dict()
+    with unavailable_notice():  # a server's first visit migrates the database before anything is shown
+        visitor = current_visitor()
+    query = st.query_params.to_dict()
     sections, default = pages_for(visitor, query)
     nav = {
         section: [st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, default=p is default) for p in pages]

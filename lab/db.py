@@ -8,6 +8,7 @@ Alembic's (``migrations/``) and run on SQLite (batch mode) and Postgres alike;
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -15,16 +16,58 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from .errors import LabError
 from .settings import ROOT, load_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _PG_MIGRATION_LOCK = 0x7265_7061_6972  # "repair": one advisory lock id for the lab
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(LabError, RuntimeError):
+    """The database could not be reached or written just now; the same request may succeed later.
+
+    Raised in place of the driver's error where a person is waiting (a participant's
+    message), so that the page can say so calmly; the driver's error is its ``__cause__``.
+    """
+
+
+def out_of_reach(error: BaseException) -> bool:
+    """Whether ``error`` says the database is unreachable or busy, rather than that a statement is wrong.
+
+    That is: SQLite locked past its busy timeout, a Postgres connection refused or lost
+    (SQLAlchemy reports both as ``OperationalError``, ``InterfaceError`` or an invalidated
+    connection), or no pooled connection free in time.
+    """
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+@contextmanager
+def reachable(message: str) -> Iterator[None]:
+    """Turn the database being out of reach inside the block into :class:`DatabaseUnavailable`.
+
+    A transaction that fails this way has rolled back, so the block can simply be run
+    again later. Any other database error (a constraint, a bug) passes through unchanged.
+
+    Args:
+        message: What the person waiting is told (the error's text).
+    """
+    try:
+        yield
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as e:
+        if not out_of_reach(e):
+            raise
+        log.warning("database out of reach: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise DatabaseUnavailable(message) from e
 
 
 def _sqlite_pragmas(dbapi_conn: Any, *extra: str) -> None:

@@ -777,8 +777,8 @@ class Reply:
 
     The assistant turn is inserted at the first piece (``partial``) and checkpointed every
     half second, then completed with usage and timing. Stopping the iteration keeps what
-    arrived as a partial turn; a provider error is committed as an error turn and raised
-    as :class:`lab.llm.ModelError`.
+    arrived as a partial turn; a provider error, or a reply that ends with no text, is
+    committed as an error turn and raised as :class:`lab.llm.ModelError`.
     """
 
     def __init__(self, conv: Conversation, *, stream: bool) -> None:
@@ -800,15 +800,19 @@ class Reply:
         try:
             if not self.stream:
                 result = conv._run(conv._answer())
-                self._text = result.text
-                self._finish(result)
-                yield result.text
-                return
-            st = llm.stream(conv.model, conv._run(conv._view()), dict(conv.params), timeout=conv.timeout)
+            else:
+                st = llm.stream(conv.model, conv._run(conv._view()), dict(conv.params), timeout=conv.timeout)
         except llm.ModelError as e:
             self.error = e
             self._fail(e)
             raise
+        if not self.stream:
+            self._text = result.text
+            self._finish(result)
+            if self.error is not None:
+                raise self.error
+            yield result.text
+            return
         try:
             for piece in st:
                 self._text += piece
@@ -823,6 +827,8 @@ class Reply:
             if self.error is None:
                 st.close()
                 self._finish(st.completion)
+        if self.error is not None:
+            raise self.error  # the model returned no text (see _completed)
 
     def consume(self) -> TurnView:
         """Read the whole reply; returns the committed turn (an error turn on failure)."""
@@ -887,7 +893,7 @@ class Reply:
             await self._astore(**self._failure(e))
         else:
             self._text = result.text
-            await self._astore(content=result.text, **_metrics(result))
+            await self._astore(**self._completed(result))
         assert self.turn is not None
         return self.turn
 
@@ -908,7 +914,22 @@ class Reply:
         self._judged(auto)
 
     def _finish(self, result: llm.Completion) -> None:
-        self._store(content=result.text, **_metrics(result))
+        self._store(**self._completed(result))
+
+    def _completed(self, result: llm.Completion) -> dict[str, Any]:
+        """The columns of a reply that ended; one that ended with no text is a failure.
+
+        An empty (or whitespace-only) reply answers nothing: stored as an ordinary turn it
+        would read as an answer and show as an empty bubble. It is stored like a provider
+        error (content ``''``, ``error`` set, :attr:`error` set so the reader raises it),
+        keeping the call's usage and finish reason, which the call did produce. A reply the
+        reader stopped before any text arrived is a cut reply, not an empty one.
+        """
+        fields: dict[str, Any] = {"content": result.text, **_metrics(result)}
+        if result.partial or result.text.strip():
+            return fields
+        self.error = llm.ModelError("empty_reply", f"{result.model} returned no text.")
+        return fields | {"content": "", "error": self.error.message}
 
     def _failure(self, e: llm.ModelError) -> dict[str, Any]:
         return {"content": self._text, "error": e.message, "partial": bool(self._text), "finish_reason": "error"}

@@ -46,6 +46,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .assign import assign, cells
+from .db import reachable
 from .dialogue import Conversation, MessageRejected, TurnView, clean_message, start_session
 from .errors import LabError
 from .links import PROLIFIC_PARAMS
@@ -57,6 +58,9 @@ from .studies import definition, latest
 
 LINK_NOT_VALID = "This link is not valid"
 """The one thing a visitor with an unknown, closed, used-up or tampered link is told."""
+
+MESSAGE_NOT_SAVED = "We could not save your message just now. It is still in the box; please send it again in a moment."
+"""What a participant is told when the database cannot take their message (see :func:`send_message`)."""
 
 PARTICIPANT_OUTCOMES = ("answered", "gave_up", "turn_limit")
 """How a participant may end a conversation: they have their answer, they give up, or
@@ -668,6 +672,9 @@ def send_message(conv: Conversation, text: str | None, card: int | None = None, 
         MessageRejected: empty, too long, control characters, or a card that may not be
             shared now.
         ConversationOver: the conversation has ended or reached its limit.
+        lab.db.DatabaseUnavailable: the database is out of reach or locked past its
+            busy timeout (:data:`MESSAGE_NOT_SAVED`); nothing was stored, so the same
+            message can be sent again.
     """
     content = screen_message(text, conv.max_message_chars)
     shards: list[int] = []
@@ -677,7 +684,26 @@ def send_message(conv: Conversation, text: str | None, card: int | None = None, 
                 raise MessageRejected(f"Card {card} can be shared only when the assistant asks for it.")
             raise MessageRejected(f"Card {card} cannot be shared now.")
         shards = [card]
-    return conv.send(content, shards, source="participant", client=client)
+    with reachable(MESSAGE_NOT_SAVED):
+        return conv.send(content, shards, source="participant", client=client)
+
+
+def stored_after_all(conv: Conversation, text: str | None, sent_before: int) -> bool:
+    """Whether a message whose sending failed on the database was stored nonetheless.
+
+    A connection lost during the commit leaves the sender unsure whether it committed;
+    giving such a message back to be sent again would store it twice.
+
+    Args:
+        conv: The conversation, as loaded after the failure.
+        text: The message as written.
+        sent_before: How many messages the participant had sent when sending it.
+    """
+    if conv.user_turns <= sent_before:
+        return False
+    last = next((t for t in reversed(conv.turns) if t.role == "user" and t.source == "participant"), None)
+    # screen_message stores a message exactly as written, line endings normalized.
+    return last is not None and last.content == (text or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def transcript(conv: Conversation, *, live: bool = False) -> list[TurnView]:

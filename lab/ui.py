@@ -11,7 +11,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from .db import ready_engine
+from .db import DatabaseUnavailable, reachable, ready_engine
 from .web.paths import LOGOUT_PATH, link
 
 
@@ -19,6 +19,28 @@ from .web.paths import LOGOUT_PATH, link
 def engine() -> Engine:
     """The database engine, migrated once per server process (see :func:`lab.db.ready_engine`)."""
     return ready_engine()
+
+
+PAGE_UNAVAILABLE = "The study is temporarily unavailable. Please try again, or refresh the page, in a moment."
+"""What a visitor sees when the page cannot reach the database."""
+
+
+@contextmanager
+def unavailable_notice() -> Iterator[None]:
+    """Show a calm notice and end the page run when the database is out of reach inside the block.
+
+    A database down for a few seconds, or SQLite locked past its busy timeout, would
+    otherwise show a traceback. "Try again" runs the page again in the same session, so
+    what the visitor typed (kept in session state) is still there; a refresh would start
+    a new session.
+    """
+    try:
+        with reachable(PAGE_UNAVAILABLE):
+            yield
+    except DatabaseUnavailable as e:
+        st.warning(str(e), icon=":material/cloud_off:")
+        st.button("Try again", key="database_unavailable_retry", icon=":material/refresh:")
+        st.stop()
 
 
 @contextmanager

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 import streamlit as st
 
 from lab import flow, render
+from lab.db import DatabaseUnavailable, reachable
 from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
 from lab.generation import GENERATIONS, Generation
-from lab.ui import BROWSER_ACTIVITY_KEY, browser_activity, engine, question_input
+from lab.ui import BROWSER_ACTIVITY_KEY, PAGE_UNAVAILABLE, browser_activity, engine, question_input, unavailable_notice
 
-ENGINE = engine()
+with unavailable_notice():
+    ENGINE = engine()
 NOTICE = "participant_notice"
+UNSENT = "participant_unsent"
 # Shortest time between two draws of a reply in progress (about seven a second). A comment,
 # not a docstring: Streamlit's magic would write a bare string on the page.
 DRAW_SECONDS = 0.15
@@ -69,16 +73,49 @@ def chat_key(session_id: int) -> str:
     return f"message_{session_id}"
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """A message the database could not take, kept until its box shows it again.
+
+    Kept apart from the box's own state: a page run that cannot reach the database does
+    not draw the chat, and Streamlit forgets the state of a widget a run did not draw.
+    """
+
+    session_id: int
+    text: str | None
+    pick_key: str
+    card: int | None
+    sent_before: int
+    """How many messages the participant had sent: tells whether it was stored after all."""
+
+
+def give_back(unsent: Unsent) -> None:
+    """Put an unsent message, and the card it shares, back where the participant left them."""
+    st.session_state[chat_key(unsent.session_id)] = unsent.text
+    if unsent.card is not None:
+        st.session_state[unsent.pick_key] = unsent.card
+
+
 # --- callbacks (they run before the page is drawn, so they may refill the message box) ----
 
 
-def on_send(session_id: int, pick_key: str) -> None:
-    """Commit the message before anything is drawn; a refused one goes back into the box."""
+def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
+    """Commit the message before anything is drawn; a refused one goes back into the box.
+
+    ``sent_before`` is how many messages the page showed as sent: a message the database
+    seemed to refuse is given back only if it was not stored after all.
+    """
     text = st.session_state.get(chat_key(session_id))
-    conv = Conversation.load(ENGINE, session_id)
+    card = st.session_state.get(pick_key) or None
     draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
     try:
-        flow.send_message(conv, text, st.session_state.get(pick_key) or None, flow.client_timing(draft))
+        with reachable(flow.MESSAGE_NOT_SAVED):
+            conv = Conversation.load(ENGINE, session_id)
+        flow.send_message(conv, text, card, flow.client_timing(draft))
+    except DatabaseUnavailable as e:
+        st.session_state[NOTICE] = str(e)
+        st.session_state[UNSENT] = Unsent(session_id, text, pick_key, card, sent_before)
+        return
     except MessageRejected as e:
         st.session_state[NOTICE] = str(e)
         if text and text.strip():
@@ -87,6 +124,7 @@ def on_send(session_id: int, pick_key: str) -> None:
     except ConversationOver as e:
         st.session_state[NOTICE] = str(e)
         return
+    st.session_state.pop(UNSENT, None)
     if draft is not None:
         st.session_state["draft_seq"] = draft.seq
 
@@ -122,7 +160,11 @@ def browser_reports(f: flow.Flow, session_id: int | None) -> None:
     """Page hidden / shown reports from the browser; typing reports are read when sending."""
     state = browser_activity()
     records = flow.client_records(state, st.session_state.get("visibility_seq", 0))
-    f.record_visibility(records, session_id)
+    try:
+        with reachable("page reports not stored"):
+            f.record_visibility(records, session_id)
+    except DatabaseUnavailable:
+        return  # not marked as seen: the next report sends these again
     if records:
         st.session_state["visibility_seq"] = records[-1].seq
 
@@ -250,11 +292,16 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     cards_column, chat_column = st.columns([2, 3], gap="medium")
     with cards_column:
         show_cards(conv, pick_key, not will_stream and not limit_reached)
+    unsent = st.session_state.get(UNSENT)
+    if unsent is not None and unsent.session_id == sid:
+        del st.session_state[UNSENT]
+        if not flow.stored_after_all(conv, unsent.text, unsent.sent_before):
+            give_back(unsent)
     st.chat_input(
         "Write to the assistant…",
         key=chat_key(sid),
         on_submit=on_send,
-        args=(sid, pick_key),
+        args=(sid, pick_key, conv.user_turns),
         submit_mode="disable",
         disabled=will_stream or limit_reached,
     )
@@ -337,39 +384,65 @@ def declined_step() -> None:
     st.write("You chose not to take part, and nothing more will be asked of you. You can close this page.")
 
 
+def unreachable_page(message: str) -> None:
+    """The page while the database cannot be reached: a calm notice instead of a traceback.
+
+    A message the database could not take stays in its box: sending it again is how the
+    participant tries again. Otherwise "Try again" runs the page again in this session.
+    """
+    unsent: Unsent | None = st.session_state.get(UNSENT)
+    if unsent is None:
+        st.warning(message)
+        st.button("Try again", icon=":material/refresh:")
+        return
+    st.error(st.session_state.pop(NOTICE, None) or flow.MESSAGE_NOT_SAVED)
+    give_back(unsent)
+    st.chat_input(
+        "Write to the assistant…",
+        key=chat_key(unsent.session_id),
+        on_submit=on_send,
+        args=(unsent.session_id, unsent.pick_key, unsent.sent_before),
+        submit_mode="disable",
+    )
+
+
 # --- the page ------------------------------------------------------------------------------
 
 try:
-    visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
-except flow.TimeRanOut as e:
-    time_ran_out(e.contact)
-except flow.LinkNotValid:
-    not_valid()
-if visit.token:
-    # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
-    st.query_params.from_dict({"t": visit.token})
+    with reachable(PAGE_UNAVAILABLE):
+        try:
+            visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+        except flow.TimeRanOut as e:
+            time_ran_out(e.contact)
+        except flow.LinkNotValid:
+            not_valid()
+        if visit.token:
+            # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
+            st.query_params.from_dict({"t": visit.token})
 
-participant = flow.Flow.load(ENGINE, visit.participant_id)
-current = participant.step()
-if st.session_state.get("page_of") != visit.participant_id:
-    st.session_state["page_of"] = visit.participant_id
-    st.session_state["owner"] = uuid.uuid4().hex
-    participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+        participant = flow.Flow.load(ENGINE, visit.participant_id)
+        current = participant.step()
+        if st.session_state.get("page_of") != visit.participant_id:
+            participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
+            st.session_state["page_of"] = visit.participant_id
+            st.session_state["owner"] = uuid.uuid4().hex
 
-if current.kind == "timed_out":
-    time_ran_out(participant.definition.spec.contact)
-if current.kind == "not_valid":
-    not_valid()
-browser_reports(participant, current.session_id)
-if current.kind == "consent":
-    consent_step(participant)
-elif current.kind == "instructions":
-    instructions_step(participant)
-elif current.kind == "chat":
-    chat_step(participant, current)
-elif current.kind in ("post_item", "post_study"):
-    questions_step(participant, current)
-elif current.kind == "done":
-    done_step(participant)
-else:
-    declined_step()
+        if current.kind == "timed_out":
+            time_ran_out(participant.definition.spec.contact)
+        if current.kind == "not_valid":
+            not_valid()
+        browser_reports(participant, current.session_id)
+        if current.kind == "consent":
+            consent_step(participant)
+        elif current.kind == "instructions":
+            instructions_step(participant)
+        elif current.kind == "chat":
+            chat_step(participant, current)
+        elif current.kind in ("post_item", "post_study"):
+            questions_step(participant, current)
+        elif current.kind == "done":
+            done_step(participant)
+        else:
+            declined_step()
+except DatabaseUnavailable as e:
+    unreachable_page(str(e))

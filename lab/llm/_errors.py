@@ -17,6 +17,7 @@ KINDS: tuple[str, ...] = (
     "connection",
     "unknown_model",
     "missing_package",
+    "empty_reply",
 )
 """Every kind a `ModelError` can have."""
 
@@ -30,7 +31,7 @@ class ModelError(LabError):
     Attributes:
         kind: What went wrong, one of `KINDS`: ``auth``, ``missing_key``, ``bad_request``,
             ``rate_limit``, ``timeout``, ``server``, ``connection``, ``unknown_model``,
-            ``missing_package``.
+            ``missing_package``, ``empty_reply`` (the call succeeded but the reply has no text).
         message: One calm sentence for the person running the study or taking part.
         retryable: True when sending the same request again later may succeed.
     """

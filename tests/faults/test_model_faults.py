@@ -107,18 +107,36 @@ def test_a_reader_that_stops_mid_reply_leaves_a_partial_turn(
     assert turn.partial is True and turn.content == first and turn.error is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty reply is stored as an ordinary assistant turn (content '', no error, finish_reason 'stop'), "
-    "indistinguishable from an answer and shown as an empty bubble",
-)
 def test_a_model_that_returns_nothing_is_recorded_as_such(
     engine: Engine, chat_with: Callable[..., tuple[Flow, Conversation]]
 ) -> None:
     _flow, conv = chat_with(engine, script="fixed", reply="")
     conv.send(MESSAGE)
-    read_reply(conv)
+    text, error = read_reply(conv)
+    assert text == "" and error is not None and error.kind == "empty_reply"
     user, reply = stored(engine, conv.session_id)
     assert user.content == MESSAGE
-    assert reply.content == ""
-    assert reply.error, "an empty reply should carry an error saying the model returned no text"
+    assert (reply.role, reply.content, reply.partial) == ("assistant", "", False)
+    assert reply.error and "returned no text" in reply.error, reply.error
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_reply_of_only_whitespace_is_recorded_as_returning_nothing(
+    engine: Engine, chat_with: Callable[..., tuple[Flow, Conversation]], stream: bool
+) -> None:
+    _flow, conv = chat_with(engine, script="fixed", reply="  \n ")
+    conv.send(MESSAGE)
+    turn = conv.reply(stream=stream).consume()
+    assert (turn.content, turn.error) == ("", "lab/scripted returned no text.")
+    assert conv.awaiting_reply, "the failed reply can be asked for again"
+    [reply] = [t for t in stored(engine, conv.session_id) if t.role == "assistant"]
+    assert (reply.content, reply.error, reply.partial) == ("", turn.error, False)
+
+
+def test_a_reply_stopped_before_any_text_is_cut_not_empty(
+    engine: Engine, chat_with: Callable[..., tuple[Flow, Conversation]]
+) -> None:
+    _flow, conv = chat_with(engine, script="fixed", reply="one two three")
+    conv.send(MESSAGE)
+    iter(conv.reply()).close()
+    assert [(t.role, t.error) for t in stored(engine, conv.session_id)] == [("user", None)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +11,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from lab import db as db_module
+from lab import flow
 from lab.llm import scripted
 from lab.participants import create_participant, new_token
 from lab.schema import ChatSession, Event, Participant, Response, Study, Turn
 from lab.spec import parse_spec
 from lab.studies import load_study, set_status
+from lab.ui import PAGE_UNAVAILABLE, engine
+from tests.faults.outage import postgres_proxy, short_busy_timeout, sqlite_locked
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -58,7 +63,6 @@ completion: {code: WEBCODE1, redirect: "https://app.prolific.com/submissions/com
 def db() -> Iterator[Engine]:
     """The configured (temporary) database with the test study open; the page's cached engine is reset."""
     from lab.db import get_engine, migrate
-    from lab.ui import engine
 
     engine.clear()
     eng = get_engine()
@@ -359,6 +363,82 @@ def test_model_error_shows_a_calm_message_and_retry(db: Engine) -> None:
     stored = [(t.role, t.error is not None) for t in turns(db, pid)]
     assert stored == [("user", False), ("assistant", True), ("assistant", False)]
     assert "retry" in kinds(db, pid)
+
+
+def test_a_reply_with_no_text_shows_the_calm_message_and_retry(db: Engine) -> None:
+    pid, token = invite(db)
+    at = through_instructions(token)
+    scripted.enqueue("")
+    at = send(at, "Add two numbers")
+    assert at.warning[0].value == "The assistant could not reply just now. Your message is saved; please try again."
+    assert chat(at) == [("user", "Add two numbers"), ("assistant", "")]
+    assert not at.exception
+    at = click(at, "Try again")
+    assert chat(at) == [("user", "Add two numbers"), ("assistant", "You said: Add two numbers")]
+    assert not at.warning
+    stored = [(t.role, t.content, t.error) for t in turns(db, pid)]
+    assert stored == [
+        ("user", "Add two numbers", None),
+        ("assistant", "", "lab/scripted returned no text."),
+        ("assistant", "You said: Add two numbers", None),
+    ]
+
+
+def test_a_message_the_locked_database_cannot_take_stays_in_the_box_and_is_stored_once(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    short_busy_timeout(monkeypatch)
+    eng: Engine = request.getfixturevalue("db")
+    pid, token = invite(eng)
+    at = through_instructions(token)
+    at = send(at, "Add two numbers")
+    at = at.radio[0].set_value(2).run()
+    with sqlite_locked(eng):
+        at = send(at, "The first is 2")
+        assert not at.exception
+        assert [e.value for e in at.error] == [flow.MESSAGE_NOT_SAVED]
+        assert at.chat_input[0].value == "The first is 2"
+    assert [t.content for t in turns(eng, pid) if t.role == "user"] == ["Add two numbers"]
+    at = at.chat_input[0].set_value(at.chat_input[0].value).run()
+    assert not at.exception and not at.error
+    assert [m for m in chat(at) if m[0] == "user"] == [("user", "Add two numbers"), ("user", "The first is 2")]
+    user = [(t.content, t.shards) for t in turns(eng, pid) if t.role == "user"]
+    assert user == [("Add two numbers", [1]), ("The first is 2", [2])]  # once, with the card it shared
+
+
+@pytest.mark.postgres
+def test_postgres_out_of_reach_shows_a_calm_page_and_the_message_waits_in_the_box(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue("pg_engine")  # an emptied, migrated test database
+    pg_url = os.environ["TEST_DATABASE_URL"]
+    with postgres_proxy(pg_url) as proxy:
+        monkeypatch.setenv("DATABASE_URL", proxy.url(pg_url))
+        eng: Engine = request.getfixturevalue("db")
+        pid, token = invite(eng)
+        at = through_instructions(token)
+        with proxy.down():
+            at = send(at, "Add two numbers")
+            assert not at.exception
+            assert [e.value for e in at.error] == [flow.MESSAGE_NOT_SAVED]
+            assert at.chat_input[0].value == "Add two numbers"
+            at = at.chat_input[0].set_value(at.chat_input[0].value).run()  # sent again too soon
+            assert [e.value for e in at.error] == [flow.MESSAGE_NOT_SAVED]
+            assert at.chat_input[0].value == "Add two numbers"
+            # A page loaded now, even the first of a server not yet connected, is calm too.
+            monkeypatch.setattr(db_module, "_migrated", set())
+            engine.clear()
+            fresh = visit(t=token)
+            assert not fresh.exception and [w.value for w in fresh.warning] == [PAGE_UNAVAILABLE]
+            assert [b.label for b in fresh.button] == ["Try again"]
+        assert turns(eng, pid) == []
+        at = at.chat_input[0].set_value(at.chat_input[0].value).run()
+        assert not at.exception and not at.error
+        assert chat(at) == [("user", "Add two numbers"), ("assistant", "You said: Add two numbers")]
+        assert [t.role for t in turns(eng, pid)] == ["user", "assistant"]
+        fresh = click(fresh, "Try again")
+        assert chat(fresh) == chat(at)
+        eng.dispose()
 
 
 def test_turn_limit_then_continue(db: Engine) -> None:

@@ -153,6 +153,19 @@ def test_a_run_is_never_run_twice_at_once(engine: Engine, spec: str) -> None:
     assert asyncio.run(run_simulation(engine, plan, ScriptedSimulator())).complete
 
 
+def test_a_model_that_returns_nothing_fails_after_the_retry_limit(sqlite_engine: Engine, sim_spec: Callable[..., str]) -> None:
+    mute = {"mute": {"model": "lab/scripted", "params": {"script": "fixed", "reply": " "}}}
+    study, d = load(sqlite_engine, sim_spec(extra_models=mute))
+    plan, result = simulate(sqlite_engine, study, d, conditions=["full"], models=["mute"], concurrency=1, max_errors=3)
+    assert not result.complete and len(result.failures) == plan.total > 0
+    assert all(message == "lab/scripted returned no text." for _sid, message in result.failures)
+    with Session(sqlite_engine) as s:
+        for sid, _message in result.failures:
+            rows = list(s.scalars(select(Turn).where(Turn.session_id == sid).order_by(Turn.index)))
+            assert [(t.role, t.error is not None) for t in rows] == [("user", False), *[("assistant", True)] * 3]
+            assert {t.content for t in rows[1:]} == {""}
+
+
 def test_model_errors_leave_the_conversation_for_the_next_run(sqlite_engine: Engine, spec: str) -> None:
     study, d = load(sqlite_engine, spec)
     scripted.enqueue(*[scripted.ModelFailure("bad_request")] * 2)
