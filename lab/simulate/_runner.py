@@ -630,13 +630,25 @@ class RunOptions(TypedDict, total=False):
     limits hold for the run as a whole. Needs a database file or server."""
 
 
-async def run_simulation(engine: Engine, plan: RunPlan, simulator: Simulator, **options: Unpack[RunOptions]) -> RunResult:
+async def run_simulation(
+    engine: Engine,
+    plan: RunPlan,
+    simulator: Simulator,
+    *,
+    worker: bool = False,
+    lease: float = LEASE_SECONDS,
+    **options: Unpack[RunOptions],
+) -> RunResult:
     """Run (or continue) a planned simulation.
 
     Args:
         engine: The database.
         plan: From :func:`plan_run`.
         simulator: Writes the participants' messages after the opening.
+        worker: Run as one of any number of workers sharing the run through the database
+            (see :mod:`lab.simulate._worker`): claim units until none are left.
+        lease: Seconds a worker's claim on a unit holds without renewal; a stopped
+            worker's units go to another worker after this long.
         **options: How the run goes; see :class:`RunOptions`.
 
     Returns:
@@ -648,11 +660,10 @@ async def run_simulation(engine: Engine, plan: RunPlan, simulator: Simulator, **
         RuntimeError: a worker process failed.
         ValueError: ``worker`` with ``processes`` > 1.
     """
-    if options.pop("worker", False):
+    if worker:
         from ._worker import WorkerRunner
 
         if options.pop("processes", 1) > 1:
             raise ValueError("a worker runs in one process: start one worker per core instead of using processes")
-        return await WorkerRunner(engine, plan, simulator, **options).run()
-    options.pop("lease", None)  # claims have leases; a run without workers has none
+        return await WorkerRunner(engine, plan, simulator, lease=lease, **options).run()
     return await Runner(engine, plan, simulator, **options).run()
