@@ -260,6 +260,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
+def database_cpu_seconds() -> float:
+    """CPU seconds used so far by this machine's Postgres processes (0 when none run here).
+
+    Processes that ended since the last reading are not counted, so a difference of two
+    readings is a lower bound (Postgres keeps one process per connection, and the app's
+    pools keep their connections).
+    """
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        name, rest = raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 2 :].split()
+        if name.startswith("postgres"):
+            total += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str) -> dict[str, Any]:
     """One launch of ``n`` participants; returns its figures."""
     options = ("--server.agentMaxSessions", str(n + 20), "--server.agentWaitTimeout", "120")
@@ -270,12 +289,14 @@ def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str)
         # One warm-up participant per server: the first chat turn of a process imports litellm.
         drive(servers, len(servers), 1, f"{tag}-warm", think=0, ramp=0)
         cpu0 = [s.cpu_seconds() for s in servers]
+        db0 = database_cpu_seconds()
         rss0 = [s.rss_mb() for s in servers]
         own0 = time.process_time()
         t0 = time.perf_counter()
         clients = drive(servers, n, args.turns, tag, think=args.think, ramp=args.ramp if n > 1 else 0)
         wall = time.perf_counter() - t0
         cpu = sum(s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True))
+        db_cpu = database_cpu_seconds() - db0
         rss = sum(s.rss_mb() - r for s, r in zip(servers, rss0, strict=True))
         own = time.process_time() - own0
     finally:
@@ -293,6 +314,7 @@ def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str)
         "turn_seconds": [t for c in clients for t in c.turn_seconds],
         "cpu_per_turn": cpu / max(1, turns),
         "cpu_share": cpu / max(1e-9, wall) / max(1, args.processes),
+        "db_cpu_per_turn": db_cpu / max(1, turns),
         "client_cpu": own / max(1e-9, wall),
         "mem_per_participant": rss / max(1, n),
         **found,
@@ -317,6 +339,8 @@ def report(label: str, r: dict[str, Any]) -> None:
         f"  server CPU per turn {r['cpu_per_turn'] * 1000:.0f} ms (servers busy {r['cpu_share']:.0%} of their cores; "
         f"the clients used {r['client_cpu']:.0%} of a core); memory per participant {r['mem_per_participant']:.2f} MB"
     )
+    if r["db_cpu_per_turn"]:
+        print(f"  Postgres CPU per turn {r['db_cpu_per_turn'] * 1000:.0f} ms (on the same cores as the servers and clients)")
 
 
 def prepare(args: argparse.Namespace) -> tuple[str, Path]:

@@ -394,6 +394,7 @@ ELSEWHERE: dict[str, str] = {
 """Database columns whose content reaches the bundle in another form or file."""
 
 _ANNOTATION_BOOKKEEPING = "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab"
+_SIMULATION_CLAIMS = "which simulation worker runs which unit is bookkeeping of a run: the conversations carry the run"
 _SIGN_IN_GUARD = "failed staff sign-ins (client addresses, usernames tried) feed the sign-in limits: never exported"
 
 WITHHELD: dict[str, str] = {
@@ -446,6 +447,18 @@ WITHHELD: dict[str, str] = {
     "sign_in_failure.kind": _SIGN_IN_GUARD,
     "sign_in_failure.key": _SIGN_IN_GUARD,
     "sign_in_failure.failed_at": _SIGN_IN_GUARD,
+    "simulation_claim.id": _SIMULATION_CLAIMS,
+    "simulation_claim.run_id": _SIMULATION_CLAIMS,
+    "simulation_claim.study_id": _SIMULATION_CLAIMS,
+    "simulation_claim.unit": _SIMULATION_CLAIMS,
+    "simulation_claim.position": _SIMULATION_CLAIMS,
+    "simulation_claim.state": _SIMULATION_CLAIMS,
+    "simulation_claim.participant_id": _SIMULATION_CLAIMS,
+    "simulation_claim.worker": _SIMULATION_CLAIMS,
+    "simulation_claim.attempts": _SIMULATION_CLAIMS,
+    "simulation_claim.claimed_at": _SIMULATION_CLAIMS,
+    "simulation_claim.expires_at": _SIMULATION_CLAIMS,
+    "simulation_claim.done_at": _SIMULATION_CLAIMS,
 }
 """Database columns that never enter a bundle (unless a flag named here asks for them)."""
 
