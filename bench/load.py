@@ -34,13 +34,15 @@ and how much of a core the clients themselves used (they share the machine), and
 participant (resident set growth over the run, divided by N).
 
 Usage: ``python bench/load.py [--participants 200] [--turns 3] [--db sqlite|postgres]
-[--processes P] [--think SECONDS] [--ramp SECONDS] [--postgres-url URL]``. ``--db postgres`` uses ``--postgres-url`` (default
-``$TEST_DATABASE_URL``) and empties it first.
+[--processes P] [--think SECONDS] [--ramp SECONDS] [--turns-csv FILE] [--postgres-url URL]``.
+``--db postgres`` uses ``--postgres-url`` (default ``$TEST_DATABASE_URL``) and empties it
+first.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import random
 import secrets
@@ -113,6 +115,8 @@ class Client:
     server: AppServer
     sent: list[str] = field(default_factory=list)
     turn_seconds: list[float] = field(default_factory=list)
+    turn_started: list[float] = field(default_factory=list)
+    """When each chat turn was sent (``time.perf_counter()``)."""
     errors: list[str] = field(default_factory=list)
     completed: bool = False
 
@@ -179,6 +183,7 @@ class Participant(Visit):
                 time.sleep(0.1)
                 self.refresh()
             self.c.turn_seconds.append(time.perf_counter() - start)
+            self.c.turn_started.append(start)
         self.pause()
         self.press("I have my answer")
         for _ in range(5):
@@ -229,6 +234,7 @@ def audit(db_url: str, clients: list[Client]) -> dict[str, Any]:
     engine = make_engine(db_url)
     lost = duplicated = partial = errored = 0
     lab_times: list[float] = []
+    rows_out: list[tuple[str, int, float, float, float]] = []
     with engine.connect() as conn:
         for c in clients:
             rows = conn.execute(
@@ -245,11 +251,27 @@ def audit(db_url: str, clients: list[Client]) -> dict[str, Any]:
             lost += max(0, len(users) - len(replies))
             partial += sum(1 for r in replies if r.partial)
             errored += sum(1 for r in replies if r.error)
-            for seconds, reply in zip(c.turn_seconds, replies, strict=False):
+            for number, (seconds, started, reply) in enumerate(zip(c.turn_seconds, c.turn_started, replies, strict=False)):
                 model = LATENCY + TOKEN_DELAY * max(0, len((reply.content or "").split()) - 1)
                 lab_times.append(seconds - model)
+                rows_out.append((c.pid, number + 1, started, seconds, seconds - model))
     engine.dispose()
-    return {"lost": lost, "duplicated": duplicated, "partial": partial, "errored": errored, "lab_times": lab_times}
+    found = {"lost": lost, "duplicated": duplicated, "partial": partial, "errored": errored}
+    return found | {"lab_times": lab_times, "turn_rows": rows_out}
+
+
+def write_turns(path: Path, rows: list[tuple[str, int, float, float, float]]) -> None:
+    """Write one CSV row per chat turn.
+
+    Columns: participant, turn number, seconds since the first turn was sent, send → whole
+    reply seen, and the lab's own share of it (seconds).
+    """
+    first = min((r[2] for r in rows), default=0.0)
+    with path.open("w", newline="") as out:
+        w = csv.writer(out)
+        w.writerow(["participant", "turn", "sent_s", "seconds", "lab_seconds"])
+        for pid, number, started, seconds, lab in rows:
+            w.writerow([pid, number, f"{started - first:.3f}", f"{seconds:.3f}", f"{lab:.3f}"])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -380,6 +402,7 @@ def main() -> None:
         "--think", type=float, default=20.0, help="mean seconds a participant takes to read a reply and write the next message"
     )
     ap.add_argument("--ramp", type=float, default=30.0, help="seconds over which the participants arrive")
+    ap.add_argument("--turns-csv", type=Path, help="write every chat turn of the N-participant run here (when sent, how long)")
     args = ap.parse_args()
     db_url, tmp = prepare(args)
     print(
@@ -392,6 +415,8 @@ def main() -> None:
         report("N = 1", single)
         many = run_once(args, args.participants, db_url, tmp, "many")
         report(f"N = {args.participants}", many)
+        if args.turns_csv:
+            write_turns(args.turns_csv, many["turn_rows"])
         if single["lab_times"] and many["lab_times"]:
             print(
                 f"\nratio of p95 lab time, N = {args.participants} to N = 1: "

@@ -26,6 +26,23 @@ LOCAL_PROVIDER = "local"
 IN_PROCESS_PROVIDERS = frozenset({SCRIPTED_PROVIDER, LOCAL_PROVIDER})
 
 
+class _Timetable:
+    """When a scripted stream's pieces are due, counted from its start.
+
+    A real model's pieces wait in the connection when their reader is late, so a slow
+    reader does not slow the model down; waiting each gap afresh after the reader comes
+    back would add every delay of the reader's to the model's time.
+    """
+
+    def __init__(self) -> None:
+        self.due = time.monotonic()
+
+    def after(self, seconds: float) -> float:
+        """Move the next piece ``seconds`` past the last one; return how long is left until it is due."""
+        self.due += seconds
+        return max(0.0, self.due - time.monotonic())
+
+
 def _seconds(timeout: Any) -> float | None:
     """A timeout in seconds from what litellm passes (a number, an httpx.Timeout or None)."""
     if timeout is None:
@@ -157,18 +174,20 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             yield 0.0, _chunk("", True, plan.finish_reason, _usage_block(plan.tokens_in, plan.tokens_out))
 
         def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
-            """Yield the scripted reply word by word, then its usage."""
+            """Yield the scripted reply word by word, then its usage, on a fixed timetable."""
+            timetable = _Timetable()
             for wait, chunk in self._steps(kwargs, stream=True):
                 if wait:
-                    time.sleep(wait)
+                    time.sleep(timetable.after(wait))
                 if chunk is not None:
                     yield chunk
 
         async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
             """Like `streaming`, waiting with asyncio."""
+            timetable = _Timetable()
             for wait, chunk in self._steps(kwargs, stream=True):
                 if wait:
-                    await asyncio.sleep(wait)
+                    await asyncio.sleep(timetable.after(wait))
                 if chunk is not None:
                     yield chunk
 
