@@ -9,8 +9,10 @@ import streamlit as st
 
 if __name__ != "__main__":
     from lab.web.routes import routes
+    from lab.web.startup import warm_up_in_background
 
     app = st.App("app.py", routes=routes())
+    warm_up_in_background()
 else:
     from lab.navigation import hidden_pages, pages_for
     from lab.ui import unavailable_notice

@@ -8,6 +8,8 @@
 - :mod:`lab.web.limits`: how many failed sign-ins an account and an address may make.
 - :mod:`lab.web.setup_token`: the one-time link that creates the first admin.
 - :mod:`lab.web.paths`: where a visitor is sent, and the sign-in link.
+- :mod:`lab.web.startup`: what a server process does once after it starts (a warm-up model
+  call, then the heap moved out of the garbage collector's sight).
 
 Only :mod:`lab.web.guard` imports Streamlit (with :mod:`lab.ui`); everything else here is
 plain Python, tested without a browser. Nothing in this package imports the package back:
