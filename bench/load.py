@@ -311,14 +311,14 @@ def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str)
         # One warm-up participant per server: the first chat turn of a process imports litellm.
         drive(servers, len(servers), 1, f"{tag}-warm", think=0, ramp=0)
         cpu0 = [s.cpu_seconds() for s in servers]
-        db0 = database_cpu_seconds()
+        db0 = database_cpu_seconds() if args.db == "postgres" else 0.0
         rss0 = [s.rss_mb() for s in servers]
         own0 = time.process_time()
         t0 = time.perf_counter()
         clients = drive(servers, n, args.turns, tag, think=args.think, ramp=args.ramp if n > 1 else 0)
         wall = time.perf_counter() - t0
         cpu = sum(s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True))
-        db_cpu = database_cpu_seconds() - db0
+        db_cpu = database_cpu_seconds() - db0 if args.db == "postgres" else 0.0
         rss = sum(s.rss_mb() - r for s, r in zip(servers, rss0, strict=True))
         own = time.process_time() - own0
     finally:
