@@ -397,7 +397,9 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--postgres-url", default="")
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    # Two per core: a process's sessions share one interpreter lock, which limits it before
+    # the core does (see docs/deployment.md).
+    ap.add_argument("--processes", type=int, default=2 * (os.cpu_count() or 1))
     ap.add_argument(
         "--think", type=float, default=20.0, help="mean seconds a participant takes to read a reply and write the next message"
     )
