@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,9 +12,34 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from lab.db import get_engine
 from lab.schema import Account
 from lab.web import guard
 from lab.web.visitor import cookie_for
+
+
+def fresh_copy(template: Path) -> Iterator[Engine]:
+    """Make the configured database a fresh copy of ``template``; yield its engine.
+
+    The lab's cached engine and Streamlit's caches are cleared before and after, so no page
+    run sees another test's database or cached data.
+    """
+    import streamlit as st
+
+    import lab.ui
+    from lab.settings import load_settings
+
+    def clear() -> None:
+        lab.ui.engine.clear()
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+    clear()
+    target = Path(load_settings().database_url.removeprefix("sqlite:///"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    yield get_engine()
+    clear()
 
 
 def sign_in_as(monkeypatch: pytest.MonkeyPatch, engine: Engine, username: str | None) -> None:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import streamlit as st
 from annotation_data import PASSWORD, accounts, conversations, load
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from lab import annotation as ann
-from lab.db import get_engine, make_engine, migrate
+from lab.db import make_engine, migrate
 from lab.labels import add_label
 from lab.schema import Account, ChatSession, Condition, Label, Participant, Study, Turn
-from tests.pages.staff_session import sign_in_as, texts
+from tests.pages.staff_session import fresh_copy, sign_in_as, texts
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("annotate", "agreement", "adjudicate")
@@ -53,18 +51,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def lab_db(template_db: Path) -> Iterator[Engine]:
-    import lab.ui
-    from lab.settings import load_settings
-
-    lab.ui.engine.clear()
-    st.cache_data.clear()
-    target = Path(load_settings().database_url.removeprefix("sqlite:///"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template_db, target)
-    engine = get_engine()
-    yield engine
-    lab.ui.engine.clear()
-    st.cache_data.clear()
+    yield from fresh_copy(template_db)
 
 
 @pytest.fixture

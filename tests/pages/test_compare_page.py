@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
@@ -14,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 from lab import synth
 from lab.accounts import create_account
 from lab.cli import main
-from lab.db import get_engine, migrate
+from lab.db import migrate
 from lab.spec import load_spec_file
 from lab.studies import load_study, set_status
-from tests.pages.staff_session import sign_in_as
+from tests.pages.staff_session import fresh_copy, sign_in_as
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -69,22 +68,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def lab_db(template_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    import shutil
-
-    import lab.ui
-    from lab.settings import load_settings
-
-    lab.ui.engine.clear()
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    target = Path(load_settings().database_url.removeprefix("sqlite:///"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template_db, target)
-    engine = get_engine()
-    yield engine
-    lab.ui.engine.clear()
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    yield from fresh_copy(template_db)
 
 
 def sign_in(monkeypatch: pytest.MonkeyPatch, engine: Engine, role: str | None) -> None:

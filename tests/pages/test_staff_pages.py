@@ -12,21 +12,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from lab.accounts import create_account
 from lab.assign import assign
-from lab.db import get_engine, migrate
+from lab.db import migrate
 from lab.participants import create_participant
 from lab.schema import Account, Event, Participant, Study
 from lab.spec import load_spec_file, parse_spec
 from lab.studies import get_study, load_study
 from lab.web import guard
 from lab.web.visitor import cookie_for, visitor_from_cookie
-from tests.pages.staff_session import sign_in_as, texts
+from tests.pages.staff_session import fresh_copy, sign_in_as, texts
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TITLE = "Repair in conversation: piece-by-piece tasks, loaded questions, missing details"
@@ -67,20 +66,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def lab_db(template_db: Path) -> Iterator[Engine]:
     """The configured temporary database: a fresh copy of the template."""
-    import shutil
-
-    import lab.ui
-    from lab.settings import load_settings
-
-    lab.ui.engine.clear()
-    st.cache_data.clear()
-    target = Path(load_settings().database_url.removeprefix("sqlite:///"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template_db, target)
-    engine = get_engine()
-    yield engine
-    lab.ui.engine.clear()
-    st.cache_data.clear()
+    yield from fresh_copy(template_db)
 
 
 @pytest.fixture
