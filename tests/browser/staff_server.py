@@ -134,3 +134,13 @@ def wait_for_app(page: object, timeout: float = 30_000) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout)  # type: ignore[attr-defined]
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)  # type: ignore[attr-defined]
     page.wait_for_function("document.querySelectorAll('[data-testid=stSkeleton]').length === 0", timeout=timeout)  # type: ignore[attr-defined]
+
+
+def sign_in(page: object, base: str, username: str, next_path: str, timeout: float = 30_000) -> None:
+    """Sign ``username`` in through the form and wait until ``next_path`` has been drawn."""
+    page.goto(f"{base}/auth/login?next={next_path}")  # type: ignore[attr-defined]
+    page.fill("#username", username)  # type: ignore[attr-defined]
+    page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_url(f"{base}{next_path}")  # type: ignore[attr-defined]
+    wait_for_app(page, timeout)

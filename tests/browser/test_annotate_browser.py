@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from staff_server import CHROMIUM, PASSWORD, ROOT, StaffServer, staff_server, wait_for_app
+from staff_server import CHROMIUM, PASSWORD, ROOT, StaffServer, sign_in, staff_server, wait_for_app
 
 from lab import annotation as ann
 from lab.accounts import create_account
@@ -62,15 +62,6 @@ def context(chromium: Any) -> Iterator[Any]:
     ctx.set_default_timeout(30_000)
     yield ctx
     ctx.close()
-
-
-def sign_in(page: Any, base: str, username: str, next_path: str) -> None:
-    page.goto(f"{base}/auth/login?next={next_path}")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{next_path}")
-    wait_for_app(page)
 
 
 def label_everything(page: Any, code_key: str, on_first_turn: str | None = None) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from staff_server import CHROMIUM, PASSWORD, ROOT, StaffServer, staff_server, wait_for_app
+from staff_server import CHROMIUM, ROOT, StaffServer, sign_in, staff_server, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -35,17 +35,8 @@ def page(chromium: Any) -> Iterator[Any]:
     ctx.close()
 
 
-def sign_in(page: Any, base: str, username: str, next_path: str) -> None:
-    page.goto(f"{base}/auth/login?next={next_path}")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{next_path}")
-    wait_for_app(page, 180_000)
-
-
 def test_experimenter_sees_charts_after_a_simulated_run(server: StaffServer, page: Any, tmp_path: Path) -> None:
-    sign_in(page, server.url, "experimenter1", "/compare")
+    sign_in(page, server.url, "experimenter1", "/compare", timeout=180_000)
     page.get_by_role("heading", name="Compare models").wait_for()
     page.get_by_text("Replies to questions with a false presupposition").first.wait_for()
     body = page.inner_text("body")
@@ -64,6 +55,6 @@ def test_annotator_and_visitor_see_no_figures(server: StaffServer, page: Any) ->
     wait_for_app(page, 180_000)
     page.get_by_text("Please sign in to see this page.").wait_for()
     assert "lab/scripted" not in page.inner_text("body")
-    sign_in(page, server.url, "annotator1", "/compare")
+    sign_in(page, server.url, "annotator1", "/compare", timeout=180_000)
     page.get_by_text("This page is not available to your role (annotator).").wait_for()
     assert "lab/scripted" not in page.inner_text("body") and "Compare models" not in page.inner_text("main")
