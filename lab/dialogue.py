@@ -534,7 +534,14 @@ class Conversation:
         then: AfterWrite | None = None
         if source == "participant":
             check = rules.check_cards(
-                self.shards, done, revealing, content, first=first, reveal=self.reveal, policy=self.carried_cards
+                self.shards,
+                done,
+                revealing,
+                content,
+                first=first,
+                reveal=self.reveal,
+                policy=self.carried_cards,
+                opening=self.opening(),
             )
             found = check.record()
             if check.refusal is not None:

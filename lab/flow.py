@@ -138,10 +138,12 @@ class Card:
     id: int
     """Shard id (0 for a task shown whole)."""
     text: str
-    state: Literal["start", "shared", "available", "locked", "held", "asked"]
-    """start: opens the conversation; shared: already told; available: may be shared
-    now; locked: may be shared after the first message; held: share only when the
-    assistant asks for it (ON_REQUEST); asked: the assistant asked for it."""
+    state: Literal["start", "shared", "partly", "available", "locked", "held", "asked"]
+    """start: opens the conversation; shared: already told; partly: a task shown whole
+    of which the messages so far carry only some pieces; available: may be shared now
+    (a task shown whole: none of it is in the messages yet); locked: may be shared after
+    the first message; held: share only when the assistant asks for it (ON_REQUEST);
+    asked: the assistant asked for it."""
 
 
 @dataclass(frozen=True)
@@ -526,8 +528,12 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
         choice and text as text); unanswered optional questions are left out.
 
     Raises:
-        AnswersRejected: naming the first unanswered required question or invalid answer.
+        AnswersRejected: naming every unanswered required question, or the first invalid answer.
     """
+    questions = list(questions)
+    unanswered = [q.text for q in questions if q.required and _blank(answers.get(q.key))]
+    if unanswered:
+        raise AnswersRejected("Please answer " + _quoted_list(unanswered) + ".")
     out: dict[str, Any] = {}
     for q in questions:
         raw = answers.get(q.key)
@@ -572,6 +578,16 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
     return out
 
 
+def _blank(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+def _quoted_list(texts: list[str]) -> str:
+    """``"a"``, ``"a" and "b"``, ``"a", "b" and "c"``."""
+    quoted = [f'"{t}"' for t in texts]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
 # --- the chat ---------------------------------------------------------------------------
 
 
@@ -607,9 +623,19 @@ def requested_card(conv: Conversation) -> int | None:
 def cards(conv: Conversation) -> list[Card]:
     """The task as cards: one card for a task shown whole, else one card per shard."""
     started = conv.user_turns > 0
-    if _whole_task(conv):
-        return [Card(0, conv.opening().text, "shared" if started else "start")]
     revealed = conv.revealed
+    if _whole_task(conv):
+        # What the messages gave the model, as recorded: a message in the participant's
+        # own words that carries none of the task does not share it.
+        opening = conv.opening()
+        told = [i for i in opening.shards if i in revealed]
+        if not started:
+            whole = "start"
+        elif len(told) == len(opening.shards):
+            whole = "shared"
+        else:
+            whole = "partly" if told else "available"
+        return [Card(0, opening.text, whole)]  # type: ignore[arg-type]
     asked = requested_card(conv)
     first = conv.shards[0].id
     out = []
@@ -634,6 +660,17 @@ def card_choices(conv: Conversation) -> list[int]:
         asked = requested_card(conv)
         return [asked] if asked is not None else []
     return [s.id for s in conv.remaining]
+
+
+def offered(card: Card, choices: list[int]) -> bool:
+    """Whether a card may be put in the next message (its text goes in the box as written).
+
+    Args:
+        card: One of :func:`cards`.
+        choices: :func:`card_choices` of the same conversation.
+    """
+    unshared_whole = card.id == 0 and card.state in ("available", "partly")
+    return card.state in ("start", "asked") or card.id in choices or unshared_whole
 
 
 def go_ahead_text(conv: Conversation) -> str | None:

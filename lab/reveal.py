@@ -203,30 +203,59 @@ def _numbers(text: str) -> set[str]:
 
 
 def _mention_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _MENTION_STOP and not w.isdigit()}
+    # Single letters are left out: "it's" would otherwise give every message an "s".
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _MENTION_STOP and not w.isdigit()}
 
 
-def mentions(shard: Shard, text: str) -> bool:
+def _plain(text: str) -> str:
+    """Text compared for containment: lower case, runs of whitespace as one space."""
+    return " ".join(text.lower().split())
+
+
+def contains(text: str, card: str) -> bool:
+    """Whether a message holds a card's text as written (case and spacing aside)."""
+    card = _plain(card)
+    return bool(card) and card in _plain(text)
+
+
+def mentions(shard: Shard, text: str, others: Iterable[Shard] = ()) -> bool:
     """Whether a message gives away what a shard holds.
 
-    A shard with numbers is given away when every one of its numbers and at least one of
-    its other words appear; a shard without numbers when at least three quarters
-    (:data:`CARRIED_SHARE`) of its content words (and at least three) appear.
+    A message that holds the shard's text (:func:`contains`) carries it. Otherwise only
+    content distinctive to the shard counts: a number or word that one of ``others``
+    holds too cannot stand for this shard (the opening card "convert 30 degrees" does not
+    give away "30 degrees Celsius, to Fahrenheit"). A shard with numbers is given away
+    when every one of its numbers appears, at least one of its other words appears, and
+    something distinctive appears (a number of its own, else a word of its own); a shard
+    without numbers when at least three quarters (:data:`CARRIED_SHARE`) of its content
+    words (and at least three) appear, one of them its own. So another shard's text, sent
+    as written, never gives a shard away.
+
+    Args:
+        shard: The shard looked for.
+        text: The message.
+        others: The item's other shards (none: every word of the shard is its own).
     """
-    numbers = _numbers(shard.text)
-    words = _mention_words(shard.text)
+    if contains(text, shard.text):
+        return True
+    rest = [o for o in others if o.id != shard.id]
+    numbers, words = _numbers(shard.text), _mention_words(shard.text)
+    own_numbers = numbers - set().union(*(_numbers(o.text) for o in rest))
+    own_words = words - set().union(*(_mention_words(o.text) for o in rest))
     said = _mention_words(text)
     if numbers:
-        return numbers <= _numbers(text) and (not words or bool(words & said))
+        if not numbers <= _numbers(text) or (words and not words & said):
+            return False
+        return bool(own_numbers) or bool(own_words & said)
     if len(words) < 3:
         return False
-    return len(words & said) / len(words) >= CARRIED_SHARE
+    return len(words & said) / len(words) >= CARRIED_SHARE and bool(own_words & said)
 
 
 def carried_shards(shards: Iterable[Shard], done: Iterable[int], text: str) -> list[int]:
     """Unrevealed shards whose content a message carries (see :func:`mentions`), in order."""
-    done = set(done)
-    return [s.id for s in shards if s.id not in done and mentions(s, text)]
+    shards, done = list(shards), set(done)
+    return [s.id for s in shards if s.id not in done and mentions(s, text, shards)]
 
 
 @dataclass(frozen=True)
@@ -249,15 +278,28 @@ class CardCheck:
 
 
 def check_cards(
-    shards: list[Shard], done: set[int], picked: list[int], text: str, *, first: bool, reveal: str, policy: CarriedCards
+    shards: list[Shard],
+    done: set[int],
+    picked: list[int],
+    text: str,
+    *,
+    first: bool,
+    reveal: str,
+    policy: CarriedCards,
+    opening: Opening | None = None,
 ) -> CardCheck:
     """Read a participant message for cards it carries beyond the one picked.
 
     A later message that carries exactly one new card without picking it is recorded as
     sharing that card (it still shares one card). More than one new card in one message
     (or, in a first message, any card beyond the opening) is refused under ``ask`` and
-    recorded whole under ``record``. FULL and CONCAT reveal everything at the start, so
-    nothing is checked there.
+    recorded whole under ``record``.
+
+    In FULL and CONCAT the task is one card, told in the participant's words: a message
+    is recorded as revealing what it actually gives the model, never refused. One that
+    holds the opening's text reveals every shard of it; any other message the shards it
+    carries (:func:`mentions`), so a first message that says none of the task reveals
+    nothing. (A task of one piece is revealed by the first message, as in every mode.)
 
     Args:
         shards: Every shard of the item under the condition.
@@ -267,7 +309,14 @@ def check_cards(
         first: Whether it is the conversation's first message.
         reveal: The condition's reveal mode.
         policy: The study's ``plan.carried_cards``.
+        opening: The condition's opening (FULL and CONCAT: the card the participant holds).
     """
+    if reveal in WHOLE_TASK and len(shards) > 1:
+        if opening is not None and contains(text, opening.text):
+            given = [i for i in opening.shards if i not in done]
+        else:
+            given = carried_shards(shards, done, text)
+        return CardCheck(given, list(picked), [])
     if reveal in WHOLE_TASK:
         return CardCheck(list(picked), list(picked), [])
     carried = carried_shards(shards, done | set(picked), text)

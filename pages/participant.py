@@ -39,6 +39,7 @@ GUIDE = {
 CARD_STATE = {
     "start": "start here",
     "shared": "shared ✓",
+    "partly": "partly shared",
     "available": "not shared yet",
     "locked": "share after your first message",
     "held": "share only if the assistant asks",
@@ -206,7 +207,7 @@ def show_cards(conv: Conversation, pick_key: str, active: bool) -> None:
             title = "Card" if card.id == 0 else f"Card {card.id}"
             st.markdown(f"**{title}** · {CARD_STATE[card.state]}")
             st.text(card.text)
-            if active and (card.state in ("start", "asked") or card.id in choices):
+            if active and flow.offered(card, choices):
                 st.button(
                     "Put in my message",
                     key=f"paste_{conv.session_id}_{card.id}",
@@ -338,7 +339,7 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
         if at_limit:
             if other.button("Continue without an answer", width="stretch"):
                 ending = "turn_limit"
-        elif other.button("Give up on this task", disabled=conv.user_turns == 0, width="stretch"):
+        elif other.button("Give up on this task", width="stretch"):
             ending = "gave_up"
         if ending:
             with st.spinner("Saving…"):

@@ -457,8 +457,20 @@ def test_turn_limit_then_continue(db: Engine) -> None:
 def test_give_up_ends_the_item(db: Engine) -> None:
     pid, token = invite(db)
     at = through_instructions(token)
-    assert next(b for b in at.button if b.label == "Give up on this task").disabled
     at = send(at, "hello")
+    at = click(at, "Give up on this task")
+    assert at.title[0].value == "About this conversation"
+    with Session(db) as s:
+        assert s.scalars(select(ChatSession.outcome).where(ChatSession.participant_id == pid)).one() == "gave_up"
+
+
+def test_a_task_can_be_given_up_before_any_message_goes_through(db: Engine) -> None:
+    # A participant whose first message is refused still has a way out of the task.
+    pid, token = invite(db)
+    at = through_instructions(token)
+    at = send(at, "Add two numbers: the first number is 2.")
+    assert "Please start with card 1 alone" in at.error[0].value and not turns(db, pid)
+    assert not next(b for b in at.button if b.label == "Give up on this task").disabled
     at = click(at, "Give up on this task")
     assert at.title[0].value == "About this conversation"
     with Session(db) as s:
