@@ -619,3 +619,24 @@ def test_annotators_see_as_new_only_the_shards_a_full_message_gave(sqlite_engine
         view = annotation.conversation_view(s, slot.id, accs[0].id)
     users = [t for t in view.turns if t.role == "user"]
     assert [t.new_shards for t in users] == [(), ("The first number is 2.",)]
+
+
+def test_refusals_a_caller_can_cause_are_lab_errors(sqlite_engine: Engine) -> None:
+    from lab.errors import LabError
+    from lab.setup import resolve_setup
+    from lab.terminal import pick_item
+
+    f = started(sqlite_engine)
+    with pytest.raises(LabError, match="no participant 9999: check the id"):
+        Flow.load(sqlite_engine, 9999)
+    with pytest.raises(LabError, match="outcome 'won' cannot be chosen"):
+        f.finish_item(f.conversation(), "won")
+    with Session(sqlite_engine) as s:
+        study = s.get(Study, f.study_id)
+        assert study is not None
+        with pytest.raises(LabError, match="unknown condition 'nope'"):
+            resolve_setup(s, study, "add", "nope")
+        with pytest.raises(LabError, match="unknown item 'nope'"):
+            resolve_setup(s, study, "nope", "sharded")
+    with pytest.raises(LabError, match="unknown item 'nope'"):
+        pick_item(f.definition, "sharded", "nope")

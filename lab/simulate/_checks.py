@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..items import Shard
-from ..reveal import mentions, requested_shard
+from ..reveal import ONE_PER_TURN, mentions, requested_shard
 
-SHARDED_FAMILY = frozenset({"SHARDED", "SNOWBALL", "RECAP"})
+SHARDED_FAMILY = ONE_PER_TURN
 """Reveal modes in which every later user turn should reveal one new shard."""
 
 DRIFT_KINDS: dict[str, str] = {
