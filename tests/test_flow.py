@@ -622,6 +622,7 @@ def test_annotators_see_as_new_only_the_shards_a_full_message_gave(sqlite_engine
 
 
 def test_refusals_a_caller_can_cause_are_lab_errors(sqlite_engine: Engine) -> None:
+    from lab.dialogue import Conversation
     from lab.errors import LabError
     from lab.setup import resolve_setup
     from lab.terminal import pick_item
@@ -640,3 +641,5 @@ def test_refusals_a_caller_can_cause_are_lab_errors(sqlite_engine: Engine) -> No
             resolve_setup(s, study, "nope", "sharded")
     with pytest.raises(LabError, match="unknown item 'nope'"):
         pick_item(f.definition, "sharded", "nope")
+    with pytest.raises(LabError, match="no conversation 9999: check the id"):
+        Conversation.load(sqlite_engine, 9999)
