@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -223,6 +224,25 @@ def test_simulated_messages_are_left_to_the_simulator_checks(sqlite_engine: Engi
     conv = conversation(sqlite_engine, "ask")
     turn = conv.send("How much did the bakery take on Saturday? Muffins are $3 each.", source="simulator")
     assert turn.shards == [1] and card_events(sqlite_engine, conv.session_id) == []
+
+
+def test_a_participant_message_is_read_once(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import flow
+
+    calls: dict[str, int] = {"clean": 0, "cards": 0}
+
+    def counted(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(reveal, "strip_hidden", counted("clean", reveal.strip_hidden))
+    monkeypatch.setattr(reveal, "check_cards", counted("cards", reveal.check_cards))
+    conv = conversation(sqlite_engine, "ask")
+    flow.send_message(conv, "How much did the bakery take on Saturday?")
+    assert calls == {"clean": 1, "cards": 1}
 
 
 # --- emoji are text, hidden controls are not -------------------------------------------------------
