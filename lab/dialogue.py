@@ -1,7 +1,9 @@
 """The conversation engine: runs one conversation under a study condition and records every turn.
 
-The reveal rules (FULL, CONCAT, SHARDED, SNOWBALL, RECAP, ON_REQUEST) live in
-:mod:`lab.reveal`; the engine applies them to each message and records the result.
+The rules of a message (its text, its cards, the reveal modes FULL, CONCAT, SHARDED,
+SNOWBALL, RECAP, ON_REQUEST) live in :mod:`lab.reveal`; the engine reads each message
+through them once and records the result. What a conversation is made of is its
+:class:`lab.setup.Setup`; an assistant reply in progress is a :class:`lab.reply.Reply`.
 
 The user turn is committed before the model is called; the assistant turn is written when the
 first piece arrives and checkpointed while it streams, so a stop, a refresh or a crash keeps
@@ -10,12 +12,9 @@ what arrived (``partial``); a provider error becomes an error turn and the reply
 
 from __future__ import annotations
 
-import re
-import time
-import unicodedata
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +25,8 @@ from . import reveal as rules
 from .blocking import run_blocking
 from .errors import LabError
 from .group_commit import AfterWrite, GroupCommit, insert_turn
-from .items import Item, PresuppositionItem, Shard, parse_item
+from .items import Item, PresuppositionItem, Shard
+from .reply import Reply, completion_metrics
 from .reveal import (  # noqa: F401  (re-exported: the engine's public names)
     GO_AHEAD,
     RECAP_INTRO,
@@ -34,16 +34,32 @@ from .reveal import (  # noqa: F401  (re-exported: the engine's public names)
     MessageRejected,
     Opening,
     bullet_list,
+    clean_message,
     full_instruction,
     item_shards,
     requested_shard,
 )
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
+from .setup import Setup, resolve_setup, setup_of
 from .spec import ConditionSpec, ModelSpec
-from .studies import definition
 
-if TYPE_CHECKING:
-    from .labels import AutoLabels
+__all__ = [
+    "GO_AHEAD",
+    "MEDIATOR_PROMPT",
+    "MEDIATOR_PROMPT_VERSION",
+    "RECAP_INTRO",
+    "SNOWBALL_INTRO",
+    "Conversation",
+    "ConversationOver",
+    "MessageRejected",
+    "Reply",
+    "Setup",
+    "TurnView",
+    "clean_message",
+    "requested_shard",
+    "resolve_setup",
+    "start_session",
+]
 
 MEDIATOR_PROMPT_VERSION = "mediator-1"
 MEDIATOR_PROMPT = (
@@ -54,54 +70,6 @@ MEDIATOR_PROMPT = (
     "user did not say. Reply with the instruction only."
 )
 """What the mediator model is told (stored with every mediator turn by version)."""
-
-CHECKPOINT_SECONDS = 0.5
-_EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
-"""A subdivision flag (England, Scotland, Wales): a black flag, tag letters, a cancel tag."""
-_JOINERS = frozenset("\u200c\u200d")
-"""Zero-width non-joiner and joiner: they build emoji sequences and shape Arabic and Indic
-script; they hide nothing."""
-_PREPENDED = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd")
-"""Visible format characters (Arabic and Kaithi number signs)."""
-
-
-def _variation_selector(ch: str) -> bool:
-    return "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
-
-
-def _hidden(text: str) -> list[bool]:
-    """Which characters of a text are invisible controls that could disguise it.
-
-    Refused: control characters other than tab and newline, and format characters (bidi
-    overrides and marks, zero-width space, word joiner, byte order mark, tag characters…),
-    except what Unicode builds visible text with: the zero-width joiner and non-joiner, tag
-    characters inside a subdivision flag, and one variation selector after a visible
-    character (a run of them can carry hidden data). Unassigned code points are kept, so
-    emoji newer than Python's Unicode tables pass.
-    """
-    in_flag = [False] * len(text)
-    for m in _EMOJI_TAG_SEQUENCE.finditer(text):
-        for i in range(m.start() + 1, m.end()):
-            in_flag[i] = True
-    out = [False] * len(text)
-    for i, ch in enumerate(text):
-        if ch in "\t\n" or in_flag[i]:
-            continue
-        if _variation_selector(ch):
-            prev = text[i - 1] if i else ""
-            out[i] = not prev or prev.isspace() or out[i - 1] or _variation_selector(prev)
-            continue
-        cat = unicodedata.category(ch)
-        out[i] = cat in ("Cc", "Cs") or (cat == "Cf" and ch not in _JOINERS and ch not in _PREPENDED)
-    return out
-
-
-def strip_hidden(text: str) -> str:
-    """The text without invisible controls (see :func:`_hidden`); emoji are kept whole."""
-    if text.isascii():
-        return text if text.isprintable() else "".join(ch for ch in text if " " <= ch < "\x7f" or ch in "\t\n")
-    return "".join(ch for ch, hide in zip(text, _hidden(text), strict=True) if not hide)
-
 
 _TURNS = Turn.__table__
 _SESSIONS = ChatSession.__table__
@@ -130,25 +98,8 @@ class ConversationOver(LabError, RuntimeError):
     """The conversation has ended; nothing more can be sent."""
 
 
-def clean_message(text: str | None, max_chars: int) -> str:
-    """Strip invisible control characters (emoji are kept whole); refuse empty and oversized messages.
-
-    Args:
-        text: What the participant typed.
-        max_chars: The study's limit.
-
-    Returns:
-        The text as stored (newlines and tabs kept).
-
-    Raises:
-        MessageRejected: empty, whitespace-only or longer than ``max_chars``.
-    """
-    cleaned = strip_hidden((text or "").replace("\r\n", "\n").replace("\r", "\n"))
-    if not cleaned.strip():
-        raise MessageRejected("Please write a message before sending.")
-    if len(cleaned) > max_chars:
-        raise MessageRejected(f"Your message is {len(cleaned):,} characters long; the limit is {max_chars:,}. Please shorten it.")
-    return cleaned
+class NoConversation(LabError, LookupError):
+    """A conversation id the database does not have."""
 
 
 @dataclass(frozen=True)
@@ -171,33 +122,6 @@ class TurnView:
         return cls(t.id, t.index, t.role, t.source, t.content, t.model_content, list(t.shards or []), t.partial, t.error)
 
 
-@dataclass(frozen=True)
-class Setup:
-    """What a conversation is made of, resolved once from a study version.
-
-    Many conversations share one (a simulated grid starts hundreds from a handful), so the
-    lookups and the item's parsing are done once; :func:`resolve_setup` makes it.
-    """
-
-    study_id: int
-    item_id: int
-    item_key: str
-    item: Item
-    """The parsed item."""
-    condition_id: int
-    condition_key: str
-    condition: ConditionSpec
-    model: str
-    """The model under test (the condition's, or the override)."""
-    params: dict[str, Any]
-    mediator: ModelSpec | None
-    """The mediator model of a ``mediator`` condition."""
-    turn_limit: int
-    max_message_chars: int
-    carried_cards: rules.CarriedCards = "ask"
-    """The study's rule for a message that carries more than one new card."""
-
-
 @dataclass
 class Conversation:
     """One conversation (a ``session`` row) under its condition.
@@ -207,14 +131,8 @@ class Conversation:
 
     engine: Engine
     session_id: int
-    item: Item
-    condition: ConditionSpec
-    condition_key: str
-    model: str
-    params: dict[str, Any]
-    mediator: ModelSpec | None
-    turn_limit: int
-    max_message_chars: int
+    setup: Setup
+    """What the conversation is made of: item, condition, models, the study's limits."""
     status: str
     outcome: str | None
     turns: list[TurnView] = field(default_factory=list)
@@ -225,8 +143,6 @@ class Conversation:
     timeout: float = 120.0
     participant_id: int | None = None
     """Who converses (None only for conversations built by hand in tests)."""
-    carried_cards: rules.CarriedCards = "ask"
-    """What a participant message carrying more than one new card gets (``plan.carried_cards``)."""
     group: GroupCommit | None = None
     """Shares the commits of this conversation's turns with others on the same event loop
     (batch simulation); None commits each turn on its own. Used by the ``a``-methods."""
@@ -235,16 +151,20 @@ class Conversation:
 
     @classmethod
     def load(cls, engine: Engine, session_id: int, *, autolabel: bool = True) -> Conversation:
-        """Rebuild a conversation from the database (after a refresh, in another process…)."""
+        """Rebuild a conversation from the database (after a refresh, in another process…).
+
+        Raises:
+            NoConversation: no conversation has that id.
+        """
         with Session(engine) as s:
             chat = s.get(ChatSession, session_id)
             if chat is None:
-                raise LookupError(f"no conversation {session_id}")
+                raise NoConversation(f"no conversation {session_id}: check the id (the monitor and exports list them)")
             study = s.get(Study, chat.study_id)
             cond_row = s.get(Condition, chat.condition_id)
             item_row = s.get(ItemRow, chat.item_id)
             assert study is not None and cond_row is not None and item_row is not None
-            setup = _setup(study, item_row, cond_row, chat.model, dict(chat.model_params or {}))
+            setup = setup_of(study, item_row, cond_row, chat.model, dict(chat.model_params or {}))
             turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.index))]
             conv = cls._of(engine, session_id, setup, chat.participant_id, autolabel=autolabel)
             conv.status, conv.outcome, conv.turns = chat.status, chat.outcome, turns
@@ -302,23 +222,49 @@ class Conversation:
     @classmethod
     def _of(cls, engine: Engine, session_id: int, setup: Setup, participant_id: int, *, autolabel: bool) -> Conversation:
         """An active conversation with no turns yet (the caller fills in what it read)."""
-        return cls(
-            engine=engine,
-            session_id=session_id,
-            item=setup.item,
-            condition=setup.condition,
-            condition_key=setup.condition_key,
-            model=setup.model,
-            params=dict(setup.params),
-            mediator=setup.mediator,
-            turn_limit=setup.turn_limit,
-            max_message_chars=setup.max_message_chars,
-            carried_cards=setup.carried_cards,
-            status="active",
-            outcome=None,
-            autolabel=autolabel,
-            participant_id=participant_id,
-        )
+        return cls(engine, session_id, setup, "active", None, autolabel=autolabel, participant_id=participant_id)
+
+    # --- what it is made of -------------------------------------------------------------
+
+    @property
+    def item(self) -> Item:
+        """The item conversed about."""
+        return self.setup.item
+
+    @property
+    def condition(self) -> ConditionSpec:
+        """The condition it runs under."""
+        return self.setup.condition
+
+    @property
+    def condition_key(self) -> str:
+        """The condition's name in the spec."""
+        return self.setup.condition_key
+
+    @property
+    def model(self) -> str:
+        """The model under test."""
+        return self.setup.model
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The model's parameters (a copy: a call may not change the setup, which others share)."""
+        return dict(self.setup.params)
+
+    @property
+    def mediator(self) -> ModelSpec | None:
+        """The mediator model of a ``mediator`` condition."""
+        return self.setup.mediator
+
+    @property
+    def turn_limit(self) -> int:
+        """The study's limit of user messages per conversation."""
+        return self.setup.turn_limit
+
+    @property
+    def max_message_chars(self) -> int:
+        """The study's limit of characters per message."""
+        return self.setup.max_message_chars
 
     # --- state ------------------------------------------------------------------------
 
@@ -357,16 +303,15 @@ class Conversation:
         """The canonical first user message for this condition."""
         return rules.opening(self.reveal, self.item, self.condition)
 
-    def shards_for_message(self, requested: list[int] | None) -> list[int]:
-        """Which shards a new user message reveals (:func:`lab.reveal.message_shards`).
+    @property
+    def progress(self) -> rules.Progress:
+        """Where the conversation stands for the rules of its next message."""
+        return rules.Progress(self.reveal, self.shards, self.opening(), self.turns)
 
-        Raises:
-            MessageRejected: more than one new shard, or an unknown shard.
-        """
-        first = self.user_turns == 0
-        return rules.message_shards(
-            self.shards, self.revealed, requested, first=first, reveal=self.reveal, item=self.item, condition=self.condition
-        )
+    @property
+    def at_turn_limit(self) -> bool:
+        """The participant has sent as many messages as the study allows."""
+        return self.user_turns >= self.turn_limit
 
     def over_reason(self) -> str | None:
         """Why the conversation is over, or None while it goes on."""
@@ -374,7 +319,7 @@ class Conversation:
             return self.outcome or self.status
         if self.awaiting_reply:
             return None
-        if self.user_turns >= self.turn_limit and any(t.role == "assistant" and not t.error for t in self.turns):
+        if self.at_turn_limit and any(t.role == "assistant" and not t.error for t in self.turns):
             return "turn_limit"
         return None
 
@@ -406,7 +351,7 @@ class Conversation:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _write(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
+    def record(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
         """Insert a turn after the last one known; on a clash with another writer, reload and retry.
 
         Args:
@@ -427,17 +372,17 @@ class Conversation:
             return self._append(turn_id, index, fields)
         raise AssertionError("unreachable")
 
-    async def _awrite(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
-        """As :meth:`_write`, sharing the commit through :attr:`group` when there is one."""
+    async def arecord(self, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
+        """As :meth:`record`, sharing the commit through :attr:`group` when there is one."""
         if self.group is None:
-            return self._write(then=then, **fields)
+            return self.record(then=then, **fields)
         index = (self.turns[-1].index if self.turns else 0) + 1
         try:
             turn_id = await self.group.insert_turn({"session_id": self.session_id, "index": index, **fields}, then)
         except IntegrityError:
             # Another writer took the index: continue after its turns, on our own.
             self.refresh()
-            return self._write(then=then, **fields)
+            return self.record(then=then, **fields)
         return self._append(turn_id, index, fields)
 
     def _append(self, turn_id: int, index: int, fields: dict[str, Any]) -> TurnView:
@@ -455,7 +400,7 @@ class Conversation:
         self.turns.append(view)
         return view
 
-    def _update(self, view: TurnView, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
+    def amend(self, view: TurnView, *, then: AfterWrite | None = None, **fields: Any) -> TurnView:
         """Complete a turn written earlier (a streamed reply's checkpoint)."""
         with self.engine.begin() as conn:
             conn.execute(_TURNS.update().where(_TURNS.c.id == view.id), fields)
@@ -478,11 +423,12 @@ class Conversation:
 
     def send(
         self,
-        text: str,
+        text: str | None,
         shards: list[int] | None = None,
         *,
         source: str = "participant",
         client: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> TurnView:
         """Commit a user message (before any model call).
 
@@ -492,67 +438,67 @@ class Conversation:
                 which reveals the opening).
             source: ``participant`` or ``simulator``.
             client: Browser timing (typing started, edits).
+            strict: The participant page's rules: a text with control characters is
+                refused rather than cleaned, and only the cards on offer may be picked.
 
         Returns:
             The committed turn.
 
         Raises:
-            MessageRejected: empty, too long, or revealing more than one new shard.
+            MessageRejected: by the rules of :meth:`lab.reveal.Progress.read`.
             ConversationOver: the conversation has ended or reached its turn limit.
         """
-        fields, then = self._user_turn(text, shards, source, client)
-        return self._write(then=then, **fields)
+        fields, then = self._user_turn(text, shards, source, client, strict)
+        return self.record(then=then, **fields)
 
     async def asend(
         self,
-        text: str,
+        text: str | None,
         shards: list[int] | None = None,
         *,
         source: str = "participant",
         client: dict[str, Any] | None = None,
     ) -> TurnView:
         """As :meth:`send`, on the event loop, sharing the commit through :attr:`group`."""
-        fields, then = self._user_turn(text, shards, source, client)
-        return await self._awrite(then=then, **fields)
+        fields, then = self._user_turn(text, shards, source, client, False)
+        return await self.arecord(then=then, **fields)
 
     def _user_turn(
-        self, text: str, shards: list[int] | None, source: str, client: dict[str, Any] | None
+        self, text: str | None, shards: list[int] | None, source: str, client: dict[str, Any] | None, strict: bool
     ) -> tuple[dict[str, Any], AfterWrite | None]:
         """The columns of a user message once the rules allow it, and the detection to log (see :meth:`send`).
 
-        A participant's text is read for cards it carries beyond the one picked
-        (:func:`lab.reveal.check_cards`); what is found is logged as a ``cards`` event
-        with the turn. Simulated participants are checked by the simulator's own rules.
+        The message is read once, by :meth:`lab.reveal.Progress.read`; what a
+        participant's text was found to carry is logged as a ``cards`` event with the turn
+        (or alone, marked ``refused``, when it is refused for it).
         """
         if self.status != "active":
             raise ConversationOver("This conversation has ended.")
-        if self.user_turns >= self.turn_limit:
+        if self.at_turn_limit:
             raise ConversationOver(f"This conversation has reached its limit of {self.turn_limit} messages.")
-        content = clean_message(text, self.max_message_chars)
-        revealing = self.shards_for_message(shards)
-        done, first = self.revealed, self.user_turns == 0
-        then: AfterWrite | None = None
-        if source == "participant":
-            check = rules.check_cards(
-                self.shards, done, revealing, content, first=first, reveal=self.reveal, policy=self.carried_cards
+        try:
+            message = self.progress.read(
+                text,
+                shards,
+                source=source,
+                policy=self.setup.carried_cards,
+                max_chars=self.max_message_chars,
+                exact=strict,
+                offered_only=strict,
             )
-            found = check.record()
-            if check.refusal is not None:
-                self.log_event("cards", {**(found or {}), "turn": None, "refused": True})
-                raise MessageRejected(check.refusal)
-            revealing = check.shards
-            if found is not None:
-                then = self._cards_event(found)
+        except rules.CardsRefused as refused:
+            self.log_event("cards", {**(refused.found or {}), "turn": None, "refused": True})
+            raise
         fields: dict[str, Any] = {
             "role": "user",
             "source": source,
-            "content": content,
-            "model_content": rules.snowball_content(self.reveal, self.shards, done, revealing, content, first=first),
-            "shards": revealing,
+            "content": message.content,
+            "model_content": message.model_content,
+            "shards": message.shards,
         }
         if client is not None:
             fields["client"] = client
-        return fields, then
+        return fields, self._cards_event(message.found) if message.found is not None else None
 
     def _cards_event(self, found: dict[str, list[int]]) -> AfterWrite:
         """Log what a message's text was found to carry, in the transaction that writes the turn."""
@@ -582,7 +528,11 @@ class Conversation:
 
     def send_recap(self) -> TurnView:
         """Write the lab-made recap turn restating every shard (RECAP)."""
-        return self._write(role="user", source="lab", content=rules.recap_text(self.shards), shards=[])
+        return self.record(role="user", source="lab", content=rules.recap_text(self.shards), shards=[])
+
+    def recap_if_due(self) -> TurnView | None:
+        """Send the RECAP turn when it is due (:meth:`recap_due`); the turn sent, else None."""
+        return self.send_recap() if self.recap_due() else None
 
     def _mediator_request(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
         assert self.mediator is not None
@@ -599,11 +549,13 @@ class Conversation:
         logged = params | {"prompt_version": MEDIATOR_PROMPT_VERSION}
         if result is None:
             assert error is not None
-            self._write(
+            self.record(
                 role="mediator", source="model", content="", model=self.mediator.model, params=logged, error=error.message
             )
             return []
-        self._write(role="mediator", source="model", content=result.text, model=result.model, params=logged, **_metrics(result))
+        self.record(
+            role="mediator", source="model", content=result.text, model=result.model, params=logged, **completion_metrics(result)
+        )
         # An empty rewrite would leave the assistant nothing to answer: it sees the transcript instead.
         return self.system_message() + [{"role": "user", "content": result.text.strip() or request[1]["content"]}]
 
@@ -634,6 +586,18 @@ class Conversation:
         """The whole reply of the model under test, not streamed."""
         messages = yield from self._view()
         return (yield _Call(self.model, messages, dict(self.params)))
+
+    def model_view(self) -> list[dict[str, str]]:
+        """What the model under test is sent next, the mediator's rewrite made first (blocking)."""
+        return self._run(self._view())
+
+    def complete(self) -> llm.Completion:
+        """The model's whole next reply, not streamed (blocking); nothing is written but the mediator's turn."""
+        return self._run(self._answer())
+
+    async def acomplete(self) -> llm.Completion:
+        """As :meth:`complete`, on the event loop."""
+        return await self._arun(self._answer())
 
     def _run(self, steps: _Steps[_T]) -> _T:
         """Make the model calls of ``steps`` one after another, blocking; return their result."""
@@ -758,243 +722,6 @@ class Conversation:
         return record
 
 
-def _metrics(result: llm.Completion) -> dict[str, Any]:
-    return {
-        "tokens_in": result.tokens_in,
-        "tokens_out": result.tokens_out,
-        "cost": result.cost,
-        "latency_ms": result.latency_ms,
-        "ttft_ms": result.ttft_ms,
-        "finish_reason": result.finish_reason,
-        "partial": result.partial,
-        "first_token_at": result.first_token_at,
-        "last_token_at": result.ended_at,
-    }
-
-
-class Reply:
-    """An assistant reply in progress; iterate it for text pieces.
-
-    The assistant turn is inserted at the first piece (``partial``) and checkpointed every
-    half second, then completed with usage and timing. Stopping the iteration keeps what
-    arrived as a partial turn; a provider error, or a reply that ends with no text, is
-    committed as an error turn and raised as :class:`lab.llm.ModelError`.
-    """
-
-    def __init__(self, conv: Conversation, *, stream: bool) -> None:
-        self.conv = conv
-        self.stream = stream
-        self.turn: TurnView | None = None
-        self.error: llm.ModelError | None = None
-        self._text = ""
-        self._last_checkpoint = 0.0
-
-    @property
-    def text(self) -> str:
-        """Text received so far."""
-        return self._text
-
-    def __iter__(self) -> Generator[str, None, None]:
-        conv = self.conv
-        self._started = utcnow()
-        try:
-            if not self.stream:
-                result = conv._run(conv._answer())
-            else:
-                st = llm.stream(conv.model, conv._run(conv._view()), dict(conv.params), timeout=conv.timeout)
-        except llm.ModelError as e:
-            self.error = e
-            self._fail(e)
-            raise
-        if not self.stream:
-            self._text = result.text
-            self._finish(result)
-            if self.error is not None:
-                raise self.error
-            yield result.text
-            return
-        try:
-            for piece in st:
-                self._text += piece
-                self._checkpoint()
-                yield piece
-        except llm.ModelError as e:
-            self.error = e
-            self._fail(e)
-            raise
-        finally:
-            # Also runs when the reader stops early (GeneratorExit): what arrived is kept as partial.
-            if self.error is None:
-                st.close()
-                self._finish(st.completion)
-        if self.error is not None:
-            raise self.error  # the model returned no text (see _completed)
-
-    def consume(self) -> TurnView:
-        """Read the whole reply; returns the committed turn (an error turn on failure)."""
-        try:
-            for _ in self:
-                pass
-        except llm.ModelError:
-            pass
-        assert self.turn is not None
-        return self.turn
-
-    def _checkpoint(self) -> None:
-        now = time.monotonic()
-        if self.turn is None:
-            self.turn = self.conv._write(
-                role="assistant",
-                source="model",
-                content=self._text,
-                model=self.conv.model,
-                params=self.conv.params,
-                partial=True,
-                sent_at=self._started,
-                first_token_at=utcnow(),
-            )
-            self._last_checkpoint = now
-        elif now - self._last_checkpoint >= CHECKPOINT_SECONDS:
-            self.turn = self.conv._update(self.turn, content=self._text)
-            self._last_checkpoint = now
-
-    def _judge(self, fields: dict[str, Any]) -> AutoLabels | None:
-        """Judge a reply before it is written, so that the reply and its labels commit together."""
-        if not self.conv.autolabel or fields.get("error") is not None:
-            return None
-        from .labels import auto_labels
-
-        return auto_labels(self.conv, fields.get("content", ""))
-
-    def _judged(self, auto: AutoLabels | None) -> None:
-        if auto is not None and self.turn is not None:
-            self.conv.verdicts[self.turn.id] = (auto.code, auto.score)
-
-    def _store(self, **fields: Any) -> None:
-        conv = self.conv
-        auto = self._judge(fields)
-        then = auto.write if auto is not None else None
-        if self.turn is None:
-            self.turn = conv._write(
-                role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields
-            )
-        else:
-            self.turn = conv._update(self.turn, then=then, **fields)
-        self._judged(auto)
-
-    async def arun(self) -> TurnView:
-        """Get the whole reply at once on the event loop and commit it (an error turn on failure)."""
-        conv = self.conv
-        self._started = utcnow()
-        try:
-            result = await conv._arun(conv._answer())
-        except llm.ModelError as e:
-            self.error = e
-            await self._astore(**self._failure(e))
-        else:
-            self._text = result.text
-            await self._astore(**self._completed(result))
-        assert self.turn is not None
-        return self.turn
-
-    async def _astore(self, **fields: Any) -> None:
-        """Write the whole reply at once (nothing was checkpointed), sharing the commit."""
-        conv = self.conv
-        assert self.turn is None
-        auto = self._judge(fields)
-        self.turn = await conv._awrite(
-            role="assistant",
-            source="model",
-            model=conv.model,
-            params=conv.params,
-            sent_at=self._started,
-            then=auto.write if auto is not None else None,
-            **fields,
-        )
-        self._judged(auto)
-
-    def _finish(self, result: llm.Completion) -> None:
-        self._store(**self._completed(result))
-
-    def _completed(self, result: llm.Completion) -> dict[str, Any]:
-        """The columns of a reply that ended; one that ended with no text is a failure.
-
-        An empty (or whitespace-only) reply answers nothing: stored as an ordinary turn it
-        would read as an answer and show as an empty bubble. It is stored like a provider
-        error (content ``''``, ``error`` set, :attr:`error` set so the reader raises it),
-        keeping the call's usage and finish reason, which the call did produce. A reply the
-        reader stopped before any text arrived is a cut reply, not an empty one.
-        """
-        fields: dict[str, Any] = {"content": result.text, **_metrics(result)}
-        if result.partial or result.text.strip():
-            return fields
-        self.error = llm.ModelError("empty_reply", f"{result.model} returned no text.")
-        return fields | {"content": "", "error": self.error.message}
-
-    def _failure(self, e: llm.ModelError) -> dict[str, Any]:
-        return {"content": self._text, "error": e.message, "partial": bool(self._text), "finish_reason": "error"}
-
-    def _fail(self, e: llm.ModelError) -> None:
-        self._store(**self._failure(e))
-
-
-def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, model_override: str | None = None) -> Setup:
-    """Look up what a conversation of one item under one condition is made of.
-
-    Args:
-        s: Open session.
-        study: The study version.
-        item_key: The item's id in the study.
-        condition_key: The condition's name in the spec.
-        model_override: A model id of the spec, or a litellm string, replacing the
-            condition's model (pilots, simulation grids and the ``chat`` command).
-
-    Raises:
-        LookupError: unknown item or condition; ValueError: the condition does not fit the item.
-    """
-    d = definition(study)
-    if condition_key not in d.spec.conditions:
-        raise LookupError(f"unknown condition '{condition_key}' (study has: {', '.join(d.spec.conditions)})")
-    cond = d.spec.conditions[condition_key]
-    item_row = s.scalar(select(ItemRow).where(ItemRow.study_id == study.id, ItemRow.key == item_key))
-    if item_row is None:
-        raise LookupError(f"unknown item '{item_key}'")
-    cond_row = s.scalar(select(Condition).where(Condition.study_id == study.id, Condition.key == condition_key))
-    assert cond_row is not None
-    model_spec = d.spec.models[cond.model]
-    model, params = model_spec.model, dict(model_spec.params)
-    if model_override:
-        if model_override in d.spec.models:
-            model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
-        else:
-            model, params = model_override, {}
-    setup = _setup(study, item_row, cond_row, model, params)
-    if not cond.applies_to(setup.item):
-        raise ValueError(f"condition '{condition_key}' does not apply to item '{item_key}' ({setup.item.kind})")
-    return setup
-
-
-def _setup(study: Study, item_row: ItemRow, cond_row: Condition, model: str, params: dict[str, Any]) -> Setup:
-    """A setup from the rows of a study version and the model actually called."""
-    d = definition(study)
-    cond = d.spec.conditions[cond_row.key]
-    return Setup(
-        study_id=study.id,
-        item_id=item_row.id,
-        item_key=item_row.key,
-        item=parse_item(item_row.payload, item_row.key),
-        condition_id=cond_row.id,
-        condition_key=cond_row.key,
-        condition=cond,
-        model=model,
-        params=params,
-        mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
-        turn_limit=d.spec.plan.turn_limit,
-        max_message_chars=d.spec.plan.max_message_chars,
-        carried_cards=d.spec.plan.carried_cards,
-    )
-
-
 def start_session(
     s: Session,
     participant: Participant,
@@ -1019,7 +746,8 @@ def start_session(
             condition's model (pilots and the ``chat`` command).
 
     Raises:
-        LookupError: unknown item or condition; ValueError: the condition does not fit the item.
+        lab.setup.UnknownName: unknown item or condition.
+        lab.setup.ConditionMismatch: the condition does not fit the item.
     """
     study = s.get(Study, participant.study_id)
     assert study is not None

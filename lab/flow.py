@@ -47,11 +47,11 @@ from sqlalchemy.orm import Session
 
 from .assign import assign, cells
 from .db import reachable
-from .dialogue import Conversation, MessageRejected, TurnView, clean_message, start_session
+from .dialogue import Conversation, TurnView, start_session
 from .errors import LabError
 from .links import PROLIFIC_PARAMS
 from .participants import by_token, create_participant, new_token
-from .reveal import GO_AHEAD, requested_shard
+from .reveal import MessageRejected, as_sent, clean_message, screen_message  # noqa: F401  (screen_message: re-exported)
 from .schema import ChatSession, Event, Participant, Response, Study, utcnow
 from .spec import QuestionSpec, StudyDefinition
 from .studies import definition, latest
@@ -109,6 +109,18 @@ class AnswersRejected(LabError, ValueError):
     """Survey answers that cannot be saved, with the sentence to show."""
 
 
+class NoParticipant(LabError, LookupError):
+    """A participant id the database does not have."""
+
+
+class NotChatting(LabError, LookupError):
+    """A participant asked for a conversation while at another step."""
+
+
+class OutcomeRefused(LabError, ValueError):
+    """An ending a participant cannot choose."""
+
+
 @dataclass(frozen=True)
 class Visit:
     """Who a link resolved to."""
@@ -138,10 +150,12 @@ class Card:
     id: int
     """Shard id (0 for a task shown whole)."""
     text: str
-    state: Literal["start", "shared", "available", "locked", "held", "asked"]
-    """start: opens the conversation; shared: already told; available: may be shared
-    now; locked: may be shared after the first message; held: share only when the
-    assistant asks for it (ON_REQUEST); asked: the assistant asked for it."""
+    state: Literal["start", "shared", "partly", "available", "locked", "held", "asked"]
+    """start: opens the conversation; shared: already told; partly: a task shown whole
+    of which the messages so far carry only some pieces; available: may be shared now
+    (a task shown whole: none of it is in the messages yet); locked: may be shared after
+    the first message; held: share only when the assistant asks for it (ON_REQUEST);
+    asked: the assistant asked for it."""
 
 
 @dataclass(frozen=True)
@@ -286,12 +300,12 @@ class Flow:
         """The flow of a participant.
 
         Raises:
-            LookupError: no such participant.
+            NoParticipant: no such participant.
         """
         with Session(engine) as s:
             p = s.get(Participant, participant_id)
             if p is None:
-                raise LookupError(f"no participant {participant_id}")
+                raise NoParticipant(f"no participant {participant_id}: check the id (the monitor lists participants)")
             study = s.get(Study, p.study_id)
             assert study is not None
             return cls(engine, p.id, study.id, definition(study))
@@ -389,7 +403,7 @@ class Flow:
         """The conversation of the current item, started on first use.
 
         Raises:
-            LookupError: the participant is not at a chat step.
+            NotChatting: the participant is not at a chat step.
         """
         # Most page runs find the conversation started and the participant seen lately, and
         # only read: the write (a whole-database lock on SQLite) is taken to start a
@@ -412,13 +426,13 @@ class Flow:
         """The current item's conversation (None when it is still to start) and when its participant was last marked active.
 
         Raises:
-            LookupError: the participant is not at a chat step.
+            NotChatting: the participant is not at a chat step.
         """
         p = s.get(Participant, self.participant_id)
         assert p is not None
         step = self._step(s, p)
         if step.kind != "chat":
-            raise LookupError(f"participant {p.id} is not chatting (step {step.kind})")
+            raise NotChatting(f"participant {p.id} is not chatting (step {step.kind}); reload the page to see where they are")
         seen = p.updated_at if p.updated_at.tzinfo is not None else p.updated_at.replace(tzinfo=UTC)
         return step.session_id, seen
 
@@ -429,10 +443,10 @@ class Flow:
         conversation, so the probe cannot influence it.
 
         Raises:
-            ValueError: an outcome a participant cannot choose.
+            OutcomeRefused: an outcome a participant cannot choose.
         """
         if outcome not in PARTICIPANT_OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(PARTICIPANT_OUTCOMES)}")
+            raise OutcomeRefused(f"outcome '{outcome}' cannot be chosen: use one of {', '.join(PARTICIPANT_OUTCOMES)}")
         conv.finish(outcome)
         conv.run_probe()
         return self.step()
@@ -526,8 +540,12 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
         choice and text as text); unanswered optional questions are left out.
 
     Raises:
-        AnswersRejected: naming the first unanswered required question or invalid answer.
+        AnswersRejected: naming every unanswered required question, or the first invalid answer.
     """
+    questions = list(questions)
+    unanswered = [q.text for q in questions if q.required and _blank(answers.get(q.key))]
+    if unanswered:
+        raise AnswersRejected("Please answer " + _quoted_list(unanswered) + ".")
     out: dict[str, Any] = {}
     for q in questions:
         raw = answers.get(q.key)
@@ -572,6 +590,16 @@ def check_answers(questions: Iterable[QuestionSpec], answers: Mapping[str, Any])
     return out
 
 
+def _blank(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+def _quoted_list(texts: list[str]) -> str:
+    """``"a"``, ``"a" and "b"``, ``"a", "b" and "c"``."""
+    quoted = [f'"{t}"' for t in texts]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
 # --- the chat ---------------------------------------------------------------------------
 
 
@@ -583,37 +611,36 @@ def presentation(conv: Conversation) -> Literal["whole", "question", "pieces", "
     """
     if conv.item.kind == "presupposition":
         return "question"
-    if _whole_task(conv):
+    if conv.progress.whole:
         return "whole"
     return "on_request" if conv.reveal == "ON_REQUEST" else "pieces"
 
 
-def _whole_task(conv: Conversation) -> bool:
-    """The task is shown whole (FULL, CONCAT, or an item with a single piece)."""
-    return conv.reveal in ("FULL", "CONCAT") or len(conv.shards) == 1
-
-
 def requested_card(conv: Conversation) -> int | None:
-    """ON_REQUEST: the held card the assistant's latest reply asks for, if any."""
-    if conv.reveal != "ON_REQUEST" or conv.user_turns == 0 or conv.awaiting_reply:
-        return None
-    last = next((t for t in reversed(conv.turns) if t.role == "assistant" and t.error is None), None)
-    if last is None:
-        return None
-    shard = requested_shard(last.content, conv.remaining)
-    return shard.id if shard is not None else None
+    """ON_REQUEST: the held card the assistant's latest reply asks for, if any (:meth:`lab.reveal.Progress.requested`)."""
+    return conv.progress.requested()
 
 
 def cards(conv: Conversation) -> list[Card]:
     """The task as cards: one card for a task shown whole, else one card per shard."""
-    started = conv.user_turns > 0
-    if _whole_task(conv):
-        return [Card(0, conv.opening().text, "shared" if started else "start")]
-    revealed = conv.revealed
-    asked = requested_card(conv)
-    first = conv.shards[0].id
+    progress = conv.progress
+    started = progress.user_turns > 0
+    revealed = progress.revealed
+    if progress.whole:
+        # What the messages gave the model, as recorded: a message in the participant's
+        # own words that carries none of the task does not share it.
+        told = [i for i in progress.opening.shards if i in revealed]
+        if not started:
+            whole = "start"
+        elif len(told) == len(progress.opening.shards):
+            whole = "shared"
+        else:
+            whole = "partly" if told else "available"
+        return [Card(0, progress.opening.text, whole)]  # type: ignore[arg-type]
+    asked = progress.requested()
+    first = progress.shards[0].id
     out = []
-    for shard in conv.shards:
+    for shard in progress.shards:
         if shard.id in revealed:
             state = "shared"
         elif shard.id == first:
@@ -627,40 +654,39 @@ def cards(conv: Conversation) -> list[Card]:
 
 
 def card_choices(conv: Conversation) -> list[int]:
-    """Cards the next message may share (the first message shares the opening by itself)."""
-    if conv.user_turns == 0 or _whole_task(conv):
-        return []
-    if conv.reveal == "ON_REQUEST":
-        asked = requested_card(conv)
-        return [asked] if asked is not None else []
-    return [s.id for s in conv.remaining]
+    """Cards the next message may share (:meth:`lab.reveal.Progress.choices`)."""
+    return conv.progress.choices()
+
+
+def offered(card: Card, choices: list[int]) -> bool:
+    """Whether a card may be put in the next message (its text goes in the box as written).
+
+    Args:
+        card: One of :func:`cards`.
+        choices: :func:`card_choices` of the same conversation.
+    """
+    unshared_whole = card.id == 0 and card.state in ("available", "partly")
+    return card.state in ("start", "asked") or card.id in choices or unshared_whole
 
 
 def go_ahead_text(conv: Conversation) -> str | None:
     """ON_REQUEST: the suggested reply when the assistant asked for nothing held back."""
-    if conv.reveal != "ON_REQUEST" or conv.user_turns == 0 or not conv.remaining or requested_card(conv) is not None:
-        return None
-    return GO_AHEAD
+    return conv.progress.go_ahead()
 
 
-def screen_message(text: str | None, max_chars: int) -> str:
-    """Refuse what the lab will not send: empty, too long, or with control characters.
+def at_limit(conv: Conversation) -> bool:
+    """The participant has sent every message the task allows and the last one has its reply.
 
-    Raises:
-        MessageRejected: with the sentence to show.
+    A failed last reply is not the end: it can still be retried.
     """
-    cleaned = clean_message(text, max_chars)
-    normalized = (text or "").replace("\r\n", "\n").replace("\r", "\n")
-    if cleaned != normalized:
-        raise MessageRejected(
-            "Your message contained invisible control characters. They have been removed: "
-            "please check the message below and send it again."
-        )
-    return cleaned
+    return conv.at_turn_limit and not failed_reply(conv)
 
 
 def send_message(conv: Conversation, text: str | None, card: int | None = None, client: dict[str, Any] | None = None) -> TurnView:
     """Commit a participant's message (before any model call).
+
+    The message passes every rule once (:meth:`lab.reveal.Progress.read`, the page's
+    strict rules: control characters are refused, only cards on offer may be picked).
 
     Args:
         conv: The current conversation.
@@ -676,16 +702,22 @@ def send_message(conv: Conversation, text: str | None, card: int | None = None, 
             busy timeout (:data:`MESSAGE_NOT_SAVED`); nothing was stored, so the same
             message can be sent again.
     """
-    content = screen_message(text, conv.max_message_chars)
-    shards: list[int] = []
-    if card and conv.user_turns > 0:
-        if card not in card_choices(conv) and card not in conv.revealed:
-            if conv.reveal == "ON_REQUEST":
-                raise MessageRejected(f"Card {card} can be shared only when the assistant asks for it.")
-            raise MessageRejected(f"Card {card} cannot be shared now.")
-        shards = [card]
     with reachable(MESSAGE_NOT_SAVED):
-        return conv.send(content, shards, source="participant", client=client)
+        return _send(conv, text, card, client)
+
+
+def send_to(engine: Engine, session_id: int, text: str | None, card: int | None, client: dict[str, Any] | None) -> TurnView:
+    """As :func:`send_message`, loading the conversation first (the page's one call per message).
+
+    Raises:
+        lab.db.DatabaseUnavailable: loading or sending could not reach the database.
+    """
+    with reachable(MESSAGE_NOT_SAVED):
+        return _send(Conversation.load(engine, session_id), text, card, client)
+
+
+def _send(conv: Conversation, text: str | None, card: int | None, client: dict[str, Any] | None) -> TurnView:
+    return conv.send(text, [card] if card else [], source="participant", client=client, strict=True)
 
 
 def stored_after_all(conv: Conversation, text: str | None, sent_before: int) -> bool:
@@ -702,8 +734,7 @@ def stored_after_all(conv: Conversation, text: str | None, sent_before: int) -> 
     if conv.user_turns <= sent_before:
         return False
     last = next((t for t in reversed(conv.turns) if t.role == "user" and t.source == "participant"), None)
-    # screen_message stores a message exactly as written, line endings normalized.
-    return last is not None and last.content == (text or "").replace("\r\n", "\n").replace("\r", "\n")
+    return last is not None and last.content == as_sent(text)
 
 
 def transcript(conv: Conversation, *, live: bool = False) -> list[TurnView]:

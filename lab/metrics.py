@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
 
 from .analysis_data import AnalysisData, resolve_labels
+from .reveal import INCREMENTAL
 
 SMALL_CELL = 5
 """Cells with fewer conversations than this are flagged ``small``."""
@@ -64,7 +65,7 @@ GROUNDING_ACTS = ("ACK", "CLARIFY", "CHECK", "FOLLOWUP", "DISPLAY")
 PRESUPPOSITION_CODES = ("ACCOMMODATE", "AMPLIFY", "HEDGE", "REJECT", "REJECT_CORRECT", "CLARIFY_ASSUMPTION")
 REPAIR_OUTCOMES = ("resolved", "partial", "misrepair", "unresolved")
 FIRST_ANSWER_BINS = ("0-20%", "20-40%", "40-60%", "60-80%", "80-100%", "all revealed")
-INCREMENTAL_REVEALS = ("SHARDED", "SNOWBALL", "RECAP", "ON_REQUEST")
+INCREMENTAL_REVEALS = tuple(sorted(INCREMENTAL))
 """Reveal modes in which information arrives over several turns."""
 SCORE_SOURCE = "session.score"
 """Label source named on figures computed from the automatic task score."""

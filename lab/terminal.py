@@ -20,26 +20,38 @@ from sqlalchemy import select
 
 from . import llm
 from .db import get_engine, transaction
-from .dialogue import Conversation, ConversationOver, MessageRejected, start_session
+from .dialogue import Conversation, ConversationOver, start_session
+from .errors import LabError
 from .participants import create_participant
+from .reveal import WHOLE_TASK, MessageRejected
 from .schema import Participant
+from .setup import UnknownName
 from .spec import StudyDefinition
 from .studies import definition, get_study
 
 _CARD = re.compile(r"^/(\d+)(?:\s+(.*))?$", re.S)
 
 
+class NoItemFits(LabError, LookupError):
+    """A condition that applies to none of the study's items."""
+
+
 def pick_item(d: StudyDefinition, condition: str, item_id: str | None) -> str:
-    """The requested item, or the first item the condition applies to."""
+    """The requested item, or the first item the condition applies to.
+
+    Raises:
+        UnknownName: the study has no item ``item_id``.
+        NoItemFits: no item of the study fits the condition.
+    """
     cond = d.spec.conditions[condition]
     if item_id is not None:
         if item_id not in {it.id for it in d.items}:
-            raise LookupError(f"unknown item '{item_id}'")
+            raise UnknownName(f"unknown item '{item_id}': use the id of one of the study's items")
         return item_id
     for it in d.items:
         if cond.applies_to(it):
             return it.id
-    raise LookupError(f"no item fits condition '{condition}'")
+    raise NoItemFits(f"no item of the study fits condition '{condition}': choose another --condition")
 
 
 def _show_cards(conv: Conversation, out: TextIO) -> None:
@@ -66,7 +78,9 @@ def run_chat(
         study = get_study(s, slug)
         d = definition(study)
         if condition not in d.spec.conditions:
-            raise LookupError(f"unknown condition '{condition}' (study has: {', '.join(d.spec.conditions)})")
+            raise UnknownName(
+                f"unknown condition '{condition}' (study has: {', '.join(d.spec.conditions)}); use one of those names"
+            )
         key = pick_item(d, condition, item_id)
         participant = create_participant(s, study, kind="pilot", status="active")
         chat = start_session(s, participant, key, condition, model_override=model)
@@ -76,7 +90,7 @@ def run_chat(
         f"conversation {session_id}: study '{slug}', condition '{condition}' ({conv.reveal}), item '{key}', model {conv.model}\n"
     )
     out.write("commands: /N reveals card N, /cards, /retry, /done, /quit\n\n")
-    if conv.reveal == "FULL" or conv.reveal == "CONCAT":
+    if conv.reveal in WHOLE_TASK:
         out.write("The task (send it as is with an empty line, or in your own words):\n")
         out.write(conv.opening().text + "\n\n")
     else:
@@ -85,8 +99,7 @@ def run_chat(
         out.write("\n")
     outcome = "gave_up"
     while True:
-        if conv.recap_due():
-            turn = conv.send_recap()
+        if (turn := conv.recap_if_due()) is not None:
             out.write(f"you (recap)> {turn.content}\n")
             _stream_reply(conv, out)
             continue

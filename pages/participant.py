@@ -8,15 +8,15 @@ Who is visiting and where they are come from the link and the database on every 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 import streamlit as st
 
 from lab import flow, render
 from lab.db import DatabaseUnavailable, reachable
-from lab.dialogue import Conversation, ConversationOver, MessageRejected, TurnView, clean_message
+from lab.dialogue import Conversation, ConversationOver, TurnView
 from lab.generation import GENERATIONS, Generation
+from lab.reveal import MessageRejected, clean_message
 from lab.ui import BROWSER_ACTIVITY_KEY, PAGE_UNAVAILABLE, browser_activity, engine, question_input, unavailable_notice
 
 with unavailable_notice():
@@ -39,6 +39,7 @@ GUIDE = {
 CARD_STATE = {
     "start": "start here",
     "shared": "shared ✓",
+    "partly": "partly shared",
     "available": "not shared yet",
     "locked": "share after your first message",
     "held": "share only if the assistant asks",
@@ -109,9 +110,7 @@ def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
     card = st.session_state.get(pick_key) or None
     draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
     try:
-        with reachable(flow.MESSAGE_NOT_SAVED):
-            conv = Conversation.load(ENGINE, session_id)
-        flow.send_message(conv, text, card, flow.client_timing(draft))
+        flow.send_to(ENGINE, session_id, text, card, flow.client_timing(draft))
     except DatabaseUnavailable as e:
         st.session_state[NOTICE] = str(e)
         st.session_state[UNSENT] = Unsent(session_id, text, pick_key, card, sent_before)
@@ -206,7 +205,7 @@ def show_cards(conv: Conversation, pick_key: str, active: bool) -> None:
             title = "Card" if card.id == 0 else f"Card {card.id}"
             st.markdown(f"**{title}** · {CARD_STATE[card.state]}")
             st.text(card.text)
-            if active and (card.state in ("start", "asked") or card.id in choices):
+            if active and flow.offered(card, choices):
                 st.button(
                     "Put in my message",
                     key=f"paste_{conv.session_id}_{card.id}",
@@ -277,11 +276,11 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     sid = conv.session_id
     kind = flow.presentation(conv)
     pick_key = f"pick_{sid}_{conv.user_turns}"
-    limit_reached = conv.user_turns >= conv.turn_limit
+    limit_reached = conv.at_turn_limit
     retry = st.session_state.pop(f"retry_{sid}", False) and flow.failed_reply(conv)
     gen = GENERATIONS.running(sid)
-    if gen is None and conv.recap_due():
-        conv.send_recap()
+    if gen is None:
+        conv.recap_if_due()
     if gen is None and (flow.reply_pending(conv) or retry):
         gen = GENERATIONS.start(ENGINE, sid, retry=retry)
     will_stream = gen is not None
@@ -317,7 +316,7 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
         if conv.user_turns == 0:
             first = "card 1" if kind in ("pieces", "on_request") else "your card"
             st.caption(f"Start with {first}: write it in your own words, or put it in your message.")
-        at_limit = limit_reached and not flow.failed_reply(conv)
+        at_limit = flow.at_limit(conv)
         if at_limit:
             st.info(f"You have sent the {conv.turn_limit} messages this task allows.")
         choices = [] if at_limit else flow.card_choices(conv)
@@ -338,7 +337,7 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
         if at_limit:
             if other.button("Continue without an answer", width="stretch"):
                 ending = "turn_limit"
-        elif other.button("Give up on this task", disabled=conv.user_turns == 0, width="stretch"):
+        elif other.button("Give up on this task", width="stretch"):
             ending = "gave_up"
         if ending:
             with st.spinner("Saving…"):
@@ -425,7 +424,6 @@ try:
         if st.session_state.get("page_of") != visit.participant_id:
             participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
             st.session_state["page_of"] = visit.participant_id
-            st.session_state["owner"] = uuid.uuid4().hex
 
         if current.kind == "timed_out":
             time_ran_out(participant.definition.spec.contact)

@@ -416,7 +416,7 @@ def test_full_and_concat_show_the_whole_task(sqlite_engine: Engine, condition: s
     conv = started(sqlite_engine, MODES, condition, "add").conversation()
     assert flow.presentation(conv) == "whole"
     assert flow.cards(conv) == [flow.Card(0, text, "start")]
-    assert flow.send_message(conv, "Can you add 2 and 3?", 2).shards == [1, 2, 3]
+    assert flow.send_message(conv, text, 2).shards == [1, 2, 3]
     conv.reply().consume()
     assert flow.cards(conv)[0].state == "shared" and flow.card_choices(conv) == []
 
@@ -534,3 +534,112 @@ def test_visibility_reports_become_events(sqlite_engine: Engine) -> None:
         ("page_hidden", conv.session_id, {"client_at": "2023-11-14T22:13:20+00:00"}),
         ("page_visible", conv.session_id, {"client_at": "2023-11-14T22:13:29+00:00"}),
     ]
+
+
+TEMPERATURE = """\
+slug: temperature
+title: Temperature
+consent: ok
+instructions: ok
+models:
+  bot: {model: lab/scripted, params: {script: echo}}
+conditions:
+  sharded-mediator: {model: bot, reveal: SHARDED, intervention: mediator}
+  full: {model: bot, reveal: FULL, kinds: [sharded]}
+items:
+  - id: clarify-temperature
+    kind: clarification
+    title: Convert a temperature
+    question: "Can you convert 30 degrees for me?"
+    needs_clarification: true
+    missing: [{id: 2, text: "It's 30 degrees Celsius and I want it in Fahrenheit."}]
+  - id: add
+    kind: sharded
+    shards:
+      - {id: 1, text: "Add two numbers."}
+      - {id: 2, text: "The first number is 2."}
+      - {id: 3, text: "The second number is 3."}
+    full: "Add 2 and 3."
+"""
+
+
+@pytest.mark.parametrize("text", ["Can you convert 30 degrees for me?", "I need 30 degrees converted, please."])
+def test_card_one_goes_through_though_card_two_shares_its_number(sqlite_engine: Engine, text: str) -> None:
+    f = started(sqlite_engine, TEMPERATURE, "sharded-mediator", "clarify-temperature")
+    conv = f.conversation()
+    card_one = flow.cards(conv)[0]
+    assert (card_one.id, card_one.state) == (1, "start")
+    assert flow.send_message(conv, text).shards == [1]
+    assert not [e for e in events(sqlite_engine, f.participant_id) if e.kind == "cards"]
+    conv.reply().consume()
+    assert [(c.id, c.state) for c in flow.cards(conv)] == [(1, "shared"), (2, "available")]
+
+
+def test_full_marks_shared_only_what_the_messages_gave(sqlite_engine: Engine) -> None:
+    f = started(sqlite_engine, TEMPERATURE, "full", "add")
+    conv = f.conversation()
+    assert flow.send_message(conv, "Hi, I have a small task for you.").shards == []
+    conv.reply().consume()
+    assert flow.cards(conv) == [flow.Card(0, "Add 2 and 3.", "available")]
+    assert flow.send_message(conv, "The first number is 2.").shards == [2]
+    conv.reply().consume()
+    assert flow.cards(conv)[0].state == "partly"
+    assert flow.send_message(conv, "Add 2 and 3.").shards == [1, 3]
+    conv.reply().consume()
+    assert flow.cards(conv)[0].state == "shared"
+    with Session(sqlite_engine) as s:
+        stored = s.scalars(select(Turn.shards).where(Turn.session_id == conv.session_id, Turn.role == "user")).all()
+    assert stored == [[], [2], [1, 3]]
+
+
+def test_every_unanswered_required_question_is_named() -> None:
+    questions = [q("lik", "likert", scale=5), q("yn", "yesno"), q("txt", "text", required=False), q("num", "number")]
+    with pytest.raises(AnswersRejected) as refused:
+        check_answers(questions, {"yn": " ", "txt": ""})
+    assert str(refused.value) == 'Please answer "Lik", "Yn" and "Num".'
+
+
+def test_annotators_see_as_new_only_the_shards_a_full_message_gave(sqlite_engine: Engine) -> None:
+    from annotation_data import accounts
+
+    from lab import annotation
+
+    f = started(sqlite_engine, TEMPERATURE, "full", "add")
+    conv = f.conversation()
+    flow.send_message(conv, "Hi, I have a small task for you.")
+    conv.reply().consume()
+    flow.send_message(conv, "The first number is 2.")
+    conv.reply().consume()
+    f.finish_item(conv, "answered")
+    with Session(sqlite_engine) as s, s.begin():
+        accs = accounts(s, ["ada"])
+        annotation.assign(s, "temperature", ["ada"], 1)
+        slot = annotation.claim_next(s, "temperature", accs[0].id)
+        assert slot is not None and slot.session_id == conv.session_id
+        view = annotation.conversation_view(s, slot.id, accs[0].id)
+    users = [t for t in view.turns if t.role == "user"]
+    assert [t.new_shards for t in users] == [(), ("The first number is 2.",)]
+
+
+def test_refusals_a_caller_can_cause_are_lab_errors(sqlite_engine: Engine) -> None:
+    from lab.dialogue import Conversation
+    from lab.errors import LabError
+    from lab.setup import resolve_setup
+    from lab.terminal import pick_item
+
+    f = started(sqlite_engine)
+    with pytest.raises(LabError, match="no participant 9999: check the id"):
+        Flow.load(sqlite_engine, 9999)
+    with pytest.raises(LabError, match="outcome 'won' cannot be chosen"):
+        f.finish_item(f.conversation(), "won")
+    with Session(sqlite_engine) as s:
+        study = s.get(Study, f.study_id)
+        assert study is not None
+        with pytest.raises(LabError, match="unknown condition 'nope'"):
+            resolve_setup(s, study, "add", "nope")
+        with pytest.raises(LabError, match="unknown item 'nope'"):
+            resolve_setup(s, study, "nope", "sharded")
+    with pytest.raises(LabError, match="unknown item 'nope'"):
+        pick_item(f.definition, "sharded", "nope")
+    with pytest.raises(LabError, match="no conversation 9999: check the id"):
+        Conversation.load(sqlite_engine, 9999)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -115,8 +116,52 @@ def test_check_cards_on_the_first_message_and_whole_tasks() -> None:
     assert asked.refusal is not None and "card 2" in asked.refusal
     recorded = reveal.check_cards(SHARDS, set(), [1], first, first=True, reveal="SHARDED", policy="record")
     assert recorded.shards == [1, 2] and recorded.refusal is None
-    whole = reveal.check_cards(SHARDS, set(), [1, 2, 3, 4], first, first=True, reveal="CONCAT", policy="ask")
-    assert whole.shards == [1, 2, 3, 4] and whole.record() is None
+    # FULL and CONCAT: what the message gave the model, never a refusal.
+    concat = reveal.Opening(reveal.bullet_list(SHARDS), [1, 2, 3, 4])
+    whole = reveal.check_cards(SHARDS, set(), [1, 2, 3, 4], first, first=True, reveal="CONCAT", policy="ask", opening=concat)
+    assert whole.shards == [2] and whole.refusal is None and whole.record() is None
+
+
+TEMPERATURE = [
+    Shard(id=1, text="Can you convert 30 degrees for me?"),
+    Shard(id=2, text="It's 30 degrees Celsius and I want it in Fahrenheit."),
+]
+
+
+def test_a_number_two_cards_share_does_not_stand_for_either() -> None:
+    # Card 2 holds "30 degrees" too: card 1, as written or in other words, is card 1 alone.
+    for text in ("Can you convert 30 degrees for me?", "I have 30 degrees to convert", "It's 30 degrees, convert it?"):
+        check = reveal.check_cards(TEMPERATURE, set(), [1], text, first=True, reveal="SHARDED", policy="ask")
+        assert (check.shards, check.refusal) == ([1], None), text
+    # What only card 2 holds still gives it away.
+    both = reveal.check_cards(
+        TEMPERATURE, set(), [1], "Convert 30 degrees Celsius to Fahrenheit", first=True, reveal="SHARDED", policy="ask"
+    )
+    assert both.carried == [2] and both.refusal is not None
+    assert reveal.carried_shards(TEMPERATURE, {1}, "celsius to fahrenheit, 30 of them") == [2]
+
+
+@pytest.mark.parametrize("shards", [SHARDS, TEMPERATURE], ids=["bakery", "temperature"])
+def test_a_card_sent_as_written_carries_no_other_card(shards: list[Shard]) -> None:
+    for shard in shards:
+        assert reveal.carried_shards(shards, {shard.id}, shard.text) == []
+        assert reveal.carried_shards(shards, set(), shard.text) == [shard.id]
+        assert reveal.carried_shards(shards, set(), f"  {shard.text.upper()}  thanks") == [shard.id]
+
+
+def test_a_whole_task_records_what_the_message_gave() -> None:
+    full = reveal.Opening("Work out a bakery's Saturday takings from its prices and sales.", [1, 2, 3, 4])
+
+    def whole(text: str, done: set[int] | None = None) -> list[int]:
+        done = done or set()
+        check = reveal.check_cards(SHARDS, done, [1, 2, 3, 4], text, first=not done, reveal="FULL", policy="ask", opening=full)
+        assert check.refusal is None
+        return check.shards
+
+    assert whole("Hello, can you help me with something?") == []
+    assert whole(full.text) == [1, 2, 3, 4]
+    assert whole("Muffins are $3 each, bread $5 a loaf.") == [2, 3]
+    assert whole(f"As I said: {full.text}", {2, 3}) == [1, 4]
 
 
 # --- the engine records what a message carries ---------------------------------------------------
@@ -179,6 +224,25 @@ def test_simulated_messages_are_left_to_the_simulator_checks(sqlite_engine: Engi
     conv = conversation(sqlite_engine, "ask")
     turn = conv.send("How much did the bakery take on Saturday? Muffins are $3 each.", source="simulator")
     assert turn.shards == [1] and card_events(sqlite_engine, conv.session_id) == []
+
+
+def test_a_participant_message_is_read_once(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import flow
+
+    calls: dict[str, int] = {"clean": 0, "cards": 0}
+
+    def counted(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(reveal, "strip_hidden", counted("clean", reveal.strip_hidden))
+    monkeypatch.setattr(reveal, "check_cards", counted("cards", reveal.check_cards))
+    conv = conversation(sqlite_engine, "ask")
+    flow.send_message(conv, "How much did the bakery take on Saturday?")
+    assert calls == {"clean": 1, "cards": 1}
 
 
 # --- emoji are text, hidden controls are not -------------------------------------------------------

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..items import Shard
-from ..reveal import mentions, requested_shard
+from ..reveal import ONE_PER_TURN, mentions, requested_shard
 
-SHARDED_FAMILY = frozenset({"SHARDED", "SNOWBALL", "RECAP"})
+SHARDED_FAMILY = ONE_PER_TURN
 """Reveal modes in which every later user turn should reveal one new shard."""
 
 DRIFT_KINDS: dict[str, str] = {
@@ -100,7 +100,7 @@ def check_message(
     recorded_new = [i for i in dict.fromkeys(sent) if i in by_id and i not in revealed]
     claimed_new = [i for i in claims if i in by_id and i not in revealed]
     quoted = [by_id[i].text for i in recorded_new + claimed_new]
-    given_away = [s.id for s in remaining if s.id not in claimed_new and s.id not in recorded_new and mentions(s, text)]
+    given_away = [s.id for s in remaining if s.id not in claimed_new and s.id not in recorded_new and mentions(s, text, shards)]
     new = list(dict.fromkeys(recorded_new + claimed_new + given_away))
     if len(new) > 1:
         problems.append(("two_shards", f"revealed shards {', '.join(map(str, new))} in one message"))

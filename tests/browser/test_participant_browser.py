@@ -434,3 +434,48 @@ def test_cards_are_in_view_on_a_phone(lab_server: Any, chromium: Any, tmp_path: 
         assert [t.shards for t in db_turns(lab_server, pid) if t.role == "user"] == [[1], [2]]
     finally:
         context.close()
+
+
+TEMPERATURE_SPEC = """\
+slug: temperature
+title: A card that shares a number with the next
+consent: Please read this consent text.
+instructions: Share one card per message.
+models:
+  bot: {model: lab/scripted, params: {script: echo, token_delay: 0.01}}
+conditions:
+  sharded-mediator: {model: bot, reveal: SHARDED, intervention: mediator}
+plan: {items_per_participant: 1, turn_limit: 10, max_message_chars: 4000}
+items:
+  - id: clarify-temperature
+    kind: clarification
+    title: Convert a temperature
+    question: "Can you convert 30 degrees for me?"
+    needs_clarification: true
+    missing: [{id: 2, text: "It's 30 degrees Celsius and I want it in Fahrenheit."}]
+"""
+
+
+def test_card_one_goes_through_on_a_phone_when_card_two_shares_its_number(lab_server: Any, chromium: Any) -> None:
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        pid, _ = into_chat(lab_server, page, TEMPERATURE_SPEC)
+        main = page.get_by_test_id("stMainBlockContainer")
+        main.get_by_text("It's 30 degrees Celsius and I want it in Fahrenheit.").wait_for()
+        # The way out of the task is there from the start.
+        assert main.get_by_role("button", name="Give up on this task").is_enabled()
+        main.get_by_role("button", name="Put in my message").first.click()
+        wait_for_app(page)
+        wait_until(lambda: textarea(page).input_value() == "Can you convert 30 degrees for me?")
+        textarea(page).press("Enter")
+        wait_for_reply(page, 1, "30 degrees", timeout=90)  # a fresh server imports litellm first
+        assert "also gives card 2" not in main.inner_text()
+        assert main.get_by_role("button", name="Give up on this task").is_enabled()
+        assert main.get_by_role("button", name="I have my answer").is_enabled()
+        users = [t for t in db_turns(lab_server, pid) if t.role == "user"]
+        assert [(t.content, t.shards) for t in users] == [("Can you convert 30 degrees for me?", [1])]
+        assert not [e for e in db_events(lab_server, pid) if e.kind == "cards"]
+    finally:
+        context.close()

@@ -36,6 +36,7 @@ conditions:
   sharded: {model: bot, reveal: SHARDED, kinds: [sharded]}
   on-request: {model: asker, reveal: ON_REQUEST, kinds: [sharded]}
   recap: {model: bot, reveal: RECAP, kinds: [sharded]}
+  full: {model: bot, reveal: FULL, kinds: [sharded]}
   loaded: {model: bot, presupposition: loaded}
 plan: {items_per_participant: 1, turn_limit: 3, max_message_chars: 60}
 items:
@@ -45,6 +46,7 @@ items:
       - {id: 1, text: "Add two numbers."}
       - {id: 2, text: "The first number is 2."}
       - {id: 3, text: "The second number is 3."}
+    full: "Add 2 and 3."
   - id: wall
     kind: presupposition
     loaded: "Why is the Great Wall visible from the Moon?"
@@ -457,8 +459,20 @@ def test_turn_limit_then_continue(db: Engine) -> None:
 def test_give_up_ends_the_item(db: Engine) -> None:
     pid, token = invite(db)
     at = through_instructions(token)
-    assert next(b for b in at.button if b.label == "Give up on this task").disabled
     at = send(at, "hello")
+    at = click(at, "Give up on this task")
+    assert at.title[0].value == "About this conversation"
+    with Session(db) as s:
+        assert s.scalars(select(ChatSession.outcome).where(ChatSession.participant_id == pid)).one() == "gave_up"
+
+
+def test_a_task_can_be_given_up_before_any_message_goes_through(db: Engine) -> None:
+    # A participant whose first message is refused still has a way out of the task.
+    pid, token = invite(db)
+    at = through_instructions(token)
+    at = send(at, "Add two numbers: the first number is 2.")
+    assert "Please start with card 1 alone" in at.error[0].value and not turns(db, pid)
+    assert not next(b for b in at.button if b.label == "Give up on this task").disabled
     at = click(at, "Give up on this task")
     assert at.title[0].value == "About this conversation"
     with Session(db) as s:
@@ -505,3 +519,15 @@ def test_presupposition_question_is_given_without_a_warning(db: Engine) -> None:
     at = click(at, "Put in my message")
     at = send(at, at.chat_input[0].value)
     assert chat(at)[0] == ("user", "Why is the Great Wall visible from the Moon?")
+
+
+def test_full_card_is_marked_shared_only_when_the_messages_carry_it(db: Engine) -> None:
+    pid, token = invite(db, condition="full")
+    at = through_instructions(token)
+    at = send(at, "Hi there, can you help me?")
+    shown = " ".join(texts(at))
+    assert "not shared yet" in shown and "shared ✓" not in shown
+    at = click(at, "Put in my message")  # the card is offered again
+    at = send(at, at.chat_input[0].value)
+    assert "shared ✓" in " ".join(texts(at))
+    assert [t.shards for t in turns(db, pid) if t.role == "user"] == [[], [1, 2, 3]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lab.dialogue import GO_AHEAD
-from lab.items import Shard
+from lab.items import Shard, import_lost_in_conversation
 from lab.simulate import (
     check_message,
     mentions,
@@ -63,3 +65,22 @@ def test_check_message_rules() -> None:
     assert mentions(Shard(id=5, text="They also sold 25 loaves of bread."), "oh and 25 loaves went too")
     assert not mentions(Shard(id=5, text="They also sold 25 loaves of bread."), "we sold 40 muffins")
     assert not mentions(Shard(id=6, text="A quarter went at half price."), "half of it")
+
+
+def test_a_shard_sent_as_written_is_never_drift(shared_datasets: Path) -> None:
+    """On the Lost in Conversation sample, every shard sent verbatim in order reveals one shard.
+
+    The sample's shards share numbers and words (a table name, a quantity); read as
+    content, 10 of its 158 later shards were once taken to give away a second one.
+    """
+    report = import_lost_in_conversation(shared_datasets / "lost_in_conversation" / "thirdparty_sample_5_per_task.json")
+    lines, drift = 0, []
+    for item in report.items:
+        for n, shard in enumerate(item.shards[1:], start=1):
+            revealed = {s.id for s in item.shards[:n]}
+            problems = check_message(
+                reveal="SHARDED", shards=list(item.shards), revealed=revealed, assistant_text="", text=shard.text, sent=[shard.id]
+            )
+            lines += 1
+            drift += [(item.id, shard.id, kind) for kind, _ in problems if kind in ("two_shards", "unclaimed_shard")]
+    assert lines == 158 and drift == []
