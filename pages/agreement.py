@@ -161,15 +161,30 @@ with tab_dis:
 
 with tab_people:
     with reading() as s:
-        candidates = list(
-            s.scalars(
-                select(Account.username).where(Account.role.in_(ann.ANNOTATOR_ROLES), Account.active).order_by(Account.username)
-            )
-        )
         current = ann.assigned(s, slug)
         progress = ann.progress(s, slug)
+        # Annotator accounts only: an admin may annotate when assigned on the command line,
+        # but the box offers the people whose work this is.
+        candidates = list(
+            s.scalars(
+                select(Account.username)
+                .where(Account.role == "annotator", Account.active, Account.id.not_in([r.account_id for r in current]))
+                .order_by(Account.username)
+            )
+        )
+    already = [a.username for a in progress.annotators]
+    st.caption(
+        f"Assigned: {', '.join(already)}. Assigning another annotator hands them a share of the conversations nobody "
+        "has opened yet."
+        if already
+        else "Nobody is assigned yet."
+    )
     with st.form("assign"):
-        chosen = st.multiselect("Annotators to assign", candidates)
+        chosen = st.multiselect(
+            "Annotators to add" if already else "Annotators to assign",
+            candidates,
+            placeholder="Choose annotators" if candidates else "Every annotator account is assigned",
+        )
         k = st.number_input(
             "Annotators per conversation",
             min_value=1,
@@ -180,7 +195,11 @@ with tab_people:
             try:
                 with writing() as s:
                     ann.assign(s, slug, chosen, int(k))
-                st.session_state["agreement_flash"] = ("success", f"Assigned {', '.join(chosen)}.")
+                    held = {a.username: a.conversations - a.done for a in ann.progress(s, slug).annotators}
+                st.session_state["agreement_flash"] = (
+                    "success",
+                    "Assigned " + ", ".join(f"{n} ({held.get(n, 0)} conversations to do)" for n in chosen) + ".",
+                )
             except ann.AnnotationError as e:
                 st.session_state["agreement_flash"] = ("error", str(e))
             st.rerun()

@@ -213,10 +213,13 @@ def test_experimenter_assigns_on_the_page_and_sees_progress_and_checks(
         turn = s.scalars(select(Turn.id).where(Turn.role == "user").order_by(Turn.id)).first()
     as_user("experimenter1")
     at = page("agreement").run()
+    assert "Assigned: annotator1, annotator2." in [c.value.split(" Assigning")[0] for c in at.caption]
+    assert at.multiselect[0].options == ["annotator3"]  # neither the assigned nor the admin account is offered
     at.multiselect[0].set_value(["annotator3"])
     at.button[0].click().run()
     assert not at.exception, at.exception
-    assert "Assigned annotator3." in [m.value for m in at.success]
+    # 6 conversations × 2 annotators, none opened: 12 places, 4 each once annotator3 joins
+    assert "Assigned annotator3 (4 conversations to do)." in [m.value for m in at.success]
     body = texts(at)
     assert "annotator3" in body and "6 conversations in scope" in body
     at.number_input[1].set_value(turn)
