@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import func, select
 
-from lab import adjudication, agreement
+from lab import adjudication, agreement, charts
 from lab import annotation as ann
 from lab.schema import Account, Label
 from lab.ui import flash, pick_study, reading, staff_header, writing
@@ -100,19 +100,7 @@ with tab_agree:
         cells = agreement.confusion(humans)
         if cells:
             st.markdown("**Confusion between human annotators** (coincidences: each pair of codes on a turn, both ways)")
-            conf = pd.DataFrame(cells, columns=["code", "other annotator's code", "pairs"])
-            heat = (
-                alt.Chart(conf)
-                .mark_rect()
-                .encode(
-                    x=alt.X("other annotator's code:N"),
-                    y=alt.Y("code:N"),
-                    color=alt.Color("pairs:Q", scale=alt.Scale(scheme="blues")),
-                    tooltip=["code", "other annotator's code", alt.Tooltip("pairs:Q", format=".1f")],
-                )
-            )
-            text = heat.mark_text().encode(text=alt.Text("pairs:Q", format=".0f"), color=alt.value("black"))
-            st.altair_chart(heat + text, width="content")
+            st.altair_chart(charts.confusion_chart(cells), width="content")
         with reading() as s:
             rate = adjudication.change_rate(s, slug, layer)
         if rate.adjudicated:
