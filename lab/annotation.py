@@ -809,7 +809,8 @@ def save_sequence(
     Raises:
         NotYours: for another annotator's conversation or sequence.
         AnnotationError: for turns outside the conversation, turns out of order, an
-            unknown initiation, trouble type or outcome, or a span outside the trouble turn.
+            unknown initiation, trouble type or outcome, or a span outside the trouble turn;
+            the message starts with the name of the field at fault, as the page labels it.
     """
     now = now or utcnow()
     slot = own_slot(s, slot_id, account_id, now=now, lock=True)
@@ -821,18 +822,20 @@ def save_sequence(
     rep = _turn_of(s, slot, repair_turn_id) if repair_turn_id is not None else None
     r_codes = [c for c in book.layers["R"].code_names() if c != "NONE"]
     if initiation not in r_codes:
-        raise AnnotationError(f"unknown initiation '{initiation}' (codes: {', '.join(r_codes)})")
+        raise AnnotationError(f"Initiation type: unknown '{initiation}' (codes: {', '.join(r_codes)})")
     if outcome is not None and outcome not in book.outcome_names():
-        raise AnnotationError(f"unknown outcome '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
+        raise AnnotationError(f"Outcome: unknown '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
     if trouble_type is not None and trouble_type not in book.trouble_types:
-        raise AnnotationError(f"unknown trouble type '{trouble_type}' (types: {', '.join(book.trouble_types)})")
+        raise AnnotationError(f"Trouble type: unknown '{trouble_type}' (types: {', '.join(book.trouble_types)})")
     if init.index < trouble.index:
-        raise AnnotationError("the initiation turn comes before the trouble source")
+        raise AnnotationError(
+            "Initiation turn: it comes before the trouble source; choose the trouble-source turn or a later one"
+        )
     if rep is not None and rep.index < init.index:
-        raise AnnotationError("the repair turn comes before the initiation")
+        raise AnnotationError("Repair turn: it comes before the initiation; choose the initiation turn or a later one")
     if span is not None and not (0 <= span[0] < span[1] <= len(trouble.content)):
         raise AnnotationError(
-            f"span {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
+            f"Trouble span: {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
         )
     account = s.get(Account, account_id)
     assert account is not None

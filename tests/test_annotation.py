@@ -344,11 +344,25 @@ def test_repair_sequence_is_made_listed_and_edited_with_history(sqlite_engine: E
         assert len(views) == 1 and views[0].outcome == "partial" and views[0].initiation == "OI-open"
         stored = s.get(RepairSequence, seq.id)
         assert stored is not None and stored.meta["history"][0]["outcome"] == "resolved"
-        with pytest.raises(ann.AnnotationError, match="comes before the trouble source"):
+        with pytest.raises(ann.AnnotationError, match="^Initiation turn: it comes before the trouble source"):
             ann.save_sequence(s, slot.id, accs["ada"], trouble_turn_id=t[2].id, initiation_turn_id=t[1].id, initiation="TPR")
-        with pytest.raises(ann.AnnotationError, match="span 0–999 is outside"):
+        with pytest.raises(ann.AnnotationError, match="^Trouble span: 0–999 is outside"):
             ann.save_sequence(
                 s, slot.id, accs["ada"], trouble_turn_id=t[0].id, initiation_turn_id=t[1].id, initiation="TPR", span=(0, 999)
+            )
+        with pytest.raises(ann.AnnotationError, match="^Repair turn: it comes before the initiation"):
+            ann.save_sequence(
+                s,
+                slot.id,
+                accs["ada"],
+                trouble_turn_id=t[0].id,
+                initiation_turn_id=t[2].id,
+                initiation="TPR",
+                repair_turn_id=t[1].id,
+            )
+        with pytest.raises(ann.AnnotationError, match="^Outcome: unknown 'fixed'"):
+            ann.save_sequence(
+                s, slot.id, accs["ada"], trouble_turn_id=t[0].id, initiation_turn_id=t[1].id, initiation="TPR", outcome="fixed"
             )
         bo_slot = ann.claim_next(s, "blindtest", accs["bo"])
         assert bo_slot is not None
