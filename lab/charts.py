@@ -251,7 +251,9 @@ def degradation_plot(laban: pd.DataFrame, degradation: pd.DataFrame | None = Non
         order = ["FULL", "CONCAT", "SHARDED", *sorted(set(df["mode"]) - {"FULL", "CONCAT", "SHARDED"})]
         df["few"] = _few(df["small"])
         base = alt.Chart(df).encode(x=alt.X("mode:N", sort=order, title="reveal mode"), color=alt.Color("model:N"))
-        band = base.mark_area(opacity=0.15).encode(y=alt.Y("A10:Q", title="score (0–100)"), y2="A90:Q")
+        band = base.mark_area(opacity=0.15).encode(
+            y=alt.Y("A10:Q", title="score (0–100)", axis=alt.Axis(format="~g")), y2="A90:Q"
+        )
         line = base.mark_line(point=True).encode(
             y="value:Q",
             tooltip=[
