@@ -118,9 +118,9 @@ def test_a_claim_left_for_claim_minutes_returns_to_the_pool(
     engine.dispose()
 
 
-def test_an_annotator_assigned_later_takes_a_share_of_the_unopened_conversations(sqlite_engine: Engine) -> None:
-    ids, accs = setup(sqlite_engine, n=20, k=1)
-    with Session(sqlite_engine) as s, s.begin():
+def test_an_annotator_assigned_later_takes_a_share_of_the_unopened_conversations(engine: Engine) -> None:
+    ids, accs = setup(engine, n=20, k=1)
+    with Session(engine) as s, s.begin():
         for _ in range(2):
             done = ann.claim_next(s, "blindtest", accs["ada"])
             assert done is not None
@@ -131,20 +131,20 @@ def test_an_annotator_assigned_later_takes_a_share_of_the_unopened_conversations
         started = {sl.id: (sl.account_id, sl.status) for sl in begun}
         accs |= {a.username: a.id for a in accounts(s, ["cy"])}
         ann.assign(s, "blindtest", ["cy"])
-    with Session(sqlite_engine) as s:
+    with Session(engine) as s:
         slots = s.scalars(select(AnnotationSlot)).all()
         todo = Counter(sl.account_id for sl in slots if sl.status != "done")
         assert todo == {accs["ada"]: 6, accs["bo"]: 6, accs["cy"]: 6}  # 18 still to do, in three even shares
         assert sorted(Counter(sl.session_id for sl in slots).values()) == [1] * 20  # still one place per conversation
         assert {sl.id: (sl.account_id, sl.status) for sl in slots if sl.status != "open"} == started  # opened stay put
-    with Session(sqlite_engine) as s, s.begin():
+    with Session(engine) as s, s.begin():
         first = ann.claim_next(s, "blindtest", accs["cy"])
         assert first is not None and first.account_id == accs["cy"]
 
 
-def test_rebalancing_never_gives_an_annotator_two_places_on_one_conversation(sqlite_engine: Engine) -> None:
-    ids, accs = setup(sqlite_engine, n=9, names=("ada", "bo", "cy"), k=2)
-    with Session(sqlite_engine) as s, s.begin():
+def test_rebalancing_never_gives_an_annotator_two_places_on_one_conversation(engine: Engine) -> None:
+    ids, accs = setup(engine, n=9, names=("ada", "bo", "cy"), k=2)
+    with Session(engine) as s, s.begin():
         accs |= {a.username: a.id for a in accounts(s, ["dee", "eve"])}
         ann.assign(s, "blindtest", ["dee", "eve"])
         slots = s.execute(select(AnnotationSlot.session_id, AnnotationSlot.account_id)).all()
