@@ -19,8 +19,10 @@ else:
     from lab.web.guard import current_visitor
 
     # An emoji icon is drawn by the browser itself; a ":material/…:" icon would be fetched
-    # from a font server outside the lab on every page load.
-    st.set_page_config(page_title="Repair Lab", page_icon="💬", layout="centered")
+    # from a font server outside the lab on every page load. The layout is set below, once
+    # the page is known: two different layouts in one run (centered here, wide in the page)
+    # can reach the browser together, and it may then keep the first.
+    st.set_page_config(page_title="Repair Lab", page_icon="💬")
     with unavailable_notice():  # a server's first visit migrates the database before anything is shown
         visitor = current_visitor()
     query = st.query_params.to_dict()
@@ -35,6 +37,10 @@ else:
         nav[first].insert(
             0, st.Page(default.path, title=default.title, url_path=default.url_path, default=True, visibility="hidden")
         )
-    for p in hidden_pages(visitor, query):
+    hidden = hidden_pages(visitor, query)
+    for p in hidden:
         nav[next(iter(nav))].append(st.Page(p.path, title=p.title, url_path=p.url_path, icon=p.icon, visibility="hidden"))
-    st.navigation(nav, position="hidden" if len(menu) == 1 else "top").run()
+    layouts = {p.url_path: p.layout for p in [default, *menu, *hidden]}
+    page = st.navigation(nav, position="hidden" if len(menu) == 1 else "top")
+    st.set_page_config(layout=layouts.get(page.url_path, "centered"))
+    page.run()

@@ -180,7 +180,8 @@ def assign(
         s: Open session (the caller commits).
         slug: The study.
         usernames: Annotator accounts to add (already assigned ones are kept).
-        per_conversation: Distinct annotators per conversation; default ``annotation.annotators_per_turn``.
+        per_conversation: Distinct annotators per conversation; default: as already assigned, else
+            ``annotation.annotators_per_turn``.
         now: Clock for tests.
         seed: Seeds the draw of who sees pre-labels under ``prelabels: half`` (default: the study's seed).
 
@@ -202,10 +203,13 @@ def assign(
     wrong = [n for n in names if accounts[n].role not in ANNOTATOR_ROLES or not accounts[n].active]
     if wrong:
         raise AnnotationError(f"not an active annotator account: {', '.join(wrong)}")
-    k = per_conversation if per_conversation is not None else sa.spec.annotators_per_turn
+    rows = assigned(s, slug)
+    if per_conversation is not None:
+        k = per_conversation
+    else:
+        k = rows[0].per_conversation if rows else sa.spec.annotators_per_turn
     if k < 1:
         raise AnnotationError("--per-conversation must be at least 1")
-    rows = assigned(s, slug)
     have = {r.account_id for r in rows}
     new = [accounts[n] for n in dict.fromkeys(names) if accounts[n].id not in have]
     if k > len(rows) + len(new):
@@ -240,7 +244,75 @@ def assign(
         r.per_conversation = k
     s.flush()
     sync_slots(s, slug, now=now)
+    if new:
+        rebalance(s, slug)
     return assigned(s, slug)
+
+
+def rebalance(s: Session, slug: str) -> int:
+    """Even out the work still to do by handing unopened places to the annotators with least.
+
+    Places reserved for an annotator who has not opened the conversation yet (``open``)
+    move, one at a time, from whoever has most still to do (open, claimed or put aside) to
+    whoever has least, while the two differ by more than one; an annotator never gets a
+    second place on one conversation. So an annotator assigned later gets their share of
+    the conversations not yet started. Each move re-checks that the place is still unopened,
+    so a conversation opened meanwhile stays with whoever opened it.
+
+    Returns:
+        The number of places moved.
+    """
+    rows = assigned(s, slug)
+    order = {r.account_id: i for i, r in enumerate(rows)}
+    if len(order) < 2:
+        return 0
+    places = s.execute(
+        select(AnnotationSlot.id, AnnotationSlot.session_id, AnnotationSlot.account_id, AnnotationSlot.status).where(
+            AnnotationSlot.study_slug == slug, AnnotationSlot.account_id.is_not(None)
+        )
+    ).all()
+    held: dict[int, set[int]] = {a: set() for a in order}
+    todo: Counter[int] = Counter({a: 0 for a in order})
+    unopened: dict[int, list[tuple[int, int]]] = {a: [] for a in order}
+    for slot_id, session_id, account_id, status in places:
+        if account_id not in order:
+            continue
+        held[account_id].add(session_id)
+        if status in ("open", "claimed", "skipped"):
+            todo[account_id] += 1
+        if status == "open":
+            unopened[account_id].append((session_id, slot_id))
+    for queue in unopened.values():
+        queue.sort()  # the latest conversations move first; the donor keeps the ones next in its queue
+    moved = 0
+    while True:
+        receiver = min(order, key=lambda a: (todo[a], order[a]))
+        move = None
+        for donor in sorted(order, key=lambda a: (-todo[a], order[a])):
+            if todo[donor] - todo[receiver] <= 1:
+                break
+            queue = unopened[donor]
+            move = next(
+                ((donor, i, queue[i][0], queue[i][1]) for i in reversed(range(len(queue))) if queue[i][0] not in held[receiver]),
+                None,
+            )
+            if move is not None:
+                break
+        if move is None:
+            return moved
+        donor, i, session_id, slot_id = move
+        del unopened[donor][i]
+        done = _write(
+            s,
+            _SLOTS.update().where(_SLOTS.c.id == slot_id, _SLOTS.c.account_id == donor, _SLOTS.c.status == "open"),
+            {"account_id": receiver},
+        )
+        if done.rowcount:
+            held[donor].discard(session_id)
+            held[receiver].add(session_id)
+            todo[donor] -= 1
+            todo[receiver] += 1
+            moved += 1
 
 
 def sync_slots(s: Session, slug: str, *, now: datetime | None = None) -> int:
@@ -737,7 +809,8 @@ def save_sequence(
     Raises:
         NotYours: for another annotator's conversation or sequence.
         AnnotationError: for turns outside the conversation, turns out of order, an
-            unknown initiation, trouble type or outcome, or a span outside the trouble turn.
+            unknown initiation, trouble type or outcome, or a span outside the trouble turn;
+            the message starts with the name of the field at fault, as the page labels it.
     """
     now = now or utcnow()
     slot = own_slot(s, slot_id, account_id, now=now, lock=True)
@@ -749,18 +822,20 @@ def save_sequence(
     rep = _turn_of(s, slot, repair_turn_id) if repair_turn_id is not None else None
     r_codes = [c for c in book.layers["R"].code_names() if c != "NONE"]
     if initiation not in r_codes:
-        raise AnnotationError(f"unknown initiation '{initiation}' (codes: {', '.join(r_codes)})")
+        raise AnnotationError(f"Initiation type: unknown '{initiation}' (codes: {', '.join(r_codes)})")
     if outcome is not None and outcome not in book.outcome_names():
-        raise AnnotationError(f"unknown outcome '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
+        raise AnnotationError(f"Outcome: unknown '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
     if trouble_type is not None and trouble_type not in book.trouble_types:
-        raise AnnotationError(f"unknown trouble type '{trouble_type}' (types: {', '.join(book.trouble_types)})")
+        raise AnnotationError(f"Trouble type: unknown '{trouble_type}' (types: {', '.join(book.trouble_types)})")
     if init.index < trouble.index:
-        raise AnnotationError("the initiation turn comes before the trouble source")
+        raise AnnotationError(
+            "Initiation turn: it comes before the trouble source; choose the trouble-source turn or a later one"
+        )
     if rep is not None and rep.index < init.index:
-        raise AnnotationError("the repair turn comes before the initiation")
+        raise AnnotationError("Repair turn: it comes before the initiation; choose the initiation turn or a later one")
     if span is not None and not (0 <= span[0] < span[1] <= len(trouble.content)):
         raise AnnotationError(
-            f"span {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
+            f"Trouble span: {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
         )
     account = s.get(Account, account_id)
     assert account is not None

@@ -73,6 +73,21 @@ _Drawn = tuple[alt.TopLevelMixin, pd.DataFrame, str]
 """A drawn chart, the rows it draws and its caption."""
 
 
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""How every unfaceted chart is sized: its width fits the page (or ``WIDTH``), and its height
+is the plotting area's, with axes and legends added around it. Streamlit would otherwise fit
+the whole chart, axes and legend included, into the given height, leaving a short chart no
+room to draw (the offline images use the same sizing, so page and download agree)."""
+
+
+def _sized(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """``chart`` with :data:`FIT_WIDTH`, unless it is faceted (a facet cannot be fitted and keeps its own size)."""
+    spec = chart.to_dict(validate=False)
+    if "facet" in spec or any(k in spec.get("encoding", {}) for k in ("row", "column", "facet")):
+        return chart
+    return chart.properties(autosize=FIT_WIDTH)
+
+
 def _figure(
     key: str,
     title: str,
@@ -92,9 +107,9 @@ def _figure(
         message: What the chart says in place of a drawing when there are no rows.
     """
     if rows.empty:
-        return Figure(key, title, _empty(message), rows, nothing)
+        return Figure(key, title, _sized(_empty(message)), rows, nothing)
     chart, data, caption = draw(rows)
-    return Figure(key, title, chart, data, caption)
+    return Figure(key, title, _sized(chart), data, caption)
 
 
 def _few(small: pd.Series) -> pd.Series:
@@ -139,7 +154,8 @@ def _stacked_shares(
         .encode(
             y=alt.Y(f"{by}:N", title=None),
             x=alt.X("value:Q", stack="normalize", title=f"share of {whole}", axis=alt.Axis(format="%")),
-            color=alt.Color("key:N", title=codes_title, sort=list(codes)),
+            # Every code is in the legend, in codebook order and with the same colour on every chart.
+            color=alt.Color("key:N", title=codes_title, scale=alt.Scale(domain=list(codes))),
             **encodings,
             tooltip=[f"{by}:N", "key:N", alt.Tooltip("value:Q", format=".1%"), "interval:N", "n:Q", "few:N"],
         )
@@ -199,7 +215,8 @@ def models_by_conditions(table: pd.DataFrame, measure: str = "P") -> Figure:
             base,
             size=70,
             height=280,
-            y=alt.Y("value:Q", title=label),
+            # ``~g``: no trailing zeros (a scale with no spread, all values 0, would read 0.000000).
+            y=alt.Y("value:Q", title=label, axis=alt.Axis(format="~g")),
             shape=alt.Shape("few:N", title="small cell", legend=None),
             fillOpacity=alt.condition("datum.small", alt.value(0.15), alt.value(1.0)),
         )
@@ -234,7 +251,9 @@ def degradation_plot(laban: pd.DataFrame, degradation: pd.DataFrame | None = Non
         order = ["FULL", "CONCAT", "SHARDED", *sorted(set(df["mode"]) - {"FULL", "CONCAT", "SHARDED"})]
         df["few"] = _few(df["small"])
         base = alt.Chart(df).encode(x=alt.X("mode:N", sort=order, title="reveal mode"), color=alt.Color("model:N"))
-        band = base.mark_area(opacity=0.15).encode(y=alt.Y("A10:Q", title="score (0–100)"), y2="A90:Q")
+        band = base.mark_area(opacity=0.15).encode(
+            y=alt.Y("A10:Q", title="score (0–100)", axis=alt.Axis(format="~g")), y2="A90:Q"
+        )
         line = base.mark_line(point=True).encode(
             y="value:Q",
             tooltip=[
@@ -388,6 +407,36 @@ def repair_outcomes(table: pd.DataFrame) -> Figure:
         "No repair sequence with an outcome with these filters.",
         "No repair sequences annotated yet.",
     )
+
+
+def confusion_chart(cells: list[tuple[str, str, float]]) -> alt.LayerChart:
+    """A heat map of code pairs between annotators, each cell labelled with its count.
+
+    Args:
+        cells: ``(code, other annotator's code, pairs)`` rows (``lab.agreement.confusion``).
+    """
+    # Field names stay plain words: Vega-Lite reads quotes, dots and brackets in a field
+    # name as a path into the row, and an apostrophe there leaves the chart undrawn.
+    df = pd.DataFrame(cells, columns=["code", "other", "pairs"])
+    codes = sorted(set(df["code"]) | set(df["other"]))
+    side = max(160, 34 * len(codes))
+    heat = (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("other:N", title="other annotator's code", sort=codes),
+            y=alt.Y("code:N", title="code", sort=codes),
+            color=alt.Color("pairs:Q", scale=alt.Scale(scheme="blues"), title="pairs"),
+            tooltip=[
+                alt.Tooltip("code:N", title="code"),
+                alt.Tooltip("other:N", title="other annotator's code"),
+                alt.Tooltip("pairs:Q", format=".1f"),
+            ],
+        )
+        .properties(width=side, height=side)
+    )
+    text = heat.mark_text().encode(text=alt.Text("pairs:Q", format=".0f"), color=alt.value("black"))
+    return heat + text
 
 
 def all_figures(table: pd.DataFrame, laban: pd.DataFrame, measure: str = "P") -> list[Figure]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .web.visitor import Visitor
 
@@ -21,21 +21,37 @@ class PageEntry:
     """Staff roles that may open it (admins may open every staff page); empty for anyone."""
     section: str = ""
     icon: str | None = None
+    layout: Literal["centered", "wide"] = "centered"
+    """``wide`` for pages of tables and charts; ``app.py`` sets it once per run, before the page runs."""
 
 
 PARTICIPANT = PageEntry("pages/participant.py", "Study", "study", ())
 HOME = PageEntry("pages/home.py", "Repair Lab", "home", ())
 LOGIN = PageEntry("pages/login.py", "Sign in", "login", ())
 STAFF: tuple[PageEntry, ...] = (
-    PageEntry("pages/studies.py", "Studies", "studies", ("experimenter",), "Experiment", ":material/science:"),
+    PageEntry("pages/studies.py", "Studies", "studies", ("experimenter",), "Experiment", ":material/science:", layout="wide"),
     PageEntry("pages/links.py", "Links", "links", ("experimenter",), "Experiment", ":material/link:"),
-    PageEntry("pages/monitor.py", "Live monitor", "monitor", ("experimenter",), "Experiment", ":material/monitoring:"),
+    PageEntry(
+        "pages/monitor.py", "Live monitor", "monitor", ("experimenter",), "Experiment", ":material/monitoring:", layout="wide"
+    ),
     PageEntry("pages/models.py", "Models", "models", ("experimenter",), "Experiment", ":material/memory:"),
-    PageEntry("pages/compare.py", "Compare models", "compare", ("experimenter",), "Experiment", ":material/query_stats:"),
+    PageEntry(
+        "pages/compare.py", "Compare models", "compare", ("experimenter",), "Experiment", ":material/query_stats:", layout="wide"
+    ),
     PageEntry("pages/export.py", "Export", "export", ("experimenter",), "Experiment", ":material/download:"),
-    PageEntry("pages/agreement.py", "Annotation & agreement", "agreement", ("experimenter",), "Annotation", ":material/rule:"),
-    PageEntry("pages/adjudicate.py", "Adjudicate", "adjudicate", ("experimenter",), "Annotation", ":material/gavel:"),
-    PageEntry("pages/annotate.py", "Annotate", "annotate", ("annotator",), "Annotation", ":material/edit_note:"),
+    PageEntry(
+        "pages/agreement.py",
+        "Annotation & agreement",
+        "agreement",
+        ("experimenter",),
+        "Annotation",
+        ":material/rule:",
+        layout="wide",
+    ),
+    PageEntry(
+        "pages/adjudicate.py", "Adjudicate", "adjudicate", ("experimenter",), "Annotation", ":material/gavel:", layout="wide"
+    ),
+    PageEntry("pages/annotate.py", "Annotate", "annotate", ("annotator",), "Annotation", ":material/edit_note:", layout="wide"),
     PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),
     PageEntry("pages/account.py", "My account", "account", ("experimenter", "annotator"), "Account", ":material/person:"),
 )

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from .db import DatabaseUnavailable, reachable, ready_engine
+from .render import model_markdown
 from .web.paths import LOGOUT_PATH, link
 
 
@@ -107,6 +108,24 @@ def flash(key: str) -> None:
     if message:
         kind, text = message
         {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(text)
+
+
+def stored_text(role: str, text: str | None) -> None:
+    """Show a stored turn as the participant page does: model text safe, participant words verbatim.
+
+    Model (``assistant``) text is Markdown that loads nothing (``lab.render.model_markdown``);
+    any other text is shown as written, never read as Markdown.
+
+    Args:
+        role: The turn's role; only ``assistant`` text is read as Markdown.
+        text: What was stored.
+    """
+    if not text:
+        st.caption("(empty)")
+    elif role == "assistant":
+        st.markdown(model_markdown(text))
+    else:
+        st.text(text)
 
 
 # --- the participant's browser ------------------------------------------------------------

@@ -5,7 +5,7 @@ import streamlit as st
 
 from lab import adjudication
 from lab import annotation as ann
-from lab.ui import flash, pick_study, reading, staff_header, writing
+from lab.ui import flash, pick_study, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
@@ -80,7 +80,7 @@ with left:
 with right:
     with st.container(border=True):
         st.markdown(f"**Turn {d.position} · {d.role}**")
-        st.markdown(d.content or "_(empty)_")
+        stored_text(d.role, d.content)
     st.markdown("**Annotators' codes**")
     for a, c in sorted(d.codes.items()):
         st.markdown(f"- {a}: `{c}`")

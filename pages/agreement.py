@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import func, select
 
-from lab import adjudication, agreement
+from lab import adjudication, agreement, charts
 from lab import annotation as ann
 from lab.schema import Account, Label
 from lab.ui import flash, pick_study, reading, staff_header, writing
@@ -100,19 +100,7 @@ with tab_agree:
         cells = agreement.confusion(humans)
         if cells:
             st.markdown("**Confusion between human annotators** (coincidences: each pair of codes on a turn, both ways)")
-            conf = pd.DataFrame(cells, columns=["code", "other annotator's code", "pairs"])
-            heat = (
-                alt.Chart(conf)
-                .mark_rect()
-                .encode(
-                    x=alt.X("other annotator's code:N"),
-                    y=alt.Y("code:N"),
-                    color=alt.Color("pairs:Q", scale=alt.Scale(scheme="blues")),
-                    tooltip=["code", "other annotator's code", alt.Tooltip("pairs:Q", format=".1f")],
-                )
-            )
-            text = heat.mark_text().encode(text=alt.Text("pairs:Q", format=".0f"), color=alt.value("black"))
-            st.altair_chart(heat + text, width="content")
+            st.altair_chart(charts.confusion_chart(cells), width="content")
         with reading() as s:
             rate = adjudication.change_rate(s, slug, layer)
         if rate.adjudicated:
@@ -161,15 +149,30 @@ with tab_dis:
 
 with tab_people:
     with reading() as s:
-        candidates = list(
-            s.scalars(
-                select(Account.username).where(Account.role.in_(ann.ANNOTATOR_ROLES), Account.active).order_by(Account.username)
-            )
-        )
         current = ann.assigned(s, slug)
         progress = ann.progress(s, slug)
+        # Annotator accounts only: an admin may annotate when assigned on the command line,
+        # but the box offers the people whose work this is.
+        candidates = list(
+            s.scalars(
+                select(Account.username)
+                .where(Account.role == "annotator", Account.active, Account.id.not_in([r.account_id for r in current]))
+                .order_by(Account.username)
+            )
+        )
+    already = [a.username for a in progress.annotators]
+    st.caption(
+        f"Assigned: {', '.join(already)}. Assigning another annotator hands them a share of the conversations nobody "
+        "has opened yet."
+        if already
+        else "Nobody is assigned yet."
+    )
     with st.form("assign"):
-        chosen = st.multiselect("Annotators to assign", candidates)
+        chosen = st.multiselect(
+            "Annotators to add" if already else "Annotators to assign",
+            candidates,
+            placeholder="Choose annotators" if candidates else "Every annotator account is assigned",
+        )
         k = st.number_input(
             "Annotators per conversation",
             min_value=1,
@@ -180,7 +183,11 @@ with tab_people:
             try:
                 with writing() as s:
                     ann.assign(s, slug, chosen, int(k))
-                st.session_state["agreement_flash"] = ("success", f"Assigned {', '.join(chosen)}.")
+                    held = {a.username: a.conversations - a.done for a in ann.progress(s, slug).annotators}
+                st.session_state["agreement_flash"] = (
+                    "success",
+                    "Assigned " + ", ".join(f"{n} ({held.get(n, 0)} conversations to do)" for n in chosen) + ".",
+                )
             except ann.AnnotationError as e:
                 st.session_state["agreement_flash"] = ("error", str(e))
             st.rerun()

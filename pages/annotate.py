@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from lab import annotation as ann
-from lab.ui import flash, reading, staff_header, writing
+from lab.render import escape_markdown
+from lab.ui import flash, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("annotator")
@@ -55,8 +56,17 @@ def act(action: str, slot_id: int) -> None:
     claim()
 
 
+def own_next() -> None:
+    """Leave a conversation that is not this annotator's for their own next one."""
+    st.query_params.pop("c", None)
+    st.session_state[slot_key] = None
+    claim()
+
+
 requested = st.query_params.get("c")
-if requested and requested.isdigit() and st.session_state.get(slot_key) != int(requested):
+# A conversation named in the address is opened once; moving on from it is not undone by the address.
+if requested and requested.isdigit() and st.session_state.get("annotate_requested") != requested:
+    st.session_state["annotate_requested"] = requested
     st.session_state[slot_key] = int(requested)
     st.session_state["annotate_turn"] = 0
 if st.session_state.get(slot_key) is None:
@@ -88,8 +98,12 @@ try:
     with reading() as s:
         view = ann.conversation_view(s, slot_id, me)
 except ann.NotYours:
-    st.error("This conversation is not yours.", icon=":material/block:")
-    st.session_state[slot_key] = None
+    st.error(
+        "This conversation is not yours: it is another annotator's, or it went back to the pool after it was left "
+        "too long. Your own work is under “Your conversations”.",
+        icon=":material/block:",
+    )
+    st.button("Go to my next conversation", on_click=own_next, type="primary", icon=":material/arrow_forward:")
     st.stop()
 
 turns = view.turns
@@ -122,7 +136,7 @@ def choose(layer: str, code: str) -> None:
         st.session_state["annotate_flash"] = ("error", "This conversation is not yours any more (it was left too long).")
 
 
-st.subheader(view.title)
+st.subheader(escape_markdown(view.title))
 labelled = sum(1 for t in turns if all((t.id, layer) in view.labels for layer in view.layers_for(t)))
 st.progress(labelled / len(turns), text=f"{labelled} of {len(turns)} turns labelled on every layer")
 chat, work = st.columns([3, 2], gap="large")
@@ -136,12 +150,13 @@ with chat:
         if t.id == turn.id:
             with st.container(border=True):
                 st.markdown(f"**▶ Turn {t.position} · {speaker}** (under work)")
-                st.markdown(t.content or "_(empty)_")
+                stored_text(t.role, t.content)
                 if codes:
                     st.caption(codes)
         else:
             with st.chat_message("user" if t.role == "user" else "assistant"):
-                st.markdown(f"**Turn {t.position} · {speaker}**  \n{t.content or '_(empty)_'}")
+                st.markdown(f"**Turn {t.position} · {speaker}**")
+                stored_text(t.role, t.content)
                 if codes:
                     st.caption(codes)
 
@@ -154,7 +169,7 @@ with work:
         with st.container(border=True):
             st.caption("What the participant had revealed by this turn")
             for text in turn.shards:
-                st.markdown(("**new:** " if text in turn.new_shards else "") + text)
+                st.text(("new: " if text in turn.new_shards else "") + text)
     layers = view.layers_for(turn)
     if not layers:
         st.info("No layer of this study applies to this turn.")
@@ -247,44 +262,84 @@ if "R" in view.codebook.layers:
         """Position of a turn among the shown turns."""
         return ids.index(tid) if tid in ids else default
 
-    with st.form("annotate_sequence", clear_on_submit=editing is None):
+    # The widgets keep their values until a save succeeds: a refused save shows what to fix
+    # next to the choices made; a successful one starts a fresh form (a new generation of keys).
+    generation = st.session_state.get("annotate_seq_generation", 0)
+    wkey = f"annotate_seq_{slot_id}_{generation}_{picked}"
+
+    def save_span(trouble_id: int, words: str) -> tuple[int, int] | None:
+        """The span of ``words`` in the trouble-source turn (None: the whole turn, or the sequence's span when editing)."""
+        if not words:
+            return editing.span if editing and editing.span and editing.trouble_turn_id == trouble_id else None
+        at = by_id[trouble_id].content.find(words)
+        if at < 0:
+            raise ann.AnnotationError(
+                f"Trouble span: “{words}” is not in turn {turn_name(trouble_id)}, the trouble-source turn. "
+                "Copy the words exactly as they appear there, choose the turn that holds them, or leave the span empty "
+                "for the whole turn."
+            )
+        return (at, at + len(words))
+
+    with st.form(f"annotate_sequence_{wkey}"):
         c1, c2, c3 = st.columns(3)
         trouble = c1.selectbox(
-            "Trouble-source turn", ids, index=index_of(editing.trouble_turn_id if editing else turn.id), format_func=turn_name
+            "Trouble-source turn",
+            ids,
+            index=index_of(editing.trouble_turn_id if editing else turn.id),
+            format_func=turn_name,
+            key=f"{wkey}_trouble",
         )
-        span_text = c1.text_input("Trouble span (copy the words from the turn)", help="Leave empty for the whole turn.")
+        old_span = (
+            by_id[editing.trouble_turn_id].content[editing.span[0] : editing.span[1]]
+            if editing and editing.span and editing.trouble_turn_id in by_id
+            else ""
+        )
+        span_text = c1.text_input(
+            "Trouble span (copy the words from the turn)",
+            value=old_span,
+            help="Leave empty for the whole turn.",
+            key=f"{wkey}_span",
+        )
         init_turn = c2.selectbox(
-            "Initiation turn", ids, index=index_of(editing.initiation_turn_id if editing else turn.id), format_func=turn_name
+            "Initiation turn",
+            ids,
+            index=index_of(editing.initiation_turn_id if editing else turn.id),
+            format_func=turn_name,
+            key=f"{wkey}_init_turn",
         )
         initiation = c2.selectbox(
             "Initiation type",
             r_codes,
             index=r_codes.index(editing.initiation) if editing and editing.initiation in r_codes else 0,
+            key=f"{wkey}_initiation",
         )
         repair_ids: list[int | None] = [None, *ids]
         repair = c3.selectbox(
-            "Repair turn", repair_ids, index=repair_ids.index(editing.repair_turn_id) if editing else 0, format_func=turn_name
+            "Repair turn",
+            repair_ids,
+            index=repair_ids.index(editing.repair_turn_id) if editing else 0,
+            format_func=turn_name,
+            key=f"{wkey}_repair",
         )
         outcomes: list[str | None] = [None, *view.codebook.outcome_names()]
         outcome = c3.selectbox(
-            "Outcome", outcomes, index=outcomes.index(editing.outcome) if editing else 0, format_func=lambda o: o or "–"
+            "Outcome",
+            outcomes,
+            index=outcomes.index(editing.outcome) if editing else 0,
+            format_func=lambda o: o or "–",
+            key=f"{wkey}_outcome",
         )
         types: list[str | None] = [None, *view.codebook.trouble_types]
         trouble_type = c1.selectbox(
-            "Trouble type", types, index=types.index(editing.trouble_type) if editing else 0, format_func=lambda o: o or "–"
+            "Trouble type",
+            types,
+            index=types.index(editing.trouble_type) if editing else 0,
+            format_func=lambda o: o or "–",
+            key=f"{wkey}_type",
         )
         if st.form_submit_button("Save sequence"):
-            span = None
-            content = by_id[trouble].content
-            if span_text.strip():
-                at = content.find(span_text.strip())
-                if at < 0:
-                    st.error(f"“{span_text.strip()}” is not in turn {by_id[trouble].position}.")
-                    st.stop()
-                span = (at, at + len(span_text.strip()))
-            elif editing and editing.span:
-                span = editing.span
             try:
+                span = save_span(trouble, span_text.strip())
                 with writing() as s:
                     ann.save_sequence(
                         s,
@@ -299,10 +354,13 @@ if "R" in view.codebook.layers:
                         trouble_type=trouble_type,
                         sequence_id=editing.id if editing else None,
                     )
-                st.session_state["annotate_flash"] = ("success", "Repair sequence saved.")
             except (ann.AnnotationError, ann.NotYours) as e:
-                st.session_state["annotate_flash"] = ("error", str(e))
-            st.rerun()
+                # Shown literally (it may quote the turn) and the choices stay as they are.
+                st.error(escape_markdown(str(e)), icon=":material/error:")
+            else:
+                st.session_state["annotate_flash"] = ("success", "Repair sequence saved.")
+                st.session_state["annotate_seq_generation"] = generation + 1
+                st.rerun()
 
 st.divider()
 end = st.columns(3)

@@ -8,7 +8,7 @@ import streamlit as st
 from lab import monitor
 from lab.schema import Study
 from lab.studies import get_study
-from lab.ui import pick_study, reading, staff_header, writing
+from lab.ui import pick_study, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
@@ -181,7 +181,7 @@ def live() -> None:
                 with st.chat_message(name):
                     if t.role not in ("user", "assistant"):
                         st.caption(t.role)
-                    st.text(t.content or "")
+                    stored_text(t.role, t.content)
                     if t.error:
                         st.error(f"error: {t.error}")
                     elif t.partial:

@@ -118,6 +118,44 @@ def test_a_claim_left_for_claim_minutes_returns_to_the_pool(
     engine.dispose()
 
 
+def test_an_annotator_assigned_later_takes_a_share_of_the_unopened_conversations(engine: Engine) -> None:
+    ids, accs = setup(engine, n=20, k=1)
+    with Session(engine) as s, s.begin():
+        for _ in range(2):
+            done = ann.claim_next(s, "blindtest", accs["ada"])
+            assert done is not None
+            ann.finish(s, done.id, accs["ada"])
+        opened = ann.claim_next(s, "blindtest", accs["ada"])
+        assert opened is not None
+        begun = s.scalars(select(AnnotationSlot).where(AnnotationSlot.status != "open"))
+        started = {sl.id: (sl.account_id, sl.status) for sl in begun}
+        accs |= {a.username: a.id for a in accounts(s, ["cy"])}
+        ann.assign(s, "blindtest", ["cy"])
+    with Session(engine) as s:
+        slots = s.scalars(select(AnnotationSlot)).all()
+        todo = Counter(sl.account_id for sl in slots if sl.status != "done")
+        assert todo == {accs["ada"]: 6, accs["bo"]: 6, accs["cy"]: 6}  # 18 still to do, in three even shares
+        assert sorted(Counter(sl.session_id for sl in slots).values()) == [1] * 20  # still one place per conversation
+        assert {sl.id: (sl.account_id, sl.status) for sl in slots if sl.status != "open"} == started  # opened stay put
+    with Session(engine) as s, s.begin():
+        first = ann.claim_next(s, "blindtest", accs["cy"])
+        assert first is not None and first.account_id == accs["cy"]
+
+
+def test_rebalancing_never_gives_an_annotator_two_places_on_one_conversation(engine: Engine) -> None:
+    ids, accs = setup(engine, n=9, names=("ada", "bo", "cy"), k=2)
+    with Session(engine) as s, s.begin():
+        accs |= {a.username: a.id for a in accounts(s, ["dee", "eve"])}
+        ann.assign(s, "blindtest", ["dee", "eve"])
+        slots = s.execute(select(AnnotationSlot.session_id, AnnotationSlot.account_id)).all()
+    holders: dict[int, list[int | None]] = {}
+    for session_id, account_id in slots:
+        holders.setdefault(session_id, []).append(account_id)
+    assert all(len(h) == 2 and len(set(h)) == 2 for h in holders.values())
+    loads = Counter(account_id for _, account_id in slots)
+    assert set(loads) == set(accs.values()) and max(loads.values()) - min(loads.values()) <= 1
+
+
 def test_skip_come_back_and_done(sqlite_engine: Engine) -> None:
     ids, accs = setup(sqlite_engine, n=3)
     with Session(sqlite_engine) as s, s.begin():
@@ -306,11 +344,25 @@ def test_repair_sequence_is_made_listed_and_edited_with_history(sqlite_engine: E
         assert len(views) == 1 and views[0].outcome == "partial" and views[0].initiation == "OI-open"
         stored = s.get(RepairSequence, seq.id)
         assert stored is not None and stored.meta["history"][0]["outcome"] == "resolved"
-        with pytest.raises(ann.AnnotationError, match="comes before the trouble source"):
+        with pytest.raises(ann.AnnotationError, match="^Initiation turn: it comes before the trouble source"):
             ann.save_sequence(s, slot.id, accs["ada"], trouble_turn_id=t[2].id, initiation_turn_id=t[1].id, initiation="TPR")
-        with pytest.raises(ann.AnnotationError, match="span 0–999 is outside"):
+        with pytest.raises(ann.AnnotationError, match="^Trouble span: 0–999 is outside"):
             ann.save_sequence(
                 s, slot.id, accs["ada"], trouble_turn_id=t[0].id, initiation_turn_id=t[1].id, initiation="TPR", span=(0, 999)
+            )
+        with pytest.raises(ann.AnnotationError, match="^Repair turn: it comes before the initiation"):
+            ann.save_sequence(
+                s,
+                slot.id,
+                accs["ada"],
+                trouble_turn_id=t[0].id,
+                initiation_turn_id=t[2].id,
+                initiation="TPR",
+                repair_turn_id=t[1].id,
+            )
+        with pytest.raises(ann.AnnotationError, match="^Outcome: unknown 'fixed'"):
+            ann.save_sequence(
+                s, slot.id, accs["ada"], trouble_turn_id=t[0].id, initiation_turn_id=t[1].id, initiation="TPR", outcome="fixed"
             )
         bo_slot = ann.claim_next(s, "blindtest", accs["bo"])
         assert bo_slot is not None

@@ -112,3 +112,51 @@ def test_report_is_one_self_contained_page(
     # No resource is fetched: the only URLs are XML namespaces inside the SVGs.
     for url in set(part.split('"')[0] for part in page.split("http")[1:]):
         assert url.startswith("://www.w3.org/")
+
+
+def test_the_confusion_matrix_draws_a_cell_per_code_pair() -> None:
+    chart = charts.confusion_chart([("ACK", "ACK", 2.0), ("ACK", "CLARIFY", 1.0), ("CLARIFY", "ACK", 1.0)])
+    svg = charts.image(chart, "svg").decode()
+    assert svg.count('aria-roledescription="rect"') >= 3 or svg.count("<path") >= 3
+    assert "other annotator&apos;s code" in svg or "other annotator's code" in svg
+
+
+def _one_cell(measure: str, keys: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "measure": measure,
+                "key": key,
+                "model": "lab/scripted",
+                "condition_key": "full",
+                "participant_kind": "simulated",
+                "value": value,
+                "lo": value,
+                "hi": value,
+                "n": 6,
+                "small": False,
+                "label_source": "gold",
+            }
+            for key, value in keys.items()
+        ]
+    )
+
+
+def test_stacked_shares_show_every_code_in_the_legend_and_keep_the_bar_height() -> None:
+    # One cell, every repair unresolved: the legend still lists each outcome, and the chart
+    # is at least its plotting height plus an axis, in the page as in the image.
+    fig = charts.repair_outcomes(_one_cell("repair_outcome", {"unresolved": 1.0}))
+    svg = charts.image(fig.chart, "svg", scale=1).decode()
+    for outcome in metrics.REPAIR_OUTCOMES:
+        assert f">{outcome}<" in svg, outcome
+    spec = fig.chart.to_dict()
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}  # how Streamlit is told not to squeeze it
+    fig = charts.presupposition_bars(_one_cell("presupposition_share", {"ACCOMMODATE": 0.5, "REJECT": 0.5}))
+    svg = charts.image(fig.chart, "svg", scale=1).decode()
+    for code in metrics.PRESUPPOSITION_CODES:
+        assert f">{code}<" in svg, code
+
+
+def test_a_measure_with_no_spread_reads_as_plain_numbers() -> None:
+    svg = charts.image(charts.models_by_conditions(_one_cell("P", {"": 0.0})).chart, "svg").decode()
+    assert "0.000000" not in svg and ">0<" in svg

@@ -64,6 +64,34 @@ def context(chromium: Any) -> Iterator[Any]:
     ctx.close()
 
 
+def record_layouts(page: Any) -> list[str]:
+    """Every page layout the server sends this page (``WIDE``/``CENTERED``), read from the websocket.
+
+    One run that sends two different layouts lets the browser keep either, so a wide page
+    must only ever send ``WIDE``.
+    """
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.proto.PageConfig_pb2 import PageConfig
+
+    seen: list[str] = []
+
+    def frame(payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            return
+        msg = ForwardMsg()
+        msg.ParseFromString(payload)
+        if msg.WhichOneof("type") == "page_config_changed" and msg.page_config_changed.layout != PageConfig.LAYOUT_UNSET:
+            seen.append(PageConfig.Layout.Name(msg.page_config_changed.layout))
+
+    page.on("websocket", lambda ws: ws.on("framereceived", frame))
+    return seen
+
+
+def main_width(page: Any) -> float:
+    """Width of the page's main column in pixels."""
+    return float(page.locator("[data-testid=stMainBlockContainer]").bounding_box()["width"])
+
+
 def label_everything(page: Any, code_key: str, on_first_turn: str | None = None) -> int:
     """Label every turn of every conversation on layer G with a key, then "Done"; returns conversations done."""
     done = 0
@@ -104,10 +132,13 @@ def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(
     with Session(server.engine) as s:
         conversations = len(ann.my_conversations(s, "demo", 1)) or None
     ada = context.new_page()
+    ada_layouts = record_layouts(ada)
     sign_in(ada, base, "annotator1", "/annotate")
     ada.get_by_role("heading", name="Turn 1 of").first.wait_for()
+    wide = main_width(ada)
 
-    # a repair sequence on the first conversation: trouble source turn 1, initiation turn 2 (OI-open)
+    # a repair sequence on the first conversation: trouble source turn 1, initiation turn 2 (OI-open),
+    # first with a span the turn does not hold: refused, naming the field, every choice kept
     ada.get_by_text("Repair sequences").wait_for()
     form = ada.locator("[data-testid=stForm]")
     form.get_by_text("Initiation turn").wait_for()
@@ -115,9 +146,24 @@ def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(
         form.get_by_label(label).click()
         ada.keyboard.type(choice)
         ada.keyboard.press("Enter")
+    span = form.get_by_role("textbox", name="Trouble span (copy the words from the turn)")
+    span.fill("words nobody wrote")
+    form.get_by_role("button", name="Save sequence").click()
+    wait_for_app(ada)
+    form.get_by_text("Trouble span: “words nobody wrote” is not in turn 1").wait_for()
+    assert span.input_value() == "words nobody wrote"
+    for label, choice in (("Initiation turn", "2 (assistant)"), ("Initiation type", "OI-open")):
+        assert form.get_by_role("combobox", name=label).input_value() == choice
+    for name in ("Skip for now", "Done with this conversation"):
+        assert ada.get_by_role("button", name=name).is_visible()
+    with Session(server.engine) as s:
+        assert s.scalars(select(RepairSequence)).first() is None
+    span.fill("")
     form.get_by_role("button", name="Save sequence").click()
     wait_for_app(ada)
     ada.get_by_text("Repair sequence saved.").wait_for()
+    ada.wait_for_timeout(500)
+    assert set(ada_layouts) == {"WIDE"} and main_width(ada) == wide  # the page keeps its width
     with Session(server.engine) as s:
         seq = s.scalars(select(RepairSequence)).one()
     assert seq.annotator == "annotator1" and seq.initiation == "OI-open" and seq.initiator == "assistant"
@@ -149,8 +195,22 @@ def test_two_annotators_label_link_a_repair_and_an_experimenter_adjudicates(
     exp_context = context.browser.new_context(viewport={"width": 1400, "height": 1000})
     exp = exp_context.new_page()
     exp.set_default_timeout(60_000)
+    exp_layouts = record_layouts(exp)
     sign_in(exp, base, "experimenter1", "/agreement")
     exp.get_by_text("α · humans").first.wait_for()
+    wide = main_width(exp)
+    # the confusion matrix is drawn (an unreadable field name left it 0 px high)
+    exp.get_by_text("Confusion between human annotators").wait_for()
+    heat = exp.locator("[data-testid=stVegaLiteChart]").nth(1)
+    heat.scroll_into_view_if_needed()
+    exp.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]')[1].getBoundingClientRect().height > 100")
+    # choosing a layer keeps the page's width
+    for layer in ("R · Repair initiation", "G · Grounding acts"):
+        exp.locator("[data-testid=stRadio]").first.get_by_text(layer).click()
+        wait_for_app(exp)
+    exp.get_by_text("α · humans").first.wait_for()
+    exp.wait_for_timeout(500)
+    assert set(exp_layouts) == {"WIDE"} and main_width(exp) == wide
     exp.goto(f"{base}/adjudicate")
     wait_for_app(exp)
     exp.get_by_text("Disagreement 1 of 1").wait_for()

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from annotation_data import PASSWORD, accounts, conversations, load
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from lab import annotation as ann
 from lab.db import make_engine, migrate
 from lab.labels import add_label
-from lab.schema import Account, ChatSession, Condition, Label, Participant, Study, Turn
+from lab.schema import Account, ChatSession, Condition, Label, Participant, RepairSequence, Study, Turn
 from tests.pages.staff_session import fresh_copy, sign_in_as, texts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +158,33 @@ def test_labelling_stores_each_choice_at_once_and_a_double_click_once(
     assert all(r.meta["seconds"] >= 0 and r.meta["codebook"] == "codebook-1" and r.meta["prelabels_shown"] for r in rows)
 
 
+def test_a_refused_sequence_keeps_the_choices_and_names_the_field(lab_db: Engine, as_user: Callable[[str | None], None]) -> None:
+    as_user("annotator1")
+    at = page("annotate").run()
+    span = next(t for t in at.text_input if t.label.startswith("Trouble span"))
+    span.set_value("words nobody wrote")
+    kind = next(b for b in at.selectbox if b.label == "Initiation type")
+    kind.set_value(kind.options[-1])
+    chosen = kind.options[-1]
+    button(at, "Save sequence").click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    plain = error.replace("\\", "")  # shown literally: Markdown marks are escaped
+    assert plain.startswith("Trouble span:") and "“words nobody wrote” is not in turn 1" in plain
+    assert next(t for t in at.text_input if t.label.startswith("Trouble span")).value == "words nobody wrote"
+    assert next(b for b in at.selectbox if b.label == "Initiation type").value == chosen
+    assert {"Skip for now", "Done with this conversation"} <= {b.label for b in at.button}
+    with Session(lab_db) as s:
+        assert s.scalar(select(func.count()).select_from(RepairSequence)) == 0
+    next(t for t in at.text_input if t.label.startswith("Trouble span")).set_value("user message")
+    button(at, "Save sequence").click().run()
+    assert "Repair sequence saved." in [m.value for m in at.success]
+    with Session(lab_db) as s:
+        seq = s.scalars(select(RepairSequence)).one()
+    assert seq.initiation == chosen and (seq.span_start, seq.span_end) == (0, len("user message"))
+    assert next(t for t in at.text_input if t.label.startswith("Trouble span")).value == ""  # a fresh form for the next one
+
+
 def test_another_annotators_conversation_is_not_yours(lab_db: Engine, as_user: Callable[[str | None], None]) -> None:
     with Session(lab_db) as s, s.begin():
         ids = {a.username: a.id for a in s.scalars(select(Account))}
@@ -169,8 +196,15 @@ def test_another_annotators_conversation_is_not_yours(lab_db: Engine, as_user: C
     at.query_params["c"] = str(theirs_id)
     at.run()
     assert not at.exception
-    assert "This conversation is not yours." in [e.value for e in at.error]
+    assert any(e.value.startswith("This conversation is not yours") for e in at.error)
     assert "user message" not in texts(at)
+    # not a dead end: one click leads to the annotator's own next conversation
+    button(at, "Go to my next conversation").click().run()
+    assert not at.exception and not at.error
+    assert "Turn 1 of 4" in texts(at) and "c" not in at.query_params
+    with Session(lab_db) as s:
+        mine = ann.my_conversations(s, "blindtest", ids["annotator1"])
+    assert [sl.status for sl in mine].count("claimed") == 1 and all(sl.id != theirs_id for sl in mine)
 
 
 def test_two_annotators_agreement_shows_alpha_and_adjudication_stores_gold(
@@ -213,10 +247,13 @@ def test_experimenter_assigns_on_the_page_and_sees_progress_and_checks(
         turn = s.scalars(select(Turn.id).where(Turn.role == "user").order_by(Turn.id)).first()
     as_user("experimenter1")
     at = page("agreement").run()
+    assert "Assigned: annotator1, annotator2." in [c.value.split(" Assigning")[0] for c in at.caption]
+    assert at.multiselect[0].options == ["annotator3"]  # neither the assigned nor the admin account is offered
     at.multiselect[0].set_value(["annotator3"])
     at.button[0].click().run()
     assert not at.exception, at.exception
-    assert "Assigned annotator3." in [m.value for m in at.success]
+    # 6 conversations × 2 annotators, none opened: 12 places, 4 each once annotator3 joins
+    assert "Assigned annotator3 (4 conversations to do)." in [m.value for m in at.success]
     body = texts(at)
     assert "annotator3" in body and "6 conversations in scope" in body
     at.number_input[1].set_value(turn)
