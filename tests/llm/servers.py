@@ -104,6 +104,10 @@ class LlamaServer:
             "1",
             "--n_ctx",
             "2048",
+            # By default a new request cuts the one being answered short: a simulation's
+            # concurrent conversations would get each other's replies cut.
+            "--interrupt_requests",
+            "False",
         ]
         env = os.environ | {"PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as out:
