@@ -130,12 +130,12 @@ class ConversationOver(LabError, RuntimeError):
     """The conversation has ended; nothing more can be sent."""
 
 
-def clean_message(text: str | None, max_chars: int) -> str:
+def clean_message(text: str | None, max_chars: int | None) -> str:
     """Strip invisible control characters (emoji are kept whole); refuse empty and oversized messages.
 
     Args:
         text: What the participant typed.
-        max_chars: The study's limit.
+        max_chars: The study's limit (None: no limit).
 
     Returns:
         The text as stored (newlines and tabs kept).
@@ -146,7 +146,7 @@ def clean_message(text: str | None, max_chars: int) -> str:
     cleaned = strip_hidden((text or "").replace("\r\n", "\n").replace("\r", "\n"))
     if not cleaned.strip():
         raise MessageRejected("Please write a message before sending.")
-    if len(cleaned) > max_chars:
+    if max_chars is not None and len(cleaned) > max_chars:
         raise MessageRejected(f"Your message is {len(cleaned):,} characters long; the limit is {max_chars:,}. Please shorten it.")
     return cleaned
 
@@ -528,7 +528,10 @@ class Conversation:
             raise ConversationOver("This conversation has ended.")
         if self.user_turns >= self.turn_limit:
             raise ConversationOver(f"This conversation has reached its limit of {self.turn_limit} messages.")
-        content = clean_message(text, self.max_message_chars)
+        # The limit is meant for people: a simulated opening is built from the item (a
+        # summary task's documents run to tens of thousands of characters), and the runner
+        # holds a simulator's own messages to the limit itself.
+        content = clean_message(text, self.max_message_chars if source == "participant" else None)
         revealing = self.shards_for_message(shards)
         done, first = self.revealed, self.user_turns == 0
         then: AfterWrite | None = None
