@@ -39,7 +39,8 @@ from .reveal import (  # noqa: F401  (re-exported: the engine's public names)
     requested_shard,
 )
 from .schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
-from .spec import ConditionSpec, ModelSpec
+from .settings import load_settings
+from .spec import ConditionSpec, ModelSpec, PlanSpec, StudyDefinition
 from .studies import definition
 
 if TYPE_CHECKING:
@@ -1000,9 +1001,27 @@ def _setup(study: Study, item_row: ItemRow, cond_row: Condition, model: str, par
         params=params,
         mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
         turn_limit=d.spec.plan.turn_limit,
-        max_message_chars=d.spec.plan.max_message_chars,
+        max_message_chars=message_limit(d),
         carried_cards=d.spec.plan.carried_cards,
     )
+
+
+_SPEC_MESSAGE_LIMIT = PlanSpec.model_fields["max_message_chars"].default
+
+
+def message_limit(d: StudyDefinition) -> int:
+    """The longest message a participant may send.
+
+    A study is stored with its defaults filled in, so one that leaves
+    ``plan.max_message_chars`` at the spec's default cannot be told from one that writes
+    it out; both take the deployment's ``LAB_MAX_MESSAGE_CHARS`` (itself 4000 by default).
+
+    Returns:
+        The study's ``plan.max_message_chars``, or ``LAB_MAX_MESSAGE_CHARS`` when the study
+        leaves it at the spec's default.
+    """
+    chars = d.spec.plan.max_message_chars
+    return load_settings().max_message_chars if chars == _SPEC_MESSAGE_LIMIT else chars
 
 
 def start_session(

@@ -131,8 +131,11 @@ class WorkerRunner(Runner):
             release(self.engine, self.plan.run_id, self.worker)
         r = self.result
         r.ended_here = r.done - r.done_at_start
-        self._refresh()
-        r.done = max(r.done, self._run_done)
+        # Read from the conversations, not the claims: the worker that ended the run last
+        # may already have pruned them.
+        with Session(self.engine) as s:
+            found = existing_units(s, self.plan)
+        r.done = max(r.done, sum(1 for f in found.values() for _, status in f.sessions.values() if status == "ended"))
         if r.complete:
             prune(self.engine, self.plan.run_id)
         r.elapsed = time.monotonic() - self._clock
