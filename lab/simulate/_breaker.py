@@ -112,13 +112,12 @@ class Breaker:
                 if trouble.stopped is not None:
                     out.append(trouble.stopped)
                     continue
+                nxt = ""
                 if trouble.retry_in is not None:
-                    nxt = f"retrying in {_seconds(trouble.retry_in)} (attempt {trouble.attempt + 1} of {trouble.attempts})"
-                else:
-                    nxt = f"the call gave up after {trouble.attempt} attempt{'s' if trouble.attempt > 1 else ''}"
+                    nxt = f"retrying in {_seconds(trouble.retry_in)} (attempt {trouble.attempt + 1} of {trouble.attempts}); "
                 left = max(0.0, self.seconds - (now - trouble.since))
                 out.append(
                     f"{model} failing for {_seconds(now - trouble.since)} ({trouble.failures} failed): "
-                    f"{trouble.error.message} — {nxt}; stops in {_seconds(left)} unless a call succeeds"
+                    f"{trouble.error.message} — {nxt}stops in {_seconds(left)} unless a call succeeds"
                 )
         return tuple(out)

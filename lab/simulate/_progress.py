@@ -63,8 +63,8 @@ _FIGURES = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _gist(trouble: tuple[str, ...]) -> tuple[str, ...]:
-    """Trouble lines without their figures: what changes the story, not the clock."""
-    return tuple(_FIGURES.sub("#", line) for line in trouble)
+    """What each trouble line says has gone wrong, without its figures and its next step."""
+    return tuple(_FIGURES.sub("#", line.split(" — ", 1)[0]) for line in trouble)
 
 
 class ProgressLine:
