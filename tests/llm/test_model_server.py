@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ from lab import llm
 from lab.flow import Flow
 from lab.modelcheck import check
 from lab.participants import create_participant, new_token
-from lab.schema import Turn
-from lab.simulate import ScriptedSimulator, plan_run, run_simulation
+from lab.schema import ChatSession, Turn
+from lab.simulate import RunStatus, ScriptedSimulator, plan_run, run_simulation
 from lab.spec import ModelSpec, parse_spec
 from lab.studies import load_study, set_status
 
@@ -113,3 +114,35 @@ def test_a_streamed_call_measures_its_first_token(model_server: LlamaServer) -> 
     assert whole.text and whole.ttft_ms is not None and whole.ttft_ms < whole.latency_ms
     plain = llm.complete(model_server.model, messages, model_server.params | {"max_tokens": 8})
     assert plain.text and plain.ttft_ms == plain.latency_ms, "a reply that is not streamed arrives at once"
+
+
+def test_a_simulation_survives_the_server_being_killed_and_started_again(
+    sqlite_engine: Engine, study_spec: Callable[..., str], model_server: LlamaServer, tmp_path: Path
+) -> None:
+    own = LlamaServer(model_server.model_path, tmp_path / "own.log").start()
+    try:
+        with Session(sqlite_engine, expire_on_commit=False) as s, s.begin():
+            loaded = load_study(s, d := parse_spec(server_study(study_spec, own), "study.yaml"))
+        simulator = ScriptedSimulator()
+        plan = plan_run(loaded.study, d, simulator.record(), repeats=2)
+
+        def kill_after_the_first(status: RunStatus) -> None:
+            if status.done >= 1 and own.process is not None:
+                own.stop()
+
+        first = asyncio.run(
+            run_simulation(sqlite_engine, plan, simulator, concurrency=1, retry_pause=0.0, on_progress=kill_after_the_first)
+        )
+        assert not first.complete and first.failures
+        assert all(f"Could not connect to {own.api_base}: connection refused" in message for _, message in first.failures)
+        own.start()
+        again = asyncio.run(run_simulation(sqlite_engine, plan, simulator, concurrency=1, retry_pause=0.0))
+        assert again.complete and not again.failures
+    finally:
+        own.stop()
+    with Session(sqlite_engine) as s:
+        sessions = list(s.scalars(select(ChatSession).order_by(ChatSession.id)))
+        assert len(sessions) == plan.total and all(c.status == "ended" for c in sessions)
+        for chat in sessions:
+            said = [t.content for t in s.scalars(select(Turn).where(Turn.session_id == chat.id, Turn.role == "user"))]
+            assert len(said) == len(set(said)), "no message was sent twice"
