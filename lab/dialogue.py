@@ -482,7 +482,10 @@ class Conversation:
                 shards,
                 source=source,
                 policy=self.setup.carried_cards,
-                max_chars=self.max_message_chars,
+                # The limit is meant for people: a simulated opening is built from the item (a
+                # summary task's documents run to tens of thousands of characters), and the
+                # runner holds a simulator's own messages to the limit itself.
+                max_chars=self.max_message_chars if source == "participant" else None,
                 exact=strict,
                 offered_only=strict,
             )
@@ -618,7 +621,13 @@ class Conversation:
                     if blocking:
                         result = llm.complete(call.model, call.messages, call.params, timeout=self.timeout)
                     else:
-                        result = await llm.acomplete(call.model, call.messages, call.params, timeout=self.timeout)
+                        # Streamed, so that a simulated reply's time to first token is measured too;
+                        # the scripted model's timings are its script's, and streaming them would
+                        # cost a batch run about a third of its turns per second.
+                        streamed = call.model != llm.SCRIPTED
+                        result = await llm.acomplete(
+                            call.model, call.messages, call.params, timeout=self.timeout, streamed=streamed
+                        )
                 except llm.ModelError as e:
                     call = steps.throw(e)
                 else:
@@ -641,10 +650,11 @@ class Conversation:
         return Reply(self, stream=stream)
 
     async def areply(self) -> TurnView:
-        """Ask for the next turn without streaming, on the event loop (batch simulation).
+        """Ask for the next turn on the event loop (batch simulation).
 
-        Nobody watches a simulated conversation, so the reply is not streamed; the turn is
-        committed exactly as :meth:`reply` commits it.
+        Nobody watches a simulated conversation, so the reply is read whole (streamed from
+        any model but the scripted one, so that its time to first token is measured) and
+        committed once, exactly as :meth:`reply` commits it.
         """
         if not self.awaiting_reply:
             raise ConversationOver("There is no message to reply to.")

@@ -400,12 +400,12 @@ def requested_shard(assistant_text: str, held: list[Shard]) -> Shard | None:
 # --- the text of a message ----------------------------------------------------------------------
 
 
-def clean_message(text: str | None, max_chars: int) -> str:
+def clean_message(text: str | None, max_chars: int | None) -> str:
     """Strip invisible control characters (emoji are kept whole); refuse empty and oversized messages.
 
     Args:
         text: What the participant typed.
-        max_chars: The study's limit.
+        max_chars: The study's limit (None: no limit).
 
     Returns:
         The text as stored (newlines and tabs kept).
@@ -416,12 +416,12 @@ def clean_message(text: str | None, max_chars: int) -> str:
     cleaned = strip_hidden(_lines(text))
     if not cleaned.strip():
         raise MessageRejected("Please write a message before sending.")
-    if len(cleaned) > max_chars:
+    if max_chars is not None and len(cleaned) > max_chars:
         raise MessageRejected(f"Your message is {len(cleaned):,} characters long; the limit is {max_chars:,}. Please shorten it.")
     return cleaned
 
 
-def screen_message(text: str | None, max_chars: int) -> str:
+def screen_message(text: str | None, max_chars: int | None) -> str:
     """As :func:`clean_message`, but a message with control characters is refused, not cleaned.
 
     What a participant sends from the page is stored exactly as written (line endings
@@ -556,7 +556,7 @@ class Progress:
         *,
         source: str,
         policy: CarriedCards,
-        max_chars: int,
+        max_chars: int | None,
         exact: bool = False,
         offered_only: bool = False,
     ) -> Message:
@@ -569,7 +569,8 @@ class Progress:
             source: ``participant`` (its text is read for the cards it carries,
                 :func:`check_cards`) or ``simulator`` (checked by the simulator's own rules).
             policy: The study's ``plan.carried_cards``.
-            max_chars: The study's ``plan.max_message_chars``.
+            max_chars: The study's ``plan.max_message_chars`` (None: no limit, for messages
+                built from the item rather than written by a person).
             exact: Refuse a text with control characters instead of cleaning it
                 (:func:`screen_message`; the participant page).
             offered_only: Refuse a pick that is not among :meth:`choices` (the participant

@@ -12,7 +12,8 @@ from . import reveal as rules
 from .errors import LabError
 from .items import Item, parse_item
 from .schema import Condition, ItemRow, Study
-from .spec import ConditionSpec, ModelSpec
+from .settings import load_settings
+from .spec import ConditionSpec, ModelSpec, PlanSpec, StudyDefinition
 from .studies import definition
 
 
@@ -109,6 +110,24 @@ def setup_of(study: Study, item_row: ItemRow, cond_row: Condition, model: str, p
         params=params,
         mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
         turn_limit=d.spec.plan.turn_limit,
-        max_message_chars=d.spec.plan.max_message_chars,
+        max_message_chars=message_limit(d),
         carried_cards=d.spec.plan.carried_cards,
     )
+
+
+_SPEC_MESSAGE_LIMIT = PlanSpec.model_fields["max_message_chars"].default
+
+
+def message_limit(d: StudyDefinition) -> int:
+    """The longest message a participant may send.
+
+    A study is stored with its defaults filled in, so one that leaves
+    ``plan.max_message_chars`` at the spec's default cannot be told from one that writes
+    it out; both take the deployment's ``LAB_MAX_MESSAGE_CHARS`` (itself 4000 by default).
+
+    Returns:
+        The study's ``plan.max_message_chars``, or ``LAB_MAX_MESSAGE_CHARS`` when the study
+        leaves it at the spec's default.
+    """
+    chars = d.spec.plan.max_message_chars
+    return load_settings().max_message_chars if chars == _SPEC_MESSAGE_LIMIT else chars

@@ -140,15 +140,24 @@ def on_stop(session_id: int) -> None:
     if (gen := GENERATIONS.running(session_id)) is not None:
         gen.stop()
         gen.join(30)
-    conv = Conversation.load(ENGINE, session_id)
-    last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
-    conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
+    try:
+        with reachable(PAGE_UNAVAILABLE):
+            conv = Conversation.load(ENGINE, session_id)
+            last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
+            conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
+    except DatabaseUnavailable as e:
+        st.session_state[NOTICE] = str(e)
 
 
 def on_retry(session_id: int) -> None:
-    """Ask for the failed reply again on the next run."""
+    """Ask for the failed reply again on the next run (not while the database is out of reach)."""
+    try:
+        with reachable(PAGE_UNAVAILABLE):
+            Conversation.load(ENGINE, session_id).log_event("retry")
+    except DatabaseUnavailable as e:
+        st.session_state[NOTICE] = str(e)  # the failed reply stays, with its "Try again"
+        return
     st.session_state[f"retry_{session_id}"] = True
-    Conversation.load(ENGINE, session_id).log_event("retry")
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -391,6 +400,7 @@ def unreachable_page(message: str) -> None:
     """
     unsent: Unsent | None = st.session_state.get(UNSENT)
     if unsent is None:
+        st.session_state.pop(NOTICE, None)  # this page says it already
         st.warning(message)
         st.button("Try again", icon=":material/refresh:")
         return

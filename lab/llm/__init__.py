@@ -28,6 +28,7 @@ from ._gateway import (
     stream,
 )
 from ._local import embedded_model_path
+from ._observer import Attempt, Watcher, watching
 from ._rate_limiter import RateLimiter
 from ._retry import RetryPolicy, retry_policy, set_retry_policy, using_retry_policy
 from ._validation import check_model, missing_env, required_env
@@ -39,6 +40,7 @@ __all__ = [
     "LOCAL_DEFAULT",
     "SCRIPTED",
     "AsyncStream",
+    "Attempt",
     "CallOptions",
     "Completion",
     "ModelError",
@@ -57,4 +59,6 @@ __all__ = [
     "set_retry_policy",
     "stream",
     "using_retry_policy",
+    "watching",
+    "Watcher",
 ]

@@ -18,6 +18,7 @@ from ..blocking import run_blocking
 from . import _local
 from ._completion import Completion, utc_now
 from ._errors import ModelError, from_exception
+from ._observer import Attempt, report
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, litellm_if_loaded, load_litellm
 from ._retry import RetryPolicy, retry_policy
 from ._scripted import check_params
@@ -140,14 +141,17 @@ class _Retries:
 
     Iterate it for attempts; when an attempt fails, :meth:`wait` says how long to wait
     before the next one, or raises the call's :class:`ModelError` when there is none: the
-    error is not transient, the retries are used up, or text has already been passed on (a
-    stream), which a retry could not take back.
+    error is not transient, the retries are used up, the provider asked for a longer wait
+    than the policy allows, or text has already been passed on (a stream), which a retry
+    could not take back. A provider's ``Retry-After`` sets the wait. Every attempt that
+    ends is reported to the watchers (see `watching`).
     """
 
-    def __init__(self, model: str, timeout: float, max_retries: int) -> None:
+    def __init__(self, model: str, timeout: float, max_retries: int, where: str | None = None) -> None:
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
+        self.where = where
         self.attempts = 0
         """Attempts made so far."""
         self.policy = retry_policy()
@@ -156,6 +160,10 @@ class _Retries:
         while True:
             self.attempts += 1
             yield self.attempts
+
+    def succeeded(self) -> None:
+        """Report the attempt that succeeded."""
+        report(Attempt(self.model, None, self.attempts, self.max_retries + 1))
 
     def wait(self, exc: BaseException, *, produced: bool) -> float:
         """Seconds to wait before retrying after ``exc``.
@@ -167,12 +175,21 @@ class _Retries:
         Raises:
             ModelError: no retry: the error as the lab reports it (with the attempts made).
         """
-        error = from_exception(exc, self.model, self.timeout)
-        if not error.retryable or self.attempts > self.max_retries or produced:
-            if self.attempts > 1:
-                error = ModelError(error.kind, f"{error.message} (gave up after {self.attempts} attempts)", error.retryable)
+        error = from_exception(exc, self.model, self.timeout, self.where)
+        delay = self.policy.delay(self.attempts)
+        asked = error.retry_after
+        too_long = asked is not None and asked > self.policy.max_retry_after
+        if not error.retryable or self.attempts > self.max_retries or produced or too_long:
+            if too_long:
+                error = error.again(f"{error.message} (longer than the lab waits: {self.policy.max_retry_after:g} s)")
+            elif self.attempts > 1:
+                error = error.again(f"{error.message} (gave up after {self.attempts} attempts)")
+            report(Attempt(self.model, error, self.attempts, self.max_retries + 1))
             raise error from exc
-        return self.policy.delay(self.attempts)
+        if asked is not None:
+            delay = asked
+        report(Attempt(self.model, error, self.attempts, self.max_retries + 1, delay))
+        return delay
 
 
 class _Chunks:
@@ -249,7 +266,12 @@ _ON_LOOP = _OnLoop()
 
 
 def complete(
-    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    streamed: bool = False,
+    **options: Unpack[CallOptions],
 ) -> Completion:
     """Ask a model for one reply and wait for all of it.
 
@@ -260,6 +282,10 @@ def complete(
         messages: The conversation, as ``{"role": …, "content": …}`` dicts.
         params: Parameters passed through to the provider (temperature, max_tokens, top_p,
             seed, stop, api_base, …).
+        streamed: Ask for the reply as a stream and read all of it, so that its time to
+            first token is measured (a reply that is not streamed arrives at once, and its
+            ``ttft_ms`` equals its ``latency_ms``). A stream is retried only before its first
+            piece; a failure after it raises, keeping nothing.
         **options: ``timeout`` and ``max_retries``; see `CallOptions`.
 
     Returns:
@@ -274,14 +300,19 @@ def complete(
         reply.text  # "You said: hi"
         ```
     """
-    return run_blocking(_Reading(model, messages, params, streaming=False, **options).whole(_BLOCKING))
+    return run_blocking(_Reading(model, messages, params, streaming=streamed, **options).whole(_BLOCKING))
 
 
 async def acomplete(
-    model: str, messages: list[dict[str, str]], params: dict | None = None, **options: Unpack[CallOptions]
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict | None = None,
+    *,
+    streamed: bool = False,
+    **options: Unpack[CallOptions],
 ) -> Completion:
     """As `complete`, without blocking the event loop (the same arguments, result and errors)."""
-    return await _Reading(model, messages, params, streaming=False, **options).whole(_ON_LOOP)
+    return await _Reading(model, messages, params, streaming=streamed, **options).whole(_ON_LOOP)
 
 
 def _from_response(model: str, params: dict[str, Any], response: Any, started_at: Any, start: float, attempts: int) -> Completion:
@@ -446,7 +477,8 @@ class _Reading:
             litellm = await io.load()
             # Timing starts after the one-off import of litellm, which is the process's cost, not the model's.
             record.started_at, record.start = utc_now(), time.perf_counter()
-            retries = _Retries(self.model, self.timeout, self.max_retries)
+            api_base = self.params.get("api_base")
+            retries = _Retries(self.model, self.timeout, self.max_retries, api_base if isinstance(api_base, str) else None)
             for record.attempts in retries:
                 try:
                     response = await io.call(
@@ -468,6 +500,7 @@ class _Reading:
                     delay = retries.wait(exc, produced=bool(record.parts))
                     record.restart()
                     await io.wait(retries.policy, delay)
+            retries.succeeded()
             if not self.streaming:
                 record.completion = _from_response(
                     self.model, self.params, response, record.started_at, record.start, record.attempts
@@ -489,9 +522,9 @@ class _Reading:
         await io.close(upstream)
 
     async def whole(self, io: _Blocking | _OnLoop) -> Completion:
-        """Make a call that is not streamed and return its completion."""
+        """Make the call, read all of it and return its completion."""
         async for _ in self._read(io):
-            pass  # a reply that is not streamed has no pieces
+            pass  # the pieces of a streamed reply are kept in the record
         return self._record.finish(partial=False)
 
 

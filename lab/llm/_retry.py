@@ -16,7 +16,8 @@ class RetryPolicy:
 
     The n-th retry (n = 1, 2, …) waits ``base_delay * factor ** (n - 1)`` seconds, capped at
     ``max_delay``, plus up to ``jitter`` of that again at random so that many conversations
-    hitting the same limit do not retry in lockstep.
+    hitting the same limit do not retry in lockstep. When the provider says how long to
+    wait (``Retry-After``), that wait is used instead, up to ``max_retry_after``.
     """
 
     base_delay: float = 0.5
@@ -30,6 +31,10 @@ class RetryPolicy:
 
     jitter: float = 0.25
     """The random extra, as a fraction of the delay (0 for none)."""
+
+    max_retry_after: float = 60.0
+    """The longest wait a provider's ``Retry-After`` may ask for; a call asked to wait
+    longer gives up at once, saying how long it was asked to wait."""
 
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
     """How synchronous calls wait (replaceable so tests need not wait)."""

@@ -17,6 +17,7 @@ print(run_report(session, plan.run_id).format())
 ```
 """
 
+from ._breaker import BREAKER_SECONDS, Breaker
 from ._checks import DRIFT_KINDS, Drift, check_message, mentions
 from ._cli import judge_for, make_simulator, register
 from ._consistency import CONSISTENCY_PROMPT_VERSION, Consistency, LineVerdict, judge_consistency
@@ -36,6 +37,8 @@ from ._simulator import (
 )
 
 __all__ = [
+    "BREAKER_SECONDS",
+    "Breaker",
     "CONSISTENCY_PROMPT_VERSION",
     "DONT_KNOW",
     "DRIFT_KINDS",

@@ -8,6 +8,9 @@ Postgres the inner select takes the row ``FOR UPDATE SKIP LOCKED``, so concurren
 pass over each other's rows instead of queueing; SQLite has one writer at a time and the
 statement takes the write lock before it reads, so the claim is atomic there too.
 
+When every unit of a run is done, the run's claims are deleted (:func:`prune`): a worker
+started later finds the run's conversations ended in the database and seeds nothing to do.
+
 A claim expires ``lease`` seconds after its worker last renewed it; a worker renews its
 claims while it runs them, so only a stopped (killed, crashed, cut off) worker's units
 become claimable again, by any worker. Postgres compares with the database's clock, so
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -202,3 +205,25 @@ def done_units(engine: Engine, run_id: str) -> set[str]:
     """The run's units marked done."""
     with engine.connect() as conn:
         return set(conn.scalars(select(_C.unit).where(_C.run_id == run_id, _C.state == DONE)))
+
+
+def prune(engine: Engine, run_id: str, *, finished: bool = False) -> int:
+    """Delete the claims of a run that has ended: no worker will claim its units again.
+
+    Args:
+        engine: The database.
+        run_id: The run.
+        finished: The caller has found every conversation of the run ended while holding
+            the run lock, so the claims go whatever their state; otherwise they go only when
+            every unit is marked done (one statement, so a worker that puts a unit back in
+            the queue meanwhile keeps them all).
+
+    Returns:
+        The claims deleted.
+    """
+    with engine.begin() as conn:
+        query = delete(_T).where(_C.run_id == run_id)
+        if not finished:
+            other = _T.alias("other")
+            query = query.where(~exists().where(other.c.run_id == run_id, other.c.state != DONE))
+        return _rowcount(conn.execute(query))

@@ -179,8 +179,9 @@ def _simulate(args: argparse.Namespace) -> None:
         print(run_report(s, plan.run_id).format())
     if result.failures:
         sid, message = result.failures[0]
+        where = f"conversation {sid}: " if sid is not None else ""
         raise CommandError(
-            f"{len(result.failures)} conversation(s) stopped after repeated model errors (conversation {sid}: {message}); "
+            f"{len(result.failures)} conversation(s) stopped by errors ({where}{message}); "
             "run the same command again to continue them"
         )
 

@@ -67,7 +67,9 @@ class WorkerReport:
     done: int = 0
     """Conversations it ended so far."""
     failed: int = 0
-    """Conversations it left after repeated model errors."""
+    """Conversations it left after errors."""
+    trouble: tuple[str, ...] = ()
+    """What it says about failing models now."""
     final: dict[str, Any] | None = None
     """Its counts once it finished."""
     error: str | None = None
@@ -134,7 +136,7 @@ def work(share: Share, plan: Any, simulator: Any, options: dict[str, Any], repor
         share: What to run.
         plan: The run's plan.
         simulator: The simulator.
-        options: The runner's other keyword arguments (judge, max_errors, retry_pause).
+        options: The runner's other keyword arguments (judge, max_errors, retry_pause, breaker_seconds).
         reports: Where progress and the final counts go.
     """
     _die_with(share.parent)
@@ -144,7 +146,7 @@ def work(share: Share, plan: Any, simulator: Any, options: dict[str, Any], repor
     engine = make_engine(share.url)
 
     def progress(status: RunStatus) -> None:
-        reports.put(("progress", share.index, status.done - status.done_at_start, status.failed))
+        reports.put(("progress", share.index, status.done - status.done_at_start, status.failed, status.trouble))
 
     runner = Runner(
         engine,
@@ -193,13 +195,14 @@ def database_url(runner: Runner) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, int], None]) -> dict[str, Any]:
+async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, int, tuple[str, ...]], None]) -> dict[str, Any]:
     """Run the pending units in worker processes; the parent holds the run lock.
 
     Args:
         runner: The parent's runner (its plan, simulator and options).
         pending: Keys of the units with work left.
-        tick: Called with (conversations ended, conversations failed) by the workers so far.
+        tick: Called with (conversations ended, conversations failed, what they say about
+            failing models) by the workers so far.
 
     Returns:
         The workers' summed counts (``done``, ``started``, ``resumed``, ``user_turns``, ``failures``).
@@ -215,7 +218,12 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
     ctx = _context()
     reports: SimpleQueue[Any] = ctx.SimpleQueue()
     rpm = runner.limits.rpm / n if runner.limits.rpm is not None else None
-    options = {"judge": runner.judge, "max_errors": runner.max_errors, "retry_pause": runner.retry_pause}
+    options = {
+        "judge": runner.judge,
+        "max_errors": runner.max_errors,
+        "retry_pause": runner.retry_pause,
+        "breaker_seconds": runner.breaker.seconds,
+    }
     shares = [Share(i, url, frozenset(pending[i::n]), math.ceil(runner.concurrency / n), rpm, os.getpid()) for i in range(n)]
     state = [WorkerReport() for _ in shares]
     procs: list[BaseProcess] = []
@@ -226,14 +234,16 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
             kind, i, *rest = reports.get()
             got = True
             if kind == "progress":
-                state[i].done, state[i].failed = rest
+                state[i].done, state[i].failed, state[i].trouble = rest[0], rest[1], tuple(rest[2])
             elif kind == "result":
                 state[i].final = rest[0]
                 state[i].done, state[i].failed = rest[0]["done"], len(rest[0]["failures"])
             else:
                 state[i].error = rest[0]
         if got:
-            tick(sum(w.done for w in state), sum(w.failed for w in state))
+            # Each process has its own breaker; the same model's trouble is said once.
+            trouble = tuple(dict.fromkeys(line for w in state for line in w.trouble))
+            tick(sum(w.done for w in state), sum(w.failed for w in state), trouble)
         return got
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -55,9 +56,24 @@ def status_line(label: str, status: RunStatus, bar: int = 0) -> str:
 BAR_WIDTH = 20
 """Characters of the progress bar drawn on a terminal."""
 
+TROUBLE_REPEAT_SECONDS = 5.0
+"""Off a terminal, how often an unchanged account of failing models is written again (with its new figures)."""
+
+_FIGURES = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _gist(trouble: tuple[str, ...]) -> tuple[str, ...]:
+    """What each trouble line says has gone wrong, without its figures and its next step."""
+    return tuple(_FIGURES.sub("#", line.split(" — ", 1)[0]) for line in trouble)
+
 
 class ProgressLine:
-    """A progress line on stderr: rewritten in place on a terminal, one line per ~5% otherwise."""
+    """A progress line on stderr: rewritten in place on a terminal, one line per ~5% otherwise.
+
+    While calls to a model fail, the line says so (which model, since when, why, and when
+    the next attempt goes): on a terminal after the figures, otherwise on lines of its own,
+    written when the account changes and every few seconds while it lasts.
+    """
 
     def __init__(self, label: str, stream: TextIO | None = None, *, min_interval: float = 0.1) -> None:
         """Create the line.
@@ -75,6 +91,8 @@ class ProgressLine:
         self._last_step = -1
         self._width = 0
         self._status: RunStatus | None = None
+        self._trouble: tuple[str, ...] = ()
+        self._trouble_at = float("-inf")
 
     def __call__(self, status: RunStatus) -> None:
         """Show a new status."""
@@ -90,9 +108,26 @@ class ProgressLine:
             self._last_step = step
             self.stream.write(status_line(self.label, status) + "\n")
             self.stream.flush()
+        self._say_trouble(status.trouble)
+
+    def _say_trouble(self, trouble: tuple[str, ...]) -> None:
+        """Off a terminal: write what fails when that changes, and again every few seconds while it lasts."""
+        now = time.monotonic()
+        changed = _gist(trouble) != _gist(self._trouble)
+        if not trouble:
+            if changed:
+                self.stream.write(f"{self.label}: model calls succeed again\n")
+                self.stream.flush()
+            self._trouble = trouble
+            return
+        if changed or now - self._trouble_at >= TROUBLE_REPEAT_SECONDS:
+            self._trouble, self._trouble_at = trouble, now
+            for line in trouble:
+                self.stream.write(f"{self.label}: {line}\n")
+            self.stream.flush()
 
     def _draw(self, status: RunStatus) -> None:
-        line = status_line(self.label, status, bar=BAR_WIDTH)
+        line = " · ".join([status_line(self.label, status, bar=BAR_WIDTH), *status.trouble])
         self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
         self.stream.flush()
         self._width = len(line)

@@ -44,8 +44,9 @@ from ..judge import RuleJudge, score
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
 from ..scoring import settle
+from ._breaker import BREAKER_SECONDS, Breaker
 from ._checks import check_message
-from ._claims import LEASE_SECONDS, held_elsewhere
+from ._claims import LEASE_SECONDS, held_elsewhere, prune
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
 from ._grid import Cell, RunPlan, Unit
 from ._simulator import DONT_KNOW, Simulator, UserMove, last_reply, prompt_texts
@@ -57,6 +58,9 @@ TURN_EVENT = "simulator_turn"
 """Event kind recording what a simulator said it did in a turn, and the drift found."""
 
 _CHUNK = 500
+
+TROUBLE_SECONDS = 0.5
+"""How often a run looks whether what it says about failing models has changed."""
 
 
 class RunBusy(LabError, RuntimeError):
@@ -115,9 +119,12 @@ class RunStatus:
     done_at_start: int
     """Conversations that had ended before this invocation."""
     failed: int
-    """Conversations stopped by repeated model errors in this invocation."""
+    """Conversations stopped by errors in this invocation."""
     elapsed: float
     """Seconds since this invocation started."""
+    trouble: tuple[str, ...] = ()
+    """One line per model whose calls are failing now: since when, why, what happens next
+    (or that the run has stopped calling it)."""
 
 
 @dataclass
@@ -134,8 +141,9 @@ class RunResult:
     """Unfinished conversations continued in this invocation."""
     user_turns: int = 0
     """Messages the simulator sent in this invocation (openings included)."""
-    failures: list[tuple[int, str]] = field(default_factory=list)
-    """(conversation id, error) for conversations left unfinished by model errors."""
+    failures: list[tuple[int | None, str]] = field(default_factory=list)
+    """(conversation id, why) for conversations left unfinished by errors (the id is None when
+    the conversation could not be started)."""
     elapsed: float = 0.0
     worker: str | None = None
     """This invocation's name among the run's ``--worker`` processes (None: not a worker)."""
@@ -266,6 +274,7 @@ class Runner:
         command: str | None = None,
         processes: int = 1,
         share: frozenset[str] | None = None,
+        breaker_seconds: float = BREAKER_SECONDS,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -289,13 +298,17 @@ class Runner:
         self.group = GroupCommit(engine)
         """Shares commits among this process's conversations."""
         self.result = RunResult(plan)
+        self.breaker = Breaker(breaker_seconds)
+        """Watches the run's model calls; stops calling a model whose calls have all failed for a while."""
         self._clock = time.monotonic()
 
     # --- bookkeeping --------------------------------------------------------------
 
     def _status(self) -> RunStatus:
         r = self.result
-        return RunStatus(self.plan.total, r.done, r.done_at_start, len(r.failures), time.monotonic() - self._clock)
+        return RunStatus(
+            self.plan.total, r.done, r.done_at_start, len(r.failures), time.monotonic() - self._clock, self.breaker.lines()
+        )
 
     def _tick(self) -> None:
         if self.on_progress is not None:
@@ -382,9 +395,11 @@ class Runner:
                     f"run {self.plan.run_id} is being run by --worker processes; "
                     "start another with --worker to help, or wait for them to finish"
                 )
-            if self.processes > 1:
-                return await self._run_processes()
-            return await self._run()
+            result = await (self._run_processes() if self.processes > 1 else self._run())
+            if result.complete:
+                # Claims left by --worker invocations of the run serve nobody once it has ended.
+                prune(self.engine, self.plan.run_id, finished=True)
+            return result
 
     def _pending(self) -> deque[tuple[Unit, UnitState]]:
         """The units (of this process's share) with work left; counts those already ended."""
@@ -416,13 +431,13 @@ class Runner:
         self._tick()
         failed = 0
 
-        def tick(done: int, errors: int) -> None:
+        def tick(done: int, errors: int, trouble: tuple[str, ...]) -> None:
             nonlocal failed
             self.result.done = self.result.done_at_start + done
             failed = errors
             if self.on_progress is not None:
                 status = self._status()
-                self.on_progress(RunStatus(status.total, status.done, status.done_at_start, failed, status.elapsed))
+                self.on_progress(RunStatus(status.total, status.done, status.done_at_start, failed, status.elapsed, trouble))
 
         totals = await run_shares(self, [unit.key for unit, _ in pending], tick)
         r = self.result
@@ -443,48 +458,90 @@ class Runner:
                 unit, f = pending.popleft()
                 await self._unit(unit, f)
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(min(self.concurrency, len(pending))):
-                tg.create_task(worker())
+        with llm.watching(self.breaker):
+            async with asyncio.TaskGroup() as tg:
+                workers = [tg.create_task(worker()) for _ in range(min(self.concurrency, len(pending)))]
+                tg.create_task(self._watch(workers))
         self.result.elapsed = time.monotonic() - self._clock
         return self.result
 
+    async def _watch(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Until ``tasks`` end: show within a second what changes about failing models."""
+        while not all(task.done() for task in tasks):
+            await asyncio.sleep(TROUBLE_SECONDS)
+            if self.breaker.changed:
+                self.breaker.changed = False
+                self._tick()
+
     async def _unit(self, unit: Unit, f: UnitState) -> bool:
-        """Run a unit's unfinished conversations; False when model errors stopped one."""
+        """Run a unit's unfinished conversations; False when an error stopped one.
+
+        Whatever goes wrong inside the unit (repeated model errors, or anything else) stops
+        this unit alone, with its reason and item in :attr:`RunResult.failures`; the other
+        units go on, and rerunning continues this one.
+        """
         pid = f.participant_id
         completed = False
-        for position in range(len(unit.cells)):
+        for position, cell in enumerate(unit.cells):
             held = f.sessions.get(position)
-            if held is not None and held[1] == "ended":
-                if self.judge is not None and held[0] not in f.judged:
-                    await self._judge(Conversation.load(self.engine, held[0]))
-                continue
-            if held is not None:
-                conv = Conversation.load(self.engine, held[0])
-                self.result.resumed += 1
-            else:
-                conv = self._start(unit, position, pid)
-                self.result.started += 1
-            pid = conv.participant_id
-            conv.group = self.group
-            # The participant is completed with their last conversation, in its transaction.
-            last = position == len(unit.cells) - 1
-            if not await self._converse(conv, last=last):
-                self._tick()
-                return False
-            completed = last and conv.status == "ended"
-            self.result.done += 1
+            conv: Conversation | None = None
+            try:
+                if held is not None and held[1] == "ended":
+                    if self.judge is not None and held[0] not in f.judged:
+                        await self._judge(Conversation.load(self.engine, held[0]))
+                    continue
+                if held is not None:
+                    conv = Conversation.load(self.engine, held[0])
+                    self.result.resumed += 1
+                else:
+                    conv = self._start(unit, position, pid)
+                    self.result.started += 1
+                pid = conv.participant_id
+                conv.group = self.group
+                # The participant is completed with their last conversation, in its transaction.
+                last = position == len(unit.cells) - 1
+                ended = await self._converse(conv, last=last)
+                if ended:
+                    completed = last and conv.status == "ended"
+                    self.result.done += 1
+                    if self.judge is not None:
+                        await self._judge(conv)
+            except Exception as error:  # noqa: BLE001 — one unit's error never ends the run
+                if self._fatal(error):
+                    raise
+                session = conv.session_id if conv is not None else (held[0] if held is not None else None)
+                self.result.failures.append((session, self._reason(cell, error)))
+                ended = False
             self._tick()
-            if self.judge is not None:
-                await self._judge(conv)
+            if not ended:
+                return False
         if pid is not None and not completed:
             self._complete(pid)
         return True
+
+    def _fatal(self, error: Exception) -> bool:
+        """Whether an error inside a unit must end the run rather than the unit."""
+        return False
+
+    @staticmethod
+    def _reason(cell: Cell, error: Exception) -> str:
+        """Why a unit stopped, named with its item and condition."""
+        what = str(error) if isinstance(error, LabError) else f"unexpected {type(error).__name__}: {error}"
+        model = f" × {cell.model}" if cell.model else ""
+        return f"item {cell.item} ({cell.condition}{model}): {what}"
 
     async def _judge(self, conv: Conversation) -> None:
         assert self.judge is not None
         model, params = self.judge
         await judge_consistency(conv, model, params, persona=self.simulator.persona, acquire=self.limits.acquire)
+
+    def _broken(self, conv: Conversation, *models: str | None, prefix: str = "") -> bool:
+        """True, with the conversation counted as stopped, when the breaker has stopped calling one of ``models``."""
+        reason = self.breaker.stopped(*models)
+        if reason is None:
+            return False
+        self.result.failures.append((conv.session_id, prefix + reason))
+        return True
 
     async def _failed(self, conv: Conversation, errors: int, message: str) -> bool:
         """Count a model error; True when the conversation should stop for now."""
@@ -504,13 +561,16 @@ class Runner:
         errors = 0
         while conv.status == "active":
             if conv.awaiting_reply:
+                mediator = conv.mediator.model if conv.mediator is not None else None
+                if self._broken(conv, conv.model, mediator):
+                    return False
                 await self.limits.acquire(conv.model)
-                if conv.mediator is not None:
-                    await self.limits.acquire(conv.mediator.model)
+                if mediator is not None:
+                    await self.limits.acquire(mediator)
                 turn = await conv.areply()
                 if turn.error is not None:
                     errors += 1
-                    if await self._failed(conv, errors, turn.error):
+                    if self._broken(conv, conv.model, mediator) or await self._failed(conv, errors, turn.error):
                         return False
                     continue
                 errors = 0
@@ -531,12 +591,16 @@ class Runner:
                 self.result.user_turns += 1
                 continue
             if self.simulator.model is not None:
+                if self._broken(conv, self.simulator.model, prefix="simulator: "):
+                    return False
                 await self.limits.acquire(self.simulator.model)
             try:
                 move = await self.simulator.next_move(conv)
             except llm.ModelError as e:
                 errors += 1
-                if await self._failed(conv, errors, f"simulator: {e.message}"):
+                if self._broken(conv, self.simulator.model, prefix="simulator: ") or await self._failed(
+                    conv, errors, f"simulator: {e.message}"
+                ):
                     return False
                 continue
             if move.satisfied:
@@ -560,8 +624,11 @@ class Runner:
         sent = new[:1]
         problems = [(p, "") for p in move.problems]
         text = move.text.strip() or DONT_KNOW
-        if len(text) > conv.max_message_chars:
-            text = text[: conv.max_message_chars]
+        # The limit is meant for people: a message carrying a shard of the item (a summary
+        # task's document) may be as long as the shard plus the limit.
+        limit = conv.max_message_chars + sum(len(shard.text) for shard in conv.shards if shard.id in sent)
+        if len(text) > limit:
+            text = text[:limit]
             problems.append(("too_long", f"{len(move.text)} characters"))
         problems += check_message(
             reveal=conv.reveal,
@@ -621,6 +688,10 @@ class RunOptions(TypedDict, total=False):
 
     command: str | None
     """The command line, stored with the run."""
+
+    breaker_seconds: float
+    """Seconds of nothing but failed calls to a model after which the run stops calling it
+    (see :mod:`lab.simulate._breaker`)."""
 
     processes: int
     """Worker processes sharing the run's units, so that its CPU work spreads over the cores

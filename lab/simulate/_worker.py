@@ -27,8 +27,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from .. import llm
 from ..errors import LabError
-from ._claims import LEASE_SECONDS, claim, done_units, finish, held, held_elsewhere, release, renew, seed, worker_id
+from ._claims import LEASE_SECONDS, claim, done_units, finish, held, held_elsewhere, prune, release, renew, seed, worker_id
 from ._grid import Unit
 from ._runner import RunBusy, Runner, RunResult, RunStatus, UnitState, existing_units, run_lock, unit_state
 
@@ -80,7 +81,7 @@ class WorkerRunner(Runner):
             self._refresh()
         r = self.result
         done = max(r.done, self._run_done)
-        return RunStatus(self.plan.total, done, r.done_at_start, len(r.failures), now - self._clock)
+        return RunStatus(self.plan.total, done, r.done_at_start, len(r.failures), now - self._clock, self.breaker.lines())
 
     def _refresh(self) -> None:
         self._refreshed = time.monotonic()
@@ -100,6 +101,9 @@ class WorkerRunner(Runner):
         self.result.done = self.result.done_at_start
         seed(self.engine, self.plan.run_id, self.plan.study_id, units)
 
+    def _fatal(self, error: Exception) -> bool:
+        return isinstance(error, ClaimLost)
+
     def _starting(self, conn: Connection, unit: Unit, participant_id: int) -> None:
         if not held(conn, self.plan.run_id, unit.key, self.worker, self.lease, participant_id):
             raise ClaimLost(f"unit {unit.key} was taken over by another worker")
@@ -118,16 +122,22 @@ class WorkerRunner(Runner):
         try:
             self._log_run()
             self._tick()
-            async with asyncio.TaskGroup() as tg:
-                for i in range(self.concurrency):
-                    tg.create_task(self._slot(first if i == 0 else None))
+            with llm.watching(self.breaker):
+                async with asyncio.TaskGroup() as tg:
+                    slots = [tg.create_task(self._slot(first if i == 0 else None)) for i in range(self.concurrency)]
+                    tg.create_task(self._watch(slots))
         finally:
             heartbeat.cancel()
             release(self.engine, self.plan.run_id, self.worker)
         r = self.result
         r.ended_here = r.done - r.done_at_start
-        self._refresh()
-        r.done = max(r.done, self._run_done)
+        # Read from the conversations, not the claims: the worker that ended the run last
+        # may already have pruned them.
+        with Session(self.engine) as s:
+            found = existing_units(s, self.plan)
+        r.done = max(r.done, sum(1 for f in found.values() for _, status in f.sessions.values() if status == "ended"))
+        if r.complete:
+            prune(self.engine, self.plan.run_id)
         r.elapsed = time.monotonic() - self._clock
         self._tick()
         return r

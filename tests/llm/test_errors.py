@@ -98,3 +98,53 @@ def test_a_model_stuck_in_a_loop_is_cut_without_retry() -> None:
     error = from_exception(raw, MODEL)
     assert (error.kind, error.retryable) == ("server", False)
     assert error.message == f"{MODEL} kept repeating the same text, so the reply was cut off."
+
+
+def _wrapped(inner: BaseException, outer: Exception) -> Exception:
+    """``outer`` raised while handling ``inner``, as litellm raises its own exceptions."""
+    try:
+        try:
+            raise inner
+        except BaseException:
+            raise outer  # noqa: B904 — the implicit context is what litellm leaves
+    except Exception as e:  # noqa: BLE001
+        return e
+
+
+def test_a_refused_connection_wrapped_as_a_server_error_is_named_as_refused() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1:8899/v1/chat/completions")
+    connect = httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    connect.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    litellm = load_litellm()
+    raw = _wrapped(
+        connect, litellm.InternalServerError(message="OpenAIException - Connection error.", llm_provider="openai", model=MODEL)
+    )
+    error = from_exception(raw, MODEL)
+    assert error.kind == "connection" and error.retryable
+    assert error.message == f"Could not connect to http://127.0.0.1:8899/v1: connection refused ({MODEL})."
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [({"retry-after": "7"}, 7.0), ({"retry-after-ms": "1500"}, 1.5), ({"retry-after": "soon"}, None), ({}, None)],
+)
+def test_retry_after_is_read_from_the_response_headers(headers: dict[str, str], seconds: float | None) -> None:
+    from lab.llm._errors import retry_after
+
+    response = httpx.Response(429, headers=headers, request=httpx.Request("POST", "https://example.invalid/v1"))
+    raw = load_litellm().RateLimitError(message="slow down", llm_provider="openai", model=MODEL, response=response)
+    assert retry_after(raw) == seconds
+    assert from_exception(raw, MODEL).retry_after == seconds
+
+
+def test_an_http_date_in_retry_after_counts_from_now() -> None:
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from lab.llm._errors import retry_after
+
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    response = httpx.Response(503, headers={"retry-after": later}, request=httpx.Request("POST", "https://example.invalid"))
+    raw = load_litellm().ServiceUnavailableError(message="busy", llm_provider="openai", model=MODEL, response=response)
+    wait = retry_after(raw)
+    assert wait is not None and 25 < wait <= 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -31,10 +32,10 @@ from lab.simulate import (
     run_progress,
     run_simulation,
 )
-from lab.simulate._claims import DONE, FAILED
+from lab.simulate._claims import DONE, FAILED, seed
 from lab.simulate._worker import WorkerRunner
 
-from .conftest import ROOT, load, sessions_of, user_shards
+from .conftest import ROOT, load, sessions_of, simulate, user_shards
 
 CONDITIONS = ["sharded", "full"]
 
@@ -102,16 +103,42 @@ def test_two_worker_processes_finish_a_run_together(engine: Engine, spec: str, t
     errs = [log.read_text() for log in logs]
     assert [p.returncode for p in procs] == [0, 0], errs
     _every_unit_once(engine, plan)
-    claims = _claims(engine, plan.run_id)
-    assert sorted(claims) == sorted(u.key for u in plan.units)
-    assert {c.state for c in claims.values()} == {DONE} and {c.attempts for c in claims.values()} == {1}
-    assert len({c.worker for c in claims.values()}) == 2  # both did some
+    assert _claims(engine, plan.run_id) == {}, "the claims of an ended run are pruned"
+    ended = []
     for out, err in zip(outs, errs, strict=True):
         assert f"{plan.total} planned, {plan.total} ended" in out
         assert "this worker (" in err and f"the run: {plan.total} of {plan.total} ended" in err
+        found = re.search(r"this worker \(.*?\) ended (\d+) conversation", err)
+        assert found is not None
+        ended.append(int(found.group(1)))
+    assert sum(ended) == plan.total and min(ended) > 0  # both did some
 
 
-def test_an_expired_claim_of_a_stopped_worker_is_taken_over(engine: Engine, spec: str) -> None:
+@pytest.fixture
+def kept_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the claims of a run that ends, so that a test can read how its units went."""
+    monkeypatch.setattr("lab.simulate._worker.prune", lambda *_args, **_kwargs: 0)
+
+
+def test_an_ended_run_leaves_no_claims_and_a_later_worker_finds_it_done(engine: Engine, spec: str) -> None:
+    study, d = load(engine, spec)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=CONDITIONS)
+    first = _work(engine, plan, concurrency=2)
+    assert first.complete and _claims(engine, plan.run_id) == {}
+    later = _work(engine, plan, concurrency=2)
+    assert later.complete and later.claimed == 0 and later.started == 0
+    assert _claims(engine, plan.run_id) == {}
+
+
+def test_a_run_without_workers_prunes_claims_left_by_workers(sqlite_engine: Engine, spec: str) -> None:
+    study, d = load(sqlite_engine, spec)
+    plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=CONDITIONS)
+    seed(sqlite_engine, plan.run_id, study.id, {unit.key: (False, None) for unit in plan.units})
+    _, result = simulate(sqlite_engine, study, d, repeats=1, conditions=CONDITIONS)
+    assert result.complete and _claims(sqlite_engine, plan.run_id) == {}
+
+
+def test_an_expired_claim_of_a_stopped_worker_is_taken_over(engine: Engine, spec: str, kept_claims: None) -> None:
     study, d = load(engine, spec)
     plan = plan_run(study, d, ScriptedSimulator().record(), repeats=2, conditions=CONDITIONS)
     # A worker claims the first unit, starts its conversation, sends the opening and stops
@@ -160,7 +187,7 @@ class Thief(ScriptedSimulator):
         return await super().next_move(conv)
 
 
-def test_a_unit_taken_over_is_dropped_then_claimed_again_when_free(engine: Engine, spec: str) -> None:
+def test_a_unit_taken_over_is_dropped_then_claimed_again_when_free(engine: Engine, spec: str, kept_claims: None) -> None:
     study, d = load(engine, spec)
     plan = plan_run(study, d, ScriptedSimulator().record(), repeats=1, conditions=["sharded"])
     thief = Thief(engine, hold=0.5)
