@@ -88,6 +88,7 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
         "codebook": write_codebook(out),
         "annotators": len(names.annotators),
         "withdrawals": _withdrawals(engine, sel.study_ids),
+        "item_split": _item_split(engine, slug),
     }
     extra: list[dict[str, Any]] = []
     if options.include_prolific_ids:
@@ -132,6 +133,13 @@ def export_zip(
                 kind = zipfile.ZIP_STORED if path.suffix == ".parquet" else zipfile.ZIP_DEFLATED
                 z.write(path, str(path.relative_to(out.parent)), compress_type=kind)
         return buffer.getvalue()
+
+
+def _item_split(engine: Engine, slug: str) -> dict[str, str]:
+    """Item id → train or heldout (empty without a split; see :mod:`lab.split`)."""
+    from ..split import item_splits
+
+    return dict(sorted(item_splits(engine, slug).items()))
 
 
 def _withdrawals(engine: Engine, study_ids: list[int]) -> int:

@@ -135,6 +135,8 @@ class TrainingFilter:
     """Keep conversations with a turn carrying one of these codes, or a repair sequence with one of these outcomes."""
     conditions: tuple[str, ...] = ()
     """Keep conversations of these conditions (empty: all)."""
+    allow_test_items: bool = False
+    """Also use items from datasets published for testing only (:data:`lab.split.TEST_ONLY_DATASETS`)."""
 
 
 @dataclass
@@ -149,6 +151,14 @@ class TrainingResult:
     """DPO pairs per rule."""
     files: list[Path] = field(default_factory=list)
     """Files written, relative to ``out``."""
+    heldout_items: int = 0
+    """Held-out items (see :mod:`lab.split`) whose conversations were left out."""
+    test_items: int = 0
+    """Items from test-only datasets left out (or, with ``allow_test_items``, used)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the person exporting must know (test items used, no split made)."""
+    empty_reason: str | None = None
+    """Why nothing was written, and what to do (None when something was)."""
 
 
 # --- reading the study ---------------------------------------------------------------------------------
@@ -169,9 +179,32 @@ class TurnRow:
     """False for error and cut replies."""
 
 
-def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[int, dict[str, Any]]:
+@dataclass(frozen=True)
+class ItemGate:
+    """Items kept out of training files: held out for evaluation, or from test-only datasets."""
+
+    heldout: frozenset[str] = frozenset()
+    test_only: frozenset[str] = frozenset()
+    """Left out unless ``allow_test_items``."""
+    split_made: bool = False
+
+    def keeps(self, item: str) -> bool:
+        """Whether an item's conversations may enter a training file."""
+        return item not in self.heldout and item not in self.test_only
+
+
+def item_gate(engine: Engine, slug: str, flt: TrainingFilter) -> ItemGate:
+    """What a training export of study ``slug`` must leave out."""
+    from ..split import evaluation_only_items, item_splits
+
+    splits = item_splits(engine, slug)
+    test_only = frozenset() if flt.allow_test_items else frozenset(evaluation_only_items(engine, slug))
+    return ItemGate(frozenset(k for k, v in splits.items() if v == "heldout"), test_only, bool(splits))
+
+
+def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> dict[int, dict[str, Any]]:
     s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    from ..schema import Participant
+    from ..schema import Participant, participant_conversation
 
     p = Participant.__table__.c
     query = (
@@ -179,9 +212,11 @@ def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[
         .join_from(ChatSession, ItemRow, s.item_id == it.id)
         .join(Condition, s.condition_id == co.id)
         .join(Participant, s.participant_id == p.id)
-        .where(s.participant_id.in_(sel.participant_ids()))
+        .where(s.participant_id.in_(sel.participant_ids()), participant_conversation(s))
         .order_by(s.id)
     )
+    if gate.heldout or gate.test_only:
+        query = query.where(it.key.not_in(sorted(gate.heldout | gate.test_only)))
     if flt.outcomes:
         query = query.where(s.outcome.in_(flt.outcomes))
     if flt.conditions:
@@ -296,9 +331,9 @@ def _required(conv: dict[str, Any]) -> set[int] | None:
 # --- SFT ----------------------------------------------------------------------------------------------
 
 
-def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator[dict[str, Any]]:
+def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate | None = None) -> Iterator[dict[str, Any]]:
     """One chat record per conversation, in conversation order."""
-    convs = _conversations(engine, sel, flt)
+    convs = _conversations(engine, sel, flt, gate or ItemGate())
     labels = effective_labels(engine, list(convs))
     codes_by_turn: dict[int, set[str]] = defaultdict(set)
     for (turn_id, _layer), (code, _src) in labels.items():
@@ -346,8 +381,8 @@ class Candidate:
     """The conversation before this reply."""
 
 
-def _candidates(engine: Engine, sel: Selection, flt: TrainingFilter) -> list[Candidate]:
-    convs = _conversations(engine, sel, flt)
+def _candidates(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> list[Candidate]:
+    convs = _conversations(engine, sel, flt, gate)
     labels = effective_labels(engine, list(convs))
     out = []
     for turns in _turns(engine, list(convs)):
@@ -413,9 +448,9 @@ def _side(c: Candidate, rule: str, repairs: dict[int, str]) -> tuple[str, str] |
     return None
 
 
-def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator[dict[str, Any]]:
+def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate | None = None) -> Iterator[dict[str, Any]]:
     """Preference pairs under every rule, rule by rule, point by point."""
-    candidates = _candidates(engine, sel, flt)
+    candidates = _candidates(engine, sel, flt, gate or ItemGate())
     repairs = _repair_outcomes(engine, sorted({c.conversation for c in candidates}))
     scrub = Scrubber()
     for rule in RULES:
@@ -462,7 +497,40 @@ def validate_records(records: list[dict[str, Any]], schema: dict[str, Any]) -> l
     return problems
 
 
-def _card(kind: str, slug: str, rows: int, flt: TrainingFilter) -> str:
+def _gate_warnings(engine: Engine, slug: str, flt: TrainingFilter, gate: ItemGate) -> list[str]:
+    from ..split import TEST_ONLY_DATASETS, evaluation_only_items
+
+    out = []
+    if not gate.split_made:
+        out.append(
+            f"study '{slug}' has no held-out items: every item may be trained on, so none is left to evaluate "
+            f"a tuned model on (run `python -m lab split {slug} --heldout 0.3` first)"
+        )
+    if flt.allow_test_items:
+        used = evaluation_only_items(engine, slug)
+        if used:
+            reasons = "; ".join(f"{d}: {TEST_ONLY_DATASETS[d]}" for d in sorted(set(used.values())))
+            out.append(
+                f"--allow-test-items: {len(used)} item(s) from test-only datasets are in this file ({reasons}); "
+                "a model trained on it must not be evaluated on those benchmarks"
+            )
+    return out
+
+
+def _split_note(gate: ItemGate, flt: TrainingFilter) -> str:
+    parts = []
+    if gate.split_made:
+        parts.append(f"{len(gate.heldout)} held-out item(s) are left out (see `bundle.json`, `split`)")
+    else:
+        parts.append("The study had no held-out split when this file was written: every item may appear")
+    if gate.test_only:
+        parts.append(f"{len(gate.test_only)} item(s) from datasets published for testing only are left out")
+    elif flt.allow_test_items:
+        parts.append("items from datasets published for testing only were allowed in (`--allow-test-items`)")
+    return "; ".join(parts) + "."
+
+
+def _card(kind: str, slug: str, rows: int, flt: TrainingFilter, gate: ItemGate) -> str:
     rules = "\n".join(f"- `{r.name}`: {r.description}" for r in RULES)
     body = {
         "sft": "One line per conversation: `messages` (system/user/assistant, in order; user turns as the model saw them, "
@@ -487,6 +555,7 @@ configs:
 {rows} lines. Filters: outcomes {list(flt.outcomes) or "all"}, labels {list(flt.labels) or "all"},
 conditions {list(flt.conditions) or "all"}. Each line validates against `schema/{kind}.schema.json`
 (JSON Schema 2020-12). Error and cut replies, mediator rewrites and knowledge probes are left out.
+{_split_note(gate, flt)}
 A turn's label is its effective label per layer: a gold label, else the people's current labels
 when they agree, else the automatic judge's.
 
@@ -527,11 +596,13 @@ def export_training(
     sel = select_study(engine, slug, options)
     prepare_out(out)
     schema = SFT_SCHEMA if kind == "sft" else DPO_SCHEMA
-    records = list(sft_records(engine, sel, flt) if kind == "sft" else dpo_records(engine, sel, flt))
+    gate = item_gate(engine, slug, flt)
+    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate))
     problems = validate_records(records, schema)
     if problems:
         raise ExportError(f"{kind} records break their schema: {problems[0]}")
-    result = TrainingResult(out, rows=len(records))
+    result = TrainingResult(out, rows=len(records), heldout_items=len(gate.heldout), test_items=len(gate.test_only))
+    result.warnings = _gate_warnings(engine, slug, flt, gate)
     with (out / "data" / f"{kind}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -547,6 +618,12 @@ def export_training(
         | {"outcomes": list(flt.outcomes), "labels": list(flt.labels), "conditions": list(flt.conditions)},
         "rows": result.rows,
         "by_rule": result.by_rule,
+        "split": {
+            "made": gate.split_made,
+            "heldout_items_left_out": sorted(gate.heldout),
+            "test_only_items_left_out": sorted(gate.test_only),
+            "test_only_items_allowed": flt.allow_test_items,
+        },
         "rules": {r.name: r.description for r in RULES} if kind == "dpo" else {},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "lab_version": __version__,
@@ -554,7 +631,7 @@ def export_training(
         "prompt_versions": prompt_versions(),
     }
     (out / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_card(kind, slug, result.rows, flt), encoding="utf-8")
+    (out / "README.md").write_text(_card(kind, slug, result.rows, flt, gate), encoding="utf-8")
     (out / "spec").mkdir(exist_ok=True)
     for s in sel.studies:
         (out / "spec" / f"v{s.version}.json").write_text(spec_text(Scrubber().value(s.spec)) + "\n", encoding="utf-8")
