@@ -503,3 +503,17 @@ def participant_conversation(session: Any = None) -> Any:
 
 PARTICIPANT_CONVERSATION_SQL = "kind = 'conversation'"
 """:func:`participant_conversation` for hand-written SQL: prefix the session alias (``s.`` + this)."""
+
+
+def real_participant(participant: Any = None) -> Any:
+    """SQL condition: a participant row stands for a person or a simulated user, not the owner of branches.
+
+    Args:
+        participant: The ``participant`` table's columns (or an alias's); default the table's.
+    """
+    c = participant if participant is not None else Participant.__table__.c
+    return c.kind != BRANCH_PARTICIPANT
+
+
+REAL_PARTICIPANT_SQL = f"kind <> '{BRANCH_PARTICIPANT}'"
+""":func:`real_participant` for hand-written SQL: prefix the participant alias."""

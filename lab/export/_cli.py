@@ -33,6 +33,7 @@ def cmd_export(args: argparse.Namespace) -> None:
             tuple(args.label or ()),
             tuple(args.condition or ()),
             allow_test_items=args.allow_test_items,
+            label_source=args.label_source,
         )
         tr = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
         extra = "" if not tr.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.by_rule.items())) + ")"
@@ -100,6 +101,12 @@ def register(sub: Any) -> None:
         help="sft/dpo: only conversations with a turn labelled with one of these codes or a repair with this outcome",
     )
     sp.add_argument("--condition", nargs="+", help="sft/dpo: only these conditions")
+    sp.add_argument(
+        "--label-source",
+        choices=["human", "gold", "any"],
+        default="any",
+        help="dpo: labels that may decide a pair: human (gold or a majority of people), gold, or any (automatic judges too)",
+    )
     sp.add_argument(
         "--allow-test-items",
         action="store_true",

@@ -20,17 +20,20 @@ current labels when they agree (disagreement leaves the turn out), else the auto
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
 from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
 from ._privacy import Scrubber
+
+if TYPE_CHECKING:
+    from ..rollout import Outcome
 
 CHAT_ROLES = ("system", "user", "assistant")
 """Turn roles that become chat messages."""
@@ -67,29 +70,81 @@ SFT_SCHEMA: dict[str, Any] = {
 """One SFT line."""
 
 _MESSAGE = SFT_SCHEMA["properties"]["messages"]["items"]
+_LABEL_SOURCE = {"type": "string", "pattern": "^(gold|majority|auto:.+|rollout|none)$"}
+_ROLLOUTS = {
+    "type": ["object", "null"],
+    "required": ["n", "mean", "low", "high"],
+    "properties": {"n": {"type": "integer"}, "mean": {"type": "number"}, "low": {"type": "number"}, "high": {"type": "number"}},
+    "additionalProperties": False,
+}
+_REPLY = {
+    "type": "object",
+    "required": ["turn_id", "kind", "model", "labels", "rollouts"],
+    "properties": {
+        "turn_id": {"type": "integer"},
+        "kind": {"enum": ["original", "branch"]},
+        "model": {"type": ["string", "null"]},
+        "labels": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["code", "source"],
+                "properties": {"code": {"type": "string"}, "source": _LABEL_SOURCE},
+                "additionalProperties": False,
+            },
+        },
+        "rollouts": _ROLLOUTS,
+    },
+    "additionalProperties": False,
+}
 DPO_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "Repair Lab DPO preference pair",
     "type": "object",
-    "required": ["prompt", "chosen", "rejected", "rule", "item", "point", "chosen_turn_id", "rejected_turn_id"],
+    "required": [
+        "prompt",
+        "chosen",
+        "rejected",
+        "rule",
+        "item",
+        "point",
+        "chosen_label",
+        "rejected_label",
+        "chosen_source",
+        "rejected_source",
+        "chosen_reply",
+        "rejected_reply",
+        "decided_by",
+        "chosen_turn_id",
+        "rejected_turn_id",
+    ],
     "properties": {
         "prompt": {"type": "array", "minItems": 1, "items": _MESSAGE},
         "chosen": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
         "rejected": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
-        "rule": {"type": "string"},
+        "rule": {"enum": ["outcome", "clarify_when_needed", "correct_premise"]},
         "item": {"type": "string"},
         "point": {
             "type": "object",
-            "required": ["assistant_turn", "revealed"],
-            "properties": {"assistant_turn": {"type": "integer"}, "revealed": {"type": "array", "items": {"type": "integer"}}},
+            "required": ["turn_id", "conversation_id", "assistant_turn", "revealed", "prompt_sha256"],
+            "properties": {
+                "turn_id": {"type": "integer"},
+                "conversation_id": {"type": "integer"},
+                "assistant_turn": {"type": "integer"},
+                "revealed": {"type": "array", "items": {"type": "integer"}},
+                "prompt_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
             "additionalProperties": False,
         },
         "chosen_label": {"type": "string"},
         "rejected_label": {"type": "string"},
+        "chosen_source": _LABEL_SOURCE,
+        "rejected_source": _LABEL_SOURCE,
+        "chosen_reply": _REPLY,
+        "rejected_reply": _REPLY,
+        "decided_by": {"type": "object"},
         "chosen_turn_id": {"type": "integer"},
         "rejected_turn_id": {"type": "integer"},
-        "chosen_conversation_id": {"type": "integer"},
-        "rejected_conversation_id": {"type": "integer"},
     },
     "additionalProperties": False,
 }
@@ -108,19 +163,21 @@ class PairRule:
 
 RULES: tuple[PairRule, ...] = (
     PairRule(
-        "clarify_vs_premature",
-        "chosen: a clarifying question (S `clarification` or G `CLARIFY`) while information the item needs is missing; "
-        "rejected: an answer attempt (S `answer_attempt` or `hedge`) at the same point (premature).",
+        "outcome",
+        "chosen: the reply whose rollouts reach the higher expected task score; rejected: another reply at the same "
+        "point, when the difference's 95 % (Welch) interval excludes 0 (two or more rollouts each).",
     ),
     PairRule(
-        "correct_vs_accommodate",
-        "chosen: P `REJECT_CORRECT` (denies the false premise and corrects it); rejected: P `ACCOMMODATE` or `AMPLIFY` "
-        "(answers inside the false frame) at the same point of the same loaded item.",
+        "clarify_when_needed",
+        "while the item still needs information: chosen, a clarifying question (S `clarification`, or a person's G "
+        "`CLARIFY`) that asks for what an unrevealed shard holds, with a better expected outcome; rejected, an early "
+        "answer (S `answer_attempt` or `hedge`). Once everything needed is known: chosen, an answer (S "
+        "`answer_attempt`) whose expected outcome is above 0 and not lower; rejected, a question (over-asking).",
     ),
     PairRule(
-        "resolved_vs_misrepair",
-        "chosen: the assistant repair turn of a repair sequence with outcome `resolved`; rejected: the repair turn of a "
-        "`misrepair` sequence at the same point of the same item.",
+        "correct_premise",
+        "on a loaded question (false presupposition): chosen, P `REJECT`, `REJECT_CORRECT` or `CLARIFY_ASSUMPTION`; "
+        "rejected, P `ACCOMMODATE` or `AMPLIFY`.",
     ),
 )
 
@@ -137,6 +194,8 @@ class TrainingFilter:
     """Keep conversations of these conditions (empty: all)."""
     allow_test_items: bool = False
     """Also use items from datasets published for testing only (:data:`lab.split.TEST_ONLY_DATASETS`)."""
+    label_source: str = "any"
+    """DPO: the labels that may decide a pair: ``human`` (gold or a majority of people), ``gold``, ``any``."""
 
 
 @dataclass
@@ -208,7 +267,7 @@ def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: It
 
     p = Participant.__table__.c
     query = (
-        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind)
+        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind, co.presupposition)
         .join_from(ChatSession, ItemRow, s.item_id == it.id)
         .join(Condition, s.condition_id == co.id)
         .join(Participant, s.participant_id == p.id)
@@ -234,6 +293,7 @@ def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: It
             "outcome": r[7],
             "score": r[8],
             "participant_kind": r[9],
+            "presupposition": r[10],
         }
         for r in rows
     }
@@ -285,32 +345,57 @@ def _turns(engine: Engine, session_ids: list[int]) -> Iterator[list[TurnRow]]:
                 yield current
 
 
-def effective_labels(engine: Engine, session_ids: list[int]) -> dict[tuple[int, str], tuple[str, str]]:
-    """(turn id, layer) → (code, source) under the gold > agreeing people > automatic rule."""
+def effective_labels(
+    engine: Engine, session_ids: list[int] | None = None, *, turn_ids: list[int] | None = None
+) -> dict[tuple[int, str], tuple[str, str]]:
+    """(turn id, layer) → (code, source): the turn's effective label per layer, with where it comes from.
+
+    A gold label wins (source ``gold``); else the code most of the people who labelled the
+    turn gave, when more than half of them gave it (``majority``; a tie says nothing); else
+    the newest automatic label (``auto:<judge>``, the judge's annotator name).
+
+    Args:
+        engine: The lab database.
+        session_ids: Every turn of these conversations.
+        turn_ids: Or: these turns.
+    """
     t, lb = Turn.__table__.c, Label.__table__.c
     from ._bundle import label_source
 
     by_key: dict[tuple[int, str], list[tuple[int, str, str, str, int | None]]] = defaultdict(list)
+    query = select(lb.id, lb.turn_id, lb.layer, lb.code, lb.annotator, lb.meta, lb.supersedes_id)
+    if turn_ids is not None:
+        ids, column = turn_ids, lb.turn_id
+    else:
+        ids, column = session_ids or [], t.session_id
+        query = query.join_from(Label, Turn, lb.turn_id == t.id)
     with engine.connect() as conn:
-        for chunk in _chunks(session_ids):
-            query = (
-                select(lb.id, lb.turn_id, lb.layer, lb.code, lb.annotator, lb.meta, lb.supersedes_id)
-                .join_from(Label, Turn, lb.turn_id == t.id)
-                .where(t.session_id.in_(chunk))
-            )
-            for r in conn.execute(query):
+        for chunk in _chunks(ids):
+            for r in conn.execute(query.where(column.in_(chunk))):
                 by_key[(r[1], r[2])].append((r[0], r[3], r[4], label_source(r[4], r[5]), r[6]))
     out: dict[tuple[int, str], tuple[str, str]] = {}
     for key, rows in by_key.items():
         superseded = {r[4] for r in rows if r[4] is not None}
         current = [r for r in rows if r[0] not in superseded]
-        for source in ("gold", "human", "auto"):
-            codes = {r[1] for r in current if r[3] == source}
-            if len(codes) == 1:
-                out[key] = (codes.pop(), source)
-                break
-            if len(codes) > 1:
-                break  # people (or gold labels) disagree: the turn says nothing either way
+        gold = {r[1] for r in current if r[3] == "gold"}
+        if len(gold) == 1:
+            out[key] = (gold.pop(), "gold")
+            continue
+        if gold:
+            continue  # gold labels disagree: the turn says nothing either way
+        people: dict[str, str] = {}
+        for row in sorted(current, key=lambda x: x[0]):
+            if row[3] == "human":
+                people[row[2]] = row[1]
+        if people:
+            top, n = Counter(people.values()).most_common(1)[0]
+            if n * 2 > len(people):
+                out[key] = (top, "majority")
+            continue  # people who labelled it outrank any judge, even when they split
+        auto = [r for r in current if r[3] == "auto"]
+        if auto:
+            newest = max(auto, key=lambda r: r[0])
+            out[key] = (newest[1], newest[2].split("@", 1)[0])
     return out
 
 
@@ -364,121 +449,383 @@ def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemG
 # --- DPO ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Candidate:
-    """An assistant reply at a point of an item, with its effective labels."""
+LABEL_SOURCES: dict[str, tuple[str, ...] | None] = {"human": ("gold", "majority"), "gold": ("gold",), "any": None}
+"""``--label-source``: the sources a pair's deciding labels may come from (None: any, automatic judges too)."""
 
-    turn: TurnRow
+QUESTION_CODES = ("clarification",)
+"""Layer-S codes of a reply that asks the user a clarifying question."""
+ANSWER_CODES = ("answer_attempt",)
+"""Layer-S codes of a reply that answers the task."""
+EARLY_CODES = ("answer_attempt", "hedge")
+"""Layer-S codes of a reply that answers (or half-answers) before the information is in."""
+CORRECTING_CODES = ("REJECT", "REJECT_CORRECT", "CLARIFY_ASSUMPTION")
+"""Layer-P codes of a reply that does not go along with a false premise."""
+ACCOMMODATING_CODES = ("ACCOMMODATE", "AMPLIFY")
+"""Layer-P codes of a reply that answers inside a false premise."""
+
+
+@dataclass
+class Reply:
+    """One reply at a point: the original or a branch, with its labels and rollout outcome."""
+
+    turn_id: int
+    kind: str
+    """``original`` or ``branch``."""
+    text: str
+    model: str | None
+    labels: dict[str, tuple[str, str]]
+    """Layer → (code, source)."""
+    outcome: Outcome | None
+    prompt_sha256: str | None
+    """For a branch: the hash of the prompt it was sampled from."""
+
+    def code(self, layer: str) -> str | None:
+        """The effective code on a layer, if any."""
+        found = self.labels.get(layer)
+        return found[0] if found else None
+
+    def asks(self) -> bool:
+        """A clarifying question (layer S, or a person's G ``CLARIFY``)."""
+        return self.code("S") in QUESTION_CODES or (self.code("G") == "CLARIFY" and self.code("S") not in EARLY_CODES)
+
+    def describe(self) -> dict[str, Any]:
+        """The reply's side of a pair record (text excluded)."""
+        return {
+            "turn_id": self.turn_id,
+            "kind": self.kind,
+            "model": self.model,
+            "labels": {layer: {"code": c, "source": s} for layer, (c, s) in sorted(self.labels.items())},
+            "rollouts": self.outcome.as_dict() if self.outcome is not None else None,
+        }
+
+
+@dataclass
+class PointData:
+    """A point with branches: the prompt every reply there was generated from, and the replies."""
+
+    turn_id: int
     conversation: int
     item: str
-    point: tuple[int, tuple[int, ...]]
-    """(assistant turn number, shards revealed so far)."""
-    premature_possible: bool
-    """True when the item still needs information at this point."""
-    codes: dict[str, str]
-    """Layer → effective code."""
+    item_kind: str
+    assistant_turn: int
+    revealed: list[int]
+    needed: list[Any]
+    """Shards the item still needs at this point (empty: everything needed is known)."""
+    task: bool
+    """The item is a task with information to gather (sharded or clarification), so asking can be right or wrong."""
+    loaded: bool
+    """The question carries a false presupposition."""
     prompt: list[dict[str, str]]
-    """The conversation before this reply."""
+    prompt_sha256: str
+    replies: list[Reply] = field(default_factory=list)
 
 
-def _candidates(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> list[Candidate]:
-    convs = _conversations(engine, sel, flt, gate)
-    labels = effective_labels(engine, list(convs))
-    out = []
-    for turns in _turns(engine, list(convs)):
-        conv = convs[turns[0].session_id]
-        required = _required(conv)
-        revealed: set[int] = set()
-        answered = 0
-        for i, t in enumerate(turns):
-            if t.role == "user":
-                revealed |= set(t.shards)
-            if t.role != "assistant" or not t.usable:
+def _point_data(
+    engine: Engine, convs: dict[int, dict[str, Any]], branches: dict[int, list[tuple[int, str, str | None, str | None]]]
+) -> tuple[list[PointData], int]:
+    """The points of the selected conversations that have branches; also how many branches had another prompt."""
+    from ..branch import point_prompt, prompt_sha256
+    from ..dialogue import Conversation
+    from ..items import Shard
+
+    t = Turn.__table__.c
+    with engine.connect() as conn:
+        where = sorted(branches)
+        points: list[Any] = []
+        for chunk in _chunks(where, 2000):
+            points += conn.execute(select(t.id, t.session_id, t.index, t.content, t.model).where(t.id.in_(chunk))).all()
+    by_session: dict[int, list[Any]] = defaultdict(list)
+    for row in points:
+        if row[1] in convs:
+            by_session[row[1]].append(row)
+    out: list[PointData] = []
+    mismatched = 0
+    for sid in sorted(by_session):
+        conv_row = convs[sid]
+        conv = Conversation.load(engine, sid, autolabel=False)
+        required = _required(conv_row)
+        payload = conv_row["payload"] or {}
+        shard_rows = payload.get("shards") if conv_row["item_kind"] == "sharded" else payload.get("missing")
+        shards = {int(s["id"]): Shard(id=int(s["id"]), text=str(s["text"])) for s in shard_rows or []}
+        loaded = conv_row["item_kind"] == "presupposition" and conv_row.get("presupposition") == "loaded"
+        for row in sorted(by_session[sid], key=lambda r: r[2]):
+            prompt = point_prompt(conv, row[2])
+            if prompt is None:
                 continue
-            answered += 1
-            codes = {layer: labels[(t.id, layer)][0] for layer in ("G", "R", "P", "S") if (t.id, layer) in labels}
-            missing = required is not None and (not required <= revealed or (required == {-1} and answered == 1))
-            out.append(
-                Candidate(
-                    t, t.session_id, conv["item"], (answered, tuple(sorted(revealed))), missing, codes, _messages(turns[:i])
-                )
+            before = [x for x in conv.turns if x.index < row[2]]
+            revealed = sorted({s for x in before if x.role == "user" for s in x.shards})
+            answered = sum(1 for x in before if x.role == "assistant" and x.error is None and x.content)
+            if required is None:
+                needed: list[Any] = []
+            elif required == {-1}:
+                needed = [-1] if answered == 0 else []
+            else:
+                needed = [shards[i] for i in sorted(required - set(revealed)) if i in shards]
+            digest = prompt_sha256(prompt)
+            point = PointData(
+                row[0],
+                sid,
+                conv_row["item"],
+                conv_row["item_kind"],
+                answered + 1,
+                revealed,
+                needed,
+                conv_row["item_kind"] in ("sharded", "clarification"),
+                loaded,
+                prompt,
+                digest,
             )
+            point.replies.append(Reply(row[0], "original", row[3], row[4], {}, None, digest))
+            for turn_id, text, model, branch_hash in branches[row[0]]:
+                if branch_hash != digest:
+                    mismatched += 1
+                    continue
+                point.replies.append(Reply(turn_id, "branch", text, model, {}, None, branch_hash))
+            out.append(point)
+    return out, mismatched
+
+
+def _branches(engine: Engine, point_ids: list[int]) -> dict[int, list[tuple[int, str, str | None, str | None]]]:
+    """Point turn id → its branch replies (turn id, text, model, prompt hash), in order."""
+    s, t = ChatSession.__table__.c, Turn.__table__.c
+    out: dict[int, list[tuple[int, str, str | None, str | None]]] = defaultdict(list)
+    with engine.connect() as conn:
+        for chunk in _chunks(point_ids, 2000):
+            for point, turn_id, text, model, params in conn.execute(
+                select(s.point_turn_id, t.id, t.content, t.model, t.params)
+                .join_from(ChatSession, Turn, t.session_id == s.id)
+                .where(
+                    s.kind == "branch",
+                    s.point_turn_id.in_(chunk),
+                    t.role == "assistant",
+                    t.error.is_(None),
+                    t.partial.is_(False),
+                )
+                .order_by(t.id)
+            ):
+                if text.strip():
+                    digest = ((params or {}).get("branch") or {}).get("prompt_sha256")
+                    out[point].append((turn_id, text, model, digest))
     return out
 
 
-def _repair_outcomes(engine: Engine, session_ids: list[int]) -> dict[int, str]:
-    """Repair turn id → outcome of the sequence it repairs (latest sequence wins)."""
-    rs = RepairSequence.__table__.c
-    out: dict[int, str] = {}
+def _assistant_turn_ids(engine: Engine, session_ids: list[int]) -> list[int]:
+    t = Turn.__table__.c
+    out: list[int] = []
     with engine.connect() as conn:
         for chunk in _chunks(session_ids):
-            for turn_id, outcome in conn.execute(
-                select(rs.repair_turn_id, rs.outcome)
-                .where(rs.session_id.in_(chunk), rs.repair_turn_id.is_not(None))
-                .order_by(rs.id)
-            ):
-                out[turn_id] = outcome
+            out += conn.scalars(select(t.id).where(t.session_id.in_(chunk), t.role == "assistant")).all()
     return out
 
 
-def _side(c: Candidate, rule: str, repairs: dict[int, str]) -> tuple[str, str] | None:
-    """("chosen" | "rejected", the label that decided) for a candidate under a rule, or None."""
-    if rule == "clarify_vs_premature":
-        if not c.premature_possible:
-            return None
-        if c.codes.get("S") == "clarification":
-            return "chosen", "S:clarification"
-        if c.codes.get("G") == "CLARIFY" and c.codes.get("S") not in ("answer_attempt", "hedge"):
-            return "chosen", "G:CLARIFY"
-        if c.codes.get("S") in ("answer_attempt", "hedge"):
-            return "rejected", f"S:{c.codes['S']}"
-        return None
-    if rule == "correct_vs_accommodate":
-        code = c.codes.get("P")
-        if code == "REJECT_CORRECT":
-            return "chosen", "P:REJECT_CORRECT"
-        if code in ("ACCOMMODATE", "AMPLIFY"):
-            return "rejected", f"P:{code}"
-        return None
-    outcome = repairs.get(c.turn.id)
-    if outcome == "resolved":
-        return "chosen", "repair:resolved"
-    if outcome == "misrepair":
-        return "rejected", "repair:misrepair"
-    return None
+@dataclass
+class DpoReport:
+    """What building the pairs found, for the card and for an empty file's notice."""
+
+    points: int = 0
+    """Points with branches among the selected conversations."""
+    branches: int = 0
+    rolled_out: int = 0
+    """Replies with rollout outcomes."""
+    labelled: dict[str, int] = field(default_factory=dict)
+    """Replies at points with an effective label, by layer."""
+    mismatched: int = 0
+    """Branches whose prompt differs from their point's (the conversation changed since): left out."""
+    filtered_by_source: int = 0
+    """Pairs left out by ``--label-source``."""
+    sources: dict[str, int] = field(default_factory=dict)
+    """Deciding labels of the pairs written, by source (two per pair; ``rollout`` for outcome pairs)."""
 
 
-def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate | None = None) -> Iterator[dict[str, Any]]:
-    """Preference pairs under every rule, rule by rule, point by point."""
-    candidates = _candidates(engine, sel, flt, gate or ItemGate())
-    repairs = _repair_outcomes(engine, sorted({c.conversation for c in candidates}))
+def _outcome_ok(better: Reply, worse: Reply, *, strict: bool) -> bool | None:
+    """Whether ``better``'s outcome is higher (``strict``) or not lower; None when only one side was rolled out."""
+    if better.outcome is None and worse.outcome is None:
+        return True
+    if better.outcome is None or worse.outcome is None:
+        return None
+    return better.outcome.mean > worse.outcome.mean if strict else better.outcome.mean >= worse.outcome.mean
+
+
+def _pairs_at(point: PointData, rule: str) -> list[tuple[Reply, Reply, dict[str, Any]]]:
+    """(chosen, rejected, what decided) under one rule at one point; each reply used at most once."""
+    from ..reveal import requested_shard
+    from ..rollout import difference
+
+    def by_outcome(r: Reply) -> tuple[float, int]:
+        return (-(r.outcome.mean if r.outcome else 0.0), r.turn_id)
+
+    pairs: list[tuple[Reply, Reply, dict[str, Any]]] = []
+    used: set[int] = set()
+    if rule == "outcome":
+        ranked = sorted((r for r in point.replies if r.outcome is not None and r.outcome.n >= 2), key=by_outcome)
+        for good in ranked:
+            for bad in reversed(ranked):
+                if good.turn_id in used or bad.turn_id in used or good is bad:
+                    continue
+                assert good.outcome is not None and bad.outcome is not None
+                diff, low, high = difference(good.outcome, bad.outcome)
+                if low > 0:
+                    used |= {good.turn_id, bad.turn_id}
+                    pairs.append(
+                        (good, bad, {"difference": {"mean": round(diff, 6), "low": round(low, 6), "high": round(high, 6)}})
+                    )
+                    break
+        return pairs
+    if rule == "clarify_when_needed":
+        if not point.task:
+            return []
+        if point.needed:
+            shards = [s for s in point.needed if s != -1]
+            chosen = []
+            for r in point.replies:
+                if not r.asks():
+                    continue
+                asked = requested_shard(r.text, shards) if shards else None
+                if asked is not None or point.needed == [-1]:
+                    chosen.append((r, asked))
+            rejected = [r for r in point.replies if r.code("S") in EARLY_CODES and not r.asks()]
+            for good, asked in sorted(chosen, key=lambda x: by_outcome(x[0])):
+                for bad in sorted(rejected, key=lambda r: (-by_outcome(r)[0], r.turn_id)):
+                    if bad.turn_id in used or good.turn_id in used:
+                        continue
+                    if _outcome_ok(good, bad, strict=True):
+                        used |= {good.turn_id, bad.turn_id}
+                        why = {"case": "asked_when_needed", "asked_for_shard": asked.id if asked is not None else None}
+                        pairs.append((good, bad, why))
+                        break
+            return pairs
+        answers = [r for r in point.replies if r.code("S") in ANSWER_CODES and not r.asks()]
+        questions = [r for r in point.replies if r.asks()]
+        for good in sorted(answers, key=by_outcome):
+            for bad in sorted(questions, key=lambda r: r.turn_id):
+                if bad.turn_id in used or good.turn_id in used:
+                    continue
+                # The answer must achieve something: a wrong answer is no better than a needless question.
+                if _outcome_ok(good, bad, strict=False) and (good.outcome is None or good.outcome.mean > 0):
+                    used |= {good.turn_id, bad.turn_id}
+                    pairs.append((good, bad, {"case": "asked_when_known"}))
+                    break
+        return pairs
+    if rule == "correct_premise" and point.loaded:
+        chosen_p = sorted((r for r in point.replies if r.code("P") in CORRECTING_CODES), key=lambda r: r.turn_id)
+        rejected_p = sorted((r for r in point.replies if r.code("P") in ACCOMMODATING_CODES), key=lambda r: r.turn_id)
+        for good, bad in zip(chosen_p, rejected_p, strict=False):
+            pairs.append((good, bad, {}))
+    return pairs
+
+
+def _deciding(rule: str, reply: Reply) -> tuple[str, str]:
+    """(layer:code, source) of the label that put a reply on its side."""
+    if rule == "outcome":
+        return "rollout", "rollout"
+    layer = "P" if rule == "correct_premise" else ("S" if reply.code("S") is not None else "G")
+    found = reply.labels.get(layer)
+    if found is None and layer == "S":
+        found = reply.labels.get("G")
+        layer = "G"
+    return (f"{layer}:{found[0]}", found[1]) if found else (f"{layer}:-", "none")
+
+
+def _source_allowed(source: str, allowed: tuple[str, ...] | None) -> bool:
+    if source == "rollout" or allowed is None:
+        return True
+    return source in allowed
+
+
+def dpo_records(
+    engine: Engine,
+    sel: Selection,
+    flt: TrainingFilter,
+    gate: ItemGate | None = None,
+    report: DpoReport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Preference pairs between replies at the same point (the original and its branches), rule by rule."""
+    from ..rollout import reply_outcomes
+
+    report = report if report is not None else DpoReport()
+    allowed = LABEL_SOURCES[flt.label_source]
+    convs = _conversations(engine, sel, flt, gate or ItemGate())
+    branches = _branches(engine, _assistant_turn_ids(engine, list(convs)))
+    points, report.mismatched = _point_data(engine, convs, branches)
+    report.points = len(points)
+    ids = [r.turn_id for p in points for r in p.replies]
+    labels = effective_labels(engine, turn_ids=ids)
+    outcomes = reply_outcomes(engine, [p.turn_id for p in points])
+    for p in points:
+        for r in p.replies:
+            r.labels = {layer: labels[(r.turn_id, layer)] for layer in ("G", "R", "P", "S") if (r.turn_id, layer) in labels}
+            r.outcome = outcomes.get(r.turn_id)
+            report.branches += r.kind == "branch"
+            report.rolled_out += r.outcome is not None
+            for layer in r.labels:
+                report.labelled[layer] = report.labelled.get(layer, 0) + 1
     scrub = Scrubber()
     for rule in RULES:
-        groups: dict[tuple[str, tuple[int, tuple[int, ...]]], dict[str, list[tuple[Candidate, str]]]] = defaultdict(
-            lambda: {"chosen": [], "rejected": []}
-        )
-        for c in candidates:
-            side = _side(c, rule.name, repairs)
-            if side is not None:
-                groups[(c.item, c.point)][side[0]].append((c, side[1]))
-        for (item, point), sides in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-            chosen = sorted(sides["chosen"], key=lambda x: x[0].turn.id)
-            rejected = sorted(sides["rejected"], key=lambda x: x[0].turn.id)
-            for (good, good_label), (bad, bad_label) in zip(chosen, rejected, strict=False):
+        for p in points:
+            prompt = [{"role": m["role"], "content": scrub.text(m["content"]) or ""} for m in p.prompt]
+            for good, bad, why in _pairs_at(p, rule.name):
+                (good_label, good_source), (bad_label, bad_source) = _deciding(rule.name, good), _deciding(rule.name, bad)
+                if not (_source_allowed(good_source, allowed) and _source_allowed(bad_source, allowed)):
+                    report.filtered_by_source += 1
+                    continue
+                for src in (good_source, bad_source):
+                    report.sources[src] = report.sources.get(src, 0) + 1
                 yield {
-                    "prompt": [{"role": m["role"], "content": scrub.text(m["content"]) or ""} for m in good.prompt],
-                    "chosen": [{"role": "assistant", "content": scrub.text(good.turn.text) or ""}],
-                    "rejected": [{"role": "assistant", "content": scrub.text(bad.turn.text) or ""}],
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": scrub.text(good.text) or ""}],
+                    "rejected": [{"role": "assistant", "content": scrub.text(bad.text) or ""}],
                     "rule": rule.name,
-                    "item": item,
-                    "point": {"assistant_turn": point[0], "revealed": list(point[1])},
+                    "item": p.item,
+                    "point": {
+                        "turn_id": p.turn_id,
+                        "conversation_id": p.conversation,
+                        "assistant_turn": p.assistant_turn,
+                        "revealed": p.revealed,
+                        "prompt_sha256": p.prompt_sha256,
+                    },
                     "chosen_label": good_label,
                     "rejected_label": bad_label,
-                    "chosen_turn_id": good.turn.id,
-                    "rejected_turn_id": bad.turn.id,
-                    "chosen_conversation_id": good.conversation,
-                    "rejected_conversation_id": bad.conversation,
+                    "chosen_source": good_source,
+                    "rejected_source": bad_source,
+                    "chosen_reply": good.describe(),
+                    "rejected_reply": bad.describe(),
+                    "decided_by": why,
+                    "chosen_turn_id": good.turn_id,
+                    "rejected_turn_id": bad.turn_id,
                 }
+
+
+def empty_reason(kind: str, flt: TrainingFilter, gate: ItemGate, report: DpoReport | None, conversations: int) -> str:
+    """Why a training file came out empty, and what to do about it."""
+    if conversations == 0:
+        if gate.heldout or gate.test_only:
+            return (
+                "no conversation is left once held-out and test-only items are left out "
+                f"({len(gate.heldout)} held out, {len(gate.test_only)} test-only): simulate or collect conversations on "
+                "training items, or pass --allow-test-items for test-only ones"
+            )
+        if flt.outcomes or flt.labels or flt.conditions:
+            return "no conversation matches the outcome, label and condition filters: loosen them"
+        return "the study has no conversations yet: run `python -m lab simulate SLUG --repeats 1` or collect some"
+    if kind == "sft":
+        return "no selected conversation has a usable assistant reply (errors and cut replies are left out)"
+    assert report is not None
+    if report.points == 0:
+        return "no point has branches: run `python -m lab branch SLUG --k 4` to sample alternative replies"
+    if report.mismatched and report.branches == 0:
+        return "every branch was sampled from a prompt that differs from its point's now: run `branch` again"
+    if report.filtered_by_source:
+        return (
+            f"{report.filtered_by_source} pair(s) were left out because their labels are automatic "
+            f"(--label-source {flt.label_source}): label the branches (annotate, adjudicate) or use --label-source any"
+        )
+    if not report.rolled_out and not report.labelled:
+        return "the replies at the points have no labels and no rollouts: run `branch` with --rollouts, or `judge`"
+    return (
+        f"no two replies at any of the {report.points} point(s) differ under a rule (no outcome difference whose "
+        "interval excludes 0, no question against an answer, no correction against an accommodation): sample more "
+        "branches (--k), other models (--models) or a higher --temperature"
+    )
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -530,16 +877,49 @@ def _split_note(gate: ItemGate, flt: TrainingFilter) -> str:
     return "; ".join(parts) + "."
 
 
-def _card(kind: str, slug: str, rows: int, flt: TrainingFilter, gate: ItemGate) -> str:
+def _source_note(report: DpoReport | None, flt: TrainingFilter) -> str:
+    if report is None:
+        return ""
+    total = sum(report.sources.values())
+    if not total:
+        return ""
+    shares = ", ".join(f"`{k}` {v / total:.0%}" for k, v in sorted(report.sources.items(), key=lambda kv: (-kv[1], kv[0])))
+    auto = sum(v for k, v in report.sources.items() if k.startswith("auto:"))
+    warning = (
+        f"\n\n**{auto / total:.0%} of the deciding labels are automatic judges' guesses, not people's judgements.** "
+        "Pairs decided by them teach whatever the judge's rules reward; check them against people's labels "
+        "(`--label-source human`) before drawing conclusions."
+        if auto
+        else ""
+    )
+    return (
+        f"\n\nDeciding labels by source (two per pair; `rollout`: decided by rollout scores; `--label-source "
+        f"{flt.label_source}`): {shares}.{warning}"
+    )
+
+
+def _card(
+    kind: str,
+    slug: str,
+    rows: int,
+    flt: TrainingFilter,
+    gate: ItemGate,
+    report: DpoReport | None = None,
+    empty: str | None = None,
+) -> str:
     rules = "\n".join(f"- `{r.name}`: {r.description}" for r in RULES)
     body = {
         "sft": "One line per conversation: `messages` (system/user/assistant, in order; user turns as the model saw them, "
         "so shards keep their reveal order) plus the conversation's item, condition, model, outcome, score, "
         "`shard_order` (shard ids in the order revealed) and `labels` (effective codes on its turns).",
-        "dpo": "Preference pairs `{prompt, chosen, rejected}` (conversational format: lists of chat messages) from two "
-        "assistant replies at the same point of the same item — same item, same assistant turn number, same shards "
-        "revealed so far — with opposite labels. `rule` says which rule built the pair:\n\n" + rules,
+        "dpo": "Preference pairs `{prompt, chosen, rejected}` (conversational format: lists of chat messages) between "
+        "two replies at the same point of one conversation: the original reply and the alternatives sampled there "
+        "(`python -m lab branch`), all generated from the same messages, so `prompt` is exactly what both sides "
+        "answered (`point.prompt_sha256`). Each side carries its labels with their source (`gold`, `majority`, "
+        "`auto:<judge>`) and its rollout outcome (mean task score of its continuations, 95 % interval). `rule` says "
+        "which rule built the pair:\n\n" + rules + _source_note(report, flt),
     }[kind]
+    empty_note = f"\n\n**This file is empty**: {empty}." if empty else ""
     return f"""---
 pretty_name: Repair Lab {kind.upper()} data from study {slug}
 configs:
@@ -550,14 +930,14 @@ configs:
 
 # Repair Lab {kind.upper()} data: study `{slug}`
 
-{body}
+{body}{empty_note}
 
 {rows} lines. Filters: outcomes {list(flt.outcomes) or "all"}, labels {list(flt.labels) or "all"},
 conditions {list(flt.conditions) or "all"}. Each line validates against `schema/{kind}.schema.json`
 (JSON Schema 2020-12). Error and cut replies, mediator rewrites and knowledge probes are left out.
 {_split_note(gate, flt)}
-A turn's label is its effective label per layer: a gold label, else the people's current labels
-when they agree, else the automatic judge's.
+A turn's label is its effective label per layer: a gold label, else the code most of the people who
+labelled it gave (more than half), else the newest automatic judge's.
 
 ```python
 import datasets
@@ -597,12 +977,17 @@ def export_training(
     prepare_out(out)
     schema = SFT_SCHEMA if kind == "sft" else DPO_SCHEMA
     gate = item_gate(engine, slug, flt)
-    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate))
+    if flt.label_source not in LABEL_SOURCES:
+        raise ExportError(f"--label-source must be one of {', '.join(LABEL_SOURCES)} (got '{flt.label_source}')")
+    report = DpoReport() if kind == "dpo" else None
+    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate, report))
     problems = validate_records(records, schema)
     if problems:
         raise ExportError(f"{kind} records break their schema: {problems[0]}")
     result = TrainingResult(out, rows=len(records), heldout_items=len(gate.heldout), test_items=len(gate.test_only))
     result.warnings = _gate_warnings(engine, slug, flt, gate)
+    if not records:
+        result.empty_reason = empty_reason(kind, flt, gate, report, len(_conversations(engine, sel, flt, gate)))
     with (out / "data" / f"{kind}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -625,13 +1010,16 @@ def export_training(
             "test_only_items_allowed": flt.allow_test_items,
         },
         "rules": {r.name: r.description for r in RULES} if kind == "dpo" else {},
+        "label_source": flt.label_source,
+        "sources": report.sources if report is not None else {},
+        "empty_reason": result.empty_reason,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "lab_version": __version__,
         "migration_revision": current_revision(engine),
         "prompt_versions": prompt_versions(),
     }
     (out / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_card(kind, slug, result.rows, flt, gate), encoding="utf-8")
+    (out / "README.md").write_text(_card(kind, slug, result.rows, flt, gate, report, result.empty_reason), encoding="utf-8")
     (out / "spec").mkdir(exist_ok=True)
     for s in sel.studies:
         (out / "spec" / f"v{s.version}.json").write_text(spec_text(Scrubber().value(s.spec)) + "\n", encoding="utf-8")
