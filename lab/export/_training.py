@@ -946,6 +946,27 @@ ds = datasets.load_dataset("json", data_files="data/{kind}.jsonl")["train"]
 """
 
 
+def training_notice(
+    engine: Engine, slug: str, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
+) -> str | None:
+    """Why a training file would come out empty, found cheaply before it is built (None: it may hold lines).
+
+    Looks for the reasons that need no pair-building: no conversation left after the
+    filters, the held-out split and test-only items; for DPO, no point with branches. The
+    file's own card says why when it is empty for a reason found only while building it.
+    """
+    options = options or ExportOptions()
+    flt = flt or TrainingFilter()
+    sel = select_study(engine, slug, options)
+    gate = item_gate(engine, slug, flt)
+    convs = _conversations(engine, sel, flt, gate)
+    if not convs:
+        return empty_reason(kind, flt, gate, None, 0)
+    if kind == "dpo" and not _branches(engine, _assistant_turn_ids(engine, list(convs))):
+        return empty_reason(kind, flt, gate, DpoReport(), len(convs))
+    return None
+
+
 def export_training(
     engine: Engine, slug: str, out: str | Path, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
 ) -> TrainingResult:

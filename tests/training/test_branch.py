@@ -26,10 +26,11 @@ from lab.studies import list_studies
 from lab.withdraw import withdraw
 
 ASK = "What is the first number?"
+SECOND = "What is the second number?"
 GUESS = "The answer is 4."
 ANSWER = "The answer is 5."
 MODELS = {
-    "bot": {"model": "lab/scripted", "params": {"script": "sequence", "replies": [ASK, "What is the second number?", ANSWER]}},
+    "bot": {"model": "lab/scripted", "params": {"script": "sequence", "replies": [ASK, SECOND, ANSWER]}},
     "asker": {"model": "lab/scripted", "params": {"script": "fixed", "reply": ASK}},
     "guesser": {"model": "lab/scripted", "params": {"script": "fixed", "reply": GUESS}},
 }
@@ -140,3 +141,27 @@ def test_withdrawal_takes_branches_and_rollouts_with_it(branched: Engine) -> Non
     withdraw(engine, str(pid))
     with Session(engine) as s:
         assert s.scalars(select(ChatSession.kind)).all() == []
+
+
+def test_over_asking_is_rejected_and_asking_when_needed_chosen(branched: Engine, tmp_path: Path) -> None:
+    from lab.export import export_training
+
+    engine = branched
+    export_training(engine, "study", tmp_path / "dpo", "dpo")
+    pairs = [json.loads(x) for x in (tmp_path / "dpo" / "data" / "dpo.jsonl").read_text().splitlines()]
+    clarify = [p for p in pairs if p["rule"] == "clarify_when_needed"]
+    needed = [p for p in clarify if p["decided_by"]["case"] == "asked_when_needed"]
+    known = [p for p in clarify if p["decided_by"]["case"] == "asked_when_known"]
+    # While a number is missing, the question for it beats the guess; asking for the first number
+    # again once it is known (the fixed asker at turn 2) is no question for a missing shard.
+    asked = {(p["point"]["assistant_turn"], p["chosen"][0]["content"], p["decided_by"]["asked_for_shard"]) for p in needed}
+    assert asked == {(1, ASK, 2), (2, SECOND, 3)}
+    assert all(p["rejected"][0]["content"] == GUESS for p in needed)
+    # Once both numbers are known, asking again loses to the answer.
+    (over,) = known
+    assert (over["chosen"][0]["content"], over["rejected"][0]["content"]) == (ANSWER, ASK)
+    assert over["point"]["assistant_turn"] == 3 and over["point"]["revealed"] == [1, 2, 3]
+    # The guess is worse than the question by an interval that excludes 0; no pair favours a question once all is known.
+    outcome = [p for p in pairs if p["rule"] == "outcome"]
+    assert outcome and all(p["decided_by"]["difference"]["low"] > 0 for p in outcome)
+    assert not [p for p in pairs if p["point"]["assistant_turn"] == 3 and p["chosen"][0]["content"] == ASK]

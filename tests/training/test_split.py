@@ -91,3 +91,12 @@ def test_training_files_leave_heldout_and_test_only_items_out(
     if "presup-goldfish" not in heldout:
         got = {json.loads(x)["item"] for x in (tmp_path / "allowed" / "data" / "sft.jsonl").read_text().splitlines()}
         assert "presup-goldfish" in got
+
+
+def test_empty_training_file_says_why(capsys: pytest.CaptureFixture[str], demo: Path, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "export", "demo", "--format", "dpo", "--out", str(tmp_path / "dpo"))
+    assert code == 0 and "wrote 0 pairs" in out
+    assert "note: the file is empty: the study has no conversations yet: run `python -m lab simulate" in err
+    assert "This file is empty" in (tmp_path / "dpo" / "README.md").read_text()
+    meta = json.loads((tmp_path / "dpo" / "bundle.json").read_text())
+    assert meta["empty_reason"].startswith("the study has no conversations yet")
