@@ -319,6 +319,7 @@ class Roller:
         else:
             sid = held[0]
         conv = Conversation.load(self.engine, sid)
+        conv.group = self.runner.group  # rollouts share commits as a simulation's conversations do
         if not await self.runner._converse(conv):
             message = next((m for s, m in reversed(self.runner.result.failures) if s == sid), "model error")
             self.result.failures.append((point.turn_id, message))
