@@ -288,7 +288,7 @@ class Brancher:
         self.retry_pause = retry_pause
         self.on_progress = on_progress
         self.result = BranchResult(points=len(points))
-        self._convs: dict[int, tuple[Conversation, list[dict[str, str]] | None]] = {}
+        self._convs: dict[int, Conversation] = {}
         self._owners: dict[int, int] = {}
 
     def _model(self, point: Point, sample: int) -> tuple[str, dict[str, Any]]:
@@ -299,14 +299,10 @@ class Brancher:
         return model, params
 
     def _prompt(self, point: Point) -> tuple[Conversation, list[dict[str, str]] | None]:
-        found = self._convs.get(point.session_id)
-        if found is None or found[0].session_id != point.session_id:
-            conv = Conversation.load(self.engine, point.session_id, autolabel=False)
-            found = (conv, None)
-        conv = found[0]
-        prompt = point_prompt(conv, point.index)
-        self._convs[point.session_id] = (conv, prompt)
-        return conv, prompt
+        conv = self._convs.get(point.session_id)
+        if conv is None:
+            conv = self._convs[point.session_id] = Conversation.load(self.engine, point.session_id, autolabel=False)
+        return conv, point_prompt(conv, point.index)
 
     def _owner(self, study_id: int) -> int:
         owner = self._owners.get(study_id)
@@ -436,6 +432,24 @@ def resolve_models(engine: Engine, slug: str, names: list[str]) -> list[tuple[st
     return out
 
 
+def progress_line(label: str) -> Callable[[int, int], None]:
+    """A progress callback drawing ``label: done/total`` on one terminal line (nothing without a terminal)."""
+    import sys
+
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def tick(done: int, total: int) -> None:
+        now = time.monotonic()
+        if not tty or (now - last[0] < 0.2 and done < total):
+            return
+        last[0] = now
+        sys.stderr.write(f"\r{label} {done}/{total}" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
+
+    return tick
+
+
 def cmd_branch(args: Any) -> None:
     """``python -m lab branch``: sample branches at a study's points, then roll every reply out."""
     import sys
@@ -443,9 +457,16 @@ def cmd_branch(args: Any) -> None:
     from .db import get_engine
     from .errors import CommandError
     from .rollout import run_rollouts
-    from .simulate import Limits, ProgressLine
+    from .simulate import Limits
     from .split import item_splits
 
+    for name in ("k", "concurrency"):
+        if getattr(args, name) < 1:
+            raise BranchError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    if args.rollouts < 0:
+        raise BranchError(f"--rollouts must be 0 or more (got {args.rollouts})")
+    if args.rpm is not None and args.rpm <= 0:
+        raise BranchError(f"--rpm must be more than 0 (got {args.rpm:g})")
     engine = get_engine()
     heldout = frozenset(k for k, v in item_splits(engine, args.slug).items() if v == "heldout")
     models = resolve_models(engine, args.slug, [m for g in args.models or [] for m in g.split(",") if m])
@@ -454,14 +475,6 @@ def cmd_branch(args: Any) -> None:
     if skipped:
         print(f"{skipped} conversation(s) of held-out items left alone", file=sys.stderr)
     limits = Limits(args.rpm)
-    progress = ProgressLine(f"branch {args.slug}")
-    clock = time.monotonic()
-
-    def tick(done: int, total: int) -> None:
-        from .simulate import RunStatus
-
-        progress(RunStatus(total, done, 0, 0, time.monotonic() - clock))
-
     brancher = Brancher(
         engine,
         points,
@@ -470,12 +483,9 @@ def cmd_branch(args: Any) -> None:
         temperature=args.temperature,
         concurrency=args.concurrency,
         limits=limits,
-        on_progress=tick,
+        on_progress=progress_line(f"branch {args.slug}: replies"),
     )
-    try:
-        result = asyncio.run(brancher.run())
-    finally:
-        progress.close()
+    result = asyncio.run(brancher.run())
     print(
         f"branches: {result.sampled} sampled, {result.existing} already stored, at {result.points} point(s) "
         f"in {result.elapsed:.1f} s"
@@ -490,6 +500,7 @@ def cmd_branch(args: Any) -> None:
             simulator_name=args.simulator,
             concurrency=args.concurrency,
             limits=limits,
+            on_progress=progress_line(f"branch {args.slug}: rollouts"),
         )
         print(
             f"rollouts: {rolled.finished} finished, {rolled.existing} already stored, {rolled.unscored_points} point(s) "

@@ -21,6 +21,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -216,6 +217,7 @@ def run_rollouts(
     limits: Any = None,
     max_errors: int = 3,
     retry_pause: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RolloutResult:
     """Continue every reply at the points (the original and its branches) ``r`` times; see the module.
 
@@ -229,6 +231,7 @@ def run_rollouts(
         limits: The per-model rate limits shared with the branches (:class:`lab.simulate.Limits`).
         max_errors: Consecutive model errors after which a rollout is left for the next invocation.
         retry_pause: Seconds (times the error count) between retries.
+        on_progress: Called with (rollouts done, rollouts to do) after each rollout.
     """
     from .simulate import make_simulator
     from .studies import definition, get_study
@@ -266,6 +269,7 @@ class Roller:
         limits: Any = None,
         max_errors: int = 3,
         retry_pause: float = 1.0,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         from .simulate import Limits, RunPlan
         from .simulate._runner import Runner
@@ -274,6 +278,7 @@ class Roller:
         self.points = points
         self.r = r
         self.concurrency = concurrency
+        self.on_progress = on_progress
         self.result = RolloutResult()
         with Session(engine) as s:
             study = s.scalar(select(Study).where(Study.slug == slug).order_by(Study.version.desc()).limit(1))
@@ -352,6 +357,8 @@ class Roller:
         async def worker() -> None:
             while queue:
                 await self._one(*queue.pop())
+                if self.on_progress is not None:
+                    self.on_progress(len(jobs) - len(queue), len(jobs))
 
         async with asyncio.TaskGroup() as tg:
             for _ in range(min(self.concurrency, len(jobs))):

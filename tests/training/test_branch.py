@@ -165,3 +165,31 @@ def test_over_asking_is_rejected_and_asking_when_needed_chosen(branched: Engine,
     outcome = [p for p in pairs if p["rule"] == "outcome"]
     assert outcome and all(p["decided_by"]["difference"]["low"] > 0 for p in outcome)
     assert not [p for p in pairs if p["point"]["assistant_turn"] == 3 and p["chosen"][0]["content"] == ASK]
+
+
+@pytest.mark.parametrize("intervention", ["none", "mediator"])
+def test_point_prompt_is_what_the_model_saw(
+    intervention: str, capsys: pytest.CaptureFixture[str], write_study: Callable[..., Path]
+) -> None:
+    """The echo model repeats the last user message it was sent, so each reply shows its own prompt's end."""
+    from lab.db import get_engine
+
+    condition = {"model": "bot", "reveal": "SHARDED", "intervention": intervention, "system_prompt": "Be brief."}
+    path = write_study("echo", conditions={"sharded": condition})
+    assert run(capsys, "migrate")[0] == 0
+    assert run(capsys, "study", "load", str(path))[0] == 0
+    assert run(capsys, "simulate", "echo", "--repeats", "1")[0] == 0
+    engine = get_engine()
+    points, _ = find_points(engine, "echo")
+    assert len(points) == 3
+    for p in points:
+        conv = Conversation.load(engine, p.session_id)
+        prompt = point_prompt(conv, p.index)
+        assert prompt is not None and prompt[0] == {"role": "system", "content": "Be brief."}
+        reply = next(t.content for t in conv.turns if t.id == p.turn_id)
+        assert reply == f"You said: {prompt[-1]['content']}"
+        if intervention == "mediator":
+            rewrite = next(t for t in reversed(conv.turns) if t.role == "mediator" and t.index < p.index)
+            assert prompt[1:] == [{"role": "user", "content": rewrite.content}]
+        else:
+            assert [m["role"] for m in prompt[1:]] == ["user", "assistant"] * (len(prompt) // 2 - 1) + ["user"]
