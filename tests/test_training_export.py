@@ -9,7 +9,14 @@ import pytest
 from sqlalchemy import Engine
 
 from lab.export import ExportOptions
-from lab.export._training import DPO_SCHEMA, SFT_SCHEMA, TrainingFilter, export_training, validate_records
+from lab.export._training import (
+    DPO_SCHEMA,
+    SFT_SCHEMA,
+    TrainingFilter,
+    export_training,
+    training_notice,
+    validate_records,
+)
 from tests.export_study import MARKER, RTL, SECRETS, UNICODE, build_study
 
 
@@ -166,7 +173,12 @@ def test_dpo_pairs_only_replies_at_the_same_point(engine: Engine, tmp_path: Path
     # S3 corrects and S4 accommodates the same loaded question, but in different conversations: no pair.
     r = export_training(engine, "demo", tmp_path / "none", "dpo")
     assert r.rows == 0 and r.empty_reason is not None and "python -m lab branch" in r.empty_reason
+    assert training_notice(engine, "demo", "dpo") == r.empty_reason
+    assert training_notice(engine, "demo", "sft") is None
+    gone = training_notice(engine, "demo", "sft", flt=TrainingFilter(outcomes=("gave_up",)))
+    assert gone is not None and "no conversation matches" in gone
     branch = _branch(engine, t["s3a1"], "Because their brains are tiny.")
+    assert training_notice(engine, "demo", "dpo") is None
     _branch(engine, t["s3a1"], "Goldfish forget everything.", prompt_sha256="0" * 64)  # sampled from another prompt
     from sqlalchemy.orm import Session
 

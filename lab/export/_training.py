@@ -261,25 +261,36 @@ def item_gate(engine: Engine, slug: str, flt: TrainingFilter) -> ItemGate:
     return ItemGate(frozenset(k for k, v in splits.items() if v == "heldout"), test_only, bool(splits))
 
 
-def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> dict[int, dict[str, Any]]:
-    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    from ..schema import Participant, participant_conversation
+def _filtered(query: Any, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> Any:
+    """``query`` (joining session, item and condition) limited to the conversations a training file may use."""
+    from ..schema import participant_conversation
 
-    p = Participant.__table__.c
-    query = (
-        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind, co.presupposition)
-        .join_from(ChatSession, ItemRow, s.item_id == it.id)
-        .join(Condition, s.condition_id == co.id)
-        .join(Participant, s.participant_id == p.id)
-        .where(s.participant_id.in_(sel.participant_ids()), participant_conversation(s))
-        .order_by(s.id)
-    )
+    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
+    query = query.where(s.participant_id.in_(sel.participant_ids()), participant_conversation(s))
     if gate.heldout or gate.test_only:
         query = query.where(it.key.not_in(sorted(gate.heldout | gate.test_only)))
     if flt.outcomes:
         query = query.where(s.outcome.in_(flt.outcomes))
     if flt.conditions:
         query = query.where(co.key.in_(flt.conditions))
+    return query
+
+
+def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> dict[int, dict[str, Any]]:
+    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
+    from ..schema import Participant
+
+    p = Participant.__table__.c
+    query = _filtered(
+        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind, co.presupposition)
+        .join_from(ChatSession, ItemRow, s.item_id == it.id)
+        .join(Condition, s.condition_id == co.id)
+        .join(Participant, s.participant_id == p.id)
+        .order_by(s.id),
+        sel,
+        flt,
+        gate,
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     out = {
@@ -955,15 +966,33 @@ def training_notice(
     filters, the held-out split and test-only items; for DPO, no point with branches. The
     file's own card says why when it is empty for a reason found only while building it.
     """
+    from sqlalchemy import exists, func
+
     options = options or ExportOptions()
     flt = flt or TrainingFilter()
     sel = select_study(engine, slug, options)
     gate = item_gate(engine, slug, flt)
-    convs = _conversations(engine, sel, flt, gate)
-    if not convs:
-        return empty_reason(kind, flt, gate, None, 0)
-    if kind == "dpo" and not _branches(engine, _assistant_turn_ids(engine, list(convs))):
-        return empty_reason(kind, flt, gate, DpoReport(), len(convs))
+    s, it, co, t = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c, Turn.__table__.c
+    if flt.labels:
+        # Label filters need the turns: count the slow way.
+        ids: Any = sorted(_conversations(engine, sel, flt, gate))
+    else:
+        ids = _filtered(
+            select(s.id).join_from(ChatSession, ItemRow, s.item_id == it.id).join(Condition, s.condition_id == co.id),
+            sel,
+            flt,
+            gate,
+        )
+    # Counting (and looking for one branch) reads no payloads, so the page can ask on every run.
+    with engine.connect() as conn:
+        n = conn.scalar(select(func.count()).select_from(ChatSession).where(s.id.in_(ids))) or 0
+        if not n:
+            return empty_reason(kind, flt, gate, None, 0)
+        if kind == "dpo":
+            branch = ChatSession.__table__.alias("branch")
+            points = select(t.id).where(t.session_id.in_(ids), t.role == "assistant")
+            if not conn.scalar(select(exists().where(branch.c.kind == "branch", branch.c.point_turn_id.in_(points)))):
+                return empty_reason(kind, flt, gate, DpoReport(), n)
     return None
 
 

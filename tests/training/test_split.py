@@ -86,6 +86,11 @@ def test_training_files_leave_heldout_and_test_only_items_out(
     meta = json.loads((tmp_path / "sft" / "bundle.json").read_text())
     assert sorted(heldout) == meta["split"]["heldout_items_left_out"]
     assert "held-out item(s) are left out" in (tmp_path / "sft" / "README.md").read_text()
+    from lab.export import export_study
+
+    export_study(engine, "demo", tmp_path / "bundle")
+    bundle = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert bundle["item_split"] == dict(sorted(item_splits(engine, "demo").items()))
     allowed = export_training(engine, "demo", tmp_path / "allowed", "sft", flt=TrainingFilter(allow_test_items=True))
     assert any("test-only" in w for w in allowed.warnings)
     if "presup-goldfish" not in heldout:
