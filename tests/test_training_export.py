@@ -298,3 +298,25 @@ def test_loads_with_datasets(engine: Engine, tmp_path: Path) -> None:
     assert sft.num_rows == 4 and sft[0]["messages"][1]["role"] == "assistant"
     dpo = datasets.load_dataset("json", data_files=str(tmp_path / "dpo" / "data" / "dpo.jsonl"))["train"]
     assert dpo["rule"] == ["correct_premise"]
+
+
+def test_question_for_a_missing_shard_beats_an_early_answer(engine: Engine, tmp_path: Path) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.labels import add_label
+
+    b = build_study(engine)
+    early = _branch(engine, b.turns["s1a1"], "The bakery took in $245.")
+    with Session(engine) as s, s.begin():
+        add_label(s, early, "auto:rules", "S", "answer_attempt", meta={"judge": "rules", "version": "rules-1"})
+    export_training(engine, "demo", tmp_path / "dpo", "dpo")
+    (pair,) = _lines(tmp_path / "dpo" / "data" / "dpo.jsonl")
+    assert pair["rule"] == "clarify_when_needed" and pair["decided_by"]["case"] == "asked_when_needed"
+    assert (pair["chosen_turn_id"], pair["rejected_turn_id"]) == (b.turns["s1a1"], early)
+    # "Which price applies to the muffins sold late?" shares two words with shard 4 ("sold", "muffins")
+    # and with shard 6 ("muffins", "price"), both unrevealed; ties go to the earliest shard.
+    assert pair["decided_by"]["asked_for_shard"] == 4
+    assert (pair["chosen_label"], pair["chosen_source"]) == ("S:clarification", "auto:rules")
+    assert pair["chosen_reply"]["labels"]["G"] == {"code": "CLARIFY", "source": "majority"}
+    r = export_training(engine, "demo", tmp_path / "human", "dpo", flt=TrainingFilter(label_source="human"))
+    assert r.rows == 0

@@ -1,20 +1,24 @@
 """Training data from a study: chat transcripts (SFT) and preference pairs (DPO).
 
-Both are validated against a JSON Schema shipped beside them.
+Both are validated against a JSON Schema shipped beside them, and both leave out held-out
+items (:mod:`lab.split`) and items of datasets published for testing only.
 
 SFT: one line per conversation, ``{"messages": [{"role", "content"}, …], …}`` in the
 OpenAI / Hugging Face chat convention, turns in order (so the shards keep their reveal
 order), each user turn as the model saw it. Error and cut (partial) replies, mediator
 rewrites and knowledge probes are left out.
 
-DPO: ``{"prompt", "chosen", "rejected", "rule", …}`` from two assistant replies at the
-*same point* of the *same item* — same item, same assistant turn number, same shards
-revealed so far — whose labels are opposite under one of :data:`RULES`. The prompt is
-the chosen reply's conversation up to that point. Each reply is used at most once per
-rule; candidates pair in turn-id order, so a rerun builds the same pairs.
+DPO: ``{"prompt", "chosen", "rejected", "rule", …}`` from two replies at the *same point*
+of one conversation: the original reply and the alternatives sampled there by
+:mod:`lab.branch`, all generated from the same messages, so ``prompt`` is exactly what both
+sides answered (checked against the hash each branch stores). A pair is made under one of
+:data:`RULES`, from the replies' effective labels and their rollout outcomes
+(:mod:`lab.rollout`); each reply is used at most once per rule and point.
 
-A turn's label is its effective label per layer: a gold label wins, else the people's
-current labels when they agree (disagreement leaves the turn out), else the automatic one.
+A turn's label is its effective label per layer, with its source: a gold label
+(``gold``), else the code more than half of the people who labelled it gave
+(``majority``; people who split leave the turn out), else the newest automatic one
+(``auto:<judge>``).
 """
 
 from __future__ import annotations
@@ -729,11 +733,12 @@ def _deciding(rule: str, reply: Reply) -> tuple[str, str]:
     """(layer:code, source) of the label that put a reply on its side."""
     if rule == "outcome":
         return "rollout", "rollout"
-    layer = "P" if rule == "correct_premise" else ("S" if reply.code("S") is not None else "G")
+    if rule == "correct_premise":
+        layer = "P"
+    else:
+        # A question known only from a person's G CLARIFY is decided by that label, not by its layer-S code.
+        layer = "S" if reply.code("S") in QUESTION_CODES + EARLY_CODES or reply.code("G") != "CLARIFY" else "G"
     found = reply.labels.get(layer)
-    if found is None and layer == "S":
-        found = reply.labels.get("G")
-        layer = "G"
     return (f"{layer}:{found[0]}", found[1]) if found else (f"{layer}:-", "none")
 
 
