@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from lab.export import ExportOptions
+from lab.export._pairs import DPO_SCHEMA
 from lab.export._training import (
-    DPO_SCHEMA,
     SFT_SCHEMA,
     TrainingFilter,
     export_training,

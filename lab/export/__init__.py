@@ -35,8 +35,9 @@ from ._bundle import (
 )
 from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Table, exported_sources, fate
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
+from ._pairs import RULES
 from ._privacy import REDACTED, Scrubber
-from ._training import RULES, TrainingFilter, TrainingResult, export_training, training_notice
+from ._training import TrainingFilter, TrainingResult, export_training, training_notice
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""
