@@ -132,6 +132,13 @@ def test_branches_are_no_participants_data(branched: Engine, tmp_path: Path) -> 
     assert result.rows["conversations"] == 1 and result.rows["participants"] == 1
     meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
     assert meta["rows"]["turns"] == 6
+    from lab.accounts import create_account
+    from lab.annotation import assign, progress
+
+    with Session(engine) as s, s.begin():
+        create_account(s, "ann1", "annotator", "correct horse battery")
+        assign(s, "study", ["ann1"], 1)
+        assert progress(s, "study").conversations == 1
 
 
 def test_withdrawal_takes_branches_and_rollouts_with_it(branched: Engine) -> None:
