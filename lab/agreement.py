@@ -459,14 +459,14 @@ def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple
     """Current labels of one layer as arrays (turn ids, annotators, codes): the newest per turn and annotator."""
     from sqlalchemy import select
 
-    from .schema import ChatSession, Label, Turn
+    from .schema import ChatSession, Label, Turn, participant_conversation
 
     # Plain driver tuples: SQLAlchemy's per-row objects are most of the cost for 100,000s of labels.
     result = s.connection().execute(
         select(Label.turn_id, Label.annotator, Label.code)
         .join(Turn, Turn.id == Label.turn_id)
         .join(ChatSession, ChatSession.id == Turn.session_id)
-        .where(ChatSession.study_id.in_(study_ids), Label.layer == layer)
+        .where(ChatSession.study_id.in_(study_ids), participant_conversation(), Label.layer == layer)
         .order_by(Label.id)
     )
     try:

@@ -27,7 +27,14 @@ import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not insta
 from sqlalchemy import Engine, select, text
 
 from .errors import LabError
-from .schema import TURN_ROLES, Condition, ItemRow, Study
+from .schema import (
+    PARTICIPANT_CONVERSATION_SQL,
+    REAL_PARTICIPANT_SQL,
+    TURN_ROLES,
+    Condition,
+    ItemRow,
+    Study,
+)
 
 LABEL_SOURCES = ("best", "gold", "majority", "auto")
 """Label sources a figure can be asked for: ``best`` is gold, else human majority, else auto."""
@@ -270,14 +277,16 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
     ids, versions = study_ids(engine, slug, version)
     ids_sql = ",".join(str(int(i)) for i in ids)
     participants = _frame(
-        _fetch(engine, f"SELECT id, study_id, kind, status FROM participant WHERE study_id IN ({ids_sql})"),
+        _fetch(
+            engine, f"SELECT id, study_id, kind, status FROM participant WHERE study_id IN ({ids_sql}) AND {REAL_PARTICIPANT_SQL}"
+        ),
         PARTICIPANT_COLUMNS,
     )
     sessions = _frame(
         _fetch(
             engine,
             "SELECT id, study_id, participant_id, item_id, condition_id, position, model, status, outcome, score "
-            f"FROM session WHERE study_id IN ({ids_sql})",
+            f"FROM session WHERE study_id IN ({ids_sql}) AND {PARTICIPANT_CONVERSATION_SQL}",
         ),
         CONVERSATION_COLUMNS,
     )
@@ -297,7 +306,10 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         ).all()
         # A None probe is stored as the JSON scalar null, which IS NOT NULL does not exclude.
         probe_rows = conn.execute(
-            text(f"SELECT id, CAST(probe AS TEXT) FROM session WHERE study_id IN ({ids_sql}) AND CAST(probe AS TEXT) <> 'null'")
+            text(
+                f"SELECT id, CAST(probe AS TEXT) FROM session WHERE study_id IN ({ids_sql}) AND {PARTICIPANT_CONVERSATION_SQL} "
+                "AND CAST(probe AS TEXT) <> 'null'"
+            )
         ).all()
     items = pd.DataFrame(
         [(r.id, r.key, r.kind, _needs_clarification(r.kind, r.payload), _n_required(r.kind, r.payload)) for r in item_rows],
@@ -322,7 +334,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         engine,
         f'SELECT t.id, t.session_id, t."index", {role.sql}, t.source, t.tokens_in, t.tokens_out, t.latency_ms, t.partial, '
         f"LENGTH(t.content), COALESCE({n_shards}, 0), CASE WHEN t.error IS NULL THEN 0 ELSE 1 END "
-        f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
+        f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql}) AND s.{PARTICIPANT_CONVERSATION_SQL}",
     )
     raw_turns[3] = role.decode(raw_turns[3])
     turns = turns_frame(raw_turns)
@@ -335,7 +347,8 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
     raw_labels = _fetch(
         engine,
         f"SELECT l.id, l.turn_id, {annotator.sql}, {layer.sql}, {code.sql}, l.confidence, l.supersedes_id FROM label l "
-        f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql})",
+        f"JOIN turn t ON t.id = l.turn_id JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql}) "
+        f"AND s.{PARTICIPANT_CONVERSATION_SQL}",
     )
     raw_labels[2], raw_labels[3], raw_labels[4] = (
         annotator.decode(raw_labels[2]),
@@ -349,7 +362,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
             engine,
             "SELECT r.id, r.session_id, r.annotator, r.trouble_turn_id, r.initiation_turn_id, r.repair_turn_id, r.initiation, "
             "r.initiator, r.trouble_type, r.outcome, r.turns_to_resolution FROM repair_sequence r "
-            f"JOIN session s ON s.id = r.session_id WHERE s.study_id IN ({ids_sql})",
+            f"JOIN session s ON s.id = r.session_id WHERE s.study_id IN ({ids_sql}) AND s.{PARTICIPANT_CONVERSATION_SQL}",
         ),
         REPAIR_COLUMNS,
     )
@@ -365,7 +378,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
             _fetch(
                 engine,
                 "SELECT e.id, e.participant_id, e.session_id, e.kind FROM event e "
-                f"JOIN participant p ON p.id = e.participant_id WHERE p.study_id IN ({ids_sql})",
+                f"JOIN participant p ON p.id = e.participant_id WHERE p.study_id IN ({ids_sql}) AND p.{REAL_PARTICIPANT_SQL}",
             ),
             EVENT_COLUMNS,
         )

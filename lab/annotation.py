@@ -49,6 +49,7 @@ from .schema import (
     RepairSequence,
     Study,
     Turn,
+    participant_conversation,
     utcnow,
 )
 
@@ -141,7 +142,7 @@ SYNC_SECONDS = 10.0
 
 def _scope_query(sa: StudyAnnotation) -> Any:
     scope = sa.spec.scope
-    q = select(ChatSession.id).where(ChatSession.study_id.in_(sa.study_ids))
+    q = select(ChatSession.id).where(ChatSession.study_id.in_(sa.study_ids), participant_conversation())
     if scope.participants != "any":
         q = q.join(Participant, Participant.id == ChatSession.participant_id).where(Participant.kind == scope.participants)
     if scope.completed_only:
@@ -996,7 +997,7 @@ def _current_labels(
         select(Label.turn_id, Label.layer, Label.annotator, Label.code)
         .join(Turn, Turn.id == Label.turn_id)
         .join(ChatSession, ChatSession.id == Turn.session_id)
-        .where(ChatSession.study_id.in_(sa.study_ids))
+        .where(ChatSession.study_id.in_(sa.study_ids), participant_conversation())
         .order_by(Label.id)
     )
     if layer is not None:

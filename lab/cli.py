@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=ROLES)
     sp.set_defaults(func=cmd_user_add)
 
-    from . import links, report, simulate, terminal
+    from . import branch, links, report, simulate, split, terminal
     from .export import _cli as export_cli
     from .judge import _cli as judge_cli
 
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.register(sub)
     terminal.register(sub)
     simulate.register(sub)
+    split.register(sub)
+    branch.register(sub)
     links.register(sub)
     register_score(sub)
     _register_annotation(sub)

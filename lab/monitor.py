@@ -17,7 +17,19 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from .assign import EXPIRABLE, current_fill, plan_length, release
-from .schema import PARTICIPANT_STATUSES, ChatSession, Condition, Event, ItemRow, Participant, Study, Turn, utcnow
+from .schema import (
+    PARTICIPANT_STATUSES,
+    ChatSession,
+    Condition,
+    Event,
+    ItemRow,
+    Participant,
+    Study,
+    Turn,
+    participant_conversation,
+    real_participant,
+    utcnow,
+)
 from .studies import definition
 
 MEDIAN_WINDOW = 500
@@ -118,7 +130,9 @@ def _aware(t: datetime | None) -> datetime | None:
 def participants_by_status(s: Session, study_id: int) -> dict[str, int]:
     """Participant counts for every status (zeros included), humans and simulated alike."""
     rows = s.execute(
-        select(Participant.status, func.count()).where(Participant.study_id == study_id).group_by(Participant.status)
+        select(Participant.status, func.count())
+        .where(Participant.study_id == study_id, real_participant())
+        .group_by(Participant.status)
     ).all()
     counts = {status: 0 for status in PARTICIPANT_STATUSES}
     counts.update({status: n for status, n in rows})
@@ -181,7 +195,7 @@ def cell_table(s: Session, study: Study, target_participants: int) -> list[CellR
             func.count(),
             func.sum(case((ChatSession.status == "ended", 1), else_=0)),
         )
-        .where(ChatSession.study_id == study.id)
+        .where(ChatSession.study_id == study.id, participant_conversation())
         .group_by(ChatSession.condition_id, ChatSession.item_id)
     ).all()
     started: dict[tuple[str, str], tuple[int, int]] = {}
@@ -205,13 +219,20 @@ def median_item_seconds(s: Session, study_id: int, window: int = MEDIAN_WINDOW) 
     """Median seconds per finished conversation over the most recent ``window``, and how many finished."""
     rows = s.execute(
         select(ChatSession.started_at, ChatSession.ended_at)
-        .where(ChatSession.study_id == study_id, ChatSession.status == "ended", ChatSession.ended_at.is_not(None))
+        .where(
+            ChatSession.study_id == study_id,
+            participant_conversation(),
+            ChatSession.status == "ended",
+            ChatSession.ended_at.is_not(None),
+        )
         .order_by(ChatSession.ended_at.desc())
         .limit(window)
     ).all()
     finished = (
         s.scalar(
-            select(func.count()).select_from(ChatSession).where(ChatSession.study_id == study_id, ChatSession.status == "ended")
+            select(func.count())
+            .select_from(ChatSession)
+            .where(ChatSession.study_id == study_id, participant_conversation(), ChatSession.status == "ended")
         )
         or 0
     )
@@ -228,7 +249,7 @@ def turn_problems(s: Session, study_id: int, since: datetime) -> tuple[int, int,
             func.sum(case((Turn.partial.is_(True), 1), else_=0)),
         )
         .join(ChatSession, Turn.session_id == ChatSession.id)
-        .where(ChatSession.study_id == study_id, Turn.sent_at >= since)
+        .where(ChatSession.study_id == study_id, participant_conversation(), Turn.sent_at >= since)
     ).one()
     return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
@@ -238,7 +259,7 @@ def latest_conversations(s: Session, study_id: int, limit: int = 3, max_turns: i
     last = (
         select(Turn.session_id, func.max(Turn.id).label("last"))
         .join(ChatSession, Turn.session_id == ChatSession.id)
-        .where(ChatSession.study_id == study_id)
+        .where(ChatSession.study_id == study_id, participant_conversation())
         .group_by(Turn.session_id)
         .order_by(func.max(Turn.id).desc())
         .limit(limit)

@@ -41,6 +41,11 @@ STUDY_STATUSES = ("draft", "open", "paused", "closed", "superseded")
 PARTICIPANT_STATUSES = ("invited", "consented", "active", "completed", "declined", "withdrawn", "timed_out")
 SESSION_STATUSES = ("pending", "active", "ended", "abandoned")
 TURN_ROLES = ("system", "user", "assistant", "mediator", "probe")
+SESSION_KINDS = ("conversation", "branch", "rollout")
+"""A participant's own conversation; an alternative reply sampled at a point of one; a continuation to its end."""
+BRANCH_PARTICIPANT = "branch"
+"""Kind of the one participant per study version that owns its branch and rollout conversations."""
+SPLITS = ("train", "heldout")
 
 
 def utcnow() -> datetime:
@@ -192,11 +197,17 @@ class ChatSession(Base):
     """Knowledge probe for presupposition items: question, reply, score."""
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(String(16), default="conversation", server_default="conversation")
+    """conversation (a participant's own), branch or rollout (see :func:`participant_conversation`)."""
+    point_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE", use_alter=True), index=True)
+    """Branches and rollouts: the original assistant reply at the point they start from (deleted with it)."""
+    reply_turn_id: Mapped[int | None] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE", use_alter=True), index=True)
+    """Rollouts: the reply (original or branch) the rollout continues (deleted with it)."""
 
     participant: Mapped[Participant] = relationship(back_populates="sessions")
     item: Mapped[ItemRow] = relationship()
     condition: Mapped[Condition] = relationship()
-    turns: Mapped[list[Turn]] = relationship(back_populates="session", order_by="Turn.index")
+    turns: Mapped[list[Turn]] = relationship(back_populates="session", order_by="Turn.index", foreign_keys="Turn.session_id")
 
 
 class Turn(Base):
@@ -236,7 +247,7 @@ class Turn(Base):
     client: Mapped[dict[str, Any] | None]
     """Browser timing: typing started, edits, visibility."""
 
-    session: Mapped[ChatSession] = relationship(back_populates="turns")
+    session: Mapped[ChatSession] = relationship(back_populates="turns", foreign_keys=[session_id])
 
 
 class Event(Base):
@@ -456,3 +467,53 @@ class SimulationClaim(Base):
     expires_at: Mapped[datetime | None]
     """When the claim lapses unless its worker renews it; after that any worker may take it over."""
     done_at: Mapped[datetime | None]
+
+
+class ItemSplit(Base):
+    """Whether an item of a study (all versions of its slug) is for training or held out for evaluation."""
+
+    __tablename__ = "item_split"
+    __table_args__ = (UniqueConstraint("study_slug", "item_key", name="uq_item_split_study_item"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_slug: Mapped[str] = mapped_column(String(64), index=True)
+    item_key: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(16))
+    """train or heldout."""
+    family: Mapped[str] = mapped_column(String(32))
+    """The stratum the item was drawn in (its task family, else its kind)."""
+    heldout: Mapped[float] = mapped_column(Float)
+    """The share held out when the split was made."""
+    seed: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def participant_conversation(session: Any = None) -> Any:
+    """SQL condition: a session is a participant's own conversation, not a branch or a rollout.
+
+    Every query behind a participant measure, an annotation queue or a conversation export
+    applies it, so sampled replies and their continuations never count as data from people.
+
+    Args:
+        session: The ``session`` table's columns (or an alias's); default the table's.
+    """
+    c = session if session is not None else ChatSession.__table__.c
+    return c.kind == "conversation"
+
+
+PARTICIPANT_CONVERSATION_SQL = "kind = 'conversation'"
+""":func:`participant_conversation` for hand-written SQL: prefix the session alias (``s.`` + this)."""
+
+
+def real_participant(participant: Any = None) -> Any:
+    """SQL condition: a participant row stands for a person or a simulated user, not the owner of branches.
+
+    Args:
+        participant: The ``participant`` table's columns (or an alias's); default the table's.
+    """
+    c = participant if participant is not None else Participant.__table__.c
+    return c.kind != BRANCH_PARTICIPANT
+
+
+REAL_PARTICIPANT_SQL = f"kind <> '{BRANCH_PARTICIPANT}'"
+""":func:`real_participant` for hand-written SQL: prefix the participant alias."""

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .errors import LabError
-from .schema import ChatSession, Condition, ItemRow, Participant, Study, utcnow
+from .schema import ChatSession, Condition, ItemRow, Participant, Study, participant_conversation, real_participant, utcnow
 from .spec import StudyDefinition, load_spec_file, study_from_normalized
 
 STATUS_CHANGES: dict[str, tuple[str, ...]] = {
@@ -205,10 +205,17 @@ def list_studies(s: Session, include_superseded: bool = False) -> list[StudySumm
         if study.status == "superseded" and not include_superseded:
             continue
         parts = s.execute(
-            select(Participant.status, func.count()).where(Participant.study_id == study.id).group_by(Participant.status)
+            select(Participant.status, func.count())
+            .where(Participant.study_id == study.id, real_participant())
+            .group_by(Participant.status)
         ).all()
         counts = {status: n for status, n in parts}
-        sessions = s.scalar(select(func.count()).select_from(ChatSession).where(ChatSession.study_id == study.id)) or 0
+        sessions = (
+            s.scalar(
+                select(func.count()).select_from(ChatSession).where(ChatSession.study_id == study.id, participant_conversation())
+            )
+            or 0
+        )
         out.append(
             StudySummary(
                 study.slug, study.version, study.title, study.status, sum(counts.values()), counts.get("completed", 0), sessions

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, time
 import streamlit as st
 from sqlalchemy import select
 
-from lab.export import FORMATS, ExportOptions, TrainingFilter, export_zip
+from lab.export import FORMATS, ExportOptions, TrainingFilter, export_zip, training_notice
 from lab.schema import ChatSession, Condition, Study
 from lab.ui import engine, pick_study, reading, staff_header
 from lab.web.guard import require_role
@@ -53,6 +53,12 @@ options = ExportOptions(
     since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
 )
 eng = engine()
+if kind in ("sft", "dpo"):
+    empty = training_notice(eng, slug, kind, options, flt)
+    if empty:
+        st.warning(
+            f"This download will hold no {'conversations' if kind == 'sft' else 'pairs'}: {empty}.", icon=":material/info:"
+        )
 st.download_button(
     f"Download {slug}-{kind}.zip",
     data=lambda: export_zip(eng, slug, kind, options, flt),

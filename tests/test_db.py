@@ -31,6 +31,7 @@ EXPECTED_TABLES = {
 }
 EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
 EXPECTED_TABLES |= {"simulation_claim"}
+EXPECTED_TABLES |= {"item_split"}
 
 
 def test_one_head() -> None:
@@ -161,3 +162,12 @@ def test_concurrent_migrations_migrate_once(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_branch_columns_on_session(engine: Engine) -> None:
+    cols = {c["name"]: c["nullable"] for c in inspect(engine).get_columns("session")}
+    assert {k: cols[k] for k in ("kind", "point_turn_id", "reply_turn_id")} == {
+        "kind": False,
+        "point_turn_id": True,
+        "reply_turn_id": True,
+    }

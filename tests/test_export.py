@@ -43,7 +43,9 @@ def test_round_trip_matches_the_database(study: tuple[Engine, object], tmp_path:
     b = read_bundle(tmp_path / "b")
     turns = b["turns"]
     with Session(engine) as s:
-        db = s.scalars(select(Turn).join(ChatSession).order_by(Turn.session_id, Turn.index)).all()
+        db = s.scalars(
+            select(Turn).join(ChatSession, Turn.session_id == ChatSession.id).order_by(Turn.session_id, Turn.index)
+        ).all()
         assert list(turns["id"]) == [t.id for t in db]
         for row, t in zip(turns.to_dict("records"), db, strict=True):
             assert row["content"] == t.content

@@ -35,8 +35,9 @@ from ._bundle import (
 )
 from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Table, exported_sources, fate
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
+from ._pairs import RULES
 from ._privacy import REDACTED, Scrubber
-from ._training import RULES, TrainingFilter, TrainingResult, export_training
+from ._training import TrainingFilter, TrainingResult, export_training, training_notice
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""
@@ -88,6 +89,7 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
         "codebook": write_codebook(out),
         "annotators": len(names.annotators),
         "withdrawals": _withdrawals(engine, sel.study_ids),
+        "item_split": _item_split(engine, slug),
     }
     extra: list[dict[str, Any]] = []
     if options.include_prolific_ids:
@@ -134,6 +136,13 @@ def export_zip(
         return buffer.getvalue()
 
 
+def _item_split(engine: Engine, slug: str) -> dict[str, str]:
+    """Item id → train or heldout (empty without a split; see :mod:`lab.split`)."""
+    from ..split import item_splits
+
+    return dict(sorted(item_splits(engine, slug).items()))
+
+
 def _withdrawals(engine: Engine, study_ids: list[int]) -> int:
     from sqlalchemy.orm import Session
 
@@ -171,4 +180,5 @@ __all__ = [
     "label_source",
     "parse_since",
     "prompt_versions",
+    "training_notice",
 ]

@@ -22,7 +22,20 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no py.type
 from sqlalchemy import ColumnElement, Engine, Select, Text, and_, cast, literal_column, or_, select
 
 from ..errors import LabError
-from ..schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
+from ..schema import (
+    ChatSession,
+    Condition,
+    Event,
+    ItemRow,
+    Label,
+    Participant,
+    RepairSequence,
+    Response,
+    Study,
+    Turn,
+    participant_conversation,
+    real_participant,
+)
 from ._dictionary import JSON_TYPES, TABLES_BY_NAME, Table
 from ._privacy import Scrubber
 
@@ -132,7 +145,7 @@ class Selection:
                 Arrow path): the ``--since`` time becomes a literal that dialect compares right.
         """
         p = Participant.__table__.c
-        conds: list[ColumnElement[bool]] = [p.study_id.in_(self.study_ids)]
+        conds: list[ColumnElement[bool]] = [p.study_id.in_(self.study_ids), real_participant(p)]
         kinds = PARTICIPANT_KINDS[self.options.participants]
         if kinds is not None:
             conds.append(p.kind.in_(kinds))
@@ -156,7 +169,7 @@ class Selection:
     def session_ids(self, literal: str | None = None) -> Select[Any]:
         """Subquery of the chosen participants' conversations."""
         s = ChatSession.__table__.c
-        return select(s.id).where(s.participant_id.in_(self.participant_ids(literal)))
+        return select(s.id).where(s.participant_id.in_(self.participant_ids(literal)), participant_conversation(s))
 
 
 def _json(col: Any) -> Any:

@@ -28,11 +28,26 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     engine = get_engine()
     if args.format in ("sft", "dpo"):
-        flt = TrainingFilter(tuple(args.outcome or ()), tuple(args.label or ()), tuple(args.condition or ()))
+        flt = TrainingFilter(
+            tuple(args.outcome or ()),
+            tuple(args.label or ()),
+            tuple(args.condition or ()),
+            allow_test_items=args.allow_test_items,
+            label_source=args.label_source,
+        )
         tr = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
         extra = "" if not tr.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.by_rule.items())) + ")"
         what = "conversations" if args.format == "sft" else "pairs"
         print(f"wrote {tr.rows} {what}{extra} to {args.out}/data/{args.format}.jsonl")
+        if tr.heldout_items or tr.test_items:
+            print(
+                f"left out: {tr.heldout_items} held-out item(s), {tr.test_items} item(s) from test-only datasets",
+                file=sys.stderr,
+            )
+        for warning in tr.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if tr.empty_reason:
+            print(f"note: the file is empty: {tr.empty_reason}", file=sys.stderr)
         return
     if args.outcome or args.label or args.condition:
         print("note: --outcome, --label and --condition apply to --format sft and dpo only", file=sys.stderr)
@@ -86,6 +101,17 @@ def register(sub: Any) -> None:
         help="sft/dpo: only conversations with a turn labelled with one of these codes or a repair with this outcome",
     )
     sp.add_argument("--condition", nargs="+", help="sft/dpo: only these conditions")
+    sp.add_argument(
+        "--label-source",
+        choices=["human", "gold", "any"],
+        default="any",
+        help="dpo: labels that may decide a pair: human (gold or a majority of people), gold, or any (automatic judges too)",
+    )
+    sp.add_argument(
+        "--allow-test-items",
+        action="store_true",
+        help="sft/dpo: also use items from datasets published for testing only (FalseQA, CLAMBER); warns",
+    )
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("withdraw", help="delete every record of a participant who withdrew (keeps only that it happened)")

@@ -374,6 +374,12 @@ TABLES: tuple[Table, ...] = (PARTICIPANTS, CONVERSATIONS, TURNS, LABELS, REPAIR_
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
+_BRANCHES = (
+    "a bundle holds participants' own conversations only (`kind = conversation`); branches and rollouts reach "
+    "the DPO training file, as each pair's `point` and `rollouts`"
+)
+_SPLIT = "`bundle.json` → `item_split` (item id → `train` or `heldout`); training files' `bundle.json` → `split`"
+
 ELSEWHERE: dict[str, str] = {
     "study.id": "replaced by `study_version` in the tables",
     "study.slug": "`bundle.json` → `study`",
@@ -390,6 +396,17 @@ ELSEWHERE: dict[str, str] = {
     "item.study_id": "`items.study_version`",
     "participant.study_id": "`participants.study_version`",
     "session.study_id": "`conversations.study_version`",
+    "session.kind": _BRANCHES,
+    "session.point_turn_id": _BRANCHES,
+    "session.reply_turn_id": _BRANCHES,
+    "item_split.id": _SPLIT,
+    "item_split.study_slug": _SPLIT,
+    "item_split.item_key": _SPLIT,
+    "item_split.split": _SPLIT,
+    "item_split.family": _SPLIT,
+    "item_split.heldout": _SPLIT,
+    "item_split.seed": _SPLIT,
+    "item_split.created_at": _SPLIT,
 }
 """Database columns whose content reaches the bundle in another form or file."""
 

@@ -1,36 +1,43 @@
 """Training data from a study: chat transcripts (SFT) and preference pairs (DPO).
 
-Both are validated against a JSON Schema shipped beside them.
+Both are validated against a JSON Schema shipped beside them, and both leave out held-out
+items (:mod:`lab.split`) and items of datasets published for testing only.
 
 SFT: one line per conversation, ``{"messages": [{"role", "content"}, …], …}`` in the
 OpenAI / Hugging Face chat convention, turns in order (so the shards keep their reveal
 order), each user turn as the model saw it. Error and cut (partial) replies, mediator
 rewrites and knowledge probes are left out.
 
-DPO: ``{"prompt", "chosen", "rejected", "rule", …}`` from two assistant replies at the
-*same point* of the *same item* — same item, same assistant turn number, same shards
-revealed so far — whose labels are opposite under one of :data:`RULES`. The prompt is
-the chosen reply's conversation up to that point. Each reply is used at most once per
-rule; candidates pair in turn-id order, so a rerun builds the same pairs.
+DPO: ``{"prompt", "chosen", "rejected", "rule", …}`` from two replies at the *same point*
+of one conversation: the original reply and the alternatives sampled there by
+:mod:`lab.branch`, all generated from the same messages, so ``prompt`` is exactly what both
+sides answered (checked against the hash each branch stores). A pair is made under one of
+:data:`lab.export._pairs.RULES`, from the replies' effective labels and their rollout outcomes
+(:mod:`lab.rollout`); each reply is used at most once per rule and point.
 
-A turn's label is its effective label per layer: a gold label wins, else the people's
-current labels when they agree (disagreement leaves the turn out), else the automatic one.
+A turn's label is its effective label per layer, with its source: a gold label
+(``gold``), else the code more than half of the people who labelled it gave
+(``majority``; people who split leave the turn out), else the newest automatic one
+(``auto:<judge>``).
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
 from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
 from ._privacy import Scrubber
+
+if TYPE_CHECKING:
+    from ._pairs import DpoReport
 
 CHAT_ROLES = ("system", "user", "assistant")
 """Turn roles that become chat messages."""
@@ -66,64 +73,6 @@ SFT_SCHEMA: dict[str, Any] = {
 }
 """One SFT line."""
 
-_MESSAGE = SFT_SCHEMA["properties"]["messages"]["items"]
-DPO_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Repair Lab DPO preference pair",
-    "type": "object",
-    "required": ["prompt", "chosen", "rejected", "rule", "item", "point", "chosen_turn_id", "rejected_turn_id"],
-    "properties": {
-        "prompt": {"type": "array", "minItems": 1, "items": _MESSAGE},
-        "chosen": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
-        "rejected": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
-        "rule": {"type": "string"},
-        "item": {"type": "string"},
-        "point": {
-            "type": "object",
-            "required": ["assistant_turn", "revealed"],
-            "properties": {"assistant_turn": {"type": "integer"}, "revealed": {"type": "array", "items": {"type": "integer"}}},
-            "additionalProperties": False,
-        },
-        "chosen_label": {"type": "string"},
-        "rejected_label": {"type": "string"},
-        "chosen_turn_id": {"type": "integer"},
-        "rejected_turn_id": {"type": "integer"},
-        "chosen_conversation_id": {"type": "integer"},
-        "rejected_conversation_id": {"type": "integer"},
-    },
-    "additionalProperties": False,
-}
-"""One DPO pair."""
-
-
-@dataclass(frozen=True)
-class PairRule:
-    """How one kind of preference pair is recognised."""
-
-    name: str
-    """Recorded in each pair's ``rule``."""
-    description: str
-    """For the README."""
-
-
-RULES: tuple[PairRule, ...] = (
-    PairRule(
-        "clarify_vs_premature",
-        "chosen: a clarifying question (S `clarification` or G `CLARIFY`) while information the item needs is missing; "
-        "rejected: an answer attempt (S `answer_attempt` or `hedge`) at the same point (premature).",
-    ),
-    PairRule(
-        "correct_vs_accommodate",
-        "chosen: P `REJECT_CORRECT` (denies the false premise and corrects it); rejected: P `ACCOMMODATE` or `AMPLIFY` "
-        "(answers inside the false frame) at the same point of the same loaded item.",
-    ),
-    PairRule(
-        "resolved_vs_misrepair",
-        "chosen: the assistant repair turn of a repair sequence with outcome `resolved`; rejected: the repair turn of a "
-        "`misrepair` sequence at the same point of the same item.",
-    ),
-)
-
 
 @dataclass(frozen=True)
 class TrainingFilter:
@@ -135,6 +84,10 @@ class TrainingFilter:
     """Keep conversations with a turn carrying one of these codes, or a repair sequence with one of these outcomes."""
     conditions: tuple[str, ...] = ()
     """Keep conversations of these conditions (empty: all)."""
+    allow_test_items: bool = False
+    """Also use items from datasets published for testing only (:data:`lab.split.TEST_ONLY_DATASETS`)."""
+    label_source: str = "any"
+    """DPO: the labels that may decide a pair: ``human`` (gold or a majority of people), ``gold``, ``any``."""
 
 
 @dataclass
@@ -149,6 +102,14 @@ class TrainingResult:
     """DPO pairs per rule."""
     files: list[Path] = field(default_factory=list)
     """Files written, relative to ``out``."""
+    heldout_items: int = 0
+    """Held-out items (see :mod:`lab.split`) whose conversations were left out."""
+    test_items: int = 0
+    """Items from test-only datasets left out (or, with ``allow_test_items``, used)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the person exporting must know (test items used, no split made)."""
+    empty_reason: str | None = None
+    """Why nothing was written, and what to do (None when something was)."""
 
 
 # --- reading the study ---------------------------------------------------------------------------------
@@ -169,23 +130,59 @@ class TurnRow:
     """False for error and cut replies."""
 
 
-def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[int, dict[str, Any]]:
-    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    from ..schema import Participant
+@dataclass(frozen=True)
+class ItemGate:
+    """Items kept out of training files: held out for evaluation, or from test-only datasets."""
 
-    p = Participant.__table__.c
-    query = (
-        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind)
-        .join_from(ChatSession, ItemRow, s.item_id == it.id)
-        .join(Condition, s.condition_id == co.id)
-        .join(Participant, s.participant_id == p.id)
-        .where(s.participant_id.in_(sel.participant_ids()))
-        .order_by(s.id)
-    )
+    heldout: frozenset[str] = frozenset()
+    test_only: frozenset[str] = frozenset()
+    """Left out unless ``allow_test_items``."""
+    split_made: bool = False
+
+    def keeps(self, item: str) -> bool:
+        """Whether an item's conversations may enter a training file."""
+        return item not in self.heldout and item not in self.test_only
+
+
+def item_gate(engine: Engine, slug: str, flt: TrainingFilter) -> ItemGate:
+    """What a training export of study ``slug`` must leave out."""
+    from ..split import evaluation_only_items, item_splits
+
+    splits = item_splits(engine, slug)
+    test_only = frozenset() if flt.allow_test_items else frozenset(evaluation_only_items(engine, slug))
+    return ItemGate(frozenset(k for k, v in splits.items() if v == "heldout"), test_only, bool(splits))
+
+
+def _filtered(query: Any, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> Any:
+    """``query`` (joining session, item and condition) limited to the conversations a training file may use."""
+    from ..schema import participant_conversation
+
+    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
+    query = query.where(s.participant_id.in_(sel.participant_ids()), participant_conversation(s))
+    if gate.heldout or gate.test_only:
+        query = query.where(it.key.not_in(sorted(gate.heldout | gate.test_only)))
     if flt.outcomes:
         query = query.where(s.outcome.in_(flt.outcomes))
     if flt.conditions:
         query = query.where(co.key.in_(flt.conditions))
+    return query
+
+
+def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> dict[int, dict[str, Any]]:
+    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
+    from ..schema import Participant
+
+    p = Participant.__table__.c
+    query = _filtered(
+        select(s.id, it.id, it.key, it.kind, it.payload, co.key, s.model, s.outcome, s.score, p.kind, co.presupposition)
+        .join_from(ChatSession, ItemRow, s.item_id == it.id)
+        .join(Condition, s.condition_id == co.id)
+        .join(Participant, s.participant_id == p.id)
+        .order_by(s.id),
+        sel,
+        flt,
+        gate,
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     out = {
@@ -199,6 +196,7 @@ def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[
             "outcome": r[7],
             "score": r[8],
             "participant_kind": r[9],
+            "presupposition": r[10],
         }
         for r in rows
     }
@@ -250,32 +248,57 @@ def _turns(engine: Engine, session_ids: list[int]) -> Iterator[list[TurnRow]]:
                 yield current
 
 
-def effective_labels(engine: Engine, session_ids: list[int]) -> dict[tuple[int, str], tuple[str, str]]:
-    """(turn id, layer) → (code, source) under the gold > agreeing people > automatic rule."""
+def effective_labels(
+    engine: Engine, session_ids: list[int] | None = None, *, turn_ids: list[int] | None = None
+) -> dict[tuple[int, str], tuple[str, str]]:
+    """(turn id, layer) → (code, source): the turn's effective label per layer, with where it comes from.
+
+    A gold label wins (source ``gold``); else the code most of the people who labelled the
+    turn gave, when more than half of them gave it (``majority``; a tie says nothing); else
+    the newest automatic label (``auto:<judge>``, the judge's annotator name).
+
+    Args:
+        engine: The lab database.
+        session_ids: Every turn of these conversations.
+        turn_ids: Or: these turns.
+    """
     t, lb = Turn.__table__.c, Label.__table__.c
     from ._bundle import label_source
 
     by_key: dict[tuple[int, str], list[tuple[int, str, str, str, int | None]]] = defaultdict(list)
+    query = select(lb.id, lb.turn_id, lb.layer, lb.code, lb.annotator, lb.meta, lb.supersedes_id)
+    if turn_ids is not None:
+        ids, column = turn_ids, lb.turn_id
+    else:
+        ids, column = session_ids or [], t.session_id
+        query = query.join_from(Label, Turn, lb.turn_id == t.id)
     with engine.connect() as conn:
-        for chunk in _chunks(session_ids):
-            query = (
-                select(lb.id, lb.turn_id, lb.layer, lb.code, lb.annotator, lb.meta, lb.supersedes_id)
-                .join_from(Label, Turn, lb.turn_id == t.id)
-                .where(t.session_id.in_(chunk))
-            )
-            for r in conn.execute(query):
+        for chunk in _chunks(ids):
+            for r in conn.execute(query.where(column.in_(chunk))):
                 by_key[(r[1], r[2])].append((r[0], r[3], r[4], label_source(r[4], r[5]), r[6]))
     out: dict[tuple[int, str], tuple[str, str]] = {}
     for key, rows in by_key.items():
         superseded = {r[4] for r in rows if r[4] is not None}
         current = [r for r in rows if r[0] not in superseded]
-        for source in ("gold", "human", "auto"):
-            codes = {r[1] for r in current if r[3] == source}
-            if len(codes) == 1:
-                out[key] = (codes.pop(), source)
-                break
-            if len(codes) > 1:
-                break  # people (or gold labels) disagree: the turn says nothing either way
+        gold = {r[1] for r in current if r[3] == "gold"}
+        if len(gold) == 1:
+            out[key] = (gold.pop(), "gold")
+            continue
+        if gold:
+            continue  # gold labels disagree: the turn says nothing either way
+        people: dict[str, str] = {}
+        for row in sorted(current, key=lambda x: x[0]):
+            if row[3] == "human":
+                people[row[2]] = row[1]
+        if people:
+            top, n = Counter(people.values()).most_common(1)[0]
+            if n * 2 > len(people):
+                out[key] = (top, "majority")
+            continue  # people who labelled it outrank any judge, even when they split
+        auto = [r for r in current if r[3] == "auto"]
+        if auto:
+            newest = max(auto, key=lambda r: r[0])
+            out[key] = (newest[1], newest[2].split("@", 1)[0])
     return out
 
 
@@ -296,9 +319,9 @@ def _required(conv: dict[str, Any]) -> set[int] | None:
 # --- SFT ----------------------------------------------------------------------------------------------
 
 
-def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator[dict[str, Any]]:
+def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate | None = None) -> Iterator[dict[str, Any]]:
     """One chat record per conversation, in conversation order."""
-    convs = _conversations(engine, sel, flt)
+    convs = _conversations(engine, sel, flt, gate or ItemGate())
     labels = effective_labels(engine, list(convs))
     codes_by_turn: dict[int, set[str]] = defaultdict(set)
     for (turn_id, _layer), (code, _src) in labels.items():
@@ -326,124 +349,37 @@ def sft_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator
         }
 
 
-# --- DPO ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Candidate:
-    """An assistant reply at a point of an item, with its effective labels."""
-
-    turn: TurnRow
-    conversation: int
-    item: str
-    point: tuple[int, tuple[int, ...]]
-    """(assistant turn number, shards revealed so far)."""
-    premature_possible: bool
-    """True when the item still needs information at this point."""
-    codes: dict[str, str]
-    """Layer → effective code."""
-    prompt: list[dict[str, str]]
-    """The conversation before this reply."""
-
-
-def _candidates(engine: Engine, sel: Selection, flt: TrainingFilter) -> list[Candidate]:
-    convs = _conversations(engine, sel, flt)
-    labels = effective_labels(engine, list(convs))
-    out = []
-    for turns in _turns(engine, list(convs)):
-        conv = convs[turns[0].session_id]
-        required = _required(conv)
-        revealed: set[int] = set()
-        answered = 0
-        for i, t in enumerate(turns):
-            if t.role == "user":
-                revealed |= set(t.shards)
-            if t.role != "assistant" or not t.usable:
-                continue
-            answered += 1
-            codes = {layer: labels[(t.id, layer)][0] for layer in ("G", "R", "P", "S") if (t.id, layer) in labels}
-            missing = required is not None and (not required <= revealed or (required == {-1} and answered == 1))
-            out.append(
-                Candidate(
-                    t, t.session_id, conv["item"], (answered, tuple(sorted(revealed))), missing, codes, _messages(turns[:i])
-                )
+def empty_reason(kind: str, flt: TrainingFilter, gate: ItemGate, report: DpoReport | None, conversations: int) -> str:
+    """Why a training file came out empty, and what to do about it."""
+    if conversations == 0:
+        if gate.heldout or gate.test_only:
+            return (
+                "no conversation is left once held-out and test-only items are left out "
+                f"({len(gate.heldout)} held out, {len(gate.test_only)} test-only): simulate or collect conversations on "
+                "training items, or pass --allow-test-items for test-only ones"
             )
-    return out
-
-
-def _repair_outcomes(engine: Engine, session_ids: list[int]) -> dict[int, str]:
-    """Repair turn id → outcome of the sequence it repairs (latest sequence wins)."""
-    rs = RepairSequence.__table__.c
-    out: dict[int, str] = {}
-    with engine.connect() as conn:
-        for chunk in _chunks(session_ids):
-            for turn_id, outcome in conn.execute(
-                select(rs.repair_turn_id, rs.outcome)
-                .where(rs.session_id.in_(chunk), rs.repair_turn_id.is_not(None))
-                .order_by(rs.id)
-            ):
-                out[turn_id] = outcome
-    return out
-
-
-def _side(c: Candidate, rule: str, repairs: dict[int, str]) -> tuple[str, str] | None:
-    """("chosen" | "rejected", the label that decided) for a candidate under a rule, or None."""
-    if rule == "clarify_vs_premature":
-        if not c.premature_possible:
-            return None
-        if c.codes.get("S") == "clarification":
-            return "chosen", "S:clarification"
-        if c.codes.get("G") == "CLARIFY" and c.codes.get("S") not in ("answer_attempt", "hedge"):
-            return "chosen", "G:CLARIFY"
-        if c.codes.get("S") in ("answer_attempt", "hedge"):
-            return "rejected", f"S:{c.codes['S']}"
-        return None
-    if rule == "correct_vs_accommodate":
-        code = c.codes.get("P")
-        if code == "REJECT_CORRECT":
-            return "chosen", "P:REJECT_CORRECT"
-        if code in ("ACCOMMODATE", "AMPLIFY"):
-            return "rejected", f"P:{code}"
-        return None
-    outcome = repairs.get(c.turn.id)
-    if outcome == "resolved":
-        return "chosen", "repair:resolved"
-    if outcome == "misrepair":
-        return "rejected", "repair:misrepair"
-    return None
-
-
-def dpo_records(engine: Engine, sel: Selection, flt: TrainingFilter) -> Iterator[dict[str, Any]]:
-    """Preference pairs under every rule, rule by rule, point by point."""
-    candidates = _candidates(engine, sel, flt)
-    repairs = _repair_outcomes(engine, sorted({c.conversation for c in candidates}))
-    scrub = Scrubber()
-    for rule in RULES:
-        groups: dict[tuple[str, tuple[int, tuple[int, ...]]], dict[str, list[tuple[Candidate, str]]]] = defaultdict(
-            lambda: {"chosen": [], "rejected": []}
+        if flt.outcomes or flt.labels or flt.conditions:
+            return "no conversation matches the outcome, label and condition filters: loosen them"
+        return "the study has no conversations yet: run `python -m lab simulate SLUG --repeats 1` or collect some"
+    if kind == "sft":
+        return "no selected conversation has a usable assistant reply (errors and cut replies are left out)"
+    assert report is not None
+    if report.points == 0:
+        return "no point has branches: run `python -m lab branch SLUG --k 4` to sample alternative replies"
+    if report.mismatched and report.branches == 0:
+        return "every branch was sampled from a prompt that differs from its point's now: run `branch` again"
+    if report.filtered_by_source:
+        return (
+            f"{report.filtered_by_source} pair(s) were left out because their labels are automatic "
+            f"(--label-source {flt.label_source}): label the branches (annotate, adjudicate) or use --label-source any"
         )
-        for c in candidates:
-            side = _side(c, rule.name, repairs)
-            if side is not None:
-                groups[(c.item, c.point)][side[0]].append((c, side[1]))
-        for (item, point), sides in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-            chosen = sorted(sides["chosen"], key=lambda x: x[0].turn.id)
-            rejected = sorted(sides["rejected"], key=lambda x: x[0].turn.id)
-            for (good, good_label), (bad, bad_label) in zip(chosen, rejected, strict=False):
-                yield {
-                    "prompt": [{"role": m["role"], "content": scrub.text(m["content"]) or ""} for m in good.prompt],
-                    "chosen": [{"role": "assistant", "content": scrub.text(good.turn.text) or ""}],
-                    "rejected": [{"role": "assistant", "content": scrub.text(bad.turn.text) or ""}],
-                    "rule": rule.name,
-                    "item": item,
-                    "point": {"assistant_turn": point[0], "revealed": list(point[1])},
-                    "chosen_label": good_label,
-                    "rejected_label": bad_label,
-                    "chosen_turn_id": good.turn.id,
-                    "rejected_turn_id": bad.turn.id,
-                    "chosen_conversation_id": good.conversation,
-                    "rejected_conversation_id": bad.conversation,
-                }
+    if not report.rolled_out and not report.labelled:
+        return "the replies at the points have no labels and no rollouts: run `branch` with --rollouts, or `judge`"
+    return (
+        f"no two replies at any of the {report.points} point(s) differ under a rule (no outcome difference whose "
+        "interval excludes 0, no question against an answer, no correction against an accommodation): sample more "
+        "branches (--k), other models (--models) or a higher --temperature"
+    )
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -462,16 +398,84 @@ def validate_records(records: list[dict[str, Any]], schema: dict[str, Any]) -> l
     return problems
 
 
-def _card(kind: str, slug: str, rows: int, flt: TrainingFilter) -> str:
+def _gate_warnings(engine: Engine, slug: str, flt: TrainingFilter, gate: ItemGate) -> list[str]:
+    from ..split import TEST_ONLY_DATASETS, evaluation_only_items
+
+    out = []
+    if not gate.split_made:
+        out.append(
+            f"study '{slug}' has no held-out items: every item may be trained on, so none is left to evaluate "
+            f"a tuned model on (run `python -m lab split {slug} --heldout 0.3` first)"
+        )
+    if flt.allow_test_items:
+        used = evaluation_only_items(engine, slug)
+        if used:
+            reasons = "; ".join(f"{d}: {TEST_ONLY_DATASETS[d]}" for d in sorted(set(used.values())))
+            out.append(
+                f"--allow-test-items: {len(used)} item(s) from test-only datasets are in this file ({reasons}); "
+                "a model trained on it must not be evaluated on those benchmarks"
+            )
+    return out
+
+
+def _split_note(gate: ItemGate, flt: TrainingFilter) -> str:
+    parts = []
+    if gate.split_made:
+        parts.append(f"{len(gate.heldout)} held-out item(s) are left out (see `bundle.json`, `split`)")
+    else:
+        parts.append("The study had no held-out split when this file was written: every item may appear")
+    if gate.test_only:
+        parts.append(f"{len(gate.test_only)} item(s) from datasets published for testing only are left out")
+    elif flt.allow_test_items:
+        parts.append("items from datasets published for testing only were allowed in (`--allow-test-items`)")
+    return "; ".join(parts) + "."
+
+
+def _source_note(report: DpoReport | None, flt: TrainingFilter) -> str:
+    if report is None:
+        return ""
+    total = sum(report.sources.values())
+    if not total:
+        return ""
+    shares = ", ".join(f"`{k}` {v / total:.0%}" for k, v in sorted(report.sources.items(), key=lambda kv: (-kv[1], kv[0])))
+    auto = sum(v for k, v in report.sources.items() if k.startswith("auto:"))
+    warning = (
+        f"\n\n**{auto / total:.0%} of the deciding labels are automatic judges' guesses, not people's judgements.** "
+        "Pairs decided by them teach whatever the judge's rules reward; check them against people's labels "
+        "(`--label-source human`) before drawing conclusions."
+        if auto
+        else ""
+    )
+    return (
+        f"\n\nDeciding labels by source (two per pair; `rollout`: decided by rollout scores; `--label-source "
+        f"{flt.label_source}`): {shares}.{warning}"
+    )
+
+
+def _card(
+    kind: str,
+    slug: str,
+    rows: int,
+    flt: TrainingFilter,
+    gate: ItemGate,
+    report: DpoReport | None = None,
+    empty: str | None = None,
+) -> str:
+    from ._pairs import RULES
+
     rules = "\n".join(f"- `{r.name}`: {r.description}" for r in RULES)
     body = {
         "sft": "One line per conversation: `messages` (system/user/assistant, in order; user turns as the model saw them, "
         "so shards keep their reveal order) plus the conversation's item, condition, model, outcome, score, "
         "`shard_order` (shard ids in the order revealed) and `labels` (effective codes on its turns).",
-        "dpo": "Preference pairs `{prompt, chosen, rejected}` (conversational format: lists of chat messages) from two "
-        "assistant replies at the same point of the same item — same item, same assistant turn number, same shards "
-        "revealed so far — with opposite labels. `rule` says which rule built the pair:\n\n" + rules,
+        "dpo": "Preference pairs `{prompt, chosen, rejected}` (conversational format: lists of chat messages) between "
+        "two replies at the same point of one conversation: the original reply and the alternatives sampled there "
+        "(`python -m lab branch`), all generated from the same messages, so `prompt` is exactly what both sides "
+        "answered (`point.prompt_sha256`). Each side carries its labels with their source (`gold`, `majority`, "
+        "`auto:<judge>`) and its rollout outcome (mean task score of its continuations, 95 % interval). `rule` says "
+        "which rule built the pair:\n\n" + rules + _source_note(report, flt),
     }[kind]
+    empty_note = f"\n\n**This file is empty**: {empty}." if empty else ""
     return f"""---
 pretty_name: Repair Lab {kind.upper()} data from study {slug}
 configs:
@@ -482,19 +486,61 @@ configs:
 
 # Repair Lab {kind.upper()} data: study `{slug}`
 
-{body}
+{body}{empty_note}
 
 {rows} lines. Filters: outcomes {list(flt.outcomes) or "all"}, labels {list(flt.labels) or "all"},
 conditions {list(flt.conditions) or "all"}. Each line validates against `schema/{kind}.schema.json`
 (JSON Schema 2020-12). Error and cut replies, mediator rewrites and knowledge probes are left out.
-A turn's label is its effective label per layer: a gold label, else the people's current labels
-when they agree, else the automatic judge's.
+{_split_note(gate, flt)}
+A turn's label is its effective label per layer: a gold label, else the code most of the people who
+labelled it gave (more than half), else the newest automatic judge's.
 
 ```python
 import datasets
 ds = datasets.load_dataset("json", data_files="data/{kind}.jsonl")["train"]
 ```
 """
+
+
+def training_notice(
+    engine: Engine, slug: str, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
+) -> str | None:
+    """Why a training file would come out empty, found cheaply before it is built (None: it may hold lines).
+
+    Looks for the reasons that need no pair-building: no conversation left after the
+    filters, the held-out split and test-only items; for DPO, no point with branches. The
+    file's own card says why when it is empty for a reason found only while building it.
+    """
+    from sqlalchemy import exists, func
+
+    options = options or ExportOptions()
+    flt = flt or TrainingFilter()
+    sel = select_study(engine, slug, options)
+    gate = item_gate(engine, slug, flt)
+    s, it, co, t = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c, Turn.__table__.c
+    if flt.labels:
+        # Label filters need the turns: count the slow way.
+        ids: Any = sorted(_conversations(engine, sel, flt, gate))
+    else:
+        ids = _filtered(
+            select(s.id).join_from(ChatSession, ItemRow, s.item_id == it.id).join(Condition, s.condition_id == co.id),
+            sel,
+            flt,
+            gate,
+        )
+    # Counting (and looking for one branch) reads no payloads, so the page can ask on every run.
+    with engine.connect() as conn:
+        n = conn.scalar(select(func.count()).select_from(ChatSession).where(s.id.in_(ids))) or 0
+        if not n:
+            return empty_reason(kind, flt, gate, None, 0)
+        if kind == "dpo":
+            branch = ChatSession.__table__.alias("branch")
+            points = select(t.id).where(t.session_id.in_(ids), t.role == "assistant")
+            if not conn.scalar(select(exists().where(branch.c.kind == "branch", branch.c.point_turn_id.in_(points)))):
+                from ._pairs import DpoReport
+
+                return empty_reason(kind, flt, gate, DpoReport(), n)
+    return None
 
 
 def export_training(
@@ -526,12 +572,21 @@ def export_training(
     out = Path(out)
     sel = select_study(engine, slug, options)
     prepare_out(out)
+    from ._pairs import DPO_SCHEMA, LABEL_SOURCES, RULES, DpoReport, dpo_records
+
     schema = SFT_SCHEMA if kind == "sft" else DPO_SCHEMA
-    records = list(sft_records(engine, sel, flt) if kind == "sft" else dpo_records(engine, sel, flt))
+    gate = item_gate(engine, slug, flt)
+    if flt.label_source not in LABEL_SOURCES:
+        raise ExportError(f"--label-source must be one of {', '.join(LABEL_SOURCES)} (got '{flt.label_source}')")
+    report = DpoReport() if kind == "dpo" else None
+    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate, report))
     problems = validate_records(records, schema)
     if problems:
         raise ExportError(f"{kind} records break their schema: {problems[0]}")
-    result = TrainingResult(out, rows=len(records))
+    result = TrainingResult(out, rows=len(records), heldout_items=len(gate.heldout), test_items=len(gate.test_only))
+    result.warnings = _gate_warnings(engine, slug, flt, gate)
+    if not records:
+        result.empty_reason = empty_reason(kind, flt, gate, report, len(_conversations(engine, sel, flt, gate)))
     with (out / "data" / f"{kind}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -547,14 +602,23 @@ def export_training(
         | {"outcomes": list(flt.outcomes), "labels": list(flt.labels), "conditions": list(flt.conditions)},
         "rows": result.rows,
         "by_rule": result.by_rule,
+        "split": {
+            "made": gate.split_made,
+            "heldout_items_left_out": sorted(gate.heldout),
+            "test_only_items_left_out": sorted(gate.test_only),
+            "test_only_items_allowed": flt.allow_test_items,
+        },
         "rules": {r.name: r.description for r in RULES} if kind == "dpo" else {},
+        "label_source": flt.label_source,
+        "sources": report.sources if report is not None else {},
+        "empty_reason": result.empty_reason,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "lab_version": __version__,
         "migration_revision": current_revision(engine),
         "prompt_versions": prompt_versions(),
     }
     (out / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_card(kind, slug, result.rows, flt), encoding="utf-8")
+    (out / "README.md").write_text(_card(kind, slug, result.rows, flt, gate, report, result.empty_reason), encoding="utf-8")
     (out / "spec").mkdir(exist_ok=True)
     for s in sel.studies:
         (out / "spec" / f"v{s.version}.json").write_text(spec_text(Scrubber().value(s.spec)) + "\n", encoding="utf-8")

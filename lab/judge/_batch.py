@@ -135,7 +135,8 @@ def relabel_study(
             select(ChatSession.id, ItemRow.payload, ItemRow.key, Condition.presupposition)
             .join(ItemRow, ChatSession.item_id == ItemRow.id)
             .join(Condition, ChatSession.condition_id == Condition.id)
-            .where(ChatSession.study_id.in_([st.id for st in studies]))
+            # Rollouts are continuations for scoring, not replies to judge; branches are judged.
+            .where(ChatSession.study_id.in_([st.id for st in studies]), ChatSession.kind != "rollout")
             .order_by(ChatSession.id)
         ).all()
     run = RelabelRun(annotator, wanted, conversations=len(sessions))

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lab.items import parse_item
-from lab.schema import ChatSession, ItemRow, Study, Turn
+from lab.schema import ChatSession, ItemRow, Study, Turn, participant_conversation
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
@@ -176,7 +176,13 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
             items = {
                 row.id: parse_item(row.payload, row.key) for row in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id))
             }
-            chats = list(s.scalars(select(ChatSession).where(ChatSession.study_id == study.id).order_by(ChatSession.id)))
+            chats = list(
+                s.scalars(
+                    select(ChatSession)
+                    .where(ChatSession.study_id == study.id, participant_conversation())
+                    .order_by(ChatSession.id)
+                )
+            )
             previous = latest_scores(s.connection(), [c.id for c in chats])
             for chat in chats:
                 item = items[chat.item_id]

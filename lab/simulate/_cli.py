@@ -79,8 +79,8 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("models", "conditions"):
         if getattr(args, flag):
             parts += [f"--{flag}", *getattr(args, flag)]
-    for flag in ("simulator", "persona", "judge", "rpm"):
-        if getattr(args, flag) is not None:
+    for flag in ("simulator", "persona", "judge", "rpm", "split"):
+        if getattr(args, flag, None) is not None:
             parts += [f"--{flag}", str(getattr(args, flag))]
     parts += ["--concurrency", str(args.concurrency)]
     if getattr(args, "processes", 1) > 1:
@@ -132,6 +132,14 @@ def _simulate(args: argparse.Namespace) -> None:
         judge = judge_for(d, args.judge)
         models = [m for group in args.models or [] for m in group.split(",") if m]
         conditions = [c for group in args.conditions or [] for c in group.split(",") if c]
+        items = None
+        if getattr(args, "split", None):
+            from ..split import SplitError, split_items
+
+            try:
+                items = split_items(engine, args.slug, args.split)
+            except SplitError as e:
+                raise PlanError(str(e)) from None
         plan = plan_run(
             study,
             d,
@@ -140,6 +148,7 @@ def _simulate(args: argparse.Namespace) -> None:
             participants=args.participants,
             conditions=conditions or None,
             models=models or None,
+            items=items,
         )
         found = existing_units(s, plan)
     ended = sum(1 for f in found.values() for _, status in f.sessions.values() if status == "ended")
@@ -257,6 +266,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help=f"with --worker: how long a worker's claim on a unit holds without renewal (renewed every third "
         f"of it while the worker runs); a stopped worker's units wait this long (default {LEASE_SECONDS:g})",
+    )
+    sp.add_argument(
+        "--split",
+        choices=["train", "heldout"],
+        help="only the items of this split (see `python -m lab split`), e.g. heldout to evaluate a tuned model",
     )
     sp.add_argument("--dry-run", action="store_true", help="show the grid and what is already done; run nothing")
     sp.set_defaults(func=cmd_simulate)

@@ -124,11 +124,19 @@ class RunPlan:
 
 
 def run_id_for(
-    spec_sha256: str, mode: str, size: int, conditions: list[str], models: list[str], simulator: dict[str, Any]
+    spec_sha256: str,
+    mode: str,
+    size: int,
+    conditions: list[str],
+    models: list[str],
+    simulator: dict[str, Any],
+    items: list[str] | None = None,
 ) -> str:
-    """The identity of a run: the same inputs give the same id."""
+    """The identity of a run: the same inputs give the same id (a run over every item keeps its old id)."""
+    extra = {"items": items} if items is not None else {}
     blob = json.dumps(
-        {
+        extra
+        | {
             "spec": spec_sha256,
             "mode": mode,
             "size": size,
@@ -191,6 +199,7 @@ def plan_run(
     participants: int | None = None,
     conditions: list[str] | None = None,
     models: list[str] | None = None,
+    items: list[str] | None = None,
 ) -> RunPlan:
     """Plan a run over a study version.
 
@@ -202,6 +211,7 @@ def plan_run(
         participants: Or: this many simulated participants doing the spec's plan.
         conditions: Condition keys to run (default: every active condition).
         models: Models to cross with the conditions (default: each condition's own).
+        items: Only these item ids (``--split``; default: every item).
 
     Raises:
         PlanError: a bad size, an unknown or inactive condition, an unusable model, or a
@@ -220,9 +230,15 @@ def plan_run(
     # No --models: each condition keeps its own model (None).
     arm_models: list[str | None] = [*model_list] or [None]
     arms: list[tuple[str, str | None]] = [(c, m) for c in keys for m in arm_models]
-    fits = {arm: [it.id for it in d.items if d.spec.conditions[arm[0]].applies_to(it)] for arm in arms}
+    wanted = set(items) if items is not None else None
+    fits = {
+        arm: [it.id for it in d.items if d.spec.conditions[arm[0]].applies_to(it) and (wanted is None or it.id in wanted)]
+        for arm in arms
+    }
     mode: Literal["repeats", "participants"] = "repeats" if repeats is not None else "participants"
-    run_id = run_id_for(study.spec_sha256, mode, size, keys, model_list, simulator)
+    run_id = run_id_for(
+        study.spec_sha256, mode, size, keys, model_list, simulator, sorted(wanted) if wanted is not None else None
+    )
     if mode == "repeats":
         units = tuple(
             Unit(f"r{r}/{Cell(item, c, m).key()}", (Cell(item, c, m),), repeat=r)
@@ -231,7 +247,9 @@ def plan_run(
             for item in fits[(c, m)]
         )
     else:
-        plans = _participant_plans(d, keys, model_list, size)
+        plans = [
+            [c for c in cells if wanted is None or c.item in wanted] for cells in _participant_plans(d, keys, model_list, size)
+        ]
         units = tuple(Unit(f"p{i}", tuple(cells), index=i) for i, cells in enumerate(plans) if cells)
     if not units:
         raise PlanError("the grid is empty: no selected condition applies to any item")

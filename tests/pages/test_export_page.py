@@ -77,3 +77,15 @@ def test_withdraw_needs_confirmation(as_role: Callable[[str], None], lab_db: Eng
             == 0
         )
         assert s.scalars(select(Withdrawal)).one().by == "experimenter1"
+
+
+def test_empty_training_download_says_why(as_role: Callable[[str], None], lab_db: Engine) -> None:  # noqa: F811
+    as_role("experimenter")
+    at = page("export").run()
+    at.radio(key="export_kind").set_value("dpo").run()
+    assert not at.exception, at.exception
+    expected = lab.export.training_notice(lab_db, "demo", "dpo")
+    assert expected is not None
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("This download will hold no pairs:") and expected in warning
+    assert "python -m lab" in warning
