@@ -99,6 +99,11 @@ def load_model(base: BaseModel, dtype: Any = None) -> Any:
         # carries the GGUF quantizer's mark, which makes the Trainer refuse it and would
         # be saved into the tuned model's config; the tensors are plain float32.
         model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+        model.is_quantized = False
+        for module in model.modules():
+            config = getattr(module, "config", None)
+            if config is not None:
+                config._is_quantized = False
+                if hasattr(config, "quantization_config"):
+                    del config.quantization_config
     return model
