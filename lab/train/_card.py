@@ -51,6 +51,14 @@ def loss_png(losses: list[tuple[int, float]], path: Path) -> bool:
     return True
 
 
+def _split_text(split: Any) -> str:
+    """What the export's split record says, in words."""
+    if not isinstance(split, dict) or not split.get("made"):
+        return "all items (the study has no held-out split)"
+    held = len(split.get("heldout_items_left_out", []))
+    return f"train split ({held} held-out item(s) left out)"
+
+
 def card_facts(options: TrainOptions, data: TrainingData, base: BaseModel, result: TrainResult) -> dict[str, Any]:
     """Everything the card states, as one JSON-ready dictionary."""
     from .. import __version__
@@ -64,7 +72,7 @@ def card_facts(options: TrainOptions, data: TrainingData, base: BaseModel, resul
         "data": {
             "study": provenance.get("study"),
             "versions": provenance.get("studies", []),
-            "split": provenance.get("split", "all items (no split stored)"),
+            "split": _split_text(provenance.get("split")),
             "records": provenance.get("records"),
             "items": provenance.get("items"),
             "by_rule": provenance.get("by_rule", {}),

@@ -100,21 +100,17 @@ def read_records(folder: Path, method: str, *, refused_items: frozenset[str] = f
         sources: Counter[str] = Counter()
         for r in raw:
             for side in ("chosen", "rejected"):
-                source = r.get(f"{side}_source") or (r.get(f"{side}_labels") or {}).get("source")
-                if source:
-                    sources[source] += 1
-        if sources:
-            provenance["label_sources"] = dict(sources)
+                if r.get(f"{side}_source"):
+                    sources[r[f"{side}_source"]] += 1
+        provenance["label_sources"] = dict(sources)
     return TrainingData(method, [_trl_record(method, r) for r in raw], folder, provenance)
 
 
 def held_out_items(engine: Engine, slug: str) -> frozenset[str]:
     """The study's items kept out of training (none when no split is stored)."""
-    try:
-        from ..split import heldout_keys  # type: ignore[import-not-found]
-    except ImportError:  # a lab without item splits keeps nothing back
-        return frozenset()
-    return frozenset(heldout_keys(engine, slug))
+    from ..split import item_splits
+
+    return frozenset(k for k, v in item_splits(engine, slug).items() if v == "heldout")
 
 
 def study_data(engine: Engine, slug: str, method: str, out: Path, *, data: Path | None = None) -> TrainingData:
