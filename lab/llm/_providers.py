@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from . import _local, _scripted
+from . import _hf, _local, _scripted
 
 SCRIPTED_PROVIDER = "lab"
 """Provider prefix of the scripted model (``lab/scripted``)."""
@@ -210,24 +210,24 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             return response
 
     class LocalProvider(litellm.CustomLLM):
-        """``local/<name>``: a GGUF model run in-process by llama-cpp-python."""
+        """``local/<name>``: a GGUF model run in-process by llama-cpp-python, or a model folder by transformers."""
 
-        def _generation(self, kwargs: dict[str, Any]) -> _local.Generation:
+        def _generation(self, kwargs: dict[str, Any]) -> _local.Generation | _hf.Generation:
             model = kwargs["model"]
             try:
                 path = _local.model_file(model)
             except Exception as error:  # noqa: BLE001 — surfaced as the provider error litellm expects
                 raise litellm.BadRequestError(message=str(error), model=model, llm_provider=LOCAL_PROVIDER) from None
-            return _local.Generation(
-                path, kwargs["messages"], dict(kwargs.get("optional_params") or {}), _seconds(kwargs.get("timeout"))
-            )
+            # A folder is a saved Hugging Face model (a tuned one); a file is GGUF for llama.cpp.
+            kind = _hf.Generation if path.is_dir() else _local.Generation
+            return kind(path, kwargs["messages"], dict(kwargs.get("optional_params") or {}), _seconds(kwargs.get("timeout")))
 
-        def _events(self, generation: _local.Generation, model: str) -> Iterator[dict]:
+        def _events(self, generation: _local.Generation | _hf.Generation, model: str) -> Iterator[dict]:
             pieces = generation.pieces()
             try:
                 for piece in pieces:
                     yield _chunk(piece)
-            except _local.LocalTimeout as error:
+            except (_local.LocalTimeout, _hf.LocalTimeout) as error:
                 raise litellm.Timeout(message=str(error), model=model, llm_provider=LOCAL_PROVIDER) from None
             finally:
                 pieces.close()  # releases the model's lock at once when the reader stops early
