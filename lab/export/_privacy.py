@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -66,22 +67,61 @@ def secret_values() -> list[str]:
     return sorted(set(out), key=len, reverse=True)
 
 
+def _keep(name: str) -> str:
+    return name
+
+
 class Scrubber:
     """Cleans JSON texts and free texts for a bundle; built once per export."""
 
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        """Start with the secrets of the current environment (or the ones given)."""
+    def __init__(
+        self,
+        secrets: list[str] | None = None,
+        *,
+        staff: Iterable[str] = (),
+        rename: Callable[[str], str] = _keep,
+        external_ids: Iterable[str] = (),
+    ) -> None:
+        """Start with the secrets of the current environment (or the ones given).
+
+        Args:
+            secrets: Strings replaced by ``[redacted]`` wherever they appear (default: the
+                values of the environment's secret variables).
+            staff: Staff usernames: a JSON key or string value that is one becomes
+                ``rename(name)``, and one standing as a word inside a longer string too.
+            rename: The bundle's pseudonym for a staff username (``annotator-N``).
+            external_ids: Participants' outside ids (Prolific ids, completion codes):
+                replaced by ``[redacted]`` as keys, values and words inside strings.
+        """
         self.secrets = secret_values() if secrets is None else secrets
         """Exact strings replaced by ``[redacted]`` wherever they appear."""
+        self.staff = frozenset(n for n in staff if n)
+        """Staff usernames, replaced by their pseudonym."""
+        self.rename = rename
+        """Staff username → pseudonym."""
+        self.external_ids = frozenset(i for i in external_ids if i)
+        """Participants' outside ids, replaced by ``[redacted]``."""
+        people = sorted(self.staff | self.external_ids, key=len, reverse=True)
+        # A name inside a longer string counts only as a whole word: "a1" must not hit "data1".
+        self._people = (
+            re.compile(r"(?<![\w.@-])(" + "|".join(re.escape(n) for n in people) + r")(?![\w@-]|\.\w)") if people else None
+        )
         self._cache: dict[str, str | None] = {}
 
+    def _person(self, name: str) -> str:
+        return self.rename(name) if name in self.staff else REDACTED
+
     def text(self, value: str | None) -> str | None:
-        """A free text with every known secret value replaced."""
-        if not value or not self.secrets:
+        """A free text with every known secret value and person's name or id replaced."""
+        if not value:
             return value
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if self._people is not None:
+            if value in self.staff or value in self.external_ids:
+                return self._person(value)
+            value = self._people.sub(lambda m: self._person(m.group(1)), value)
         return value
 
     def value(self, obj: Any) -> Any:
@@ -94,12 +134,14 @@ class Scrubber:
                 key = str(k)
                 if key.lower() in PRIVATE_KEYS or key.lower() in PRIVATE_NOTE_KEYS:
                     continue
+                # A key may itself be a person (an adjudication's codes by annotator).
+                new_key = self.text(key) if self._people is not None else k
                 if SECRET_KEY.search(key) and not isinstance(v, (bool, int, float)) and v is not None:
-                    out[k] = REDACTED
+                    out[new_key] = REDACTED
                 elif key in STAFF_KEYS and isinstance(v, str) and v not in _MACHINE_ACTORS:
-                    out[k] = "staff"
+                    out[new_key] = "staff"
                 else:
-                    out[k] = self.value(v)
+                    out[new_key] = self.value(v)
             return out
         if isinstance(obj, list):
             return [self.value(v) for v in obj]
