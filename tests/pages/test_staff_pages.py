@@ -273,6 +273,23 @@ def test_upload_previews_then_saves(as_role: Callable[[str], None], lab_db: Engi
         assert get_study(s, "uploaded").source_path == "upload:up.yaml"
 
 
+def test_a_fixed_spec_uploaded_after_a_broken_one_is_the_one_checked(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    as_role("experimenter")
+    at = page("studies").run()
+    broken = UPLOAD.replace("model: bot}, sharded", "model: robot}, sharded")
+    first = [("up.yaml", broken.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]
+    at.file_uploader[0].set_value(first).run()
+    assert any("nothing was saved" in e.value for e in at.error)
+    # Dropping the fixed file adds it to the uploader's list, after the broken one.
+    at.file_uploader[0].set_value([*first, ("up-fixed.yaml", UPLOAD.encode(), "application/yaml")]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Valid: study 'uploaded' with 2 conditions and 1 items." in s.value for s in at.success)
+    assert any("Checking up-fixed.yaml, the spec uploaded last" in i.value and "(up.yaml)" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Save study").click().run()
+    with Session(lab_db) as s:
+        assert get_study(s, "uploaded").source_path == "upload:up-fixed.yaml"
+
+
 def test_editing_a_study_with_data_makes_a_new_version(as_role: Callable[[str], None], lab_db: Engine) -> None:
     with Session(lab_db) as s, s.begin():
         create_participant(s, get_study(s, "demo"))
