@@ -422,6 +422,24 @@ def test_monitor_shows_progress_and_times_out_a_participant(as_role: Callable[[s
         assert s.scalars(select(Event.data).where(Event.kind == "timed_out")).one() == {"by": "experimenter1", "was": "active"}
 
 
+def test_the_monitor_shows_a_timed_out_participant_gone_at_once(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    with Session(lab_db) as s, s.begin():
+        p = create_participant(s, get_study(s, "demo"), status="active")
+        assign(s, p)
+        pid = p.id
+    as_role("experimenter")
+    at = page("monitor").run()
+    at.button(key="timeout_button").click().run()
+    at.button(key="timeout_confirm").click().run()
+    assert not at.exception, at.exception
+    assert any(f"P{pid} timed out" in s.value for s in at.success)
+    assert not [w.value for w in at.warning if "Time out" in w.value]  # the question is answered
+    assert {m.label: m.value for m in at.metric}["active"] == "0"
+    assert "Nobody is in the middle of the study." in texts(at) and "timeout_choice" not in [b.key for b in at.selectbox]
+    at.run()  # the message is shown once
+    assert not [s.value for s in at.success if "timed out" in s.value]
+
+
 # --- models ----------------------------------------------------------------------------------
 
 
