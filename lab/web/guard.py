@@ -26,12 +26,17 @@ def current_visitor() -> Visitor:
     return visitor_from_cookie(_request_cookie())
 
 
+def page_url() -> str | None:
+    """The page's address in the visitor's browser (None outside a browser session)."""
+    try:
+        return st.context.url
+    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
+        return None
+
+
 def current_path() -> str:
     """The local path of the page the browser asked for (``/`` outside a browser session)."""
-    try:
-        url = st.context.url
-    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
-        url = None
+    url = page_url()
     return safe_next(urlparse(url).path if url else "/")
 
 

@@ -387,6 +387,22 @@ def test_links_page_makes_links_once(as_role: Callable[[str], None], lab_db: Eng
     assert token not in texts(fresh)
 
 
+def test_links_page_warns_when_links_point_elsewhere_than_the_page(
+    as_role: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_role("experimenter")
+    monkeypatch.delenv("LAB_PUBLIC_URL", raising=False)
+    monkeypatch.setattr(guard, "page_url", lambda: "http://10.0.0.5:8501/links")
+    at = page("links").run()
+    [warning] = [w.value for w in at.warning if "LAB_PUBLIC_URL" in w.value]
+    assert "http://localhost:8501" in warning and "http://10.0.0.5:8501" in warning
+    assert any(c.value.startswith("http://localhost:8501/?study=demo") for c in at.code)
+    monkeypatch.setenv("LAB_PUBLIC_URL", "http://10.0.0.5:8501")
+    at = page("links").run()
+    assert not [w.value for w in at.warning if "LAB_PUBLIC_URL" in w.value]
+    assert any(c.value.startswith("http://10.0.0.5:8501/?study=demo") for c in at.code)
+
+
 # --- monitor ---------------------------------------------------------------------------------
 
 
