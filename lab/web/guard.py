@@ -6,6 +6,7 @@ file in ``pages/`` by URL before the app's navigation has run.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlparse
 
 import streamlit as st
@@ -56,3 +57,19 @@ def require_role(*roles: str) -> Visitor:
         st.error(f"This page is not available to your role ({visitor.role}).", icon=":material/block:")
     st.stop()
     raise AssertionError("unreachable")
+
+
+def go_to(path: str) -> None:
+    """Send the browser on to a local path of this server (``path`` must be one).
+
+    Streamlit pages cannot answer with an HTTP redirect; a one-line script replaces the
+    page's address instead, so the back button does not return to the page that sent it on.
+
+    Raises:
+        ValueError: for anything but a local path (another site, ``//host``, a script URL).
+    """
+    if safe_next(path) != path:
+        raise ValueError(f"not a local path: {path!r}")
+    # The path goes in as a JSON string with "<" escaped, so it cannot close the script.
+    target = json.dumps(path).replace("<", "\\u003c")
+    st.html(f"<script>window.location.replace({target});</script>", unsafe_allow_javascript=True)

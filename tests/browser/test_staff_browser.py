@@ -116,8 +116,6 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     page.goto(base + "/")
     wait_for_app(page)
     page.get_by_text("Staff sign in").first.click()
-    wait_for_app(page)
-    page.get_by_role("link", name="Continue to the sign-in form").click()
     page.wait_for_url("**/auth/login**")
 
     # A wrong password and an unknown name get the same answer.
@@ -167,6 +165,31 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     page.goto(base + "/studies")
     wait_for_app(page)
     assert DEMO_TITLE not in body_of(page)
+
+
+def test_sign_in_goes_straight_to_the_form(warm_server: StaffServer, context: Any) -> None:
+    """One click on "Staff sign in" (or the sign-in page's address) shows the form itself."""
+    base = warm_server.url
+    page = context.new_page()
+    page.goto(base + "/")
+    wait_for_app(page)
+    page.get_by_text("Staff sign in").first.click()
+    page.wait_for_url(f"{base}/auth/login?next=%2F")
+    page.locator("#username").wait_for()
+    assert page.locator("#password").count() == 1
+    page.go_back()  # back leads home, not into the page that sent the browser on
+    page.wait_for_url(base + "/")
+    wait_for_app(page)
+    page.get_by_text("Staff sign in").first.wait_for()
+
+    page.goto(base + "/login?next=/studies")
+    page.wait_for_url(f"{base}/auth/login?next=%2Fstudies")
+    page.fill("#username", "experimenter1")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/studies")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Studies").wait_for()
 
 
 def choose_study(page: Any, slug: str, shows: str | None) -> None:
@@ -313,9 +336,11 @@ def test_pages_ask_nothing_of_other_hosts(warm_server: StaffServer, context: Any
     asked: list[str] = []
     context.on("request", lambda request: asked.append(request.url))
     page = context.new_page()
-    for path in ("/", "/?study=demo", "/login"):
+    for path in ("/", "/?study=demo"):
         page.goto(base + path)
         wait_for_app(page)
+    page.goto(base + "/login")
+    page.wait_for_url("**/auth/login**")  # the sign-in page goes straight on to the form
     sign_in(page, base, "admin1", PASSWORD, "/studies")
     page.wait_for_url(base + "/studies")
     wait_for_app(page)

@@ -121,6 +121,29 @@ def test_role_matrix(name: str, role: str, as_role: Callable[[str], None]) -> No
     assert expected in body
 
 
+def test_the_sign_in_page_sends_only_to_local_paths(as_role: Callable[[str], None]) -> None:
+    as_role("anonymous")
+    at = AppTest.from_string(
+        "from lab.web.guard import go_to\n"
+        "for target in ('https://evil.example/x', '//evil.example/x', 'javascript:alert(1)', '/a\\\\b'):\n"
+        "    try:\n"
+        "        go_to(target)\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(target)\n"
+        "go_to('/auth/login?next=%2F</script>')\n",
+        default_timeout=30,
+    ).run()
+    assert not at.exception, at.exception
+    [script] = [h.proto.body for h in at.get("html")]
+    assert "</script>" not in script.removesuffix("</script>") and "\\u003c/script>" in script
+    at = page("login")
+    at.query_params["next"] = "//evil.example"
+    at.run()
+    assert [h.proto.body for h in at.get("html")] == ['<script>window.location.replace("/auth/login?next=%2F");</script>']
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_public_pages_show_no_data(role: str, as_role: Callable[[str], None]) -> None:
     as_role(role)
@@ -129,6 +152,7 @@ def test_public_pages_show_no_data(role: str, as_role: Callable[[str], None]) ->
     assert DEMO_TITLE not in texts(at)
     if role == "anonymous":
         assert any("/auth/login?next=%2F" in m.value for m in at.markdown)
+        assert [h.proto.body for h in at.get("html")] == ['<script>window.location.replace("/auth/login?next=%2F");</script>']
         home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
         assert home.title[0].value == "Repair Lab" and DEMO_TITLE not in texts(home)
     else:
