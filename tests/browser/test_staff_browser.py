@@ -397,3 +397,22 @@ def test_links_page_keeps_the_chosen_study_across_a_reload(warm_server: StaffSer
     wait_for_app(page)
     page.get_by_text("?study=zz-kept&").first.wait_for()
     assert "KEPT-01" in page.inner_text("body")
+
+
+def test_links_page_warns_when_opened_at_another_address_than_the_links(warm_server: StaffServer, context: Any) -> None:
+    """The server's links are built on 127.0.0.1; the same server opened as localhost is another address."""
+    base = warm_server.url
+    other = base.replace("127.0.0.1", "localhost")
+    page = context.new_page()
+    sign_in(page, other, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(other + "/links")
+    wait_for_app(page)
+    warning = page.get_by_text("but this page was opened at").first
+    warning.wait_for()
+    text = warning.inner_text()
+    assert base in text and other in text and "LAB_PUBLIC_URL" in text
+    sign_in(page, base, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(base + "/links")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Personal links").wait_for()
+    assert "but this page was opened at" not in page.inner_text("body")
