@@ -416,3 +416,34 @@ def test_links_page_warns_when_opened_at_another_address_than_the_links(warm_ser
     wait_for_app(page)
     page.get_by_role("heading", name="Personal links").wait_for()
     assert "but this page was opened at" not in page.inner_text("body")
+
+
+def test_the_monitor_drops_a_timed_out_participant_at_once(warm_server: StaffServer, context: Any) -> None:
+    """Confirming a time out removes the question and the participant without waiting for a refresh or a reload."""
+    from sqlalchemy.orm import Session
+
+    from lab.assign import assign
+    from lab.participants import create_participant
+    from lab.spec import parse_spec
+    from lab.studies import load_study
+
+    spec = UPLOAD.replace("slug: e2e", "slug: zz-monitor")
+    with Session(warm_server.engine) as s, s.begin():
+        study = load_study(s, parse_spec(spec, "monitor.yaml")).study
+        p = create_participant(s, study, status="active")
+        assign(s, p)
+        label = f"P{p.id}"
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "experimenter1", PASSWORD, "/monitor?slug=zz-monitor")
+    page.wait_for_url(base + "/monitor?slug=zz-monitor")
+    wait_for_app(page)
+    page.get_by_role("button", name="Time out", exact=True).click()
+    page.get_by_text(f"Time out {label}?").wait_for()
+    page.get_by_role("button", name=f"Yes, time out {label}").click()
+    # The answer and the monitor without them arrive together, not at the next refresh.
+    done = page.get_by_text(f"{label} timed out; their cells are free again.")
+    done.wait_for(timeout=3_000)
+    page.get_by_text("Nobody is in the middle of the study.").wait_for(timeout=1_000)
+    body = page.inner_text("body")
+    assert done.is_visible() and f"Time out {label}?" not in body
