@@ -554,7 +554,7 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
         problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
     if found:
         # In file order, so the list reads top to bottom like the file.
-        raise SpecError([text for _, text in sorted(found, key=lambda f: f[0])])
+        raise SpecError([message for _, message in sorted(found, key=lambda f: f[0])])
     assert spec is not None  # a spec that failed validation has at least one problem
     return StudyDefinition(spec=spec, items=items, warnings=warnings, text=text)
 
