@@ -238,7 +238,7 @@ def test_json_columns_carry_no_staff_username_or_participant_id_in_keys_or_value
             Event(
                 participant_id=built.participants["p1"],  # type: ignore[attr-defined]
                 kind="note",
-                data={"text": f"exp1 checked {SECRETS['prolific']} with a2", SECRETS["prolific3"]: "data1"},
+                data={"text": f"exp1 checked {SECRETS['prolific']} with a2.", SECRETS["prolific3"]: "data1"},
             )
         )
     with Session(engine) as s:
@@ -277,7 +277,7 @@ def test_json_columns_carry_no_staff_username_or_participant_id_in_keys_or_value
     }
     assert meta["decided_by"].startswith("annotator-") and meta["decided_by"] not in pseudonym.values()
     note = b["events"].loc[b["events"]["kind"] == "note", "data"].item()
-    assert note == {"text": f"{meta['decided_by']} checked [redacted] with {pseudonym['ACCOMMODATE']}", "[redacted]": "data1"}
+    assert note == {"text": f"{meta['decided_by']} checked [redacted] with {pseudonym['ACCOMMODATE']}.", "[redacted]": "data1"}
 
 
 def test_private_columns_are_never_exported() -> None:

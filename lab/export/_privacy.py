@@ -54,6 +54,9 @@ _MACHINE_ACTORS = frozenset({"timeout", "system", "lab", "simulator", "auto"})
 _CACHE_SIZE = 4096
 """Cleaned JSON texts remembered per export: model parameters repeat on every turn."""
 
+_WORD = re.compile(r"[A-Za-z0-9_.@-]+")
+"""A run of the characters a username, a Prolific id or a completion code is made of."""
+
 _MIN_SECRET_LEN = 8
 _MISSING = object()
 
@@ -101,11 +104,7 @@ class Scrubber:
         """Staff username → pseudonym."""
         self.external_ids = frozenset(i for i in external_ids if i)
         """Participants' outside ids, replaced by ``[redacted]``."""
-        people = sorted(self.staff | self.external_ids, key=len, reverse=True)
-        # A name inside a longer string counts only as a whole word: "a1" must not hit "data1".
-        self._people = (
-            re.compile(r"(?<![\w.@-])(" + "|".join(re.escape(n) for n in people) + r")(?![\w@-]|\.\w)") if people else None
-        )
+        self._people = self.staff | self.external_ids
         self._cache: dict[str, str | None] = {}
 
     def _person(self, name: str) -> str:
@@ -118,11 +117,18 @@ class Scrubber:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        if self._people is not None:
-            if value in self.staff or value in self.external_ids:
+        if self._people:
+            if value in self._people:
                 return self._person(value)
-            value = self._people.sub(lambda m: self._person(m.group(1)), value)
+            value = _WORD.sub(self._swap, value)
         return value
+
+    def _swap(self, match: re.Match[str]) -> str:
+        # A name inside a longer string counts only as a whole word ("a1" must not hit "data1");
+        # a full stop after it ends a sentence, not the name.
+        word = match.group(0)
+        name = word.rstrip(".")
+        return self._person(name) + word[len(name) :] if name in self._people else word
 
     def value(self, obj: Any) -> Any:
         """A JSON value with secrets, identifying keys and private notes removed."""
@@ -135,7 +141,7 @@ class Scrubber:
                 if key.lower() in PRIVATE_KEYS or key.lower() in PRIVATE_NOTE_KEYS:
                     continue
                 # A key may itself be a person (an adjudication's codes by annotator).
-                new_key = self.text(key) if self._people is not None else k
+                new_key = self.text(key) if self._people else k
                 if SECRET_KEY.search(key) and not isinstance(v, (bool, int, float)) and v is not None:
                     out[new_key] = REDACTED
                 elif key in STAFF_KEYS and isinstance(v, str) and v not in _MACHINE_ACTORS:
