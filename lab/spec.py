@@ -457,35 +457,42 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
     data, lines = _load_yaml(text, name)
     if not isinstance(data, dict):
         raise SpecError([f"{name}:1: a study spec is a mapping of fields (slug, title, …), got {type(data).__name__}"])
-    try:
-        spec = StudySpec.model_validate(data)
-    except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(p) for p in loc) or "(spec)"
-            errors.append(f"{name}:{_line_for(loc, lines)}: {field}: {_describe(err)}")
-        raise SpecError(errors) from None
-
-    problems: list[str] = []
+    found: list[tuple[int, str]] = []
     warnings: list[str] = []
 
     def problem(loc: tuple[Any, ...], msg: str) -> None:
-        problems.append(f"{name}:{_line_for(loc, lines)}: {'.'.join(map(str, loc))}: {msg}")
+        field = ".".join(map(str, loc)) or "(spec)"
+        found.append((_line_for(loc, lines), f"{name}:{_line_for(loc, lines)}: {field}: {msg}"))
+
+    spec: StudySpec | None = None
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            problem(tuple(err["loc"]), _describe(err))
+    # Every part that is well formed is checked further even when another part is not, so one
+    # pass reports every problem.
+    parts = _Parts.of(spec) if spec is not None else _Parts.salvage(data)
 
     items: list[Item] = []
-    for i, entry in enumerate(spec.items):
+    items_ok = True
+    for i, entry in enumerate(parts.items):
+        if not isinstance(entry, dict):
+            items_ok = False
+            continue
         if "file" in entry:
             try:
                 ref = ItemFileRef.model_validate(entry)
             except ValidationError as e:
                 problem(("items", i), format_validation_error(e))
+                items_ok = False
                 continue
             path = (base_dir or Path.cwd()) / ref.file
             try:
                 loaded = read_items(path)
             except ItemError as e:
                 problem(("items", i, "file"), str(e))
+                items_ok = False
                 continue
             items.extend(loaded[: ref.limit] if ref.limit else loaded)
         else:
@@ -493,54 +500,125 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
                 items.append(parse_item(entry, "item"))
             except ItemError as e:
                 problem(("items", i), e.message)
+                items_ok = False
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
             problem(("items",), f"duplicate item id '{item.id}'")
+            items_ok = False
         seen.add(item.id)
 
     from . import llm
+    from .llm._validation import model_findings
 
-    declared = ", ".join(spec.models)
-    for key, model in spec.models.items():
-        for msg in llm.check_model(model.model, model.params):
-            problem(("models", key, "model"), msg)
+    declared = ", ".join(parts.model_keys)
+    for key, model in parts.models.items():
+        for where, msg in model_findings(model.model, model.params):
+            problem(("models", key, *where.split(".", 1)), msg)
         missing = llm.missing_env(model.model, model.params)
         if missing and model.optional:
             warnings.append(
                 f"model '{key}' ({model.model}) is optional and {', '.join(missing)} is not set: its conditions are left out"
             )
-    for key, cond in spec.conditions.items():
-        if cond.model not in spec.models:
+    for key, cond in parts.conditions.items():
+        if cond.model not in parts.model_keys:
             problem(("conditions", key, "model"), f"unknown model '{cond.model}' (declared: {declared})")
-        if cond.mediator_model and cond.mediator_model not in spec.models:
+        if cond.mediator_model and cond.mediator_model not in parts.model_keys:
             problem(("conditions", key, "mediator_model"), f"unknown model '{cond.mediator_model}' (declared: {declared})")
         for item_id in cond.items or []:
-            if item_id not in seen:
+            if items_ok and item_id not in seen:
                 problem(("conditions", key, "items"), f"unknown item '{item_id}'")
-        if items and not problems and not any(cond.applies_to(it) for it in items):
+        if items and items_ok and not any(cond.applies_to(it) for it in items):
             problem(("conditions", key), "no item fits this condition (check presupposition, kinds and items)")
         if cond.presupposition is not None and cond.reveal not in ("FULL",):
             problem(("conditions", key, "reveal"), "a presupposition condition asks one question: use reveal FULL")
-    for key in ("judge", "simulator"):
-        ref = getattr(spec, key).model
-        if ref is not None and ref not in spec.models:
-            problem((key, "model"), f"unknown model '{ref}' (declared: {declared})")
-    from .codebook import annotation_problems
+    for key, named in (("judge", parts.judge_model), ("simulator", parts.simulator_model)):
+        if named is not None and named not in parts.model_keys:
+            problem((key, "model"), f"unknown model '{named}' (declared: {declared})")
+    if parts.annotation is not None:
+        from .codebook import annotation_problems
 
-    for loc, msg in annotation_problems(spec.annotation):
-        problem(loc, msg)
-    for key in spec.annotation.scope.conditions or []:
-        if key not in spec.conditions:
-            problem(("annotation", "scope", "conditions"), f"unknown condition '{key}' (declared: {', '.join(spec.conditions)})")
-    for key in spec.annotation.scope.models or []:
-        if key not in spec.models:
-            problem(("annotation", "scope", "models"), f"unknown model '{key}' (declared: {declared})")
-    if spec.completion.redirect and "{code}" in spec.completion.redirect and not spec.completion.code:
+        for loc, msg in annotation_problems(parts.annotation):
+            problem(loc, msg)
+        for key in parts.annotation.scope.conditions or []:
+            if key not in parts.condition_keys:
+                problem(
+                    ("annotation", "scope", "conditions"),
+                    f"unknown condition '{key}' (declared: {', '.join(parts.condition_keys)})",
+                )
+        for key in parts.annotation.scope.models or []:
+            if key not in parts.model_keys:
+                problem(("annotation", "scope", "models"), f"unknown model '{key}' (declared: {declared})")
+    completion = parts.completion
+    if completion is not None and completion.redirect and "{code}" in completion.redirect and not completion.code:
         problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
-    if problems:
-        raise SpecError(problems)
+    if found:
+        # In file order, so the list reads top to bottom like the file.
+        raise SpecError([message for _, message in sorted(found, key=lambda f: f[0])])
+    assert spec is not None  # a spec that failed validation has at least one problem
     return StudyDefinition(spec=spec, items=items, warnings=warnings, text=text)
+
+
+class _Parts(BaseModel):
+    """The well-formed parts of a spec, for the checks that look across fields."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_keys: list[str]
+    """Every declared model id, well formed or not (a reference to a broken model is not 'unknown')."""
+    condition_keys: list[str]
+    """Every declared condition key."""
+    models: dict[str, ModelSpec]
+    conditions: dict[str, ConditionSpec]
+    items: list[Any]
+    judge_model: str | None = None
+    simulator_model: str | None = None
+    annotation: AnnotationSpec | None = None
+    completion: CompletionSpec | None = None
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> _Parts:
+        """The parts of a valid spec."""
+        return cls(
+            model_keys=list(spec.models),
+            condition_keys=list(spec.conditions),
+            models=spec.models,
+            conditions=spec.conditions,
+            items=spec.items,
+            judge_model=spec.judge.model,
+            simulator_model=spec.simulator.model,
+            annotation=spec.annotation,
+            completion=spec.completion,
+        )
+
+    @classmethod
+    def salvage(cls, data: dict[Any, Any]) -> _Parts:
+        """The parts of an invalid spec that validate on their own."""
+
+        def valid(kind: type[_Spec], value: Any) -> Any:
+            try:
+                return kind.model_validate({} if value is None else value)
+            except ValidationError:
+                return None
+
+        def mapping(key: str) -> dict[str, Any]:
+            value = data.get(key)
+            return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+        models, conditions = mapping("models"), mapping("conditions")
+        judge, simulator = valid(JudgeSpec, data.get("judge")), valid(SimulatorSpec, data.get("simulator"))
+        items = data.get("items")
+        return cls(
+            model_keys=list(models),
+            condition_keys=list(conditions),
+            models={k: m for k, v in models.items() if (m := valid(ModelSpec, v)) is not None},
+            conditions={k: c for k, v in conditions.items() if (c := valid(ConditionSpec, v)) is not None},
+            items=items if isinstance(items, list) else [],
+            judge_model=judge.model if judge else None,
+            simulator_model=simulator.model if simulator else None,
+            annotation=valid(AnnotationSpec, data.get("annotation")),
+            completion=valid(CompletionSpec, data.get("completion")),
+        )
 
 
 def load_spec_file(path: str | Path) -> StudyDefinition:

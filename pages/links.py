@@ -3,13 +3,24 @@
 import streamlit as st
 
 from lab.links import MAX_LINKS, LinkError, issued_links, links_csv, make_personal_links, open_link
+from lab.settings import load_settings
 from lab.studies import get_study
 from lab.ui import pick_study, reading, staff_header, writing
-from lab.web.guard import require_role
+from lab.web.guard import page_url, require_role
+from lab.web.paths import elsewhere
 
 visitor = require_role("experimenter")
 staff_header(visitor)
 st.title("Links")
+public_url = load_settings().public_url
+opened_at = elsewhere(public_url, page_url())
+if opened_at is not None:
+    st.warning(
+        f"These links point at **{public_url}** (`LAB_PUBLIC_URL`), but this page was opened at **{opened_at}**. "
+        "If participants reach the lab at another address, their links will not work: set `LAB_PUBLIC_URL` "
+        "to that address and restart the lab before making links.",
+        icon=":material/warning:",
+    )
 
 slug = pick_study()
 if slug is None:

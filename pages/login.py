@@ -1,9 +1,9 @@
-"""Staff sign-in: the form itself is served by the ``/auth/login`` route, which sets the HttpOnly cookie."""
+"""Staff sign-in: the browser goes straight on to the form of the ``/auth/login`` route, which sets the HttpOnly cookie."""
 
 import streamlit as st
 
-from lab.web.guard import current_visitor
-from lab.web.paths import link, sign_in_url
+from lab.web.guard import current_visitor, go_to
+from lab.web.paths import link, safe_next, sign_in_url
 
 visitor = current_visitor()
 st.title("Staff sign in")
@@ -11,6 +11,9 @@ if visitor.is_staff:
     st.success(f"You are signed in as {visitor.username} ({visitor.role}).")
     st.markdown(link("/auth/logout", "Sign out"), unsafe_allow_html=True)
 else:
-    st.write("Experimenters, annotators and admins sign in with their lab account.")
-    st.markdown(link(sign_in_url("/"), "Continue to the sign-in form"), unsafe_allow_html=True)
+    form = sign_in_url(safe_next(st.query_params.get("next")))
+    go_to(form)
+    # Shown only while the browser moves on (or if it does not run the page's script).
+    st.write("Opening the sign-in form…")
+    st.markdown(link(form, "Open the sign-in form"), unsafe_allow_html=True)
     st.caption("Taking part in a study? Use the link you were given; no sign-in is needed.")

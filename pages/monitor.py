@@ -8,7 +8,7 @@ import streamlit as st
 from lab import monitor
 from lab.schema import Study
 from lab.studies import get_study
-from lab.ui import pick_study, reading, staff_header, stored_text, writing
+from lab.ui import flash, pick_study, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("experimenter")
@@ -52,6 +52,29 @@ target = st.number_input(
     step=1,
     help="Cell targets spread this many participants' plans over every cell.",
 )
+
+
+def ask_time_out() -> None:
+    """Ask once more before timing out the chosen participant."""
+    st.session_state["timeout_pending"] = st.session_state.get("timeout_choice")
+
+
+def cancel_time_out() -> None:
+    """Forget the pending question."""
+    st.session_state.pop("timeout_pending", None)
+
+
+def confirm_time_out(label: str, participant_id: int) -> None:
+    """Time the participant out before the monitor is drawn again, so it shows them gone at once."""
+    st.session_state.pop("timeout_pending", None)
+    with writing() as s:
+        done = monitor.time_out(s, s.get(Study, study.id), participant_id, visitor.username or "staff")
+    read_snapshot.clear()
+    st.session_state["timeout_msg"] = (
+        ("success", f"{label} timed out; their cells are free again.")
+        if done
+        else ("info", f"{label} had already finished or left.")
+    )
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -116,6 +139,7 @@ def live() -> None:
             )
 
     st.subheader("In progress")
+    flash("timeout_msg")
     if snap.live:
         st.dataframe(
             pd.DataFrame(
@@ -136,9 +160,13 @@ def live() -> None:
         )
         labels = {p.label: p.id for p in snap.live}
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-        who = c1.selectbox("Stuck participant", list(labels), key="timeout_choice")
-        if c2.button("Time out", key="timeout_button", help="Ends their part and frees their cells for new participants."):
-            st.session_state["timeout_pending"] = who
+        c1.selectbox("Stuck participant", list(labels), key="timeout_choice")
+        c2.button(
+            "Time out",
+            key="timeout_button",
+            help="Ends their part and frees their cells for new participants.",
+            on_click=ask_time_out,
+        )
         # Timing someone out cannot be undone: it is asked once more before it is done.
         pending = st.session_state.get("timeout_pending")
         if pending is not None and pending in labels:
@@ -147,18 +175,14 @@ def live() -> None:
                 "and their cells are freed. This cannot be undone."
             )
             yes, no = st.columns(2)
-            if yes.button(f"Yes, time out {pending}", key="timeout_confirm", type="primary"):
-                del st.session_state["timeout_pending"]
-                with writing() as s:
-                    done = monitor.time_out(s, s.get(Study, study.id), labels[pending], visitor.username or "staff")
-                read_snapshot.clear()
-                if done:
-                    st.success(f"{pending} timed out; their cells are free again.")
-                else:
-                    st.info(f"{pending} had already finished or left.")
-            elif no.button("Cancel", key="timeout_cancel"):
-                del st.session_state["timeout_pending"]
-                st.rerun(scope="fragment")
+            yes.button(
+                f"Yes, time out {pending}",
+                key="timeout_confirm",
+                type="primary",
+                on_click=confirm_time_out,
+                args=(pending, labels[pending]),
+            )
+            no.button("Cancel", key="timeout_cancel", on_click=cancel_time_out)
         st.caption(
             f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically "
             "when the next participant arrives."

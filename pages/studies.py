@@ -138,10 +138,19 @@ with upload:
     files = st.file_uploader("Spec and item files", type=["yaml", "yml", "jsonl"], accept_multiple_files=True, key="spec_upload")
     if files:
         specs = [f for f in files if f.name.endswith((".yaml", ".yml"))]
-        if len(specs) != 1:
-            st.error(f"Upload exactly one spec file (.yaml); got {len(specs)}.")
+        if not specs:
+            st.error("Upload the spec file (.yaml) too; only item files are here.")
         else:
-            spec_file = specs[0]
+            # The uploader keeps every file dropped on it: a fixed spec dropped after a broken
+            # one is the one meant, so the newest spec is checked and the older ones named.
+            spec_file = specs[-1]
+            if len(specs) > 1:
+                older = ", ".join(f.name for f in specs[:-1])
+                st.info(
+                    f"Checking {spec_file.name}, the spec uploaded last; the earlier spec file(s) ({older}) are "
+                    "ignored. Remove them from the list with ×.",
+                    icon=":material/info:",
+                )
             uploads = {f.name: f.getvalue() for f in files if f.name.endswith(".jsonl")}
             try:
                 text = spec_file.getvalue().decode("utf-8")

@@ -207,6 +207,81 @@ def test_every_database_column_is_in_the_data_dictionary() -> None:
                 assert column in Base.metadata.tables[table].columns, c.source
 
 
+def _json_strings(value: object) -> list[str]:
+    """Every key and every string anywhere inside a decoded JSON value."""
+    if isinstance(value, dict):
+        return [str(k) for k in value] + [s for v in value.values() for s in _json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _json_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_json_columns_carry_no_staff_username_or_participant_id_in_keys_or_values(
+    study: tuple[Engine, object], tmp_path: Path, fmt: str
+) -> None:
+    """Adjudication stores who decided and each annotator's code inside ``meta``: all pseudonymised."""
+    from lab.accounts import create_account
+    from lab.adjudication import adjudicate
+    from lab.export._dictionary import JSON_TYPES
+    from lab.labels import add_label
+    from lab.schema import Account, Event, Participant
+
+    engine, built = study
+    turn = built.turns["s3a1"]  # type: ignore[attr-defined]
+    with Session(engine) as s, s.begin():
+        a1 = create_account(s, "a1", "annotator", "correct horse battery")
+        a2 = create_account(s, "a2", "annotator", "correct horse battery")
+        exp1 = create_account(s, "exp1", "experimenter", "correct horse battery")
+        add_label(s, turn, "a1", "P", "REJECT_CORRECT", account_id=a1.id)
+        add_label(s, turn, "a2", "P", "ACCOMMODATE", account_id=a2.id)
+        adjudicate(s, "demo", turn, "P", "REJECT_CORRECT", exp1.id)
+        s.add(
+            Event(
+                participant_id=built.participants["p1"],  # type: ignore[attr-defined]
+                kind="note",
+                data={"text": f"exp1 checked {SECRETS['prolific']} with a2.", SECRETS["prolific3"]: "data1"},
+            )
+        )
+    with Session(engine) as s:
+        staff = set(s.scalars(select(Account.username)))
+        outside = {
+            v
+            for p in s.scalars(select(Participant))
+            for v in (p.prolific_pid, p.prolific_study_id, p.prolific_session_id, p.completion_code)
+            if v
+        }
+    assert {"a1", "a2", "exp1"} <= staff and SECRETS["prolific"] in outside
+
+    export_study(engine, "demo", tmp_path / "b", ExportOptions(format=fmt))
+    b = read_bundle(tmp_path / "b")
+    found = []
+    for table in TABLES:
+        for column in table.columns:
+            if column.type not in JSON_TYPES:
+                continue
+            for value in b[table.name][column.name]:
+                for text in _json_strings(value):
+                    words = set(text.replace(",", " ").split())
+                    if text in staff | outside or words & (staff | outside):
+                        found.append((table.name, column.name, text))
+    assert found == []
+
+    labels = b["labels"]
+    gold = labels[(labels["annotator"] == "gold") & (labels["layer"] == "P")]
+    meta = gold["meta"].item()
+    human = labels[(labels["layer"] == "P") & (labels["source"] == "human")]
+    pseudonym = dict(zip(human["code"], human["annotator"], strict=True))
+    assert meta["human_codes"] == {
+        pseudonym["REJECT_CORRECT"]: "REJECT_CORRECT",
+        pseudonym["ACCOMMODATE"]: "ACCOMMODATE",
+        "gold:expert": "REJECT_CORRECT",
+    }
+    assert meta["decided_by"].startswith("annotator-") and meta["decided_by"] not in pseudonym.values()
+    note = b["events"].loc[b["events"]["kind"] == "note", "data"].item()
+    assert note == {"text": f"{meta['decided_by']} checked [redacted] with {pseudonym['ACCOMMODATE']}.", "[redacted]": "data1"}
+
+
 def test_private_columns_are_never_exported() -> None:
     from lab.export import WITHHELD, exported_sources
 

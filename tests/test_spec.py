@@ -158,3 +158,48 @@ def test_broken_spec_corpus(path: Path) -> None:
     with pytest.raises(SpecError) as e:
         load_spec_file(path)
     assert any(expected in p for p in e.value.problems), e.value.problems
+
+
+def test_every_problem_is_reported_in_one_pass_each_at_its_own_field() -> None:
+    """Structural errors do not hide the checks across fields (keys in params, unknown models)."""
+    text = """\
+slug: Bad Slug
+title: Five problems
+consent: You agree.
+instructions: Chat.
+models:
+  m1:
+    model: openai/gpt-4o-mini
+    params:
+      temperature: hot
+      api_key: sk-abc
+conditions:
+  full:
+    model: m1
+    reveal: SHREDDED
+  other:
+    model: m2
+    reveal: FULL
+items:
+  - id: t1
+    kind: open
+    prompt: Hello
+plan:
+  turn_limit: lots
+"""
+    ps = problems(text)
+    assert [p.split(": ", 2)[:2] for p in ps] == [
+        ["s.yaml:1", "slug"],
+        ["s.yaml:9", "models.m1.params.temperature"],
+        ["s.yaml:10", "models.m1.params.api_key"],
+        ["s.yaml:14", "conditions.full.reveal"],
+        ["s.yaml:16", "conditions.other.model"],
+        ["s.yaml:23", "plan.turn_limit"],
+    ], ps
+    assert "must be a number from 0 to 2, not 'hot'" in ps[1]
+    assert "unknown model 'm2' (declared: m1)" in ps[4]
+
+
+def test_a_reference_to_a_broken_model_is_not_called_unknown() -> None:
+    ps = problems(GOOD.replace("    params: {script: echo}\n", "    params: {script: echo}\n    colour: red\n"))
+    assert len(ps) == 1 and ps[0].startswith("s.yaml:9: models.bot.colour: unknown field"), ps

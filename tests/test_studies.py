@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from lab.participants import create_participant
 from lab.schema import Study
-from lab.spec import parse_spec
+from lab.spec import parse_spec, spec_hash
 from lab.studies import StudyError, get_study, load_study, set_status
 
 ECHO = {"bot": {"model": "lab/scripted", "params": {"script": "echo"}}}
@@ -67,3 +67,15 @@ def test_status_changes(sqlite_engine: Engine, versioned: Callable[..., str]) ->
         assert set_status(s, "v", "close").status == "closed"
         with pytest.raises(StudyError, match="cannot open"):
             set_status(s, "v", "open")
+
+
+def test_a_stored_study_with_a_bad_model_parameter_cannot_open(sqlite_engine: Engine, versioned: Callable[..., str]) -> None:
+    """A spec stored before its parameters were checked is checked again when it opens."""
+    _load(sqlite_engine, versioned())
+    with Session(sqlite_engine) as s, s.begin():
+        study = get_study(s, "v")
+        spec = dict(study.spec)
+        spec["models"] = {"bot": {**spec["models"]["bot"], "params": {"script": "echo", "temperature": "hot"}}}
+        study.spec, study.spec_sha256 = spec, spec_hash(spec)
+    with Session(sqlite_engine) as s, s.begin(), pytest.raises(StudyError, match="'temperature' must be a number from 0 to 2"):
+        set_status(s, "v", "open")

@@ -25,6 +25,7 @@ from ._bundle import (
     ExportOptions,
     ExportResult,
     Pseudonyms,
+    bundle_scrubber,
     label_source,
     parse_since,
     prepare_out,
@@ -66,8 +67,8 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     out = Path(out)
     sel = select_study(engine, slug, options)
     prepare_out(out)
-    scrub = Scrubber()
     names = Pseudonyms()
+    scrub = bundle_scrubber(engine, sel, names)
     result = ExportResult(out)
     for name in TABLE_ORDER:
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Engine, Select, Text, and_, cast, literal_
 
 from ..errors import LabError
 from ..schema import (
+    Account,
     ChatSession,
     Condition,
     Event,
@@ -326,14 +327,37 @@ class Pseudonyms:
         """The bundle id of a participant (None stays None; unknown ids are a bug)."""
         return None if db_id is None else self.participants[db_id]
 
+    @staticmethod
+    def is_person(name: str) -> bool:
+        """Whether an annotator name is a person's (automatic and gold annotators are not)."""
+        return not (name == "gold" or name.startswith(("auto:", "gold:")))
+
     def annotator(self, name: str) -> str:
         """Automatic and gold annotators keep their names; people get ``annotator-N``."""
-        if name == "gold" or name.startswith(("auto:", "gold:")):
+        if not self.is_person(name):
             return name
         found = self.annotators.get(name)
         if found is None:
             found = self.annotators[name] = f"annotator-{len(self.annotators) + 1}"
         return found
+
+
+def bundle_scrubber(engine: Engine, sel: Selection, names: Pseudonyms) -> Scrubber:
+    """The scrubber for one bundle: secrets, and every staff username and participant outside id.
+
+    Staff usernames inside JSON values (an adjudication's ``decided_by`` and its codes keyed by
+    annotator) become the same ``annotator-N`` as the ``annotator`` columns; Prolific ids and
+    completion codes of the study's participants become ``[redacted]``.
+    """
+    p = Participant.__table__.c
+    outside = (p.prolific_pid, p.prolific_study_id, p.prolific_session_id, p.completion_code)
+    with engine.connect() as conn:
+        staff = list(conn.scalars(select(Account.__table__.c.username)))
+        # Labels and sequences keep the username even if its account is later removed.
+        labelled = conn.scalars(select(Label.__table__.c.annotator).distinct().where(Label.__table__.c.account_id.is_not(None)))
+        staff += [a for a in labelled if Pseudonyms.is_person(a)]
+        ids = [v for row in conn.execute(select(*outside).where(p.study_id.in_(sel.study_ids))) for v in row if v]
+    return Scrubber(staff=staff, rename=names.annotator, external_ids=ids)
 
 
 def label_source(annotator: str, meta: dict[str, Any] | None) -> str:
@@ -616,8 +640,11 @@ def write_specs(sel: Selection, out: Path, scrub: Scrubber) -> list[dict[str, An
     """``spec/v<N>.json`` for every version; returns their ``bundle.json`` entries."""
     (out / "spec").mkdir(exist_ok=True)
     entries = []
+    # The spec is the study's design, not its data: only secrets are removed (a staff name
+    # matched inside it would most likely be a word of an item or a condition key).
+    spec_scrub = Scrubber(scrub.secrets)
     for st in sel.studies:
-        cleaned = scrub.value(st.spec)
+        cleaned = spec_scrub.value(st.spec)
         text = spec_text(cleaned) + "\n"
         path = out / "spec" / f"v{st.version}.json"
         path.write_bytes(text.encode())

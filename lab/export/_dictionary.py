@@ -279,7 +279,13 @@ LABELS = Table(
         _c("target_turn_id", "integer", "Turn the label points at (e.g. a repair's trouble source).", "label.target_turn_id"),
         _c("span_start", "integer", "Start character of the labelled span in `content`.", "label.span_start"),
         _c("span_end", "integer", "End character (exclusive) of the labelled span.", "label.span_end"),
-        _c("meta", "object", "Judge name, model, rules/prompt version, reasons (JSON; private notes removed).", "label.meta"),
+        _c(
+            "meta",
+            "object",
+            "Judge name, model, rules/prompt version, reasons; for adjudication the decider and each annotator's code "
+            "(JSON; private notes removed, staff usernames replaced by their `annotator-N`).",
+            "label.meta",
+        ),
         _c("supersedes_id", "integer", "The label this one replaces (same annotator, turn and layer).", "label.supersedes_id"),
         _c("created_at", "datetime", "When the label was made (UTC).", "label.created_at", True),
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -53,6 +54,9 @@ _MACHINE_ACTORS = frozenset({"timeout", "system", "lab", "simulator", "auto"})
 _CACHE_SIZE = 4096
 """Cleaned JSON texts remembered per export: model parameters repeat on every turn."""
 
+_WORD = re.compile(r"[A-Za-z0-9_.@-]+")
+"""A run of the characters a username, a Prolific id or a completion code is made of."""
+
 _MIN_SECRET_LEN = 8
 _MISSING = object()
 
@@ -66,23 +70,65 @@ def secret_values() -> list[str]:
     return sorted(set(out), key=len, reverse=True)
 
 
+def _keep(name: str) -> str:
+    return name
+
+
 class Scrubber:
     """Cleans JSON texts and free texts for a bundle; built once per export."""
 
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        """Start with the secrets of the current environment (or the ones given)."""
+    def __init__(
+        self,
+        secrets: list[str] | None = None,
+        *,
+        staff: Iterable[str] = (),
+        rename: Callable[[str], str] = _keep,
+        external_ids: Iterable[str] = (),
+    ) -> None:
+        """Start with the secrets of the current environment (or the ones given).
+
+        Args:
+            secrets: Strings replaced by ``[redacted]`` wherever they appear (default: the
+                values of the environment's secret variables).
+            staff: Staff usernames: a JSON key or string value that is one becomes
+                ``rename(name)``, and one standing as a word inside a longer string too.
+            rename: The bundle's pseudonym for a staff username (``annotator-N``).
+            external_ids: Participants' outside ids (Prolific ids, completion codes):
+                replaced by ``[redacted]`` as keys, values and words inside strings.
+        """
         self.secrets = secret_values() if secrets is None else secrets
         """Exact strings replaced by ``[redacted]`` wherever they appear."""
+        self.staff = frozenset(n for n in staff if n)
+        """Staff usernames, replaced by their pseudonym."""
+        self.rename = rename
+        """Staff username → pseudonym."""
+        self.external_ids = frozenset(i for i in external_ids if i)
+        """Participants' outside ids, replaced by ``[redacted]``."""
+        self._people = self.staff | self.external_ids
         self._cache: dict[str, str | None] = {}
 
+    def _person(self, name: str) -> str:
+        return self.rename(name) if name in self.staff else REDACTED
+
     def text(self, value: str | None) -> str | None:
-        """A free text with every known secret value replaced."""
-        if not value or not self.secrets:
+        """A free text with every known secret value and person's name or id replaced."""
+        if not value:
             return value
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if self._people:
+            if value in self._people:
+                return self._person(value)
+            value = _WORD.sub(self._swap, value)
         return value
+
+    def _swap(self, match: re.Match[str]) -> str:
+        # A name inside a longer string counts only as a whole word ("a1" must not hit "data1");
+        # a full stop after it ends a sentence, not the name.
+        word = match.group(0)
+        name = word.rstrip(".")
+        return self._person(name) + word[len(name) :] if name in self._people else word
 
     def value(self, obj: Any) -> Any:
         """A JSON value with secrets, identifying keys and private notes removed."""
@@ -94,12 +140,14 @@ class Scrubber:
                 key = str(k)
                 if key.lower() in PRIVATE_KEYS or key.lower() in PRIVATE_NOTE_KEYS:
                     continue
+                # A key may itself be a person (an adjudication's codes by annotator).
+                new_key = self.text(key) if self._people else k
                 if SECRET_KEY.search(key) and not isinstance(v, (bool, int, float)) and v is not None:
-                    out[k] = REDACTED
+                    out[new_key] = REDACTED
                 elif key in STAFF_KEYS and isinstance(v, str) and v not in _MACHINE_ACTORS:
-                    out[k] = "staff"
+                    out[new_key] = "staff"
                 else:
-                    out[k] = self.value(v)
+                    out[new_key] = self.value(v)
             return out
         if isinstance(obj, list):
             return [self.value(v) for v in obj]

@@ -211,6 +211,20 @@ def _network(chain: list[BaseException], host: str | None) -> tuple[str, str] | 
     return None
 
 
+def _request_not_built(exc: BaseException) -> bool:
+    """Whether the call failed in the lab's own process on a value of the wrong type.
+
+    litellm wraps a ``TypeError`` met while building a request (``max_tokens: lots``) as an
+    ``APIConnectionError``; no request was sent, and sending it again fails the same way.
+    """
+    for link in causes(exc):
+        if isinstance(link, OSError):
+            return False
+        if isinstance(link, TypeError):
+            return True
+    return False
+
+
 def from_exception(exc: BaseException, model: str, timeout: float | None = None, where: str | None = None) -> ModelError:
     """Translate an exception from litellm or a provider into a `ModelError`.
 
@@ -287,6 +301,13 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None,
         status is not None and 400 <= status < 500
     ):
         return ModelError("bad_request", f"The provider rejected the request to {model}{at}: {detail}", False)
+    if _request_not_built(exc):
+        return ModelError(
+            "bad_request",
+            f"The request to {model} could not be made from its parameters ({detail}); "
+            "check the model's params in the study spec.",
+            False,
+        )
     if names & {"ServiceUnavailableError", "BadGatewayError", "InternalServerError"} or (
         status is not None and status >= 500 and "APIConnectionError" not in names
     ):

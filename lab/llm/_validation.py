@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import _local, _scripted
@@ -88,6 +89,111 @@ OPENAI_COMPATIBLE: frozenset[str] = frozenset({"openai", "text-completion-openai
 """Providers that talk to any OpenAI-compatible server when given an ``api_base``."""
 
 
+_Check = tuple[str, Callable[[Any], bool]]
+"""What a parameter's value must be, in words, and the test of a value."""
+
+
+def _number(low: float | None = None, high: float | None = None) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # v != v: NaN
+            return False
+        return (low is None or v >= low) and (high is None or v <= high)
+
+    return check
+
+
+def _whole(low: int | None = None, high: int | None = None) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low) and (high is None or v <= high)
+
+    return check
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _stop(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+COMMON_PARAMS: dict[str, _Check] = {
+    "temperature": ("a number from 0 to 2", _number(0, 2)),
+    "top_p": ("a number from 0 to 1", _number(0, 1)),
+    "top_k": ("a whole number, -1 (off) or more", _whole(-1)),
+    "min_p": ("a number from 0 to 1", _number(0, 1)),
+    "max_tokens": ("a whole number, 1 or more", _whole(1)),
+    "max_completion_tokens": ("a whole number, 1 or more", _whole(1)),
+    "n": ("a whole number, 1 or more", _whole(1)),
+    "presence_penalty": ("a number from -2 to 2", _number(-2, 2)),
+    "frequency_penalty": ("a number from -2 to 2", _number(-2, 2)),
+    "repetition_penalty": ("a number above 0", lambda v: _number(0)(v) and v > 0),
+    "seed": ("a whole number", _whole()),
+    "stop": ("a text or a list of texts", _stop),
+    "logprobs": ("true or false", lambda v: isinstance(v, bool)),
+    "top_logprobs": ("a whole number from 0 to 20", _whole(0, 20)),
+    "logit_bias": (
+        "a mapping of token ids to numbers from -100 to 100",
+        lambda v: isinstance(v, dict) and all(_number(-100, 100)(x) for x in v.values()),
+    ),
+    "response_format": ("a mapping such as {type: json_object}", lambda v: isinstance(v, dict)),
+    "api_base": (
+        "an address starting with http:// or https://",
+        lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+    ),
+    "api_version": ("a text", _text),
+    "reasoning_effort": ("a text such as low, medium or high", _text),
+    "user": ("a text", _text),
+}
+"""The common OpenAI-style parameters and what each accepts (the widest range any provider takes):
+a wrong type or range is caught when the spec is validated, not as a failed call mid-study."""
+
+
+def param_findings(params: dict[str, Any] | None) -> list[tuple[str | None, str]]:
+    """Problems with a model's parameters, each with the parameter it is about.
+
+    Args:
+        params: The parameters from the study spec.
+
+    Returns:
+        ``(name, sentence)`` pairs; ``name`` is the parameter (None when the problem is
+        about the parameters as a whole).
+    """
+    if params is None:
+        return []
+    if not isinstance(params, dict):
+        return [(None, f"the model parameters must be a mapping of names to values, not {type(params).__name__}.")]
+    problems: list[tuple[str | None, str]] = []
+    for name in sorted(RESERVED_PARAMS & params.keys()):
+        problems.append((name, f"the parameter '{name}' is set by the lab itself and cannot be given."))
+    for name in sorted(k for k in params if isinstance(k, str) and SECRET_PARAM.search(k) and k != KEY_FROM_ENV):
+        problems.append(
+            (
+                name,
+                f"the parameter '{name}' would store a secret in the study, its versions, every conversation and "
+                f"every export; set the key in the environment (.env) instead, or name the variable that holds it "
+                f"with '{KEY_FROM_ENV}: VARIABLE_NAME'.",
+            )
+        )
+    env_name = params.get(KEY_FROM_ENV)
+    if env_name is not None and not (isinstance(env_name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name)):
+        problems.append(
+            (KEY_FROM_ENV, f"the parameter '{KEY_FROM_ENV}' must name an environment variable, such as MY_PROVIDER_KEY.")
+        )
+    for name in sorted(FALLBACK_PARAMS & params.keys()):
+        problems.append(
+            (
+                name,
+                f"the parameter '{name}' is not allowed: the lab retries transient errors itself and never "
+                "replaces the model by another.",
+            )
+        )
+    for name, (expected, valid) in COMMON_PARAMS.items():
+        if name in params and params[name] is not None and not valid(params[name]):
+            problems.append((name, f"the parameter '{name}' must be {expected}, not {params[name]!r}."))
+    return problems
+
+
 def param_problems(params: dict[str, Any] | None) -> list[str]:
     """Problems with a model's parameters that no provider would accept from the lab.
 
@@ -97,28 +203,7 @@ def param_problems(params: dict[str, Any] | None) -> list[str]:
     Returns:
         One sentence per problem.
     """
-    if params is None:
-        return []
-    if not isinstance(params, dict):
-        return [f"the model parameters must be a mapping of names to values, not {type(params).__name__}."]
-    problems = []
-    for name in sorted(RESERVED_PARAMS & params.keys()):
-        problems.append(f"the parameter '{name}' is set by the lab itself and cannot be given.")
-    for name in sorted(k for k in params if isinstance(k, str) and SECRET_PARAM.search(k) and k != KEY_FROM_ENV):
-        problems.append(
-            f"the parameter '{name}' would store a secret in the study, its versions, every conversation and "
-            f"every export; set the key in the environment (.env) instead, or name the variable that holds it "
-            f"with '{KEY_FROM_ENV}: VARIABLE_NAME'."
-        )
-    env_name = params.get(KEY_FROM_ENV)
-    if env_name is not None and not (isinstance(env_name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name)):
-        problems.append(f"the parameter '{KEY_FROM_ENV}' must name an environment variable, such as MY_PROVIDER_KEY.")
-    for name in sorted(FALLBACK_PARAMS & params.keys()):
-        problems.append(
-            f"the parameter '{name}' is not allowed: the lab retries transient errors itself and never "
-            "replaces the model by another."
-        )
-    return problems
+    return [message for _, message in param_findings(params)]
 
 
 def provider_of(model: str) -> str | None:
@@ -168,23 +253,32 @@ def check_model(model: str, params: dict[str, Any] | None = None) -> list[str]:
     Returns:
         One sentence per problem; empty when the model can be called.
     """
+    return [message for _, message in model_findings(model, params)]
+
+
+def model_findings(model: str, params: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Like `check_model`, each problem with the field it is about.
+
+    Returns:
+        ``(field, sentence)`` pairs; ``field`` is ``model``, ``params`` or ``params.<name>``.
+    """
     if not isinstance(model, str) or not model.strip():
-        return ["the model string is empty; name a model such as local/smollm2-135m or openai/gpt-4o-mini."]
-    problems = param_problems(params)
+        return [("model", "the model string is empty; name a model such as local/smollm2-135m or openai/gpt-4o-mini.")]
+    problems = [("params" if name is None else f"params.{name}", message) for name, message in param_findings(params)]
     if not isinstance(params, (dict, type(None))):
         return problems
     prefix = provider_of(model)
     name = model.split("/", 1)[1] if prefix else model
     if prefix == LOCAL_PROVIDER:
-        return problems + _local.problems(name)
+        return problems + [("model", p) for p in _local.problems(name)]
     if prefix == SCRIPTED_PROVIDER:
         if name != "scripted":
-            return problems + [f"unknown model string '{model}': the lab's scripted model is lab/scripted."]
-        return problems + _scripted.check_params(params)
+            return problems + [("model", f"unknown model string '{model}': the lab's scripted model is lab/scripted.")]
+        return problems + [("params", p) for p in _scripted.check_params(params)]
     try:
         resolve_provider(model, params)
     except ValueError:
-        problems.append(unknown_model_message(model))
+        problems.append(("model", unknown_model_message(model)))
     return problems
 
 

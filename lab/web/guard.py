@@ -6,6 +6,7 @@ file in ``pages/`` by URL before the app's navigation has run.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlparse
 
 import streamlit as st
@@ -26,12 +27,17 @@ def current_visitor() -> Visitor:
     return visitor_from_cookie(_request_cookie())
 
 
+def page_url() -> str | None:
+    """The page's address in the visitor's browser (None outside a browser session)."""
+    try:
+        return st.context.url
+    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
+        return None
+
+
 def current_path() -> str:
     """The local path of the page the browser asked for (``/`` outside a browser session)."""
-    try:
-        url = st.context.url
-    except Exception:  # noqa: BLE001 - outside a browser session there is no URL
-        url = None
+    url = page_url()
     return safe_next(urlparse(url).path if url else "/")
 
 
@@ -51,3 +57,19 @@ def require_role(*roles: str) -> Visitor:
         st.error(f"This page is not available to your role ({visitor.role}).", icon=":material/block:")
     st.stop()
     raise AssertionError("unreachable")
+
+
+def go_to(path: str) -> None:
+    """Send the browser on to a local path of this server (``path`` must be one).
+
+    Streamlit pages cannot answer with an HTTP redirect; a one-line script replaces the
+    page's address instead, so the back button does not return to the page that sent it on.
+
+    Raises:
+        ValueError: for anything but a local path (another site, ``//host``, a script URL).
+    """
+    if safe_next(path) != path:
+        raise ValueError(f"not a local path: {path!r}")
+    # The path goes in as a JSON string with "<" escaped, so it cannot close the script.
+    target = json.dumps(path).replace("<", "\\u003c")
+    st.html(f"<script>window.location.replace({target});</script>", unsafe_allow_javascript=True)

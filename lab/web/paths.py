@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ..navigation import pages_for
 from .visitor import Visitor
@@ -40,3 +40,38 @@ def landing_path(next_path: str, role: str) -> str:
     """
     _, default = pages_for(Visitor(role, "", 0), {})
     return "/" if next_path.split("?")[0].rstrip("/") == f"/{default.url_path}" else next_path
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_and_path(url: str) -> tuple[str, str]:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    host = (parts.hostname or "").lower()
+    return f"{scheme}://{host}:{port}", parts.path.rstrip("/")
+
+
+def elsewhere(public_url: str, opened_url: str | None) -> str | None:
+    """The address a page was opened at, when links made with ``public_url`` would not lead there.
+
+    Args:
+        public_url: ``LAB_PUBLIC_URL``, the base of every link the lab makes.
+        opened_url: The page's address in the visitor's browser (None when unknown).
+
+    Returns:
+        The browser's ``scheme://host[:port]`` when it differs from ``public_url``'s (or the
+        page lies outside its path); None when they agree or the address is unknown.
+    """
+    if not opened_url or not urlsplit(opened_url).netloc:
+        return None
+    public_origin, public_path = _origin_and_path(public_url)
+    opened_origin, opened_path = _origin_and_path(opened_url)
+    if opened_origin == public_origin and (opened_path + "/").startswith(public_path + "/"):
+        return None
+    parts = urlsplit(opened_url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -116,8 +116,6 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     page.goto(base + "/")
     wait_for_app(page)
     page.get_by_text("Staff sign in").first.click()
-    wait_for_app(page)
-    page.get_by_role("link", name="Continue to the sign-in form").click()
     page.wait_for_url("**/auth/login**")
 
     # A wrong password and an unknown name get the same answer.
@@ -167,6 +165,31 @@ def test_sign_in_survives_reload_and_new_tab_and_sign_out_ends_it(warm_server: S
     page.goto(base + "/studies")
     wait_for_app(page)
     assert DEMO_TITLE not in body_of(page)
+
+
+def test_sign_in_goes_straight_to_the_form(warm_server: StaffServer, context: Any) -> None:
+    """One click on "Staff sign in" (or the sign-in page's address) shows the form itself."""
+    base = warm_server.url
+    page = context.new_page()
+    page.goto(base + "/")
+    wait_for_app(page)
+    page.get_by_text("Staff sign in").first.click()
+    page.wait_for_url(f"{base}/auth/login?next=%2F")
+    page.locator("#username").wait_for()
+    assert page.locator("#password").count() == 1
+    page.go_back()  # back leads home, not into the page that sent the browser on
+    page.wait_for_url(base + "/")
+    wait_for_app(page)
+    page.get_by_text("Staff sign in").first.wait_for()
+
+    page.goto(base + "/login?next=/studies")
+    page.wait_for_url(f"{base}/auth/login?next=%2Fstudies")
+    page.fill("#username", "experimenter1")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/studies")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Studies").wait_for()
 
 
 def choose_study(page: Any, slug: str, shows: str | None) -> None:
@@ -313,9 +336,11 @@ def test_pages_ask_nothing_of_other_hosts(warm_server: StaffServer, context: Any
     asked: list[str] = []
     context.on("request", lambda request: asked.append(request.url))
     page = context.new_page()
-    for path in ("/", "/?study=demo", "/login"):
+    for path in ("/", "/?study=demo"):
         page.goto(base + path)
         wait_for_app(page)
+    page.goto(base + "/login")
+    page.wait_for_url("**/auth/login**")  # the sign-in page goes straight on to the form
     sign_in(page, base, "admin1", PASSWORD, "/studies")
     page.wait_for_url(base + "/studies")
     wait_for_app(page)
@@ -372,3 +397,53 @@ def test_links_page_keeps_the_chosen_study_across_a_reload(warm_server: StaffSer
     wait_for_app(page)
     page.get_by_text("?study=zz-kept&").first.wait_for()
     assert "KEPT-01" in page.inner_text("body")
+
+
+def test_links_page_warns_when_opened_at_another_address_than_the_links(warm_server: StaffServer, context: Any) -> None:
+    """The server's links are built on 127.0.0.1; the same server opened as localhost is another address."""
+    base = warm_server.url
+    other = base.replace("127.0.0.1", "localhost")
+    page = context.new_page()
+    sign_in(page, other, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(other + "/links")
+    wait_for_app(page)
+    warning = page.get_by_text("but this page was opened at").first
+    warning.wait_for()
+    text = warning.inner_text()
+    assert base in text and other in text and "LAB_PUBLIC_URL" in text
+    sign_in(page, base, "experimenter1", PASSWORD, "/links")
+    page.wait_for_url(base + "/links")
+    wait_for_app(page)
+    page.get_by_role("heading", name="Personal links").wait_for()
+    assert "but this page was opened at" not in page.inner_text("body")
+
+
+def test_the_monitor_drops_a_timed_out_participant_at_once(warm_server: StaffServer, context: Any) -> None:
+    """Confirming a time out removes the question and the participant without waiting for a refresh or a reload."""
+    from sqlalchemy.orm import Session
+
+    from lab.assign import assign
+    from lab.participants import create_participant
+    from lab.spec import parse_spec
+    from lab.studies import load_study
+
+    spec = UPLOAD.replace("slug: e2e", "slug: zz-monitor")
+    with Session(warm_server.engine) as s, s.begin():
+        study = load_study(s, parse_spec(spec, "monitor.yaml")).study
+        p = create_participant(s, study, status="active")
+        assign(s, p)
+        label = f"P{p.id}"
+    base = warm_server.url
+    page = context.new_page()
+    sign_in(page, base, "experimenter1", PASSWORD, "/monitor?slug=zz-monitor")
+    page.wait_for_url(base + "/monitor?slug=zz-monitor")
+    wait_for_app(page)
+    page.get_by_role("button", name="Time out", exact=True).click()
+    page.get_by_text(f"Time out {label}?").wait_for()
+    page.get_by_role("button", name=f"Yes, time out {label}").click()
+    # The answer and the monitor without them arrive together, not at the next refresh.
+    done = page.get_by_text(f"{label} timed out; their cells are free again.")
+    done.wait_for(timeout=3_000)
+    page.get_by_text("Nobody is in the middle of the study.").wait_for(timeout=1_000)
+    body = page.inner_text("body")
+    assert done.is_visible() and f"Time out {label}?" not in body

@@ -148,3 +148,30 @@ def test_an_http_date_in_retry_after_counts_from_now() -> None:
     raw = load_litellm().ServiceUnavailableError(message="busy", llm_provider="openai", model=MODEL, response=response)
     wait = retry_after(raw)
     assert wait is not None and 25 < wait <= 30
+
+
+def test_a_parameter_of_the_wrong_type_is_a_bad_request_not_a_connection_to_retry() -> None:
+    """litellm wraps a TypeError met while building the request as an APIConnectionError."""
+    litellm = load_litellm()
+    cause = TypeError("type str doesn't define __round__ method")
+    raw = litellm.APIConnectionError(
+        message=f"litellm.APIConnectionError: {cause}\nTraceback (most recent call last): …",
+        llm_provider="anthropic",
+        model="claude-3-7-sonnet-latest",
+    )
+    raw.__cause__ = cause
+    error = from_exception(raw, "anthropic/claude-3-7-sonnet-latest")
+    assert (error.kind, error.retryable) == ("bad_request", False)
+    assert "could not be made from its parameters" in error.message and "Traceback" not in error.message
+    assert (from_exception(TypeError("bad"), MODEL).kind, from_exception(TypeError("bad"), MODEL).retryable) == (
+        "bad_request",
+        False,
+    )
+
+
+def test_a_real_connection_failure_stays_transient() -> None:
+    litellm = load_litellm()
+    raw = litellm.APIConnectionError(message="refused", llm_provider="openai", model=MODEL)
+    raw.__context__ = ConnectionRefusedError(111, "Connection refused")
+    error = from_exception(raw, MODEL)
+    assert (error.kind, error.retryable) == ("connection", True)

@@ -87,3 +87,42 @@ def test_missing_env_for_providers_only_litellm_knows(monkeypatch: pytest.Monkey
     assert missing_env("volcengine/some-model") == ["VOLCENGINE_API_KEY"]
     monkeypatch.setenv("VOLCENGINE_API_KEY", "v")
     assert missing_env("volcengine/some-model") == []
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": True}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 12.5}, "max_tokens"),
+        ({"presence_penalty": -3}, "presence_penalty"),
+        ({"seed": "abc"}, "seed"),
+        ({"stop": 5}, "stop"),
+        ({"api_base": "localhost:8000"}, "api_base"),
+    ],
+)
+def test_common_parameters_are_checked_for_type_and_range(params: dict[str, object], name: str) -> None:
+    from lab.llm._validation import model_findings
+
+    [(field, message)] = model_findings("openai/gpt-4o-mini", params)
+    assert field == f"params.{name}" and f"the parameter '{name}' must be" in message
+
+
+def test_good_common_parameters_pass() -> None:
+    params = {"temperature": 0, "top_p": 0.9, "max_tokens": 256, "seed": 7, "stop": ["\n\n"], "presence_penalty": -1.5}
+    assert check_model("openai/gpt-4o-mini", params) == []
+    assert check_model(SCRIPTED, {"temperature": 0.7, "max_tokens": 64}) == []
+
+
+def test_a_call_with_a_bad_parameter_is_refused_before_any_request_and_not_retried() -> None:
+    from lab.llm import ModelError, complete
+
+    with pytest.raises(ModelError) as e:
+        complete(
+            "openai/gpt-4o-mini", [{"role": "user", "content": "hi"}], {"temperature": "hot", "api_key_env": "NO_SUCH_KEY_VAR"}
+        )
+    assert (e.value.kind, e.value.retryable) == ("bad_request", False)
+    assert "temperature" in e.value.message and "gave up" not in e.value.message

@@ -121,6 +121,29 @@ def test_role_matrix(name: str, role: str, as_role: Callable[[str], None]) -> No
     assert expected in body
 
 
+def test_the_sign_in_page_sends_only_to_local_paths(as_role: Callable[[str], None]) -> None:
+    as_role("anonymous")
+    at = AppTest.from_string(
+        "from lab.web.guard import go_to\n"
+        "for target in ('https://evil.example/x', '//evil.example/x', 'javascript:alert(1)', '/a\\\\b'):\n"
+        "    try:\n"
+        "        go_to(target)\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(target)\n"
+        "go_to('/auth/login?next=%2F</script>')\n",
+        default_timeout=30,
+    ).run()
+    assert not at.exception, at.exception
+    [script] = [h.proto.body for h in at.get("html")]
+    assert "</script>" not in script.removesuffix("</script>") and "\\u003c/script>" in script
+    at = page("login")
+    at.query_params["next"] = "//evil.example"
+    at.run()
+    assert [h.proto.body for h in at.get("html")] == ['<script>window.location.replace("/auth/login?next=%2F");</script>']
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_public_pages_show_no_data(role: str, as_role: Callable[[str], None]) -> None:
     as_role(role)
@@ -129,6 +152,7 @@ def test_public_pages_show_no_data(role: str, as_role: Callable[[str], None]) ->
     assert DEMO_TITLE not in texts(at)
     if role == "anonymous":
         assert any("/auth/login?next=%2F" in m.value for m in at.markdown)
+        assert [h.proto.body for h in at.get("html")] == ['<script>window.location.replace("/auth/login?next=%2F");</script>']
         home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
         assert home.title[0].value == "Repair Lab" and DEMO_TITLE not in texts(home)
     else:
@@ -273,6 +297,23 @@ def test_upload_previews_then_saves(as_role: Callable[[str], None], lab_db: Engi
         assert get_study(s, "uploaded").source_path == "upload:up.yaml"
 
 
+def test_a_fixed_spec_uploaded_after_a_broken_one_is_the_one_checked(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    as_role("experimenter")
+    at = page("studies").run()
+    broken = UPLOAD.replace("model: bot}, sharded", "model: robot}, sharded")
+    first = [("up.yaml", broken.encode(), "application/yaml"), ("up.jsonl", ITEM, "application/jsonl")]
+    at.file_uploader[0].set_value(first).run()
+    assert any("nothing was saved" in e.value for e in at.error)
+    # Dropping the fixed file adds it to the uploader's list, after the broken one.
+    at.file_uploader[0].set_value([*first, ("up-fixed.yaml", UPLOAD.encode(), "application/yaml")]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Valid: study 'uploaded' with 2 conditions and 1 items." in s.value for s in at.success)
+    assert any("Checking up-fixed.yaml, the spec uploaded last" in i.value and "(up.yaml)" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Save study").click().run()
+    with Session(lab_db) as s:
+        assert get_study(s, "uploaded").source_path == "upload:up-fixed.yaml"
+
+
 def test_editing_a_study_with_data_makes_a_new_version(as_role: Callable[[str], None], lab_db: Engine) -> None:
     with Session(lab_db) as s, s.begin():
         create_participant(s, get_study(s, "demo"))
@@ -370,6 +411,22 @@ def test_links_page_makes_links_once(as_role: Callable[[str], None], lab_db: Eng
     assert token not in texts(fresh)
 
 
+def test_links_page_warns_when_links_point_elsewhere_than_the_page(
+    as_role: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_role("experimenter")
+    monkeypatch.delenv("LAB_PUBLIC_URL", raising=False)
+    monkeypatch.setattr(guard, "page_url", lambda: "http://10.0.0.5:8501/links")
+    at = page("links").run()
+    [warning] = [w.value for w in at.warning if "LAB_PUBLIC_URL" in w.value]
+    assert "http://localhost:8501" in warning and "http://10.0.0.5:8501" in warning
+    assert any(c.value.startswith("http://localhost:8501/?study=demo") for c in at.code)
+    monkeypatch.setenv("LAB_PUBLIC_URL", "http://10.0.0.5:8501")
+    at = page("links").run()
+    assert not [w.value for w in at.warning if "LAB_PUBLIC_URL" in w.value]
+    assert any(c.value.startswith("http://10.0.0.5:8501/?study=demo") for c in at.code)
+
+
 # --- monitor ---------------------------------------------------------------------------------
 
 
@@ -403,6 +460,24 @@ def test_monitor_shows_progress_and_times_out_a_participant(as_role: Callable[[s
     with Session(lab_db) as s:
         assert s.get(Participant, pid).status == "timed_out"
         assert s.scalars(select(Event.data).where(Event.kind == "timed_out")).one() == {"by": "experimenter1", "was": "active"}
+
+
+def test_the_monitor_shows_a_timed_out_participant_gone_at_once(as_role: Callable[[str], None], lab_db: Engine) -> None:
+    with Session(lab_db) as s, s.begin():
+        p = create_participant(s, get_study(s, "demo"), status="active")
+        assign(s, p)
+        pid = p.id
+    as_role("experimenter")
+    at = page("monitor").run()
+    at.button(key="timeout_button").click().run()
+    at.button(key="timeout_confirm").click().run()
+    assert not at.exception, at.exception
+    assert any(f"P{pid} timed out" in s.value for s in at.success)
+    assert not [w.value for w in at.warning if "Time out" in w.value]  # the question is answered
+    assert {m.label: m.value for m in at.metric}["active"] == "0"
+    assert "Nobody is in the middle of the study." in texts(at) and "timeout_choice" not in [b.key for b in at.selectbox]
+    at.run()  # the message is shown once
+    assert not [s.value for s in at.success if "timed out" in s.value]
 
 
 # --- models ----------------------------------------------------------------------------------
