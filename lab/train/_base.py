@@ -93,7 +93,9 @@ def load_model(base: BaseModel, dtype: Any = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"gguf_file": base.gguf_file} if base.gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(str(base.folder), local_files_only=True, dtype=dtype or torch.float32, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        str(base.folder), local_files_only=True, dtype=dtype or torch.float32, **kwargs
+    )
     if base.gguf_file:
         # The GGUF weights arrive de-quantised into dense tensors, but the model still
         # carries the GGUF quantizer's mark, which makes the Trainer refuse it and would
