@@ -48,8 +48,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_withdraw(args: argparse.Namespace) -> None:
     """Delete a participant's data after a confirmation."""
+    from ..confirmation import confirm
     from ..db import get_engine
-    from ..errors import CommandError
     from ..withdraw import find_participants, withdraw
 
     engine = get_engine()
@@ -58,12 +58,7 @@ def cmd_withdraw(args: argparse.Namespace) -> None:
     with Session(engine) as s:
         people = find_participants(s, args.participant, args.study)
         summary = ", ".join(f"#{p.id} ({p.kind}, {p.status})" for p in people)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise CommandError("withdraw deletes data for good: pass --yes to confirm when there is no terminal")
-        answer = input(f"delete every record of {summary}? This cannot be undone. Type 'withdraw' to confirm: ")
-        if answer.strip() != "withdraw":
-            raise CommandError("nothing deleted")
+    confirm(f"withdraw deletes every record of {summary}", "withdraw", yes=args.yes)
     r = withdraw(engine, args.participant, slug=args.study, by=os.environ.get("USER", "cli")[:64] or "cli")
     deleted = ", ".join(f"{n} {t}" for t, n in r.rows.items() if n)
     print(f"withdrew {r.participants} participant(s): deleted {deleted}; a withdrawal record (no content) is kept")
