@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bundle import FORMATS, PARTICIPANT_KINDS, ExportOptions, parse_since
+from ._training import TrainingFilter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _options(args: argparse.Namespace) -> ExportOptions:
@@ -20,15 +24,47 @@ def _options(args: argparse.Namespace) -> ExportOptions:
     )
 
 
+def check_filter(engine: Engine, slug: str, flt: TrainingFilter) -> None:
+    """Refuse a filter value the study cannot have: a typo must not pass for a filter that matches nothing.
+
+    Raises:
+        UnknownStudy: no study has ``slug``.
+        UnknownName: a condition no version of the study declares, an outcome no
+            conversation can have, or a code neither in the study's codebook nor a repair outcome.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from ..codebook import base_codebook
+    from ..errors import require_known
+    from ..schema import SESSION_OUTCOMES, Condition, Study
+    from ..studies import get_study
+
+    with Session(engine) as s:
+        get_study(s, slug)
+        conditions = set(s.scalars(select(Condition.key).join(Study, Study.id == Condition.study_id).where(Study.slug == slug)))
+        specs = s.scalars(select(Study.spec).where(Study.slug == slug)).all()
+    require_known("condition", flt.conditions, conditions)
+    require_known("outcome", flt.outcomes, SESSION_OUTCOMES)
+    book = base_codebook()
+    codes = {c.code for layer in book.layers.values() for c in layer.codes} | {o.code for o in book.outcomes}
+    # Codes a study adds (annotation.codes: {layer: [{code: …}]}), read from every stored version.
+    for spec in specs:
+        for added in ((spec.get("annotation") or {}).get("codes") or {}).values():
+            codes |= {str(c.get("code")) for c in added if isinstance(c, dict)}
+    require_known("label (a code or a repair outcome)", flt.labels, codes)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     """Write a bundle or a training set and say what it holds."""
     from ..db import get_engine
     from . import export_study
-    from ._training import TrainingFilter, export_training
+    from ._training import export_training
 
     engine = get_engine()
     if args.format in ("sft", "dpo"):
         flt = TrainingFilter(tuple(args.outcome or ()), tuple(args.label or ()), tuple(args.condition or ()))
+        check_filter(engine, args.slug, flt)
         tr = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
         extra = "" if not tr.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.by_rule.items())) + ")"
         what = "conversations" if args.format == "sft" else "pairs"

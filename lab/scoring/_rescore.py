@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from lab.items import parse_item
 from lab.schema import ChatSession, ItemRow, Study, Turn
+from lab.studies import no_study
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
@@ -159,7 +160,7 @@ def score_study(
         concurrency: Conversations evaluated at once.
 
     Raises:
-        LookupError: no study with that slug.
+        UnknownStudy: no study with that slug.
     """
     return asyncio.run(_score_study(engine, slug, only_missing=only_missing, judge=judge, concurrency=concurrency))
 
@@ -170,7 +171,7 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
     with Session(engine) as s:
         studies = list(s.scalars(select(Study).where(Study.slug == slug)))
         if not studies:
-            raise LookupError(f"no study '{slug}'")
+            raise no_study(s, slug)
         for study in studies:
             judge_model = study_judge(s, study, judge)
             items = {
