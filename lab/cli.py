@@ -213,6 +213,11 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"  {family:<12} {len(values):>5} scored, mean {sum(values) / len(values):.3f}")
     for reason, n in r.not_scored.most_common():
         print(f"  not scored: {n} {reason}")
+    if r.without_gold:
+        print(
+            f"  left out: {r.without_gold} conversation(s) on items with nothing to score against "
+            "(no answer rule or task gold: presupposition, open and clarification items without an answer)"
+        )
 
 
 def register_score(sub: Any) -> None:

@@ -127,6 +127,8 @@ class ScoreRun:
     """Conversations without a score, by reason."""
     by_family: dict[str, list[float]] = field(default_factory=dict)
     """Scores given, by task family."""
+    without_gold: int = 0
+    """Conversations on items with nothing to score against (no answer rule or task gold), not counted above."""
 
 
 def study_judge(s: Session, study: Study, override: str | None = None) -> tuple[str, dict[str, Any]] | None:
@@ -183,6 +185,7 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
                 item = items[chat.item_id]
                 family = family_of(item)
                 if family is None:
+                    run.without_gold += 1
                     continue
                 run.conversations += 1
                 turns = list(s.scalars(select(Turn).where(Turn.session_id == chat.id).order_by(Turn.index)))
