@@ -34,8 +34,7 @@ def quiet_loop_change_notice() -> None:
         logger.addFilter(_LoopChangeNotice())
 
 
-def quiet_loop_change_notice()
-warm() -> bool:
+def warm() -> bool:
     """Make one scripted call through the gateway on a throwaway event loop.
 
     Returns:
@@ -62,4 +61,5 @@ def threads_left() -> list[str]:
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
 
+quiet_loop_change_notice()
 warm()
