@@ -42,8 +42,9 @@ BY_ALIASES = {
 """Names ``--by`` accepts, and the conversation column each stands for."""
 
 
-class ReportError(LabError, ValueError):
-    """Bad options for a comparison; the message names the option."""
+class ReportError(LabError, ValueError, LookupError):
+    """A report that cannot be made: bad options for a comparison (the message names the
+    option), or a simulation run that does not exist (:func:`lab.simulate.run_report`)."""
 
 
 def parse_by(text: str) -> tuple[str, ...]:
