@@ -43,8 +43,11 @@ BY_ALIASES = {
 
 
 class ReportError(LabError, ValueError, LookupError):
-    """A report that cannot be made: bad options for a comparison (the message names the
-    option), or a simulation run that does not exist (:func:`lab.simulate.run_report`)."""
+    """A report that cannot be made, with the reason.
+
+    Bad options for a comparison (the message names the option), or a simulation run that
+    does not exist (:func:`lab.simulate.run_report`).
+    """
 
 
 def parse_by(text: str) -> tuple[str, ...]:
