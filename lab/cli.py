@@ -515,5 +515,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> int:
     """``python -m lab``: :func:`main` with an output that survives a reader closing the pipe."""
-    sys.stdout = ReaderSafeOutput(sys.stdout)  # type: ignore[assignment]
+    sys.stdout = ReaderSafeOutput(sys.stdout)
     return main()

@@ -374,6 +374,18 @@ def test_label_source_names_the_version_of_the_labels_used(capsys: pytest.Captur
     assert not any(m == "rejection_rate" and "grounding" in src for m, src in sources)
 
 
+def test_measures_lists_every_measure_the_figures_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--measures` refuses names outside MEASURES, so MEASURES must hold every measure a figure table can have."""
+    from lab import synth
+    from lab.metrics import MEASURES
+
+    run(capsys, "migrate")
+    synth.make_study(get_engine(), "all", 300, exchanges=3, items_per_kind=4)
+    code, out, _ = run(capsys, "metrics", "all", "--format", "csv", "--draws", "0")
+    assert code == 0
+    assert {line.split(",")[0] for line in out.splitlines()[1:] if line} == set(MEASURES)
+
+
 def test_mediator_follows_the_model_that_replaces_its_condition(
     capsys: pytest.CaptureFixture[str], demo_spec_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import build_parser
+from lab.metrics import MEASURES
 from lab.settings import SETTINGS
 from lab.spec import ConditionSpec, ModelSpec, PlanSpec, StudySpec
 
@@ -75,6 +76,11 @@ def test_help_prints(words: tuple[str, ...], capsys: pytest.CaptureFixture[str])
         build_parser().parse_args([*words, "--help"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: python -m lab {' '.join(words)}".rstrip())
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_measure_documented(measure: str) -> None:
+    assert f"`{measure}`" in README, f"the README's metrics section does not list `{measure}`"
 
 
 def test_readme_falseqa_ids_match_the_importer(tmp_path: Path) -> None:
