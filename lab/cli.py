@@ -6,9 +6,9 @@ raises on purpose derive from :class:`lab.errors.LabError` (exit 1), a database 
 cannot be used is explained by :func:`lab.db.explain` (exit 1), and anything else is a bug
 reported as unexpected (exit 2).
 
-Each command group registers itself with a ``register(sub)`` function (the list is
-:data:`REGISTRARS`); every parser is a :class:`LabParser`, so no option can be
-abbreviated.
+Each command group adds itself with a ``register(sub)`` function, listed once in
+:func:`_registrars` (a new group adds one line there); every parser is a
+:class:`LabParser`, so no option can be abbreviated.
 """
 
 from __future__ import annotations

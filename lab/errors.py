@@ -24,12 +24,13 @@ class CommandError(LabError):
     """A command that cannot go on; its message is printed as is."""
 
 
-class UnknownName(LabError, LookupError):
+class UnknownName(LabError, LookupError, ValueError):
     """A name (study, condition, measure…) that is not among the known ones, with the close ones.
 
     A mistyped name must never look like an empty result: the message names what is
     unknown, suggests the closest known names (``difflib``), and lists the known ones
-    when there are few.
+    when there are few. It is a ``LookupError`` (nothing has that name) and a ``ValueError``
+    (the value given is wrong), so callers of either kind catch it.
     """
 
     def __init__(self, what: str, name: str, known: Iterable[str], *, hint: str = "") -> None:
