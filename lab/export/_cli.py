@@ -24,6 +24,16 @@ def _options(args: argparse.Namespace) -> ExportOptions:
     )
 
 
+def _require_study(engine: Engine, slug: str) -> None:
+    """Refuse a slug no study has, naming the close ones, before any folder is written."""
+    from sqlalchemy.orm import Session
+
+    from ..studies import get_study
+
+    with Session(engine) as s:
+        get_study(s, slug)
+
+
 def check_filter(engine: Engine, slug: str, flt: TrainingFilter) -> None:
     """Refuse a filter value the study cannot have: a typo must not pass for a filter that matches nothing.
 
@@ -38,10 +48,9 @@ def check_filter(engine: Engine, slug: str, flt: TrainingFilter) -> None:
     from ..codebook import base_codebook
     from ..errors import require_known
     from ..schema import SESSION_OUTCOMES, Condition, Study
-    from ..studies import get_study
 
+    _require_study(engine, slug)
     with Session(engine) as s:
-        get_study(s, slug)
         conditions = set(s.scalars(select(Condition.key).join(Study, Study.id == Condition.study_id).where(Study.slug == slug)))
         specs = s.scalars(select(Study.spec).where(Study.slug == slug)).all()
     require_known("condition", flt.conditions, conditions)
@@ -72,6 +81,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         return
     if args.outcome or args.label or args.condition:
         print("note: --outcome, --label and --condition apply to --format sft and dpo only", file=sys.stderr)
+    _require_study(engine, args.slug)
     r = export_study(engine, args.slug, args.out, _options(args))
     counts = ", ".join(f"{n} {k}" for k, n in r.rows.items())
     print(f"wrote {args.out} ({args.format}, {r.bytes / 1e6:.1f} MB): {counts}")
