@@ -95,7 +95,7 @@ def describe_plan(plan: RunPlan, d: StudyDefinition | None = None, judge: tuple[
     sim = plan.simulator
     lines.append(f"simulator: {sim.get('model')} ({sim.get('prompt_version')})")
     if d is not None:
-        lines.append(f"consistency judge: {judge[0] if judge else 'none'}")
+        lines.append(f"judge (simulator consistency, summary scores): {judge[0] if judge else 'none'}")
     return "\n".join(lines)
 
 
