@@ -339,6 +339,8 @@ def test_unknown_names_are_refused_with_close_ones(capsys: pytest.CaptureFixture
     assert code == 1 and err == "error: no study with slug 'dmeo': did you mean 'demo'?\n"
     code, _, err = run(capsys, "chat", "demo", "--condition", "shardd")
     assert code == 1 and "did you mean 'sharded'" in err
+    code, _, err = run(capsys, "simulate", "demo", "--repeats", "1", "--conditions", "shardd", "--dry-run")
+    assert code == 1 and "did you mean 'sharded'" in err
 
 
 def test_label_source_names_the_version_of_the_labels_used(capsys: pytest.CaptureFixture[str]) -> None:
