@@ -38,7 +38,9 @@ def test_env_file_is_read_once_and_reset_reads_it_again(monkeypatch: pytest.Monk
     env = tmp_path / "lab.env"
     env.write_text("LAB_DEBUG=1\n")
     monkeypatch.setenv("LAB_ENV_FILE", str(env))
-    monkeypatch.delenv("LAB_DEBUG", raising=False)
+    # Recorded first, so the variable the .env files set below is removed afterwards, not restored to "1".
+    monkeypatch.setenv("LAB_DEBUG", "")
+    monkeypatch.delenv("LAB_DEBUG")
     assert load_settings().debug is True
     monkeypatch.delenv("LAB_DEBUG")
     env.write_text("LAB_DEBUG=0\n")
