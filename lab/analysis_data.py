@@ -80,8 +80,9 @@ class AnalysisData:
     """``response`` rows, ``value`` unwrapped from its ``{"value": …}`` envelope."""
     events: pd.DataFrame | None = None
     """``event`` rows (kind and ids), loaded only when asked for."""
-    judge_versions: dict[str, str] = field(default_factory=dict)
-    """Automatic annotator → the judge version of its newest label (``auto:rules`` → ``rules-1``)."""
+    judge_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(automatic annotator, layer) → the judge version of its newest label on that layer
+    (``("auto:rules", "P")`` → ``rules-2``; one judge labels each layer under its own version)."""
 
     @property
     def state_key(self) -> tuple[Any, ...]:
@@ -542,24 +543,24 @@ def current_labels(labels: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _judge_versions(engine: Engine, labels: pd.DataFrame) -> dict[str, str]:
-    """The judge version in the newest label's meta of each automatic annotator."""
+def _judge_versions(engine: Engine, labels: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """The judge version in the newest label's meta of each automatic annotator on each layer."""
     if labels.empty:
         return {}
     auto = labels[(annotator_class(labels["annotator"]) == "auto").to_numpy(dtype=bool)]
     if auto.empty:
         return {}
-    newest = auto.groupby(auto["annotator"].astype(str))["id"].max()
+    newest = auto.groupby([auto["annotator"].astype(str), auto["layer"].astype(str)])["id"].max()
     ids = ",".join(str(int(i)) for i in newest.to_numpy())
-    out: dict[str, str] = {}
-    rows = _fetch(engine, f"SELECT annotator, CAST(meta AS TEXT) FROM label WHERE id IN ({ids})")
-    for annotator, meta in rows.itertuples(index=False, name=None):
+    out: dict[tuple[str, str], str] = {}
+    rows = _fetch(engine, f"SELECT annotator, layer, CAST(meta AS TEXT) FROM label WHERE id IN ({ids})")
+    for annotator, layer, meta in rows.itertuples(index=False, name=None):
         try:
             version = (json.loads(meta) or {}).get("version") if meta else None
         except (TypeError, ValueError):
             version = None
         if version:
-            out[str(annotator)] = str(version)
+            out[(str(annotator), str(layer))] = str(version)
     return out
 
 
@@ -672,7 +673,10 @@ def resolve_labels(data: AnalysisData, source: str = "best", layers: Iterable[st
         auto = labels[cls == "auto"]
         judge = source if source.startswith(AUTO_PREFIX) else _main_judge(auto)
         chosen = auto[auto["annotator"] == judge]
-        parts.append(_tagged(chosen, f"{judge}@{data.judge_versions[judge]}" if judge in data.judge_versions else str(judge)))
+        # Each layer names the version that wrote its labels, not the judge's newest on any layer.
+        for layer, rows in chosen.groupby(chosen["layer"].astype(str), sort=True):
+            version = data.judge_versions.get((str(judge), layer))
+            parts.append(_tagged(rows, f"{judge}@{version}" if version else str(judge)))
     frames = [p for p in parts if len(p)]
     if not frames:
         return pd.DataFrame(

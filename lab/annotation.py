@@ -52,6 +52,7 @@ from .schema import (
     participant_conversation,
     utcnow,
 )
+from .studies import no_study
 
 _SLOTS = AnnotationSlot.__table__
 GOLD = "gold"
@@ -114,13 +115,13 @@ def study_annotation(s: Session, slug: str) -> StudyAnnotation:
     """The annotation settings of a study.
 
     Raises:
-        LookupError: when no study has this slug.
+        UnknownStudy: when no study has this slug.
     """
     from .spec import study_from_normalized
 
     versions = s.execute(select(Study.id, Study.spec_sha256).where(Study.slug == slug).order_by(Study.version)).all()
     if not versions:
-        raise LookupError(f"no study with slug '{slug}'")
+        raise no_study(s, slug)
     key = (slug, tuple(v.id for v in versions), versions[-1].spec_sha256)
     found = _SETTINGS_CACHE.get(key)
     if found is None:

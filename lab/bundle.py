@@ -452,13 +452,13 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
     return data
 
 
-def _judge_versions(labels: pd.DataFrame) -> dict[str, str]:
-    """The judge version in the newest label of each automatic annotator (as the database loader reads it)."""
-    out: dict[str, str] = {}
+def _judge_versions(labels: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """The judge version in the newest label of each automatic annotator per layer (as the database loader reads it)."""
+    out: dict[tuple[str, str], str] = {}
     auto = labels[labels["annotator"].astype(str).str.startswith("auto:")]
-    for annotator, group in auto.groupby(auto["annotator"].astype(str)):
+    for (annotator, layer), group in auto.groupby([auto["annotator"].astype(str), auto["layer"].astype(str)]):
         meta = group.loc[group["id"].idxmax(), "meta"]
         version = meta.get("version") if isinstance(meta, dict) else None
         if version:
-            out[str(annotator)] = str(version)
+            out[(str(annotator), str(layer))] = str(version)
     return out

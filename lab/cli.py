@@ -1,18 +1,25 @@
 """``python -m lab``: the lab's operations on the command line.
 
 Every command honours ``DATABASE_URL``. Errors are one clear line on stderr and a
-non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one); the errors the lab
-raises on purpose derive from :class:`lab.errors.LabError`.
+non-zero exit, never a traceback (set ``LAB_DEBUG=1`` to see one): the refusals the lab
+raises on purpose derive from :class:`lab.errors.LabError` (exit 1), a database that
+cannot be used is explained by :func:`lab.db.explain` (exit 1), and anything else is a bug
+reported as unexpected (exit 2).
+
+Each command group adds itself with a ``register(sub)`` function, listed once in
+:func:`_registrars` (a new group adds one line there); every parser is a
+:class:`LabParser`, so no option can be abbreviated.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from .accounts import ROLES
 from .errors import CommandError, LabError
@@ -88,9 +95,26 @@ def cmd_study_load(args: argparse.Namespace) -> None:
         print(f"study '{r.study.slug}' version {r.study.version}: {r.action} (status {r.study.status})")
 
 
-def cmd_study_status(args: argparse.Namespace) -> None:
-    from .studies import set_status
+STATUS_AFTER = {"open": "open", "pause": "paused", "close": "closed"}
+"""The status each ``study`` action leads to."""
 
+
+def cmd_study_status(args: argparse.Namespace) -> None:
+    """Open, pause or close a study; asking again for the status it has is not an error."""
+    from .confirmation import confirm
+    from .studies import get_study, set_status
+
+    with _tx() as s:
+        study = get_study(s, args.slug)
+        if study.status == STATUS_AFTER[args.action]:
+            print(f"study '{study.slug}' version {study.version} is already {study.status}")
+            return
+    if args.action == "close":
+        confirm(
+            f"close study '{args.slug}' for good (no one can take part again, and a closed study cannot be reopened)",
+            "close",
+            yes=args.yes,
+        )
     with _tx() as s:
         study = set_status(s, args.slug, args.action)
         print(f"study '{study.slug}' version {study.version} is {study.status}")
@@ -189,6 +213,11 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"  {family:<12} {len(values):>5} scored, mean {sum(values) / len(values):.3f}")
     for reason, n in r.not_scored.most_common():
         print(f"  not scored: {n} {reason}")
+    if r.without_gold:
+        print(
+            f"  left out: {r.without_gold} conversation(s) on items with nothing to score against "
+            "(no answer rule or task gold: presupposition, open and clarification items without an answer)"
+        )
 
 
 def register_score(sub: Any) -> None:
@@ -213,10 +242,7 @@ def cmd_codebook(args: argparse.Namespace) -> None:
 
         with _tx() as s:
             book = study_annotation(s, args.study).codebook
-    try:
-        print(format_codebook(book, args.layer))
-    except KeyError as e:
-        raise CommandError(str(e.args[0])) from None
+    print(format_codebook(book, args.layer))
 
 
 def cmd_annotate_assign(args: argparse.Namespace) -> None:
@@ -286,7 +312,7 @@ def _register_annotation(sub: argparse._SubParsersAction) -> None:
     sp = asub.add_parser("progress", help="progress per annotator, with gold-check accuracy")
     sp.add_argument("slug")
     sp.set_defaults(func=cmd_annotate_progress)
-    sp = sub.add_parser("agreement", help="inter-annotator agreement of a study (raw, κ, α, AC1 with 95% intervals)")
+    sp = sub.add_parser("agreement", help="inter-annotator agreement of a study (raw, κ, α, AC1 with 95%% intervals)")
     sp.add_argument("slug")
     sp.add_argument("--layer", choices=["G", "R", "P", "S"], help="one layer only")
     sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -295,14 +321,23 @@ def _register_annotation(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_agreement)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser (exposed for the docs test)."""
-    p = argparse.ArgumentParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class LabParser(argparse.ArgumentParser):
+    """An argument parser that accepts no abbreviated option (``--repeat`` is not ``--repeats``).
 
+    Sub-commands are made with the parent's class, so every parser of the command line is
+    one of these.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def _register_core(sub: argparse._SubParsersAction) -> None:
+    """``migrate``, ``init``, ``study``, ``import`` and ``user``."""
     sp = sub.add_parser("migrate", help="upgrade the database to the newest schema")
     sp.set_defaults(func=cmd_migrate)
-    sp = sub.add_parser("init", help="migrate, load the demo study into an empty database, show how to sign in")
+    sp = sub.add_parser("init", help="migrate, load and open the demo study in an empty database, show how to sign in")
     sp.set_defaults(func=cmd_init)
 
     study = sub.add_parser("study", help="validate, load, open, pause, close and list studies")
@@ -313,9 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = ssub.add_parser("load", help="store a spec (a changed spec on a study with data becomes a new version)")
     sp.add_argument("file")
     sp.set_defaults(func=cmd_study_load)
-    for action in ("open", "pause", "close"):
-        sp = ssub.add_parser(action, help=f"{action} the newest version of a study")
+    helps = {
+        "open": "open the newest version of a study (its models are checked first; an open study stays open)",
+        "pause": "pause the newest version of a study: no new participants until it is opened again",
+        "close": "close the newest version of a study for good (asks first; --yes to skip): it cannot be reopened",
+    }
+    for action, text in helps.items():
+        sp = ssub.add_parser(action, help=text)
         sp.add_argument("slug")
+        if action == "close":
+            sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         sp.set_defaults(func=cmd_study_status, action=action)
     sp = ssub.add_parser("export", help="the newest version's spec as written (comments kept), to stdout or --out")
     sp.add_argument("slug")
@@ -343,30 +385,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=ROLES)
     sp.set_defaults(func=cmd_user_add)
 
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Every command group's ``register(sub)``, in the order ``--help`` lists them.
+
+    A new command group adds its ``register`` here.
+    """
     from . import branch, links, report, simulate, split, terminal
     from .export import _cli as export_cli
     from .judge import _cli as judge_cli
     from .train import _cli as train_cli
 
-    judge_cli.register(sub)
-    export_cli.register(sub)
-    report.register(sub)
-    terminal.register(sub)
-    simulate.register(sub)
-    split.register(sub)
-    branch.register(sub)
-    links.register(sub)
-    train_cli.register(sub)
-    register_score(sub)
-    _register_annotation(sub)
+    return [
+        _register_core,
+        judge_cli.register,
+        export_cli.register,
+        report.register,
+        terminal.register,
+        simulate.register,
+        split.register,
+        branch.register,
+        links.register,
+        train_cli.register,
+        register_score,
+        _register_annotation,
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (exposed for the docs test)."""
+    p = LabParser(prog="python -m lab", description="Repair Lab: studies of conversational repair.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _registrars():
+        register(sub)
     return p
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is meant for the person at the terminal."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    return (LabError, SQLAlchemyError, LookupError)
 
 
 def _debug() -> bool:
@@ -374,6 +426,72 @@ def _debug() -> bool:
         return load_settings().debug
     except SettingError:
         return False
+
+
+def _report(error: BaseException) -> int:
+    """Print one line for an error of a command; returns the exit code."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if _debug():
+        traceback.print_exception(error)
+    if isinstance(error, SQLAlchemyError):
+        from .db import explain
+
+        explained = explain(error)
+        if explained is not None:
+            error = explained
+    if isinstance(error, LabError):
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"error: unexpected {type(error).__name__}: {error} (a bug: LAB_DEBUG=1 shows where)", file=sys.stderr)
+    return 2
+
+
+def _quiet_broken_pipe() -> None:
+    """Send the rest of the output nowhere: the reader (``| head``) has stopped reading."""
+    # Python flushes stdout again at exit; pointing its descriptor at /dev/null keeps that quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # a captured stdout (tests) has no descriptor to redirect
+
+
+class ReaderSafeOutput:
+    """Standard output that outlives its reader: once a pipe's reader has gone, writes are dropped.
+
+    ``python -m lab init | head -1`` must still set the database up: a command that fails
+    on its first print after ``head`` exits would roll back what it was doing.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        """Write unless the reader has gone."""
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush unless the reader has gone."""
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self._gone = True
+        _quiet_broken_pipe()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,16 +505,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
     except Exception as e:  # noqa: BLE001 - the CLI promises one line, never a traceback
-        if _debug():
-            traceback.print_exc()
-        known = isinstance(e, _known_errors())
-        message = str(e) if known else f"unexpected {type(e).__name__}: {e}"
-        if type(e).__name__ == "OperationalError":
-            message = f"database error: {getattr(e, 'orig', e)}"
-        print(f"error: {message}", file=sys.stderr)
-        return 1 if known else 2
+        return _report(e)
     return 0
+
+
+def entry() -> int:
+    """``python -m lab``: :func:`main` with an output that survives a reader closing the pipe."""
+    sys.stdout = ReaderSafeOutput(sys.stdout)
+    return main()

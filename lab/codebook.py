@@ -17,9 +17,19 @@ from typing import Any
 
 import yaml
 
+from .errors import LabError
+
 DATA_FILE = Path(__file__).with_name("codebook.yaml")
 LAYERS: tuple[str, ...] = ("G", "R", "P", "S")
 """Every layer the lab knows, in display order."""
+
+
+class CodebookError(LabError, KeyError):
+    """A layer or code the codebook in use does not have; the message names the ones it has."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; the message is meant to be read as written.
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -90,11 +100,11 @@ class Codebook:
         return f"{self.base_version}+study.{digest}"
 
     def layer(self, key: str) -> Layer:
-        """One layer; raises KeyError with the layers in use."""
+        """One layer; raises :class:`CodebookError` (a ``KeyError``) naming the layers in use."""
         try:
             return self.layers[key]
         except KeyError:
-            raise KeyError(f"layer '{key}' is not used (layers: {', '.join(self.layers)})") from None
+            raise CodebookError(f"layer '{key}' is not used (layers: {', '.join(self.layers)})") from None
 
     def outcome_names(self) -> list[str]:
         """Repair outcomes' values."""
@@ -199,7 +209,7 @@ def format_codebook(book: Codebook, layer: str | None = None) -> str:
         layer: One layer only.
 
     Raises:
-        KeyError: for a layer the codebook does not have.
+        CodebookError: for a layer the codebook does not have.
     """
     keys = [book.layer(layer).key] if layer else list(book.layers)
     lines = [f"Codebook {book.version}"]
@@ -208,11 +218,12 @@ def format_codebook(book: Codebook, layer: str | None = None) -> str:
         who = "any speaker" if lay.applies_to == "any" else f"{lay.applies_to} turns"
         lines += ["", f"{key} — {lay.name} ({who})", f"  {lay.description}"]
         width = max(len(c.code) for c in lay.codes)
+        lines.append(f"  key  {'code':<{width}}  definition")
         for c in lay.codes:
             mark = " [study]" if c.study else ""
-            lines.append(f"  {c.code:<{width}}  {c.definition}{mark}")
+            lines.append(f"  {c.key or '–':<3}  {c.code:<{width}}  {c.definition}{mark}")
             if c.example:
-                lines.append(f"  {'':<{width}}  e.g. “{c.example}”")
+                lines.append(f"  {'':<3}  {'':<{width}}  e.g. “{c.example}”")
         if key == "R":
             lines.append(f"  trouble types: {', '.join(book.trouble_types)}")
             lines.append("  outcomes: " + "; ".join(f"{o.code} ({o.definition.rstrip('.')})" for o in book.outcomes))

@@ -39,6 +39,51 @@ class DatabaseUnavailable(LabError, RuntimeError):
     """
 
 
+class DatabaseNotReady(LabError):
+    """The database has no lab tables yet, or older ones: it needs ``python -m lab init`` or ``migrate``."""
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def explain(error: BaseException, engine: Engine | None = None) -> LabError | None:
+    """A database error as the refusal a person can act on, or None when it is a bug.
+
+    A table that does not exist means the database was never set up (or is behind the
+    lab's schema); a connection that fails means the address in ``DATABASE_URL`` cannot be
+    reached. Other errors (a constraint, a wrong statement) are the lab's own and are not
+    explained away.
+
+    Args:
+        error: What a command raised.
+        engine: The database it used (default: the configured one).
+    """
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    engine = engine or get_engine()
+    cause = str(getattr(error, "orig", error)).strip().splitlines()
+    detail = cause[0] if cause else type(error).__name__
+    missing_table = "no such table" in detail or ("relation" in detail and "does not exist" in detail)
+    if missing_table:
+        try:
+            revision = current_revision(engine)
+        except sa_exc.SQLAlchemyError:
+            revision = None
+        if revision is None:
+            return DatabaseNotReady(
+                f"the database at {_where(engine)} has no lab tables yet ({detail}): run `python -m lab init` first"
+            )
+        if revision != head_revision():
+            return DatabaseNotReady(f"the database at {_where(engine)} is behind the lab ({detail}): run `python -m lab migrate`")
+        return None
+    if out_of_reach(error):
+        return DatabaseUnavailable(
+            f"cannot use the database at {_where(engine)} ({detail}): check DATABASE_URL and that the database is running"
+        )
+    return None
+
+
 def out_of_reach(error: BaseException) -> bool:
     """Whether ``error`` says the database is unreachable or busy, rather than that a statement is wrong.
 
@@ -277,5 +322,6 @@ def head_revision() -> str:
 
     heads = ScriptDirectory.from_config(_alembic_config(make_engine("sqlite://"))).get_heads()
     if len(heads) != 1:
+        # A mistake in migrations/ (two revisions with the same parent), not anything a user did.
         raise RuntimeError(f"migrations have {len(heads)} heads: {heads}")
     return heads[0]

@@ -72,6 +72,34 @@ SCORE_SOURCE = "session.score"
 
 RESULT_COLUMNS = ("measure", "key", "value", "lo", "hi", "n", "small", "label_source")
 
+MEASURES = (
+    "score",
+    "P",
+    "A90",
+    "A10",
+    "U90_10",
+    "degradation",
+    "premature_rate",
+    "first_answer_turn",
+    "score_by_first_answer",
+    "answer_chars",
+    "grounding_rate",
+    "grounding_gap",
+    "rejection_rate",
+    "correction_rate",
+    "knows_but_accommodates",
+    "presupposition_share",
+    "ask_rate",
+    "over_ask_rate",
+    "clarified_score",
+    "repair_success",
+    "repair_outcome",
+    "turns_to_resolution",
+    "interactivity",
+    "tokens_read",
+)
+"""Every measure name a figure table can hold (``--measures`` refuses any other)."""
+
 
 @dataclass(frozen=True)
 class Options:

@@ -42,8 +42,12 @@ BY_ALIASES = {
 """Names ``--by`` accepts, and the conversation column each stands for."""
 
 
-class ReportError(LabError, ValueError):
-    """Bad options for a comparison; the message names the option."""
+class ReportError(LabError, ValueError, LookupError):
+    """A report that cannot be made, with the reason.
+
+    Bad options for a comparison (the message names the option), or a simulation run that
+    does not exist (:func:`lab.simulate.run_report`).
+    """
 
 
 def parse_by(text: str) -> tuple[str, ...]:
@@ -177,9 +181,43 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _declared(slug: str) -> dict[str, set[str]]:
+    """The conditions and model strings every version of a study declares (they may have no conversations yet)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .schema import Study
+    from .studies import get_study
+
+    with Session(_engine()) as s:
+        get_study(s, slug)  # a mistyped slug is named, with the close ones
+        specs = s.scalars(select(Study.spec).where(Study.slug == slug)).all()
+    # The stored specs as JSON: a study written in bulk (``synth``) has no items to parse.
+    return {
+        "models": {str(m.get("model")) for spec in specs for m in (spec.get("models") or {}).values()},
+        "conditions": {str(key) for spec in specs for key in spec.get("conditions") or {}},
+    }
+
+
+def _check_filters(filters: dict[str, Any], data: analysis_data.AnalysisData, declared: dict[str, set[str]]) -> None:
+    """Refuse a filter value the study does not have: a typo must not look like a study without data."""
+    from .errors import require_known
+    from .items import ITEM_KINDS
+
+    conv = data.conversations
+    known = {
+        "models": ("model", set(conv["model"].dropna().astype(str)) | declared.get("models", set())),
+        "conditions": ("condition", set(conv["condition_key"].dropna().astype(str)) | declared.get("conditions", set())),
+        "item_kinds": ("item kind", set(ITEM_KINDS)),
+    }
+    for option, (what, names) in known.items():
+        require_known(what, filters.get(option) or (), names)
+
+
 def _comparison(args: argparse.Namespace) -> Comparison:
     from . import analysis_data, metrics
 
+    declared: dict[str, set[str]] = {}
     if getattr(args, "bundle", None):
         from .bundle import read_bundle, to_analysis
 
@@ -187,8 +225,11 @@ def _comparison(args: argparse.Namespace) -> Comparison:
     elif not args.slug:
         raise ReportError("name a study (SLUG) or an exported bundle (--bundle DIR)")
     else:
+        declared = _declared(args.slug)
         data = analysis_data.load_study(_engine(), args.slug, args.study_version)
-    data = metrics.select(data, **_filters(args))
+    filters = _filters(args)
+    _check_filters(filters, data, declared)
+    data = metrics.select(data, **filters)
     options = metrics.Options(
         by=parse_by(args.by),
         source=args.source,
@@ -201,10 +242,14 @@ def _comparison(args: argparse.Namespace) -> Comparison:
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     """Print every figure of the comparison page."""
+    from .errors import require_known
+    from .metrics import MEASURES
+
+    wanted = [m.strip() for m in (args.measures or "").split(",") if m.strip()]
+    require_known("measure", wanted, MEASURES)
     c = _comparison(args)
     table = c.table
-    if args.measures:
-        wanted = [m.strip() for m in args.measures.split(",") if m.strip()]
+    if wanted:
         table = table[table["measure"].isin(wanted)]
     print(format_table(table, args.format))
 

@@ -173,6 +173,10 @@ class Participant(Base):
     sessions: Mapped[list[ChatSession]] = relationship(back_populates="participant", order_by="ChatSession.position")
 
 
+SESSION_OUTCOMES = ("answered", "correct", "all_revealed", "turn_limit", "gave_up", "abandoned")
+"""Why a conversation ended (``session.outcome``)."""
+
+
 class ChatSession(Base):
     """One conversation: participant × item × condition × model."""
 
@@ -190,7 +194,7 @@ class ChatSession(Base):
     model_params: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default="active")
     outcome: Mapped[str | None] = mapped_column(String(32))
-    """Why it ended: answered, correct, all_revealed, turn_limit, gave_up, abandoned."""
+    """Why it ended: one of :data:`SESSION_OUTCOMES`."""
     score: Mapped[float | None] = mapped_column(Float)
     """Automatic score of the last answer attempt, when the item is scorable."""
     probe: Mapped[dict[str, Any] | None]

@@ -59,6 +59,20 @@ def _flag(value: str) -> bool:
     raise ValueError(f"expected 1 or 0 (true/false, yes/no, on/off), got '{value}'")
 
 
+def _database_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value).get_dialect()
+    except ArgumentError as e:  # NoSuchModuleError too: a database kind SQLAlchemy does not know
+        raise ValueError(
+            f"'{value}' is not a database URL SQLAlchemy can use ({e}); e.g. sqlite:///data/lab.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
+    return value
+
+
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"expected an http:// or https:// address, got '{value}'")
@@ -85,7 +99,9 @@ SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
         Setting("LAB_ENV_FILE", "Path of the .env file to read (default: .env in the working directory).", "env_file", _path),
-        Setting("DATABASE_URL", "SQLAlchemy URL of the lab database (default: SQLite at data/lab.db).", "database_url"),
+        Setting(
+            "DATABASE_URL", "SQLAlchemy URL of the lab database (default: SQLite at data/lab.db).", "database_url", _database_url
+        ),
         Setting(
             "LAB_DATA_DIR",
             "Folder for the SQLite database and the generated secret (default: data/).",
@@ -179,7 +195,11 @@ _lock = threading.Lock()
 def _load_dotenv() -> None:
     from dotenv import load_dotenv
 
-    env_file = os.environ.get("LAB_ENV_FILE") or str(Path.cwd() / ".env")
+    named = os.environ.get("LAB_ENV_FILE")
+    if named and not Path(named).exists():
+        # A named file that is not there would otherwise leave every setting in it unset, silently.
+        raise SettingError(f"LAB_ENV_FILE: '{named}' does not exist; name an existing .env file or unset LAB_ENV_FILE")
+    env_file = named or str(Path.cwd() / ".env")
     if env_file not in _dotenv_read:
         load_dotenv(env_file, override=False)
         _dotenv_read.add(env_file)
@@ -229,7 +249,8 @@ def load_settings() -> Settings:
         The resolved settings; the same object until one of :data:`SETTINGS` changes.
 
     Raises:
-        SettingError: a variable has a value the lab cannot use.
+        SettingError: a variable has a value the lab cannot use, or ``LAB_ENV_FILE`` names
+            a file that does not exist.
     """
     _load_dotenv()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -108,7 +108,7 @@ def setup_of(study: Study, item_row: ItemRow, cond_row: Condition, model: str, p
         condition=cond,
         model=model,
         params=params,
-        mediator=d.spec.models[cond.mediator_model or cond.model] if cond.intervention == "mediator" else None,
+        mediator=d.mediator(cond_row.key, model, params),
         turn_limit=d.spec.plan.turn_limit,
         max_message_chars=message_limit(d),
         carried_cards=d.spec.plan.carried_cards,

@@ -279,6 +279,10 @@ class StudySpec(_Spec):
         return value
 
 
+class ConditionNotRunnable(LabError, LookupError):
+    """A condition whose model cannot be called now (a malformed model string or a missing key)."""
+
+
 class SpecError(LabError, ValueError):
     """A spec that cannot be used; ``problems`` holds one line per error."""
 
@@ -320,6 +324,53 @@ class StudyDefinition(BaseModel):
                 continue
             out[key] = cond
         return out
+
+    def mediator(self, condition: str, model: str, params: dict[str, Any]) -> ModelSpec | None:
+        """The model that rewrites the history in a ``mediator`` condition (None in any other).
+
+        A condition's ``mediator_model`` serves when it names a model other than the
+        condition's own; otherwise the mediator is the model actually called, so a model
+        replaced for a run (``--models``, ``--model``) is replaced in both roles.
+
+        Args:
+            condition: The condition's key.
+            model: The model string actually called for the condition.
+            params: Its parameters.
+        """
+        cond = self.spec.conditions[condition]
+        if cond.intervention != "mediator":
+            return None
+        if cond.mediator_model and cond.mediator_model != cond.model:
+            return self.spec.models[cond.mediator_model]
+        return ModelSpec(model=model, params=dict(params))
+
+    def require_runnable(self, condition: str, model: str | None = None) -> None:
+        """Refuse a condition that cannot run now, as :meth:`active_conditions` and ``validate`` see it.
+
+        Args:
+            condition: The condition's key.
+            model: A model id of the study or a litellm string replacing the condition's model.
+
+        Raises:
+            UnknownName: no such condition (the close ones are named).
+            ConditionNotRunnable: its model (or ``model``) is malformed or lacks its key.
+        """
+        from . import llm
+        from .errors import require_known
+
+        require_known("condition", [condition], self.spec.conditions)
+        name = model or self.spec.conditions[condition].model
+        spec = self.spec.models.get(name)
+        string, params = (spec.model, spec.params) if spec else (name, {})
+        problems = llm.check_model(string, params)
+        if problems:
+            raise ConditionNotRunnable(f"condition '{condition}' cannot run with model '{name}': {problems[0]}")
+        missing = llm.missing_env(string, params)
+        if missing:
+            left_out = " (validate leaves it out)" if spec is not None and spec.optional and not model else ""
+            raise ConditionNotRunnable(
+                f"condition '{condition}' cannot run{left_out}: model '{name}' ({string}) needs {', '.join(missing)} to be set"
+            )
 
 
 def spec_hash(normalized: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .errors import LabError
+from .errors import LabError, close_names, did_you_mean
 from .schema import ChatSession, Condition, ItemRow, Participant, Study, participant_conversation, real_participant, utcnow
 from .spec import StudyDefinition, load_spec_file, study_from_normalized
 
@@ -38,11 +38,22 @@ def latest(s: Session, slug: str) -> Study | None:
     return s.scalars(select(Study).where(Study.slug == slug).order_by(Study.version.desc()).limit(1)).first()
 
 
+class UnknownStudy(StudyError, LookupError):
+    """No study has the slug asked for (a ``LookupError`` too, as a missing key is)."""
+
+
+def no_study(s: Session, slug: str) -> UnknownStudy:
+    """The refusal for a slug no study has, suggesting the close ones."""
+    close = close_names(slug, s.scalars(select(Study.slug).distinct()).all())
+    advice = did_you_mean(close) if close else "`python -m lab study list` lists the studies"
+    return UnknownStudy(f"no study with slug '{slug}': {advice}")
+
+
 def get_study(s: Session, slug: str) -> Study:
-    """The newest version of a study, or a clear error."""
+    """The newest version of a study, or a clear error (naming close slugs)."""
     study = latest(s, slug)
     if study is None:
-        raise StudyError(f"no study with slug '{slug}'")
+        raise no_study(s, slug)
     return study
 
 

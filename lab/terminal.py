@@ -77,10 +77,7 @@ def run_chat(
     with transaction(engine) as s:
         study = get_study(s, slug)
         d = definition(study)
-        if condition not in d.spec.conditions:
-            raise UnknownName(
-                f"unknown condition '{condition}' (study has: {', '.join(d.spec.conditions)}); use one of those names"
-            )
+        d.require_runnable(condition, model)
         key = pick_item(d, condition, item_id)
         participant = create_participant(s, study, kind="pilot", status="active")
         chat = start_session(s, participant, key, condition, model_override=model)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import build_parser
+from lab.metrics import MEASURES
 from lab.settings import SETTINGS
 from lab.spec import ConditionSpec, ModelSpec, PlanSpec, StudySpec
 
@@ -56,6 +57,43 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
 @pytest.mark.parametrize("command", _commands(build_parser()))
 def test_command_documented(command: str) -> None:
     assert f"python -m lab {command}" in README
+
+
+def _every_parser_path(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The top level and every command and sub-command, as the words that reach it."""
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.extend(_every_parser_path(sub, (*prefix, name)))
+    return paths
+
+
+@pytest.mark.parametrize("words", _every_parser_path(build_parser()), ids=lambda w: " ".join(w) or "(top level)")
+def test_help_prints(words: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m lab --help` is the first command the README points to; every `--help` prints and exits 0."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([*words, "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m lab {' '.join(words)}".rstrip())
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_measure_documented(measure: str) -> None:
+    assert f"`{measure}`" in README, f"the README's metrics section does not list `{measure}`"
+
+
+def test_readme_falseqa_ids_match_the_importer(tmp_path: Path) -> None:
+    from lab.items import import_falseqa
+
+    patterns = re.findall(r"`(falseqa-<[^>]+>-(?:loaded|control))`", README)
+    examples = set(re.findall(r"`(falseqa-\d+-(?:loaded|control))`", README))
+    assert patterns and examples, "the README names the FalseQA item ids with a pattern and an example"
+    ids = {item.id for item in import_falseqa(ROOT / "tests" / "fixtures" / "datasets" / "falseqa" / "sample.csv").items}
+    assert examples <= ids
+    for pattern in patterns:
+        regex = re.sub(r"<([^>]+)>", lambda m: r"\d{%d}" % len(m.group(1)), pattern)
+        assert any(re.fullmatch(regex, i) for i in ids), f"the README's {pattern} matches no id the importer makes"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,9 @@ def test_env_file_is_read_once_and_reset_reads_it_again(monkeypatch: pytest.Monk
     env = tmp_path / "lab.env"
     env.write_text("LAB_DEBUG=1\n")
     monkeypatch.setenv("LAB_ENV_FILE", str(env))
-    monkeypatch.delenv("LAB_DEBUG", raising=False)
+    # Recorded first, so the variable the .env files set below is removed afterwards, not restored to "1".
+    monkeypatch.setenv("LAB_DEBUG", "")
+    monkeypatch.delenv("LAB_DEBUG")
     assert load_settings().debug is True
     monkeypatch.delenv("LAB_DEBUG")
     env.write_text("LAB_DEBUG=0\n")
@@ -107,6 +109,24 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
     assert str(e.value).startswith(says)
 
 
+def test_database_url_the_lab_cannot_use_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", "bogus://x")
+    assert main(["study", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: DATABASE_URL: 'bogus://x' is not a database URL") and err.count("\n") == 1
+
+
+def test_missing_env_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A .env named by LAB_ENV_FILE that is not there would leave its settings unset without a word."""
+    monkeypatch.setenv("LAB_ENV_FILE", str(tmp_path / "missing.env"))
+    with pytest.raises(SettingError, match="LAB_ENV_FILE: '.*missing.env' does not exist"):
+        load_settings()
+
+
 def test_cli_reports_a_bad_setting_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from lab.cli import main
 
@@ -122,7 +142,7 @@ def test_lab_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setenv("LAB_DEBUG", "1")
     assert main(["study", "open", "nope"]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.rstrip().endswith("error: no study with slug 'nope'")
+    assert "Traceback" in err and "error: no study with slug 'nope'" in err.splitlines()[-1]
     monkeypatch.setenv("LAB_DEBUG", "0")
     assert main(["study", "open", "nope"]) == 1
     assert "Traceback" not in capsys.readouterr().err

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bundle import FORMATS, PARTICIPANT_KINDS, ExportOptions, parse_since
+from ._training import TrainingFilter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _options(args: argparse.Namespace) -> ExportOptions:
@@ -20,11 +24,51 @@ def _options(args: argparse.Namespace) -> ExportOptions:
     )
 
 
+def _require_study(engine: Engine, slug: str) -> None:
+    """Refuse a slug no study has, naming the close ones, before any folder is written."""
+    from sqlalchemy.orm import Session
+
+    from ..studies import get_study
+
+    with Session(engine) as s:
+        get_study(s, slug)
+
+
+def check_filter(engine: Engine, slug: str, flt: TrainingFilter) -> None:
+    """Refuse a filter value the study cannot have: a typo must not pass for a filter that matches nothing.
+
+    Raises:
+        UnknownStudy: no study has ``slug``.
+        UnknownName: a condition no version of the study declares, an outcome no
+            conversation can have, or a code neither in the study's codebook nor a repair outcome.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from ..codebook import base_codebook
+    from ..errors import require_known
+    from ..schema import SESSION_OUTCOMES, Condition, Study
+
+    _require_study(engine, slug)
+    with Session(engine) as s:
+        conditions = set(s.scalars(select(Condition.key).join(Study, Study.id == Condition.study_id).where(Study.slug == slug)))
+        specs = s.scalars(select(Study.spec).where(Study.slug == slug)).all()
+    require_known("condition", flt.conditions, conditions)
+    require_known("outcome", flt.outcomes, SESSION_OUTCOMES)
+    book = base_codebook()
+    codes = {c.code for layer in book.layers.values() for c in layer.codes} | {o.code for o in book.outcomes}
+    # Codes a study adds (annotation.codes: {layer: [{code: …}]}), read from every stored version.
+    for spec in specs:
+        for added in ((spec.get("annotation") or {}).get("codes") or {}).values():
+            codes |= {str(c.get("code")) for c in added if isinstance(c, dict)}
+    require_known("label (a code or a repair outcome)", flt.labels, codes)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     """Write a bundle or a training set and say what it holds."""
     from ..db import get_engine
     from . import export_study
-    from ._training import TrainingFilter, export_training
+    from ._training import export_training
 
     engine = get_engine()
     if args.format in ("sft", "dpo"):
@@ -35,6 +79,7 @@ def cmd_export(args: argparse.Namespace) -> None:
             allow_test_items=args.allow_test_items,
             label_source=args.label_source,
         )
+        check_filter(engine, args.slug, flt)
         tr = export_training(engine, args.slug, args.out, args.format, _options(args), flt)
         extra = "" if not tr.by_rule else " (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.by_rule.items())) + ")"
         what = "conversations" if args.format == "sft" else "pairs"
@@ -51,6 +96,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         return
     if args.outcome or args.label or args.condition:
         print("note: --outcome, --label and --condition apply to --format sft and dpo only", file=sys.stderr)
+    _require_study(engine, args.slug)
     r = export_study(engine, args.slug, args.out, _options(args))
     counts = ", ".join(f"{n} {k}" for k, n in r.rows.items())
     print(f"wrote {args.out} ({args.format}, {r.bytes / 1e6:.1f} MB): {counts}")
@@ -63,8 +109,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_withdraw(args: argparse.Namespace) -> None:
     """Delete a participant's data after a confirmation."""
+    from ..confirmation import confirm
     from ..db import get_engine
-    from ..errors import CommandError
     from ..withdraw import find_participants, withdraw
 
     engine = get_engine()
@@ -73,12 +119,7 @@ def cmd_withdraw(args: argparse.Namespace) -> None:
     with Session(engine) as s:
         people = find_participants(s, args.participant, args.study)
         summary = ", ".join(f"#{p.id} ({p.kind}, {p.status})" for p in people)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise CommandError("withdraw deletes data for good: pass --yes to confirm when there is no terminal")
-        answer = input(f"delete every record of {summary}? This cannot be undone. Type 'withdraw' to confirm: ")
-        if answer.strip() != "withdraw":
-            raise CommandError("nothing deleted")
+    confirm(f"withdraw deletes every record of {summary}", "withdraw", yes=args.yes)
     r = withdraw(engine, args.participant, slug=args.study, by=os.environ.get("USER", "cli")[:64] or "cli")
     deleted = ", ".join(f"{n} {t}" for t, n in r.rows.items() if n)
     print(f"withdrew {r.participants} participant(s): deleted {deleted}; a withdrawal record (no content) is kept")

@@ -4,6 +4,7 @@ from ._clamber import import_clamber
 from ._falseqa import import_falseqa
 from ._importer import IMPORTERS, ImportReport
 from ._item import (
+    ITEM_KINDS,
     Answer,
     ClarificationItem,
     Item,
@@ -28,6 +29,7 @@ __all__ = [
     "ClarificationItem",
     "Item",
     "ItemError",
+    "ITEM_KINDS",
     "ItemKind",
     "OpenItem",
     "PresuppositionItem",

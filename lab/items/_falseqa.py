@@ -24,7 +24,8 @@ tag tells them apart:
   (the question asked; it presupposes nothing false), ``control`` is empty, ``correction``
   is empty, and ``gold["answer"]`` keeps the dataset's answer.
 
-``k`` is the pair's position, zero-padded to four digits. ``source.id`` is the row's
+``k`` is the pair's position counted from 1, zero-padded to four digits
+(``falseqa-0001-loaded``). ``source.id`` is the row's
 record number and ``gold`` holds ``label``, ``pair`` and ``twin`` (the other item's id).
 A bad row leaves out its whole pair. Record numbers count data rows from 1 after the
 header; blank lines are not counted.

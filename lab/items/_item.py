@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from ..errors import LabError
 
 ItemKind = Literal["sharded", "presupposition", "clarification", "open"]
+ITEM_KINDS: tuple[str, ...] = get_args(ItemKind)
+"""Every item kind, in the order of :data:`ItemKind`."""
 
 
 class _Strict(BaseModel):

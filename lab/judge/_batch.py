@@ -112,22 +112,22 @@ def relabel_study(
         Counts of what was written.
 
     Raises:
-        LookupError: no study has this slug.
-        ValueError: an unknown layer.
+        UnknownStudy: no study has this slug.
+        UnknownName: an unknown layer.
     """
+    from lab.errors import require_known
     from lab.items import PresuppositionItem, parse_item
     from lab.labels import add_label, store_judgement
     from lab.schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Study, Turn
     from lab.spec import study_from_normalized
+    from lab.studies import no_study
 
-    unknown = [layer for layer in layers if layer not in LAYERS]
-    if unknown:
-        raise ValueError(f"layer {', '.join(unknown)}: expected one of {', '.join(LAYERS)}")
+    require_known("layer", layers, LAYERS)
     wanted = tuple(layer for layer in LAYERS if layer in set(layers))
     with Session(engine) as s:
         studies = s.scalars(select(Study).where(Study.slug == slug).order_by(Study.version)).all()
         if not studies:
-            raise LookupError(f"no study with slug '{slug}'")
+            raise no_study(s, slug)
         if judge is None:
             judge = resolve_judge(study_from_normalized(studies[-1].spec).spec, model)
         annotator = judge_annotator(judge.name, judge.model)

@@ -40,20 +40,61 @@ def _progress_printer(slug: str) -> Any:
     return show
 
 
+def require_usable(judge: Any, named: str | None) -> None:
+    """Refuse a judge model that cannot be called: a bad model string or a key that is not set.
+
+    Without this a judge run would write no labels (or count every case as unusable output)
+    and still end as if it had worked.
+
+    Args:
+        judge: The judge (the rule judge has no model and always passes).
+        named: What the person asked for (``--model``, or the spec's judge), for the message.
+
+    Raises:
+        CommandError: naming the problem, or the environment variable to set.
+    """
+    from lab import llm
+    from lab.errors import CommandError
+
+    model = getattr(judge, "model", None)
+    if not model:
+        return
+    params = getattr(judge, "params", {})
+    shown = f"'{named}' ({model})" if named and named != model else f"'{model}'"
+    problems = llm.check_model(model, params)
+    if problems:
+        raise CommandError(f"judge model {shown}: {problems[0]}")
+    missing = llm.missing_env(model, params)
+    if missing:
+        raise CommandError(
+            f"judge model {shown} needs {', '.join(missing)} to be set (in the environment or .env); "
+            "without a --model the rule judge labels offline"
+        )
+
+
 def cmd_relabel(args: argparse.Namespace) -> None:
     """Label every turn of a study with one judge; print a progress line and a summary."""
-    from lab.db import get_engine
+    from sqlalchemy.orm import Session
 
-    from ._batch import relabel_study
+    from lab.db import get_engine
+    from lab.studies import definition, get_study
+
+    from ._batch import relabel_study, resolve_judge
 
     layers = tuple(args.layer or DEFAULT_LAYERS)
+    engine = get_engine()
+    with Session(engine) as s:
+        spec = definition(get_study(s, args.target)).spec
+    judge = resolve_judge(spec, args.model)
+    require_usable(judge, args.model or spec.judge.model)
     run = relabel_study(
-        get_engine(),
+        engine,
         args.target,
         args.model,
         layers=layers,
         only_missing=args.only_missing,
         progress=_progress_printer(args.target),
+        judge=judge,
     )
     parts = [f"{run.labelled} labels written"]
     if run.abstained:
@@ -90,6 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if not sets and not with_repairs:
         raise CommandError("no evaluation set found (tests/data is missing, or --set names none)")
     judge = get_judge(args.model) if args.model else RuleJudge()
+    require_usable(judge, args.model)
     if not datasets.exists():
         print(f"note: {datasets} not found, so FalseQA and CLAMBER are left out", file=sys.stderr)
     evaluations = []

@@ -434,10 +434,13 @@ def target_lines(ev: Evaluation) -> list[str]:
     lines = []
     if family in TARGETS:
         what, figure, op, bound = TARGETS[family]
+        if ev.error_rate >= 1.0:
+            return [f"target: {what} — not judged: no usable judge output"]
         value = figure(ev)
-        met = value <= bound if op == "<=" else value >= bound
+        # Unusable output could have been anything: a bound is met only if it holds whatever they were.
+        met = value + ev.error_rate <= bound if op == "<=" else value >= bound
         lines.append(f"target: {what} {value:.1%} (want {op} {bound:.0%}) — {'met' if met else 'NOT met'}")
-        met = ev.abstention_rate < ABSTENTION_TARGET
+        met = ev.abstention_rate + ev.error_rate < ABSTENTION_TARGET
         lines.append(
             f"target: abstention {ev.abstention_rate:.1%} (want < {ABSTENTION_TARGET:.0%}) — {'met' if met else 'NOT met'}"
         )

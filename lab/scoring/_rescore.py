@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from lab.items import parse_item
 from lab.schema import ChatSession, ItemRow, Study, Turn, participant_conversation
+from lab.studies import no_study
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
@@ -126,6 +127,8 @@ class ScoreRun:
     """Conversations without a score, by reason."""
     by_family: dict[str, list[float]] = field(default_factory=dict)
     """Scores given, by task family."""
+    without_gold: int = 0
+    """Conversations on items with nothing to score against (no answer rule or task gold), not counted above."""
 
 
 def study_judge(s: Session, study: Study, override: str | None = None) -> tuple[str, dict[str, Any]] | None:
@@ -159,7 +162,7 @@ def score_study(
         concurrency: Conversations evaluated at once.
 
     Raises:
-        LookupError: no study with that slug.
+        UnknownStudy: no study with that slug.
     """
     return asyncio.run(_score_study(engine, slug, only_missing=only_missing, judge=judge, concurrency=concurrency))
 
@@ -170,7 +173,7 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
     with Session(engine) as s:
         studies = list(s.scalars(select(Study).where(Study.slug == slug)))
         if not studies:
-            raise LookupError(f"no study '{slug}'")
+            raise no_study(s, slug)
         for study in studies:
             judge_model = study_judge(s, study, judge)
             items = {
@@ -188,6 +191,7 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
                 item = items[chat.item_id]
                 family = family_of(item)
                 if family is None:
+                    run.without_gold += 1
                     continue
                 run.conversations += 1
                 turns = list(s.scalars(select(Turn).where(Turn.session_id == chat.id).order_by(Turn.index)))

@@ -62,13 +62,40 @@ def judge_for(d: StudyDefinition, name: str | None) -> tuple[str, dict[str, Any]
     return model, params
 
 
-def describe_plan(plan: RunPlan) -> str:
-    """What a plan covers, for ``--dry-run`` and the start of a run."""
+def cell_roles(d: StudyDefinition, condition: str, model: str | None) -> str:
+    """Which model answers, and which rewrites the history, in one cell of a run.
+
+    Args:
+        d: The study.
+        condition: The condition's key.
+        model: The model id or litellm string replacing the condition's (None: its own).
+    """
+    name = model or d.spec.conditions[condition].model
+    spec = d.spec.models.get(name)
+    string, params = (spec.model, spec.params) if spec else (name, {})
+    roles = f"assistant {string}"
+    mediator = d.mediator(condition, string, params)
+    if mediator is not None:
+        roles += f", mediator {mediator.model}"
+    return roles
+
+
+def describe_plan(plan: RunPlan, d: StudyDefinition | None = None, judge: tuple[str, dict[str, Any]] | None = None) -> str:
+    """What a plan covers, for ``--dry-run`` and the start of a run.
+
+    Args:
+        plan: The run.
+        d: The study; with it every cell names the model serving each role in it.
+        judge: The consistency judge (model, params), or None when there is none.
+    """
     lines = [f"run {plan.run_id}: {plan.total} conversations of study '{plan.study_slug}' v{plan.study_version}"]
     for (condition, model), n in sorted(plan.cells_by_condition().items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        lines.append(f"  {condition}{' × ' + model if model else ''}: {n}")
+        roles = f" ({cell_roles(d, condition, model)})" if d is not None else ""
+        lines.append(f"  {condition}{' × ' + model if model else ''}: {n}{roles}")
     sim = plan.simulator
     lines.append(f"simulator: {sim.get('model')} ({sim.get('prompt_version')})")
+    if d is not None:
+        lines.append(f"judge (simulator consistency, summary scores): {judge[0] if judge else 'none'}")
     return "\n".join(lines)
 
 
@@ -152,7 +179,7 @@ def _simulate(args: argparse.Namespace) -> None:
         )
         found = existing_units(s, plan)
     ended = sum(1 for f in found.values() for _, status in f.sessions.values() if status == "ended")
-    print(describe_plan(plan), file=sys.stderr)
+    print(describe_plan(plan, d, judge), file=sys.stderr)
     if ended:
         print(f"{ended} of {plan.total} conversations already ended; continuing", file=sys.stderr)
     if args.dry_run:

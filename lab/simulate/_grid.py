@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import llm
-from ..errors import LabError
+from ..errors import LabError, UnknownName
 from ..schema import Study
 from ..spec import StudyDefinition
 
@@ -182,7 +182,7 @@ def _conditions(d: StudyDefinition, wanted: list[str] | None) -> list[str]:
         return list(active)
     for key in wanted:
         if key not in d.spec.conditions:
-            raise PlanError(f"unknown condition '{key}' (study has: {', '.join(d.spec.conditions)})")
+            raise PlanError(str(UnknownName("condition", key, d.spec.conditions)))
         if key not in active:
             model = d.spec.models[d.spec.conditions[key].model]
             missing = ", ".join(llm.missing_env(model.model, model.params))

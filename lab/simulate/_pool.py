@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._grid import PlanError
+
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.process import BaseProcess
@@ -187,11 +189,14 @@ def database_url(runner: Runner) -> str:
     """The URL workers connect with.
 
     Raises:
-        ValueError: the database lives in this process's memory.
+        PlanError: the database lives in this process's memory.
     """
     url = runner.engine.url
     if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:"):
-        raise ValueError("several processes need a database file or server; an in-memory SQLite database cannot be shared")
+        raise PlanError(
+            "several processes need a database file or server; an in-memory SQLite database cannot be shared: "
+            "set DATABASE_URL to a file or a server, or leave out --processes"
+        )
     return url.render_as_string(hide_password=False)
 
 

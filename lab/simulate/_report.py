@@ -16,18 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import reveal as rules
-from ..errors import LabError
 from ..items import parse_item
+from ..report import ReportError
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
 from ..scoring import FamilyScores, family_scores, format_family_scores
 from ..studies import definition
 from ._checks import DRIFT_KINDS, Drift, check_message
 from ._consistency import CONSISTENCY_EVENT
 from ._runner import RUN_EVENT, TURN_EVENT, _chunks
-
-
-class ReportError(LabError, LookupError):
-    """No run with that id."""
 
 
 @dataclass

@@ -11,7 +11,27 @@ down before any fork, so no thread is left for a worker to inherit half-copied.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+
+
+class _LoopChangeNotice(logging.Filter):
+    """Drops litellm's notice that its logging queue moved to a new event loop.
+
+    A worker runs its event loops one after another, by design; litellm then carries its
+    pending log tasks onto the new loop itself (nothing is lost) and says so as a
+    warning, which would print once per worker process on every run.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "event loop changed" not in record.getMessage()
+
+
+def quiet_loop_change_notice() -> None:
+    """Install :class:`_LoopChangeNotice` on litellm's logger (once per process)."""
+    logger = logging.getLogger("LiteLLM")
+    if not any(isinstance(f, _LoopChangeNotice) for f in logger.filters):
+        logger.addFilter(_LoopChangeNotice())
 
 
 def warm() -> bool:
@@ -41,4 +61,5 @@ def threads_left() -> list[str]:
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
 
+quiet_loop_change_notice()
 warm()

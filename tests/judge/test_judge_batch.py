@@ -130,7 +130,7 @@ def test_unknown_study_and_layer(engine: Engine) -> None:
     with pytest.raises(LookupError, match="no study with slug 'nosuch'"):
         relabel_study(engine, "nosuch")
     _talk(engine)
-    with pytest.raises(ValueError, match="layer X"):
+    with pytest.raises(ValueError, match="unknown layer 'X'"):
         relabel_study(engine, "engine", layers=("X",))
 
 
@@ -154,4 +154,4 @@ def test_readme_relabel_commands_run(
         assert out.startswith("auto:rules on engine") and "conversations" in out
         assert "judging engine: 2/2 conversations (100%)" in err
     assert main(["judge", "nosuch"]) == 1
-    assert capsys.readouterr().err == "error: no study with slug 'nosuch'\n"
+    assert capsys.readouterr().err == "error: no study with slug 'nosuch': `python -m lab study list` lists the studies\n"

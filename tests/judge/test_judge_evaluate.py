@@ -200,3 +200,15 @@ def test_repair_finder_figures() -> None:
     assert recall is not None and recall >= 0.8
     figures = {f.code: f for f in ev.per_type()}
     assert figures["TPR"].recall == 1.0
+
+
+def test_targets_are_not_met_by_unusable_output() -> None:
+    """A judge whose every output was unusable (a missing key, a model that writes no JSON) meets no target."""
+    from lab.judge._evaluate import ERROR, Evaluation
+
+    cases = [Case(str(i), f"r{i}", "REJECT", frozenset({"REJECT"})) for i in range(4)]
+    falseqa = EvalSet("falseqa-heldout", "P", "held-out", cases)
+    none = Evaluation(falseqa, "auto:llm:m", [ERROR] * 4, [False] * 4)
+    assert target_lines(none) == ["target: labelled ACCOMMODATE or AMPLIFY — not judged: no usable judge output"]
+    half = Evaluation(falseqa, "auto:llm:m", [ERROR, ERROR, "REJECT", "REJECT"], [False, False, True, True])
+    assert all("NOT met" in line for line in target_lines(half))  # the unusable half could have been anything
