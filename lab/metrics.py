@@ -69,7 +69,17 @@ INCREMENTAL_REVEALS = ("SHARDED", "SNOWBALL", "RECAP", "ON_REQUEST")
 SCORE_SOURCE = "session.score"
 """Label source named on figures computed from the automatic task score."""
 
-RESULT_COLUMNS = ("measure", "key", "value", "lo", "hi", "n", "small", "label_source")
+RESULT_COLUMNS = ("measure", "key", "value", "lo", "hi", "n", "small", "label_source", "runs", "note", "scoring")
+MIN_RUNS = 10
+"""Runs per item the paper uses (N = 10); A90 and U90_10 need this many for every item of a cell."""
+PUBLISHED = "as published"
+"""``scoring`` of score-based rows by default: a conversation without an answer attempt scores 0."""
+ATTEMPTED_ONLY = "attempted only"
+"""``scoring`` of score-based rows computed without conversations that never attempted an answer."""
+SCORE_MEASURES = frozenset(
+    {"score", "P", "A90", "A10", "U90_10", "degradation", "degradation_pooled", "score_by_first_answer", "clarified_score"}
+)
+"""Measures computed from the task score (their rows say which scoring they use)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,10 @@ class Options:
     """Pool human and simulated participants in one cell."""
     chunk: int = 100
     """Draws computed at once (memory: chunk × conversations floats)."""
+    min_runs: int = MIN_RUNS
+    """Runs every item of a cell needs before its A90, A10 and U90_10 are given."""
+    attempted_only: bool = False
+    """Leave out conversations that never attempted an answer instead of scoring them 0."""
 
 
 @dataclass
@@ -242,7 +256,17 @@ class _Rows:
         return tuple(self.cells.iloc[int(code)])
 
     def add(
-        self, measure: str, key: str, cell: tuple[object, ...], value: object, n: int, source: object, draws: np.ndarray | None
+        self,
+        measure: str,
+        key: str,
+        cell: tuple[object, ...],
+        value: object,
+        n: int,
+        source: object,
+        draws: np.ndarray | None,
+        *,
+        runs: int | None = None,
+        note: str | None = None,
     ) -> None:
         """Add a row; its interval is filled in from its draws once every row is in."""
         if draws is not None:
@@ -257,6 +281,8 @@ class _Rows:
                 "hi": np.nan,
                 "n": n,
                 "label_source": source,
+                "runs": runs,
+                "note": note,
             }
         )
 
@@ -515,6 +541,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     o = options or Options()
     by = tuple(o.by) if o.pool_participants or "participant_kind" in o.by else (*o.by, "participant_kind")
     empty = Figures(pd.DataFrame(columns=[*RESULT_COLUMNS[:2], *by, *RESULT_COLUMNS[2:]]), by)
+    data = replace(data, conversations=scored_conversations(data.conversations, o.attempted_only))
     if performance_only:
         ct = ConversationTable(data.conversations, pd.DataFrame(), pd.DataFrame(), {})
     else:
@@ -540,8 +567,29 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
         return empty
     table = pd.DataFrame(rows)
     table["small"] = table["n"] < SMALL_CELL
-    cols = ["measure", "key", *by, "value", "lo", "hi", "n", "small", "label_source"]
+    scoring = ATTEMPTED_ONLY if o.attempted_only else PUBLISHED
+    table["scoring"] = table["measure"].map(lambda m: scoring if m in SCORE_MEASURES else None)
+    cols = ["measure", "key", *by, *RESULT_COLUMNS[2:]]
     return Figures(table[cols].sort_values(["measure", "key", *by], kind="stable").reset_index(drop=True), by, draws_out)
+
+
+def scored_conversations(conv: pd.DataFrame, attempted_only: bool = False) -> pd.DataFrame:
+    """The conversations with the score the figures use.
+
+    As published, a conversation whose stored evaluation says it never attempted an answer
+    scores 0 (also when it was stored without a score, before the lab scored it so);
+    ``attempted_only`` leaves those conversations out of every score-based measure instead.
+    """
+    if "no_attempt" not in conv:
+        return conv
+    none = conv["no_attempt"].fillna(False).to_numpy(dtype=bool)
+    if not none.any():
+        return conv
+    conv = conv.copy()
+    score = conv["score"].to_numpy(dtype=float).copy()
+    score[none] = np.nan if attempted_only else np.where(np.isfinite(score[none]), score[none], 0.0)
+    conv["score"] = score
+    return conv
 
 
 def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
@@ -595,7 +643,12 @@ def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o
 
 
 def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
-    """P (mean of item means), A90 and U90_10 per cell, ×100."""
+    """P (mean of item means), A90, A10 and U90_10 per cell, ×100.
+
+    A90, A10 and U90_10 are given only where every item of the cell has at least
+    ``o.min_runs`` runs; otherwise their value is NaN and ``note`` says how many the fewest
+    item has. Their intervals resample items and, within each item, its runs.
+    """
     score = conv["score"].to_numpy(dtype=float)
     ok = np.isfinite(score)
     if not ok.any():
@@ -604,9 +657,11 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
     s = score[idx] * 100.0
     c = cell[idx]
     item = conv["item_id"].to_numpy()[idx]
+    human = (conv["participant_kind"].astype("string") == "human").fillna(False).to_numpy(dtype=bool)[idx]
     group = pd.MultiIndex.from_arrays([c, item]).factorize()[0]
     # Conversations are sorted by cell then item, so groups are contiguous.
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[starts, len(s)])
     g_cell = c[starts]
     g_item_code = res.item[idx][starts] if res is not None else None
     frame = pd.DataFrame({"g": group, "s": s})
@@ -617,7 +672,10 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
     u = a90 - a10
     per_item = {"P": means, "A90": a90, "A10": a10, "U90_10": u}
     cell_starts = np.flatnonzero(np.r_[True, g_cell[1:] != g_cell[:-1]])
-    n_conv = np.add.reduceat(np.ones(len(s)), np.flatnonzero(np.r_[True, c[1:] != c[:-1]]))
+    cell_bounds = np.r_[np.flatnonzero(np.r_[True, c[1:] != c[:-1]]), len(s)]
+    n_conv = np.diff(cell_bounds)
+    fewest = np.minimum.reduceat(sizes, cell_starts)
+    any_human = np.maximum.reduceat(human.astype(int), cell_bounds[:-1]) > 0
     boots: dict[str, np.ndarray] = {}
     if res is not None:
         ci_g = res.ci[:, g_item_code]
@@ -633,17 +691,48 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
             with np.errstate(all="ignore"):
                 p_draws[sl] = num / den
         boots["P"] = p_draws
-        for name in ("A90", "A10", "U90_10"):
-            wi = ci_g
-            num = np.add.reduceat(wi * per_item[name][None, :], cell_starts, axis=1)
-            den = np.add.reduceat(wi, cell_starts, axis=1)
+        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed)
+        den = np.add.reduceat(ci_g, cell_starts, axis=1)
+        for name, vals in runs.items():
+            num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
             with np.errstate(all="ignore"):
                 boots[name] = num / den
     for name, vals in per_item.items():
         point = np.add.reduceat(vals, cell_starts) / np.diff(np.r_[cell_starts, len(vals)])
         for j, cs in enumerate(cell_starts):
             d = boots[name][:, j] if name in boots else None
-            out.add(name, "", out.cell_values(g_cell[cs]), float(point[j]), int(n_conv[j]), SCORE_SOURCE, d)
+            value = float(point[j])
+            notes = []
+            if name != "P" and fewest[j] < o.min_runs:
+                value, d = float("nan"), None
+                notes.append(f"not enough runs: the fewest item has {int(fewest[j])} of {o.min_runs}")
+            if name == "U90_10" and any_human[j]:
+                notes.append("between-participant spread")
+            out.add(
+                name,
+                "",
+                out.cell_values(g_cell[cs]),
+                value,
+                int(n_conv[j]),
+                SCORE_SOURCE,
+                d,
+                runs=int(fewest[j]),
+                note="; ".join(notes) or None,
+            )
+
+
+def _run_percentiles(s: np.ndarray, starts: np.ndarray, sizes: np.ndarray, draws: int, seed: int) -> dict[str, np.ndarray]:
+    """A90, A10 and U90_10 of each item (draws × items), its runs resampled with replacement in each draw."""
+    rng = np.random.default_rng([seed, 2])
+    out = {name: np.empty((draws, len(starts))) for name in ("A90", "A10", "U90_10")}
+    for size in np.unique(sizes):
+        groups = np.flatnonzero(sizes == size)
+        values = s[starts[groups][:, None] + np.arange(size)[None, :]]  # items × runs
+        picks = rng.integers(0, size, size=(draws, len(groups), size))
+        sample = np.take_along_axis(np.broadcast_to(values, (draws, *values.shape)), picks, axis=2)
+        hi, lo = np.percentile(sample, [90, 10], axis=2)
+        out["A90"][:, groups], out["A10"][:, groups], out["U90_10"][:, groups] = hi, lo, hi - lo
+    return out
 
 
 def _derived_rows(out: _Rows) -> None:

@@ -38,6 +38,8 @@ BY_ALIASES = {
     "item_kind": "item_kind",
     "participant": "participant_kind",
     "participant_kind": "participant_kind",
+    "task": "task",
+    "family": "task",
 }
 """Names ``--by`` accepts, and the conversation column each stands for."""
 
@@ -195,6 +197,8 @@ def _comparison(args: argparse.Namespace) -> Comparison:
         draws=args.draws,
         seed=args.seed,
         pool_participants=args.participants == "all" and args.pool,
+        min_runs=args.min_runs,
+        attempted_only=args.attempted_only,
     )
     return build(data, options)
 
@@ -233,7 +237,7 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--bundle", help="compute from an exported bundle (folder) instead of the database")
     sp.add_argument("--study-version", type=int, default=None, help="study version (default: the newest)")
     sp.add_argument(
-        "--by", default="model,condition", help="cell: any of model, condition, reveal, intervention, kind, participant"
+        "--by", default="model,condition", help="cell: any of model, condition, reveal, intervention, kind, participant, task"
     )
     sp.add_argument(
         "--source", default="best", help="labels: best (gold, else majority, else auto), gold, majority, auto or auto:<judge>"
@@ -247,6 +251,17 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pool", action="store_true", help="pool human and simulated participants in one cell")
     sp.add_argument("--draws", type=int, default=1000, help="bootstrap draws (0: no intervals)")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    sp.add_argument(
+        "--min-runs",
+        type=int,
+        default=10,
+        help="runs every item of a cell needs before A90 and U90_10 are given (default 10, the paper's count)",
+    )
+    sp.add_argument(
+        "--attempted-only",
+        action="store_true",
+        help="leave out conversations that never attempted an answer (default: they score 0, as published)",
+    )
 
 
 def register(sub: Any) -> None:

@@ -91,10 +91,12 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     assert main(["simulate", "lic", "--repeats", "1", "--concurrency", "3"]) == 0
     out = capsys.readouterr().out
     rows = families(out)
-    assert rows["code"].startswith("mean  1.000  scored 1/3  not scored: 2 no answer attempt")
-    assert rows["actions"].startswith("mean  1.000  scored 1/3")
-    assert rows["math"].startswith("mean  1.000  scored 1/")
-    assert rows["database"] == "mean      —  scored 0/3  not scored: 2 no answer attempt, 1 needs database"
+    # As published: the FULL reply is an attempt (scored 0 here), the SHARDED conversation
+    # that never attempts an answer scores 0.
+    assert rows["code"].startswith("mean  0.333  scored 3/3 (1 no answer attempt: 0)")
+    assert rows["actions"].startswith("mean  0.333  scored 3/3")
+    assert rows["math"].startswith("mean  0.333  scored 3/")
+    assert rows["database"] == "mean  0.000  scored 1/3 (1 no answer attempt: 0)  not scored: 2 needs database"
     assert rows["summary"] == "mean      —  scored 0/2  not scored: 2 needs judge"
     assert rows["data2text"].startswith("mean  0.") and "scored 2/2" in rows["data2text"]
     assert "scored 2/2" in rows["translation"]
@@ -102,7 +104,7 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     assert main(["score", "lic", "--only-missing"]) == 0
     again = capsys.readouterr().out
     assert "already scored by the current evaluators" in again
-    assert "not scored: 1 needs database" in again
+    assert "not scored: 2 needs database" in again
     assert "not scored: 2 needs judge" in again
 
     # Naming a judge model scores the summaries too (this fixture's insights cite no documents: 0).
@@ -145,7 +147,8 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
 
         report = run_report(s, plan.run_id)
     rows = {r.family: r for r in report.families}
-    assert rows["database"].scored == 1 and rows["database"].mean == 1.0
+    assert rows["database"].scored == 3 and rows["database"].mean == pytest.approx(1 / 3)
+    assert rows["database"].no_attempt == 1
     assert rows["summary"].scored == 2 and rows["summary"].not_scored == {}
     assert any(line.startswith("  code ") for line in format_family_scores(report.families))
 
@@ -153,8 +156,9 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
     run = score_study(engine, "lic")
     # Every conversation but those of the riddle, an item with nothing to score.
     assert run.conversations == sum(1 for u in plan.units if not u.cells[0].item.startswith("lic-riddle"))
-    assert run.scored == sum(len(v) for v in run.by_family.values()) == 10
-    assert run.not_scored == {"no answer attempt": run.conversations - 10}
+    # Every conversation has a score: the SHARDED talker's four that never attempt an answer score 0.
+    assert run.scored == sum(len(v) for v in run.by_family.values()) == run.conversations
+    assert run.not_scored == {} and run.no_attempt == 4
     assert score_study(engine, "lic", only_missing=True).skipped == run.scored
     with Session(engine) as s:
         chats_now = list(s.scalars(select(ChatSession)))
