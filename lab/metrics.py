@@ -41,6 +41,7 @@ Human and simulated participants stay in separate cells unless ``pool_participan
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -758,30 +759,31 @@ def _derived_rows(out: _Rows) -> None:
 
 DEGRADATION_MODES = ("SHARDED", "CONCAT", "SNOWBALL", "RECAP")
 """Reveal modes compared with FULL."""
+TASK_MEAN = "mean over tasks"
+"""``task`` of the paper's aggregate degradation: per-family degradations averaged over families."""
+TASK_POOLED = "pooled"
+"""``task`` of ``degradation_pooled``: P over every item of the cell, families pooled."""
 
 
-def degradation_figures(data: AnalysisData, options: Options | None = None) -> Figures:
-    """P, A90 and U90_10 of sharded items per model × intervention × reveal mode (for :func:`degradation`)."""
+def degradation_figures(data: AnalysisData, options: Options | None = None, *, by_task: bool = True) -> Figures:
+    """P, A90 and U90_10 of sharded items per model × intervention × reveal mode (for :func:`degradation`).
+
+    Args:
+        data: The study's frames.
+        options: Cells, bootstrap draws.
+        by_task: Split every cell by task family (the paper's per-task figures); False pools them.
+    """
     o = options or Options()
-    by = tuple(b for b in o.by if b not in ("condition_key", "reveal", "intervention")) + ("intervention", "reveal")
+    by = tuple(b for b in o.by if b not in ("condition_key", "reveal", "intervention", "task"))
+    by = (*by, *(("task",) if by_task else ()), "intervention", "reveal")
     conv = data.conversations
     # Only the conversations are needed for P, A90 and U90_10, so turns and labels stay as they are.
     sharded = replace(
         data, conversations=conv[(conv["item_kind"] == "sharded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
     )
-    return compute(
-        sharded,
-        Options(
-            by=by,
-            source=o.source,
-            draws=o.draws,
-            seed=o.seed,
-            level=o.level,
-            pool_participants=o.pool_participants,
-            chunk=o.chunk,
-        ),
-        performance_only=True,
-    )
+    if "task" not in sharded.conversations:
+        sharded = replace(sharded, conversations=sharded.conversations.assign(task=pd.NA))
+    return compute(sharded, replace(o, by=by), performance_only=True)
 
 
 def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
@@ -789,7 +791,11 @@ def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
 
     Each non-FULL cell is compared with the FULL cell that has the same keys apart from
     ``reveal`` and ``intervention`` (a mediator acts only once information is split).
-    Needs figures with ``reveal`` among the cell keys (:func:`degradation_figures`).
+    Needs figures with ``reveal`` among the cell keys (:func:`degradation_figures`). When
+    the cells are split by ``task``, the paper's aggregate follows the per-family rows:
+    their degradations averaged over the families that have one (``task`` =
+    :data:`TASK_MEAN`; the authors' ``shard / full`` column is 1 − this), with draws
+    averaged the same way.
 
     Returns:
         Rows: the other cell keys, ``mode`` (``SHARDED``, ``SHARDED+mediator``…), P_FULL,
@@ -839,8 +845,67 @@ def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
                     "small": bool(f["n"] < SMALL_CELL or r["n"] < SMALL_CELL),
                 }
             )
+    if "task" in others:
+        _task_means(out, draws, [b for b in others if b != "task"])
     _fill_intervals(out, draws, level)
     return pd.DataFrame(out, columns=cols)
+
+
+def _task_means(rows: list[dict[str, object]], draws: list[np.ndarray | None], keys: list[str]) -> None:
+    """Append the paper's aggregate: per-family degradations averaged over families, per cell and mode."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        if np.isfinite(cast(float, r["value"])):
+            groups.setdefault((*(r[k] for k in keys), r["mode"]), []).append(i)
+    for (*key_vals, mode), idx in groups.items():
+        d = None
+        if all(draws[i] is not None for i in idx):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a draw in which every family is undefined
+                d = np.nanmean(np.column_stack([cast(np.ndarray, draws[i]) for i in idx]), axis=1)
+        draws.append(d)
+        rows.append(
+            {
+                **dict(zip(keys, key_vals, strict=True)),
+                "task": TASK_MEAN,
+                "mode": mode,
+                "P_FULL": float(np.mean([cast(float, rows[i]["P_FULL"]) for i in idx])),
+                "P_mode": float(np.mean([cast(float, rows[i]["P_mode"]) for i in idx])),
+                "value": float(np.mean([cast(float, rows[i]["value"]) for i in idx])),
+                "lo": np.nan,
+                "hi": np.nan,
+                "n": int(sum(cast(int, rows[i]["n"]) for i in idx)),
+                "small": any(bool(rows[i]["small"]) for i in idx),
+            }
+        )
+
+
+def degradation_table(data: AnalysisData, options: Options | None = None) -> tuple[pd.DataFrame, Figures]:
+    """Every degradation row the comparison shows, and the pooled figures behind the degradation chart.
+
+    Returns:
+        Rows with measure ``degradation`` (per family when ``task`` is among the cell keys,
+        and always the paper's aggregate, ``task`` = :data:`TASK_MEAN`) and
+        ``degradation_pooled`` (``task`` = :data:`TASK_POOLED`), in the shape of
+        :func:`with_degradation`; and the figures by reveal mode with families pooled.
+    """
+    o = options or Options()
+    per_task = degradation(degradation_figures(data, o), o.level)
+    if "task" not in o.by and len(per_task):
+        per_task = per_task[per_task["task"] == TASK_MEAN]
+    pooled_fig = degradation_figures(data, o, by_task=False)
+    pooled = degradation(pooled_fig, o.level).assign(task=TASK_POOLED)
+    rows = _degradation_rows(per_task, "degradation", o)
+    rows_pooled = _degradation_rows(pooled, "degradation_pooled", o)
+    return pd.concat([r for r in (rows, rows_pooled) if len(r)] or [rows], ignore_index=True), pooled_fig
+
+
+def _degradation_rows(deg: pd.DataFrame, measure: str, o: Options) -> pd.DataFrame:
+    rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
+    rows.insert(0, "measure", measure)
+    rows["label_source"] = SCORE_SOURCE
+    rows["scoring"] = ATTEMPTED_ONLY if o.attempted_only else PUBLISHED
+    return rows
 
 
 def pairwise(figures: Figures, measure: str, key: str = "", level: float = 0.95, between: str = "model") -> pd.DataFrame:
@@ -885,23 +950,29 @@ def pairwise(figures: Figures, measure: str, key: str = "", level: float = 0.95,
 
 
 def with_degradation(table: pd.DataFrame, deg: pd.DataFrame) -> pd.DataFrame:
-    """The figures table with degradation rows appended (measure ``degradation``, key = mode)."""
+    """The figures table with degradation rows appended.
+
+    ``deg`` holds :func:`degradation_table`'s rows, or :func:`degradation`'s (measure
+    ``degradation``, key = mode).
+    """
     if deg.empty:
         return table
-    rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
-    rows.insert(0, "measure", "degradation")
-    rows["label_source"] = SCORE_SOURCE
-    return pd.concat([table, rows], ignore_index=True)
+    if "measure" not in deg:
+        deg = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
+        deg.insert(0, "measure", "degradation")
+        deg["label_source"] = SCORE_SOURCE
+    return pd.concat([table, deg], ignore_index=True)
 
 
 def comparison(data: AnalysisData, options: Options | None = None) -> pd.DataFrame:
     """Every figure of the comparison page in one table: the measures and the degradation.
 
-    Degradation rows have measure ``degradation``, the reveal mode as key, and no
-    condition; the same bootstrap seed is used for both computations.
+    Degradation rows have measure ``degradation`` (per family with ``task`` in the cell
+    keys, and the paper's aggregate over families) or ``degradation_pooled``, the reveal
+    mode as key, and no condition; the same bootstrap seed is used for every computation.
     """
     o = options or Options()
-    return with_degradation(compute(data, o).table, degradation(degradation_figures(data, o), o.level))
+    return with_degradation(compute(data, o).table, degradation_table(data, o)[0])
 
 
 # --- Filters and summaries ---------------------------------------------------------------

@@ -72,7 +72,7 @@ class Comparison:
     table: pd.DataFrame
     """Every figure (:func:`lab.metrics.comparison`)."""
     laban: pd.DataFrame
-    """P, A90, A10, U90_10 by reveal mode on sharded items (the degradation plot)."""
+    """P, A90, A10, U90_10 by reveal mode on sharded items, task families pooled (the degradation plot)."""
     pairwise: pd.DataFrame
     """Model differences in P per condition."""
     options: metrics.Options
@@ -86,8 +86,8 @@ def build(data: analysis_data.AnalysisData, options: metrics.Options | None = No
 
     o = options or metrics.Options()
     figures = metrics.compute(data, o)
-    deg_fig = metrics.degradation_figures(data, o)
-    table = metrics.with_degradation(figures.table, metrics.degradation(deg_fig, o.level))
+    deg, deg_fig = metrics.degradation_table(data, o)
+    table = metrics.with_degradation(figures.table, deg)
     pw = metrics.pairwise(figures, "P", level=o.level) if "model" in figures.by else pd.DataFrame()
     return Comparison(data, table, deg_fig.table, pw, o)
 

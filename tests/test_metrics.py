@@ -141,6 +141,7 @@ def test_ties_all_failed_items_and_unscored_conversations() -> None:
     assert row(table, "P", model="m2", condition_key="full")["value"] == 0.0
     deg = metrics.degradation(metrics.degradation_figures(build(convs), NO_DRAWS))
     m2 = deg[deg["model"] == "m2"].iloc[0]
+    assert (deg["task"] != metrics.TASK_MEAN).all()  # no family has a defined degradation to average
     assert m2["mode"] == "SHARDED" and np.isnan(m2["value"])
 
 
@@ -186,7 +187,10 @@ def test_degradation_against_full_with_interval() -> None:
                 conv(cid, item=item, participant=cid, reveal="CONCAT", condition="concat", score=1.0 if rep < 3 else 0.0)
             )
     fig = metrics.degradation_figures(build(convs), metrics.Options(draws=200))
-    deg = metrics.degradation(fig).set_index("mode")
+    rows = metrics.degradation(fig)
+    # Items without a task family form one family, so the mean over families is its figure.
+    assert set(rows["task"]) == {"—", metrics.TASK_MEAN}
+    deg = rows[rows["task"] == metrics.TASK_MEAN].set_index("mode")
     assert deg.loc["SHARDED", "value"] == pytest.approx((75 - 25) / 75)
     assert deg.loc["CONCAT", "value"] == pytest.approx(0.0)
     assert deg.loc["SHARDED", "lo"] <= deg.loc["SHARDED", "value"] <= deg.loc["SHARDED", "hi"]

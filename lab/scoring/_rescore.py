@@ -56,7 +56,7 @@ class TurnLike(Protocol):
 
     @property
     def role(self) -> str:
-        """``user``, ``assistant``…"""
+        """Who wrote it (``user``, ``assistant``…)."""
 
     @property
     def content(self) -> str:
