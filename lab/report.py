@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,33 @@ def build(data: analysis_data.AnalysisData, options: metrics.Options | None = No
     table = metrics.with_degradation(figures.table, deg)
     pw = metrics.pairwise(figures, "P", level=o.level) if "model" in figures.by else pd.DataFrame()
     return Comparison(data, table, deg_fig.table, pw, o)
+
+
+def by_family(data: analysis_data.AnalysisData, options: metrics.Options | None = None) -> pd.DataFrame:
+    """P, A90 and U90_10 per task family × model × condition, and each family's degradation.
+
+    Returns:
+        Rows: task, measure, model, condition (the reveal mode for degradation), value,
+        lo, hi, n, note; items without a task family are left out.
+    """
+    import pandas as pd
+
+    from . import metrics
+
+    o = options or metrics.Options()
+    by = tuple(dict.fromkeys((*o.by, "task")))
+    conv = data.conversations
+    if "task" not in conv or not conv["task"].notna().any():
+        return pd.DataFrame(columns=["task", "measure", "model", "condition", "value", "lo", "hi", "n", "note"])
+    o = replace(o, by=by)
+    figures = metrics.compute(data, o, performance_only=True).table
+    figures = figures[figures["measure"].isin(["P", "A90", "U90_10"])].rename(columns={"condition_key": "condition"})
+    deg = metrics.degradation_table(data, o)[0]
+    deg = deg[(deg["measure"] == "degradation") & (deg["task"] != metrics.TASK_MEAN)].rename(columns={"key": "condition"})
+    deg = deg.assign(note=None)
+    cols = ["task", "measure", "model", "condition", "value", "lo", "hi", "n", "note"]
+    out = pd.concat([figures.reindex(columns=cols), deg.reindex(columns=cols)], ignore_index=True)
+    return out[out["task"].notna() & (out["task"] != "—")].reset_index(drop=True)
 
 
 def format_table(table: pd.DataFrame, fmt: str = "table") -> str:

@@ -228,6 +228,17 @@ def test_paper_measures_by_hand_equal_the_cli(tmp_path: Any, capsys: pytest.Capt
     }
     assert m.set_index("measure").loc["degradation", "value"] == pytest.approx(PAPER_AGGREGATE)
 
+    # The comparison page's per-family panels.
+    from lab.analysis_data import load_study
+    from lab.report import by_family
+
+    panels = by_family(load_study(get_engine(), "lic-hand"), metrics.Options(draws=0))
+    assert set(panels["task"]) == set(DEGRADATION)
+    p = panels[(panels["measure"] == "P") & (panels["model"] == "m") & (panels["task"] == "math")]
+    assert dict(zip(p["condition"], p["value"], strict=True)) == {"full": 95.0, "sharded": 35.0}
+    d = panels[(panels["measure"] == "degradation") & (panels["model"] == "m") & (panels["task"] == "code")]
+    assert d["value"].tolist() == [pytest.approx(DEGRADATION["code"])] and d["condition"].tolist() == ["SHARDED"]
+
 
 def test_run_intervals_resample_runs_within_items() -> None:
     """One item per cell: resampling items alone gives a zero-width interval, resampling runs does not."""
