@@ -614,6 +614,19 @@ def task_of(payload: Any, key: str = "") -> str | None:
     return family_of(item)
 
 
+def no_attempt_sessions(events: pd.DataFrame | None) -> list[int]:
+    """Conversations whose newest ``task_score`` event (``id``, ``session_id``, ``kind``, ``data``) says no attempt."""
+    if events is None or events.empty or not {"kind", "data", "session_id", "id"} <= set(events.columns):
+        return []
+    scores = events[events["kind"] == "task_score"].sort_values("id").drop_duplicates("session_id", keep="last")
+    found = []
+    for sid, data in zip(scores["session_id"], scores["data"], strict=True):
+        details = _payload(data).get("details")
+        if isinstance(details, dict) and details.get("no_attempt"):
+            found.append(int(sid))
+    return found
+
+
 def _no_attempt_sessions(engine: Engine, ids_sql: str) -> list[int]:
     """Conversations whose newest stored evaluation says no answer attempt was made."""
     rows = _fetch(
