@@ -137,7 +137,7 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
         events = [e.data for e in s.scalars(select(Event).where(Event.kind == SCORE_EVENT))]
         evaluators = {(e["family"], e["evaluator"], e["version"]) for e in events}
         assert ("code", "lic-code", "1") in evaluators
-        assert ("database", "lic-database", "1") in evaluators
+        assert ("database", "lic-database", "2") in evaluators
         assert ("actions", "lic-actions-bfcl-ast", "1") in evaluators
         assert any(
             e["family"] == "summary" and e["status"] == "scored" and e["details"]["judge"] == "lab/scripted" for e in events
