@@ -4,7 +4,9 @@ Which reply is scored: the last assistant reply (not an error, not empty) that i
 attempt. Under FULL and CONCAT every reply is one (the authors' full simulator scores its
 single reply unconditionally), and so is every reply in translation and summary (the authors
 skip their turn classifier there); in the other families under SHARDED and the other
-incremental modes the rule judge's layer-S category decides (``answer_attempt``). A summary
+incremental modes the answer-attempt gate decides (:mod:`lab.scoring._gate`): the study's
+judge model with the whole specification in view, as the authors' classifier, when the study
+names one, else (and where the model abstains) the rule judge's layer-S category. A summary
 is scored only once every shard is out (the authors evaluate only its final turn).
 
 A Lost in Conversation conversation with no answer attempt scores 0, as published (the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from weakref import WeakKeyDictionary
@@ -29,6 +31,7 @@ from lab.schema import ChatSession, Condition, ItemRow, Study, Turn
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, FAMILIES, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
+from ._gate import LLMGate
 from ._store import latest_scores, store
 
 if TYPE_CHECKING:
@@ -86,18 +89,37 @@ def is_attempt(item: Item, family: str, content: str, code: str | None = None, r
     return code == "answer_attempt"
 
 
+def gated(family: str, reveal: str | None) -> bool:
+    """Whether the answer-attempt gate decides for replies of this family under this reveal mode."""
+    return family in FAMILIES and family not in EVERY_REPLY_ATTEMPTS and reveal not in SINGLE_TURN_REVEALS
+
+
 def last_attempt(
     item: Item,
     turns: Sequence[TurnLike],
     verdicts: dict[int, tuple[str, float | None]] | None = None,
     reveal: str | None = None,
+    gate: Callable[[Item, str], bool | None] | None = None,
 ) -> TurnLike | None:
-    """The last assistant reply of ``turns`` that is an answer attempt (under ``reveal``), or None."""
+    """The last assistant reply of ``turns`` that is an answer attempt (under ``reveal``), or None.
+
+    Args:
+        item: The conversation's item.
+        turns: Its turns.
+        verdicts: Layer-S categories already known, by turn id.
+        reveal: The condition's reveal mode.
+        gate: Decides gated replies first (:class:`LLMGate.decide`); the rules decide where it abstains.
+    """
     family = family_of(item)
     if family is None:
         return None
     for t in reversed(turns):
         if t.role != "assistant" or t.error is not None or not t.content.strip():
+            continue
+        decided = gate(item, t.content) if gate is not None and gated(family, reveal) else None
+        if decided is not None:
+            if decided:
+                return t
             continue
         known = (verdicts or {}).get(t.id)
         if is_attempt(item, family, t.content, known[0] if known else None, reveal):
@@ -177,7 +199,13 @@ async def settle(conv: Conversation, judge: tuple[str, dict[str, Any]] | None = 
         return None
     seen[conv.session_id] = last.id
     known = conv.verdicts.get(last.id)
-    if not is_attempt(item, family, last.content, known[0] if known else None, conv.reveal):
+    decided = None
+    if judge is not None and gated(family, conv.reveal):
+        # The study names a judge model: it classifies the turn with the whole specification in view.
+        decided = await LLMGate(judge[0], judge[1]).adecide(item, last.content)
+    if decided is None:
+        decided = is_attempt(item, family, last.content, known[0] if known else None, conv.reveal)
+    if not decided:
         return None
     if family == "summary" and conv.remaining:
         return None
@@ -264,7 +292,8 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
                     continue
                 run.conversations += 1
                 turns = list(s.scalars(select(Turn).where(Turn.session_id == chat.id).order_by(Turn.index)))
-                attempt = last_attempt(item, turns, reveal=reveals.get(chat.condition_id))
+                decide = LLMGate(judge_model[0], judge_model[1]).decide if judge_model is not None else None
+                attempt = last_attempt(item, turns, reveal=reveals.get(chat.condition_id), gate=decide)
                 old = previous.get(chat.id)
                 if only_missing and old and _current(old, family) and old.get("turn_id") == (attempt.id if attempt else None):
                     run.skipped += 1
