@@ -61,8 +61,9 @@ class AnalysisData:
     ``needs_clarification``, ``n_required``, ``task``: the task family of
     :func:`lab.scoring.family_of`) and condition (``condition_key``, ``reveal``,
     ``presupposition``, ``intervention``, ``model_key``), the participant's kind
-    (``participant_kind``), the knowledge probe's score (``probe_score``) and ``no_attempt``
-    (the stored evaluation says the assistant never attempted an answer)."""
+    (``participant_kind``), the knowledge probe's score (``probe_score``), ``no_attempt``
+    (the stored evaluation says the assistant never attempted an answer) and
+    ``score_authors`` (the authors' own math comparison, where it was recorded)."""
     turns: pd.DataFrame
     """``turn`` rows without text: id, session_id, index, role, source, tokens_in,
     tokens_out, latency_ms, partial, plus ``content_chars``, ``n_shards`` and ``is_error``."""
@@ -321,7 +322,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
     )
     probes = pd.DataFrame([(r[0], _probe_score(r[1])) for r in probe_rows], columns=["id", "probe_score"])
     conversations = conversations_frame(sessions, items, conds, participants, probes)
-    conversations["no_attempt"] = conversations["id"].isin(_no_attempt_sessions(engine, ids_sql))
+    conversations = with_score_flags(conversations, _score_flags(engine, ids_sql))
     # The database counts shard ids itself, so no JSON text crosses into Python.
     if engine.dialect.name == "postgresql":
         # SQLAlchemy stores a Python None in a JSON column as the JSON scalar null.
@@ -499,7 +500,7 @@ def from_tables(tables: Mapping[str, pd.DataFrame], slug: str = "", versions: li
             participants,
             probes,
         )
-    for col, default in (("task", None), ("no_attempt", False)):
+    for col, default in (("task", None), ("no_attempt", False), ("score_authors", np.nan)):
         if col not in conversations:
             conversations[col] = default
     conversations["task"] = conversations["task"].astype("string")
@@ -614,33 +615,51 @@ def task_of(payload: Any, key: str = "") -> str | None:
     return family_of(item)
 
 
-def no_attempt_sessions(events: pd.DataFrame | None) -> list[int]:
-    """Conversations whose newest ``task_score`` event (``id``, ``session_id``, ``kind``, ``data``) says no attempt."""
+def score_flags(session_ids: Iterable[Any], data: Iterable[Any]) -> tuple[list[int], dict[int, float]]:
+    """Flags from each conversation's newest ``task_score`` data.
+
+    Returns:
+        The conversations without an answer attempt, and the authors' own math score of
+        those where it was recorded (``details.authors_value``).
+    """
+    none: list[int] = []
+    authors: dict[int, float] = {}
+    for sid, record in zip(session_ids, data, strict=True):
+        details = _payload(record).get("details")
+        if not isinstance(details, dict):
+            continue
+        if details.get("no_attempt"):
+            none.append(int(sid))
+        if isinstance(details.get("authors_value"), int | float):
+            authors[int(sid)] = float(details["authors_value"])
+    return none, authors
+
+
+def with_score_flags(conversations: pd.DataFrame, flags: tuple[list[int], dict[int, float]]) -> pd.DataFrame:
+    """The conversations with ``no_attempt`` and ``score_authors`` (NaN where the lab's score is the authors')."""
+    none, authors = flags
+    conversations["no_attempt"] = conversations["id"].isin(none)
+    conversations["score_authors"] = conversations["id"].map(authors).astype("float64")
+    return conversations
+
+
+def event_score_flags(events: pd.DataFrame | None) -> tuple[list[int], dict[int, float]]:
+    """:func:`score_flags` from an ``event`` frame with ``id``, ``session_id``, ``kind`` and ``data``."""
     if events is None or events.empty or not {"kind", "data", "session_id", "id"} <= set(events.columns):
-        return []
+        return [], {}
     scores = events[events["kind"] == "task_score"].sort_values("id").drop_duplicates("session_id", keep="last")
-    found = []
-    for sid, data in zip(scores["session_id"], scores["data"], strict=True):
-        details = _payload(data).get("details")
-        if isinstance(details, dict) and details.get("no_attempt"):
-            found.append(int(sid))
-    return found
+    return score_flags(scores["session_id"], scores["data"])
 
 
-def _no_attempt_sessions(engine: Engine, ids_sql: str) -> list[int]:
-    """Conversations whose newest stored evaluation says no answer attempt was made."""
+def _score_flags(engine: Engine, ids_sql: str) -> tuple[list[int], dict[int, float]]:
+    """:func:`score_flags` read from the database (the newest ``task_score`` event of each conversation)."""
     rows = _fetch(
         engine,
         "SELECT e.session_id, CAST(e.data AS TEXT) FROM event e WHERE e.id IN (SELECT MAX(x.id) FROM event x "
         f"JOIN session s ON s.id = x.session_id WHERE x.kind = 'task_score' AND s.study_id IN ({ids_sql}) "
         "GROUP BY x.session_id)",
     )
-    found = []
-    for sid, data in rows.itertuples(index=False, name=None):
-        details = _payload(data).get("details") or {}
-        if isinstance(details, dict) and details.get("no_attempt"):
-            found.append(int(sid))
-    return found
+    return score_flags(rows[0], rows[1]) if len(rows) else ([], {})
 
 
 def _probe_score(probe: Any) -> float:

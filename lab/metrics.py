@@ -105,6 +105,8 @@ class Options:
     """Runs every item of a cell needs before its A90, A10 and U90_10 are given."""
     attempted_only: bool = False
     """Leave out conversations that never attempted an answer instead of scoring them 0."""
+    math_as_published: bool = False
+    """Score math replies with the authors' string comparison (``42.0`` is not ``42``) where it was recorded."""
 
 
 @dataclass
@@ -542,7 +544,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     o = options or Options()
     by = tuple(o.by) if o.pool_participants or "participant_kind" in o.by else (*o.by, "participant_kind")
     empty = Figures(pd.DataFrame(columns=[*RESULT_COLUMNS[:2], *by, *RESULT_COLUMNS[2:]]), by)
-    data = replace(data, conversations=scored_conversations(data.conversations, o.attempted_only))
+    data = replace(data, conversations=scored_conversations(data.conversations, o.attempted_only, o.math_as_published))
     if performance_only:
         ct = ConversationTable(data.conversations, pd.DataFrame(), pd.DataFrame(), {})
     else:
@@ -574,20 +576,23 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     return Figures(table[cols].sort_values(["measure", "key", *by], kind="stable").reset_index(drop=True), by, draws_out)
 
 
-def scored_conversations(conv: pd.DataFrame, attempted_only: bool = False) -> pd.DataFrame:
+def scored_conversations(conv: pd.DataFrame, attempted_only: bool = False, math_as_published: bool = False) -> pd.DataFrame:
     """The conversations with the score the figures use.
 
     As published, a conversation whose stored evaluation says it never attempted an answer
     scores 0 (also when it was stored without a score, before the lab scored it so);
     ``attempted_only`` leaves those conversations out of every score-based measure instead.
+    ``math_as_published`` takes the authors' math comparison (``score_authors``) where the
+    evaluation recorded one.
     """
-    if "no_attempt" not in conv:
-        return conv
-    none = conv["no_attempt"].fillna(False).to_numpy(dtype=bool)
-    if not none.any():
+    none = conv["no_attempt"].fillna(False).to_numpy(dtype=bool) if "no_attempt" in conv else np.zeros(len(conv), bool)
+    authors = conv["score_authors"].to_numpy(dtype=float) if math_as_published and "score_authors" in conv else None
+    if not none.any() and (authors is None or not np.isfinite(authors).any()):
         return conv
     conv = conv.copy()
     score = conv["score"].to_numpy(dtype=float).copy()
+    if authors is not None:
+        score = np.where(np.isfinite(authors), authors, score)
     score[none] = np.nan if attempted_only else np.where(np.isfinite(score[none]), score[none], 0.0)
     conv["score"] = score
     return conv

@@ -226,6 +226,7 @@ def _comparison(args: argparse.Namespace) -> Comparison:
         pool_participants=args.participants == "all" and args.pool,
         min_runs=args.min_runs,
         attempted_only=args.attempted_only,
+        math_as_published=args.math_as_published,
     )
     return build(data, options)
 
@@ -288,6 +289,11 @@ def _common(sp: argparse.ArgumentParser) -> None:
         "--attempted-only",
         action="store_true",
         help="leave out conversations that never attempted an answer (default: they score 0, as published)",
+    )
+    sp.add_argument(
+        "--math-as-published",
+        action="store_true",
+        help="score math replies with the authors' string comparison (42.0 is not 42) where it was recorded",
     )
 
 

@@ -158,6 +158,14 @@ def test_no_answer_attempt_scores_zero_unless_attempted_only() -> None:
     assert row(attempted, "P")["scoring"] == metrics.ATTEMPTED_ONLY
 
 
+def test_math_as_published_takes_the_authors_comparison_where_recorded() -> None:
+    data = build([conv(1, item=1, score=1.0), conv(2, item=1, score=1.0)])
+    data.conversations["score_authors"] = [0.0, np.nan]  # the first replied "42.0" for 42
+    assert row(metrics.compute(data, NO_DRAWS).table, "P")["value"] == 100.0
+    strict = metrics.compute(data, metrics.Options(draws=0, math_as_published=True)).table
+    assert row(strict, "P")["value"] == 50.0
+
+
 def test_empty_and_single_conversation_cells() -> None:
     empty = metrics.compute(build([]), NO_DRAWS)
     assert empty.table.empty and list(empty.table.columns)[:2] == ["measure", "key"]

@@ -74,3 +74,12 @@ def test_every_full_and_concat_reply_is_an_attempt_and_no_attempt_scores_zero() 
     zero = no_attempt_evaluation("code")
     assert (zero.status, zero.value, zero.details) == ("scored", 0.0, {"no_attempt": True})
     assert no_attempt_evaluation("other").value is None
+
+
+def test_math_records_the_authors_strict_comparison_beside_the_lab_rule() -> None:
+    found = items()
+    lenient = quick(found["math"], "That is 1200.0 rolls in all.")
+    assert lenient is not None and lenient.value == 1.0  # the lab's rule: 1200.0 is 1200
+    assert lenient.details["authors_value"] == 0.0  # the authors' string comparison: it is not
+    same = quick(found["math"], "It bakes 1,200 rolls.")
+    assert same is not None and (same.value, same.details["authors_value"]) == (1.0, 1.0)
