@@ -228,6 +228,17 @@ def test_paper_measures_by_hand_equal_the_cli(tmp_path: Any, capsys: pytest.Capt
     }
     assert m.set_index("measure").loc["degradation", "value"] == pytest.approx(PAPER_AGGREGATE)
 
+    # An export bundle carries each item's task, and gives the same figures.
+    assert main(["export", "lic-hand", "--out", str(tmp_path / "bundle"), "--format", "csv"]) == 0
+    capsys.readouterr()
+    items = pd.read_csv(tmp_path / "bundle" / "data" / "items" / "items.csv")
+    assert dict(zip(items["key"], items["task"], strict=True)) == TASKS
+    assert main(["metrics", "--bundle", str(tmp_path / "bundle"), "--by", "model,condition,task", "--format", "json"]) == 0
+    from_bundle = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert one(from_bundle, "degradation", model="m", key="SHARDED", task=metrics.TASK_MEAN)["value"] == pytest.approx(
+        PAPER_AGGREGATE
+    )
+
     # The comparison page's per-family panels.
     from lab.analysis_data import load_study
     from lab.report import by_family
