@@ -186,12 +186,11 @@ def one(table: pd.DataFrame, measure: str, **cell: str) -> pd.Series:
     return t.iloc[0]
 
 
-def test_paper_measures_by_hand_equal_the_cli(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["migrate"]) == 0
-    capsys.readouterr()
-    from lab.db import get_engine
-
-    write_study(get_engine())
+def test_paper_measures_by_hand_equal_the_cli(
+    engine: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    write_study(engine)
     table = printed(capsys)
     for (task, reveal), figures in EXPECTED.items():
         cond = reveal.lower()
@@ -243,7 +242,7 @@ def test_paper_measures_by_hand_equal_the_cli(tmp_path: Any, capsys: pytest.Capt
     from lab.analysis_data import load_study
     from lab.report import by_family
 
-    panels = by_family(load_study(get_engine(), "lic-hand"), metrics.Options(draws=0))
+    panels = by_family(load_study(engine, "lic-hand"), metrics.Options(draws=0))
     assert set(panels["task"]) == set(DEGRADATION)
     p = panels[(panels["measure"] == "P") & (panels["model"] == "m") & (panels["task"] == "math")]
     assert dict(zip(p["condition"], p["value"], strict=True)) == {"full": 95.0, "sharded": 35.0}
