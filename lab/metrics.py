@@ -697,7 +697,8 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
             with np.errstate(all="ignore"):
                 p_draws[sl] = num / den
         boots["P"] = p_draws
-        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed)
+        enough = np.repeat(fewest >= o.min_runs, np.diff(np.r_[cell_starts, len(starts)]))
+        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough)
         den = np.add.reduceat(ci_g, cell_starts, axis=1)
         for name, vals in runs.items():
             num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
@@ -727,17 +728,31 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
             )
 
 
-def _run_percentiles(s: np.ndarray, starts: np.ndarray, sizes: np.ndarray, draws: int, seed: int) -> dict[str, np.ndarray]:
-    """A90, A10 and U90_10 of each item (draws × items), its runs resampled with replacement in each draw."""
+RUN_BLOCK = 4_000_000
+"""Resampled run scores held at once by :func:`_run_percentiles` (32 MB of float64)."""
+
+
+def _run_percentiles(
+    s: np.ndarray, starts: np.ndarray, sizes: np.ndarray, draws: int, seed: int, wanted: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A90, A10 and U90_10 of each item (draws × items), its runs resampled with replacement in each draw.
+
+    Items not ``wanted`` (in cells without enough runs) are NaN. Draws are computed in
+    blocks of at most :data:`RUN_BLOCK` resampled scores, so an item with thousands of runs
+    does not hold draws × runs values at once.
+    """
     rng = np.random.default_rng([seed, 2])
-    out = {name: np.empty((draws, len(starts))) for name in ("A90", "A10", "U90_10")}
-    for size in np.unique(sizes):
-        groups = np.flatnonzero(sizes == size)
+    out = {name: np.full((draws, len(starts)), np.nan) for name in ("A90", "A10", "U90_10")}
+    for size in np.unique(sizes[wanted]):
+        groups = np.flatnonzero((sizes == size) & wanted)
         values = s[starts[groups][:, None] + np.arange(size)[None, :]]  # items × runs
-        picks = rng.integers(0, size, size=(draws, len(groups), size))
-        sample = np.take_along_axis(np.broadcast_to(values, (draws, *values.shape)), picks, axis=2)
-        hi, lo = np.percentile(sample, [90, 10], axis=2)
-        out["A90"][:, groups], out["A10"][:, groups], out["U90_10"][:, groups] = hi, lo, hi - lo
+        step = max(1, RUN_BLOCK // max(1, len(groups) * int(size)))
+        for lo in range(0, draws, step):
+            hi_ = min(draws, lo + step)
+            picks = rng.integers(0, size, size=(hi_ - lo, len(groups), size))
+            sample = np.take_along_axis(np.broadcast_to(values, (hi_ - lo, *values.shape)), picks, axis=2)
+            a90, a10 = np.percentile(sample, [90, 10], axis=2)
+            out["A90"][lo:hi_, groups], out["A10"][lo:hi_, groups], out["U90_10"][lo:hi_, groups] = a90, a10, a90 - a10
     return out
 
 

@@ -171,6 +171,15 @@ def write_html(comparison: Comparison, path: Path | str, title: str | None = Non
         except Exception as e:  # noqa: BLE001 - a chart that cannot render must not lose the tables
             parts.append(f"<p><i>chart could not be rendered: {html.escape(str(e))}</i></p>")
         parts.append(f"<p class='caption'>{html.escape(f.caption)}</p>")
+    families = by_family(c.data, c.options)
+    if len(families):
+        parts.append("<h2>Per task family</h2>")
+        parts.append(
+            "<p class='caption'>P, A90 and U90_10 per task family, model and condition (A90 and U90_10 only where every "
+            "item has the runs asked for), and each family's FULL → SHARDED degradation; the headline degradation "
+            "averages these over families, as the Lost in Conversation paper does.</p>"
+        )
+        parts.append(families.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="—"))
     if len(c.pairwise):
         parts.append("<h2>Model differences in P</h2>")
         parts.append(c.pairwise.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="—"))

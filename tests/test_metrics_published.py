@@ -238,6 +238,11 @@ def test_paper_measures_by_hand_equal_the_cli(
         PAPER_AGGREGATE
     )
 
+    # The report has the same per-family figures.
+    assert main(["report", "lic-hand", "--out", str(tmp_path / "r.html"), "--draws", "0"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Per task family</h2>" in page and "data2text" in page
+
     # The comparison page's per-family panels.
     from lab.analysis_data import load_study
     from lab.report import by_family
