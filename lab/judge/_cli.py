@@ -147,7 +147,8 @@ def register(sub: Any) -> None:
         description=(
             "`python -m lab judge SLUG` labels every turn of the study with one judge, superseding that judge's older "
             "labels and never touching human labels; `python -m lab judge evaluate` prints each judge's precision, "
-            "recall, abstention and confusion matrix on held-out labelled replies and published text."
+            "recall, abstention and confusion matrix on held-out labelled replies and published text, and the "
+            "answer-attempt gate's precision, recall and abstention on labelled turns (--set gate)."
         ),
     )
     sp.add_argument("target", metavar="SLUG|evaluate", help="a study's slug, or `evaluate`")
