@@ -728,20 +728,18 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
             )
 
 
-RUN_BLOCK = 4_000_000
-"""Resampled run scores held at once by :func:`_run_percentiles` (32 MB of float64)."""
-
-
 def _run_percentiles(
     s: np.ndarray, starts: np.ndarray, sizes: np.ndarray, draws: int, seed: int, wanted: np.ndarray
 ) -> dict[str, np.ndarray]:
     """A90, A10 and U90_10 of each item (draws × items), its runs resampled with replacement in each draw.
 
-    A resample of an item's n sorted runs is a multinomial count of each run; its k-th
-    order statistic is the run at which the running count first exceeds k, so the
-    percentiles (linear between order statistics, as ``numpy.percentile``) need no sort.
-    Items not ``wanted`` (in cells without enough runs) are NaN. Draws are computed in
-    blocks of at most :data:`RUN_BLOCK` counts.
+    A resample of an item's n runs is ``v[floor(U·n)]`` for n uniform draws U, with v the
+    sorted runs, so its p-th smallest value is ``v[floor(U_(p)·n)]`` for the p-th smallest
+    uniform. The percentiles (linear between the order statistics at (n − 1)·q, as
+    ``numpy.percentile``) need only the four uniform order statistics around the 10th and
+    90th percentile, drawn exactly and jointly: U_(p) ~ Beta(p, n − p + 1), and given
+    U_(p) = u, U_(p') = u + (1 − u)·Beta(p' − p, n − p' + 1). Items not ``wanted`` (in
+    cells without enough runs) are NaN.
     """
     rng = np.random.default_rng([seed, 2])
     out = {name: np.full((draws, len(starts)), np.nan) for name in ("A90", "A10", "U90_10")}
@@ -749,21 +747,21 @@ def _run_percentiles(
         n = int(size)
         groups = np.flatnonzero((sizes == size) & wanted)
         values = np.sort(s[starts[groups][:, None] + np.arange(n)[None, :]], axis=1)  # items × sorted runs
-        step = max(1, RUN_BLOCK // max(1, len(groups) * n))
-        q: dict[float, np.ndarray] = {}
-        for lo in range(0, draws, step):
-            hi_ = min(draws, lo + step)
-            cum = np.cumsum(rng.multinomial(n, np.full(n, 1.0 / n), size=(hi_ - lo, len(groups))), axis=2)
-            for p in (0.9, 0.1):
-                h = (n - 1) * p
-                k = int(np.floor(h))
-                below = np.take_along_axis(values[None, :, :], (cum > k).argmax(axis=2)[:, :, None], axis=2)[..., 0]
-                above = np.take_along_axis(values[None, :, :], (cum > min(k + 1, n - 1)).argmax(axis=2)[:, :, None], axis=2)[
-                    ..., 0
-                ]
-                q[p] = below + (above - below) * (h - k)
-            out["A90"][lo:hi_, groups], out["A10"][lo:hi_, groups] = q[0.9], q[0.1]
-            out["U90_10"][lo:hi_, groups] = q[0.9] - q[0.1]
+        # 1-based ranks of the order statistics each percentile interpolates between.
+        ranks = {q: (int(np.floor((n - 1) * q)) + 1, min(int(np.floor((n - 1) * q)) + 2, n)) for q in (0.1, 0.9)}
+        at: dict[int, np.ndarray] = {}
+        u_prev, p_prev = np.zeros((draws, len(groups))), 0
+        for p in sorted({r for pair in ranks.values() for r in pair}):
+            u_prev = u_prev + (1 - u_prev) * rng.beta(p - p_prev, n - p + 1, size=u_prev.shape)
+            p_prev = p
+            index = np.minimum((u_prev * n).astype(np.int64), n - 1)
+            at[p] = np.take_along_axis(values, index.T, axis=1).T
+        q_values = {}
+        for q, (lo, hi) in ranks.items():
+            frac = (n - 1) * q - (lo - 1)
+            q_values[q] = at[lo] + (at[hi] - at[lo]) * frac
+        out["A90"][:, groups], out["A10"][:, groups] = q_values[0.9], q_values[0.1]
+        out["U90_10"][:, groups] = q_values[0.9] - q_values[0.1]
     return out
 
 
