@@ -296,3 +296,20 @@ def test_run_intervals_resample_runs_within_items() -> None:
     u = one(metrics.compute(data, metrics.Options(draws=400)).table, "U90_10")
     assert u["value"] == 100.0
     assert u["lo"] < u["hi"]
+
+
+def test_run_percentile_draws_are_distributed_as_resampled_runs() -> None:
+    """The order-statistic draws behave as numpy.percentile of whole resamples (means and spreads)."""
+    import numpy as np
+
+    from lab.metrics import _run_percentiles
+
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 10, 11):
+        runs = np.round(rng.random(n) * 100)
+        drawn = _run_percentiles(runs, np.array([0]), np.array([n]), 100_000, 0, np.array([True]))
+        resampled = runs[rng.integers(0, n, (100_000, n))]
+        a90, a10 = np.percentile(resampled, [90, 10], axis=1)
+        assert drawn["A90"][:, 0].mean() == pytest.approx(a90.mean(), abs=0.3)
+        assert drawn["A10"][:, 0].mean() == pytest.approx(a10.mean(), abs=0.3)
+        assert drawn["U90_10"][:, 0].std() == pytest.approx((a90 - a10).std(), abs=0.3)
