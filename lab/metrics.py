@@ -530,13 +530,17 @@ def _cluster_codes(conv: pd.DataFrame, participants: pd.DataFrame) -> tuple[np.n
     return p.astype(np.int64), i.astype(np.int64), len(universe)
 
 
-def compute(data: AnalysisData, options: Options | None = None, *, performance_only: bool = False) -> Figures:
+def compute(
+    data: AnalysisData, options: Options | None = None, *, performance_only: bool = False, run_intervals: bool = True
+) -> Figures:
     """Every measure of the comparison, per cell, with intervals.
 
     Args:
         data: The study's frames (filter them first with :func:`select`).
         options: Cells, label source, bootstrap draws.
         performance_only: Only P, A90, A10 and U90_10 (no labels needed).
+        run_intervals: Give A90, A10 and U90_10 intervals (they resample each item's runs);
+            False leaves them out where only the points are shown.
 
     Returns:
         Figures whose table has one row per measure × key × cell.
@@ -562,7 +566,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     out = _Rows(by, cells)
     if not performance_only:
         _ratio_rows(_ratios(ct, data, o.source), cell, res, o, out)
-    _laban_rows(conv, cell, res, o, out)
+    _laban_rows(conv, cell, res, o, out, run_intervals)
     _derived_rows(out)
     rows, draws_out = out.rows, out.draws
     _fill_intervals(rows, [draws_out.get((str(r["measure"]), str(r["key"]), tuple(r[b] for b in by))) for r in rows], o.level)
@@ -648,7 +652,9 @@ def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o
             out.add(r.measure, r.key, key_vals, point[c, jn] / point[c, jd] * r.scale, n, r.source, d)
 
 
-def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
+def _laban_rows(
+    conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows, run_intervals: bool = True
+) -> None:
     """P (mean of item means), A90, A10 and U90_10 per cell, ×100.
 
     A90, A10 and U90_10 are given only where every item of the cell has at least
@@ -698,7 +704,7 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
                 p_draws[sl] = num / den
         boots["P"] = p_draws
         enough = np.repeat(fewest >= o.min_runs, np.diff(np.r_[cell_starts, len(starts)]))
-        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough)
+        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough) if run_intervals else {}
         den = np.add.reduceat(ci_g, cell_starts, axis=1)
         for name, vals in runs.items():
             num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
@@ -812,7 +818,8 @@ def degradation_figures(data: AnalysisData, options: Options | None = None, *, b
     )
     if "task" not in sharded.conversations:
         sharded = replace(sharded, conversations=sharded.conversations.assign(task=pd.NA))
-    return compute(sharded, replace(o, by=by), performance_only=True)
+    # Degradation needs P's draws; A90 and U90_10 are shown here as points only.
+    return compute(sharded, replace(o, by=by), performance_only=True, run_intervals=False)
 
 
 def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
@@ -919,11 +926,21 @@ def degradation_table(data: AnalysisData, options: Options | None = None) -> tup
         :func:`with_degradation`; and the figures by reveal mode with families pooled.
     """
     o = options or Options()
-    per_task = degradation(degradation_figures(data, o), o.level)
+    pooled_fig = degradation_figures(data, o, by_task=False)
+    pooled = degradation(pooled_fig, o.level)
+    conv = data.conversations
+    sharded = conv[(conv["item_kind"] == "sharded").fillna(False).to_numpy(dtype=bool)]
+    tasks = sharded["task"].astype("string").fillna("—").unique() if "task" in sharded else np.array(["—"])
+    if len(tasks) <= 1:
+        # One family: its figures are the pooled ones, and so is their mean.
+        one = pooled.assign(task=str(tasks[0]) if len(tasks) else "—")
+        mean = one[np.isfinite(one["value"].to_numpy(dtype=float))].assign(task=TASK_MEAN)
+        per_task = pd.concat([one, mean], ignore_index=True)
+    else:
+        per_task = degradation(degradation_figures(data, o), o.level)
     if "task" not in o.by and len(per_task):
         per_task = per_task[per_task["task"] == TASK_MEAN]
-    pooled_fig = degradation_figures(data, o, by_task=False)
-    pooled = degradation(pooled_fig, o.level).assign(task=TASK_POOLED)
+    pooled = pooled.assign(task=TASK_POOLED)
     rows = _degradation_rows(per_task, "degradation", o)
     rows_pooled = _degradation_rows(pooled, "degradation_pooled", o)
     return pd.concat([r for r in (rows, rows_pooled) if len(r)] or [rows], ignore_index=True), pooled_fig
