@@ -166,6 +166,15 @@ def test_math_as_published_takes_the_authors_comparison_where_recorded() -> None
     assert row(strict, "P")["value"] == 50.0
 
 
+def test_spread_over_people_is_labelled_between_participant() -> None:
+    convs = [conv(i, item=1, score=float(i % 2), participant_kind="human") for i in range(1, 11)]
+    convs += [conv(i, item=1, score=float(i % 2)) for i in range(11, 21)]
+    table = metrics.compute(build(convs), NO_DRAWS).table
+    assert row(table, "U90_10", participant_kind="human")["note"] == "between-participant spread"
+    assert pd.isna(row(table, "U90_10", participant_kind="simulated")["note"])
+    assert row(table, "U90_10", participant_kind="human")["value"] == 100.0
+
+
 def test_empty_and_single_conversation_cells() -> None:
     empty = metrics.compute(build([]), NO_DRAWS)
     assert empty.table.empty and list(empty.table.columns)[:2] == ["measure", "key"]
