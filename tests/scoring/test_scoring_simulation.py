@@ -26,6 +26,7 @@ CALLS = "[get_weather(city='Lyon'), get_weather(city='Graz')]"
 MATH = "40 rolls an hour for 30 hours is 1,200 rolls.\\n#### 1200"
 SQL = "```sql\\nSELECT author FROM book GROUP BY author HAVING COUNT(*) > 2\\n```"
 VERDICT = json.dumps({"coverage": "FULL_COVERAGE", "bullet_id": 1}).replace('"', '\\"')
+DISCUSSION = json.dumps({"response_type": "discussion"}).replace('"', '\\"')
 
 SPEC = f"""\
 slug: lic
@@ -39,6 +40,7 @@ models:
   counter: {{model: lab/scripted, params: {{script: fixed, reply: "{MATH}"}}}}
   querier: {{model: lab/scripted, params: {{script: fixed, reply: "{SQL}"}}}}
   grader: {{model: lab/scripted, params: {{script: fixed, reply: "{VERDICT}"}}}}
+  gatekeeper: {{model: lab/scripted, params: {{script: fixed, reply: "{DISCUSSION}"}}}}
 conditions:
   full: {{model: talker, reveal: FULL}}
   sharded: {{model: talker, reveal: SHARDED}}
@@ -112,6 +114,12 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     judged = capsys.readouterr().out
     assert "summary          2 scored, mean 0.000" in judged
     assert "needs judge" not in judged
+
+    # A judge model gates SHARDED turns as the authors' classifier does: this one calls every
+    # turn a discussion, so the solved SHARDED code conversation has no attempt (0); FULL is not gated.
+    assert main(["score", "lic", "--judge", "gatekeeper"]) == 0
+    gated = capsys.readouterr().out
+    assert "code             3 scored, mean 0.000" in gated
 
 
 def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) -> None:
