@@ -1,7 +1,9 @@
 """Inter-annotator agreement: raw agreement, Cohen's κ, Krippendorff's α (nominal) and Gwet's AC1.
 
-Every figure comes with the number of units it rests on and a bootstrap 95 % interval over
-units (turns). α and κ are computed from coincidence and confusion sums, and checked
+Every figure comes with the number of units it rests on and a bootstrap 95 % interval that
+resamples conversations (a cluster bootstrap: the turns of a conversation are drawn
+together, since they are not independent), per layer and code; without conversations given,
+it resamples units. α and κ are computed from coincidence and confusion sums, and checked
 against the ``krippendorff`` and ``scikit-learn`` packages (``library_check=True`` takes
 the point estimates from them; the tests compare both on random data); AC1 and raw
 agreement follow Gwet (2014), *Handbook of Inter-Rater Reliability*, for any number of
@@ -12,7 +14,8 @@ The bootstrap needs the same figures thousands of times, so each measure is writ
 function of per-unit sums (for α the unit's coincidences, for AC1 its category shares, for
 κ its joint category of each coder pair). Units with the same sums are interchangeable, so
 a resample is a multinomial draw over the distinct unit patterns: the interval costs no
-more for 100,000 units than for 100.
+more for 100,000 units than for 100. With conversations, each conversation's sums are its
+units' sums, and a resample is a multinomial draw over conversations.
 
 Comparisons, per layer and per code (one code against the rest):
 
@@ -248,6 +251,7 @@ def compare(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     library_check: bool = False,
+    clusters: dict[Any, Any] | None = None,
 ) -> list[AgreementRow]:
     """All four measures on one set of ratings, over all codes and per code, with intervals.
 
@@ -261,6 +265,7 @@ def compare(
         seed: Seeds the resampling, so figures repeat exactly.
         library_check: Take the point estimates of α and κ from ``krippendorff`` and
             ``scikit-learn`` instead (slower; the tests check both give the same figures).
+        clusters: unit → its conversation; the intervals then resample conversations.
     """
     ratings = {u: codes for u, codes in ratings.items() if codes}
     observed = sorted({v for codes in ratings.values() for v in codes.values()})
@@ -271,8 +276,20 @@ def compare(
         return []
     all_codes, _ = _counts(ratings, coders, cats)
     libs = _library_points(ratings, coders, cats, observed, per_code) if library_check else {}
+    cluster_of = None
+    if clusters is not None:
+        cluster_of = np.unique(np.array([str(clusters.get(u, u)) for u in ratings]), return_inverse=True)[1]
     return compare_codes(
-        all_codes, coders, cats, comparison=comparison, layer=layer, per_code=per_code, bootstrap=bootstrap, seed=seed, libs=libs
+        all_codes,
+        coders,
+        cats,
+        comparison=comparison,
+        layer=layer,
+        per_code=per_code,
+        bootstrap=bootstrap,
+        seed=seed,
+        libs=libs,
+        clusters=cluster_of,
     )
 
 
@@ -287,6 +304,7 @@ def compare_codes(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     libs: dict[tuple[str, str], float | None] | None = None,
+    clusters: np.ndarray | None = None,
 ) -> list[AgreementRow]:
     """:func:`compare` on a (units × coders) matrix of category indexes, -1 where a coder did not rate.
 
@@ -300,15 +318,20 @@ def compare_codes(
         bootstrap: Resamples of units for the intervals (0: no intervals).
         seed: Seeds the resampling.
         libs: Point estimates to use instead of the computed ones, by (code, measure).
+        clusters: The conversation of each unit (row); the intervals then resample
+            conversations with all their units instead of units.
     """
     libs = libs or {}
-    all_codes = all_codes[(all_codes >= 0).any(axis=1)]
+    rated = (all_codes >= 0).any(axis=1)
+    all_codes = all_codes[rated]
+    if clusters is not None:
+        clusters = np.unique(np.asarray(clusters)[rated], return_inverse=True)[1]
     if len(all_codes) == 0 or len(coders) < 2:
         return []
     observed = {cats[i] for i in np.unique(all_codes[all_codes >= 0])}
     n_units = len(all_codes)
     # A unit's codes per coder determine all its sums: work on the distinct patterns, weighted.
-    codes, counts = np.unique(all_codes, axis=0, return_counts=True)
+    codes, pattern_of, counts = np.unique(all_codes, axis=0, return_inverse=True, return_counts=True)
     _, n = _counts({i: {coders[j]: cats[c] for j, c in enumerate(row) if c >= 0} for i, row in enumerate(codes)}, coders, cats)
     pairs = [(a, b) for a, b in combinations(range(len(coders)), 2) if ((codes[:, a] >= 0) & (codes[:, b] >= 0)).any()]
     pairable = int(counts[(codes >= 0).sum(axis=1) >= 2].sum())
@@ -335,8 +358,20 @@ def compare_codes(
     intervals: list[tuple[float | None, float | None]] = [(None, None)] * len(blocks)
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        draws = rng.multinomial(n_units, counts / counts.sum(), size=bootstrap).astype(float)
-        sums = draws @ x
+        if clusters is None:
+            draws = rng.multinomial(n_units, counts / counts.sum(), size=bootstrap).astype(float)
+            sums = draws @ x
+        else:
+            # Conversations × patterns counts, so each conversation's sums are one matrix product.
+            n_clusters, n_patterns = int(clusters.max()) + 1, len(codes)
+            per = np.bincount(clusters * n_patterns + pattern_of.ravel(), minlength=n_clusters * n_patterns)
+            per = per.reshape(n_clusters, n_patterns).astype(float)
+            picks = rng.integers(0, n_clusters, size=(bootstrap, n_clusters)) + (np.arange(bootstrap) * n_clusters)[:, None]
+            draws = np.bincount(picks.ravel(), minlength=bootstrap * n_clusters).reshape(bootstrap, n_clusters)
+            draws = draws.astype(np.float32)
+            # Single precision halves the cost of draws × conversations × columns; the sums are
+            # counts and shares far below 2**24, and only their percentiles are used.
+            sums = (draws @ (per @ x).astype(np.float32)).astype(float)
         intervals = []
         for i, (_, _, _, fn) in enumerate(blocks):
             values = fn(sums[:, widths[i] : widths[i + 1]])
@@ -411,12 +446,14 @@ def study_agreement(
     rows: list[AgreementRow] = []
     for layer in layers or sa.layers:
         sa.used_layer(layer)
-        turn_ids, annotators, labels = _current_labels(s, sa.study_ids, layer)
+        turn_ids, annotators, labels, sessions = _current_labels(s, sa.study_ids, layer)
         if len(turn_ids) == 0:
             continue
         cats = sa.codebook.layer(layer).code_names()
         cats += sorted(set(labels.tolist()) - set(cats))
         units, unit_of = np.unique(turn_ids, return_inverse=True)
+        conversation = np.zeros(len(units), dtype=np.int64)
+        conversation[unit_of] = sessions
         index = {c: i for i, c in enumerate(cats)}
         code_of = np.array([index[c] for c in labels.tolist()], dtype=np.int64)
         is_auto = np.char.startswith(annotators.astype(str), AUTO_PREFIX)
@@ -427,12 +464,17 @@ def study_agreement(
         opts: dict[str, Any] = {"layer": layer, "per_code": per_code, "bootstrap": bootstrap, "seed": seed}
         columns = [_column(len(units), unit_of, code_of, human & (annotators == h)) for h in names]
         matrix = np.stack(columns, axis=1) if names else np.empty((len(units), 0), np.int64)
-        rows += compare_codes(matrix, names, cats, comparison="humans", **opts)
+        rows += compare_codes(matrix, names, cats, comparison="humans", clusters=conversation, **opts)
         gold = _column(len(units), unit_of, code_of, is_gold)
         for j, h in enumerate(names):
             both = (matrix[:, j] >= 0) & (gold >= 0)
             rows += compare_codes(
-                np.stack([matrix[both, j], gold[both]], axis=1), [h, GOLD], cats, comparison=f"{h} vs gold", **opts
+                np.stack([matrix[both, j], gold[both]], axis=1),
+                [h, GOLD],
+                cats,
+                comparison=f"{h} vs gold",
+                clusters=conversation[both],
+                **opts,
             )
         counts = np.zeros((len(units), len(cats)))
         np.add.at(counts, (unit_of[human], code_of[human]), 1)
@@ -444,7 +486,9 @@ def study_agreement(
             auto = _column(len(units), unit_of, code_of, is_auto & (annotators == judge))
             both = (auto >= 0) & (majority >= 0)
             pair = np.stack([auto[both], majority[both]], axis=1)
-            rows += compare_codes(pair, [judge, "majority"], cats, comparison=f"{judge} vs majority", **opts)
+            rows += compare_codes(
+                pair, [judge, "majority"], cats, comparison=f"{judge} vs majority", clusters=conversation[both], **opts
+            )
     return rows
 
 
@@ -455,15 +499,15 @@ def _column(n_units: int, unit_of: np.ndarray, code_of: np.ndarray, mask: np.nda
     return col
 
 
-def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Current labels of one layer as arrays (turn ids, annotators, codes): the newest per turn and annotator."""
+def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Current labels of one layer as arrays (turn ids, annotators, codes, conversations): the newest per turn and annotator."""
     from sqlalchemy import select
 
     from .schema import ChatSession, Label, Turn, participant_conversation
 
     # Plain driver tuples: SQLAlchemy's per-row objects are most of the cost for 100,000s of labels.
     result = s.connection().execute(
-        select(Label.turn_id, Label.annotator, Label.code)
+        select(Label.turn_id, Label.annotator, Label.code, Turn.session_id)
         .join(Turn, Turn.id == Label.turn_id)
         .join(ChatSession, ChatSession.id == Turn.session_id)
         .where(ChatSession.study_id.in_(study_ids), participant_conversation(), Label.layer == layer)
@@ -474,8 +518,8 @@ def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple
     finally:
         result.close()
     if not rows:
-        return np.empty(0, np.int64), np.empty(0, object), np.empty(0, object)
-    tids, who_col, code_col = zip(*rows, strict=True)
+        return np.empty(0, np.int64), np.empty(0, object), np.empty(0, object), np.empty(0, np.int64)
+    tids, who_col, code_col, session_col = zip(*rows, strict=True)
     turn_ids = np.array(tids, dtype=np.int64)
     annotators = np.array(who_col, dtype=object)
     codes = np.array(code_col, dtype=object)
@@ -484,7 +528,7 @@ def _current_labels(s: Session, study_ids: tuple[int, ...], layer: str) -> tuple
     # Rows are in label order, so the last row of each (turn, annotator) is the current label.
     _, last = np.unique(key[::-1], return_index=True)
     keep = np.sort(len(key) - 1 - last)
-    return turn_ids[keep], annotators[keep], codes[keep]
+    return turn_ids[keep], annotators[keep], codes[keep], np.array(session_col, dtype=np.int64)[keep]
 
 
 def confusion(ratings: Ratings) -> list[tuple[str, str, float]]:

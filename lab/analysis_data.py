@@ -65,9 +65,12 @@ class AnalysisData:
     """``participant`` rows: id, study_id, kind (human | simulated), status."""
     conversations: pd.DataFrame
     """``session`` rows joined with their item (``item_key``, ``item_kind``,
-    ``needs_clarification``, ``n_required``) and condition (``condition_key``, ``reveal``,
+    ``needs_clarification``, ``n_required``, ``task``: the task family of
+    :func:`lab.scoring.family_of`) and condition (``condition_key``, ``reveal``,
     ``presupposition``, ``intervention``, ``model_key``), the participant's kind
-    (``participant_kind``) and the knowledge probe's score (``probe_score``)."""
+    (``participant_kind``), the knowledge probe's score (``probe_score``), ``no_attempt``
+    (the stored evaluation says the assistant never attempted an answer) and
+    ``score_authors`` (the authors' own math comparison, where it was recorded)."""
     turns: pd.DataFrame
     """``turn`` rows without text: id, session_id, index, role, source, tokens_in,
     tokens_out, latency_ms, partial, plus ``content_chars``, ``n_shards`` and ``is_error``."""
@@ -313,8 +316,18 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
             )
         ).all()
     items = pd.DataFrame(
-        [(r.id, r.key, r.kind, _needs_clarification(r.kind, r.payload), _n_required(r.kind, r.payload)) for r in item_rows],
-        columns=["item_id", "item_key", "item_kind", "needs_clarification", "n_required"],
+        [
+            (
+                r.id,
+                r.key,
+                r.kind,
+                _needs_clarification(r.kind, r.payload),
+                _n_required(r.kind, r.payload),
+                task_of(r.payload, r.key),
+            )
+            for r in item_rows
+        ],
+        columns=["item_id", "item_key", "item_kind", "needs_clarification", "n_required", "task"],
     )
     conds = pd.DataFrame(
         [tuple(r) for r in cond_rows],
@@ -322,6 +335,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
     )
     probes = pd.DataFrame([(r[0], _probe_score(r[1])) for r in probe_rows], columns=["id", "probe_score"])
     conversations = conversations_frame(sessions, items, conds, participants, probes)
+    conversations = with_score_flags(conversations, _score_flags(engine, ids_sql))
     # The database counts shard ids itself, so no JSON text crosses into Python.
     if engine.dialect.name == "postgresql":
         # SQLAlchemy stores a Python None in a JSON column as the JSON scalar null.
@@ -408,11 +422,13 @@ def conversations_frame(
 
     Args:
         sessions: ``session`` rows (``CONVERSATION_COLUMNS``).
-        items: item_id, item_key, item_kind, needs_clarification, n_required.
+        items: item_id, item_key, item_kind, needs_clarification, n_required (and ``task``).
         conditions: condition_id, condition_key, reveal, presupposition, intervention, model_key.
         participants: ``participant`` rows (id, kind).
         probes: session id and ``probe_score`` (1 when the model answered the probe correctly).
     """
+    if "task" not in items:
+        items = items.assign(task=None)
     df = sessions.merge(items, on="item_id", how="left").merge(conditions, on="condition_id", how="left")
     kinds = participants[["id", "kind"]].rename(columns={"id": "participant_id", "kind": "participant_kind"})
     df = df.merge(kinds, on="participant_id", how="left")
@@ -429,11 +445,13 @@ def conversations_frame(
         "intervention",
         "model_key",
         "participant_kind",
+        "task",
     ):
         df[col] = df[col].astype("string")
     df["needs_clarification"] = df["needs_clarification"].astype("boolean")
     df["n_required"] = df["n_required"].fillna(0).astype("int64")
     df["probe_score"] = df["probe_score"].astype("float64")
+    df["no_attempt"] = df["no_attempt"].fillna(False).astype(bool) if "no_attempt" in df else False
     return df.sort_values("id", kind="stable").reset_index(drop=True)
 
 
@@ -480,6 +498,10 @@ def from_tables(tables: Mapping[str, pd.DataFrame], slug: str = "", versions: li
                 _needs_clarification(k, p) for k, p in zip(items["item_kind"], items["payload"], strict=True)
             ]
             items["n_required"] = [_n_required(k, p) for k, p in zip(items["item_kind"], items["payload"], strict=True)]
+        if "task" not in items:
+            items["task"] = (
+                [task_of(p, k) for p, k in zip(items["payload"], items["item_key"], strict=True)] if "payload" in items else None
+            )
         conds = tables["condition"].rename(columns={"id": "condition_id", "key": "condition_key"})
         sessions = tables["session"]
         probes = None
@@ -487,11 +509,16 @@ def from_tables(tables: Mapping[str, pd.DataFrame], slug: str = "", versions: li
             probes = pd.DataFrame({"id": sessions["id"], "probe_score": [_probe_score(p) for p in sessions["probe"]]})
         conversations = conversations_frame(
             sessions[list(CONVERSATION_COLUMNS)],
-            items[["item_id", "item_key", "item_kind", "needs_clarification", "n_required"]],
+            items[["item_id", "item_key", "item_kind", "needs_clarification", "n_required", "task"]],
             conds[["condition_id", "condition_key", "reveal", "presupposition", "intervention", "model_key"]],
             participants,
             probes,
         )
+    for col, default in (("task", None), ("no_attempt", False), ("score_authors", np.nan)):
+        if col not in conversations:
+            conversations[col] = default
+    conversations["task"] = conversations["task"].astype("string")
+    conversations["no_attempt"] = conversations["no_attempt"].fillna(False).astype(bool)
     turns = tables["turns"].copy()
     if "content_chars" not in turns:
         turns["content_chars"] = turns["content"].fillna("").astype(str).str.len() if "content" in turns else 0
@@ -588,6 +615,65 @@ def _n_required(kind: str, payload: Any) -> int:
     if kind == "clarification":
         return len(p.get("missing") or [])
     return 0
+
+
+def task_of(payload: Any, key: str = "") -> str | None:
+    """The task family of an item payload (:func:`lab.scoring.family_of`), None when nothing scores it."""
+    from .items import parse_item
+    from .scoring import family_of
+
+    try:
+        item = parse_item(_payload(payload), key)
+    except Exception:  # noqa: BLE001 - an item the current parser refuses simply has no family
+        return None
+    return family_of(item)
+
+
+def score_flags(session_ids: Iterable[Any], data: Iterable[Any]) -> tuple[list[int], dict[int, float]]:
+    """Flags from each conversation's newest ``task_score`` data.
+
+    Returns:
+        The conversations without an answer attempt, and the authors' own math score of
+        those where it was recorded (``details.authors_value``).
+    """
+    none: list[int] = []
+    authors: dict[int, float] = {}
+    for sid, record in zip(session_ids, data, strict=True):
+        details = _payload(record).get("details")
+        if not isinstance(details, dict):
+            continue
+        if details.get("no_attempt"):
+            none.append(int(sid))
+        if isinstance(details.get("authors_value"), int | float):
+            authors[int(sid)] = float(details["authors_value"])
+    return none, authors
+
+
+def with_score_flags(conversations: pd.DataFrame, flags: tuple[list[int], dict[int, float]]) -> pd.DataFrame:
+    """The conversations with ``no_attempt`` and ``score_authors`` (NaN where the lab's score is the authors')."""
+    none, authors = flags
+    conversations["no_attempt"] = conversations["id"].isin(none)
+    conversations["score_authors"] = conversations["id"].map(authors).astype("float64")
+    return conversations
+
+
+def event_score_flags(events: pd.DataFrame | None) -> tuple[list[int], dict[int, float]]:
+    """:func:`score_flags` from an ``event`` frame with ``id``, ``session_id``, ``kind`` and ``data``."""
+    if events is None or events.empty or not {"kind", "data", "session_id", "id"} <= set(events.columns):
+        return [], {}
+    scores = events[events["kind"] == "task_score"].sort_values("id").drop_duplicates("session_id", keep="last")
+    return score_flags(scores["session_id"], scores["data"])
+
+
+def _score_flags(engine: Engine, ids_sql: str) -> tuple[list[int], dict[int, float]]:
+    """:func:`score_flags` read from the database (the newest ``task_score`` event of each conversation)."""
+    rows = _fetch(
+        engine,
+        "SELECT e.session_id, CAST(e.data AS TEXT) FROM event e WHERE e.id IN (SELECT MAX(x.id) FROM event x "
+        f"JOIN session s ON s.id = x.session_id WHERE x.kind = 'task_score' AND s.study_id IN ({ids_sql}) "
+        "GROUP BY x.session_id)",
+    )
+    return score_flags(rows[0], rows[1]) if len(rows) else ([], {})
 
 
 def _probe_score(probe: Any) -> float:

@@ -449,6 +449,7 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
         versions=[v],
     )
     data.judge_versions = _judge_versions(labels)
+    data.conversations = ad.with_score_flags(data.conversations, ad.event_score_flags(bundle.tables.get("events")))
     return data
 
 

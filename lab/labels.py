@@ -103,12 +103,14 @@ def auto_labels(conv: Conversation, content: str) -> AutoLabels:
     label of these annotators exists to supersede.
     """
     from .judge import RuleJudge, classify_presupposition, label_annotator, score
+    from .scoring import family_of, is_attempt
 
     judgements = [RuleJudge().classify(content, item=conv.item)]
     if isinstance(conv.item, PresuppositionItem):
         judgements.append(classify_presupposition(conv.item, content, conv.condition.presupposition == "control"))
     value = None
-    if judgements[0].code == "answer_attempt":
+    family = family_of(conv.item)
+    if family is not None and is_attempt(conv.item, family, content, judgements[0].code, conv.reveal):
         sc = score(conv.item, content)
         value = sc.value if sc.scorable else None
     rows = [

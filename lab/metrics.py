@@ -41,6 +41,7 @@ Human and simulated participants stay in separate cells unless ``pool_participan
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -70,7 +71,17 @@ INCREMENTAL_REVEALS = tuple(sorted(INCREMENTAL))
 SCORE_SOURCE = "session.score"
 """Label source named on figures computed from the automatic task score."""
 
-RESULT_COLUMNS = ("measure", "key", "value", "lo", "hi", "n", "small", "label_source")
+RESULT_COLUMNS = ("measure", "key", "value", "lo", "hi", "n", "small", "label_source", "runs", "note", "scoring")
+MIN_RUNS = 10
+"""Runs per item the paper uses (N = 10); A90 and U90_10 need this many for every item of a cell."""
+PUBLISHED = "as published"
+"""``scoring`` of score-based rows by default: a conversation without an answer attempt scores 0."""
+ATTEMPTED_ONLY = "attempted only"
+"""``scoring`` of score-based rows computed without conversations that never attempted an answer."""
+SCORE_MEASURES = frozenset(
+    {"score", "P", "A90", "A10", "U90_10", "degradation", "degradation_pooled", "score_by_first_answer", "clarified_score"}
+)
+"""Measures computed from the task score (their rows say which scoring they use)."""
 
 MEASURES = (
     "score",
@@ -79,6 +90,7 @@ MEASURES = (
     "A10",
     "U90_10",
     "degradation",
+    "degradation_pooled",
     "premature_rate",
     "first_answer_turn",
     "score_by_first_answer",
@@ -119,6 +131,12 @@ class Options:
     """Pool human and simulated participants in one cell."""
     chunk: int = 100
     """Draws computed at once (memory: chunk × conversations floats)."""
+    min_runs: int = MIN_RUNS
+    """Runs every item of a cell needs before its A90, A10 and U90_10 are given."""
+    attempted_only: bool = False
+    """Leave out conversations that never attempted an answer instead of scoring them 0."""
+    math_as_published: bool = False
+    """Score math replies with the authors' string comparison (``42.0`` is not ``42``) where it was recorded."""
 
 
 @dataclass
@@ -271,7 +289,17 @@ class _Rows:
         return tuple(self.cells.iloc[int(code)])
 
     def add(
-        self, measure: str, key: str, cell: tuple[object, ...], value: object, n: int, source: object, draws: np.ndarray | None
+        self,
+        measure: str,
+        key: str,
+        cell: tuple[object, ...],
+        value: object,
+        n: int,
+        source: object,
+        draws: np.ndarray | None,
+        *,
+        runs: int | None = None,
+        note: str | None = None,
     ) -> None:
         """Add a row; its interval is filled in from its draws once every row is in."""
         if draws is not None:
@@ -286,6 +314,8 @@ class _Rows:
                 "hi": np.nan,
                 "n": n,
                 "label_source": source,
+                "runs": runs,
+                "note": note,
             }
         )
 
@@ -530,13 +560,17 @@ def _cluster_codes(conv: pd.DataFrame, participants: pd.DataFrame) -> tuple[np.n
     return p.astype(np.int64), i.astype(np.int64), len(universe)
 
 
-def compute(data: AnalysisData, options: Options | None = None, *, performance_only: bool = False) -> Figures:
+def compute(
+    data: AnalysisData, options: Options | None = None, *, performance_only: bool = False, run_intervals: bool = True
+) -> Figures:
     """Every measure of the comparison, per cell, with intervals.
 
     Args:
         data: The study's frames (filter them first with :func:`select`).
         options: Cells, label source, bootstrap draws.
         performance_only: Only P, A90, A10 and U90_10 (no labels needed).
+        run_intervals: Give A90, A10 and U90_10 intervals (they resample each item's runs);
+            False leaves them out where only the points are shown.
 
     Returns:
         Figures whose table has one row per measure × key × cell.
@@ -544,6 +578,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     o = options or Options()
     by = tuple(o.by) if o.pool_participants or "participant_kind" in o.by else (*o.by, "participant_kind")
     empty = Figures(pd.DataFrame(columns=[*RESULT_COLUMNS[:2], *by, *RESULT_COLUMNS[2:]]), by)
+    data = replace(data, conversations=scored_conversations(data.conversations, o.attempted_only, o.math_as_published))
     if performance_only:
         ct = ConversationTable(data.conversations, pd.DataFrame(), pd.DataFrame(), {})
     else:
@@ -561,7 +596,7 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
     out = _Rows(by, cells)
     if not performance_only:
         _ratio_rows(_ratios(ct, data, o.source), cell, res, o, out)
-    _laban_rows(conv, cell, res, o, out)
+    _laban_rows(conv, cell, res, o, out, run_intervals)
     _derived_rows(out)
     rows, draws_out = out.rows, out.draws
     _fill_intervals(rows, [draws_out.get((str(r["measure"]), str(r["key"]), tuple(r[b] for b in by))) for r in rows], o.level)
@@ -569,8 +604,32 @@ def compute(data: AnalysisData, options: Options | None = None, *, performance_o
         return empty
     table = pd.DataFrame(rows)
     table["small"] = table["n"] < SMALL_CELL
-    cols = ["measure", "key", *by, "value", "lo", "hi", "n", "small", "label_source"]
+    scoring = ATTEMPTED_ONLY if o.attempted_only else PUBLISHED
+    table["scoring"] = table["measure"].map(lambda m: scoring if m in SCORE_MEASURES else None)
+    cols = ["measure", "key", *by, *RESULT_COLUMNS[2:]]
     return Figures(table[cols].sort_values(["measure", "key", *by], kind="stable").reset_index(drop=True), by, draws_out)
+
+
+def scored_conversations(conv: pd.DataFrame, attempted_only: bool = False, math_as_published: bool = False) -> pd.DataFrame:
+    """The conversations with the score the figures use.
+
+    As published, a conversation whose stored evaluation says it never attempted an answer
+    scores 0 (also when it was stored without a score, before the lab scored it so);
+    ``attempted_only`` leaves those conversations out of every score-based measure instead.
+    ``math_as_published`` takes the authors' math comparison (``score_authors``) where the
+    evaluation recorded one.
+    """
+    none = conv["no_attempt"].fillna(False).to_numpy(dtype=bool) if "no_attempt" in conv else np.zeros(len(conv), bool)
+    authors = conv["score_authors"].to_numpy(dtype=float) if math_as_published and "score_authors" in conv else None
+    if not none.any() and (authors is None or not np.isfinite(authors).any()):
+        return conv
+    conv = conv.copy()
+    score = conv["score"].to_numpy(dtype=float).copy()
+    if authors is not None:
+        score = np.where(np.isfinite(authors), authors, score)
+    score[none] = np.nan if attempted_only else np.where(np.isfinite(score[none]), score[none], 0.0)
+    conv["score"] = score
+    return conv
 
 
 def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
@@ -623,8 +682,15 @@ def _ratio_rows(ratios: list[_Ratio], cell: np.ndarray, res: Resampler | None, o
             out.add(r.measure, r.key, key_vals, point[c, jn] / point[c, jd] * r.scale, n, r.source, d)
 
 
-def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows) -> None:
-    """P (mean of item means), A90 and U90_10 per cell, ×100."""
+def _laban_rows(
+    conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: Options, out: _Rows, run_intervals: bool = True
+) -> None:
+    """P (mean of item means), A90, A10 and U90_10 per cell, ×100.
+
+    A90, A10 and U90_10 are given only where every item of the cell has at least
+    ``o.min_runs`` runs; otherwise their value is NaN and ``note`` says how many the fewest
+    item has. Their intervals resample items and, within each item, its runs.
+    """
     score = conv["score"].to_numpy(dtype=float)
     ok = np.isfinite(score)
     if not ok.any():
@@ -633,9 +699,11 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
     s = score[idx] * 100.0
     c = cell[idx]
     item = conv["item_id"].to_numpy()[idx]
+    human = (conv["participant_kind"].astype("string") == "human").fillna(False).to_numpy(dtype=bool)[idx]
     group = pd.MultiIndex.from_arrays([c, item]).factorize()[0]
     # Conversations are sorted by cell then item, so groups are contiguous.
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[starts, len(s)])
     g_cell = c[starts]
     g_item_code = res.item[idx][starts] if res is not None else None
     frame = pd.DataFrame({"g": group, "s": s})
@@ -646,7 +714,10 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
     u = a90 - a10
     per_item = {"P": means, "A90": a90, "A10": a10, "U90_10": u}
     cell_starts = np.flatnonzero(np.r_[True, g_cell[1:] != g_cell[:-1]])
-    n_conv = np.add.reduceat(np.ones(len(s)), np.flatnonzero(np.r_[True, c[1:] != c[:-1]]))
+    cell_bounds = np.r_[np.flatnonzero(np.r_[True, c[1:] != c[:-1]]), len(s)]
+    n_conv = np.diff(cell_bounds)
+    fewest = np.minimum.reduceat(sizes, cell_starts)
+    any_human = np.maximum.reduceat(human.astype(int), cell_bounds[:-1]) > 0
     boots: dict[str, np.ndarray] = {}
     if res is not None:
         ci_g = res.ci[:, g_item_code]
@@ -662,17 +733,72 @@ def _laban_rows(conv: pd.DataFrame, cell: np.ndarray, res: Resampler | None, o: 
             with np.errstate(all="ignore"):
                 p_draws[sl] = num / den
         boots["P"] = p_draws
-        for name in ("A90", "A10", "U90_10"):
-            wi = ci_g
-            num = np.add.reduceat(wi * per_item[name][None, :], cell_starts, axis=1)
-            den = np.add.reduceat(wi, cell_starts, axis=1)
+        enough = np.repeat(fewest >= o.min_runs, np.diff(np.r_[cell_starts, len(starts)]))
+        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough) if run_intervals else {}
+        den = np.add.reduceat(ci_g, cell_starts, axis=1)
+        for name, vals in runs.items():
+            num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
             with np.errstate(all="ignore"):
                 boots[name] = num / den
     for name, vals in per_item.items():
         point = np.add.reduceat(vals, cell_starts) / np.diff(np.r_[cell_starts, len(vals)])
         for j, cs in enumerate(cell_starts):
             d = boots[name][:, j] if name in boots else None
-            out.add(name, "", out.cell_values(g_cell[cs]), float(point[j]), int(n_conv[j]), SCORE_SOURCE, d)
+            value = float(point[j])
+            notes = []
+            if name != "P" and fewest[j] < o.min_runs:
+                value, d = float("nan"), None
+                notes.append(f"not enough runs: the fewest item has {int(fewest[j])} of {o.min_runs}")
+            if name == "U90_10" and any_human[j]:
+                notes.append("between-participant spread")
+            out.add(
+                name,
+                "",
+                out.cell_values(g_cell[cs]),
+                value,
+                int(n_conv[j]),
+                SCORE_SOURCE,
+                d,
+                runs=int(fewest[j]),
+                note="; ".join(notes) or None,
+            )
+
+
+def _run_percentiles(
+    s: np.ndarray, starts: np.ndarray, sizes: np.ndarray, draws: int, seed: int, wanted: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A90, A10 and U90_10 of each item (draws × items), its runs resampled with replacement in each draw.
+
+    A resample of an item's n runs is ``v[floor(U·n)]`` for n uniform draws U, with v the
+    sorted runs, so its p-th smallest value is ``v[floor(U_(p)·n)]`` for the p-th smallest
+    uniform. The percentiles (linear between the order statistics at (n − 1)·q, as
+    ``numpy.percentile``) need only the four uniform order statistics around the 10th and
+    90th percentile, drawn exactly and jointly: U_(p) ~ Beta(p, n − p + 1), and given
+    U_(p) = u, U_(p') = u + (1 − u)·Beta(p' − p, n − p' + 1). Items not ``wanted`` (in
+    cells without enough runs) are NaN.
+    """
+    rng = np.random.default_rng([seed, 2])
+    out = {name: np.full((draws, len(starts)), np.nan) for name in ("A90", "A10", "U90_10")}
+    for size in np.unique(sizes[wanted]):
+        n = int(size)
+        groups = np.flatnonzero((sizes == size) & wanted)
+        values = np.sort(s[starts[groups][:, None] + np.arange(n)[None, :]], axis=1)  # items × sorted runs
+        # 1-based ranks of the order statistics each percentile interpolates between.
+        ranks = {q: (int(np.floor((n - 1) * q)) + 1, min(int(np.floor((n - 1) * q)) + 2, n)) for q in (0.1, 0.9)}
+        at: dict[int, np.ndarray] = {}
+        u_prev, p_prev = np.zeros((draws, len(groups))), 0
+        for p in sorted({r for pair in ranks.values() for r in pair}):
+            u_prev = u_prev + (1 - u_prev) * rng.beta(p - p_prev, n - p + 1, size=u_prev.shape)
+            p_prev = p
+            index = np.minimum((u_prev * n).astype(np.int64), n - 1)
+            at[p] = np.take_along_axis(values, index.T, axis=1).T
+        q_values = {}
+        for q, (lo, hi) in ranks.items():
+            frac = (n - 1) * q - (lo - 1)
+            q_values[q] = at[lo] + (at[hi] - at[lo]) * frac
+        out["A90"][:, groups], out["A10"][:, groups] = q_values[0.9], q_values[0.1]
+        out["U90_10"][:, groups] = q_values[0.9] - q_values[0.1]
+    return out
 
 
 def _derived_rows(out: _Rows) -> None:
@@ -698,30 +824,32 @@ def _derived_rows(out: _Rows) -> None:
 
 DEGRADATION_MODES = ("SHARDED", "CONCAT", "SNOWBALL", "RECAP")
 """Reveal modes compared with FULL."""
+TASK_MEAN = "mean over tasks"
+"""``task`` of the paper's aggregate degradation: per-family degradations averaged over families."""
+TASK_POOLED = "pooled"
+"""``task`` of ``degradation_pooled``: P over every item of the cell, families pooled."""
 
 
-def degradation_figures(data: AnalysisData, options: Options | None = None) -> Figures:
-    """P, A90 and U90_10 of sharded items per model × intervention × reveal mode (for :func:`degradation`)."""
+def degradation_figures(data: AnalysisData, options: Options | None = None, *, by_task: bool = True) -> Figures:
+    """P, A90 and U90_10 of sharded items per model × intervention × reveal mode (for :func:`degradation`).
+
+    Args:
+        data: The study's frames.
+        options: Cells, bootstrap draws.
+        by_task: Split every cell by task family (the paper's per-task figures); False pools them.
+    """
     o = options or Options()
-    by = tuple(b for b in o.by if b not in ("condition_key", "reveal", "intervention")) + ("intervention", "reveal")
+    by = tuple(b for b in o.by if b not in ("condition_key", "reveal", "intervention", "task"))
+    by = (*by, *(("task",) if by_task else ()), "intervention", "reveal")
     conv = data.conversations
     # Only the conversations are needed for P, A90 and U90_10, so turns and labels stay as they are.
     sharded = replace(
         data, conversations=conv[(conv["item_kind"] == "sharded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
     )
-    return compute(
-        sharded,
-        Options(
-            by=by,
-            source=o.source,
-            draws=o.draws,
-            seed=o.seed,
-            level=o.level,
-            pool_participants=o.pool_participants,
-            chunk=o.chunk,
-        ),
-        performance_only=True,
-    )
+    if "task" not in sharded.conversations:
+        sharded = replace(sharded, conversations=sharded.conversations.assign(task=pd.NA))
+    # Degradation needs P's draws; A90 and U90_10 are shown here as points only.
+    return compute(sharded, replace(o, by=by), performance_only=True, run_intervals=False)
 
 
 def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
@@ -729,7 +857,11 @@ def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
 
     Each non-FULL cell is compared with the FULL cell that has the same keys apart from
     ``reveal`` and ``intervention`` (a mediator acts only once information is split).
-    Needs figures with ``reveal`` among the cell keys (:func:`degradation_figures`).
+    Needs figures with ``reveal`` among the cell keys (:func:`degradation_figures`). When
+    the cells are split by ``task``, the paper's aggregate follows the per-family rows:
+    their degradations averaged over the families that have one (``task`` =
+    :data:`TASK_MEAN`; the authors' ``shard / full`` column is 1 − this), with draws
+    averaged the same way.
 
     Returns:
         Rows: the other cell keys, ``mode`` (``SHARDED``, ``SHARDED+mediator``…), P_FULL,
@@ -779,8 +911,77 @@ def degradation(figures: Figures, level: float = 0.95) -> pd.DataFrame:
                     "small": bool(f["n"] < SMALL_CELL or r["n"] < SMALL_CELL),
                 }
             )
+    if "task" in others:
+        _task_means(out, draws, [b for b in others if b != "task"])
     _fill_intervals(out, draws, level)
     return pd.DataFrame(out, columns=cols)
+
+
+def _task_means(rows: list[dict[str, object]], draws: list[np.ndarray | None], keys: list[str]) -> None:
+    """Append the paper's aggregate: per-family degradations averaged over families, per cell and mode."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        if np.isfinite(cast(float, r["value"])):
+            groups.setdefault((*(r[k] for k in keys), r["mode"]), []).append(i)
+    for (*key_vals, mode), idx in groups.items():
+        d = None
+        if all(draws[i] is not None for i in idx):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a draw in which every family is undefined
+                d = np.nanmean(np.column_stack([cast(np.ndarray, draws[i]) for i in idx]), axis=1)
+        draws.append(d)
+        rows.append(
+            {
+                **dict(zip(keys, key_vals, strict=True)),
+                "task": TASK_MEAN,
+                "mode": mode,
+                "P_FULL": float(np.mean([cast(float, rows[i]["P_FULL"]) for i in idx])),
+                "P_mode": float(np.mean([cast(float, rows[i]["P_mode"]) for i in idx])),
+                "value": float(np.mean([cast(float, rows[i]["value"]) for i in idx])),
+                "lo": np.nan,
+                "hi": np.nan,
+                "n": int(sum(cast(int, rows[i]["n"]) for i in idx)),
+                "small": any(bool(rows[i]["small"]) for i in idx),
+            }
+        )
+
+
+def degradation_table(data: AnalysisData, options: Options | None = None) -> tuple[pd.DataFrame, Figures]:
+    """Every degradation row the comparison shows, and the pooled figures behind the degradation chart.
+
+    Returns:
+        Rows with measure ``degradation`` (per family when ``task`` is among the cell keys,
+        and always the paper's aggregate, ``task`` = :data:`TASK_MEAN`) and
+        ``degradation_pooled`` (``task`` = :data:`TASK_POOLED`), in the shape of
+        :func:`with_degradation`; and the figures by reveal mode with families pooled.
+    """
+    o = options or Options()
+    pooled_fig = degradation_figures(data, o, by_task=False)
+    pooled = degradation(pooled_fig, o.level)
+    conv = data.conversations
+    sharded = conv[(conv["item_kind"] == "sharded").fillna(False).to_numpy(dtype=bool)]
+    tasks = sharded["task"].astype("string").fillna("—").unique() if "task" in sharded else np.array(["—"])
+    if len(tasks) <= 1:
+        # One family: its figures are the pooled ones, and so is their mean.
+        one = pooled.assign(task=str(tasks[0]) if len(tasks) else "—")
+        mean = one[np.isfinite(one["value"].to_numpy(dtype=float))].assign(task=TASK_MEAN)
+        per_task = pd.concat([one, mean], ignore_index=True)
+    else:
+        per_task = degradation(degradation_figures(data, o), o.level)
+    if "task" not in o.by and len(per_task):
+        per_task = per_task[per_task["task"] == TASK_MEAN]
+    pooled = pooled.assign(task=TASK_POOLED)
+    rows = _degradation_rows(per_task, "degradation", o)
+    rows_pooled = _degradation_rows(pooled, "degradation_pooled", o)
+    return pd.concat([r for r in (rows, rows_pooled) if len(r)] or [rows], ignore_index=True), pooled_fig
+
+
+def _degradation_rows(deg: pd.DataFrame, measure: str, o: Options) -> pd.DataFrame:
+    rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
+    rows.insert(0, "measure", measure)
+    rows["label_source"] = SCORE_SOURCE
+    rows["scoring"] = ATTEMPTED_ONLY if o.attempted_only else PUBLISHED
+    return rows
 
 
 def pairwise(figures: Figures, measure: str, key: str = "", level: float = 0.95, between: str = "model") -> pd.DataFrame:
@@ -825,23 +1026,29 @@ def pairwise(figures: Figures, measure: str, key: str = "", level: float = 0.95,
 
 
 def with_degradation(table: pd.DataFrame, deg: pd.DataFrame) -> pd.DataFrame:
-    """The figures table with degradation rows appended (measure ``degradation``, key = mode)."""
+    """The figures table with degradation rows appended.
+
+    ``deg`` holds :func:`degradation_table`'s rows, or :func:`degradation`'s (measure
+    ``degradation``, key = mode).
+    """
     if deg.empty:
         return table
-    rows = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
-    rows.insert(0, "measure", "degradation")
-    rows["label_source"] = SCORE_SOURCE
-    return pd.concat([table, rows], ignore_index=True)
+    if "measure" not in deg:
+        deg = deg.rename(columns={"mode": "key"}).drop(columns=["P_FULL", "P_mode"])
+        deg.insert(0, "measure", "degradation")
+        deg["label_source"] = SCORE_SOURCE
+    return pd.concat([table, deg], ignore_index=True)
 
 
 def comparison(data: AnalysisData, options: Options | None = None) -> pd.DataFrame:
     """Every figure of the comparison page in one table: the measures and the degradation.
 
-    Degradation rows have measure ``degradation``, the reveal mode as key, and no
-    condition; the same bootstrap seed is used for both computations.
+    Degradation rows have measure ``degradation`` (per family with ``task`` in the cell
+    keys, and the paper's aggregate over families) or ``degradation_pooled``, the reveal
+    mode as key, and no condition; the same bootstrap seed is used for every computation.
     """
     o = options or Options()
-    return with_degradation(compute(data, o).table, degradation(degradation_figures(data, o), o.level))
+    return with_degradation(compute(data, o).table, degradation_table(data, o)[0])
 
 
 # --- Filters and summaries ---------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,8 @@ BY_ALIASES = {
     "item_kind": "item_kind",
     "participant": "participant_kind",
     "participant_kind": "participant_kind",
+    "task": "task",
+    "family": "task",
 }
 """Names ``--by`` accepts, and the conversation column each stands for."""
 
@@ -74,7 +76,7 @@ class Comparison:
     table: pd.DataFrame
     """Every figure (:func:`lab.metrics.comparison`)."""
     laban: pd.DataFrame
-    """P, A90, A10, U90_10 by reveal mode on sharded items (the degradation plot)."""
+    """P, A90, A10, U90_10 by reveal mode on sharded items, task families pooled (the degradation plot)."""
     pairwise: pd.DataFrame
     """Model differences in P per condition."""
     options: metrics.Options
@@ -88,10 +90,37 @@ def build(data: analysis_data.AnalysisData, options: metrics.Options | None = No
 
     o = options or metrics.Options()
     figures = metrics.compute(data, o)
-    deg_fig = metrics.degradation_figures(data, o)
-    table = metrics.with_degradation(figures.table, metrics.degradation(deg_fig, o.level))
+    deg, deg_fig = metrics.degradation_table(data, o)
+    table = metrics.with_degradation(figures.table, deg)
     pw = metrics.pairwise(figures, "P", level=o.level) if "model" in figures.by else pd.DataFrame()
     return Comparison(data, table, deg_fig.table, pw, o)
+
+
+def by_family(data: analysis_data.AnalysisData, options: metrics.Options | None = None) -> pd.DataFrame:
+    """P, A90 and U90_10 per task family × model × condition, and each family's degradation.
+
+    Returns:
+        Rows: task, measure, model, condition (the reveal mode for degradation), value,
+        lo, hi, n, note; items without a task family are left out.
+    """
+    import pandas as pd
+
+    from . import metrics
+
+    o = options or metrics.Options()
+    by = tuple(dict.fromkeys((*o.by, "task")))
+    conv = data.conversations
+    if "task" not in conv or not conv["task"].notna().any():
+        return pd.DataFrame(columns=["task", "measure", "model", "condition", "value", "lo", "hi", "n", "note"])
+    o = replace(o, by=by)
+    figures = metrics.compute(data, o, performance_only=True).table
+    figures = figures[figures["measure"].isin(["P", "A90", "U90_10"])].rename(columns={"condition_key": "condition"})
+    deg = metrics.degradation_table(data, o)[0]
+    deg = deg[(deg["measure"] == "degradation") & (deg["task"] != metrics.TASK_MEAN)].rename(columns={"key": "condition"})
+    deg = deg.assign(note=None)
+    cols = ["task", "measure", "model", "condition", "value", "lo", "hi", "n", "note"]
+    out = pd.concat([figures.reindex(columns=cols), deg.reindex(columns=cols)], ignore_index=True)
+    return out[out["task"].notna() & (out["task"] != "—")].reset_index(drop=True)
 
 
 def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
@@ -146,6 +175,15 @@ def write_html(comparison: Comparison, path: Path | str, title: str | None = Non
         except Exception as e:  # noqa: BLE001 - a chart that cannot render must not lose the tables
             parts.append(f"<p><i>chart could not be rendered: {html.escape(str(e))}</i></p>")
         parts.append(f"<p class='caption'>{html.escape(f.caption)}</p>")
+    families = by_family(c.data, c.options)
+    if len(families):
+        parts.append("<h2>Per task family</h2>")
+        parts.append(
+            "<p class='caption'>P, A90 and U90_10 per task family, model and condition (A90 and U90_10 only where every "
+            "item has the runs asked for), and each family's FULL → SHARDED degradation; the headline degradation "
+            "averages these over families, as the Lost in Conversation paper does.</p>"
+        )
+        parts.append(families.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="—"))
     if len(c.pairwise):
         parts.append("<h2>Model differences in P</h2>")
         parts.append(c.pairwise.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="—"))
@@ -236,6 +274,9 @@ def _comparison(args: argparse.Namespace) -> Comparison:
         draws=args.draws,
         seed=args.seed,
         pool_participants=args.participants == "all" and args.pool,
+        min_runs=args.min_runs,
+        attempted_only=args.attempted_only,
+        math_as_published=args.math_as_published,
     )
     return build(data, options)
 
@@ -278,7 +319,7 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--bundle", help="compute from an exported bundle (folder) instead of the database")
     sp.add_argument("--study-version", type=int, default=None, help="study version (default: the newest)")
     sp.add_argument(
-        "--by", default="model,condition", help="cell: any of model, condition, reveal, intervention, kind, participant"
+        "--by", default="model,condition", help="cell: any of model, condition, reveal, intervention, kind, participant, task"
     )
     sp.add_argument(
         "--source", default="best", help="labels: best (gold, else majority, else auto), gold, majority, auto or auto:<judge>"
@@ -292,6 +333,22 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pool", action="store_true", help="pool human and simulated participants in one cell")
     sp.add_argument("--draws", type=int, default=1000, help="bootstrap draws (0: no intervals)")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    sp.add_argument(
+        "--min-runs",
+        type=int,
+        default=10,
+        help="runs every item of a cell needs before A90 and U90_10 are given (default 10, the paper's count)",
+    )
+    sp.add_argument(
+        "--attempted-only",
+        action="store_true",
+        help="leave out conversations that never attempted an answer (default: they score 0, as published)",
+    )
+    sp.add_argument(
+        "--math-as-published",
+        action="store_true",
+        help="score math replies with the authors' string comparison (42.0 is not 42) where it was recorded",
+    )
 
 
 def register(sub: Any) -> None:

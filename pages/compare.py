@@ -56,8 +56,15 @@ def figures(
     data = metrics.select(
         data, models=list(models), conditions=list(conditions), item_kinds=list(kinds), participant_kinds=kinds_p
     )
-    c = report.build(data, metrics.Options(source=source, draws=draws, pool_participants=participants == "pooled"))
-    return {"table": c.table, "laban": c.laban, "pairwise": c.pairwise, "conversations": len(c.data.conversations)}
+    options = metrics.Options(source=source, draws=draws, pool_participants=participants == "pooled")
+    c = report.build(data, options)
+    return {
+        "table": c.table,
+        "laban": c.laban,
+        "pairwise": c.pairwise,
+        "conversations": len(c.data.conversations),
+        "families": report.by_family(data, options),
+    }
 
 
 slug = pick_study()
@@ -126,6 +133,22 @@ else:
     st.caption(
         "Differences in averaged performance P between two models in the same condition, with 95 % intervals from the same draws."
     )
+
+st.subheader("Per task family")
+families = comparison["families"]
+if families.empty:
+    st.write("No scored conversation on items of a task family with these filters.")
+else:
+    st.caption(
+        "P, A90 and U90_10 per task family (×100; A90 and U90_10 only where every item has 10 runs), and the "
+        "FULL → SHARDED degradation per family; the headline degradation above averages these over families, "
+        "as the Lost in Conversation paper does."
+    )
+    tasks = sorted(families["task"].dropna().unique())
+    for start in range(0, len(tasks), 3):
+        for col, task in zip(st.columns(3), tasks[start : start + 3], strict=False):
+            col.markdown(f"**{task}**")
+            col.dataframe(families[families["task"] == task].drop(columns=["task"]), hide_index=True, width="stretch")
 
 with st.expander("All figures"):
     st.dataframe(comparison["table"], hide_index=True, width="stretch")

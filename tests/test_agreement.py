@@ -184,3 +184,29 @@ def test_formats() -> None:
     csv = format_rows(rows, "csv").splitlines()
     assert csv[0] == "comparison,layer,code,measure,value,low,high,units,verdict" and len(csv) == 5
     assert '"measure": "alpha"' in format_rows(rows, "json")
+
+
+def test_intervals_resample_conversations_when_turns_are_correlated() -> None:
+    # 20 conversations of 10 turns; within a conversation every turn is rated alike (the coders
+    # agree on all ten or on none), so there are 20 independent observations, not 200.
+    ratings: dict[int, dict[str, str]] = {}
+    clusters: dict[int, int] = {}
+    for c in range(20):
+        agree = c % 4 != 0
+        for t in range(10):
+            unit = 100 * c + t
+            first = "ACK" if t % 2 else "CLARIFY"
+            ratings[unit] = {"a": first, "b": first if agree else ("CHECK" if first == "ACK" else "ACK")}
+            clusters[unit] = c
+
+    def width(rows: list[object], measure: str, code: str = ALL) -> float:
+        row = next(r for r in rows if r.measure == measure and r.code == code)  # type: ignore[attr-defined]
+        return row.high - row.low  # type: ignore[attr-defined]
+
+    turns = compare(ratings, comparison="humans", layer="G", bootstrap=2000, seed=1)
+    conversations = compare(ratings, comparison="humans", layer="G", bootstrap=2000, seed=1, clusters=clusters)
+    for measure in ("raw", "kappa", "alpha", "ac1"):
+        assert width(conversations, measure) > 2 * width(turns, measure), measure
+    assert width(conversations, "raw", "ACK") > 2 * width(turns, "raw", "ACK")
+    # The point estimates do not depend on how the intervals resample.
+    assert [r.value for r in turns] == [r.value for r in conversations]

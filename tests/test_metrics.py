@@ -102,7 +102,12 @@ def row(table: pd.DataFrame, measure: str, key: str = "", **cell: str) -> pd.Ser
 def test_laban_percentiles_are_numpy_linear_and_averaged_over_items() -> None:
     scores = {1: [0.1, 0.5, 0.9, 0.3], 2: [0.4]}
     convs = [conv(10 * i + j, item=i, score=s) for i, ss in scores.items() for j, s in enumerate(ss)]
-    table = metrics.compute(build(convs), NO_DRAWS).table
+    # With the paper's 10 runs per item required, these items are too thin for A90 and U90_10.
+    default = metrics.compute(build(convs), NO_DRAWS).table
+    assert np.isnan(row(default, "U90_10")["value"]) and row(default, "U90_10")["runs"] == 1
+    assert row(default, "U90_10")["note"] == "not enough runs: the fewest item has 1 of 10"
+    assert row(default, "P")["value"] == pytest.approx(42.5)
+    table = metrics.compute(build(convs), metrics.Options(draws=0, min_runs=1)).table
     # Item 1 sorted ×100: 10, 30, 50, 90; linear interpolation at (n−1)·q.
     a90_1 = 50 + 0.7 * 40
     a10_1 = 10 + 0.3 * 20
@@ -127,7 +132,7 @@ def test_ties_all_failed_items_and_unscored_conversations() -> None:
         conv(7, model="m2", item=2, score=0.0),
         conv(8, model="m2", reveal="SHARDED", condition="sharded", item=1, score=0.0),
     ]
-    table = metrics.compute(build(convs), NO_DRAWS).table
+    table = metrics.compute(build(convs), metrics.Options(draws=0, min_runs=1)).table
     # Tied scores: every percentile of a constant item is that constant.
     assert row(table, "A90", model="m1")["value"] == 50.0
     assert row(table, "U90_10", model="m1")["value"] == 0.0
@@ -136,7 +141,38 @@ def test_ties_all_failed_items_and_unscored_conversations() -> None:
     assert row(table, "P", model="m2", condition_key="full")["value"] == 0.0
     deg = metrics.degradation(metrics.degradation_figures(build(convs), NO_DRAWS))
     m2 = deg[deg["model"] == "m2"].iloc[0]
+    assert (deg["task"] != metrics.TASK_MEAN).all()  # no family has a defined degradation to average
     assert m2["mode"] == "SHARDED" and np.isnan(m2["value"])
+
+
+def test_no_answer_attempt_scores_zero_unless_attempted_only() -> None:
+    convs = [conv(1, item=1, score=1.0), conv(2, item=1, score=0.0), conv(3, item=2, score=1.0), conv(4, item=2, score=None)]
+    data = build(convs)
+    # Conversation 2 was stored as a 0 for having no attempt; 4 before the lab stored such zeros.
+    data.conversations["no_attempt"] = data.conversations["id"].isin([2, 4])
+    published = metrics.compute(data, NO_DRAWS).table
+    assert row(published, "P")["value"] == pytest.approx((50 + 50) / 2) and row(published, "P")["n"] == 4
+    assert row(published, "score")["scoring"] == metrics.PUBLISHED
+    attempted = metrics.compute(data, metrics.Options(draws=0, attempted_only=True)).table
+    assert row(attempted, "P")["value"] == pytest.approx(100.0) and row(attempted, "P")["n"] == 2
+    assert row(attempted, "P")["scoring"] == metrics.ATTEMPTED_ONLY
+
+
+def test_math_as_published_takes_the_authors_comparison_where_recorded() -> None:
+    data = build([conv(1, item=1, score=1.0), conv(2, item=1, score=1.0)])
+    data.conversations["score_authors"] = [0.0, np.nan]  # the first replied "42.0" for 42
+    assert row(metrics.compute(data, NO_DRAWS).table, "P")["value"] == 100.0
+    strict = metrics.compute(data, metrics.Options(draws=0, math_as_published=True)).table
+    assert row(strict, "P")["value"] == 50.0
+
+
+def test_spread_over_people_is_labelled_between_participant() -> None:
+    convs = [conv(i, item=1, score=float(i % 2), participant_kind="human") for i in range(1, 11)]
+    convs += [conv(i, item=1, score=float(i % 2)) for i in range(11, 21)]
+    table = metrics.compute(build(convs), NO_DRAWS).table
+    assert row(table, "U90_10", participant_kind="human")["note"] == "between-participant spread"
+    assert pd.isna(row(table, "U90_10", participant_kind="simulated")["note"])
+    assert row(table, "U90_10", participant_kind="human")["value"] == 100.0
 
 
 def test_empty_and_single_conversation_cells() -> None:
@@ -168,7 +204,10 @@ def test_degradation_against_full_with_interval() -> None:
                 conv(cid, item=item, participant=cid, reveal="CONCAT", condition="concat", score=1.0 if rep < 3 else 0.0)
             )
     fig = metrics.degradation_figures(build(convs), metrics.Options(draws=200))
-    deg = metrics.degradation(fig).set_index("mode")
+    rows = metrics.degradation(fig)
+    # Items without a task family form one family, so the mean over families is its figure.
+    assert set(rows["task"]) == {"—", metrics.TASK_MEAN}
+    deg = rows[rows["task"] == metrics.TASK_MEAN].set_index("mode")
     assert deg.loc["SHARDED", "value"] == pytest.approx((75 - 25) / 75)
     assert deg.loc["CONCAT", "value"] == pytest.approx(0.0)
     assert deg.loc["SHARDED", "lo"] <= deg.loc["SHARDED", "value"] <= deg.loc["SHARDED", "hi"]

@@ -186,6 +186,12 @@ class ArrowShaper:
                 "created_at": created,
             }
             return out, len(ids)
+        if name == "items":
+            from ._bundle import item_tasks
+
+            out = dict(zip(self.table.names[:-1], cols, strict=True))
+            out["task"] = pa.array(item_tasks(cols[4].to_pylist(), cols[2].to_pylist()), type=pa.string())
+            return out, len(cols[0])
         out = dict(zip(self.table.names, cols, strict=True))
         if name == "participants":
             for db_id in cols[0].to_pylist():

@@ -389,7 +389,7 @@ class RowShaper:
         return handler(raw)
 
     def _width(self) -> int:
-        return {"labels": 12, "conversations": 21}.get(self.table.name, len(self.table.columns))
+        return {"labels": 12, "conversations": 21, "items": 7}.get(self.table.name, len(self.table.columns))
 
     def _jsons(self, values: Sequence[Any]) -> list[Any]:
         return [self.scrub.json_text(v) for v in values]
@@ -457,7 +457,9 @@ class RowShaper:
         return out
 
     def _shape_items(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
-        return dict(zip(self.table.names, raw, strict=True))
+        out = dict(zip(self.table.names[:-1], raw, strict=True))
+        out["task"] = item_tasks(raw[4], raw[2])
+        return out
 
     def _shape_events(self, raw: list[Sequence[Any]]) -> dict[str, Sequence[Any]]:
         out = dict(zip(self.table.names, raw, strict=True))
@@ -476,6 +478,13 @@ class RowShaper:
             return False
         data = json.loads(row[4]) if row[4] else {}
         return data.get("study_id") in self.sel.study_ids or (data.get("study") == self.sel.slug and "study_id" not in data)
+
+
+def item_tasks(payloads: Sequence[Any], keys: Sequence[Any]) -> list[str | None]:
+    """The task family of each item (the ``task`` column of ``items``), from its payload."""
+    from lab.analysis_data import task_of
+
+    return [task_of(p, str(k)) for p, k in zip(payloads, keys, strict=True)]
 
 
 def _codebook_version(meta: dict[str, Any] | None) -> str | None:

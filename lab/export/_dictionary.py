@@ -202,6 +202,12 @@ ITEMS = Table(
         ),
         _c("source_dataset", "string", "Dataset the item was imported from.", "item.source_dataset"),
         _c("source_id", "string", "The item's id in that dataset.", "item.source_id"),
+        _c(
+            "task",
+            "string",
+            "Task family that scores the item (code, database, actions, data2text, translation, summary, math, "
+            "other); empty when nothing scores it. Derived from the payload.",
+        ),
     ),
 )
 

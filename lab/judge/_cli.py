@@ -128,7 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         sets = [s for s in sets if s.name in set(args.set) or s.name.split("-")[0] in set(args.set)]
     repairs = ROOT / "tests" / "data" / "heldout_repair.jsonl"
     with_repairs = "R" in layers and repairs.exists() and (not args.set or {"heldout-R", "heldout", "R"} & set(args.set))
-    if not sets and not with_repairs:
+    gates = _gate_sets(ROOT, layers, args.set)
+    if not sets and not with_repairs and not gates:
         raise CommandError("no evaluation set found (tests/data is missing, or --set names none)")
     judge = get_judge(args.model) if args.model else RuleJudge()
     require_usable(judge, args.model)
@@ -145,8 +146,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         # Repair candidates always come from the rules, whichever judge labels the other layers.
         print(format_repair_evaluation(evaluate_repairs(repairs)))
         print()
+    if gates:
+        from lab.scoring._gate import LLMGate, RuleGate, evaluate_gate, format_gate
+
+        # A judge model gates as the authors' classifier does; otherwise the rules gate.
+        model = getattr(judge, "model", None)
+        gate: LLMGate | RuleGate = LLMGate(model) if model else RuleGate()
+        for name, path in gates:
+            print(format_gate(evaluate_gate(gate, path, name, limit=args.limit)))
+            print()
     if evaluations:
         print(format_summary(evaluations))
+
+
+def _gate_sets(root: Path, layers: tuple[str, ...], wanted: list[str] | None) -> list[tuple[str, Path]]:
+    """The answer-attempt gate's labelled sets to score (with layer S, or when named by --set)."""
+    data = root / "tests" / "data"
+    found = [(name, data / f"{file}.jsonl") for name, file in (("dev-gate", "dev_gate"), ("heldout-gate", "heldout_gate"))]
+    found = [(n, p) for n, p in found if p.exists()]
+    if wanted:
+        return [(n, p) for n, p in found if n in wanted or "gate" in wanted or n.split("-")[0] in wanted]
+    return found if "S" in layers else []
 
 
 def cmd_judge(args: argparse.Namespace) -> None:
@@ -169,7 +189,8 @@ def register(sub: Any) -> None:
         description=(
             "`python -m lab judge SLUG` labels every turn of the study with one judge, superseding that judge's older "
             "labels and never touching human labels; `python -m lab judge evaluate` prints each judge's precision, "
-            "recall, abstention and confusion matrix on held-out labelled replies and published text."
+            "recall, abstention and confusion matrix on held-out labelled replies and published text, and the "
+            "answer-attempt gate's precision, recall and abstention on labelled turns (--set gate)."
         ),
     )
     sp.add_argument("target", metavar="SLUG|evaluate", help="a study's slug, or `evaluate`")

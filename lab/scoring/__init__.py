@@ -20,7 +20,19 @@ after an evaluator changes.
 from ._dispatch import DEFERRED, EVERY_REPLY_ATTEMPTS, FAMILIES, aevaluate, describe, evaluate, evaluator_of, family_of, quick
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, Status
 from ._family_report import NOT_YET, FamilyScores, family_scores, format_family_scores
-from ._rescore import NO_ATTEMPT, ScoreRun, is_attempt, last_attempt, reason_of, score_study, settle, study_judge
+from ._rescore import (
+    NO_ATTEMPT,
+    SINGLE_TURN_REVEALS,
+    ScoreRun,
+    conclude,
+    is_attempt,
+    last_attempt,
+    no_attempt_evaluation,
+    reason_of,
+    score_study,
+    settle,
+    study_judge,
+)
 from ._sandbox import Limits, RunResult, arun_tests, network_isolation, run_tests
 from ._store import SCORE_EVENT, latest_scores, store
 
@@ -31,6 +43,7 @@ __all__ = [
     "NOT_SCORED_REASONS",
     "NOT_YET",
     "NO_ATTEMPT",
+    "SINGLE_TURN_REVEALS",
     "SCORE_EVENT",
     "Evaluation",
     "FamilyScores",
@@ -40,6 +53,7 @@ __all__ = [
     "Status",
     "aevaluate",
     "arun_tests",
+    "conclude",
     "describe",
     "evaluate",
     "evaluator_of",
@@ -50,6 +64,7 @@ __all__ = [
     "last_attempt",
     "latest_scores",
     "network_isolation",
+    "no_attempt_evaluation",
     "quick",
     "reason_of",
     "run_tests",

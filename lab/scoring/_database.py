@@ -14,9 +14,10 @@ al.'s test-suite evaluation with value plugging and without ``DISTINCT``):
   else 0.
 
 Answer extraction: the authors ask an LLM to cut the SQL out of the reply. The lab reads the
-last fenced block of the reply (a ```sql block first), else the text from the last
-``SELECT``/``WITH`` that starts a line or the reply, which gives the same SQL whenever the
-reply shows its query in a code block or on its own.
+last fenced block of the reply (a ```sql block first), else the last unfenced statement: from
+a line starting ``SELECT``/``WITH`` that does not continue an earlier statement, over the
+lines that continue it, up to a blank line, a ``;`` or the first line of prose (measured on
+``tests/data/sql_extraction.jsonl``).
 
 The lab opens the databases read-only, refuses ``ATTACH`` and writing statements, stops a
 query after 60 seconds, and reads at most one row more than the reference returned.
@@ -38,7 +39,7 @@ from ..errors import LabError
 from ._evaluation import Evaluation, not_scored
 
 EVALUATOR = "lic-database"
-VERSION = "1"
+VERSION = "2"
 FAMILY = "database"
 
 QUERY_SECONDS = 60.0
@@ -61,16 +62,60 @@ class DatabaseMissing(LabError, LookupError):
 
 
 def extract_sql(reply: str) -> str:
-    """The SQL query of a reply: its last fenced block (``sql`` first), else from its last ``SELECT``/``WITH``."""
+    """The SQL query of a reply: its last fenced block (``sql`` first), else its last unfenced statement.
+
+    An unfenced statement starts on a line that starts with ``SELECT``/``WITH`` and is not
+    inside or continuing an earlier statement (a subquery on its own line belongs to the
+    query around it); it runs over the following lines while they continue it (an open
+    parenthesis, a line ending in a comma, operator or keyword, a line starting with a
+    keyword or punctuation) and stops at a blank line, a ``;`` or the first line of prose.
+    """
     blocks = [(lang.lower(), body.strip()) for lang, body in _FENCED.findall(reply)]
     for wanted in ("sql", None):
         chosen = [body for lang, body in blocks if (wanted is None or lang == wanted) and body]
         if chosen:
             return chosen[-1]
-    starts = list(_SQL_START.finditer(reply))
-    if starts:
-        return reply[starts[-1].start() :].strip()
+    lines = reply.split("\n")
+    starts = [i for i, line in enumerate(lines) if _SQL_START.match(line)]
+    statement: list[str] = []
+    covered = -1
+    for i in starts:
+        if i <= covered:
+            continue  # a line of the statement before (a subquery, a UNION's second half)
+        statement = _statement(lines, i)
+        covered = i + len(statement) - 1
+    if statement:
+        return "\n".join(statement).strip().rstrip(";").strip()
     return reply.strip()
+
+
+_CONTINUES_AFTER = re.compile(
+    r"(?i)(,|\(|=|<|>|\+|-|\*|/|\b(select|from|where|and|or|not|in|on|join|by|as|union|intersect|except|"
+    r"having|between|like|is|all|distinct|with|case|when|then|else|set|values|exists))\s*$"
+)
+_CONTINUES_BEFORE = re.compile(
+    r"(?i)^\s*([(),'\"*0-9.=<>]|(select|from|where|and|or|not|in|on|join|inner|left|right|outer|cross|natural|"
+    r"group|order|by|having|limit|offset|union|intersect|except|as|asc|desc|case|when|then|else|end|between|like|"
+    r"is|null|exists|all|distinct|with)\b)"
+)
+
+
+def _statement(lines: list[str], start: int) -> list[str]:
+    """The lines of the SQL statement that starts at ``lines[start]``."""
+    out: list[str] = []
+    depth = 0
+    for line in lines[start:]:
+        if out:
+            if not line.strip():
+                break
+            if depth <= 0 and not _CONTINUES_AFTER.search(out[-1]) and not _CONTINUES_BEFORE.match(line):
+                break  # prose after a complete statement
+        code, _, rest = line.partition(";")
+        out.append(code)
+        depth += code.count("(") - code.count(")")
+        if rest or line.rstrip().endswith(";"):
+            break
+    return out
 
 
 def clean_prediction(sql: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import _actions, _bleu, _code, _database, _summary
@@ -62,14 +63,49 @@ def evaluator_of(family: str) -> tuple[str, str]:
     }.get(family, (MATH_EVALUATOR, MATH_VERSION))
 
 
+_AUTHORS_NUMBER = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+
+
+def authors_math(reply: str, gold_answer: str) -> float | None:
+    """The authors' GSM8K comparison (``task_math.evaluator_function``) applied to the reply.
+
+    Their extraction asks a model for the final answer; here the last number-like token of
+    the reply stands in for it. Both sides lose ``,``, ``$``, anything up to ``#### `` and a
+    final ``.``, then must be the same string: ``42.0`` is not ``42``.
+
+    Returns:
+        1.0 or 0.0; None when the gold answer has no ``####`` line.
+    """
+    if "####" not in gold_answer:
+        return None
+    gold = gold_answer.split("####")[1].strip().lower()
+    found = _AUTHORS_NUMBER.findall(reply.strip())
+    if not found:
+        return 0.0
+    answer = next(m for m in found[-1] if m)
+    if "$" in answer and answer.endswith(".00"):
+        answer = answer.rstrip(".0")  # noqa: B005 - the authors' trim (rstrip(".00")), quirk included
+    for pattern in (",", "\\$", "(?s).*#### ", "\\.$"):
+        answer, gold = re.sub(pattern, "", answer), re.sub(pattern, "", gold)
+    return 1.0 if answer == gold else 0.0
+
+
 def _by_rule(item: Item, family: str, reply: str) -> Evaluation:
-    """Math and other items: the lab's answer rules (final number, exact, normalized, choice)."""
+    """Math and other items: the lab's answer rules (final number, exact, normalized, choice).
+
+    A Lost in Conversation math item's evaluation also records, as ``authors_value``, the
+    authors' stricter string comparison (:func:`authors_math`), for ``--math-as-published``.
+    """
     from lab.judge import score_answer
 
     sc = score_answer(item.answer, reply)  # type: ignore[union-attr]
     if not sc.scorable:
         return not_scored(family, MATH_EVALUATOR, MATH_VERSION, "not_scorable", sc.reason)
-    return Evaluation(family, MATH_EVALUATOR, MATH_VERSION, "scored", sc.value, sc.reason, sc.extracted, {"rule": sc.method})
+    details: dict[str, Any] = {"rule": sc.method}
+    gold = (getattr(item, "gold", None) or {}).get("answer") if family == "math" else None
+    if isinstance(gold, str) and (strict := authors_math(reply, gold)) is not None:
+        details["authors_value"] = strict
+    return Evaluation(family, MATH_EVALUATOR, MATH_VERSION, "scored", sc.value, sc.reason, sc.extracted, details)
 
 
 def quick(item: Item, reply: str) -> Evaluation | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
-from lab.schema import Turn
+from lab.schema import ChatSession, Condition, Turn
 
 from ._dispatch import FAMILIES, family_of
 from ._rescore import NO_ATTEMPT, last_attempt, reason_of
@@ -34,6 +34,8 @@ class FamilyScores:
     """Conversations without a score, by reason (``needs database``, ``needs judge``…)."""
     evaluators: set[str] = field(default_factory=set)
     """``evaluator@version`` of the scores counted."""
+    no_attempt: int = 0
+    """Scored conversations without an answer attempt (0, as published)."""
 
     @property
     def mean(self) -> float | None:
@@ -54,7 +56,7 @@ def family_scores(conn: Connection, chats: Iterable[tuple[int, float | None, Ite
     chats = list(chats)
     stored = latest_scores(conn, [sid for sid, _, _ in chats])
     unscored = [(sid, item) for sid, score, item in chats if sid not in stored and score is None]
-    attempted = _attempted(conn, unscored)
+    attempted = _attempted(conn, unscored, _reveals(conn, [sid for sid, _ in unscored]))
     found: dict[str, FamilyScores] = {}
     for sid, score, item in chats:
         family = family_of(item)
@@ -67,19 +69,34 @@ def family_scores(conn: Connection, chats: Iterable[tuple[int, float | None, Ite
             entry.scored += 1
             entry.total += float(record["value"])
             entry.evaluators.add(f"{record.get('evaluator')}@{record.get('version')}")
+            entry.no_attempt += bool((record.get("details") or {}).get("no_attempt"))
         elif record is not None:
             entry.not_scored[reason_of(record)] += 1
         elif score is not None:
             # Scored in the reply's transaction by the answer rules, before evaluations were stored.
             entry.scored += 1
             entry.total += score
-        else:
+        elif sid in attempted or family not in FAMILIES:
             entry.not_scored[NOT_YET if sid in attempted else NO_ATTEMPT] += 1
+        else:
+            # No attempt and no evaluation stored yet: the published score is already known.
+            entry.scored += 1
+            entry.no_attempt += 1
     order = [*FAMILIES, "other"]
     return sorted(found.values(), key=lambda e: order.index(e.family) if e.family in order else len(order))
 
 
-def _attempted(conn: Connection, chats: list[tuple[int, Item]]) -> set[int]:
+def _reveals(conn: Connection, session_ids: list[int]) -> dict[int, str]:
+    """The reveal mode of each conversation."""
+    found: dict[int, str] = {}
+    for start in range(0, len(session_ids), 500):
+        q = select(ChatSession.id, Condition.reveal).join(Condition, ChatSession.condition_id == Condition.id)
+        for sid, reveal in conn.execute(q.where(ChatSession.id.in_(session_ids[start : start + 500]))):
+            found[sid] = reveal
+    return found
+
+
+def _attempted(conn: Connection, chats: list[tuple[int, Item]], reveals: dict[int, str]) -> set[int]:
     """Those of the conversations that hold an answer attempt."""
     turns: dict[int, list[Any]] = {sid: [] for sid, _ in chats}
     ids = list(turns)
@@ -89,7 +106,7 @@ def _attempted(conn: Connection, chats: list[tuple[int, Item]]) -> set[int]:
         )
         for row in conn.execute(q.order_by(Turn.session_id, Turn.index)):
             turns[row.session_id].append(row)
-    return {sid for sid, item in chats if last_attempt(item, turns[sid]) is not None}
+    return {sid for sid, item in chats if last_attempt(item, turns[sid], reveal=reveals.get(sid)) is not None}
 
 
 def format_family_scores(rows: list[FamilyScores]) -> list[str]:
@@ -100,7 +117,9 @@ def format_family_scores(rows: list[FamilyScores]) -> list[str]:
     for r in rows:
         mean = f"{r.mean:.3f}" if r.mean is not None else "—"
         rest = ", ".join(f"{n} {why}" for why, n in r.not_scored.most_common())
+        zeros = f" ({r.no_attempt} {NO_ATTEMPT}: 0)" if r.no_attempt else ""
         lines.append(
-            f"  {r.family:<12} mean {mean:>6}  scored {r.scored}/{r.conversations}" + (f"  not scored: {rest}" if rest else "")
+            f"  {r.family:<12} mean {mean:>6}  scored {r.scored}/{r.conversations}{zeros}"
+            + (f"  not scored: {rest}" if rest else "")
         )
     return lines

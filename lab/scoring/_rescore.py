@@ -1,16 +1,24 @@
 """Scoring conversations: the last answer attempt, during a simulation and in batch.
 
 Which reply is scored: the last assistant reply (not an error, not empty) that is an answer
-attempt. In translation and summary every reply is one, as in the authors' simulator; in the
-other families the rule judge's layer-S category decides (``answer_attempt``). A summary is
-scored only once every shard is out (the authors evaluate only its final turn).
+attempt. Under FULL and CONCAT every reply is one (the authors' full simulator scores its
+single reply unconditionally), and so is every reply in translation and summary (the authors
+skip their turn classifier there); in the other families under SHARDED and the other
+incremental modes the answer-attempt gate decides (:mod:`lab.scoring._gate`): the study's
+judge model with the whole specification in view, as the authors' classifier, when the study
+names one, else (and where the model abstains) the rule judge's layer-S category. A summary
+is scored only once every shard is out (the authors evaluate only its final turn).
+
+A Lost in Conversation conversation with no answer attempt scores 0, as published (the
+authors' ``is_correct`` starts False); its evaluation says ``no_attempt`` so that the
+"attempted only" view (``python -m lab metrics --attempted-only``) can leave it out.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from weakref import WeakKeyDictionary
@@ -19,11 +27,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lab.items import parse_item
-from lab.schema import ChatSession, ItemRow, Study, Turn, participant_conversation
+from lab.schema import ChatSession, Condition, ItemRow, Study, Turn, participant_conversation
 from lab.studies import no_study
 
-from ._dispatch import EVERY_REPLY_ATTEMPTS, aevaluate, evaluator_of, family_of
+from ._dispatch import EVERY_REPLY_ATTEMPTS, FAMILIES, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
+from ._gate import LLMGate
 from ._store import latest_scores, store
 
 if TYPE_CHECKING:
@@ -33,20 +42,46 @@ if TYPE_CHECKING:
 NO_ATTEMPT = "no answer attempt"
 """Reason shown for a conversation whose assistant never attempted an answer."""
 
+SINGLE_TURN_REVEALS = frozenset({"FULL", "CONCAT"})
+"""Reveal modes whose every reply is an answer attempt (the authors' ``simulator_full.py``
+evaluates its one reply without classifying it)."""
+
 
 class TurnLike(Protocol):
     """What attempt-finding reads of a turn (an ORM ``Turn`` or a ``TurnView``)."""
 
-    id: int
-    index: int
-    role: str
-    content: str
-    error: str | None
+    @property
+    def id(self) -> int:
+        """The turn's id."""
+
+    @property
+    def index(self) -> int:
+        """Its position in the conversation."""
+
+    @property
+    def role(self) -> str:
+        """Who wrote it (``user``, ``assistant``…)."""
+
+    @property
+    def content(self) -> str:
+        """Its text."""
+
+    @property
+    def error(self) -> str | None:
+        """The model error, if the reply failed."""
 
 
-def is_attempt(item: Item, family: str, content: str, code: str | None = None) -> bool:
-    """Whether a reply is an answer attempt (``code``: its layer-S category when already known)."""
-    if family in EVERY_REPLY_ATTEMPTS:
+def is_attempt(item: Item, family: str, content: str, code: str | None = None, reveal: str | None = None) -> bool:
+    """Whether a reply is an answer attempt.
+
+    Args:
+        item: The conversation's item.
+        family: Its task family.
+        content: The reply.
+        code: Its layer-S category when already known.
+        reveal: The condition's reveal mode: under FULL and CONCAT every reply is an attempt.
+    """
+    if family in EVERY_REPLY_ATTEMPTS or (reveal in SINGLE_TURN_REVEALS and family in FAMILIES):
         return True
     if code is None:
         from lab.judge import RuleJudge
@@ -55,20 +90,83 @@ def is_attempt(item: Item, family: str, content: str, code: str | None = None) -
     return code == "answer_attempt"
 
 
+def gated(family: str, reveal: str | None) -> bool:
+    """Whether the answer-attempt gate decides for replies of this family under this reveal mode."""
+    return family in FAMILIES and family not in EVERY_REPLY_ATTEMPTS and reveal not in SINGLE_TURN_REVEALS
+
+
 def last_attempt(
-    item: Item, turns: Sequence[TurnLike], verdicts: dict[int, tuple[str, float | None]] | None = None
+    item: Item,
+    turns: Sequence[TurnLike],
+    verdicts: dict[int, tuple[str, float | None]] | None = None,
+    reveal: str | None = None,
+    gate: Callable[[Item, str], bool | None] | None = None,
 ) -> TurnLike | None:
-    """The last assistant reply of ``turns`` that is an answer attempt, or None."""
+    """The last assistant reply of ``turns`` that is an answer attempt (under ``reveal``), or None.
+
+    Args:
+        item: The conversation's item.
+        turns: Its turns.
+        verdicts: Layer-S categories already known, by turn id.
+        reveal: The condition's reveal mode.
+        gate: Decides gated replies first (:class:`LLMGate.decide`); the rules decide where it abstains.
+    """
     family = family_of(item)
     if family is None:
         return None
     for t in reversed(turns):
         if t.role != "assistant" or t.error is not None or not t.content.strip():
             continue
+        decided = gate(item, t.content) if gate is not None and gated(family, reveal) else None
+        if decided is not None:
+            if decided:
+                return t
+            continue
         known = (verdicts or {}).get(t.id)
-        if is_attempt(item, family, t.content, known[0] if known else None):
+        if is_attempt(item, family, t.content, known[0] if known else None, reveal):
             return t
     return None
+
+
+def no_attempt_evaluation(family: str) -> Evaluation:
+    """The evaluation of a conversation without an answer attempt.
+
+    Lost in Conversation families score 0, as the authors' simulators do; other items
+    (the lab's own answer rules) hold no score.
+    """
+    evaluator, version = evaluator_of(family)
+    if family in FAMILIES:
+        return Evaluation(
+            family,
+            evaluator,
+            version,
+            "scored",
+            0.0,
+            "The assistant made no answer attempt: 0, as published.",
+            None,
+            {"no_attempt": True},
+        )
+    return not_scored(family, evaluator, version, "not_scorable", "The assistant made no answer attempt.", no_attempt=True)
+
+
+def conclude(conv: Conversation) -> Evaluation | None:
+    """Store the published 0 of a finished conversation that never attempted an answer.
+
+    Called as a simulated conversation ends (after :func:`settle` has scored its last reply).
+
+    Returns:
+        The evaluation stored, or None when the conversation has an attempt or nothing to score.
+    """
+    item = conv.item
+    family = family_of(item)
+    if family not in FAMILIES:
+        return None
+    if last_attempt(item, conv.turns, conv.verdicts, conv.reveal) is not None:
+        return None
+    ev = no_attempt_evaluation(family)
+    with conv.engine.begin() as conn:
+        store(conn, conv.session_id, conv.participant_id, None, ev)
+    return ev
 
 
 _SETTLED: WeakKeyDictionary[Engine, dict[int, int]] = WeakKeyDictionary()
@@ -102,7 +200,13 @@ async def settle(conv: Conversation, judge: tuple[str, dict[str, Any]] | None = 
         return None
     seen[conv.session_id] = last.id
     known = conv.verdicts.get(last.id)
-    if not is_attempt(item, family, last.content, known[0] if known else None):
+    decided = None
+    if judge is not None and gated(family, conv.reveal):
+        # The study names a judge model: it classifies the turn with the whole specification in view.
+        decided = await LLMGate(judge[0], judge[1]).adecide(item, last.content)
+    if decided is None:
+        decided = is_attempt(item, family, last.content, known[0] if known else None, conv.reveal)
+    if not decided:
         return None
     if family == "summary" and conv.remaining:
         return None
@@ -120,11 +224,13 @@ class ScoreRun:
     conversations: int = 0
     """Conversations of the study looked at."""
     scored: int = 0
-    """Conversations whose last answer attempt got a score."""
+    """Conversations with a score (a no-attempt 0 included)."""
     skipped: int = 0
     """Conversations left alone (``only_missing``: already scored by the current evaluator)."""
     not_scored: Counter[str] = field(default_factory=Counter)
     """Conversations without a score, by reason."""
+    no_attempt: int = 0
+    """Conversations without an answer attempt (scored 0 in Lost in Conversation families)."""
     by_family: dict[str, list[float]] = field(default_factory=dict)
     """Scores given, by task family."""
     without_gold: int = 0
@@ -179,6 +285,7 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
             items = {
                 row.id: parse_item(row.payload, row.key) for row in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id))
             }
+            reveals = dict(s.execute(select(Condition.id, Condition.reveal).where(Condition.study_id == study.id)).all())
             chats = list(
                 s.scalars(
                     select(ChatSession)
@@ -195,7 +302,8 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
                     continue
                 run.conversations += 1
                 turns = list(s.scalars(select(Turn).where(Turn.session_id == chat.id).order_by(Turn.index)))
-                attempt = last_attempt(item, turns)
+                decide = LLMGate(judge_model[0], judge_model[1]).decide if judge_model is not None else None
+                attempt = last_attempt(item, turns, reveal=reveals.get(chat.condition_id), gate=decide)
                 old = previous.get(chat.id)
                 if only_missing and old and _current(old, family) and old.get("turn_id") == (attempt.id if attempt else None):
                     run.skipped += 1
@@ -209,8 +317,8 @@ async def _score_study(engine: Engine, slug: str, *, only_missing: bool, judge: 
     ) -> None:
         family = family_of(item) or "other"
         if attempt is None:
-            evaluator, version = evaluator_of(family)
-            ev = not_scored(family, evaluator, version, "not_scorable", "The assistant made no answer attempt.", no_attempt=True)
+            ev = no_attempt_evaluation(family)
+            run.no_attempt += 1
         else:
             async with gate:
                 ev = await aevaluate(item, attempt.content, judge=judge_model)

@@ -1,7 +1,8 @@
 """Where scores are kept: the conversation's ``score`` and an append-only ``task_score`` event.
 
-``session.score`` holds the score of the conversation's last answer attempt (None when it is
-not scored). Each evaluation also appends an event of kind :data:`SCORE_EVENT` whose data is
+``session.score`` holds the score of the conversation's last answer attempt (0 for a Lost in
+Conversation conversation without one, as published; None when it is not scored).
+Each evaluation also appends an event of kind :data:`SCORE_EVENT` whose data is
 :meth:`Evaluation.record` plus the turn it scored, so every score says which evaluator (and
 version) made it and why; a re-score appends, and the newest event is the current one.
 """

@@ -43,7 +43,7 @@ from ..items import PresuppositionItem
 from ..judge import RuleJudge, score
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
-from ..scoring import settle
+from ..scoring import conclude, settle
 from ._breaker import BREAKER_SECONDS, Breaker
 from ._checks import check_message
 from ._claims import LEASE_SECONDS, held_elsewhere, prune
@@ -614,6 +614,7 @@ class Runner:
         if isinstance(conv.item, PresuppositionItem) and conv.item.probe is not None:
             await self.limits.acquire(conv.model)
             await asyncio.to_thread(conv.run_probe)
+        conclude(conv)  # a conversation that never attempted an answer scores 0, as published
         pid = conv.participant_id
         conv.finish(outcome, then=(lambda conn: mark_completed(conn, pid)) if last and pid is not None else None)
 

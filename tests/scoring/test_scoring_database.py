@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def library(tmp_path: Path) -> dict:
 def test_equivalent_sql_matches(library: dict) -> None:
     reply = "Here it is:\n```sql\nSELECT author\nFROM book\nGROUP BY author\nHAVING COUNT(*) >= 3;\n```"
     ev = evaluate(library, reply)
-    assert (ev.status, ev.value, ev.evaluator, ev.version) == ("scored", 1.0, "lic-database", "1")
+    assert (ev.status, ev.value, ev.evaluator, ev.version) == ("scored", 1.0, "lic-database", "2")
     assert ev.extracted == "SELECT author FROM book GROUP BY author HAVING COUNT(*) >= 3;"
 
 
@@ -176,3 +177,19 @@ def test_spider_root_folder_is_accepted(tmp_path: Path) -> None:
     library = [i for i in report.items if i.gold.get("db_id") == "library"]
     assert library[0].gold["database_path"].endswith("database/library")
     assert json.dumps(library[0].gold)
+
+
+def test_unfenced_sql_extraction_on_the_table_of_replies() -> None:
+    """Every reply of tests/data/sql_extraction.jsonl gives its intended query (white space aside)."""
+    table = Path(__file__).resolve().parents[1] / "data" / "sql_extraction.jsonl"
+    rows = [json.loads(line) for line in table.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 12
+
+    def norm(query: str) -> str:
+        return re.sub(r"\s+", " ", query).strip()
+
+    wrong = [r["reply"] for r in rows if norm(extract_sql(r["reply"])) != norm(r["sql"])]
+    assert wrong == []
+    # The subquery on its own line belongs to the query; the sentence after it does not.
+    reply = "SELECT name FROM singer WHERE singer_id IN\n(SELECT singer_id FROM concert)\nThis returns the singers."
+    assert norm(extract_sql(reply)) == "SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM concert)"

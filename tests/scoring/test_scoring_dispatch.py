@@ -8,7 +8,7 @@ from conftest import FIXTURE
 
 from lab.items import import_lost_in_conversation, parse_item
 from lab.judge import score
-from lab.scoring import DEFERRED, describe, evaluate, family_of, quick
+from lab.scoring import DEFERRED, describe, evaluate, family_of, is_attempt, no_attempt_evaluation, quick
 
 
 def items() -> dict[str, object]:
@@ -59,3 +59,27 @@ def test_blocking_evaluation_of_every_family(tmp_path: Path) -> None:
         "summary": True,
         "math": False,
     }
+
+
+def test_every_full_and_concat_reply_is_an_attempt_and_no_attempt_scores_zero() -> None:
+    found = items()
+    musing = "Let me think about how the rolls add up before settling on anything."
+    # Under SHARDED the gate decides; under FULL and CONCAT the authors score every reply.
+    assert not is_attempt(found["math"], "math", musing, reveal="SHARDED")
+    assert is_attempt(found["math"], "math", musing, reveal="FULL")
+    assert is_attempt(found["math"], "math", musing, reveal="CONCAT")
+    # The lab's own items keep the gate in every mode.
+    own = parse_item({"id": "q", "kind": "open", "prompt": "Capital of France?", "answer": {"type": "exact", "value": "Paris"}})
+    assert not is_attempt(own, "other", musing, "discussion", reveal="FULL")
+    zero = no_attempt_evaluation("code")
+    assert (zero.status, zero.value, zero.details) == ("scored", 0.0, {"no_attempt": True})
+    assert no_attempt_evaluation("other").value is None
+
+
+def test_math_records_the_authors_strict_comparison_beside_the_lab_rule() -> None:
+    found = items()
+    lenient = quick(found["math"], "That is 1200.0 rolls in all.")
+    assert lenient is not None and lenient.value == 1.0  # the lab's rule: 1200.0 is 1200
+    assert lenient.details["authors_value"] == 0.0  # the authors' string comparison: it is not
+    same = quick(found["math"], "It bakes 1,200 rolls.")
+    assert same is not None and (same.value, same.details["authors_value"]) == (1.0, 1.0)

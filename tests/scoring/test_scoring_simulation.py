@@ -26,6 +26,7 @@ CALLS = "[get_weather(city='Lyon'), get_weather(city='Graz')]"
 MATH = "40 rolls an hour for 30 hours is 1,200 rolls.\\n#### 1200"
 SQL = "```sql\\nSELECT author FROM book GROUP BY author HAVING COUNT(*) > 2\\n```"
 VERDICT = json.dumps({"coverage": "FULL_COVERAGE", "bullet_id": 1}).replace('"', '\\"')
+DISCUSSION = json.dumps({"response_type": "discussion"}).replace('"', '\\"')
 
 SPEC = f"""\
 slug: lic
@@ -39,6 +40,7 @@ models:
   counter: {{model: lab/scripted, params: {{script: fixed, reply: "{MATH}"}}}}
   querier: {{model: lab/scripted, params: {{script: fixed, reply: "{SQL}"}}}}
   grader: {{model: lab/scripted, params: {{script: fixed, reply: "{VERDICT}"}}}}
+  gatekeeper: {{model: lab/scripted, params: {{script: fixed, reply: "{DISCUSSION}"}}}}
 conditions:
   full: {{model: talker, reveal: FULL}}
   sharded: {{model: talker, reveal: SHARDED}}
@@ -91,10 +93,12 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     assert main(["simulate", "lic", "--repeats", "1", "--concurrency", "3"]) == 0
     out = capsys.readouterr().out
     rows = families(out)
-    assert rows["code"].startswith("mean  1.000  scored 1/3  not scored: 2 no answer attempt")
-    assert rows["actions"].startswith("mean  1.000  scored 1/3")
-    assert rows["math"].startswith("mean  1.000  scored 1/")
-    assert rows["database"] == "mean      —  scored 0/3  not scored: 2 no answer attempt, 1 needs database"
+    # As published: the FULL reply is an attempt (scored 0 here), the SHARDED conversation
+    # that never attempts an answer scores 0.
+    assert rows["code"].startswith("mean  0.333  scored 3/3 (1 no answer attempt: 0)")
+    assert rows["actions"].startswith("mean  0.333  scored 3/3")
+    assert rows["math"].startswith("mean  0.333  scored 3/")
+    assert rows["database"] == "mean  0.000  scored 1/3 (1 no answer attempt: 0)  not scored: 2 needs database"
     assert rows["summary"] == "mean      —  scored 0/2  not scored: 2 needs judge"
     assert rows["data2text"].startswith("mean  0.") and "scored 2/2" in rows["data2text"]
     assert "scored 2/2" in rows["translation"]
@@ -102,7 +106,7 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     assert main(["score", "lic", "--only-missing"]) == 0
     again = capsys.readouterr().out
     assert "already scored by the current evaluators" in again
-    assert "not scored: 1 needs database" in again
+    assert "not scored: 2 needs database" in again
     assert "not scored: 2 needs judge" in again
 
     # Naming a judge model scores the summaries too (this fixture's insights cite no documents: 0).
@@ -110,6 +114,12 @@ def test_simulate_scores_every_item_it_can_and_says_why_not(tmp_path: Path, caps
     judged = capsys.readouterr().out
     assert "summary          2 scored, mean 0.000" in judged
     assert "needs judge" not in judged
+
+    # A judge model gates SHARDED turns as the authors' classifier does: this one calls every
+    # turn a discussion, so the solved SHARDED code conversation has no attempt (0); FULL is not gated.
+    assert main(["score", "lic", "--judge", "gatekeeper"]) == 0
+    gated = capsys.readouterr().out
+    assert "code             3 scored, mean 0.000" in gated
 
 
 def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) -> None:
@@ -135,7 +145,7 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
         events = [e.data for e in s.scalars(select(Event).where(Event.kind == SCORE_EVENT))]
         evaluators = {(e["family"], e["evaluator"], e["version"]) for e in events}
         assert ("code", "lic-code", "1") in evaluators
-        assert ("database", "lic-database", "1") in evaluators
+        assert ("database", "lic-database", "2") in evaluators
         assert ("actions", "lic-actions-bfcl-ast", "1") in evaluators
         assert any(
             e["family"] == "summary" and e["status"] == "scored" and e["details"]["judge"] == "lab/scripted" for e in events
@@ -145,7 +155,8 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
 
         report = run_report(s, plan.run_id)
     rows = {r.family: r for r in report.families}
-    assert rows["database"].scored == 1 and rows["database"].mean == 1.0
+    assert rows["database"].scored == 3 and rows["database"].mean == pytest.approx(1 / 3)
+    assert rows["database"].no_attempt == 1
     assert rows["summary"].scored == 2 and rows["summary"].not_scored == {}
     assert any(line.startswith("  code ") for line in format_family_scores(report.families))
 
@@ -153,8 +164,9 @@ def test_scores_and_their_evaluators_are_stored(engine: Engine, tmp_path: Path) 
     run = score_study(engine, "lic")
     # Every conversation but those of the riddle, an item with nothing to score.
     assert run.conversations == sum(1 for u in plan.units if not u.cells[0].item.startswith("lic-riddle"))
-    assert run.scored == sum(len(v) for v in run.by_family.values()) == 10
-    assert run.not_scored == {"no answer attempt": run.conversations - 10}
+    # Every conversation has a score: the SHARDED talker's four that never attempt an answer score 0.
+    assert run.scored == sum(len(v) for v in run.by_family.values()) == run.conversations
+    assert run.not_scored == {} and run.no_attempt == 4
     assert score_study(engine, "lic", only_missing=True).skipped == run.scored
     with Session(engine) as s:
         chats_now = list(s.scalars(select(ChatSession)))
