@@ -146,10 +146,16 @@ def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
     return t[cols].fillna("").to_string(index=False)
 
 
-def write_html(comparison: Comparison, path: Path | str, title: str | None = None) -> Path:
+def write_html(comparison: Comparison, path: Path | str, title: str | None = None, effect: pd.DataFrame | None = None) -> Path:
     """Write one self-contained HTML page with every chart (inline SVG) and table.
 
     The page needs no network: the charts are rendered to SVG here, not drawn by JavaScript.
+
+    Args:
+        comparison: The figures.
+        path: The file to write.
+        title: The page's title (default: the study's).
+        effect: A training effect (:func:`lab.training_effect.training_effect`) to show first.
     """
     from . import charts
 
@@ -168,6 +174,16 @@ def write_html(comparison: Comparison, path: Path | str, title: str | None = Non
         f"95 % intervals from {c.options.draws} cluster-bootstrap draws over participants and items. "
         f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Rows marked n&lt;5 rest on fewer than five conversations.</p>",
     ]
+    if effect is not None and len(effect):
+        parts.append("<h2>Training effect on held-out items</h2>")
+        parts.append(
+            f"<p class='caption'>{html.escape(str(effect['tuned'].iloc[0]))} − {html.escape(str(effect['base'].iloc[0]))}"
+            ", per measure, on the study's held-out items only; 95 % intervals from the same cluster-bootstrap draws "
+            "for both models (paired over items).</p>"
+        )
+        shown = effect.drop(columns=["base", "tuned", "verdict"])
+        parts.append(shown.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="—"))
+        parts.append("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in effect["verdict"]) + "</ul>")
     for f in figs:
         parts.append(f"<h2>{html.escape(f.title)}</h2>")
         try:
@@ -268,7 +284,13 @@ def _comparison(args: argparse.Namespace) -> Comparison:
     filters = _filters(args)
     _check_filters(filters, data, declared)
     data = metrics.select(data, **filters)
-    options = metrics.Options(
+    return build(data, _options(args))
+
+
+def _options(args: argparse.Namespace) -> metrics.Options:
+    from . import metrics
+
+    return metrics.Options(
         by=parse_by(args.by),
         source=args.source,
         draws=args.draws,
@@ -278,14 +300,31 @@ def _comparison(args: argparse.Namespace) -> Comparison:
         attempted_only=args.attempted_only,
         math_as_published=args.math_as_published,
     )
-    return build(data, options)
+
+
+def _effect(args: argparse.Namespace) -> pd.DataFrame | None:
+    """The training effect the command asks for (``--training-effect BASE TUNED``), on the held-out items."""
+    if not args.training_effect:
+        return None
+    if getattr(args, "bundle", None) or not args.slug:
+        raise ReportError("--training-effect needs the study in the database (a SLUG): its held-out items are stored there")
+    from .training_effect import study_effect
+
+    base, tuned = args.training_effect
+    return study_effect(_engine(), args.slug, base, tuned, _options(args))
 
 
 def cmd_metrics(args: argparse.Namespace) -> None:
-    """Print every figure of the comparison page."""
+    """Print every figure of the comparison page, or the training effect."""
     from .errors import require_known
     from .metrics import MEASURES
 
+    effect = _effect(args)
+    if effect is not None:
+        from .training_effect import format_effect
+
+        print(format_effect(effect, args.format))
+        return
     wanted = [m.strip() for m in (args.measures or "").split(",") if m.strip()]
     require_known("measure", wanted, MEASURES)
     c = _comparison(args)
@@ -298,7 +337,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     """Write the self-contained HTML report."""
     c = _comparison(args)
-    out = write_html(c, args.out)
+    out = write_html(c, args.out, effect=_effect(args))
     print(f"wrote {out} ({len(c.table)} figures, {len(c.data.conversations)} conversations)")
 
 
@@ -343,6 +382,12 @@ def _common(sp: argparse.ArgumentParser) -> None:
         "--attempted-only",
         action="store_true",
         help="leave out conversations that never attempted an answer (default: they score 0, as published)",
+    )
+    sp.add_argument(
+        "--training-effect",
+        nargs=2,
+        metavar=("BASE", "TUNED"),
+        help="tuned − base per measure on the study's held-out items, with paired intervals",
     )
     sp.add_argument(
         "--math-as-published",
