@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from lab import analysis_data, charts, metrics, report
+from lab import analysis_data, charts, metrics, report, training_effect
 from lab.ui import engine, pick_study, staff_header
 from lab.web.guard import require_role
 
@@ -65,6 +65,14 @@ def figures(
         "conversations": len(c.data.conversations),
         "families": report.by_family(data, options),
     }
+
+
+@st.cache_data(show_spinner="Computing the training effect…", max_entries=8)
+def effect_of(slug: str, version: int, state: tuple[Any, ...], pair: tuple[str, str], source: str, draws: int) -> Any:
+    """Tuned − base on the held-out items, cached per study version and label state."""
+    options = metrics.Options(source=source, draws=draws)
+    items = training_effect.heldout_items(engine(), slug)
+    return training_effect.training_effect(load(slug, version, state), pair[0], pair[1], items=items, options=options)
 
 
 slug = pick_study()
@@ -133,6 +141,28 @@ else:
     st.caption(
         "Differences in averaged performance P between two models in the same condition, with 95 % intervals from the same draws."
     )
+
+st.subheader("Training effect on held-out items")
+pairs = training_effect.effect_pairs(all_models)
+if not pairs:
+    st.write(
+        "No tuned model ran beside its base in this version. After `python -m lab train`, simulate both on the "
+        "held-out items: `python -m lab simulate SLUG --split heldout --models BASE,local/models/NAME`."
+    )
+else:
+    pair = st.selectbox("Tuned model", pairs, format_func=lambda p: f"{p[1]} over its base {p[0]}")
+    try:
+        effect = effect_of(slug, version, state, pair, source, draws)
+    except training_effect.EffectError as e:
+        st.info(str(e))
+    else:
+        st.dataframe(effect.drop(columns=["base", "tuned", "verdict"]), hide_index=True, width="stretch")
+        for verdict in effect["verdict"]:
+            st.write(verdict)
+        st.caption(
+            "Tuned − base per measure, on the study's held-out items only, with 95 % intervals from the same "
+            "cluster-bootstrap draws for both models (paired over items)."
+        )
 
 st.subheader("Per task family")
 families = comparison["families"]

@@ -13,7 +13,7 @@ import pytest
 import lab
 from lab.errors import CommandError, LabError
 
-INTERNAL = {"lab.llm._local.LocalTimeout", "lab.scoring._sandbox_child.TestTimeout"}
+INTERNAL = {"lab.llm._local.LocalTimeout", "lab.llm._hf.LocalTimeout", "lab.scoring._sandbox_child.TestTimeout"}
 """Caught inside their modules (a ModelError; a failed test case in the code sandbox's child); never reach a caller."""
 
 
@@ -71,6 +71,8 @@ PROGRAMMING_ERRORS: dict[tuple[str, str], str] = {
     ("lab/simulate/_runner.py", "run_simulation"): "concurrency, processes < 1, worker with processes (checked by the CLI)",
     ("lab/simulate/_worker.py", "__init__"): "lease ≤ 0 (argparse's _positive_float refuses it first)",
     ("lab/llm/_rate_limiter.py", "__init__"): "rpm or burst out of range (from the runner's checked rpm)",
+    ("lab/simulate/_breaker.py", "__init__"): "a breaker time ≤ 0 (run_simulation passes its own default or a test's)",
+    ("lab/web/guard.py", "go_to"): "a path that is not local (the pages pass paths built on the server, through safe_next)",
     ("lab/assign.py", "release"): "a release status outside RELEASED (callers pass constants)",
     ("lab/participants.py", "create_participant"): "a participant kind outside KINDS (callers pass constants)",
     ("lab/participants.py", "insert_participant"): "a participant kind outside KINDS (callers pass constants)",

@@ -107,6 +107,8 @@ def test_demo_study_after_a_simulated_run(lab_db: Engine, monkeypatch: pytest.Mo
         "Grounding acts",
         "Repair outcomes",
     ]
+    assert "Training effect on held-out items" in subheaders
+    assert any("No tuned model ran beside its base" in m.value for m in at.markdown)
     captions = " ".join(c.value for c in at.caption)
     assert "conversations" in captions
     table = at.dataframe[-1].value
