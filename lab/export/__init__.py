@@ -24,8 +24,6 @@ from ._bundle import (
     ExportError,
     ExportOptions,
     ExportResult,
-    Pseudonyms,
-    label_source,
     parse_since,
     prepare_out,
     select_study,
@@ -36,6 +34,7 @@ from ._bundle import (
 from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Table, exported_sources, fate
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
 from ._privacy import REDACTED, Scrubber
+from ._rows import Pseudonyms, label_source
 from ._training import RULES, TrainingFilter, TrainingResult, export_training
 
 BUNDLE_FORMAT_VERSION = 1

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, select
 from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
 from ._privacy import Scrubber
+from ._rows import label_source
 
 CHAT_ROLES = ("system", "user", "assistant")
 """Turn roles that become chat messages."""
@@ -253,8 +254,6 @@ def _turns(engine: Engine, session_ids: list[int]) -> Iterator[list[TurnRow]]:
 def effective_labels(engine: Engine, session_ids: list[int]) -> dict[tuple[int, str], tuple[str, str]]:
     """(turn id, layer) → (code, source) under the gold > agreeing people > automatic rule."""
     t, lb = Turn.__table__.c, Label.__table__.c
-    from ._bundle import label_source
-
     by_key: dict[tuple[int, str], list[tuple[int, str, str, str, int | None]]] = defaultdict(list)
     with engine.connect() as conn:
         for chunk in _chunks(session_ids):
