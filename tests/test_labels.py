@@ -8,8 +8,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from test_dialogue import conversation
 
-from lab.labels import add_label, current_labels, judge_study
+from lab.labels import add_label, current_labels
 from lab.llm import scripted
+from lab.relabel import judge_study
 from lab.schema import Label
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._batch import DEFAULT_LAYERS, LAYERS
+from lab.relabel import DEFAULT_LAYERS, LAYERS
 
 EVALUATE = "evaluate"
 """The target word that measures the judges instead of labelling a study."""
@@ -43,8 +43,7 @@ def _progress_printer(slug: str) -> Any:
 def cmd_relabel(args: argparse.Namespace) -> None:
     """Label every turn of a study with one judge; print a progress line and a summary."""
     from lab.db import get_engine
-
-    from ._batch import relabel_study
+    from lab.relabel import relabel_study
 
     layers = tuple(args.layer or DEFAULT_LAYERS)
     run = relabel_study(

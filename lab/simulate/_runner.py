@@ -40,10 +40,10 @@ from ..dialogue import Conversation, Setup, TurnView, resolve_setup
 from ..errors import LabError
 from ..group_commit import GroupCommit
 from ..items import PresuppositionItem
-from ..judge import RuleJudge, score
+from ..judge import RuleJudge
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
-from ..scoring import settle
+from ..scoring import score, settle
 from ._checks import check_message
 from ._claims import held_elsewhere
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
