@@ -158,6 +158,13 @@ def _scope_query(sa: StudyAnnotation) -> Any:
 # --- assignment ------------------------------------------------------------------------------
 
 
+def annotator_candidates(s: Session) -> list[str]:
+    """Usernames of the active accounts that may annotate, in order."""
+    return list(
+        s.scalars(select(Account.username).where(Account.role.in_(ANNOTATOR_ROLES), Account.active).order_by(Account.username))
+    )
+
+
 def assigned(s: Session, slug: str) -> list[AnnotationAssignment]:
     """The study's annotator assignments, oldest first."""
     return list(

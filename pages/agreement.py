@@ -3,11 +3,10 @@
 import altair as alt
 import pandas as pd
 import streamlit as st
-from sqlalchemy import func, select
 
 from lab import adjudication, agreement
 from lab import annotation as ann
-from lab.schema import Account, Label
+from lab.labels import newest_label_id
 from lab.ui import flash, pick_study, reading, staff_header, writing
 from lab.web.guard import require_role
 from lab.web.paths import link
@@ -27,7 +26,7 @@ with reading() as s:
     except LookupError as e:
         st.error(str(e))
         st.stop()
-    label_mark = s.scalar(select(func.max(Label.id))) or 0
+    label_mark = newest_label_id(s)
 
 
 @st.cache_data(show_spinner="Computing agreement…", max_entries=32)
@@ -161,11 +160,7 @@ with tab_dis:
 
 with tab_people:
     with reading() as s:
-        candidates = list(
-            s.scalars(
-                select(Account.username).where(Account.role.in_(ann.ANNOTATOR_ROLES), Account.active).order_by(Account.username)
-            )
-        )
+        candidates = ann.annotator_candidates(s)
         current = ann.assigned(s, slug)
         progress = ann.progress(s, slug)
     with st.form("assign"):

@@ -35,7 +35,7 @@ from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Ta
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
 from ._privacy import REDACTED, Scrubber
 from ._rows import Pseudonyms, label_source
-from ._training import RULES, TrainingFilter, TrainingResult, export_training
+from ._training import RULES, TrainingFilter, TrainingResult, export_training, filter_choices
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""
@@ -167,6 +167,7 @@ __all__ = [
     "export_zip",
     "exported_sources",
     "fate",
+    "filter_choices",
     "label_source",
     "parse_since",
     "prompt_versions",

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
-from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Turn
+from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Study, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
 from ._privacy import Scrubber
 from ._rows import label_source
@@ -494,6 +495,14 @@ import datasets
 ds = datasets.load_dataset("json", data_files="data/{kind}.jsonl")["train"]
 ```
 """
+
+
+def filter_choices(s: Session, slug: str) -> tuple[list[str], list[str]]:
+    """The conditions and the conversation outcomes of a study (all its versions), to filter training data by."""
+    study_ids = list(s.scalars(select(Study.id).where(Study.slug == slug)))
+    conditions = sorted(set(s.scalars(select(Condition.key).where(Condition.study_id.in_(study_ids)))))
+    outcomes = sorted(o for o in set(s.scalars(select(ChatSession.outcome).where(ChatSession.study_id.in_(study_ids)))) if o)
+    return conditions, outcomes
 
 
 def export_training(
