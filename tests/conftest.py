@@ -26,6 +26,32 @@ os.environ["LAB_ENV_FILE"] = os.devnull
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """``url`` with its database renamed ``<database>_<worker>``, created on the server when missing.
+
+    Parallel workers (pytest-xdist's ``gw0``, ``gw1``, …) each empty and migrate their own
+    database, so they never drop a schema another worker is using.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        server.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+if os.environ.get("TEST_DATABASE_URL") and os.environ.get("PYTEST_XDIST_WORKER"):
+    # Set in the environment, not only here: fault tests and the servers they start read it there.
+    os.environ["TEST_DATABASE_URL"] = _worker_database(os.environ["TEST_DATABASE_URL"], os.environ["PYTEST_XDIST_WORKER"])
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
