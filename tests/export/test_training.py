@@ -202,3 +202,16 @@ def test_loads_with_datasets(engine: Engine, tmp_path: Path) -> None:
     assert sft.num_rows == 4 and sft[0]["messages"][1]["role"] == "assistant"
     dpo = datasets.load_dataset("json", data_files=str(tmp_path / "dpo" / "data" / "dpo.jsonl"))["train"]
     assert dpo["rule"] == ["clarify_vs_premature", "correct_vs_accommodate", "resolved_vs_misrepair"]
+
+
+def test_filter_choices_are_the_study_conditions_and_the_outcomes_it_has(sqlite_engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.export import filter_choices
+
+    build_study(sqlite_engine)
+    with Session(sqlite_engine) as s:
+        conditions, outcomes = filter_choices(s, "demo")
+        assert filter_choices(s, "nosuch") == ([], [])
+    assert conditions == ["control", "full", "loaded", "on-request", "sharded", "sharded-gpt", "sharded-mediator"]
+    assert outcomes == ["answered"]
