@@ -19,7 +19,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lab.items import parse_item
+from lab.judge import RuleJudge
 from lab.schema import ChatSession, ItemRow, Study, Turn
+from lab.spec import study_from_normalized
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, aevaluate, evaluator_of, family_of
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, not_scored
@@ -48,8 +50,6 @@ def is_attempt(item: Item, family: str, content: str, code: str | None = None) -
     if family in EVERY_REPLY_ATTEMPTS:
         return True
     if code is None:
-        from lab.judge import RuleJudge
-
         code = RuleJudge().classify(content, item=item).code
     return code == "answer_attempt"
 
@@ -135,8 +135,6 @@ def study_judge(s: Session, study: Study, override: str | None = None) -> tuple[
         ``override`` (a model id of the spec or a litellm string), else the spec's
         ``judge.model``, as ``(model, params)``; None without one.
     """
-    from lab.spec import study_from_normalized
-
     d = study_from_normalized(study.spec)
     name = override or d.spec.judge.model
     if not name:
