@@ -17,6 +17,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from .. import __version__
+from ..db import current_revision
+from ..withdraw import withdrawals
 from ._bundle import (
     FORMATS,
     PARTICIPANT_KINDS,
@@ -56,9 +59,6 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     Raises:
         ExportError: Unknown study, bad option, or an ``out`` that holds other files.
     """
-    from .. import __version__
-    from ..db import current_revision
-
     options = options or ExportOptions()
     options.check()
     out = Path(out)
@@ -135,8 +135,6 @@ def export_zip(
 
 def _withdrawals(engine: Engine, study_ids: list[int]) -> int:
     from sqlalchemy.orm import Session
-
-    from ..withdraw import withdrawals
 
     with Session(engine) as s:
         return withdrawals(s, study_ids)

@@ -31,23 +31,18 @@ MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "
 
 def prompt_versions() -> dict[str, str | None]:
     """Versions of the judge and simulator prompts and rules this lab build uses."""
-    out: dict[str, str | None] = {}
-    try:
-        from ..judge import LLM_JUDGE_PROMPT_VERSION, RULES_VERSION
+    # Imported here for start-up time: reading a bundle (lab.bundle imports lab.export) would
+    # otherwise load the judges and the simulator, a second or more on a busy machine.
+    from ..judge import LLM_JUDGE_PROMPT_VERSION, RULES_VERSION
+    from ..simulate import CONSISTENCY_PROMPT_VERSION, SCRIPTED_VERSION, SIMULATOR_PROMPT_VERSION
 
-        out["judge_rules"] = RULES_VERSION
-        out["judge_llm_prompt"] = LLM_JUDGE_PROMPT_VERSION
-    except ImportError:  # pragma: no cover - the judge ships with the lab
-        pass
-    try:
-        from ..simulate import CONSISTENCY_PROMPT_VERSION, SCRIPTED_VERSION, SIMULATOR_PROMPT_VERSION
-
-        out["simulator_prompt"] = SIMULATOR_PROMPT_VERSION
-        out["simulator_scripted"] = SCRIPTED_VERSION
-        out["simulator_consistency_prompt"] = CONSISTENCY_PROMPT_VERSION
-    except ImportError:  # pragma: no cover
-        pass
-    return out
+    return {
+        "judge_rules": RULES_VERSION,
+        "judge_llm_prompt": LLM_JUDGE_PROMPT_VERSION,
+        "simulator_prompt": SIMULATOR_PROMPT_VERSION,
+        "simulator_scripted": SCRIPTED_VERSION,
+        "simulator_consistency_prompt": CONSISTENCY_PROMPT_VERSION,
+    }
 
 
 def _jsonable(obj: Any) -> Any:

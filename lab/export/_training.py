@@ -29,8 +29,11 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Study, Turn
+from .. import __version__
+from ..db import current_revision
+from ..schema import ChatSession, Condition, ItemRow, Label, Participant, RepairSequence, Study, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
+from ._docs import prompt_versions
 from ._privacy import Scrubber
 from ._rows import label_source
 
@@ -173,7 +176,6 @@ class TurnRow:
 
 def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter) -> dict[int, dict[str, Any]]:
     s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    from ..schema import Participant
 
     p = Participant.__table__.c
     query = (
@@ -522,10 +524,6 @@ def export_training(
         ExportError: Unknown study or kind, or a record that breaks the schema (a bug, never shipped).
     """
     from datetime import UTC, datetime
-
-    from .. import __version__
-    from ..db import current_revision
-    from ._docs import prompt_versions
 
     if kind not in ("sft", "dpo"):
         raise ExportError(f"training format must be sft or dpo (got '{kind}')")
