@@ -38,7 +38,7 @@ run: db
 
 # The linters run first: a style, format or type error fails `make test` (and CI) like a test.
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.
 lint: setup

