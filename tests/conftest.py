@@ -56,8 +56,22 @@ if os.environ.get("TEST_DATABASE_URL") and os.environ.get("PYTEST_XDIST_WORKER")
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
+@pytest.fixture
+def _environment_put_back() -> Iterator[None]:
+    """After the test, and after monkeypatch's own undo, the environment as it was before.
+
+    A ``.env`` file read by the code under test sets variables monkeypatch never saw, and its
+    undo of a later ``delenv`` sets them again; without this they reach the next test run
+    by the same process, which depends on the order (and on the worker, in parallel runs).
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_settings(_environment_put_back: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'lab.db'}")
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
