@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 # `make run` never installs it; `make train-setup` and `make test` do.
 TRAIN_STAMP := $(VENV)/.train-installed-$(shell cat requirements-train.txt | cksum | cut -d' ' -f1)
 PORT ?= 8501
+# Parallel test workers: tests spend much of their time waiting on servers, browsers and
+# databases, so more workers than cores pays (measured on 2 cores; see README, "Tests and benchmarks").
+TEST_WORKERS ?= 4
 # llama-cpp-python compiles from source; skipping its tools, examples and server
 # roughly halves the build (pip caches the wheel, so only the first install pays).
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_HTTPLIB=OFF
@@ -45,7 +48,7 @@ run: db
 
 # The linters run first: a style, format or type error fails `make test` (and CI) like a test.
 test: lint train-setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.
 lint: setup

@@ -116,7 +116,12 @@ def _alpha_from(sums: np.ndarray, q: int) -> np.ndarray:
 
 
 def _ac1_parts(n: np.ndarray) -> np.ndarray:
-    """Per unit: pairable, its agreement share, rated, its category shares (Gwet 2014, eq. 4.x)."""
+    """Per unit: pairable, its agreement share, rated, its category shares.
+
+    As Gwet's own ``gwet.ac1.raw`` (R package irrCAC; Gwet 2008, *Br. J. Math. Stat. Psychol.*
+    61: 29–48) computes them: p_a averages Σ_k r_ik(r_ik − 1) / (r_i(r_i − 1)) over units rated
+    at least twice; π_k averages r_ik / r_i over units rated at least once; p_e = Σ_k π_k(1 − π_k) / (q − 1).
+    """
     r = n.sum(axis=1, keepdims=True)
     pairable = (r >= 2).astype(float)
     rated = (r >= 1).astype(float)

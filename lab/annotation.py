@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,6 +159,19 @@ def _scope_query(sa: StudyAnnotation) -> Any:
 
 
 # --- assignment ------------------------------------------------------------------------------
+
+
+def annotator_candidates(s: Session, exclude: Iterable[int] = ()) -> list[str]:
+    """Usernames of the active annotator accounts, in order, less the accounts in ``exclude``.
+
+    An admin may annotate when assigned on the command line, but the assign box offers the
+    people whose work this is; ``exclude`` leaves out those already assigned.
+    """
+    query = select(Account.username).where(Account.role == "annotator", Account.active)
+    left_out = list(exclude)
+    if left_out:
+        query = query.where(Account.id.not_in(left_out))
+    return list(s.scalars(query.order_by(Account.username)))
 
 
 def assigned(s: Session, slug: str) -> list[AnnotationAssignment]:

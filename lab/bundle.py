@@ -10,7 +10,7 @@ browse and annotate it; participants keep their bundle pseudonyms as ids.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,13 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
 
+from .db import migrate
 from .errors import LabError
 from .export import TABLES, TABLES_BY_NAME, Table
 from .export._dictionary import JSON_TYPES
+from .schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
 
 
 class BundleError(LabError, ValueError):
@@ -183,11 +186,6 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
     Raises:
         BundleError: Not a bundle, or the database already holds studies.
     """
-    from sqlalchemy.orm import Session
-
-    from .db import migrate
-    from .schema import ChatSession, Condition, Event, ItemRow, Label, Participant, RepairSequence, Response, Study, Turn
-
     path = Path(path)
     meta = _meta(path)
     migrate(engine)
@@ -195,94 +193,134 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
         if s.scalar(select(func.count()).select_from(Study)):
             raise BundleError("import bundle needs an empty database: this one already holds studies")
     result = ImportResult(meta["study"])
-    version_ids: dict[int, int] = {}
-    item_ids: dict[tuple[int, str], int] = {}
-    condition_ids: dict[tuple[int, str], int] = {}
+    ids = _Ids()
     with Session(engine) as s, s.begin():
-        for entry in meta["studies"]:
-            spec = json.loads((path / entry["spec_file"]).read_text(encoding="utf-8"))
-            study = Study(
-                slug=meta["study"],
-                version=entry["version"],
-                title=entry["title"],
-                spec=spec,
-                spec_sha256=entry["spec_sha256"],
-                status="closed",
-                seed=entry.get("seed", 0),
-                source_path=None,
-            )
-            s.add(study)
-            s.flush()
-            version_ids[entry["version"]] = study.id
-            for key, cond in (spec.get("conditions") or {}).items():
-                row = Condition(
-                    study_id=study.id,
-                    key=key,
-                    reveal=cond.get("reveal", "FULL"),
-                    presupposition=cond.get("presupposition"),
-                    intervention=cond.get("intervention") or "none",
-                    model_key=cond.get("model", ""),
-                    config=cond,
-                )
-                s.add(row)
-                s.flush()
-                condition_ids[(entry["version"], key)] = row.id
-        for rows in _records(read_arrow(path, "items"), "items"):
-            for r in rows:
-                item_row = ItemRow(
-                    study_id=version_ids[r["study_version"]],
-                    key=r["key"],
-                    kind=r["kind"],
-                    payload=r["payload"],
-                    source_dataset=r["source_dataset"],
-                    source_id=r["source_id"],
-                )
-                s.add(item_row)
-                s.flush()
-                item_ids[(r["study_version"], r["key"])] = item_row.id
-        conv = (
-            read_arrow(path, "conversations")
-            .select(["study_version", "condition", "reveal", "presupposition", "intervention", "model_key"])
-            .to_pylist()
+        _rebuild_studies(s, path, meta, ids)
+        _rebuild_items(s, path, ids)
+        _rebuild_unlisted_conditions(s, path, ids)
+    with engine.begin() as conn:
+        for name, model, shape in _row_plan(ids):
+            n = 0
+            for rows in _records(read_arrow(path, name), name):
+                conn.execute(insert(model.__table__), [shape(r) for r in rows])
+                n += len(rows)
+            result.rows[name] = n
+        result.rows["items"] = len(ids.items)
+        if engine.dialect.name == "postgresql":
+            # Rows came with their ids: move each id sequence past them.
+            for model in (Participant, ChatSession, Turn, Label, RepairSequence, Response, Event):
+                t = model.__table__.name
+                top = f'COALESCE((SELECT MAX(id) FROM "{t}"), 0) + 1'
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), {top}, false)"))
+    return result
+
+
+@dataclass
+class _Ids:
+    """Database ids of what the import rebuilt, by what the bundle calls them."""
+
+    versions: dict[int, int] = field(default_factory=dict)
+    """Study version → study id."""
+    items: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(study version, item key) → item id."""
+    conditions: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(study version, condition key) → condition id."""
+
+
+def _rebuild_studies(s: Session, path: Path, meta: dict[str, Any], ids: _Ids) -> None:
+    """Each study version, closed, from its stored spec, with the conditions the spec lists."""
+    for entry in meta["studies"]:
+        spec = json.loads((path / entry["spec_file"]).read_text(encoding="utf-8"))
+        study = Study(
+            slug=meta["study"],
+            version=entry["version"],
+            title=entry["title"],
+            spec=spec,
+            spec_sha256=entry["spec_sha256"],
+            status="closed",
+            seed=entry.get("seed", 0),
+            source_path=None,
         )
-        for r in conv:
-            # A condition the spec does not list (a study written without one) is rebuilt from its conversations.
-            key = (r["study_version"], r["condition"])
-            if key not in condition_ids:
-                row = Condition(
-                    study_id=version_ids[r["study_version"]],
-                    key=r["condition"],
-                    reveal=r["reveal"],
-                    presupposition=r["presupposition"],
-                    intervention=r["intervention"],
-                    model_key=r["model_key"],
-                    config={},
-                )
-                s.add(row)
-                s.flush()
-                condition_ids[key] = row.id
-    plan = [
+        s.add(study)
+        s.flush()
+        ids.versions[entry["version"]] = study.id
+        for key, cond in (spec.get("conditions") or {}).items():
+            row = Condition(
+                study_id=study.id,
+                key=key,
+                reveal=cond.get("reveal", "FULL"),
+                presupposition=cond.get("presupposition"),
+                intervention=cond.get("intervention") or "none",
+                model_key=cond.get("model", ""),
+                config=cond,
+            )
+            s.add(row)
+            s.flush()
+            ids.conditions[(entry["version"], key)] = row.id
+
+
+def _rebuild_items(s: Session, path: Path, ids: _Ids) -> None:
+    for rows in _records(read_arrow(path, "items"), "items"):
+        for r in rows:
+            item_row = ItemRow(
+                study_id=ids.versions[r["study_version"]],
+                key=r["key"],
+                kind=r["kind"],
+                payload=r["payload"],
+                source_dataset=r["source_dataset"],
+                source_id=r["source_id"],
+            )
+            s.add(item_row)
+            s.flush()
+            ids.items[(r["study_version"], r["key"])] = item_row.id
+
+
+def _rebuild_unlisted_conditions(s: Session, path: Path, ids: _Ids) -> None:
+    """A condition the spec does not list (a study written without one), rebuilt from its conversations."""
+    conv = (
+        read_arrow(path, "conversations")
+        .select(["study_version", "condition", "reveal", "presupposition", "intervention", "model_key"])
+        .to_pylist()
+    )
+    for r in conv:
+        key = (r["study_version"], r["condition"])
+        if key not in ids.conditions:
+            row = Condition(
+                study_id=ids.versions[r["study_version"]],
+                key=r["condition"],
+                reveal=r["reveal"],
+                presupposition=r["presupposition"],
+                intervention=r["intervention"],
+                model_key=r["model_key"],
+                config={},
+            )
+            s.add(row)
+            s.flush()
+            ids.conditions[key] = row.id
+
+
+_PARTICIPANT_COLUMNS = (
+    "id",
+    "kind",
+    "status",
+    "plan",
+    "position",
+    "simulator",
+    "created_at",
+    "updated_at",
+    "consented_at",
+    "completed_at",
+)
+"""Participant columns a bundle carries as they were."""
+
+
+def _row_plan(ids: _Ids) -> list[tuple[str, Any, Callable[[dict[str, Any]], dict[str, Any]]]]:
+    """(bundle table, model, how a bundle row becomes a database row) in the order they are loaded."""
+    return [
         (
             "participants",
             Participant,
-            lambda r: (
-                {
-                    k: r[k]
-                    for k in (
-                        "id",
-                        "kind",
-                        "status",
-                        "plan",
-                        "position",
-                        "simulator",
-                        "created_at",
-                        "updated_at",
-                        "consented_at",
-                        "completed_at",
-                    )
-                }
-                | {"study_id": version_ids[r["study_version"]]}
-            ),
+            lambda r: {k: r[k] for k in _PARTICIPANT_COLUMNS} | {"study_id": ids.versions[r["study_version"]]},
         ),
         (
             "conversations",
@@ -290,9 +328,9 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
             lambda r: {
                 "id": r["id"],
                 "participant_id": r["participant_id"],
-                "study_id": version_ids[r["study_version"]],
-                "item_id": item_ids[(r["study_version"], r["item"])],
-                "condition_id": condition_ids[(r["study_version"], r["condition"])],
+                "study_id": ids.versions[r["study_version"]],
+                "item_id": ids.items[(r["study_version"], r["item"])],
+                "condition_id": ids.conditions[(r["study_version"], r["condition"])],
                 "position": r["position"],
                 "model": r["model"],
                 "model_params": r["model_params"],
@@ -310,21 +348,6 @@ def import_bundle(engine: Engine, path: str | Path) -> ImportResult:
         ("responses", Response, lambda r: r),
         ("events", Event, lambda r: r),
     ]
-    with engine.begin() as conn:
-        for name, model, shape in plan:
-            n = 0
-            for rows in _records(read_arrow(path, name), name):
-                conn.execute(insert(model.__table__), [shape(r) for r in rows])
-                n += len(rows)
-            result.rows[name] = n
-        result.rows["items"] = len(item_ids)
-        if engine.dialect.name == "postgresql":
-            # Rows came with their ids: move each id sequence past them.
-            for model in (Participant, ChatSession, Turn, Label, RepairSequence, Response, Event):
-                t = model.__table__.name
-                top = f'COALESCE((SELECT MAX(id) FROM "{t}"), 0) + 1'
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), {top}, false)"))
-    return result
 
 
 # --- for analysis ----------------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from .items import PresuppositionItem
+from .judge import RuleJudge, classify_presupposition, label_annotator
 from .schema import ChatSession, Label
+from .scoring import family_of, is_attempt, score
 
 _LABELS = Label.__table__
 _SESSIONS = ChatSession.__table__
@@ -58,6 +60,11 @@ def add_label(
     return label
 
 
+def newest_label_id(s: Session) -> int:
+    """The id of the newest label in the lab (0 without labels): it changes whenever a label is added."""
+    return s.scalar(select(func.max(Label.id))) or 0
+
+
 def current_labels(s: Session, turn_id: int) -> list[Label]:
     """Each annotator's latest label per layer on a turn."""
     rows = s.scalars(select(Label).where(Label.turn_id == turn_id).order_by(Label.id)).all()
@@ -67,8 +74,6 @@ def current_labels(s: Session, turn_id: int) -> list[Label]:
 
 def store_judgement(s: Session, turn_id: int, j: Judgement) -> Label | None:
     """Store a judge's output as an ``auto:<judge>`` label (nothing for a failed judgement)."""
-    from .judge import label_annotator
-
     if j.error:
         return None
     return add_label(s, turn_id, label_annotator(j), j.layer, j.code, confidence=j.confidence, meta=_meta(j))
@@ -102,9 +107,6 @@ def auto_labels(conv: Conversation, content: str) -> AutoLabels:
     score becomes the score of its last answer attempt. The reply is new, so no earlier
     label of these annotators exists to supersede.
     """
-    from .judge import RuleJudge, classify_presupposition, label_annotator, score
-    from .scoring import family_of, is_attempt
-
     judgements = [RuleJudge().classify(content, item=conv.item)]
     if isinstance(conv.item, PresuppositionItem):
         judgements.append(classify_presupposition(conv.item, content, conv.condition.presupposition == "control"))
@@ -126,33 +128,3 @@ def auto_labels(conv: Conversation, content: str) -> AutoLabels:
             conn.execute(_SESSIONS.update().where(_SESSIONS.c.id == conv.session_id), {"score": value})
 
     return AutoLabels(judgements[0].code, value, write)
-
-
-@dataclass(frozen=True)
-class JudgeRun:
-    """What :func:`judge_study` did."""
-
-    judge: str
-    turns: int
-    labelled: int
-    failed: int
-
-
-def judge_study(engine: Engine, slug: str, model: str | None = None, *, redo: bool = False) -> JudgeRun:
-    """Label every assistant reply of a study on layers S and P (see :func:`lab.judge.relabel_study`).
-
-    Args:
-        engine: The lab database.
-        slug: The study.
-        model: A model id of the study's spec or a litellm string for the LLM judge; None
-            uses the spec's ``judge.model``, and without one the rule-based judge.
-        redo: Label turns again even when this judge version already labelled them.
-
-    Returns:
-        Counts of replies, by their layer-S label; replies the judge could not label are
-        counted as failed and left unlabelled.
-    """
-    from .judge import relabel_study
-
-    run = relabel_study(engine, slug, model, layers=("S", "P"), only_missing=not redo)
-    return JudgeRun(run.annotator, run.replies, run.replies_labelled, run.replies_failed)

@@ -1,7 +1,7 @@
 """The field's measures of repair, per model × condition, with cluster-bootstrap intervals.
 
 Pure functions from the frames of :mod:`lab.analysis_data` to tidy DataFrames, usable from
-a notebook. Definitions follow ``RESEARCH.md`` ("Measures"):
+a notebook. Definitions follow ``docs/measures.md`` ("Measures"):
 
 - **score**: mean task score per conversation (``session.score``, the automatic scorer).
 - **P, A90, U90_10** (Laban et al. 2025): per item × cell, the mean, the 90th percentile and
@@ -1092,8 +1092,3 @@ def select(
         events=data.events,
         judge_versions=data.judge_versions,
     )
-
-
-def plain_means(data: AnalysisData, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
-    """The plain pandas ``groupby`` mean of the task score per cell (the benchmark's yardstick)."""
-    return data.conversations.groupby(list(by), dropna=False)["score"].mean().reset_index()

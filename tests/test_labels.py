@@ -8,8 +8,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from test_dialogue import conversation
 
-from lab.labels import add_label, current_labels, judge_study
+from lab.labels import add_label, current_labels
 from lab.llm import scripted
+from lab.relabel import judge_study
 from lab.schema import Label
 
 
@@ -48,3 +49,17 @@ def test_judge_study_with_rules_and_llm(engine: Engine) -> None:
     scripted.enqueue("not json at all")
     failed = judge_study(engine, "engine", "lab/scripted", redo=True)
     assert failed.failed == 1 and failed.labelled == 0
+
+
+def test_newest_label_id_changes_with_every_label(sqlite_engine: Engine) -> None:
+    from lab.labels import newest_label_id
+
+    with Session(sqlite_engine) as s:
+        assert newest_label_id(s) == 0
+    conv = conversation(sqlite_engine, "full")
+    conv.send("Add 2 and 3.")
+    turn = conv.reply().consume()
+    with Session(sqlite_engine) as s, s.begin():
+        before = newest_label_id(s)
+        label = add_label(s, turn.id, "alice", "S", "answer_attempt")
+        assert newest_label_id(s) == label.id > before

@@ -17,6 +17,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from .. import __version__
+from ..db import current_revision
+from ..withdraw import withdrawals
 from ._bundle import (
     FORMATS,
     PARTICIPANT_KINDS,
@@ -24,9 +27,7 @@ from ._bundle import (
     ExportError,
     ExportOptions,
     ExportResult,
-    Pseudonyms,
     bundle_scrubber,
-    label_source,
     parse_since,
     prepare_out,
     select_study,
@@ -38,7 +39,8 @@ from ._dictionary import ELSEWHERE, TABLES, TABLES_BY_NAME, WITHHELD, Column, Ta
 from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, write_codebook, write_docs
 from ._pairs import RULES
 from ._privacy import REDACTED, Scrubber
-from ._training import TrainingFilter, TrainingResult, export_training, training_notice
+from ._rows import Pseudonyms, label_source
+from ._training import TrainingFilter, TrainingResult, export_training, filter_choices, training_notice
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""
@@ -59,9 +61,6 @@ def export_study(engine: Engine, slug: str, out: str | Path, options: ExportOpti
     Raises:
         ExportError: Unknown study, bad option, or an ``out`` that holds other files.
     """
-    from .. import __version__
-    from ..db import current_revision
-
     options = options or ExportOptions()
     options.check()
     out = Path(out)
@@ -147,8 +146,6 @@ def _item_split(engine: Engine, slug: str) -> dict[str, str]:
 def _withdrawals(engine: Engine, study_ids: list[int]) -> int:
     from sqlalchemy.orm import Session
 
-    from ..withdraw import withdrawals
-
     with Session(engine) as s:
         return withdrawals(s, study_ids)
 
@@ -178,6 +175,7 @@ __all__ = [
     "export_zip",
     "exported_sources",
     "fate",
+    "filter_choices",
     "label_source",
     "parse_since",
     "prompt_versions",

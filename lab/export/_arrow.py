@@ -4,7 +4,7 @@ Reading rows into Python objects costs more than everything else an export does;
 drivers (SQLite and Postgres) hand over Arrow record batches instead, and the shaping —
 pseudonyms, secret scrubbing, label sources — works on each batch's distinct values
 (``dictionary_encode``), not on every row. The result is the same bundle as the row path
-(:class:`~lab.export._bundle.RowShaper`), which stays for other databases and for
+(:class:`~lab.export._rows.RowShaper`), which stays for other databases and for
 installations without the ADBC drivers.
 
 SQLite's ADBC driver infers a column's type from the first batch, so a column that starts
@@ -24,6 +24,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]  # pyarrow ships no
 from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, Select, func
 
 from ._dictionary import TABLES_BY_NAME
+from ._rows import RowShaper, codebook_version, item_tasks
 
 # SQLite is read through the plain driver: the ADBC SQLite driver was seen missing rows still in
 # the write-ahead log, and removing the -wal/-shm files of a live database on close.
@@ -187,8 +188,6 @@ class ArrowShaper:
             }
             return out, len(ids)
         if name == "items":
-            from ._bundle import item_tasks
-
             out = dict(zip(self.table.names[:-1], cols, strict=True))
             out["task"] = pa.array(item_tasks(cols[4].to_pylist(), cols[2].to_pylist()), type=pa.string())
             return out, len(cols[0])
@@ -221,8 +220,6 @@ class ArrowShaper:
         orphan = pc.and_(pc.is_null(cols[1]), pc.is_null(cols[2]))
         if not pc.any(orphan).as_py():
             return cols
-        from ._bundle import RowShaper
-
         row_shaper = RowShaper(self.table, self.names, self.scrub, self.sel)
         rows = zip(*(c.to_pylist() for c in cols), strict=True)
         keep = pa.array([row_shaper.keep_event(r) for r in rows], type=pa.bool_())
@@ -230,6 +227,4 @@ class ArrowShaper:
 
 
 def _codebook_version(meta: str) -> str | None:
-    from ._bundle import _codebook_version as version
-
-    return version(json.loads(meta) if meta else None)
+    return codebook_version(json.loads(meta) if meta else None)

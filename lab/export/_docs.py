@@ -6,13 +6,12 @@ and ``README.md`` the data dictionary as a Hugging Face dataset card.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import codebook as books
 from ..schema import Base
 from ._dictionary import JSON_TYPES, TABLES, Table, fate
 
@@ -32,23 +31,18 @@ MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "
 
 def prompt_versions() -> dict[str, str | None]:
     """Versions of the judge and simulator prompts and rules this lab build uses."""
-    out: dict[str, str | None] = {}
-    try:
-        from ..judge import LLM_JUDGE_PROMPT_VERSION, RULES_VERSION
+    # Imported here for start-up time: reading a bundle (lab.bundle imports lab.export) would
+    # otherwise load the judges and the simulator, a second or more on a busy machine.
+    from ..judge import LLM_JUDGE_PROMPT_VERSION, RULES_VERSION
+    from ..simulate import CONSISTENCY_PROMPT_VERSION, SCRIPTED_VERSION, SIMULATOR_PROMPT_VERSION
 
-        out["judge_rules"] = RULES_VERSION
-        out["judge_llm_prompt"] = LLM_JUDGE_PROMPT_VERSION
-    except ImportError:  # pragma: no cover - the judge ships with the lab
-        pass
-    try:
-        from ..simulate import CONSISTENCY_PROMPT_VERSION, SCRIPTED_VERSION, SIMULATOR_PROMPT_VERSION
-
-        out["simulator_prompt"] = SIMULATOR_PROMPT_VERSION
-        out["simulator_scripted"] = SCRIPTED_VERSION
-        out["simulator_consistency_prompt"] = CONSISTENCY_PROMPT_VERSION
-    except ImportError:  # pragma: no cover
-        pass
-    return out
+    return {
+        "judge_rules": RULES_VERSION,
+        "judge_llm_prompt": LLM_JUDGE_PROMPT_VERSION,
+        "simulator_prompt": SIMULATOR_PROMPT_VERSION,
+        "simulator_scripted": SCRIPTED_VERSION,
+        "simulator_consistency_prompt": CONSISTENCY_PROMPT_VERSION,
+    }
 
 
 def _jsonable(obj: Any) -> Any:
@@ -61,45 +55,15 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def codebook() -> tuple[str | None, Any] | None:
-    """The lab's codebook as ``(version, content)``, or None when this build has no codebook module."""
-    if importlib.util.find_spec("lab.codebook") is None:
-        return None
-    module = importlib.import_module("lab.codebook")
-    version = None
-    for name in ("CODEBOOK_VERSION", "VERSION", "__version__"):
-        if getattr(module, name, None) is not None:
-            version = str(getattr(module, name))
-            break
-    content: Any = None
-    for name in ("base_codebook", "as_dict", "to_dict", "export", "codebook", "load_codebook", "default_codebook"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            try:
-                content = fn()
-                break
-            except TypeError:
-                continue
-    if content is None:
-        for name in ("CODEBOOK", "LAYERS", "CODES"):
-            if getattr(module, name, None) is not None:
-                content = getattr(module, name)
-                break
-    if content is None:
-        content = {"module": "lab.codebook", "doc": module.__doc__}
-    if version is None and isinstance(content, dict) and content.get("version") is not None:
-        version = str(content["version"])
-    if version is None:
-        version = str(getattr(content, "version", None)) if getattr(content, "version", None) is not None else None
-    return version, json.loads(json.dumps(content, default=_jsonable, ensure_ascii=False))
+def codebook() -> tuple[str, Any]:
+    """The lab's codebook (``lab/codebook.yaml``) as ``(version, content)``."""
+    book = books.base_codebook()
+    return book.version, json.loads(json.dumps(book, default=_jsonable, ensure_ascii=False))
 
 
-def write_codebook(out: Path) -> dict[str, Any] | None:
-    """``codebook.json`` when the lab has a codebook; returns its ``bundle.json`` entry."""
-    found = codebook()
-    if found is None:
-        return None
-    version, content = found
+def write_codebook(out: Path) -> dict[str, Any]:
+    """``codebook.json``; returns its ``bundle.json`` entry."""
+    version, content = codebook()
     (out / "codebook.json").write_text(
         json.dumps({"version": version, "codebook": content}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )

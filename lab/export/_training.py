@@ -31,10 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
-from ..schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Turn
+from .. import __version__
+from ..db import current_revision
+from ..schema import ChatSession, Condition, ItemRow, Label, Participant, RepairSequence, Study, Turn
 from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
+from ._docs import prompt_versions
 from ._privacy import Scrubber
+from ._rows import label_source
 
 if TYPE_CHECKING:
     from ._pairs import DpoReport
@@ -170,7 +175,6 @@ def _filtered(query: Any, sel: Selection, flt: TrainingFilter, gate: ItemGate) -
 
 def _conversations(engine: Engine, sel: Selection, flt: TrainingFilter, gate: ItemGate) -> dict[int, dict[str, Any]]:
     s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    from ..schema import Participant
 
     p = Participant.__table__.c
     query = _filtered(
@@ -263,8 +267,6 @@ def effective_labels(
         turn_ids: Or: these turns.
     """
     t, lb = Turn.__table__.c, Label.__table__.c
-    from ._bundle import label_source
-
     by_key: dict[tuple[int, str], list[tuple[int, str, str, str, int | None]]] = defaultdict(list)
     query = select(lb.id, lb.turn_id, lb.layer, lb.code, lb.annotator, lb.meta, lb.supersedes_id)
     if turn_ids is not None:
@@ -543,6 +545,14 @@ def training_notice(
     return None
 
 
+def filter_choices(s: Session, slug: str) -> tuple[list[str], list[str]]:
+    """The conditions and the conversation outcomes of a study (all its versions), to filter training data by."""
+    study_ids = list(s.scalars(select(Study.id).where(Study.slug == slug)))
+    conditions = sorted(set(s.scalars(select(Condition.key).where(Condition.study_id.in_(study_ids)))))
+    outcomes = sorted(o for o in set(s.scalars(select(ChatSession.outcome).where(ChatSession.study_id.in_(study_ids)))) if o)
+    return conditions, outcomes
+
+
 def export_training(
     engine: Engine, slug: str, out: str | Path, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
 ) -> TrainingResult:
@@ -560,10 +570,6 @@ def export_training(
         ExportError: Unknown study or kind, or a record that breaks the schema (a bug, never shipped).
     """
     from datetime import UTC, datetime
-
-    from .. import __version__
-    from ..db import current_revision
-    from ._docs import prompt_versions
 
     if kind not in ("sft", "dpo"):
         raise ExportError(f"training format must be sft or dpo (got '{kind}')")

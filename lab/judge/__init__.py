@@ -6,12 +6,13 @@ The offline default is :class:`RuleJudge`, a documented rule set (``lab/judge/RU
 :class:`LLMJudge` asks a model named by the study. Judges are pure: they return
 :class:`Judgement` records and the caller stores them as ``auto:<judge>`` labels
 (:func:`label_annotator`); a judge that finds no evidence abstains with code
-:data:`ABSTAIN`. :func:`relabel_study` labels a whole study in batch, and
+:data:`ABSTAIN`. :func:`lab.relabel.relabel_study` labels a whole study in batch, and
 :func:`evaluate` measures a judge on labelled and published text. Automatic labels are
 pre-annotation, not ground truth.
 """
 
-from ._batch import DEFAULT_LAYERS, LAYERS, RelabelRun, relabel_study, resolve_judge
+from collections.abc import Callable
+
 from ._evaluate import EvalSet, Evaluation, default_sets, evaluate, format_evaluation
 from ._grounding import (
     GROUNDING_CODES,
@@ -31,6 +32,7 @@ from ._judgement import (
     Judge,
     Judgement,
     is_abstention,
+    judge_annotator,
     label_annotator,
     premature,
 )
@@ -45,39 +47,44 @@ from ._scoring import (
     clarification_score,
     extract_answer_text,
     normalize_answer,
-    score,
     score_answer,
     score_probe,
 )
+
+JUDGES: dict[str, Callable[[str], Judge]] = {
+    "rules": lambda _name: RuleJudge(),
+    "llm": LLMJudge,
+}
+"""Judges by name, each made from the name a study gives (``judge.model``): ``rules`` takes
+no model; ``llm`` asks the model named, and judges any name not in this table."""
 
 
 def get_judge(model: str | None) -> Judge:
     """The judge a study asks for.
 
     Args:
-        model: A judge model string, or None (or ``"rules"``) for the rule judge.
+        model: A judge's name in :data:`JUDGES`, a judge model string, or None (or ``"rules"``)
+            for the rule judge.
 
     Returns:
-        :class:`RuleJudge` for None/``"rules"``, otherwise an :class:`LLMJudge` for ``model``.
+        :class:`RuleJudge` for None/``"rules"``, the judge registered under ``model``, otherwise
+        an :class:`LLMJudge` for ``model``.
     """
-    if model is None or not model.strip() or model.strip() == "rules":
-        return RuleJudge()
-    return LLMJudge(model.strip())
+    name = "rules" if model is None or not model.strip() else model.strip()
+    return JUDGES.get(name, JUDGES["llm"])(name)
 
 
 __all__ = [
     "ABSTAIN",
-    "DEFAULT_LAYERS",
     "GROUNDING_CODES",
+    "JUDGES",
     "GROUNDING_RULES",
     "GROUNDING_VERSION",
-    "LAYERS",
     "LLM_GROUNDING_PROMPT_VERSION",
     "REPAIR_RULES",
     "REPAIR_VERSION",
     "EvalSet",
     "Evaluation",
-    "RelabelRun",
     "RepairCandidate",
     "TurnText",
     "classify_grounding",
@@ -87,8 +94,6 @@ __all__ = [
     "format_evaluation",
     "is_abstention",
     "join_codes",
-    "relabel_study",
-    "resolve_judge",
     "split_codes",
     "ANSWERING_CODES",
     "ASKING_CODES",
@@ -112,11 +117,11 @@ __all__ = [
     "clarification_score",
     "extract_answer_text",
     "get_judge",
+    "judge_annotator",
     "label_annotator",
     "normalize_answer",
     "parse_json_object",
     "premature",
-    "score",
     "score_answer",
     "score_probe",
     "task_of",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._batch import DEFAULT_LAYERS, LAYERS
+from lab.relabel import DEFAULT_LAYERS, LAYERS
 
 EVALUATE = "evaluate"
 """The target word that measures the judges instead of labelling a study."""
@@ -77,9 +77,8 @@ def cmd_relabel(args: argparse.Namespace) -> None:
     from sqlalchemy.orm import Session
 
     from lab.db import get_engine
+    from lab.relabel import relabel_study, resolve_judge
     from lab.studies import definition, get_study
-
-    from ._batch import relabel_study, resolve_judge
 
     layers = tuple(args.layer or DEFAULT_LAYERS)
     engine = get_engine()

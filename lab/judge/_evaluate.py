@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from lab.items import Answer, ClarificationItem, PresuppositionItem, Shard, ShardedItem, Source, import_clamber, import_falseqa
+
+from ._grounding import GROUNDING_CODES, join_codes, split_codes
 from ._judgement import ABSTAIN, Judgement, judge_annotator
+from ._repair import TurnText, find_repairs
 
 if TYPE_CHECKING:
     from lab.items import Item
@@ -172,8 +176,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 def item_for_task(task: str | None) -> Item | None:
     """A Lost-in-Conversation-like item of a task, so the judge knows the answer form (math has a number answer)."""
-    from lab.items import Answer, Shard, ShardedItem, Source
-
     if task is None:
         return None
     answer = Answer(type="number", value="0") if task == "math" else Answer()
@@ -195,8 +197,6 @@ def labelled_strategy(path: Path, name: str, split: Split) -> EvalSet:
 
 def labelled_presupposition(path: Path, name: str, split: Split) -> EvalSet:
     """Layer-P replies labelled by hand: ``{id, item: {loaded, presupposition, correction}, expected, reason, reply}``."""
-    from lab.items import PresuppositionItem
-
     cases = []
     for r in _jsonl(path):
         spec = r["item"]
@@ -212,8 +212,6 @@ def labelled_presupposition(path: Path, name: str, split: Split) -> EvalSet:
 
 def labelled_grounding(path: Path, name: str, split: Split) -> EvalSet:
     """Layer-G turns labelled by hand: ``{id, speaker, previous, turn, expected: [codes], reason}``."""
-    from ._grounding import join_codes
-
     cases = []
     for r in _jsonl(path):
         gold = join_codes(r["expected"])
@@ -237,8 +235,6 @@ def falseqa_rebuttals(path: Path, *, held_out: bool) -> EvalSet:
         path: FalseQA's ``test.csv``.
         held_out: The even pairs (held out) or the odd pairs (development).
     """
-    from lab.items import PresuppositionItem, import_falseqa
-
     report = import_falseqa(path)
     cases = []
     for item in report.items:
@@ -272,8 +268,6 @@ def clamber_questions(path: Path, *, held_out: bool) -> EvalSet:
         path: ``clamber_benchmark.jsonl``.
         held_out: The even lines (held out) or the odd lines (development).
     """
-    from lab.items import ClarificationItem, import_clamber
-
     report = import_clamber(path)
     cases = []
     for item in report.items:
@@ -388,8 +382,6 @@ def _per_code(ev: Evaluation) -> list[CodeFigures]:
 
 
 def _per_code_multilabel(ev: Evaluation) -> list[CodeFigures]:
-    from ._grounding import GROUNDING_CODES, split_codes
-
     gold = [set(split_codes(c.expected)) for c in ev.set.cases]
     pred = [set() if p in (ABSTAIN, ERROR) else set(split_codes(p)) for p in ev.predicted]
     figures = []
@@ -543,8 +535,6 @@ def evaluate_repairs(path: Path, name: str = "heldout-R") -> RepairEvaluation:
     Each line: ``{id, turns: [{role, content}], expected: [{initiation, initiation_turn, …}], reason}``;
     turn positions count from 0.
     """
-    from ._repair import TurnText, find_repairs
-
     expected: list[tuple[str, int, str]] = []
     found: list[tuple[str, int, str]] = []
     rows = _jsonl(path)

@@ -1,6 +1,6 @@
 """Layer G: grounding acts of any speaker's turn, by transparent rules.
 
-The codebook (RESEARCH.md) defines six codes: ``ACK`` (receipt or understanding, no
+The codebook (``docs/measures.md``, "Codebook") defines six codes: ``ACK`` (receipt or understanding, no
 evaluation), ``CLARIFY`` (a question resolving what a prior utterance meant), ``CHECK`` (an
 interpretation put up for confirmation), ``FOLLOWUP`` (a question for new information that
 extends the topic), ``DISPLAY`` (repeating the other's content to show uptake) and ``NONE``.
@@ -22,7 +22,7 @@ from ._ruleset import Rule, nothing_to_label, rule_table
 from ._text import is_blank, read_reply
 
 GROUNDING_CODES: tuple[str, ...] = ("ACK", "CLARIFY", "CHECK", "FOLLOWUP", "DISPLAY", "NONE")
-"""Layer G codes in codebook order (RESEARCH.md, "Codebook")."""
+"""Layer G codes in codebook order (``docs/measures.md``, "Codebook")."""
 
 GROUNDING_VERSION = "grounding-rules-1"
 """Version of the layer-G rules; bump it whenever a rule changes what it labels."""

@@ -11,6 +11,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lab.items import ClarificationItem, OpenItem, ShardedItem
+from lab.llm import complete as llm_complete
+
+from ._grounding import GROUNDING_CODES, join_codes
 from ._judgement import ABSTAIN, PRESUPPOSITION_CODES, STRATEGY_CODES, Judgement, Layer
 
 if TYPE_CHECKING:
@@ -95,8 +99,6 @@ CompleteFn = Callable[..., Any]
 def _task_text(item: Item | None) -> str | None:
     if item is None:
         return None
-    from lab.items import ClarificationItem, OpenItem, ShardedItem
-
     if isinstance(item, ShardedItem):
         return item.full_text()
     if isinstance(item, ClarificationItem):
@@ -207,8 +209,6 @@ class LLMJudge:
 
     def classify_grounding(self, turn: str, *, speaker: str = "assistant", previous: str = "") -> Judgement:
         """Label a turn's grounding acts (layer G) by asking the judge model; acts are joined by ``+``."""
-        from ._grounding import GROUNDING_CODES, join_codes
-
         try:
             text = self._call(grounding_messages(turn, speaker, previous))
         except Exception as e:  # noqa: BLE001 - any failure becomes an error judgement for the caller
@@ -230,8 +230,6 @@ class LLMJudge:
     def _call(self, messages: list[dict[str, str]]) -> str:
         complete = self._complete
         if complete is None:
-            from lab.llm import complete as llm_complete
-
             complete = llm_complete
         assert self.model is not None, "LLMJudge.__init__ rejects an empty model name"
         result = complete(self.model, messages, dict(self.params))

@@ -1,7 +1,7 @@
 """Layer R: rule-based candidates for repair sequences in one conversation.
 
 Repair links turns: a trouble source, the turn that initiates repair, the turn that
-repairs, and an outcome (RESEARCH.md, "Codebook"). These rules propose *candidates* for
+repairs, and an outcome (``docs/measures.md``, "Codebook"). These rules propose *candidates* for
 people to confirm; each is an :class:`RepairCandidate` stored as a ``repair_sequence`` row
 and an ``R`` label on its initiation turn (code = the initiation type) by the annotator
 ``auto:rules``, with :data:`REPAIR_VERSION` and the rule id in the label's ``meta``.

@@ -1,10 +1,8 @@
-"""Task scoring: is an answer attempt right, by the item's ``answer`` rule or its task's evaluator?
+"""Answer rules: is an answer attempt right by the item's ``answer`` rule?
 
 Lost in Conversation items are scored the way the task's authors score them
-(:mod:`lab.scoring`). :func:`score` runs in the transaction that stores a reply, so it
-scores there only what is cheap (math, actions, BLEU); code, database and summary items are
-marked ``deferred`` and scored once the reply is stored (:func:`lab.scoring.settle` during a
-simulation, ``python -m lab score SLUG`` in batch).
+(:mod:`lab.scoring`, whose :func:`lab.scoring.score` sends math and other rule-scored items
+here); this module knows the rules only and imports nothing of :mod:`lab.scoring`.
 """
 
 from __future__ import annotations
@@ -19,14 +17,10 @@ from ._judgement import ASKING_CODES, STRATEGY_CODES
 from ._text import BOXED, HASH_ANSWER, final_number, format_number, parse_number, read_reply
 
 if TYPE_CHECKING:
-    from lab.items import Answer, ClarificationItem, Item, PresuppositionItem
+    from lab.items import Answer, ClarificationItem, PresuppositionItem
 
 NEEDS_JUDGE = "needs a human or LLM judge"
 """Reason given for answers that rules cannot score (``answer.type == "none"``)."""
-
-DEFERRED = "scored after the reply is stored"
-"""Reason given for code, database and summary replies, whose evaluators run code, query a
-database or call a judge model (``python -m lab score SLUG``, or the simulation itself)."""
 
 _ANSWER_TEXT = re.compile(r"\banswer\s*(?:is|:|=)\s*(.+)", re.I)
 _BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
@@ -189,40 +183,6 @@ def _score_number(golds: list[str], reply: str) -> Score:
         return Score(1.0, True, said, "number", f"The final number ({how}) equals the gold answer.")
     gold = format_number(values[0])
     return Score(0.0, True, said, "number", f"The final number ({how}) is {said}, not {gold}.")
-
-
-def score(item: Item, reply: str) -> Score:
-    """Score an answer attempt against the item's gold answer.
-
-    Lost in Conversation items are scored by their task's evaluator (:mod:`lab.scoring`):
-    actions, data2text and translation here and now; code, database and summary are
-    returned unscored with status ``deferred`` (their evaluators run code, query a database
-    or call a judge model, which must not happen while a reply is being stored). Math and
-    every other sharded, clarification and open item are scored by their ``answer`` rule
-    (see :func:`score_answer`). Presupposition items are labelled on layer P instead; their
-    knowledge probe is scored by :func:`score_probe`.
-    """
-    if item.kind == "presupposition":
-        return Score(
-            None,
-            False,
-            None,
-            "none",
-            "Presupposition items are labelled on layer P; score the knowledge probe with score_probe.",
-            status="not_scorable",
-        )
-    from lab.scoring import DEFERRED as DEFERRED_FAMILIES
-    from lab.scoring import evaluator_of, family_of, quick
-
-    family = family_of(item)
-    if family in DEFERRED_FAMILIES:
-        evaluator, version = evaluator_of(family)
-        return Score(None, False, None, family, DEFERRED, evaluator, version, "deferred")
-    if family in ("actions", "data2text", "translation"):
-        ev = quick(item, reply)
-        assert ev is not None
-        return Score(ev.value, ev.scored, ev.extracted, family, ev.reason, ev.evaluator, ev.version, ev.status, ev.details)
-    return score_answer(item.answer, reply)
 
 
 def score_probe(item: PresuppositionItem, reply: str) -> Score:

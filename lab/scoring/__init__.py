@@ -17,7 +17,20 @@ conversation (:mod:`lab.scoring._store`); ``python -m lab score SLUG`` scores a 
 after an evaluator changes.
 """
 
-from ._dispatch import DEFERRED, EVERY_REPLY_ATTEMPTS, FAMILIES, aevaluate, describe, evaluate, evaluator_of, family_of, quick
+from ._dispatch import (
+    DEFERRED,
+    EVERY_REPLY_ATTEMPTS,
+    FAMILIES,
+    TASK_FAMILIES,
+    Family,
+    aevaluate,
+    describe,
+    evaluate,
+    evaluator_of,
+    family_of,
+    quick,
+    score,
+)
 from ._evaluation import NOT_SCORED_REASONS, Evaluation, Status
 from ._family_report import NOT_YET, FamilyScores, family_scores, format_family_scores
 from ._rescore import (
@@ -45,7 +58,9 @@ __all__ = [
     "NO_ATTEMPT",
     "SINGLE_TURN_REVEALS",
     "SCORE_EVENT",
+    "TASK_FAMILIES",
     "Evaluation",
+    "Family",
     "FamilyScores",
     "Limits",
     "RunResult",
@@ -68,6 +83,7 @@ __all__ = [
     "quick",
     "reason_of",
     "run_tests",
+    "score",
     "score_study",
     "settle",
     "store",

@@ -27,7 +27,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lab.items import parse_item
+from lab.judge import RuleJudge
 from lab.schema import ChatSession, Condition, ItemRow, Study, Turn, participant_conversation
+from lab.spec import study_from_normalized
 from lab.studies import no_study
 
 from ._dispatch import EVERY_REPLY_ATTEMPTS, FAMILIES, aevaluate, evaluator_of, family_of
@@ -84,8 +86,6 @@ def is_attempt(item: Item, family: str, content: str, code: str | None = None, r
     if family in EVERY_REPLY_ATTEMPTS or (reveal in SINGLE_TURN_REVEALS and family in FAMILIES):
         return True
     if code is None:
-        from lab.judge import RuleJudge
-
         code = RuleJudge().classify(content, item=item).code
     return code == "answer_attempt"
 
@@ -244,8 +244,6 @@ def study_judge(s: Session, study: Study, override: str | None = None) -> tuple[
         ``override`` (a model id of the spec or a litellm string), else the spec's
         ``judge.model``, as ``(model, params)``; None without one.
     """
-    from lab.spec import study_from_normalized
-
     d = study_from_normalized(study.spec)
     name = override or d.spec.judge.model
     if not name:

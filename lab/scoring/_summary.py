@@ -25,6 +25,9 @@ import re
 from statistics import mean
 from typing import Any
 
+from lab import llm
+from lab.judge import parse_json_object
+
 from ._evaluation import Evaluation, not_scored
 
 EVALUATOR = "lic-summary-summhay"
@@ -94,8 +97,6 @@ def prompts(gold: dict[str, Any], reply: str) -> list[tuple[str, str]]:
 
 def read_judgement(text: str) -> dict[str, Any] | None:
     """The judge's ``{coverage, bullet_id}``, or None when its reply holds no such object."""
-    from lab.judge import parse_json_object
-
     found = parse_json_object(text)
     if not found or str(found.get("coverage", "")).upper() not in _LABELS:
         return None
@@ -202,8 +203,6 @@ def _needs(gold: dict[str, Any], judge: Judge | None) -> Evaluation | None:
 
 def evaluate(gold: dict[str, Any], reply: str, judge: Judge | None) -> Evaluation:
     """Score a summary with the judge model (blocks on the model calls; see :func:`aevaluate`)."""
-    from lab import llm
-
     missing = _needs(gold, judge)
     if missing is not None:
         return missing
@@ -217,8 +216,6 @@ def evaluate(gold: dict[str, Any], reply: str, judge: Judge | None) -> Evaluatio
 
 async def aevaluate(gold: dict[str, Any], reply: str, judge: Judge | None) -> Evaluation:
     """Score a summary with the judge model without blocking the event loop."""
-    from lab import llm
-
     missing = _needs(gold, judge)
     if missing is not None:
         return missing

@@ -22,9 +22,10 @@ from ._checks import DRIFT_KINDS, Drift, check_message, mentions
 from ._cli import judge_for, make_simulator, register
 from ._consistency import CONSISTENCY_PROMPT_VERSION, Consistency, LineVerdict, judge_consistency
 from ._grid import Cell, PlanError, RunPlan, Unit, plan_run
+from ._launch import RunOptions, run_simulation
 from ._progress import ProgressLine, RunProgress, run_progress
 from ._report import ArmSummary, ReportError, RunReport, run_report
-from ._runner import Limits, RunBusy, RunOptions, RunResult, RunStatus, ending, run_lock, run_simulation
+from ._runner import Limits, RunBusy, RunResult, RunStatus, ending, run_lock
 from ._simulator import (
     DONT_KNOW,
     SCRIPTED_VERSION,

@@ -12,9 +12,10 @@ from .. import llm
 from ..spec import StudyDefinition
 from ._claims import LEASE_SECONDS
 from ._grid import PlanError, RunPlan, plan_run, usable_model
+from ._launch import run_simulation
 from ._progress import ProgressLine
 from ._report import run_report
-from ._runner import RunBusy, RunResult, existing_units, run_simulation
+from ._runner import RunBusy, RunResult, existing_units
 from ._simulator import LLMSimulator, ScriptedSimulator, Simulator
 
 SCRIPTED_NAME = "scripted"

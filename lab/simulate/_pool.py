@@ -131,7 +131,9 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def work(share: Share, plan: Any, simulator: Any, options: dict[str, Any], reports: SimpleQueue[Any]) -> None:
+def work(
+    share: Share, plan: Any, simulator: Any, options: dict[str, Any], reports: SimpleQueue[Any], runner_type: type[Runner]
+) -> None:
     """A worker process: run one share of a plan and report back.
 
     Args:
@@ -140,17 +142,18 @@ def work(share: Share, plan: Any, simulator: Any, options: dict[str, Any], repor
         simulator: The simulator.
         options: The runner's other keyword arguments (judge, max_errors, retry_pause, breaker_seconds).
         reports: Where progress and the final counts go.
+        runner_type: The parent's runner class, handed over so that this module never
+            imports the runner that imports it.
     """
     _die_with(share.parent)
     from ..db import make_engine
-    from ._runner import Runner
 
     engine = make_engine(share.url)
 
     def progress(status: RunStatus) -> None:
         reports.put(("progress", share.index, status.done - status.done_at_start, status.failed, status.trouble))
 
-    runner = Runner(
+    runner = runner_type(
         engine,
         plan,
         simulator,
@@ -256,7 +259,7 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
             for share in shares:
                 proc = ctx.Process(
                     target=work,
-                    args=(share, runner.plan, runner.simulator, options, reports),
+                    args=(share, runner.plan, runner.simulator, options, reports, type(runner)),
                     name=f"simulate-{share.index}",
                     daemon=True,
                 )

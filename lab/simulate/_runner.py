@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
@@ -40,15 +40,16 @@ from ..dialogue import Conversation, Setup, TurnView, resolve_setup
 from ..errors import LabError
 from ..group_commit import GroupCommit
 from ..items import PresuppositionItem
-from ..judge import RuleJudge, score
+from ..judge import RuleJudge
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
-from ..scoring import conclude, settle
+from ..scoring import conclude, score, settle
 from ._breaker import BREAKER_SECONDS, Breaker
 from ._checks import check_message
-from ._claims import LEASE_SECONDS, held_elsewhere, prune
+from ._claims import held_elsewhere, prune
 from ._consistency import CONSISTENCY_EVENT, judge_consistency
 from ._grid import Cell, RunPlan, Unit
+from ._pool import run_shares
 from ._simulator import DONT_KNOW, Simulator, UserMove, last_reply, prompt_texts
 
 RUN_EVENT = "simulate_run"
@@ -424,8 +425,6 @@ class Runner:
         return len(ended), len(ended) < len(unit.cells) or unjudged
 
     async def _run_processes(self) -> RunResult:
-        from ._pool import run_shares
-
         pending = self._pending()
         self._log_run()
         self._tick()
@@ -664,78 +663,3 @@ class Runner:
                 "raw": move.raw[:4000] if move.raw else None,
             },
         )
-
-
-class RunOptions(TypedDict, total=False):
-    """How a run goes: the keyword arguments of :func:`run_simulation` (defaults: :class:`Runner`)."""
-
-    concurrency: int
-    """Simulated participants conversing at once."""
-
-    rpm: float | None
-    """Requests per minute allowed for each model (None: no limit)."""
-
-    judge: tuple[str, dict[str, Any]] | None
-    """``(model, params)`` of a judge model for simulator consistency, or None."""
-
-    on_progress: Callable[[RunStatus], None] | None
-    """Called with a :class:`RunStatus` whenever a conversation ends."""
-
-    max_errors: int
-    """Consecutive model errors after which a conversation is left for the next invocation."""
-
-    retry_pause: float
-    """Seconds (times the error count) to wait before retrying after an error."""
-
-    command: str | None
-    """The command line, stored with the run."""
-
-    breaker_seconds: float
-    """Seconds of nothing but failed calls to a model after which the run stops calling it
-    (see :mod:`lab.simulate._breaker`)."""
-
-    processes: int
-    """Worker processes sharing the run's units, so that its CPU work spreads over the cores
-    (1: everything in this process). With more, this process holds the run lock and shows
-    progress while each worker runs its share with ``ceil(concurrency / processes)``
-    participants at once and ``rpm / processes`` requests per minute per model, so the
-    limits hold for the run as a whole. Needs a database file or server."""
-
-
-async def run_simulation(
-    engine: Engine,
-    plan: RunPlan,
-    simulator: Simulator,
-    *,
-    worker: bool = False,
-    lease: float = LEASE_SECONDS,
-    **options: Unpack[RunOptions],
-) -> RunResult:
-    """Run (or continue) a planned simulation.
-
-    Args:
-        engine: The database.
-        plan: From :func:`plan_run`.
-        simulator: Writes the participants' messages after the opening.
-        worker: Run as one of any number of workers sharing the run through the database
-            (see :mod:`lab.simulate._worker`): claim units until none are left.
-        lease: Seconds a worker's claim on a unit holds without renewal; a stopped
-            worker's units go to another worker after this long.
-        **options: How the run goes; see :class:`RunOptions`.
-
-    Returns:
-        What this invocation did.
-
-    Raises:
-        RunBusy: another process is running the same run (without ``worker``, or a run
-            without ``worker`` that is running while a worker starts).
-        RuntimeError: a worker process failed.
-        ValueError: ``worker`` with ``processes`` > 1.
-    """
-    if worker:
-        from ._worker import WorkerRunner
-
-        if options.pop("processes", 1) > 1:
-            raise ValueError("a worker runs in one process: start one worker per core instead of using processes")
-        return await WorkerRunner(engine, plan, simulator, lease=lease, **options).run()
-    return await Runner(engine, plan, simulator, **options).run()

@@ -1,6 +1,6 @@
 """User simulators: what writes a simulated participant's messages.
 
-A simulator plays the participant under the rules humans get (RESEARCH.md, "Reveal modes"):
+A simulator plays the participant under the rules humans get (``docs/measures.md``, "Reveal modes"):
 in SHARDED, SNOWBALL and RECAP it reveals at most one shard per message, the one most
 relevant to what the assistant just said (else the most basic remaining one), rephrased
 briefly and casually; it answers questions it holds no shard for with "I don't know",

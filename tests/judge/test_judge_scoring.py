@@ -11,10 +11,10 @@ from lab.judge import (
     clarification_score,
     extract_answer_text,
     normalize_answer,
-    score,
     score_answer,
     score_probe,
 )
+from lab.scoring import score
 
 
 def number(value: str, *accept: str) -> Answer:

@@ -7,8 +7,7 @@ from pathlib import Path
 from conftest import FIXTURE
 
 from lab.items import import_lost_in_conversation, parse_item
-from lab.judge import score
-from lab.scoring import DEFERRED, describe, evaluate, family_of, is_attempt, no_attempt_evaluation, quick
+from lab.scoring import DEFERRED, describe, evaluate, family_of, is_attempt, no_attempt_evaluation, quick, score
 
 
 def items() -> dict[str, object]:

@@ -55,3 +55,15 @@ def test_web_modules_and_navigation_import_no_circle() -> None:
             if m not in seen:
                 seen.add(m)
                 stack.extend(g[m])
+
+
+def test_the_domain_never_imports_the_web_package() -> None:
+    """``lab.web`` imports the domain (accounts, db, navigation); only the interfaces import ``lab.web``."""
+    g = graph()
+    interfaces = {"lab.ui", "lab.cli"}
+    offenders = {
+        m: sorted(t for t in targets if t.startswith("lab.web"))
+        for m, targets in g.items()
+        if not m.startswith("lab.web") and m not in interfaces
+    }
+    assert not {m: t for m, t in offenders.items() if t}

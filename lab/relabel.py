@@ -16,8 +16,24 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from ._judgement import Judgement, judge_annotator
-from ._repair import REPAIR_VERSION, RepairCandidate, TurnText, find_repairs
+from .errors import require_known
+from .items import PresuppositionItem, parse_item
+from .judge import (
+    GROUNDING_VERSION,
+    REPAIR_VERSION,
+    Judgement,
+    LLMJudge,
+    RepairCandidate,
+    RuleJudge,
+    TurnText,
+    find_repairs,
+    get_judge,
+    judge_annotator,
+)
+from .labels import add_label, store_judgement
+from .schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Study, Turn
+from .spec import study_from_normalized
+from .studies import no_study
 
 LAYERS: tuple[str, ...] = ("S", "P", "G", "R")
 """Layers a batch run can label."""
@@ -75,8 +91,6 @@ class RelabelRun:
 
 def resolve_judge(spec: Any, model: str | None) -> Any:
     """The judge a run uses: ``model`` (a model id of the spec, or a litellm string), else the spec's judge, else rules."""
-    from . import LLMJudge, RuleJudge, get_judge
-
     key = model or spec.judge.model
     if key is not None and key in spec.models:
         return LLMJudge(spec.models[key].model, spec.models[key].params)
@@ -115,13 +129,6 @@ def relabel_study(
         UnknownStudy: no study has this slug.
         UnknownName: an unknown layer.
     """
-    from lab.errors import require_known
-    from lab.items import PresuppositionItem, parse_item
-    from lab.labels import add_label, store_judgement
-    from lab.schema import ChatSession, Condition, ItemRow, Label, RepairSequence, Study, Turn
-    from lab.spec import study_from_normalized
-    from lab.studies import no_study
-
     require_known("layer", layers, LAYERS)
     wanted = tuple(layer for layer in LAYERS if layer in set(layers))
     with Session(engine) as s:
@@ -198,8 +205,6 @@ def relabel_study(
 
 
 def _versions(judge: Any) -> dict[str, str]:
-    from ._grounding import GROUNDING_VERSION
-
     if judge.name == "rules":
         return {"S": judge.version, "P": judge.version, "G": GROUNDING_VERSION}
     grounding = getattr(judge, "grounding_version", judge.version)
@@ -253,3 +258,31 @@ def _store_candidate(s: Session, session_id: int, c: RepairCandidate, add_label:
         meta=meta,
         target_turn_id=c.trouble_turn_id,
     )
+
+
+@dataclass(frozen=True)
+class JudgeRun:
+    """What :func:`judge_study` did."""
+
+    judge: str
+    turns: int
+    labelled: int
+    failed: int
+
+
+def judge_study(engine: Engine, slug: str, model: str | None = None, *, redo: bool = False) -> JudgeRun:
+    """Label every assistant reply of a study on layers S and P (see :func:`relabel_study`).
+
+    Args:
+        engine: The lab database.
+        slug: The study.
+        model: A model id of the study's spec or a litellm string for the LLM judge; None
+            uses the spec's ``judge.model``, and without one the rule-based judge.
+        redo: Label turns again even when this judge version already labelled them.
+
+    Returns:
+        Counts of replies, by their layer-S label; replies the judge could not label are
+        counted as failed and left unlabelled.
+    """
+    run = relabel_study(engine, slug, model, layers=("S", "P"), only_missing=not redo)
+    return JudgeRun(run.annotator, run.replies, run.replies_labelled, run.replies_failed)

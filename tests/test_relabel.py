@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 from test_dialogue import conversation
 
 from lab.cli import main
-from lab.judge import ABSTAIN, GROUNDING_VERSION, REPAIR_VERSION, RULES_VERSION, relabel_study
+from lab.judge import ABSTAIN, GROUNDING_VERSION, REPAIR_VERSION, RULES_VERSION
 from lab.labels import add_label, current_labels
 from lab.llm import scripted
+from lab.relabel import relabel_study
 from lab.schema import Label, RepairSequence, Turn
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 def _talk(engine: Engine) -> tuple[int, int]:

@@ -320,3 +320,16 @@ def test_question_for_a_missing_shard_beats_an_early_answer(engine: Engine, tmp_
     assert pair["chosen_reply"]["labels"]["G"] == {"code": "CLARIFY", "source": "majority"}
     r = export_training(engine, "demo", tmp_path / "human", "dpo", flt=TrainingFilter(label_source="human"))
     assert r.rows == 0
+
+
+def test_filter_choices_are_the_study_conditions_and_the_outcomes_it_has(sqlite_engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    from lab.export import filter_choices
+
+    build_study(sqlite_engine)
+    with Session(sqlite_engine) as s:
+        conditions, outcomes = filter_choices(s, "demo")
+        assert filter_choices(s, "nosuch") == ([], [])
+    assert conditions == ["control", "full", "loaded", "on-request", "sharded", "sharded-gpt", "sharded-mediator"]
+    assert outcomes == ["answered"]

@@ -382,10 +382,7 @@ def test_arrow_and_row_paths_write_the_same_bundle(
 def test_codebook_travels_with_the_bundle_when_the_lab_has_one(
     study: tuple[Engine, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a codebook module (its version a property of the base codebook), the bundle ships it."""
-    import importlib.machinery
-    import sys
-    import types
+    """The bundle ships the lab's codebook, its version a property of the base codebook."""
     from dataclasses import dataclass
 
     engine, _ = study
@@ -399,10 +396,7 @@ def test_codebook_travels_with_the_bundle_when_the_lab_has_one(
         def version(self) -> str:
             return self.base_version
 
-    module = types.ModuleType("lab.codebook")
-    module.__spec__ = importlib.machinery.ModuleSpec("lab.codebook", None)
-    module.base_codebook = lambda: Book("cb-7", {"G": ["ACK", "CLARIFY"]})  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "lab.codebook", module)
+    monkeypatch.setattr("lab.codebook.base_codebook", lambda: Book("cb-7", {"G": ["ACK", "CLARIFY"]}))
     export_study(engine, "demo", tmp_path / "b")
     shipped = json.loads((tmp_path / "b" / "codebook.json").read_text())
     assert shipped == {"version": "cb-7", "codebook": {"base_version": "cb-7", "layers": {"G": ["ACK", "CLARIFY"]}}}
