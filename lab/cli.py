@@ -391,7 +391,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
 
     A new command group adds its ``register`` here.
     """
-    from . import branch, links, report, simulate, split, terminal
+    from . import branch_command, links, report, simulate, split, terminal
     from .export import _cli as export_cli
     from .judge import _cli as judge_cli
     from .train import _cli as train_cli
@@ -404,7 +404,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
         terminal.register,
         simulate.register,
         split.register,
-        branch.register,
+        branch_command.register,
         links.register,
         train_cli.register,
         register_score,

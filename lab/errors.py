@@ -83,3 +83,11 @@ def require_known(what: str, names: Iterable[str], known: Iterable[str], *, hint
     for name in names:
         if name not in accepted:
             raise UnknownName(what, name, accepted, hint=hint)
+
+
+class ReportError(LabError, ValueError, LookupError):
+    """A report that cannot be made, with the reason.
+
+    Bad options for a comparison (the message names the option), or a simulation run that
+    does not exist (:func:`lab.simulate.run_report`).
+    """

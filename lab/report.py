@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LabError
+from .errors import ReportError
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
@@ -42,14 +42,6 @@ BY_ALIASES = {
     "family": "task",
 }
 """Names ``--by`` accepts, and the conversation column each stands for."""
-
-
-class ReportError(LabError, ValueError, LookupError):
-    """A report that cannot be made, with the reason.
-
-    Bad options for a comparison (the message names the option), or a simulation run that
-    does not exist (:func:`lab.simulate.run_report`).
-    """
 
 
 def parse_by(text: str) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ def test_one_report_error() -> None:
     from lab import report, simulate
 
     named = sorted(name for name, cls in lab_exceptions().items() if cls.__name__ == "ReportError")
-    assert named == ["lab.report.ReportError"]
+    assert named == ["lab.errors.ReportError"]
     assert simulate.ReportError is report.ReportError
 
 
@@ -68,7 +68,7 @@ PROGRAMMING_ERRORS: dict[tuple[str, str], str] = {
     # Argument checks of library calls whose callers (the command line, the pages) have
     # already refused a person's bad value with a LabError: reaching these is a caller bug.
     ("lab/simulate/_runner.py", "__init__"): "rpm ≤ 0 (argparse's _positive_float refuses it first)",
-    ("lab/simulate/_runner.py", "run_simulation"): "concurrency, processes < 1, worker with processes (checked by the CLI)",
+    ("lab/simulate/_launch.py", "run_simulation"): "concurrency, processes < 1, worker with processes (checked by the CLI)",
     ("lab/simulate/_worker.py", "__init__"): "lease ≤ 0 (argparse's _positive_float refuses it first)",
     ("lab/llm/_rate_limiter.py", "__init__"): "rpm or burst out of range (from the runner's checked rpm)",
     ("lab/simulate/_breaker.py", "__init__"): "a breaker time ≤ 0 (run_simulation passes its own default or a test's)",

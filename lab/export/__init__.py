@@ -40,7 +40,8 @@ from ._docs import codebook, dictionary_markdown, prompt_versions, table_file, w
 from ._pairs import RULES
 from ._privacy import REDACTED, Scrubber
 from ._rows import Pseudonyms, label_source
-from ._training import TrainingFilter, TrainingResult, export_training, filter_choices, training_notice
+from ._training import TrainingFilter, TrainingResult, filter_choices
+from ._training_files import export_training, training_notice
 
 BUNDLE_FORMAT_VERSION = 1
 """Bumped whenever the bundle's layout or columns change incompatibly."""

@@ -68,7 +68,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     """Write a bundle or a training set and say what it holds."""
     from ..db import get_engine
     from . import export_study
-    from ._training import export_training
+    from ._training_files import export_training
 
     engine = get_engine()
     if args.format in ("sft", "dpo"):

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import reveal as rules
+from ..errors import ReportError
 from ..items import parse_item
-from ..report import ReportError
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
 from ..scoring import FamilyScores, family_scores, format_family_scores
 from ..studies import definition

@@ -10,13 +10,8 @@ from sqlalchemy import Engine
 
 from lab.export import ExportOptions
 from lab.export._pairs import DPO_SCHEMA
-from lab.export._training import (
-    SFT_SCHEMA,
-    TrainingFilter,
-    export_training,
-    training_notice,
-    validate_records,
-)
+from lab.export._training import SFT_SCHEMA, TrainingFilter, validate_records
+from lab.export._training_files import export_training, training_notice
 from tests.export_study import MARKER, RTL, SECRETS, UNICODE, build_study
 
 
