@@ -56,7 +56,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy lab
 
-bench: setup
+bench: setup train-setup
 	$(PY) bench/turn_overhead.py
 	$(PY) bench/simulate.py
 	$(PY) bench/judge_accuracy.py
@@ -65,6 +65,8 @@ bench: setup
 	$(PY) bench/metrics.py
 	$(PY) bench/export.py
 	$(PY) bench/load.py
+	$(PY) bench/branch.py
+	$(PY) bench/train.py
 
 clean-db:
 	rm -f data/lab.db data/lab.db-wal data/lab.db-shm

@@ -187,6 +187,10 @@ embedded one (see ``scripted_demo_path``), at the path the README names
 EXPECTED_REFUSALS = {
     "python -m lab judge demo --model gpt-4o-mini": ("OPENAI_API_KEY", "an LLM judge needs its provider's key"),
     "python -m lab withdraw 5f0c0ffee0000000000000aa": ("no participant", "the README's id is an example"),
+    "python -m lab train demo --method dpo": (
+        "nothing to train on",
+        "the scripted model gives every branch the same reply, so no pair differs under a rule",
+    ),
 }
 """README lines that must refuse here, with what the refusal names and why the README implies it."""
 
@@ -397,8 +401,9 @@ def test_label_source_names_the_version_of_the_labels_used(capsys: pytest.Captur
         "0",
     )
     assert code == 0
-    rows = [line.split(",") for line in out.splitlines()[1:] if line]
-    sources = {(r[0], r[-1]) for r in rows}
+    import csv
+
+    sources = {(r["measure"], r["label_source"]) for r in csv.DictReader(io.StringIO(out))}
     assert ("rejection_rate", "auto:rules@rules-1") in sources
     assert ("grounding_rate", "auto:rules@grounding-rules-1") in sources
     assert not any(m == "rejection_rate" and "grounding" in src for m, src in sources)

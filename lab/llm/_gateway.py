@@ -55,8 +55,8 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
         raise ModelError("unknown_model", "No model was named; give a model string such as local/smollm2-135m.", False)
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
         raise ModelError("bad_request", "The messages must be a non-empty list of {'role': …, 'content': …} entries.", False)
-    problems = param_problems(params)
     provider = provider_of(model)
+    problems = param_problems(params, common=provider != SCRIPTED_PROVIDER)
     if provider == LOCAL_PROVIDER:
         _local.model_file(model.split("/", 1)[1])
     elif provider == SCRIPTED_PROVIDER:

@@ -149,11 +149,14 @@ COMMON_PARAMS: dict[str, _Check] = {
 a wrong type or range is caught when the spec is validated, not as a failed call mid-study."""
 
 
-def param_findings(params: dict[str, Any] | None) -> list[tuple[str | None, str]]:
+def param_findings(params: dict[str, Any] | None, *, common: bool = True) -> list[tuple[str | None, str]]:
     """Problems with a model's parameters, each with the parameter it is about.
 
     Args:
         params: The parameters from the study spec.
+        common: Check the common OpenAI-style parameters' types and ranges; False for the
+            scripted model, whose parameters are its script's (``n`` is a count of replies
+            before a failure there, 0 included) and are checked by its own rules.
 
     Returns:
         ``(name, sentence)`` pairs; ``name`` is the parameter (None when the problem is
@@ -188,22 +191,23 @@ def param_findings(params: dict[str, Any] | None) -> list[tuple[str | None, str]
                 "replaces the model by another.",
             )
         )
-    for name, (expected, valid) in COMMON_PARAMS.items():
+    for name, (expected, valid) in COMMON_PARAMS.items() if common else ():
         if name in params and params[name] is not None and not valid(params[name]):
             problems.append((name, f"the parameter '{name}' must be {expected}, not {params[name]!r}."))
     return problems
 
 
-def param_problems(params: dict[str, Any] | None) -> list[str]:
+def param_problems(params: dict[str, Any] | None, *, common: bool = True) -> list[str]:
     """Problems with a model's parameters that no provider would accept from the lab.
 
     Args:
         params: The parameters from the study spec.
+        common: As for :func:`param_findings`.
 
     Returns:
         One sentence per problem.
     """
-    return [message for _, message in param_findings(params)]
+    return [message for _, message in param_findings(params, common=common)]
 
 
 def provider_of(model: str) -> str | None:
@@ -264,10 +268,11 @@ def model_findings(model: str, params: dict[str, Any] | None = None) -> list[tup
     """
     if not isinstance(model, str) or not model.strip():
         return [("model", "the model string is empty; name a model such as local/smollm2-135m or openai/gpt-4o-mini.")]
-    problems = [("params" if name is None else f"params.{name}", message) for name, message in param_findings(params)]
+    prefix = provider_of(model)
+    findings = param_findings(params, common=prefix != SCRIPTED_PROVIDER)
+    problems = [("params" if name is None else f"params.{name}", message) for name, message in findings]
     if not isinstance(params, (dict, type(None))):
         return problems
-    prefix = provider_of(model)
     name = model.split("/", 1)[1] if prefix else model
     if prefix == LOCAL_PROVIDER:
         return problems + [("model", p) for p in _local.problems(name)]
