@@ -21,6 +21,7 @@ from ._errors import ModelError, from_exception
 from ._observer import Attempt, report
 from ._providers import IN_PROCESS_PROVIDERS, LOCAL_PROVIDER, SCRIPTED_PROVIDER, litellm_if_loaded, load_litellm
 from ._retry import RetryPolicy, retry_policy
+from ._scripted import PARAMS as SCRIPT_PARAMS
 from ._scripted import check_params
 from ._validation import KEY_FROM_ENV, OPENAI_COMPATIBLE, known_missing_env, param_problems, provider_of
 
@@ -56,7 +57,7 @@ def _preflight(model: str, messages: list[dict[str, str]], params: dict[str, Any
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
         raise ModelError("bad_request", "The messages must be a non-empty list of {'role': …, 'content': …} entries.", False)
     provider = provider_of(model)
-    problems = param_problems(params, common=provider != SCRIPTED_PROVIDER)
+    problems = param_problems(params, own=SCRIPT_PARAMS if provider == SCRIPTED_PROVIDER else frozenset())
     if provider == LOCAL_PROVIDER:
         _local.model_file(model.split("/", 1)[1])
     elif provider == SCRIPTED_PROVIDER:

@@ -149,14 +149,14 @@ COMMON_PARAMS: dict[str, _Check] = {
 a wrong type or range is caught when the spec is validated, not as a failed call mid-study."""
 
 
-def param_findings(params: dict[str, Any] | None, *, common: bool = True) -> list[tuple[str | None, str]]:
+def param_findings(params: dict[str, Any] | None, *, own: frozenset[str] = frozenset()) -> list[tuple[str | None, str]]:
     """Problems with a model's parameters, each with the parameter it is about.
 
     Args:
         params: The parameters from the study spec.
-        common: Check the common OpenAI-style parameters' types and ranges; False for the
-            scripted model, whose parameters are its script's (``n`` is a count of replies
-            before a failure there, 0 included) and are checked by its own rules.
+        own: Parameters the model defines for itself, which the common OpenAI-style checks
+            leave to the model's own rules (the scripted model's ``n`` counts replies before
+            a failure, 0 included).
 
     Returns:
         ``(name, sentence)`` pairs; ``name`` is the parameter (None when the problem is
@@ -191,23 +191,23 @@ def param_findings(params: dict[str, Any] | None, *, common: bool = True) -> lis
                 "replaces the model by another.",
             )
         )
-    for name, (expected, valid) in COMMON_PARAMS.items() if common else ():
-        if name in params and params[name] is not None and not valid(params[name]):
+    for name, (expected, valid) in COMMON_PARAMS.items():
+        if name in params and name not in own and params[name] is not None and not valid(params[name]):
             problems.append((name, f"the parameter '{name}' must be {expected}, not {params[name]!r}."))
     return problems
 
 
-def param_problems(params: dict[str, Any] | None, *, common: bool = True) -> list[str]:
+def param_problems(params: dict[str, Any] | None, *, own: frozenset[str] = frozenset()) -> list[str]:
     """Problems with a model's parameters that no provider would accept from the lab.
 
     Args:
         params: The parameters from the study spec.
-        common: As for :func:`param_findings`.
+        own: As for :func:`param_findings`.
 
     Returns:
         One sentence per problem.
     """
-    return [message for _, message in param_findings(params, common=common)]
+    return [message for _, message in param_findings(params, own=own)]
 
 
 def provider_of(model: str) -> str | None:
@@ -269,7 +269,7 @@ def model_findings(model: str, params: dict[str, Any] | None = None) -> list[tup
     if not isinstance(model, str) or not model.strip():
         return [("model", "the model string is empty; name a model such as local/smollm2-135m or openai/gpt-4o-mini.")]
     prefix = provider_of(model)
-    findings = param_findings(params, common=prefix != SCRIPTED_PROVIDER)
+    findings = param_findings(params, own=_scripted.PARAMS if prefix == SCRIPTED_PROVIDER else frozenset())
     problems = [("params" if name is None else f"params.{name}", message) for name, message in findings]
     if not isinstance(params, (dict, type(None))):
         return problems
