@@ -47,7 +47,7 @@ run: db
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # The linters run first: a style, format or type error fails `make test` (and CI) like a test.
-test: lint train-setup
+test: train-setup lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.
