@@ -13,7 +13,7 @@ import pytest
 import lab
 from lab.errors import CommandError, LabError
 
-INTERNAL = {"lab.llm._local.LocalTimeout", "lab.llm._hf.LocalTimeout", "lab.scoring._sandbox_child.TestTimeout"}
+INTERNAL = {"lab.llm._generation.LocalTimeout", "lab.scoring._sandbox_child.TestTimeout"}
 """Caught inside their modules (a ModelError; a failed test case in the code sandbox's child); never reach a caller."""
 
 

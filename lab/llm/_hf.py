@@ -14,15 +14,12 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import threading
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-
-class LocalTimeout(Exception):
-    """The model folder did not finish within the call's timeout (or stayed busy past it)."""
-
+from . import _generation
+from ._generation import LocalTimeout
 
 DEFAULT_MAX_NEW_TOKENS = 512
 """Reply length when the call names none (the GGUF engine's default is of the same order)."""
@@ -115,30 +112,12 @@ def _sampling(params: dict[str, Any], eos: Any) -> dict[str, Any]:
     return kwargs
 
 
-class Generation:
+class Generation(_generation.Generation):
     """One reply from a model folder, read piece by piece (the same interface as the GGUF engine's).
 
     Iterate `pieces()` for the text; afterwards `finish_reason`, `tokens_in` and `tokens_out`
     are set.
     """
-
-    def __init__(self, path: Path, messages: list[dict[str, Any]], params: dict[str, Any], timeout: float | None):
-        """Prepare the generation.
-
-        Args:
-            path: The model folder.
-            messages: The conversation.
-            params: ``max_tokens``, ``temperature``, ``top_p``, ``seed``; others are ignored.
-            timeout: Seconds the whole call may take, waiting for the model included.
-        """
-        self.path = path
-        self.messages = messages
-        self.params = params
-        self.timeout = timeout
-        self.finish_reason: str | None = None
-        self.tokens_in: int | None = None
-        self.tokens_out: int | None = None
-        self.text = ""
 
     def pieces(self) -> Generator[str, None, None]:
         """Generate the reply, yielding non-empty pieces of text.
@@ -149,19 +128,17 @@ class Generation:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        deadline = time.monotonic() + self.timeout if self.timeout else None
         model = engine(self.path)
-        wait = max(0.0, deadline - time.monotonic()) if deadline else -1
-        if not model.lock.acquire(timeout=wait):
-            raise LocalTimeout(f"the local model stayed busy with other conversations for {self.timeout:g} s")
+        self.hold(model.lock)
         stop = threading.Event()
+        generation = self
 
         class Halt(StoppingCriteria):
             """Ends generation when the reader has gone or the deadline has passed."""
 
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                late = deadline is not None and time.monotonic() > deadline
-                return torch.full((input_ids.shape[0],), stop.is_set() or late, dtype=torch.bool, device=input_ids.device)
+                done = stop.is_set() or generation.late()
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
         failure: list[BaseException] = []
         try:
@@ -194,7 +171,7 @@ class Generation:
                     if piece:
                         parts.append(piece)
                         yield piece
-                    if deadline and time.monotonic() > deadline:
+                    if self.late():
                         raise LocalTimeout(f"the local model did not finish within {self.timeout:g} s")
             finally:
                 stop.set()

@@ -18,14 +18,14 @@ import importlib.util
 import inspect
 import os
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..settings import load_settings
-from . import _hf
+from . import _generation, _hf
 from ._errors import ModelError
+from ._generation import LocalTimeout
 
 EMBEDDED_NAME = "smollm2-135m"
 """The name after ``local/`` that selects the embedded model."""
@@ -42,10 +42,6 @@ CONTEXT_TOKENS = 4096
 """Context window the model files are loaded with."""
 
 _SKIPPED = frozenset({"messages", "stream", "model", "functions", "function_call", "tools", "tool_choice"})
-
-
-class LocalTimeout(Exception):
-    """The local model did not finish within the call's timeout."""
 
 
 def embedded_model_path() -> Path | None:
@@ -288,7 +284,7 @@ def close_all() -> None:
         loaded.close()
 
 
-class Generation:
+class Generation(_generation.Generation):
     """One reply from a local model, read piece by piece.
 
     Iterate `pieces()` for the text; afterwards `finish_reason`, `tokens_in` and `tokens_out`
@@ -296,36 +292,14 @@ class Generation:
     closed early or fails.
     """
 
-    def __init__(self, path: Path, messages: list[dict[str, Any]], params: dict[str, Any], timeout: float | None):
-        """Prepare the generation.
-
-        Args:
-            path: The GGUF file.
-            messages: The conversation.
-            params: Sampling parameters (temperature, max_tokens, top_p, seed, stop, …);
-                ones llama-cpp-python does not take are ignored.
-            timeout: Seconds the whole call may take, waiting for the model included.
-        """
-        self.path = path
-        self.messages = messages
-        self.params = params
-        self.timeout = timeout
-        self.finish_reason: str | None = None
-        self.tokens_in: int | None = None
-        self.tokens_out: int | None = None
-        self.text = ""
-
     def pieces(self) -> Generator[str, None, None]:
         """Generate the reply, yielding non-empty pieces of text.
 
         Raises:
             LocalTimeout: When the model is busy or generating past the timeout.
         """
-        deadline = time.monotonic() + self.timeout if self.timeout else None
         model = engine(self.path)
-        wait = max(0.0, deadline - time.monotonic()) if deadline else -1
-        if not model.lock.acquire(timeout=wait):
-            raise LocalTimeout(f"the local model stayed busy with other conversations for {self.timeout:g} s")
+        self.hold(model.lock)
         chunks: Iterator[dict[str, Any]] | None = None
         try:
             if model.closed:
@@ -343,7 +317,7 @@ class Generation:
                     yield piece
                 if choice.get("finish_reason"):
                     self.finish_reason = choice["finish_reason"]
-                if deadline and time.monotonic() > deadline:
+                if self.late():
                     raise LocalTimeout(f"the local model did not finish within {self.timeout:g} s")
             self.text = "".join(parts)
             self.tokens_in = model.count_prompt(self.messages)

@@ -227,7 +227,7 @@ def build_handlers(litellm: Any) -> dict[str, Any]:
             try:
                 for piece in pieces:
                     yield _chunk(piece)
-            except (_local.LocalTimeout, _hf.LocalTimeout) as error:
+            except _local.LocalTimeout as error:
                 raise litellm.Timeout(message=str(error), model=model, llm_provider=LOCAL_PROVIDER) from None
             finally:
                 pieces.close()  # releases the model's lock at once when the reader stops early
