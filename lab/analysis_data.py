@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not installed
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 
 from .errors import LabError
 from .schema import (
     PARTICIPANT_CONVERSATION_SQL,
     REAL_PARTICIPANT_SQL,
     TURN_ROLES,
+    ChatSession,
     Condition,
     ItemRow,
     Study,
@@ -244,17 +245,31 @@ def study_ids(engine: Engine, slug: str, version: int | None = None) -> tuple[li
 def data_state(engine: Engine, slug: str, version: int | None = None) -> tuple[Any, ...]:
     """A cheap key that changes whenever a study's figures could change.
 
-    The newest ids of the tables figures read (ids only grow: rows are appended, labels
-    superseded, never overwritten), with the chosen study rows; for caching figures per
-    study version and label state without loading the study.
+    Per table the figures read, the row count and the newest id: an insert raises the
+    newest id, a deletion (a withdrawal, a pruned run) lowers the count. The chosen study's
+    conversations add what is updated in place (status, end time, score: a rescore changes
+    no id). The database's address is part of the key, so two databases served by one
+    process (or tests in one process) never share a cached figure.
     """
     ids, versions = study_ids(engine, slug, version)
+    sessions = ChatSession.__table__
     with engine.connect() as conn:
-        newest = tuple(
-            conn.execute(text(f"SELECT MAX(id) FROM {table}")).scalar() or 0  # noqa: S608 - fixed table names
-            for table in ("session", "turn", "label", "repair_sequence", "response")
+        tables = tuple(
+            tuple(conn.execute(text(f"SELECT COUNT(*), MAX(id) FROM {table}")).one())  # noqa: S608 - fixed table names
+            for table in ("participant", "session", "turn", "label", "repair_sequence", "response")
         )
-    return (slug, tuple(ids), tuple(versions), newest)
+        chats = tuple(
+            conn.execute(
+                select(
+                    func.count(sessions.c.id),
+                    func.count(sessions.c.ended_at),
+                    func.max(sessions.c.ended_at),
+                    func.count(sessions.c.score),
+                    func.sum(sessions.c.score),
+                ).where(sessions.c.study_id.in_(ids))
+            ).one()
+        )
+    return (engine.url.render_as_string(hide_password=True), slug, tuple(ids), tuple(versions), tables, chats)
 
 
 def study_versions(engine: Engine, slug: str) -> list[int]:

@@ -100,3 +100,32 @@ def test_bundle_tables_load_into_the_same_frames(sqlite_engine: Engine) -> None:
     assert (again.turns["n_shards"].to_numpy() == data.turns["n_shards"].to_numpy()).all()
     assert (again.turns["content_chars"].to_numpy() == data.turns["content_chars"].to_numpy()).all()
     assert len(again.labels) == len(data.labels)
+
+
+def test_data_state_changes_on_deletion_and_rescoring(sqlite_engine: Engine, tmp_path) -> None:
+    """Cached figures follow a withdrawal (rows deleted, no id grows) and a rescore (updated in place)."""
+    from sqlalchemy import update
+
+    from lab.analysis_data import data_state
+    from lab.db import make_engine, migrate
+    from lab.withdraw import withdraw
+
+    synth.make_study(sqlite_engine, "stateful", 20, exchanges=2, items_per_kind=2, seed=1)
+    before = data_state(sqlite_engine, "stateful")
+    assert data_state(sqlite_engine, "stateful") == before
+    with Session(sqlite_engine) as s:
+        first = s.scalar(select(ChatSession.participant_id).order_by(ChatSession.participant_id))
+        scored = s.scalar(select(ChatSession.id).order_by(ChatSession.id.desc()))
+    withdraw(sqlite_engine, str(first), slug="stateful")
+    after_withdrawal = data_state(sqlite_engine, "stateful")
+    assert after_withdrawal != before
+    with Session(sqlite_engine) as s, s.begin():
+        s.execute(update(ChatSession).where(ChatSession.id == scored).values(score=0.123))
+    assert data_state(sqlite_engine, "stateful") != after_withdrawal
+    # The same rows in another database are another key.
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    migrate(other)
+    synth.make_study(other, "stateful", 20, exchanges=2, items_per_kind=2, seed=1)
+    assert data_state(other, "stateful")[1:] == before[1:]
+    assert data_state(other, "stateful") != before
+    other.dispose()
