@@ -214,7 +214,7 @@ def sqlite_engine(tmp_path: Path, _sqlite_template: Path) -> Iterator[Engine]:
     from lab.db import make_engine
 
     path = tmp_path / "lab.db"
-    shutil.copyfile(_sqlite_template, path)
+    shutil.copyfile(_sqlite_template, path)  # the template's engine is disposed: its log is checkpointed
     engine = make_engine(f"sqlite:///{path}")
     yield engine
     engine.dispose()

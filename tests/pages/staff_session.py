@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,21 @@ from lab.db import get_engine
 from lab.schema import Account
 from lab.web import guard
 from lab.web.visitor import cookie_for
+
+
+def copy_database(template: Path, target: Path) -> None:
+    """Copy a SQLite database through SQLite itself, so that what its write-ahead log holds comes too.
+
+    Copying the file alone misses transactions not yet checkpointed into it (an engine still
+    open on the template, such as the lab's cached one after a command ran, keeps the log).
+    """
+    target.unlink(missing_ok=True)
+    source, copy = sqlite3.connect(template), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
 
 
 def fresh_copy(template: Path) -> Iterator[Engine]:
@@ -37,7 +52,7 @@ def fresh_copy(template: Path) -> Iterator[Engine]:
     clear()
     target = Path(load_settings().database_url.removeprefix("sqlite:///"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, target)
+    copy_database(template, target)
     yield get_engine()
     clear()
 
