@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .agreement import ALL, AgreementRow, compare
@@ -117,7 +117,8 @@ def _study_ids(s: Session, slug: str) -> list[int]:
     return ids
 
 
-_POINTS_CACHE: dict[tuple[Any, ...], list[PointReplies]] = {}
+_DIGESTS: dict[tuple[Any, ...], str | None] = {}
+"""(database, point, its conversation and index, its branches' prompt hashes) → the hash of the point's prompt now."""
 
 
 def study_points(s: Session, slug: str) -> list[PointReplies]:
@@ -129,28 +130,30 @@ def study_points(s: Session, slug: str) -> list[PointReplies]:
     from .split import item_splits
 
     ids = _study_ids(s, slug)
-    engine = _engine(s)
-    heldout = frozenset(k for k, v in item_splits(engine, slug).items() if v == "heldout")
-    branches = ChatSession.__table__.c
-    count, newest = s.execute(
-        select(func.count(), func.max(branches.id)).where(branches.study_id.in_(ids), branches.kind == "branch")
-    ).one()
-    # Rebuilding every point's prompt loads its conversation; branches are only ever added, so
-    # their count and newest id (with the split) say when the answer may have changed.
-    key = (str(engine.url), slug, tuple(ids), count, newest, heldout)
-    found = _POINTS_CACHE.get(key)
-    if found is None:
-        found = _load_points(s, ids, heldout)
-        if len(_POINTS_CACHE) > 64:
-            _POINTS_CACHE.clear()
-        _POINTS_CACHE[key] = found
-    return found
+    heldout = frozenset(k for k, v in item_splits(_engine(s), slug).items() if v == "heldout")
+    return _load_points(s, ids, heldout)
 
 
-def _load_points(s: Session, study_ids: list[int], heldout: frozenset[str]) -> list[PointReplies]:
+def _point_digest(engine: Engine, turn_id: int, session_id: int, index: int, branch_hashes: frozenset[str | None]) -> str | None:
+    """The hash of the messages a point's reply was generated from (None: it had no prompt of its own).
+
+    Rebuilding a prompt loads the whole conversation, so the answer is kept: the turns before
+    a point never change (conversations are only appended to), and the key holds what the
+    branches recorded, so another database that happens to reuse the ids is not mistaken for this one.
+    """
     from .branch import point_prompt, prompt_sha256
     from .dialogue import Conversation
 
+    key = (str(engine.url), turn_id, session_id, index, branch_hashes)
+    if key not in _DIGESTS:
+        prompt = point_prompt(Conversation.load(engine, session_id, autolabel=False), index)
+        if len(_DIGESTS) > 100_000:
+            _DIGESTS.clear()
+        _DIGESTS[key] = prompt_sha256(prompt) if prompt is not None else None
+    return _DIGESTS[key]
+
+
+def _load_points(s: Session, study_ids: list[int], heldout: frozenset[str]) -> list[PointReplies]:
     b, t, it = ChatSession.__table__.c, Turn.__table__.c, ItemRow.__table__.c
     branch_rows = s.execute(
         select(b.point_turn_id, t.id, t.content, t.params)
@@ -179,18 +182,13 @@ def _load_points(s: Session, study_ids: list[int], heldout: frozenset[str]) -> l
         .order_by(t.id)
     ).all()
     engine = _engine(s)
-    conversations: dict[int, Conversation] = {}
     out: list[PointReplies] = []
     for turn_id, session_id, index, text, error, partial, item in originals:
         if item in heldout:
             continue
-        conv = conversations.get(session_id)
-        if conv is None:
-            conv = conversations[session_id] = Conversation.load(engine, session_id, autolabel=False)
-        prompt = point_prompt(conv, index)
-        if prompt is None:
+        digest = _point_digest(engine, turn_id, session_id, index, frozenset(h for _, _, h in by_point[turn_id]))
+        if digest is None:
             continue
-        digest = prompt_sha256(prompt)
         candidates = [] if error is not None or partial or not text.strip() else [(turn_id, text)]
         candidates += [(r, txt) for r, txt, h in by_point[turn_id] if h == digest]
         seen: set[str] = set()
