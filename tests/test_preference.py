@@ -241,7 +241,9 @@ def test_held_out_items_offer_no_comparison_and_reach_no_file(study: Engine, tmp
         judge(study, "ann2", c, "a")
     pairs, _, _ = export_pairs(study, tmp_path / "before")
     assert len(pairs) == COMPARISONS
-    seed = next(n for n in range(50) if make_split(study, SLUG, 0.5, n, replace=True) and item_splits(study, SLUG)["add"] == "heldout")
+    seed = next(
+        n for n in range(50) if make_split(study, SLUG, 0.5, n, replace=True) and item_splits(study, SLUG)["add"] == "heldout"
+    )
     assert item_splits(study, SLUG) == {"add": "heldout", "add-again": "train"}, seed
     with Session(study) as s:
         left = pref.study_comparisons(s, SLUG)
@@ -264,7 +266,9 @@ def test_withdrawal_takes_the_judgements_on_its_conversations(study: Engine) -> 
         assert s.scalar(select(func.count()).select_from(PreferenceJudgement)) == 0
 
 
-def test_the_command_prints_the_figures(study: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_prints_the_figures(
+    study: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", study.url.render_as_string(hide_password=False))
     with Session(study) as s:
         c1, c2 = pref.study_comparisons(s, SLUG)[:2]

@@ -5,9 +5,11 @@ and every branch there were generated from the same messages, so a pair's ``prom
 exactly what both sides answered (each branch stores the hash of its prompt; a branch
 whose hash differs from its point's is left out). A pair is made under one of
 :data:`RULES` from the replies' effective labels (:func:`lab.export._training.effective_labels`)
-and rollout outcomes (:mod:`lab.rollout`); each reply is used at most once per rule and
-point. Every record carries both sides' labels with their source, their rollout
-statistics, the point and what decided the pair.
+and rollout outcomes (:mod:`lab.rollout`), each reply at most once per rule and point, or
+from people's blind choices between two of the replies (:mod:`lab.preference`): every
+comparison whose majority prefers one reply is a ``human_preference`` pair. Every record
+carries both sides' labels with their source, their rollout statistics, the point and what
+decided the pair.
 """
 
 from __future__ import annotations
