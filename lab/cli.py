@@ -295,6 +295,25 @@ def cmd_agreement(args: argparse.Namespace) -> None:
             )
 
 
+def cmd_preferences(args: argparse.Namespace) -> None:
+    """Print how far annotators agree on a study's blind reply comparisons."""
+    import json
+    from dataclasses import asdict
+
+    from .agreement import format_rows
+    from .preference import format_agreement, preference_agreement
+
+    with _tx() as s:
+        found = preference_agreement(s, args.slug, bootstrap=args.bootstrap)
+    if args.format == "table":
+        print(format_agreement(found))
+    elif args.format == "csv":
+        print(format_rows(found.rows, "csv"), end="")
+    else:
+        counts = {k: v for k, v in asdict(found).items() if k != "rows"}
+        print(json.dumps(counts | {"rows": json.loads(format_rows(found.rows, "json"))}, indent=2))
+
+
 def _register_annotation(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("codebook", help="print the annotation codebook (layers G, R, P, S)")
     sp.add_argument("--layer", choices=["G", "R", "P", "S"], help="one layer only")
@@ -319,6 +338,14 @@ def _register_annotation(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (0: none)")
     sp.add_argument("--overall", action="store_true", help="only the all-codes rows, not one row per code")
     sp.set_defaults(func=cmd_agreement)
+    sp = sub.add_parser(
+        "preferences",
+        help="agreement of annotators' blind choices between two replies at a point (raw, κ, α, AC1 over A/B/tie)",
+    )
+    sp.add_argument("slug")
+    sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sp.add_argument("--bootstrap", type=int, default=1000, help="resamples of points for the 95%% intervals (0: none)")
+    sp.set_defaults(func=cmd_preferences)
 
 
 class LabParser(argparse.ArgumentParser):

@@ -67,6 +67,7 @@ STAFF: tuple[PageEntry, ...] = (
         "pages/adjudicate.py", "Adjudicate", "adjudicate", ("experimenter",), "Annotation", ":material/gavel:", layout="wide"
     ),
     PageEntry("pages/annotate.py", "Annotate", "annotate", ("annotator",), "Annotation", ":material/edit_note:", layout="wide"),
+    PageEntry("pages/prefer.py", "Compare replies", "prefer", ("annotator",), "Annotation", ":material/compare:", layout="wide"),
     PageEntry("pages/accounts.py", "Accounts", "accounts", ("admin",), "Admin", ":material/group:"),
     PageEntry("pages/account.py", "My account", "account", ("experimenter", "annotator"), "Account", ":material/person:"),
 )

@@ -492,6 +492,44 @@ class ItemSplit(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+PREFERENCE_CHOICES = ("a", "b", "tie")
+"""A preference judgement's choice: reply A (the lower turn id), reply B, or neither."""
+
+
+class PreferenceJudgement(Base):
+    """A person's blind choice between two replies at one point; a re-judgement supersedes, never overwrites.
+
+    Both replies answer exactly the point's messages: the original reply (``point_turn_id``)
+    and the branches sampled there, or two branches. Reply A is the lower turn id, so one
+    comparison has one key whichever side each annotator saw it on.
+    """
+
+    __tablename__ = "preference_judgement"
+    __table_args__ = (
+        Index("ix_preference_judgement_comparison", "point_turn_id", "reply_a_turn_id", "reply_b_turn_id"),
+        Index("ix_preference_judgement_study_account", "study_slug", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_slug: Mapped[str] = mapped_column(String(64))
+    point_turn_id: Mapped[int] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE"))
+    """The original assistant reply at the point (deleted with it, as its branches are)."""
+    reply_a_turn_id: Mapped[int] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE"))
+    reply_b_turn_id: Mapped[int] = mapped_column(ForeignKey("turn.id", ondelete="CASCADE"))
+    left: Mapped[str] = mapped_column(String(1))
+    """Which reply was shown on the left (as "Reply 1"): ``a`` or ``b``, drawn per annotator."""
+    choice: Mapped[str] = mapped_column(String(8))
+    """One of :data:`PREFERENCE_CHOICES`."""
+    reason: Mapped[str] = mapped_column(Text)
+    annotator: Mapped[str] = mapped_column(String(64))
+    """The account's username when the judgement was made."""
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    """Time from showing the comparison to saving the judgement."""
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("preference_judgement.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def participant_conversation(session: Any = None) -> Any:
     """SQL condition: a session is a participant's own conversation, not a branch or a rollout.
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from lab import adjudication, agreement, charts
 from lab import annotation as ann
+from lab import preference as pref
 from lab.labels import newest_label_id
 from lab.ui import flash, pick_study, reading, staff_header, writing
 from lab.web.guard import require_role
@@ -36,7 +37,9 @@ def figures(slug: str, layer: str, mark: int) -> list[agreement.AgreementRow]:
         return agreement.study_agreement(s, slug, [layer])
 
 
-tab_agree, tab_dis, tab_people, tab_checks = st.tabs(["Agreement", "Disagreements", "Annotators & progress", "Gold checks"])
+tab_agree, tab_dis, tab_people, tab_checks, tab_prefs = st.tabs(
+    ["Agreement", "Disagreements", "Annotators & progress", "Gold checks", "Reply preferences"]
+)
 
 with tab_agree:
     layer = st.radio(
@@ -226,3 +229,42 @@ with tab_checks:
             except ann.AnnotationError as e:
                 st.session_state["agreement_flash"] = ("error", str(e))
             st.rerun()
+
+with tab_prefs:
+    st.caption(
+        "Annotators compare two replies at the same point of a conversation, blind, on **Compare replies** "
+        f"(“{pref.QUESTION}”: reply A, reply B or a tie, with a reason). Agreement over those three choices, on the "
+        "comparisons two or more of them judged; intervals resample points."
+    )
+    with reading() as s:
+        found = pref.preference_agreement(s, slug)
+    shown = st.columns(4)
+    shown[0].metric(
+        "Judged by two or more",
+        found.shared,
+        help=f"{found.judged} of {found.comparisons} comparisons judged · {found.annotators} annotators · {found.ties} ties",
+        border=True,
+    )
+    for column, (measure, name) in zip(
+        shown[1:], (("raw", "Percent agreement"), ("alpha", "Krippendorff's α"), ("ac1", "Gwet's AC1")), strict=True
+    ):
+        value = found.value(measure)
+        text = "–" if value is None else f"{value:.0%}" if measure == "raw" else f"{value:.3f}"
+        column.metric(name, text, border=True)
+    if found.rows:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"measure": r.measure, "value": r.value, "95% low": r.low, "95% high": r.high, "comparisons": r.units}
+                    for r in found.rows
+                ]
+            ),
+            hide_index=True,
+            column_config={
+                "value": st.column_config.NumberColumn(format="%.3f"),
+                "95% low": st.column_config.NumberColumn(format="%.3f"),
+                "95% high": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+    else:
+        st.info("No comparison has been judged by two annotators yet.")

@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
 EXPECTED_TABLES |= {"annotation_assignment", "annotation_slot", "annotation_check"}
 EXPECTED_TABLES |= {"simulation_claim"}
 EXPECTED_TABLES |= {"item_split"}
+EXPECTED_TABLES |= {"preference_judgement"}
 
 
 def test_one_head() -> None:

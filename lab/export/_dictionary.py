@@ -425,6 +425,10 @@ ELSEWHERE: dict[str, str] = {
 _ANNOTATION_BOOKKEEPING = "annotation bookkeeping (who holds which conversation, gold checks) stays in the lab"
 _SIMULATION_CLAIMS = "which simulation worker runs which unit is bookkeeping of a run: the conversations carry the run"
 _SIGN_IN_GUARD = "failed staff sign-ins (client addresses, usernames tried) feed the sign-in limits: never exported"
+_PREFERENCES = (
+    "people's preferences between replies at a point reach training files as pairs (`--format dpo`, rule "
+    "`human_preference`, without annotator names); bundles hold the participants' conversations only"
+)
 
 WITHHELD: dict[str, str] = {
     "participant.token_hash": "a hash of the personal link token: never exported",
@@ -488,6 +492,19 @@ WITHHELD: dict[str, str] = {
     "simulation_claim.claimed_at": _SIMULATION_CLAIMS,
     "simulation_claim.expires_at": _SIMULATION_CLAIMS,
     "simulation_claim.done_at": _SIMULATION_CLAIMS,
+    "preference_judgement.id": _PREFERENCES,
+    "preference_judgement.study_slug": _PREFERENCES,
+    "preference_judgement.point_turn_id": _PREFERENCES,
+    "preference_judgement.reply_a_turn_id": _PREFERENCES,
+    "preference_judgement.reply_b_turn_id": _PREFERENCES,
+    "preference_judgement.left": _PREFERENCES,
+    "preference_judgement.choice": _PREFERENCES,
+    "preference_judgement.reason": _PREFERENCES,
+    "preference_judgement.annotator": _PREFERENCES,
+    "preference_judgement.account_id": _PREFERENCES,
+    "preference_judgement.seconds": _PREFERENCES,
+    "preference_judgement.supersedes_id": _PREFERENCES,
+    "preference_judgement.created_at": _PREFERENCES,
 }
 """Database columns that never enter a bundle (unless a flag named here asks for them)."""
 

@@ -5,9 +5,11 @@ and every branch there were generated from the same messages, so a pair's ``prom
 exactly what both sides answered (each branch stores the hash of its prompt; a branch
 whose hash differs from its point's is left out). A pair is made under one of
 :data:`RULES` from the replies' effective labels (:func:`lab.export._training.effective_labels`)
-and rollout outcomes (:mod:`lab.rollout`); each reply is used at most once per rule and
-point. Every record carries both sides' labels with their source, their rollout
-statistics, the point and what decided the pair.
+and rollout outcomes (:mod:`lab.rollout`), each reply at most once per rule and point, or
+from people's blind choices between two of the replies (:mod:`lab.preference`): every
+comparison whose majority prefers one reply is a ``human_preference`` pair. Every record
+carries both sides' labels with their source, their rollout statistics, the point and what
+decided the pair.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from ._privacy import Scrubber
 from ._training import SFT_SCHEMA, ItemGate, TrainingFilter, _chunks, _conversations, _required, effective_labels
 
 if TYPE_CHECKING:
+    from ..preference import Resolution
     from ..rollout import Outcome
 
 _MESSAGE = SFT_SCHEMA["properties"]["messages"]["items"]
-_LABEL_SOURCE = {"type": "string", "pattern": "^(gold|majority|auto:.+|rollout|none)$"}
+_LABEL_SOURCE = {"type": "string", "pattern": "^(gold|majority|human|auto:.+|rollout|none)$"}
 _ROLLOUTS = {
     "type": ["object", "null"],
     "required": ["n", "mean", "low", "high"],
@@ -80,7 +83,7 @@ DPO_SCHEMA: dict[str, Any] = {
         "prompt": {"type": "array", "minItems": 1, "items": _MESSAGE},
         "chosen": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
         "rejected": {"type": "array", "minItems": 1, "maxItems": 1, "items": _MESSAGE},
-        "rule": {"enum": ["outcome", "clarify_when_needed", "correct_premise"]},
+        "rule": {"enum": ["outcome", "clarify_when_needed", "correct_premise", "human_preference"]},
         "item": {"type": "string"},
         "point": {
             "type": "object",
@@ -137,14 +140,22 @@ RULES: tuple[PairRule, ...] = (
         "on a loaded question (false presupposition): chosen, P `REJECT`, `REJECT_CORRECT` or `CLARIFY_ASSUMPTION`; "
         "rejected, P `ACCOMMODATE` or `AMPLIFY`.",
     ),
+    PairRule(
+        "human_preference",
+        'people compared the two replies blind, side by side, on the Compare replies screen ("Which reply serves the '
+        'user better at this point?", with a reason): chosen, the reply most of them preferred; rejected, the other. '
+        "A majority for a tie gives no pair, and a comparison without a majority is left out.",
+    ),
 )
 
 
 # --- DPO ----------------------------------------------------------------------------------------------
 
 
-LABEL_SOURCES: dict[str, tuple[str, ...] | None] = {"human": ("gold", "majority"), "gold": ("gold",), "any": None}
-"""``--label-source``: the sources a pair's deciding labels may come from (None: any, automatic judges too)."""
+LABEL_SOURCES: dict[str, tuple[str, ...] | None] = {"human": ("gold", "majority", "human"), "gold": ("gold",), "any": None}
+"""``--label-source``: the sources a pair's deciding labels may come from (None: any, automatic judges too).
+
+``human`` is the source of a pair decided by people's preferences (:mod:`lab.preference`)."""
 
 QUESTION_CODES = ("clarification",)
 """Layer-S codes of a reply that asks the user a clarifying question."""
@@ -212,6 +223,8 @@ class PointData:
     prompt: list[dict[str, str]]
     prompt_sha256: str
     replies: list[Reply] = field(default_factory=list)
+    preferences: list[Resolution] = field(default_factory=list)
+    """People's decisions on comparisons of two of these replies, with a winning reply (not a tie)."""
 
 
 def _point_data(
@@ -329,6 +342,12 @@ class DpoReport:
     """Pairs left out by ``--label-source``."""
     sources: dict[str, int] = field(default_factory=dict)
     """Deciding labels of the pairs written, by source (two per pair; ``rollout`` for outcome pairs)."""
+    preferences_judged: int = 0
+    """Comparisons people judged between replies at the selected points."""
+    preference_ties: int = 0
+    """Of those, decided as a tie by most of the people who judged them: no pair."""
+    preference_unresolved: int = 0
+    """Of those, without a majority (people split): left out."""
 
 
 def _outcome_ok(better: Reply, worse: Reply, *, strict: bool) -> bool | None:
@@ -400,6 +419,19 @@ def _pairs_at(point: PointData, rule: str) -> list[tuple[Reply, Reply, dict[str,
                     pairs.append((good, bad, {"case": "asked_when_known"}))
                     break
         return pairs
+    if rule == "human_preference":
+        by_id = {r.turn_id: r for r in point.replies}
+        for decided in point.preferences:
+            c = decided.comparison
+            chosen_id, rejected_id = (c.reply_a, c.reply_b) if decided.winner == "a" else (c.reply_b, c.reply_a)
+            why = {
+                "judgements": sum(decided.counts.values()),
+                "for_chosen": decided.counts.get(decided.winner or "", 0),
+                "for_rejected": decided.counts.get("b" if decided.winner == "a" else "a", 0),
+                "ties": decided.counts.get("tie", 0),
+            }
+            pairs.append((by_id[chosen_id], by_id[rejected_id], why))
+        return pairs
     if rule == "correct_premise" and point.loaded:
         chosen_p = sorted((r for r in point.replies if r.code("P") in CORRECTING_CODES), key=lambda r: r.turn_id)
         rejected_p = sorted((r for r in point.replies if r.code("P") in ACCOMMODATING_CODES), key=lambda r: r.turn_id)
@@ -408,10 +440,12 @@ def _pairs_at(point: PointData, rule: str) -> list[tuple[Reply, Reply, dict[str,
     return pairs
 
 
-def _deciding(rule: str, reply: Reply) -> tuple[str, str]:
+def _deciding(rule: str, reply: Reply, *, chosen: bool) -> tuple[str, str]:
     """(layer:code, source) of the label that put a reply on its side."""
     if rule == "outcome":
         return "rollout", "rollout"
+    if rule == "human_preference":
+        return ("preference:preferred" if chosen else "preference:not_preferred"), "human"
     if rule == "correct_premise":
         layer = "P"
     else:
@@ -435,6 +469,7 @@ def dpo_records(
     report: DpoReport | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Preference pairs between replies at the same point (the original and its branches), rule by rule."""
+    from ..preference import resolved_preferences
     from ..rollout import reply_outcomes
 
     report = report if report is not None else DpoReport()
@@ -454,12 +489,32 @@ def dpo_records(
             report.rolled_out += r.outcome is not None
             for layer in r.labels:
                 report.labelled[layer] = report.labelled.get(layer, 0) + 1
+    decided: dict[int, list[Resolution]] = defaultdict(list)
+    for comparison, resolution in sorted(resolved_preferences(engine, [p.turn_id for p in points]).items()):
+        decided[comparison.point_turn_id].append(resolution)
+    for p in points:
+        reply_ids = {r.turn_id for r in p.replies}
+        for resolution in decided.get(p.turn_id, []):
+            comparison = resolution.comparison
+            # A reply left out of the point (its branch answered another prompt) takes its comparisons with it.
+            if not {comparison.reply_a, comparison.reply_b} <= reply_ids:
+                continue
+            report.preferences_judged += 1
+            if resolution.winner == "tie":
+                report.preference_ties += 1
+            elif resolution.winner is None:
+                report.preference_unresolved += 1
+            else:
+                p.preferences.append(resolution)
     scrub = Scrubber()
     for rule in RULES:
         for p in points:
             prompt = [{"role": m["role"], "content": scrub.text(m["content"]) or ""} for m in p.prompt]
             for good, bad, why in _pairs_at(p, rule.name):
-                (good_label, good_source), (bad_label, bad_source) = _deciding(rule.name, good), _deciding(rule.name, bad)
+                (good_label, good_source), (bad_label, bad_source) = (
+                    _deciding(rule.name, good, chosen=True),
+                    _deciding(rule.name, bad, chosen=False),
+                )
                 if not (_source_allowed(good_source, allowed) and _source_allowed(bad_source, allowed)):
                     report.filtered_by_source += 1
                     continue

@@ -13,7 +13,10 @@ of one conversation: the original reply and the alternatives sampled there by
 :mod:`lab.branch`, all generated from the same messages, so ``prompt`` is exactly what both
 sides answered (checked against the hash each branch stores). A pair is made under one of
 :data:`lab.export._pairs.RULES`, from the replies' effective labels and their rollout outcomes
-(:mod:`lab.rollout`); each reply is used at most once per rule and point.
+(:mod:`lab.rollout`), or from people's blind preferences between two replies
+(:mod:`lab.preference`, rule ``human_preference``, source ``human``); each reply is used at
+most once per rule and point, except under ``human_preference``, where every comparison people
+decided is a pair.
 
 A turn's label is its effective label per layer, with its source: a gold label
 (``gold``), else the code more than half of the people who labelled it gave

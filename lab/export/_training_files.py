@@ -54,8 +54,11 @@ def _card(
         "two replies at the same point of one conversation: the original reply and the alternatives sampled there "
         "(`python -m lab branch`), all generated from the same messages, so `prompt` is exactly what both sides "
         "answered (`point.prompt_sha256`). Each side carries its labels with their source (`gold`, `majority`, "
-        "`auto:<judge>`) and its rollout outcome (mean task score of its continuations, 95 % interval). `rule` says "
-        "which rule built the pair:\n\n" + rules + _source_note(report, flt),
+        "`auto:<judge>`; `human` for a pair people decided by comparing the two replies) and its rollout outcome "
+        "(mean task score of its continuations, 95 % interval). `rule` says which rule built the pair:\n\n"
+        + rules
+        + _preference_note(report)
+        + _source_note(report, flt),
     }[kind]
     empty_note = f"\n\n**This file is empty**: {empty}." if empty else ""
     return f"""---
@@ -82,6 +85,19 @@ import datasets
 ds = datasets.load_dataset("json", data_files="data/{kind}.jsonl")["train"]
 ```
 """
+
+
+def _preference_note(report: DpoReport | None) -> str:
+    """What became of people's preference judgements at the selected points."""
+    if report is None or not report.preferences_judged:
+        return ""
+    pairs = report.preferences_judged - report.preference_ties - report.preference_unresolved
+    return (
+        f"\n\nPeople's preferences (`human_preference`): {report.preferences_judged} comparison(s) judged at these "
+        f"points; {pairs} had a majority for one reply and became candidate pairs, {report.preference_ties} had a "
+        f"majority for a tie and give no pair, {report.preference_unresolved} without a majority (people split) "
+        "were left out."
+    )
 
 
 def training_notice(
@@ -183,6 +199,13 @@ def export_training(
         "rules": {r.name: r.description for r in RULES} if kind == "dpo" else {},
         "label_source": flt.label_source,
         "sources": report.sources if report is not None else {},
+        "human_preference": {
+            "judged": report.preferences_judged,
+            "ties": report.preference_ties,
+            "unresolved": report.preference_unresolved,
+        }
+        if report is not None
+        else {},
         "empty_reason": result.empty_reason,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "lab_version": __version__,

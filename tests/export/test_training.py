@@ -224,7 +224,7 @@ def test_dpo_pairs_only_replies_at_the_same_point(engine: Engine, tmp_path: Path
     schema = json.loads((tmp_path / "dpo" / "schema" / "dpo.schema.json").read_text())
     assert schema == DPO_SCHEMA and validate_records(expected, schema) == []
     meta = json.loads((tmp_path / "dpo" / "bundle.json").read_text())
-    assert set(meta["rules"]) == {"outcome", "clarify_when_needed", "correct_premise"}
+    assert set(meta["rules"]) == {"outcome", "clarify_when_needed", "correct_premise", "human_preference"}
     assert meta["sources"] == {"gold": 1, "auto:rules": 1}
     card = (tmp_path / "dpo" / "README.md").read_text()
     assert "`auto:rules` 50%" in card and "automatic judges' guesses" in card
