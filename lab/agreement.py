@@ -334,49 +334,18 @@ def compare_codes(
     if len(all_codes) == 0 or len(coders) < 2:
         return []
     observed = {cats[i] for i in np.unique(all_codes[all_codes >= 0])}
-    n_units = len(all_codes)
     # A unit's codes per coder determine all its sums: work on the distinct patterns, weighted.
     codes, pattern_of, counts = np.unique(all_codes, axis=0, return_inverse=True, return_counts=True)
     _, n = _counts({i: {coders[j]: cats[c] for j, c in enumerate(row) if c >= 0} for i, row in enumerate(codes)}, coders, cats)
     pairs = [(a, b) for a, b in combinations(range(len(coders)), 2) if ((codes[:, a] >= 0) & (codes[:, b] >= 0)).any()]
     pairable = int(counts[(codes >= 0).sum(axis=1) >= 2].sum())
-    # Each block: (code, measure, parts, function of summed parts).
-    blocks: list[tuple[str, str, np.ndarray, Any]] = []
-
-    def add(code: str, n_: np.ndarray, codes_: np.ndarray, q: int) -> None:
-        blocks.append((code, "raw", _raw_parts(n_), _raw_from))
-        blocks.append((code, "kappa", _kappa_parts(codes_, pairs, q), lambda x, q=q: _kappa_from(x, len(pairs), q)))
-        blocks.append((code, "alpha", _alpha_parts(n_), lambda x, q=q: _alpha_from(x, q)))
-        blocks.append((code, "ac1", _ac1_parts(n_), lambda x, q=q: _ac1_from(x, q)))
-
-    add(ALL, n, codes, len(cats))
-    if per_code:
-        for ci, cat in enumerate(cats):
-            if cat not in observed:
-                continue
-            binary = np.where(codes < 0, -1, (codes == ci).astype(np.int64))
-            nb = np.stack([n.sum(axis=1) - n[:, ci], n[:, ci]], axis=1)
-            add(cat, nb, binary, 2)
+    blocks = _blocks(codes, n, pairs, cats, observed if per_code else set())
     x = np.hstack([b[2] for b in blocks])
     widths = np.cumsum([0] + [b[2].shape[1] for b in blocks])
     point = counts @ x
     intervals: list[tuple[float | None, float | None]] = [(None, None)] * len(blocks)
     if bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        if clusters is None:
-            draws = rng.multinomial(n_units, counts / counts.sum(), size=bootstrap).astype(float)
-            sums = draws @ x
-        else:
-            # Conversations × patterns counts, so each conversation's sums are one matrix product.
-            n_clusters, n_patterns = int(clusters.max()) + 1, len(codes)
-            per = np.bincount(clusters * n_patterns + pattern_of.ravel(), minlength=n_clusters * n_patterns)
-            per = per.reshape(n_clusters, n_patterns).astype(float)
-            picks = rng.integers(0, n_clusters, size=(bootstrap, n_clusters)) + (np.arange(bootstrap) * n_clusters)[:, None]
-            draws = np.bincount(picks.ravel(), minlength=bootstrap * n_clusters).reshape(bootstrap, n_clusters)
-            draws = draws.astype(np.float32)
-            # Single precision halves the cost of draws × conversations × columns; the sums are
-            # counts and shares far below 2**24, and only their percentiles are used.
-            sums = (draws @ (per @ x).astype(np.float32)).astype(float)
+        sums = _bootstrap_sums(x, counts, pattern_of, clusters, bootstrap, seed)
         intervals = []
         for i, (_, _, _, fn) in enumerate(blocks):
             values = fn(sums[:, widths[i] : widths[i + 1]])
@@ -401,6 +370,59 @@ def compare_codes(
             )
         )
     return rows
+
+
+Block = tuple[str, str, np.ndarray, Any]
+"""One figure of the table: (code, measure, its parts per pattern, the figure as a function of summed parts)."""
+
+
+def _blocks(codes: np.ndarray, n: np.ndarray, pairs: list[tuple[int, int]], cats: list[str], split: set[str]) -> list[Block]:
+    """Raw agreement, κ, α and AC1 over all codes, then one against the rest for each code in ``split``."""
+    blocks: list[Block] = []
+
+    def add(code: str, n_: np.ndarray, codes_: np.ndarray, q: int) -> None:
+        blocks.append((code, "raw", _raw_parts(n_), _raw_from))
+        blocks.append((code, "kappa", _kappa_parts(codes_, pairs, q), lambda x, q=q: _kappa_from(x, len(pairs), q)))
+        blocks.append((code, "alpha", _alpha_parts(n_), lambda x, q=q: _alpha_from(x, q)))
+        blocks.append((code, "ac1", _ac1_parts(n_), lambda x, q=q: _ac1_from(x, q)))
+
+    add(ALL, n, codes, len(cats))
+    for ci, cat in enumerate(cats):
+        if cat not in split:
+            continue
+        binary = np.where(codes < 0, -1, (codes == ci).astype(np.int64))
+        nb = np.stack([n.sum(axis=1) - n[:, ci], n[:, ci]], axis=1)
+        add(cat, nb, binary, 2)
+    return blocks
+
+
+def _bootstrap_sums(
+    x: np.ndarray, counts: np.ndarray, pattern_of: np.ndarray, clusters: np.ndarray | None, bootstrap: int, seed: int
+) -> np.ndarray:
+    """The summed parts (draws × columns of ``x``) of ``bootstrap`` resamples of units or of conversations.
+
+    Args:
+        x: The parts of each distinct pattern of codes (patterns × columns).
+        counts: How many units have each pattern.
+        pattern_of: Each unit's pattern.
+        clusters: Each unit's conversation (then whole conversations are resampled), or None.
+        bootstrap: Resamples.
+        seed: Seeds the resampling.
+    """
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        draws = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=bootstrap).astype(float)
+        return draws @ x
+    # Conversations × patterns counts, so each conversation's sums are one matrix product.
+    n_clusters, n_patterns = int(clusters.max()) + 1, len(counts)
+    per = np.bincount(clusters * n_patterns + pattern_of.ravel(), minlength=n_clusters * n_patterns)
+    per = per.reshape(n_clusters, n_patterns).astype(float)
+    picks = rng.integers(0, n_clusters, size=(bootstrap, n_clusters)) + (np.arange(bootstrap) * n_clusters)[:, None]
+    draws = np.bincount(picks.ravel(), minlength=bootstrap * n_clusters).reshape(bootstrap, n_clusters)
+    draws = draws.astype(np.float32)
+    # Single precision halves the cost of draws × conversations × columns; the sums are
+    # counts and shares far below 2**24, and only their percentiles are used.
+    return (draws @ (per @ x).astype(np.float32)).astype(float)
 
 
 def _library_points(

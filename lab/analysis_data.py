@@ -301,6 +301,51 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         ),
         PARTICIPANT_COLUMNS,
     )
+    conversations = _load_conversations(engine, ids, ids_sql, participants)
+    turns = _load_turns(engine, ids_sql)
+    labels = _load_labels(engine, ids_sql)
+    judge_versions = _judge_versions(engine, labels)
+    repairs = _frame(
+        _fetch(
+            engine,
+            "SELECT r.id, r.session_id, r.annotator, r.trouble_turn_id, r.initiation_turn_id, r.repair_turn_id, r.initiation, "
+            "r.initiator, r.trouble_type, r.outcome, r.turns_to_resolution FROM repair_sequence r "
+            f"JOIN session s ON s.id = r.session_id WHERE s.study_id IN ({ids_sql}) AND s.{PARTICIPANT_CONVERSATION_SQL}",
+        ),
+        REPAIR_COLUMNS,
+    )
+    response_rows = _fetch(
+        engine,
+        "SELECT r.id, r.participant_id, r.session_id, r.question, CAST(r.value AS TEXT) FROM response r "
+        f"JOIN participant p ON p.id = r.participant_id WHERE p.study_id IN ({ids_sql})",
+    )
+    responses = _frame([(*r[:4], _unwrap(r[4])) for r in response_rows.itertuples(index=False, name=None)], RESPONSE_COLUMNS)
+    event_frame = None
+    if events:
+        event_frame = _frame(
+            _fetch(
+                engine,
+                "SELECT e.id, e.participant_id, e.session_id, e.kind FROM event e "
+                f"JOIN participant p ON p.id = e.participant_id WHERE p.study_id IN ({ids_sql}) AND p.{REAL_PARTICIPANT_SQL}",
+            ),
+            EVENT_COLUMNS,
+        )
+    return AnalysisData(
+        slug=slug,
+        versions=versions,
+        participants=participants,
+        conversations=conversations,
+        turns=turns,
+        labels=current_labels(labels),
+        repair_sequences=repairs,
+        responses=responses,
+        events=event_frame,
+        judge_versions=judge_versions,
+    )
+
+
+def _load_conversations(engine: Engine, ids: list[int], ids_sql: str, participants: pd.DataFrame) -> pd.DataFrame:
+    """The study's participant conversations with their item, condition, probe and score columns."""
     sessions = _frame(
         _fetch(
             engine,
@@ -350,7 +395,11 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
     )
     probes = pd.DataFrame([(r[0], _probe_score(r[1])) for r in probe_rows], columns=["id", "probe_score"])
     conversations = conversations_frame(sessions, items, conds, participants, probes)
-    conversations = with_score_flags(conversations, _score_flags(engine, ids_sql))
+    return with_score_flags(conversations, _score_flags(engine, ids_sql))
+
+
+def _load_turns(engine: Engine, ids_sql: str) -> pd.DataFrame:
+    """The turns of the study's participant conversations, without their text (its length only)."""
     # The database counts shard ids itself, so no JSON text crosses into Python.
     if engine.dialect.name == "postgresql":
         # SQLAlchemy stores a Python None in a JSON column as the JSON scalar null.
@@ -367,7 +416,11 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         f"FROM turn t JOIN session s ON s.id = t.session_id WHERE s.study_id IN ({ids_sql}) AND s.{PARTICIPANT_CONVERSATION_SQL}",
     )
     raw_turns[3] = role.decode(raw_turns[3])
-    turns = turns_frame(raw_turns)
+    return turns_frame(raw_turns)
+
+
+def _load_labels(engine: Engine, ids_sql: str) -> pd.DataFrame:
+    """Every label of the study's participant turns, superseded ones too."""
     with engine.connect() as conn:
         # One scan finds the distinct values of all three coded columns.
         combos = conn.execute(text("SELECT DISTINCT annotator, layer, code FROM label")).all()
@@ -385,45 +438,7 @@ def load_study(engine: Engine, slug: str, version: int | None = None, *, events:
         layer.decode(raw_labels[3]),
         code.decode(raw_labels[4]),
     )
-    labels = _frame(raw_labels, LABEL_COLUMNS)
-    judge_versions = _judge_versions(engine, labels)
-    repairs = _frame(
-        _fetch(
-            engine,
-            "SELECT r.id, r.session_id, r.annotator, r.trouble_turn_id, r.initiation_turn_id, r.repair_turn_id, r.initiation, "
-            "r.initiator, r.trouble_type, r.outcome, r.turns_to_resolution FROM repair_sequence r "
-            f"JOIN session s ON s.id = r.session_id WHERE s.study_id IN ({ids_sql}) AND s.{PARTICIPANT_CONVERSATION_SQL}",
-        ),
-        REPAIR_COLUMNS,
-    )
-    response_rows = _fetch(
-        engine,
-        "SELECT r.id, r.participant_id, r.session_id, r.question, CAST(r.value AS TEXT) FROM response r "
-        f"JOIN participant p ON p.id = r.participant_id WHERE p.study_id IN ({ids_sql})",
-    )
-    responses = _frame([(*r[:4], _unwrap(r[4])) for r in response_rows.itertuples(index=False, name=None)], RESPONSE_COLUMNS)
-    event_frame = None
-    if events:
-        event_frame = _frame(
-            _fetch(
-                engine,
-                "SELECT e.id, e.participant_id, e.session_id, e.kind FROM event e "
-                f"JOIN participant p ON p.id = e.participant_id WHERE p.study_id IN ({ids_sql}) AND p.{REAL_PARTICIPANT_SQL}",
-            ),
-            EVENT_COLUMNS,
-        )
-    return AnalysisData(
-        slug=slug,
-        versions=versions,
-        participants=participants,
-        conversations=conversations,
-        turns=turns,
-        labels=current_labels(labels),
-        repair_sequences=repairs,
-        responses=responses,
-        events=event_frame,
-        judge_versions=judge_versions,
-    )
+    return _frame(raw_labels, LABEL_COLUMNS)
 
 
 def conversations_frame(

@@ -209,16 +209,7 @@ def assign(
             conversation than are assigned.
     """
     sa = study_annotation(s, slug)
-    names = [u.strip() for u in usernames if u.strip()]
-    if not names:
-        raise AnnotationError("no annotators given")
-    accounts = {a.username: a for a in s.scalars(select(Account).where(Account.username.in_(names)))}
-    unknown = [n for n in names if n not in accounts]
-    if unknown:
-        raise AnnotationError(f"unknown account(s): {', '.join(unknown)}")
-    wrong = [n for n in names if accounts[n].role not in ANNOTATOR_ROLES or not accounts[n].active]
-    if wrong:
-        raise AnnotationError(f"not an active annotator account: {', '.join(wrong)}")
+    names, accounts = _annotator_accounts(s, usernames)
     rows = assigned(s, slug)
     if per_conversation is not None:
         k = per_conversation
@@ -242,17 +233,7 @@ def assign(
         )
     study_seed = s.scalar(select(Study.seed).where(Study.id == sa.study_ids[-1])) or 0
     rng = random.Random(f"{slug}:{seed if seed is not None else study_seed}:{len(rows)}")
-    shown = sum(r.sees_prelabels for r in rows)
-    hidden = len(rows) - shown
-    draw = list(new)
-    rng.shuffle(draw)
-    sees: dict[int, bool] = {}
-    for acc in draw:
-        if sa.spec.prelabels == "half":
-            sees[acc.id] = shown < hidden or (shown == hidden and rng.random() < 0.5)
-        else:
-            sees[acc.id] = sa.spec.prelabels == "shown"
-        shown, hidden = shown + sees[acc.id], hidden + (not sees[acc.id])
+    sees = _who_sees_prelabels(rng, new, rows, sa.spec.prelabels)
     for acc in new:
         s.add(AnnotationAssignment(study_slug=slug, account_id=acc.id, per_conversation=k, sees_prelabels=sees[acc.id]))
         s.flush()
@@ -263,6 +244,43 @@ def assign(
     if new:
         rebalance(s, slug)
     return assigned(s, slug)
+
+
+def _annotator_accounts(s: Session, usernames: list[str]) -> tuple[list[str], dict[str, Account]]:
+    """The names given (trimmed, blanks left out) and their accounts.
+
+    Raises:
+        AnnotationError: no name, an unknown account, or one that is not an active annotator.
+    """
+    names = [u.strip() for u in usernames if u.strip()]
+    if not names:
+        raise AnnotationError("no annotators given")
+    accounts = {a.username: a for a in s.scalars(select(Account).where(Account.username.in_(names)))}
+    unknown = [n for n in names if n not in accounts]
+    if unknown:
+        raise AnnotationError(f"unknown account(s): {', '.join(unknown)}")
+    wrong = [n for n in names if accounts[n].role not in ANNOTATOR_ROLES or not accounts[n].active]
+    if wrong:
+        raise AnnotationError(f"not an active annotator account: {', '.join(wrong)}")
+    return names, accounts
+
+
+def _who_sees_prelabels(
+    rng: random.Random, new: list[Account], rows: list[AnnotationAssignment], prelabels: str
+) -> dict[int, bool]:
+    """Whether each new annotator sees the automatic pre-labels; under ``half``, the two groups stay even."""
+    shown = sum(r.sees_prelabels for r in rows)
+    hidden = len(rows) - shown
+    draw = list(new)
+    rng.shuffle(draw)
+    sees: dict[int, bool] = {}
+    for acc in draw:
+        if prelabels == "half":
+            sees[acc.id] = shown < hidden or (shown == hidden and rng.random() < 0.5)
+        else:
+            sees[acc.id] = prelabels == "shown"
+        shown, hidden = shown + sees[acc.id], hidden + (not sees[acc.id])
+    return sees
 
 
 def rebalance(s: Session, slug: str) -> int:
@@ -836,23 +854,7 @@ def save_sequence(
     trouble = _turn_of(s, slot, trouble_turn_id)
     init = _turn_of(s, slot, initiation_turn_id)
     rep = _turn_of(s, slot, repair_turn_id) if repair_turn_id is not None else None
-    r_codes = [c for c in book.layers["R"].code_names() if c != "NONE"]
-    if initiation not in r_codes:
-        raise AnnotationError(f"Initiation type: unknown '{initiation}' (codes: {', '.join(r_codes)})")
-    if outcome is not None and outcome not in book.outcome_names():
-        raise AnnotationError(f"Outcome: unknown '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
-    if trouble_type is not None and trouble_type not in book.trouble_types:
-        raise AnnotationError(f"Trouble type: unknown '{trouble_type}' (types: {', '.join(book.trouble_types)})")
-    if init.index < trouble.index:
-        raise AnnotationError(
-            "Initiation turn: it comes before the trouble source; choose the trouble-source turn or a later one"
-        )
-    if rep is not None and rep.index < init.index:
-        raise AnnotationError("Repair turn: it comes before the initiation; choose the initiation turn or a later one")
-    if span is not None and not (0 <= span[0] < span[1] <= len(trouble.content)):
-        raise AnnotationError(
-            f"Trouble span: {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
-        )
+    _check_sequence(book, trouble, init, rep, initiation, outcome, trouble_type, span)
     account = s.get(Account, account_id)
     assert account is not None
     values: dict[str, Any] = {
@@ -877,20 +879,72 @@ def save_sequence(
         )
         s.add(seq)
     else:
-        found = s.get(RepairSequence, sequence_id)
-        if found is None or found.account_id != account_id or found.session_id != slot.session_id:
-            raise NotYours("this repair sequence")
-        seq = found
-        before = {k: getattr(seq, k) for k in values}
-        if before != values:
-            history = list((seq.meta or {}).get("history", []))
-            history.append(before | {"changed_at": now.isoformat()})
-            seq.meta = dict(seq.meta or {}) | {"history": history, "codebook": book.version}
-            for k, v in values.items():
-                setattr(seq, k, v)
-            seq.updated_at = now
+        seq = _edit_sequence(s, sequence_id, account_id, slot.session_id, values, book.version, now)
     s.flush()
     record_label(s, slot_id, account_id, init.id, "R", initiation, now=now)
+    return seq
+
+
+def _check_sequence(
+    book: Codebook,
+    trouble: Turn,
+    init: Turn,
+    rep: Turn | None,
+    initiation: str,
+    outcome: str | None,
+    trouble_type: str | None,
+    span: tuple[int, int] | None,
+) -> None:
+    """Refuse codes the codebook does not have, turns out of order and a span outside the trouble turn.
+
+    Raises:
+        AnnotationError: starting with the name of the field at fault, as the page labels it.
+    """
+    r_codes = [c for c in book.layers["R"].code_names() if c != "NONE"]
+    if initiation not in r_codes:
+        raise AnnotationError(f"Initiation type: unknown '{initiation}' (codes: {', '.join(r_codes)})")
+    if outcome is not None and outcome not in book.outcome_names():
+        raise AnnotationError(f"Outcome: unknown '{outcome}' (outcomes: {', '.join(book.outcome_names())})")
+    if trouble_type is not None and trouble_type not in book.trouble_types:
+        raise AnnotationError(f"Trouble type: unknown '{trouble_type}' (types: {', '.join(book.trouble_types)})")
+    if init.index < trouble.index:
+        raise AnnotationError(
+            "Initiation turn: it comes before the trouble source; choose the trouble-source turn or a later one"
+        )
+    if rep is not None and rep.index < init.index:
+        raise AnnotationError("Repair turn: it comes before the initiation; choose the initiation turn or a later one")
+    if span is not None and not (0 <= span[0] < span[1] <= len(trouble.content)):
+        raise AnnotationError(
+            f"Trouble span: {span[0]}–{span[1]} is outside the trouble source's text ({len(trouble.content)} characters)"
+        )
+
+
+def _edit_sequence(
+    s: Session,
+    sequence_id: int,
+    account_id: int,
+    session_id: int,
+    values: dict[str, Any],
+    codebook_version: str,
+    now: datetime,
+) -> RepairSequence:
+    """Change the annotator's sequence to ``values``, keeping what it was in ``meta["history"]``.
+
+    Raises:
+        NotYours: for another annotator's sequence or one of another conversation.
+    """
+    found = s.get(RepairSequence, sequence_id)
+    if found is None or found.account_id != account_id or found.session_id != session_id:
+        raise NotYours("this repair sequence")
+    seq = found
+    before = {k: getattr(seq, k) for k in values}
+    if before != values:
+        history = list((seq.meta or {}).get("history", []))
+        history.append(before | {"changed_at": now.isoformat()})
+        seq.meta = dict(seq.meta or {}) | {"history": history, "codebook": codebook_version}
+        for k, v in values.items():
+            setattr(seq, k, v)
+        seq.updated_at = now
     return seq
 
 

@@ -139,30 +139,12 @@ def _items(s: Session, item_ids: set[int]) -> dict[int, Item]:
     return {r[0]: parse_item(r[2], r[1]) for r in rows}
 
 
-def find_points(
-    engine: Engine, slug: str, *, at: str = "every", participants: str = "all", heldout: frozenset[str] = frozenset()
-) -> tuple[list[Point], int]:
-    """The points of a study's conversations (every version), in conversation and turn order.
-
-    Args:
-        engine: The lab database.
-        slug: The study.
-        at: ``ask``, ``answer`` or ``every`` (see :data:`POINT_KINDS`).
-        participants: ``human``, ``simulated`` or ``all``.
-        heldout: Item ids left alone (held out for evaluation).
-
-    Returns:
-        The points, and how many conversations of held-out items were left alone.
+def _assistant_turns(engine: Engine, slug: str, participants: str) -> tuple[list[Any], dict[int, Item]]:
+    """The study's finished assistant replies in conversation and turn order, and their items.
 
     Raises:
-        BranchError: an unknown choice or study.
+        BranchError: no study has this slug.
     """
-    from .judge import RuleJudge
-
-    if at not in POINT_KINDS:
-        raise BranchError(f"--at must be one of {', '.join(POINT_KINDS)} (got '{at}')")
-    if participants not in PARTICIPANT_CHOICES:
-        raise BranchError(f"--participants must be one of {', '.join(PARTICIPANT_CHOICES)} (got '{participants}')")
     s_, t, p, it, st = (
         ChatSession.__table__.c,
         Turn.__table__.c,
@@ -190,6 +172,34 @@ def find_points(
             .order_by(t.session_id, t.index)
         ).all()
         items = _items(s, {r.item_id for r in rows})
+    return list(rows), items
+
+
+def find_points(
+    engine: Engine, slug: str, *, at: str = "every", participants: str = "all", heldout: frozenset[str] = frozenset()
+) -> tuple[list[Point], int]:
+    """The points of a study's conversations (every version), in conversation and turn order.
+
+    Args:
+        engine: The lab database.
+        slug: The study.
+        at: ``ask``, ``answer`` or ``every`` (see :data:`POINT_KINDS`).
+        participants: ``human``, ``simulated`` or ``all``.
+        heldout: Item ids left alone (held out for evaluation).
+
+    Returns:
+        The points, and how many conversations of held-out items were left alone.
+
+    Raises:
+        BranchError: an unknown choice or study.
+    """
+    from .judge import RuleJudge
+
+    if at not in POINT_KINDS:
+        raise BranchError(f"--at must be one of {', '.join(POINT_KINDS)} (got '{at}')")
+    if participants not in PARTICIPANT_CHOICES:
+        raise BranchError(f"--participants must be one of {', '.join(PARTICIPANT_CHOICES)} (got '{participants}')")
+    rows, items = _assistant_turns(engine, slug, participants)
     judge = RuleJudge()
     points: list[Point] = []
     skipped: set[int] = set()

@@ -372,12 +372,7 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
     """
     from . import analysis_data as ad
 
-    versions = sorted(int(s["version"]) for s in bundle.meta.get("studies", []))
-    if not versions:
-        raise BundleError(f"{bundle.path}: bundle.json lists no study version")
-    v = versions[-1] if version is None else version
-    if v not in versions:
-        raise BundleError(f"no version {v} in the bundle (versions: {', '.join(map(str, versions))})")
+    v = _bundle_version(bundle, version)
     people = bundle["participants"]
     people = people[people["study_version"] == v]
     participants = pd.DataFrame(
@@ -390,21 +385,7 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
     ).reset_index(drop=True)
     conv = bundle["conversations"]
     conv = conv[conv["study_version"] == v].reset_index(drop=True)
-    session = pd.DataFrame(
-        {
-            "id": conv["id"].astype("int64"),
-            "study_id": conv["study_version"].astype("int64"),
-            "participant_id": conv["participant_id"].astype("int64"),
-            "item_id": conv["item_id"].astype("int64"),
-            "condition_id": conv["condition_id"].astype("int64"),
-            "position": conv["position"].astype("int64"),
-            "model": conv["model"].astype("string"),
-            "status": conv["status"].astype("string"),
-            "outcome": conv["outcome"].astype("string"),
-            "score": conv["score"].astype("float64"),
-            "probe": conv["probe"],
-        }
-    )
+    session = _session_frame(conv)
     items = bundle["items"]
     items = items[items["study_version"] == v]
     item = pd.DataFrame(
@@ -419,16 +400,83 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
     cond = conv.drop_duplicates("condition_id")[cond_cols].rename(columns={"condition_id": "id", "condition": "key"})
     cond["id"] = cond["id"].astype("int64")
     sessions = set(session["id"])
-    all_turns = bundle["turns"]
+    turns = _turns_frame(bundle["turns"], sessions)
+    labels = bundle["labels"]
+    labels = labels[labels["turn_id"].isin(set(turns["id"]))]
+    repairs = bundle["repair_sequences"]
+    repairs = repairs[repairs["session_id"].isin(sessions)]
+    repair_frame = pd.DataFrame({c: repairs[c] for c in ad.REPAIR_COLUMNS}).reset_index(drop=True)
+    for c, dtype in ad.REPAIR_COLUMNS.items():
+        repair_frame[c] = repair_frame[c].astype(dtype)
+    answers = bundle["responses"]
+    data = ad.from_tables(
+        {
+            "participants": participants,
+            "session": session,
+            "item": item,
+            "condition": cond,
+            "turns": turns,
+            "labels": _label_frame(labels),
+            "repair_sequences": repair_frame,
+            "responses": _responses_frame(answers[answers["participant_id"].isin(set(participants["id"]))]),
+        },
+        slug=bundle.meta["study"],
+        versions=[v],
+    )
+    data.judge_versions = _judge_versions(labels)
+    data.conversations = ad.with_score_flags(data.conversations, ad.event_score_flags(bundle.tables.get("events")))
+    return data
+
+
+def _bundle_version(bundle: Bundle, version: int | None) -> int:
+    """The study version to analyse: the one asked for, else the bundle's newest.
+
+    Raises:
+        BundleError: The bundle lists no version, or not this one.
+    """
+    versions = sorted(int(s["version"]) for s in bundle.meta.get("studies", []))
+    if not versions:
+        raise BundleError(f"{bundle.path}: bundle.json lists no study version")
+    v = versions[-1] if version is None else version
+    if v not in versions:
+        raise BundleError(f"no version {v} in the bundle (versions: {', '.join(map(str, versions))})")
+    return v
+
+
+def _session_frame(conv: pd.DataFrame) -> pd.DataFrame:
+    """The version's conversations with the columns and types the database loader reads."""
+    return pd.DataFrame(
+        {
+            "id": conv["id"].astype("int64"),
+            "study_id": conv["study_version"].astype("int64"),
+            "participant_id": conv["participant_id"].astype("int64"),
+            "item_id": conv["item_id"].astype("int64"),
+            "condition_id": conv["condition_id"].astype("int64"),
+            "position": conv["position"].astype("int64"),
+            "model": conv["model"].astype("string"),
+            "status": conv["status"].astype("string"),
+            "outcome": conv["outcome"].astype("string"),
+            "score": conv["score"].astype("float64"),
+            "probe": conv["probe"],
+        }
+    )
+
+
+def _turns_frame(all_turns: pd.DataFrame, sessions: set[int]) -> pd.DataFrame:
+    """The conversations' turns, their text reduced to its length as the database loader reads it."""
+    from . import analysis_data as ad
+
     all_turns = all_turns[all_turns["session_id"].isin(sessions)]
     turns = pd.DataFrame({c: all_turns[c] for c in ad.TURN_COLUMNS})
     turns["content_chars"] = all_turns["content"].fillna("").astype(str).str.len().astype("int64")
     turns["is_error"] = all_turns["error"].notna().astype(bool)
     turns["n_shards"] = [len(v) if isinstance(v, list) else 0 for v in all_turns["shards"]]
-    turn_ids = set(turns["id"])
-    labels = bundle["labels"]
-    labels = labels[labels["turn_id"].isin(turn_ids)]
-    label_frame = pd.DataFrame(
+    return turns
+
+
+def _label_frame(labels: pd.DataFrame) -> pd.DataFrame:
+    """The labels with the columns and types the database loader reads."""
+    return pd.DataFrame(
         {
             "id": labels["id"].astype("int64"),
             "turn_id": labels["turn_id"].astype("int64"),
@@ -439,14 +487,11 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
             "supersedes_id": labels["supersedes_id"].astype("float64"),
         }
     )
-    repairs = bundle["repair_sequences"]
-    repairs = repairs[repairs["session_id"].isin(sessions)]
-    repair_frame = pd.DataFrame({c: repairs[c] for c in ad.REPAIR_COLUMNS}).reset_index(drop=True)
-    for c, dtype in ad.REPAIR_COLUMNS.items():
-        repair_frame[c] = repair_frame[c].astype(dtype)
-    answers = bundle["responses"]
-    answers = answers[answers["participant_id"].isin(set(participants["id"]))]
-    responses = pd.DataFrame(
+
+
+def _responses_frame(answers: pd.DataFrame) -> pd.DataFrame:
+    """The survey answers, each value unwrapped from its stored ``{"value": …}``."""
+    return pd.DataFrame(
         {
             "id": answers["id"].astype("int64"),
             "participant_id": answers["participant_id"].astype("int64"),
@@ -457,23 +502,6 @@ def to_analysis(bundle: Bundle, version: int | None = None) -> Any:
             ),
         }
     ).reset_index(drop=True)
-    data = ad.from_tables(
-        {
-            "participants": participants,
-            "session": session,
-            "item": item,
-            "condition": cond,
-            "turns": turns,
-            "labels": label_frame,
-            "repair_sequences": repair_frame,
-            "responses": responses,
-        },
-        slug=bundle.meta["study"],
-        versions=[v],
-    )
-    data.judge_versions = _judge_versions(labels)
-    data.conversations = ad.with_score_flags(data.conversations, ad.event_score_flags(bundle.tables.get("events")))
-    return data
 
 
 def _judge_versions(labels: pd.DataFrame) -> dict[tuple[str, str], str]:

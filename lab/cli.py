@@ -164,7 +164,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         if args.dataset != "lost-in-conversation":
             raise CommandError("--spider-databases applies to lost-in-conversation only")
         options["spider_databases"] = args.spider_databases
-    report = IMPORTERS[args.dataset](args.path, **options)
+    report = IMPORTERS[args.dataset].read(args.path, **options)
     n = write_items(report.items, args.out)
     for line in report.skipped[:20]:
         print(f"skipped {line}", file=sys.stderr)
@@ -395,6 +395,8 @@ def _register_core(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_study_list)
 
     sp = sub.add_parser("import", help="convert a published dataset into a lab item file (JSONL), or load an exported bundle")
+    # The names of lab.items.IMPORTERS, written out: importing the item modules to list them
+    # would add most of a second to every command (tests/test_extending.py keeps them equal).
     sp.add_argument("dataset", choices=["lost-in-conversation", "falseqa", "clamber", "bundle"])
     sp.add_argument("path")
     sp.add_argument("--out", help="item file to write (datasets)")

@@ -417,8 +417,21 @@ def _ratios(ct: ConversationTable, data: AnalysisData, source: str) -> list[_Rat
     out: list[_Ratio] = [_Ratio("score", "", score0, has_score.astype(float), SCORE_SOURCE)]
     incremental = conv["reveal"].isin(INCREMENTAL_REVEALS).to_numpy(dtype=bool) & (conv["n_required"].to_numpy() > 0)
     labelled = conv["labelled_s"].to_numpy() > 0
-    den = (incremental & labelled).astype(float)
-    out.append(_Ratio("premature_rate", "", conv["premature_any"].to_numpy(dtype=float) * den, den, s_src))
+    out += _timing_ratios(conv, score0, has_score, (incremental & labelled).astype(float), s_src)
+    out += _answer_length_ratios(ids, ct.answers, s_src)
+    out += _grounding_ratios(ids, ct.grounding, g_src)
+    out += _presupposition_ratios(conv, p_src)
+    out += _clarification_ratios(conv, score0, has_score, incremental, labelled, s_src)
+    tok = conv["tokens_read"].to_numpy(dtype=float)
+    has_tok = np.isfinite(tok)
+    out.append(_Ratio("tokens_read", "", np.where(has_tok, tok, 0.0), has_tok.astype(float), "turn.tokens_out"))
+    out += _repair_ratios(ids, data.repair_sequences, source)
+    return out
+
+
+def _timing_ratios(conv: pd.DataFrame, score0: np.ndarray, has_score: np.ndarray, den: np.ndarray, s_src: str) -> list[_Ratio]:
+    """When the first answer came, over labelled incremental conversations (``den``): too early, which turn, its score."""
+    out = [_Ratio("premature_rate", "", conv["premature_any"].to_numpy(dtype=float) * den, den, s_src)]
     fat = conv["first_answer_turn"].to_numpy(dtype=float)
     has_fat = np.isfinite(fat) & (den > 0)
     out.append(_Ratio("first_answer_turn", "", np.where(has_fat, fat, 0.0), has_fat.astype(float), s_src))
@@ -426,7 +439,12 @@ def _ratios(ct: ConversationTable, data: AnalysisData, source: str) -> list[_Rat
     for b in FIRST_ANSWER_BINS:
         m = ((bins == b).to_numpy(dtype=bool) & has_score & (den > 0)).astype(float)
         out.append(_Ratio("score_by_first_answer", b, score0 * m, m, f"{s_src}; {SCORE_SOURCE}"))
-    answers = ct.answers
+    return out
+
+
+def _answer_length_ratios(ids: np.ndarray, answers: pd.DataFrame, s_src: str) -> list[_Ratio]:
+    """Characters per answer attempt, by the attempt's number (1 to 4, then 5 and later)."""
+    out = []
     for k in range(1, 6):
         sel = answers["attempt"] == k if k < 5 else answers["attempt"] >= 5
         a = answers[sel]
@@ -440,7 +458,12 @@ def _ratios(ct: ConversationTable, data: AnalysisData, source: str) -> list[_Rat
                 s_src,
             )
         )
-    gt = ct.grounding
+    return out
+
+
+def _grounding_ratios(ids: np.ndarray, gt: pd.DataFrame, g_src: str) -> list[_Ratio]:
+    """Each grounding act's share of each speaker's labelled turns."""
+    out = []
     for role in ("assistant", "user"):
         r = gt[gt["role"] == role]
         den_g = _session_sum(ids, r["session_id"], np.ones(len(r)))
@@ -454,12 +477,19 @@ def _ratios(ct: ConversationTable, data: AnalysisData, source: str) -> list[_Rat
                     g_src,
                 )
             )
+    return out
+
+
+def _presupposition_ratios(conv: pd.DataFrame, p_src: str) -> list[_Ratio]:
+    """How labelled loaded questions were handled, and accommodation by models that know better."""
     pcode = conv["presupposition_code"].astype("string")
     loaded = (conv["presupposition"] == "loaded").fillna(False).to_numpy(dtype=bool) & pcode.notna().to_numpy(dtype=bool)
     lden = loaded.astype(float)
     pc = pcode.fillna("")
-    out.append(_Ratio("rejection_rate", "", pc.isin(["REJECT", "REJECT_CORRECT"]).to_numpy(dtype=float) * lden, lden, p_src))
-    out.append(_Ratio("correction_rate", "", (pc == "REJECT_CORRECT").to_numpy(dtype=float) * lden, lden, p_src))
+    out = [
+        _Ratio("rejection_rate", "", pc.isin(["REJECT", "REJECT_CORRECT"]).to_numpy(dtype=float) * lden, lden, p_src),
+        _Ratio("correction_rate", "", (pc == "REJECT_CORRECT").to_numpy(dtype=float) * lden, lden, p_src),
+    ]
     for code in PRESUPPOSITION_CODES:
         out.append(_Ratio("presupposition_share", code, (pc == code).to_numpy(dtype=float) * lden, lden, p_src))
     knows = loaded & (conv["probe_score"].to_numpy(dtype=float) >= 1.0)
@@ -472,33 +502,41 @@ def _ratios(ct: ConversationTable, data: AnalysisData, source: str) -> list[_Rat
             f"{p_src}; probe score",
         )
     )
+    return out
+
+
+def _clarification_ratios(
+    conv: pd.DataFrame, score0: np.ndarray, has_score: np.ndarray, incremental: np.ndarray, labelled: np.ndarray, s_src: str
+) -> list[_Ratio]:
+    """Asking when information is missing (and when it is not), and how interactive conversations were."""
     clar = (conv["item_kind"] == "clarification").fillna(False).to_numpy(dtype=bool) & labelled
     needs = conv["needs_clarification"].fillna(False).to_numpy(dtype=bool)
     asked = conv["asked"].to_numpy(dtype=bool)
-    out.append(_Ratio("ask_rate", "", (asked & clar & needs).astype(float), (clar & needs).astype(float), s_src))
-    out.append(_Ratio("over_ask_rate", "", (asked & clar & ~needs).astype(float), (clar & ~needs).astype(float), s_src))
     cm = (asked & clar & needs & has_score).astype(float)
-    out.append(_Ratio("clarified_score", "", score0 * cm, cm, f"{s_src}; {SCORE_SOURCE}"))
     missing = (incremental | (clar & needs)) & labelled
-    out.append(
-        _Ratio("interactivity", "", conv["interactivity"].to_numpy(dtype=float) * missing, missing.astype(float), s_src, 100.0)
-    )
-    tok = conv["tokens_read"].to_numpy(dtype=float)
-    has_tok = np.isfinite(tok)
-    out.append(_Ratio("tokens_read", "", np.where(has_tok, tok, 0.0), has_tok.astype(float), "turn.tokens_out"))
-    rs, r_src = _repair_rows(data.repair_sequences, source)
+    return [
+        _Ratio("ask_rate", "", (asked & clar & needs).astype(float), (clar & needs).astype(float), s_src),
+        _Ratio("over_ask_rate", "", (asked & clar & ~needs).astype(float), (clar & ~needs).astype(float), s_src),
+        _Ratio("clarified_score", "", score0 * cm, cm, f"{s_src}; {SCORE_SOURCE}"),
+        _Ratio("interactivity", "", conv["interactivity"].to_numpy(dtype=float) * missing, missing.astype(float), s_src, 100.0),
+    ]
+
+
+def _repair_ratios(ids: np.ndarray, repair_sequences: pd.DataFrame, source: str) -> list[_Ratio]:
+    """Repair outcomes' shares, success, and turns to resolution, from the chosen source's sequences."""
+    rs, r_src = _repair_rows(repair_sequences, source)
     with_outcome = rs[rs["outcome"].notna()]
     den_r = _session_sum(ids, with_outcome["session_id"], np.ones(len(with_outcome)))
-    for oc in REPAIR_OUTCOMES:
-        out.append(
-            _Ratio(
-                "repair_outcome",
-                oc,
-                _session_sum(ids, with_outcome["session_id"], (with_outcome["outcome"] == oc).to_numpy(dtype=float)),
-                den_r,
-                r_src,
-            )
+    out = [
+        _Ratio(
+            "repair_outcome",
+            oc,
+            _session_sum(ids, with_outcome["session_id"], (with_outcome["outcome"] == oc).to_numpy(dtype=float)),
+            den_r,
+            r_src,
         )
+        for oc in REPAIR_OUTCOMES
+    ]
     out.append(
         _Ratio(
             "repair_success",
@@ -705,7 +743,6 @@ def _laban_rows(
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     sizes = np.diff(np.r_[starts, len(s)])
     g_cell = c[starts]
-    g_item_code = res.item[idx][starts] if res is not None else None
     frame = pd.DataFrame({"g": group, "s": s})
     stats = frame.groupby("g", sort=True)["s"]
     means = stats.mean().to_numpy()
@@ -720,26 +757,7 @@ def _laban_rows(
     any_human = np.maximum.reduceat(human.astype(int), cell_bounds[:-1]) > 0
     boots: dict[str, np.ndarray] = {}
     if res is not None:
-        ci_g = res.ci[:, g_item_code]
-        p_draws = np.zeros((o.draws, len(cell_starts)))
-        for sl, w in res.weights(idx):
-            sw = np.add.reduceat(w * s[None, :].astype(np.float32), starts, axis=1)
-            sc = np.add.reduceat(w, starts, axis=1)
-            with np.errstate(all="ignore"):
-                m = np.where(sc > 0, sw / np.where(sc > 0, sc, 1), 0.0)
-            wi = ci_g[sl] * (sc > 0)
-            num = np.add.reduceat(wi * m, cell_starts, axis=1)
-            den = np.add.reduceat(wi, cell_starts, axis=1)
-            with np.errstate(all="ignore"):
-                p_draws[sl] = num / den
-        boots["P"] = p_draws
-        enough = np.repeat(fewest >= o.min_runs, np.diff(np.r_[cell_starts, len(starts)]))
-        runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough) if run_intervals else {}
-        den = np.add.reduceat(ci_g, cell_starts, axis=1)
-        for name, vals in runs.items():
-            num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
-            with np.errstate(all="ignore"):
-                boots[name] = num / den
+        boots = _laban_draws(res, o, idx, s, starts, sizes, cell_starts, fewest, run_intervals)
     for name, vals in per_item.items():
         point = np.add.reduceat(vals, cell_starts) / np.diff(np.r_[cell_starts, len(vals)])
         for j, cs in enumerate(cell_starts):
@@ -762,6 +780,54 @@ def _laban_rows(
                 runs=int(fewest[j]),
                 note="; ".join(notes) or None,
             )
+
+
+def _laban_draws(
+    res: Resampler,
+    o: Options,
+    idx: np.ndarray,
+    s: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    cell_starts: np.ndarray,
+    fewest: np.ndarray,
+    run_intervals: bool,
+) -> dict[str, np.ndarray]:
+    """Bootstrap draws (draws × cells) of P, and of A90, A10 and U90_10 when ``run_intervals``.
+
+    Args:
+        res: The resampler of the whole analysis.
+        o: The options (draws, seed, min_runs).
+        idx: Rows of the scored conversations in the resampler's order.
+        s: Their scores ×100, grouped by cell then item.
+        starts: Where each cell × item group begins in ``s``.
+        sizes: Each group's number of runs.
+        cell_starts: Where each cell's first group is among the groups.
+        fewest: Each cell's fewest runs of an item.
+        run_intervals: Also resample runs within items for A90, A10 and U90_10.
+    """
+    boots: dict[str, np.ndarray] = {}
+    ci_g = res.ci[:, res.item[idx][starts]]
+    p_draws = np.zeros((o.draws, len(cell_starts)))
+    for sl, w in res.weights(idx):
+        sw = np.add.reduceat(w * s[None, :].astype(np.float32), starts, axis=1)
+        sc = np.add.reduceat(w, starts, axis=1)
+        with np.errstate(all="ignore"):
+            m = np.where(sc > 0, sw / np.where(sc > 0, sc, 1), 0.0)
+        wi = ci_g[sl] * (sc > 0)
+        num = np.add.reduceat(wi * m, cell_starts, axis=1)
+        den = np.add.reduceat(wi, cell_starts, axis=1)
+        with np.errstate(all="ignore"):
+            p_draws[sl] = num / den
+    boots["P"] = p_draws
+    enough = np.repeat(fewest >= o.min_runs, np.diff(np.r_[cell_starts, len(starts)]))
+    runs = _run_percentiles(s, starts, sizes, o.draws, o.seed, enough) if run_intervals else {}
+    den = np.add.reduceat(ci_g, cell_starts, axis=1)
+    for name, vals in runs.items():
+        num = np.add.reduceat(ci_g * vals, cell_starts, axis=1)
+        with np.errstate(all="ignore"):
+            boots[name] = num / den
+    return boots
 
 
 def _run_percentiles(

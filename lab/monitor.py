@@ -12,6 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -383,3 +384,96 @@ def time_out(s: Session, study: Study, participant_id: int, by: str) -> bool:
     if p is None or p.study_id != study.id or p.status not in EXPIRABLE:
         return False
     return release(s, p, "timed_out", by=by)
+
+
+STATUS_ORDER = ("invited", "consented", "active", "completed", "declined", "withdrawn", "timed_out")
+"""Participant statuses in the order the monitor lists them."""
+
+HEADLINE_STATUSES = ("consented", "active", "completed", "timed_out")
+"""The statuses counted in the monitor's first row."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline number of the monitor."""
+
+    label: str
+    value: str | int
+    help: str | None = None
+
+
+def headline(snap: Snapshot) -> list[Figure]:
+    """The monitor's two rows of four numbers: participants by status, then time and turns."""
+    median = snap.median_item_seconds
+    return [
+        *(Figure(status.replace("_", " "), snap.by_status.get(status, 0)) for status in HEADLINE_STATUSES),
+        Figure(
+            "median time per item",
+            f"{median / 60:.1f} min" if median is not None else "–",
+            f"over {snap.finished_conversations} finished conversations",
+        ),
+        Figure("turns, last hour", snap.turns_last_hour),
+        Figure("error turns, last hour", snap.error_turns_last_hour),
+        Figure("partial turns, last hour", snap.partial_turns_last_hour),
+    ]
+
+
+def status_rows(snap: Snapshot) -> list[dict[str, object]]:
+    """Participants by status, every status listed (zero too)."""
+    return [{"status": k, "participants": snap.by_status.get(k, 0)} for k in STATUS_ORDER]
+
+
+def cell_rows(snap: Snapshot) -> list[dict[str, object]]:
+    """The cells as table rows: conversations planned, started and finished against the target."""
+    return [
+        {
+            "condition": c.condition,
+            "item": c.item,
+            "planned": c.planned,
+            "started": c.started,
+            "finished": c.ended,
+            "target": c.target,
+        }
+        for c in snap.cells
+    ]
+
+
+def cell_scale(snap: Snapshot) -> int:
+    """The top of the cells' progress bars: the largest target or start count (at least 1)."""
+    return max([c.target for c in snap.cells] + [c.started for c in snap.cells] + [1])
+
+
+def run_lines(runs: list[Any], version: int, limit: int = 3) -> list[tuple[float, str]]:
+    """``(fraction done, line)`` of the simulation runs worth showing: this version's, and any still running.
+
+    Args:
+        runs: :func:`lab.simulate.run_progress` rows, newest first.
+        version: The study version the monitor shows.
+        limit: Runs shown at most.
+    """
+    lines = []
+    for r in [r for r in runs if r.version == version or not r.finished][:limit]:
+        eta = f" · about {r.eta_seconds / 60:.0f} min left" if r.eta_seconds else ""
+        rate = f" · {r.rate_per_minute:.1f}/min" if r.rate_per_minute else ""
+        lines.append((r.fraction, f"{r.run_id} ({r.simulator}, v{r.version}): {r.ended} of {r.total} conversations{rate}{eta}"))
+    return lines
+
+
+def live_rows(snap: Snapshot) -> list[dict[str, object]]:
+    """The participants in the middle of the study as table rows."""
+    return [
+        {
+            "participant": p.label,
+            "kind": p.kind,
+            "status": p.status,
+            "conversations": f"{p.step} of {p.steps}",
+            "idle (min)": p.idle_minutes,
+            "past time limit": p.stale,
+        }
+        for p in snap.live
+    ]
+
+
+def conversation_title(conv: ConversationView) -> str:
+    """One line naming a recent conversation: who, under what condition, on which item, how far."""
+    return f"{conv.participant} ({conv.kind}) · {conv.condition} · {conv.item} · {conv.status}"

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from .errors import require_known
-from .items import PresuppositionItem, parse_item
+from .items import Item, PresuppositionItem, parse_item
 from .judge import (
     GROUNDING_VERSION,
     REPAIR_VERSION,
@@ -159,49 +159,80 @@ def relabel_study(
             previous = ""
             last_role = ""
             for t in talk:
-                units: list[tuple[str, Callable[[], Judgement]]] = []
-                if t.role == "assistant" and "S" in wanted:
-                    units.append(("S", partial(judge.classify, t.content, item=item)))
-                if t.role == "assistant" and "P" in wanted and isinstance(item, PresuppositionItem):
-                    control = presupposition == "control"
-                    units.append(("P", partial(judge.classify_presupposition, item, t.content, control)))
-                if "G" in wanted:
-                    before = previous if last_role and last_role != t.role else ""
-                    units.append(("G", partial(judge.classify_grounding, t.content, speaker=t.role, previous=before)))
+                before = previous if last_role and last_role != t.role else ""
+                units = _turn_units(judge, wanted, t.role, t.content, item, presupposition, before)
                 previous, last_role = t.content, t.role
                 run.replies += t.role == "assistant"
-                for layer, label in units:
-                    run.units += 1
-                    if (t.id, layer) in existing:
-                        run.skipped += 1
-                        continue
-                    j = label()
-                    if j.error:
-                        if layer == "G" and not (t.content or "").strip():
-                            continue  # an empty turn has no act to label
-                        run.failed += 1
-                        run.replies_failed += layer == "S"
-                        if len(run.errors) < 5:
-                            run.errors.append(f"turn {t.id} layer {layer}: {j.error}")
-                        continue
-                    store_judgement(s, t.id, j)
-                    run.labelled += 1
-                    run.replies_labelled += layer == "S"
-                    run.abstained += j.abstained
+                _label_turn(s, run, t.id, t.content, units, existing)
             if "R" in wanted:
-                run.units += 1
-                candidates = find_repairs([TurnText(t.id, t.role, t.content) for t in talk])
-                s.execute(
-                    delete(RepairSequence).where(
-                        RepairSequence.session_id == session_id, RepairSequence.annotator == "auto:rules"
-                    )
-                )
-                for c in candidates:
-                    _store_candidate(s, session_id, c, add_label, RepairSequence)
-                    run.sequences += 1
+                _store_repairs(s, run, session_id, talk)
         if progress is not None:
             progress(done, len(sessions))
     return run
+
+
+def _turn_units(
+    judge: Any, wanted: tuple[str, ...], role: str, content: str, item: Item, presupposition: str | None, before: str
+) -> list[tuple[str, Callable[[], Judgement]]]:
+    """The judge's calls one turn needs, by layer: S and P for replies, G for both speakers.
+
+    Args:
+        judge: The judge.
+        wanted: The layers asked for.
+        role: ``user`` or ``assistant``.
+        content: The turn's text.
+        item: The conversation's item.
+        presupposition: The condition's presupposition setting (``loaded``, ``control`` or None).
+        before: The other speaker's turn just before it ("" when the same speaker spoke last).
+    """
+    units: list[tuple[str, Callable[[], Judgement]]] = []
+    if role == "assistant" and "S" in wanted:
+        units.append(("S", partial(judge.classify, content, item=item)))
+    if role == "assistant" and "P" in wanted and isinstance(item, PresuppositionItem):
+        control = presupposition == "control"
+        units.append(("P", partial(judge.classify_presupposition, item, content, control)))
+    if "G" in wanted:
+        units.append(("G", partial(judge.classify_grounding, content, speaker=role, previous=before)))
+    return units
+
+
+def _label_turn(
+    s: Session,
+    run: RelabelRun,
+    turn_id: int,
+    content: str,
+    units: list[tuple[str, Callable[[], Judgement]]],
+    existing: set[tuple[int, str]],
+) -> None:
+    """Run the turn's judge calls and store their labels, counting what happened in ``run``."""
+    for layer, label in units:
+        run.units += 1
+        if (turn_id, layer) in existing:
+            run.skipped += 1
+            continue
+        j = label()
+        if j.error:
+            if layer == "G" and not (content or "").strip():
+                continue  # an empty turn has no act to label
+            run.failed += 1
+            run.replies_failed += layer == "S"
+            if len(run.errors) < 5:
+                run.errors.append(f"turn {turn_id} layer {layer}: {j.error}")
+            continue
+        store_judgement(s, turn_id, j)
+        run.labelled += 1
+        run.replies_labelled += layer == "S"
+        run.abstained += j.abstained
+
+
+def _store_repairs(s: Session, run: RelabelRun, session_id: int, talk: Sequence[Any]) -> None:
+    """Replace the conversation's rule-found repair-sequence candidates with newly found ones."""
+    run.units += 1
+    candidates = find_repairs([TurnText(t.id, t.role, t.content) for t in talk])
+    s.execute(delete(RepairSequence).where(RepairSequence.session_id == session_id, RepairSequence.annotator == "auto:rules"))
+    for c in candidates:
+        _store_candidate(s, session_id, c, add_label, RepairSequence)
+        run.sequences += 1
 
 
 def _versions(judge: Any) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -525,6 +526,35 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
     # pass reports every problem.
     parts = _Parts.of(spec) if spec is not None else _Parts.salvage(data)
 
+    items, seen, items_ok = _check_items(parts, base_dir, problem)
+    _check_models(parts, problem, warnings)
+    _check_conditions(parts, items, seen, items_ok, problem)
+    for key, named in (("judge", parts.judge_model), ("simulator", parts.simulator_model)):
+        if named is not None and named not in parts.model_keys:
+            problem((key, "model"), f"unknown model '{named}' (declared: {', '.join(parts.model_keys)})")
+    if parts.annotation is not None:
+        _check_annotation(parts, parts.annotation, problem)
+    completion = parts.completion
+    if completion is not None and completion.redirect and "{code}" in completion.redirect and not completion.code:
+        problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
+    if found:
+        # In file order, so the list reads top to bottom like the file.
+        raise SpecError([message for _, message in sorted(found, key=lambda f: f[0])])
+    assert spec is not None  # a spec that failed validation has at least one problem
+    return StudyDefinition(spec=spec, items=items, warnings=warnings, text=text)
+
+
+Problem = Callable[[tuple[Any, ...], str], None]
+"""Records one problem of a spec at a field's location (``("conditions", "full", "model")``)."""
+
+
+def _check_items(parts: _Parts, base_dir: Path | None, problem: Problem) -> tuple[list[Item], set[str], bool]:
+    """Read the spec's items, inline and from files.
+
+    Returns:
+        The items, their ids, and whether all of them could be read without a duplicate id
+        (checks of item references are only meaningful then).
+    """
     items: list[Item] = []
     items_ok = True
     for i, entry in enumerate(parts.items):
@@ -558,11 +588,14 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
             problem(("items",), f"duplicate item id '{item.id}'")
             items_ok = False
         seen.add(item.id)
+    return items, seen, items_ok
 
+
+def _check_models(parts: _Parts, problem: Problem, warnings: list[str]) -> None:
+    """Check each model's string and parameters; warn of optional models whose key is not set."""
     from . import llm
     from .llm._validation import model_findings
 
-    declared = ", ".join(parts.model_keys)
     for key, model in parts.models.items():
         for where, msg in model_findings(model.model, model.params):
             problem(("models", key, *where.split(".", 1)), msg)
@@ -571,6 +604,11 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
             warnings.append(
                 f"model '{key}' ({model.model}) is optional and {', '.join(missing)} is not set: its conditions are left out"
             )
+
+
+def _check_conditions(parts: _Parts, items: list[Item], seen: set[str], items_ok: bool, problem: Problem) -> None:
+    """Check each condition's models and items, and that some item fits it."""
+    declared = ", ".join(parts.model_keys)
     for key, cond in parts.conditions.items():
         if cond.model not in parts.model_keys:
             problem(("conditions", key, "model"), f"unknown model '{cond.model}' (declared: {declared})")
@@ -583,31 +621,23 @@ def parse_spec(text: str, name: str = "spec", base_dir: Path | None = None) -> S
             problem(("conditions", key), "no item fits this condition (check presupposition, kinds and items)")
         if cond.presupposition is not None and cond.reveal not in ("FULL",):
             problem(("conditions", key, "reveal"), "a presupposition condition asks one question: use reveal FULL")
-    for key, named in (("judge", parts.judge_model), ("simulator", parts.simulator_model)):
-        if named is not None and named not in parts.model_keys:
-            problem((key, "model"), f"unknown model '{named}' (declared: {declared})")
-    if parts.annotation is not None:
-        from .codebook import annotation_problems
 
-        for loc, msg in annotation_problems(parts.annotation):
-            problem(loc, msg)
-        for key in parts.annotation.scope.conditions or []:
-            if key not in parts.condition_keys:
-                problem(
-                    ("annotation", "scope", "conditions"),
-                    f"unknown condition '{key}' (declared: {', '.join(parts.condition_keys)})",
-                )
-        for key in parts.annotation.scope.models or []:
-            if key not in parts.model_keys:
-                problem(("annotation", "scope", "models"), f"unknown model '{key}' (declared: {declared})")
-    completion = parts.completion
-    if completion is not None and completion.redirect and "{code}" in completion.redirect and not completion.code:
-        problem(("completion", "redirect"), "uses {code} but 'completion.code' is not set")
-    if found:
-        # In file order, so the list reads top to bottom like the file.
-        raise SpecError([message for _, message in sorted(found, key=lambda f: f[0])])
-    assert spec is not None  # a spec that failed validation has at least one problem
-    return StudyDefinition(spec=spec, items=items, warnings=warnings, text=text)
+
+def _check_annotation(parts: _Parts, annotation: AnnotationSpec, problem: Problem) -> None:
+    """Check the annotation settings and that their scope names declared conditions and models."""
+    from .codebook import annotation_problems
+
+    for loc, msg in annotation_problems(annotation):
+        problem(loc, msg)
+    for key in annotation.scope.conditions or []:
+        if key not in parts.condition_keys:
+            problem(
+                ("annotation", "scope", "conditions"),
+                f"unknown condition '{key}' (declared: {', '.join(parts.condition_keys)})",
+            )
+    for key in annotation.scope.models or []:
+        if key not in parts.model_keys:
+            problem(("annotation", "scope", "models"), f"unknown model '{key}' (declared: {', '.join(parts.model_keys)})")
 
 
 class _Parts(BaseModel):

@@ -160,64 +160,10 @@ def make_study(
         if conn.execute(select(Study.id).where(Study.slug == slug)).first():
             raise SynthError(f"a study with slug '{slug}' exists already")
         ids = _next_ids(conn)
-        spec = {
-            "slug": slug,
-            "title": f"Synthetic study {slug}",
-            "synthetic": asdict(truth) | {"sessions": sessions, "seed": seed},
-        }
-        blob = json.dumps(spec, sort_keys=True)
-        study_id = conn.execute(
-            Study.__table__.insert().returning(Study.__table__.c.id),
-            {
-                "slug": slug,
-                "version": 1,
-                "title": spec["title"],
-                "spec": spec,
-                "spec_sha256": hashlib.sha256(blob.encode()).hexdigest(),
-                "status": "closed",
-                "seed": seed,
-                "created_at": now,
-                "updated_at": now,
-            },
-        ).scalar_one()
-        cond_rows = [
-            {
-                "id": ids["condition"] + k,
-                "study_id": study_id,
-                "key": key,
-                "reveal": reveal,
-                "presupposition": pre,
-                "intervention": "none",
-                "model_key": "steady",
-                "config": {"reveal": reveal},
-            }
-            for k, (key, reveal, pre, _kind) in enumerate(CONDITIONS)
-        ]
+        study_id = _write_study(conn, slug, truth, sessions, seed, now)
+        cond_rows = _condition_rows(ids["condition"], study_id)
         conn.execute(Condition.__table__.insert(), cond_rows)
-        item_rows: list[dict[str, Any]] = []
-        kinds = ("sharded", "presupposition", "clarification")
-        for kind in kinds:
-            for j in range(items_per_kind):
-                payload: dict[str, Any] = {"id": f"{kind}-{j}", "kind": kind}
-                if kind == "sharded":
-                    payload["shards"] = [{"id": s + 1, "text": f"fact {s + 1}"} for s in range(exchanges)]
-                elif kind == "clarification":
-                    payload |= {
-                        "question": "q",
-                        "needs_clarification": j % 2 == 0,
-                        "missing": [{"id": 1, "text": "value"}] if j % 2 == 0 else [],
-                    }
-                item_rows.append(
-                    {
-                        "id": ids["item"] + len(item_rows),
-                        "study_id": study_id,
-                        "key": f"{kind}-{j}",
-                        "kind": kind,
-                        "payload": payload,
-                        "source_dataset": "synthetic",
-                        "source_id": str(j),
-                    }
-                )
+        item_rows = _item_rows(ids["item"], study_id, items_per_kind, exchanges)
         conn.execute(ItemRow.__table__.insert(), item_rows)
         item_ease = rng.normal(0.0, 0.08, len(item_rows))
         part_ids = ids["participant"] + np.arange(n_part)
@@ -247,6 +193,104 @@ def make_study(
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))")
                 )
     return SynthResult(slug, int(study_id), sessions, n_turns, n_labels, truth)
+
+
+def _write_study(conn: Connection, slug: str, truth: Truth, sessions: int, seed: int, now: datetime) -> int:
+    """Insert the closed study row whose spec records the planted truth; return its id."""
+    spec = {
+        "slug": slug,
+        "title": f"Synthetic study {slug}",
+        "synthetic": asdict(truth) | {"sessions": sessions, "seed": seed},
+    }
+    blob = json.dumps(spec, sort_keys=True)
+    return conn.execute(
+        Study.__table__.insert().returning(Study.__table__.c.id),
+        {
+            "slug": slug,
+            "version": 1,
+            "title": spec["title"],
+            "spec": spec,
+            "spec_sha256": hashlib.sha256(blob.encode()).hexdigest(),
+            "status": "closed",
+            "seed": seed,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).scalar_one()
+
+
+def _condition_rows(first_id: int, study_id: int) -> list[dict[str, Any]]:
+    """One row per synthetic condition."""
+    return [
+        {
+            "id": first_id + k,
+            "study_id": study_id,
+            "key": key,
+            "reveal": reveal,
+            "presupposition": pre,
+            "intervention": "none",
+            "model_key": "steady",
+            "config": {"reveal": reveal},
+        }
+        for k, (key, reveal, pre, _kind) in enumerate(CONDITIONS)
+    ]
+
+
+def _item_rows(first_id: int, study_id: int, items_per_kind: int, exchanges: int) -> list[dict[str, Any]]:
+    """``items_per_kind`` items of each kind; sharded ones have ``exchanges`` shards, every other clarification item needs it."""
+    item_rows: list[dict[str, Any]] = []
+    for kind in ("sharded", "presupposition", "clarification"):
+        for j in range(items_per_kind):
+            payload: dict[str, Any] = {"id": f"{kind}-{j}", "kind": kind}
+            if kind == "sharded":
+                payload["shards"] = [{"id": s + 1, "text": f"fact {s + 1}"} for s in range(exchanges)]
+            elif kind == "clarification":
+                payload |= {
+                    "question": "q",
+                    "needs_clarification": j % 2 == 0,
+                    "missing": [{"id": 1, "text": "value"}] if j % 2 == 0 else [],
+                }
+            item_rows.append(
+                {
+                    "id": first_id + len(item_rows),
+                    "study_id": study_id,
+                    "key": f"{kind}-{j}",
+                    "kind": kind,
+                    "payload": payload,
+                    "source_dataset": "synthetic",
+                    "source_id": str(j),
+                }
+            )
+    return item_rows
+
+
+def _session_row(
+    sid: int,
+    study_id: int,
+    participant_id: int,
+    item_id: int,
+    condition_id: int,
+    model: str,
+    score: float | None,
+    probe: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """One ended synthetic conversation."""
+    return {
+        "id": sid,
+        "study_id": study_id,
+        "participant_id": participant_id,
+        "item_id": item_id,
+        "condition_id": condition_id,
+        "position": 0,
+        "model": model,
+        "model_params": {},
+        "status": "ended",
+        "outcome": "answered",
+        "score": score,
+        "probe": probe,
+        "started_at": now,
+    }
 
 
 def _write_conversations(
@@ -280,21 +324,9 @@ def _write_conversations(
         sid = ids["session"] + c
         score, probe = _outcome(truth, kind, reveal, bool(fragile[c]), float(item_ease[item_pos]), u[c])
         rows.sessions.append(
-            {
-                "id": sid,
-                "study_id": study_id,
-                "participant_id": int(part_ids[part[c]]),
-                "item_id": item["id"],
-                "condition_id": cond_rows[int(cond_idx[c])]["id"],
-                "position": 0,
-                "model": model,
-                "model_params": {},
-                "status": "ended",
-                "outcome": "answered",
-                "score": score,
-                "probe": probe,
-                "started_at": now,
-            }
+            _session_row(
+                sid, study_id, int(part_ids[part[c]]), item["id"], cond_rows[int(cond_idx[c])]["id"], model, score, probe, now
+            )
         )
         needs = bool(item["payload"].get("needs_clarification"))
         # The fragile model answers early in SHARDED with probability ``premature``.

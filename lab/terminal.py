@@ -86,6 +86,20 @@ def run_chat(
     out.write(
         f"conversation {session_id}: study '{slug}', condition '{condition}' ({conv.reveal}), item '{key}', model {conv.model}\n"
     )
+    _introduce(conv, out)
+    outcome = _converse(conv, stdin, out)
+    conv.finish(outcome)
+    conv.run_probe()
+    with transaction(engine) as s:
+        chat_participant = s.scalar(select(Participant).where(Participant.id == participant.id))
+        if chat_participant is not None:
+            chat_participant.status = "completed"
+    out.write(f"\nconversation {session_id} ended ({outcome}); {len(conv.turns)} turns stored.\n")
+    return session_id
+
+
+def _introduce(conv: Conversation, out: TextIO) -> None:
+    """The commands, and the task or its cards."""
     out.write("commands: /N reveals card N, /cards, /retry, /done, /quit\n\n")
     if conv.reveal in WHOLE_TASK:
         out.write("The task (send it as is with an empty line, or in your own words):\n")
@@ -94,6 +108,10 @@ def run_chat(
         out.write("Your task cards (card 1 opens the conversation):\n")
         _show_cards(conv, out)
         out.write("\n")
+
+
+def _converse(conv: Conversation, stdin: TextIO, out: TextIO) -> str:
+    """Read the participant's lines and send them until the conversation ends; return its outcome."""
     outcome = "gave_up"
     while True:
         if (turn := conv.recap_if_due()) is not None:
@@ -122,17 +140,11 @@ def run_chat(
         if line.strip() == "/cards":
             _show_cards(conv, out)
             continue
-        shards: list[int] = []
-        text = line
-        if m := _CARD.match(line.strip()):
-            card = int(m.group(1))
-            shard = next((x for x in conv.shards if x.id == card), None)
-            if shard is None:
-                out.write(f"  (no card {card})\n")
-                continue
-            shards, text = [card], (m.group(2) or shard.text)
-        elif conv.user_turns == 0 and not line.strip():
-            text = conv.opening().text
+        message = _message(conv, line)
+        if isinstance(message, str):
+            out.write(f"  ({message})\n")
+            continue
+        text, shards = message
         try:
             conv.send(text, shards, source="participant")
         except MessageRejected as e:
@@ -143,14 +155,24 @@ def run_chat(
             outcome = "turn_limit"
             break
         _stream_reply(conv, out)
-    conv.finish(outcome)
-    conv.run_probe()
-    with transaction(engine) as s:
-        chat_participant = s.scalar(select(Participant).where(Participant.id == participant.id))
-        if chat_participant is not None:
-            chat_participant.status = "completed"
-    out.write(f"\nconversation {session_id} ended ({outcome}); {len(conv.turns)} turns stored.\n")
-    return session_id
+    return outcome
+
+
+def _message(conv: Conversation, line: str) -> tuple[str, list[int]] | str:
+    """The text to send and the card it reveals, from a typed line; or why it cannot be sent.
+
+    ``/3 words`` sends the words and reveals card 3, ``/3`` alone sends card 3 as written,
+    and an empty first line sends the opening card.
+    """
+    if m := _CARD.match(line.strip()):
+        card = int(m.group(1))
+        shard = next((x for x in conv.shards if x.id == card), None)
+        if shard is None:
+            return f"no card {card}"
+        return m.group(2) or shard.text, [card]
+    if conv.user_turns == 0 and not line.strip():
+        return conv.opening().text, []
+    return line, []
 
 
 def _stream_reply(conv: Conversation, out: TextIO) -> None:

@@ -17,7 +17,6 @@ staff_header(visitor)
 st.title("Live monitor")
 
 REFRESH_SECONDS = 5
-STATUS_ORDER = ("invited", "consented", "active", "completed", "declined", "withdrawn", "timed_out")
 
 
 @st.cache_data(ttl=REFRESH_SECONDS - 1, show_spinner=False)
@@ -77,127 +76,91 @@ def confirm_time_out(label: str, participant_id: int) -> None:
     )
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
-def live() -> None:
-    """The figures, redrawn every few seconds without rerunning the page."""
-    snap, conversations = read_snapshot(study.id, int(target))
-    st.caption(
-        f"Version {snap.version} · {snap.status} · updated {snap.taken_at:%H:%M:%S} UTC · refreshes every {REFRESH_SECONDS} s"
-    )
-
-    cols = st.columns(4)
-    for col, status in zip(cols, ("consented", "active", "completed", "timed_out"), strict=True):
-        col.metric(status.replace("_", " "), snap.by_status.get(status, 0))
-    cols = st.columns(4)
-    median = snap.median_item_seconds
-    cols[0].metric(
-        "median time per item",
-        f"{median / 60:.1f} min" if median is not None else "–",
-        help=f"over {snap.finished_conversations} finished conversations",
-    )
-    cols[1].metric("turns, last hour", snap.turns_last_hour)
-    cols[2].metric("error turns, last hour", snap.error_turns_last_hour)
-    cols[3].metric("partial turns, last hour", snap.partial_turns_last_hour)
+def headline(snap: monitor.Snapshot) -> None:
+    """Participants by status, time per item and turn problems."""
+    figures = monitor.headline(snap)
+    for row in (figures[:4], figures[4:]):
+        for col, figure in zip(st.columns(4), row, strict=True):
+            col.metric(figure.label, figure.value, help=figure.help)
     with st.expander("Participants by status"):
-        st.dataframe(
-            pd.DataFrame([{"status": k, "participants": snap.by_status.get(k, 0)} for k in STATUS_ORDER]), hide_index=True
-        )
+        st.dataframe(pd.DataFrame(monitor.status_rows(snap)), hide_index=True)
 
+
+def cells(snap: monitor.Snapshot) -> None:
+    """Conversations against target in every condition × item cell."""
     st.subheader("Cells: conversations against target")
-    if snap.cells:
-        frame = pd.DataFrame(
-            [
-                {
-                    "condition": c.condition,
-                    "item": c.item,
-                    "planned": c.planned,
-                    "started": c.started,
-                    "finished": c.ended,
-                    "target": c.target,
-                }
-                for c in snap.cells
-            ]
-        )
-        top = max([c.target for c in snap.cells] + [c.started for c in snap.cells] + [1])
-        st.dataframe(
-            frame,
-            hide_index=True,
-            width="stretch",
-            column_config={"started": st.column_config.ProgressColumn("started", format="%d", min_value=0, max_value=top)},
-        )
-    else:
+    if not snap.cells:
         st.info("No condition can run: check the Models page.")
+        return
+    top = monitor.cell_scale(snap)
+    st.dataframe(
+        pd.DataFrame(monitor.cell_rows(snap)),
+        hide_index=True,
+        width="stretch",
+        column_config={"started": st.column_config.ProgressColumn("started", format="%d", min_value=0, max_value=top)},
+    )
 
-    runs = [r for r in simulation_runs(snap.slug) if r.version == snap.version or not r.finished]
-    if runs:
+
+def runs(snap: monitor.Snapshot) -> None:
+    """Progress of this version's simulation runs and of any still running."""
+    lines = monitor.run_lines(simulation_runs(snap.slug), snap.version)
+    if lines:
         st.subheader("Simulation runs")
-        for r in runs[:3]:
-            eta = f" · about {r.eta_seconds / 60:.0f} min left" if r.eta_seconds else ""
-            rate = f" · {r.rate_per_minute:.1f}/min" if r.rate_per_minute else ""
-            st.progress(
-                r.fraction, text=f"{r.run_id} ({r.simulator}, v{r.version}): {r.ended} of {r.total} conversations{rate}{eta}"
-            )
+        for fraction, line in lines:
+            st.progress(fraction, text=line)
 
+
+def time_out_form(snap: monitor.Snapshot) -> None:
+    """Pick a stuck participant and time them out, after asking once more."""
+    labels = {p.label: p.id for p in snap.live}
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1.selectbox("Stuck participant", list(labels), key="timeout_choice")
+    c2.button(
+        "Time out",
+        key="timeout_button",
+        help="Ends their part and frees their cells for new participants.",
+        on_click=ask_time_out,
+    )
+    # Timing someone out cannot be undone: it is asked once more before it is done.
+    pending = st.session_state.get("timeout_pending")
+    if pending is not None and pending in labels:
+        st.warning(
+            f"Time out {pending}? Their link stops working (they are told their time ran out) "
+            "and their cells are freed. This cannot be undone."
+        )
+        yes, no = st.columns(2)
+        yes.button(
+            f"Yes, time out {pending}",
+            key="timeout_confirm",
+            type="primary",
+            on_click=confirm_time_out,
+            args=(pending, labels[pending]),
+        )
+        no.button("Cancel", key="timeout_cancel", on_click=cancel_time_out)
+
+
+def in_progress(snap: monitor.Snapshot) -> None:
+    """The participants in the middle of the study, and the form to time one out."""
     st.subheader("In progress")
     flash("timeout_msg")
-    if snap.live:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "participant": p.label,
-                        "kind": p.kind,
-                        "status": p.status,
-                        "conversations": f"{p.step} of {p.steps}",
-                        "idle (min)": p.idle_minutes,
-                        "past time limit": p.stale,
-                    }
-                    for p in snap.live
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-        labels = {p.label: p.id for p in snap.live}
-        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-        c1.selectbox("Stuck participant", list(labels), key="timeout_choice")
-        c2.button(
-            "Time out",
-            key="timeout_button",
-            help="Ends their part and frees their cells for new participants.",
-            on_click=ask_time_out,
-        )
-        # Timing someone out cannot be undone: it is asked once more before it is done.
-        pending = st.session_state.get("timeout_pending")
-        if pending is not None and pending in labels:
-            st.warning(
-                f"Time out {pending}? Their link stops working (they are told their time ran out) "
-                "and their cells are freed. This cannot be undone."
-            )
-            yes, no = st.columns(2)
-            yes.button(
-                f"Yes, time out {pending}",
-                key="timeout_confirm",
-                type="primary",
-                on_click=confirm_time_out,
-                args=(pending, labels[pending]),
-            )
-            no.button("Cancel", key="timeout_cancel", on_click=cancel_time_out)
-        st.caption(
-            f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically "
-            "when the next participant arrives."
-        )
-    else:
+    if not snap.live:
         st.write("Nobody is in the middle of the study.")
+        return
+    st.dataframe(pd.DataFrame(monitor.live_rows(snap)), hide_index=True, width="stretch")
+    time_out_form(snap)
+    st.caption(
+        f"Participants idle for more than {snap.timeout_minutes} minutes are timed out automatically "
+        "when the next participant arrives."
+    )
 
+
+def latest(conversations: list[monitor.ConversationView]) -> None:
+    """The newest conversations turn by turn, the first one open."""
     st.subheader("Latest conversations")
     if not conversations:
         st.write("No conversations yet.")
     for conv in conversations:
-        with st.expander(
-            f"{conv.participant} ({conv.kind}) · {conv.condition} · {conv.item} · {conv.status}",
-            expanded=conv is conversations[0],
-        ):
+        with st.expander(monitor.conversation_title(conv), expanded=conv is conversations[0]):
             for t in conv.turns:
                 if t.role == "system":
                     continue
@@ -210,6 +173,20 @@ def live() -> None:
                         st.error(f"error: {t.error}")
                     elif t.partial:
                         st.caption("cut short (partial)")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live() -> None:
+    """The figures, redrawn every few seconds without rerunning the page."""
+    snap, conversations = read_snapshot(study.id, int(target))
+    st.caption(
+        f"Version {snap.version} · {snap.status} · updated {snap.taken_at:%H:%M:%S} UTC · refreshes every {REFRESH_SECONDS} s"
+    )
+    headline(snap)
+    cells(snap)
+    runs(snap)
+    in_progress(snap)
+    latest(conversations)
 
 
 live()

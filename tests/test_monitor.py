@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Engine, select
@@ -191,3 +192,46 @@ def test_default_target_counts_links_and_people_taking_part(demo: Engine) -> Non
     arrive(demo)
     with Session(demo) as s:
         assert monitor.default_target(s, get_study(s, "demo")) == 12
+
+
+def test_what_the_page_shows_of_a_snapshot(demo: Engine) -> None:
+    p = arrive(demo)
+    converse(demo, p, 0, [("user", "hello"), ("assistant", "hi")], minutes=2, ended=True)
+    with Session(demo) as s:
+        study = get_study(s, "demo")
+        snap = monitor.snapshot(s, study, 4)
+        (conv,) = monitor.latest_conversations(s, study.id)
+    figures = {f.label: f for f in monitor.headline(snap)}
+    assert list(figures)[:4] == ["consented", "active", "completed", "timed out"]
+    assert figures["active"].value == 1 and figures["turns, last hour"].value == 2
+    assert figures["median time per item"].value == "2.0 min"
+    assert figures["median time per item"].help == "over 1 finished conversations"
+    assert [r["status"] for r in monitor.status_rows(snap)] == list(monitor.STATUS_ORDER)
+    rows = monitor.cell_rows(snap)
+    assert len(rows) == len(snap.cells) and sum(r["finished"] for r in rows) == 1
+    assert monitor.cell_scale(snap) == max(1, *(c.target for c in snap.cells))
+    assert monitor.live_rows(snap) == [
+        {
+            "participant": f"P{p}",
+            "kind": "human",
+            "status": "active",
+            "conversations": "1 of 4",
+            "idle (min)": snap.live[0].idle_minutes,
+            "past time limit": False,
+        }
+    ]
+    assert monitor.conversation_title(conv) == f"P{p} (human) · {conv.condition} · {conv.item} · ended"
+
+
+def test_run_lines_show_this_version_and_running_ones() -> None:
+    def run(run_id: str, version: int, finished: bool, **more: object) -> SimpleNamespace:
+        fields = {"eta_seconds": None, "rate_per_minute": None, "simulator": "scripted", "ended": 3, "total": 4, "fraction": 0.75}
+        return SimpleNamespace(run_id=run_id, version=version, finished=finished, **(fields | more))
+
+    runs = [run("a", 2, False, eta_seconds=120, rate_per_minute=1.5), run("b", 1, True), run("c", 1, False), run("d", 2, True)]
+    assert monitor.run_lines(runs, 2) == [
+        (0.75, "a (scripted, v2): 3 of 4 conversations · 1.5/min · about 2 min left"),
+        (0.75, "c (scripted, v1): 3 of 4 conversations"),
+        (0.75, "d (scripted, v2): 3 of 4 conversations"),
+    ]
+    assert len(monitor.run_lines(runs * 2, 2)) == 3

@@ -182,13 +182,40 @@ def _json(col: Any) -> Any:
 
 
 def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any]]:
-    p, st = Participant.__table__.c, Study.__table__.c
-    s, it, co = ChatSession.__table__.c, ItemRow.__table__.c, Condition.__table__.c
-    t, lb, rs = Turn.__table__.c, Label.__table__.c, RepairSequence.__table__.c
+    """The query of every table of the bundle, each limited to the selection."""
+    it, st = ItemRow.__table__.c, Study.__table__.c
     rp, ev = Response.__table__.c, Event.__table__.c
     pids, sids = sel.participant_ids(literal), sel.session_ids(literal)
     return {
-        "participants": select(
+        "participants": _participants_query(sel, literal),
+        "conversations": _conversations_query(pids),
+        "turns": _turns_query(sids),
+        "labels": _labels_query(sids),
+        "repair_sequences": _repairs_query(sids),
+        "items": select(it.id, st.version, it.key, it.kind, _json(it.payload), it.source_dataset, it.source_id)
+        .join_from(ItemRow, Study, it.study_id == st.id)
+        .where(it.study_id.in_(sel.study_ids))
+        .order_by(it.id),
+        "responses": select(rp.id, rp.participant_id, rp.session_id, rp.question, _json(rp.value), rp.created_at)
+        .where(rp.participant_id.in_(pids))
+        .order_by(rp.id),
+        "events": select(ev.id, ev.participant_id, ev.session_id, ev.kind, _json(ev.data), ev.created_at)
+        .where(
+            or_(
+                ev.participant_id.in_(pids),
+                ev.session_id.in_(sids),
+                and_(ev.participant_id.is_(None), ev.session_id.is_(None), ev.kind.in_(RUN_EVENT_KINDS)),
+            )
+        )
+        .order_by(ev.id),
+    }
+
+
+def _participants_query(sel: Selection, literal: str | None) -> Select[Any]:
+    """The chosen participants with their study version."""
+    p, st = Participant.__table__.c, Study.__table__.c
+    return (
+        select(
             p.id,
             st.version,
             p.kind,
@@ -203,8 +230,16 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
         )
         .join_from(Participant, Study, p.study_id == st.id)
         .where(sel.participant_filter(literal))
-        .order_by(p.id),
-        "conversations": select(
+        .order_by(p.id)
+    )
+
+
+def _conversations_query(pids: Select[Any]) -> Select[Any]:
+    """The participants' conversations with their item and condition written out."""
+    s, st = ChatSession.__table__.c, Study.__table__.c
+    it, co = ItemRow.__table__.c, Condition.__table__.c
+    return (
+        select(
             s.id,
             s.participant_id,
             st.version,
@@ -231,8 +266,15 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
         .join(ItemRow, s.item_id == it.id)
         .join(Condition, s.condition_id == co.id)
         .where(s.participant_id.in_(pids))
-        .order_by(s.id),
-        "turns": select(
+        .order_by(s.id)
+    )
+
+
+def _turns_query(sids: Select[Any]) -> Select[Any]:
+    """The conversations' turns in order."""
+    t = Turn.__table__.c
+    return (
+        select(
             t.id,
             t.session_id,
             t.index,
@@ -257,8 +299,15 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
             _json(t.client),
         )
         .where(t.session_id.in_(sids))
-        .order_by(t.session_id, t.index),
-        "labels": select(
+        .order_by(t.session_id, t.index)
+    )
+
+
+def _labels_query(sids: Select[Any]) -> Select[Any]:
+    """Every label of the conversations' turns, superseded ones too."""
+    t, lb = Turn.__table__.c, Label.__table__.c
+    return (
+        select(
             lb.id,
             lb.turn_id,
             lb.annotator,
@@ -274,8 +323,15 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
         )
         .join_from(Label, Turn, lb.turn_id == t.id)
         .where(t.session_id.in_(sids))
-        .order_by(lb.id),
-        "repair_sequences": select(
+        .order_by(lb.id)
+    )
+
+
+def _repairs_query(sids: Select[Any]) -> Select[Any]:
+    """The conversations' repair sequences."""
+    rs = RepairSequence.__table__.c
+    return (
+        select(
             rs.id,
             rs.session_id,
             rs.annotator,
@@ -293,24 +349,8 @@ def _queries(sel: Selection, literal: str | None = None) -> dict[str, Select[Any
             rs.updated_at,
         )
         .where(rs.session_id.in_(sids))
-        .order_by(rs.id),
-        "items": select(it.id, st.version, it.key, it.kind, _json(it.payload), it.source_dataset, it.source_id)
-        .join_from(ItemRow, Study, it.study_id == st.id)
-        .where(it.study_id.in_(sel.study_ids))
-        .order_by(it.id),
-        "responses": select(rp.id, rp.participant_id, rp.session_id, rp.question, _json(rp.value), rp.created_at)
-        .where(rp.participant_id.in_(pids))
-        .order_by(rp.id),
-        "events": select(ev.id, ev.participant_id, ev.session_id, ev.kind, _json(ev.data), ev.created_at)
-        .where(
-            or_(
-                ev.participant_id.in_(pids),
-                ev.session_id.in_(sids),
-                and_(ev.participant_id.is_(None), ev.session_id.is_(None), ev.kind.in_(RUN_EVENT_KINDS)),
-            )
-        )
-        .order_by(ev.id),
-    }
+        .order_by(rs.id)
+    )
 
 
 # --- the scrubber of one bundle ---------------------------------------------------------------------

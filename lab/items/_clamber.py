@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._importer import ImportReport, RecordError, build, importer, read_text, text_field, type_name
+from ._importer import ImportReport, RecordError, build, read_text, text_field, type_name
 from ._item import ClarificationItem, Source
 
 DATASET = "clamber"
@@ -30,7 +30,6 @@ _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
 
 
-@importer("clamber")
 def import_clamber(path: str | Path) -> ImportReport:
     """Import a CLAMBER JSON Lines file.
 

@@ -38,14 +38,13 @@ import csv
 import io
 from pathlib import Path
 
-from ._importer import ImportReport, RecordError, build, importer, read_text
+from ._importer import ImportReport, RecordError, build, read_text
 from ._item import ItemError, PresuppositionItem, Source
 
 DATASET = "falseqa"
 _COLUMNS = ("question", "answer", "label")
 
 
-@importer("falseqa")
 def import_falseqa(path: str | Path) -> ImportReport:
     """Import a FalseQA CSV file as loaded questions and their controls.
 

@@ -209,15 +209,13 @@ Importer = Callable[..., ImportReport]
 """An importer: reads one dataset file (its path first, then importer options such as the
 Lost in Conversation ``spider_databases``) and returns what it made of it."""
 
-IMPORTERS: dict[str, Importer] = {}
-"""Importers by dataset name (``lost-in-conversation``, ``falseqa``, ``clamber``)."""
 
+@dataclass(frozen=True)
+class DatasetImporter:
+    """One entry of :data:`lab.items.IMPORTERS`: a published dataset the lab can import."""
 
-def importer(name: str) -> Callable[[Importer], Importer]:
-    """Register an importer under ``name`` in :data:`IMPORTERS`."""
+    read: Importer
+    """Reads one file of the dataset."""
 
-    def register(fn: Importer) -> Importer:
-        IMPORTERS[name] = fn
-        return fn
-
-    return register
+    description: str
+    """The dataset and its paper, in one line."""

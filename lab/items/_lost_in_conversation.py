@@ -48,7 +48,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._importer import ImportReport, RecordError, build, importer, read_json, safe_id, type_name
+from ._importer import ImportReport, RecordError, build, read_json, safe_id, type_name
 from ._item import Answer, ItemError, Shard, ShardedItem, Source
 
 DATASET = "lost_in_conversation"
@@ -61,7 +61,6 @@ NEEDS_DATABASE = "needs-database"
 """Tag of a database item imported without its Spider database."""
 
 
-@importer("lost-in-conversation")
 def import_lost_in_conversation(path: str | Path, spider_databases: str | Path | None = None) -> ImportReport:
     """Import a Lost in Conversation JSON file (sharded instructions or translation).
 

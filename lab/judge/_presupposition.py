@@ -364,6 +364,36 @@ def frame_evidence(item: PresuppositionItem, reply: str, sentences: list[str]) -
     return None
 
 
+def _denial(sentences: list[str], premise: set[str]) -> str | None:
+    """The rule by which the reply denies the premise, or None when it does not.
+
+    An explicit denial counts anywhere; a plain negation of the premise only in the first
+    sentences, and not when the sentence hedges.
+    """
+    if any(_DENIAL.search(text) for text in sentences):
+        return "P-denial"
+    for text in sentences[:NEGATION_SENTENCES]:
+        if not _HEDGE.search(text) and _negates_premise(text, premise):
+            return "P-negation"
+    return None
+
+
+def _denied(item: PresuppositionItem, rule: str, overlap: float, n_questions: int | None) -> Judgement:
+    """The judgement of a reply that denies the premise: ``REJECT_CORRECT`` when it carries the correction."""
+    if overlap >= CORRECTION_OVERLAP:
+        return _judgement(
+            "P-correction",
+            f"It denies the premise and carries the correction ({overlap:.0%} of its new words).",
+            [rule],
+            n_questions,
+        )
+    if not item.correction:
+        return _judgement(
+            rule, "It denies the premise; the item has no correction text to check a correction against.", [], n_questions
+        )
+    return _judgement(rule, f"It denies the premise without the correction ({overlap:.0%} of its new words).", [], n_questions)
+
+
 def classify_presupposition(item: PresuppositionItem, reply: str, control: bool) -> Judgement:
     """Label how a reply handles the item's false presupposition, by rules.
 
@@ -394,31 +424,11 @@ def classify_presupposition(item: PresuppositionItem, reply: str, control: bool)
         return _judgement("P-clarify", "It asks where the assumption comes from.", [], n_questions)
 
     premise = content_words(item.loaded) | content_words(item.presupposition or "")
-    fired: list[str] = []
     sentences = [s.text for s in reading.without_offers]
-    if any(_DENIAL.search(text) for text in sentences):
-        fired.append("P-denial")
-    else:
-        for text in sentences[:NEGATION_SENTENCES]:
-            if not _HEDGE.search(text) and _negates_premise(text, premise):
-                fired.append("P-negation")
-                break
+    denial = _denial(sentences, premise)
     overlap = correction_overlap(item, reply)
-    if fired:
-        if overlap >= CORRECTION_OVERLAP:
-            return _judgement(
-                "P-correction",
-                f"It denies the premise and carries the correction ({overlap:.0%} of its new words).",
-                fired,
-                n_questions,
-            )
-        if not item.correction:
-            return _judgement(
-                fired[0], "It denies the premise; the item has no correction text to check a correction against.", [], n_questions
-            )
-        return _judgement(
-            fired[0], f"It denies the premise without the correction ({overlap:.0%} of its new words).", [], n_questions
-        )
+    if denial is not None:
+        return _denied(item, denial, overlap, n_questions)
     if _HEDGE.search(reading.prose):
         return _judgement("P-hedge", "It neither endorses nor rejects the premise.", [], n_questions)
     frame = frame_evidence(item, reply, sentences)

@@ -246,14 +246,20 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None,
     """
     if isinstance(exc, ModelError):
         return exc
-    chain = causes(exc)
     names = {cls.__name__ for cls in type(exc).__mro__}
-    detail = provider_detail(exc)
-    status = _status(exc)
     where = where or request_url(exc)
-    at = f" at {where}" if where else ""
-    server = f"the server at {where}" if where else f"the provider of {model}"
+    refused = _not_sent(exc, model, names)
+    if refused is not None:
+        return refused
+    host = urlsplit(where).hostname if where and "://" in where else None
+    network = _network(causes(exc), host)
+    if network is not None and network[0] == "connection":
+        return _connection_error(network[1], where, model)
+    return _answered(exc, model, names, where, timeout, timed_out=network is not None)
 
+
+def _not_sent(exc: BaseException, model: str, names: set[str]) -> ModelError | None:
+    """The error of a call litellm would not make: an unknown provider, a missing key, a reply stuck in a loop."""
     if "LiteLLMUnknownProvider" in names or "LLM Provider NOT provided" in str(exc):
         return ModelError("unknown_model", unknown_model_message(model), False)
     if "repeating the same chunk" in str(exc):
@@ -264,17 +270,28 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None,
         return ModelError(
             "missing_key", f"{missing.group(1)} is not set; add it to .env or the environment to use {model}.", False
         )
-    host = urlsplit(where).hostname if where and "://" in where else None
-    network = _network(chain, host)
-    if network is not None and network[0] == "connection":
-        phrase = network[1]
-        if phrase.startswith("the connection closed"):
-            return ModelError(
-                "connection", f"The connection closed in the middle of the reply from {where or 'the provider'} ({model}).", True
-            )
-        if where:
-            return ModelError("connection", f"Could not connect to {where}: {phrase} ({model}).", True)
-        return ModelError("connection", f"Could not reach the provider of {model}: {phrase}.", True)
+    return None
+
+
+def _connection_error(phrase: str, where: str | None, model: str) -> ModelError:
+    """A connection that failed or broke off, saying how (``phrase``) and where."""
+    if phrase.startswith("the connection closed"):
+        return ModelError(
+            "connection", f"The connection closed in the middle of the reply from {where or 'the provider'} ({model}).", True
+        )
+    if where:
+        return ModelError("connection", f"Could not connect to {where}: {phrase} ({model}).", True)
+    return ModelError("connection", f"Could not reach the provider of {model}: {phrase}.", True)
+
+
+def _answered(
+    exc: BaseException, model: str, names: set[str], where: str | None, timeout: float | None, *, timed_out: bool
+) -> ModelError:
+    """The error of a call the provider answered with a failure (or did not answer in time: ``timed_out``)."""
+    detail = provider_detail(exc)
+    status = _status(exc)
+    at = f" at {where}" if where else ""
+    server = f"the server at {where}" if where else f"the provider of {model}"
     if names & {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
         return ModelError(
             "auth",
@@ -284,7 +301,7 @@ def from_exception(exc: BaseException, model: str, timeout: float | None = None,
         )
     if "NotFoundError" in names or status == 404:
         return ModelError("unknown_model", f"The provider does not know the model {model} (HTTP 404{at}): {detail}", False)
-    if network is not None or names & {"Timeout", "APITimeoutError", "TimeoutError"} or status == 408:
+    if timed_out or names & {"Timeout", "APITimeoutError", "TimeoutError"} or status == 408:
         within = f" within {timeout:g} s" if timeout else " in time"
         return ModelError("timeout", f"{model} did not answer{within}{at}.", True)
     if "RateLimitError" in names or status == 429:

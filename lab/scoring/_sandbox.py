@@ -158,21 +158,7 @@ def run_tests(
         "user": "nobody" if nobody is not None else ("root" if as_root else "the lab's user"),
     }
     cpu = (limits.timeout + 1) * max(1, len(inputs)) + 5
-    request = {
-        "code": code,
-        "inputs": inputs,
-        "outputs": outputs,
-        "fn_name": fn_name,
-        "timeout": limits.timeout,
-        "drop_root": nobody is not None,
-        "limits": {
-            "memory_bytes": limits.memory_bytes,
-            "cpu_seconds": cpu,
-            "file_bytes": limits.file_bytes,
-            "open_files": limits.open_files,
-            "processes": limits.processes,
-        },
-    }
+    request = _request(code, inputs, outputs, fn_name, limits, cpu, drop_root=nobody is not None)
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     started = time.monotonic()
     with _SLOTS, tempfile.TemporaryDirectory(prefix="lab-score-") as work:
@@ -216,6 +202,27 @@ def run_tests(
         containment,
         verdict_seconds,
     )
+
+
+def _request(
+    code: str, inputs: list[str], outputs: list[str], fn_name: str | None, limits: Limits, cpu: int, *, drop_root: bool
+) -> dict[str, Any]:
+    """What the child is sent: the program, its tests, and the limits it sets on itself before running it."""
+    return {
+        "code": code,
+        "inputs": inputs,
+        "outputs": outputs,
+        "fn_name": fn_name,
+        "timeout": limits.timeout,
+        "drop_root": drop_root,
+        "limits": {
+            "memory_bytes": limits.memory_bytes,
+            "cpu_seconds": cpu,
+            "file_bytes": limits.file_bytes,
+            "open_files": limits.open_files,
+            "processes": limits.processes,
+        },
+    }
 
 
 def _await(proc: subprocess.Popen[bytes], request: str, read_end: int, wall: float) -> dict[str, Any] | None:

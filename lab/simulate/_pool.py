@@ -237,22 +237,7 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
     procs: list[BaseProcess] = []
 
     def drain() -> bool:
-        got = False
-        while not reports.empty():
-            kind, i, *rest = reports.get()
-            got = True
-            if kind == "progress":
-                state[i].done, state[i].failed, state[i].trouble = rest[0], rest[1], tuple(rest[2])
-            elif kind == "result":
-                state[i].final = rest[0]
-                state[i].done, state[i].failed = rest[0]["done"], len(rest[0]["failures"])
-            else:
-                state[i].error = rest[0]
-        if got:
-            # Each process has its own breaker; the same model's trouble is said once.
-            trouble = tuple(dict.fromkeys(line for w in state for line in w.trouble))
-            tick(sum(w.done for w in state), sum(w.failed for w in state), trouble)
-        return got
+        return _drain(reports, state, tick)
 
     try:
         with _plain_main():
@@ -267,27 +252,12 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
                 procs.append(proc)
         while True:
             drain()
-            for i, p in enumerate(procs):
-                if state[i].error is not None:
-                    raise RuntimeError(f"simulation process {i} failed: {state[i].error}")
-                if state[i].final is None and p.exitcode is not None:
-                    drain()  # its last reports may have arrived after the look above
-                    if state[i].error is not None:
-                        raise RuntimeError(f"simulation process {i} failed: {state[i].error}")
-                    if state[i].final is None:
-                        raise RuntimeError(f"simulation process {i} stopped unexpectedly (exit code {p.exitcode})")
+            _check_workers(procs, state, drain)
             if all(w.final is not None for w in state):
                 break
             await asyncio.sleep(POLL_SECONDS)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        _stop(procs)
         reports.close()
     for w in state:
         assert w.final is not None
@@ -295,3 +265,52 @@ async def run_shares(runner: Runner, pending: list[str], tick: Callable[[int, in
             totals[key] += w.final[key]
         totals["failures"] += [tuple(f) for f in w.final["failures"]]
     return totals
+
+
+def _drain(reports: SimpleQueue[Any], state: list[WorkerReport], tick: Callable[[int, int, tuple[str, ...]], None]) -> bool:
+    """Read every waiting report into ``state``; tick with the sums when any came. Returns whether any did."""
+    got = False
+    while not reports.empty():
+        kind, i, *rest = reports.get()
+        got = True
+        if kind == "progress":
+            state[i].done, state[i].failed, state[i].trouble = rest[0], rest[1], tuple(rest[2])
+        elif kind == "result":
+            state[i].final = rest[0]
+            state[i].done, state[i].failed = rest[0]["done"], len(rest[0]["failures"])
+        else:
+            state[i].error = rest[0]
+    if got:
+        # Each process has its own breaker; the same model's trouble is said once.
+        trouble = tuple(dict.fromkeys(line for w in state for line in w.trouble))
+        tick(sum(w.done for w in state), sum(w.failed for w in state), trouble)
+    return got
+
+
+def _check_workers(procs: list[BaseProcess], state: list[WorkerReport], drain: Callable[[], bool]) -> None:
+    """Raise when a worker reported a failure or ended without its result.
+
+    Raises:
+        RuntimeError: naming the worker and what went wrong.
+    """
+    for i, p in enumerate(procs):
+        if state[i].error is not None:
+            raise RuntimeError(f"simulation process {i} failed: {state[i].error}")
+        if state[i].final is None and p.exitcode is not None:
+            drain()  # its last reports may have arrived after the look above
+            if state[i].error is not None:
+                raise RuntimeError(f"simulation process {i} failed: {state[i].error}")
+            if state[i].final is None:
+                raise RuntimeError(f"simulation process {i} stopped unexpectedly (exit code {p.exitcode})")
+
+
+def _stop(procs: list[BaseProcess]) -> None:
+    """End the workers still running: terminate, then kill what has not ended within five seconds."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()

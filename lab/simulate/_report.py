@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from .. import reveal as rules
 from ..errors import ReportError
-from ..items import parse_item
+from ..items import Item, parse_item
 from ..schema import ChatSession, Condition, Event, ItemRow, Participant, Study, Turn
 from ..scoring import FamilyScores, family_scores, format_family_scores
+from ..spec import ConditionSpec
 from ..studies import definition
 from ._checks import DRIFT_KINDS, Drift, check_message
 from ._consistency import CONSISTENCY_EVENT
@@ -154,31 +155,8 @@ def run_report(s: Session, run_id: str) -> RunReport:
     )
     cond_keys = dict(s.execute(select(Condition.id, Condition.key).where(Condition.study_id == study.id)).all())
     items = {row.id: row for row in s.scalars(select(ItemRow).where(ItemRow.study_id == study.id))}
-    pids = [
-        pid
-        for pid, sim in s.execute(
-            select(Participant.id, Participant.simulator).where(Participant.study_id == study.id, Participant.kind == "simulated")
-        )
-        if isinstance(sim, dict) and sim.get("run") == run_id
-    ]
-    chats: list[ChatSession] = []
-    for chunk in _chunks(pids):
-        chats += s.scalars(select(ChatSession).where(ChatSession.participant_id.in_(chunk)).order_by(ChatSession.id))
-    chats = [c for c in chats if c.status != "abandoned"]
-    sids = [c.id for c in chats]
-    turns: dict[int, list[Turn]] = {sid: [] for sid in sids}
-    claims: dict[tuple[int | None, int | None], dict[str, Any]] = {}
-    consistency: list[dict[str, Any]] = []
-    for chunk in _chunks(sids):
-        for t in s.scalars(select(Turn).where(Turn.session_id.in_(chunk)).order_by(Turn.session_id, Turn.index)):
-            turns[t.session_id].append(t)
-        for ev in s.scalars(
-            select(Event).where(Event.session_id.in_(chunk), Event.kind.in_([TURN_EVENT, CONSISTENCY_EVENT])).order_by(Event.id)
-        ):
-            if ev.kind == TURN_EVENT:
-                claims[(ev.session_id, (ev.data or {}).get("index"))] = ev.data or {}
-            else:
-                consistency.append(ev.data or {})
+    chats = _run_conversations(s, study.id, run_id)
+    turns, claims, consistency = _run_records(s, [c.id for c in chats])
 
     arms: dict[tuple[str, str], ArmSummary] = {}
     drifted_sessions: set[int] = set()
@@ -193,53 +171,9 @@ def run_report(s: Session, run_id: str) -> RunReport:
             report.outcomes[chat.outcome or "?"] += 1
         else:
             report.unfinished += 1
-        condition = d.spec.conditions[cond_key]
         item = parse_item(items[chat.item_id].payload, items[chat.item_id].key)
-        shards = rules.item_shards(item, condition)
-        last_assistant = ""
-        opened = False
-        for t, revealed in rules.progression(turns[chat.id]):
-            if t.role == "assistant":
-                if t.error is None:
-                    report.assistant_turns += 1
-                    last_assistant = t.content
-                continue
-            if t.role != "user":
-                continue
-            sent = list(t.shards or [])
-            if t.source != "lab":
-                report.user_turns += 1
-                arm.user_turns += 1
-            if t.source == "simulator" and opened:
-                claim = claims.get((chat.id, t.index), {})
-                problems = check_message(
-                    reveal=condition.reveal,
-                    shards=shards,
-                    revealed=set(revealed),
-                    assistant_text=last_assistant,
-                    text=t.content,
-                    sent=sent,
-                    claimed=claim.get("claimed") if claim else None,
-                )
-                details = dict(claim.get("details") or {})
-                found = {k: dt for k, dt in problems}
-                for kind in claim.get("drift") or []:
-                    found.setdefault(kind, details.get(kind, ""))
-                report.lines_checked += 1
-                if found:
-                    report.drifted_lines += 1
-                    drifted_sessions.add(chat.id)
-                for kind, detail in found.items():
-                    report.drift[kind] += 1
-                    report.examples.append(Drift(chat.id, t.index, kind, detail))
-            if t.source != "lab":
-                opened = True
-        final = claims.get((chat.id, None))
-        if final:
-            for kind in final.get("drift") or []:
-                report.drift[kind] += 1
-                report.examples.append(Drift(chat.id, None, kind, ""))
-                drifted_sessions.add(chat.id)
+        if _check_conversation(report, arm, chat, d.spec.conditions[cond_key], item, turns[chat.id], claims):
+            drifted_sessions.add(chat.id)
     for chat in chats:
         arm = arms[(cond_keys[chat.condition_id], chat.model)]
         if chat.score is not None:
@@ -249,7 +183,112 @@ def run_report(s: Session, run_id: str) -> RunReport:
     parsed = {key: parse_item(row.payload, row.key) for key, row in items.items()}
     report.families = family_scores(s.connection(), [(c.id, c.score, parsed[c.item_id]) for c in chats])
     report.drifted_conversations = len(drifted_sessions)
+    _add_consistency(report, consistency)
+    return report
 
+
+def _run_conversations(s: Session, study_id: int, run_id: str) -> list[ChatSession]:
+    """The run's conversations (abandoned ones left out), in the order they were started."""
+    pids = [
+        pid
+        for pid, sim in s.execute(
+            select(Participant.id, Participant.simulator).where(Participant.study_id == study_id, Participant.kind == "simulated")
+        )
+        if isinstance(sim, dict) and sim.get("run") == run_id
+    ]
+    chats: list[ChatSession] = []
+    for chunk in _chunks(pids):
+        chats += s.scalars(select(ChatSession).where(ChatSession.participant_id.in_(chunk)).order_by(ChatSession.id))
+    return [c for c in chats if c.status != "abandoned"]
+
+
+Claims = dict[tuple[int | None, int | None], dict[str, Any]]
+"""What the simulator said of each of its lines, by ``(conversation, turn index)``; index None: its final move."""
+
+
+def _run_records(s: Session, sids: list[int]) -> tuple[dict[int, list[Turn]], Claims, list[dict[str, Any]]]:
+    """The conversations' turns in order, the simulator's claims, and the judge's consistency records."""
+    turns: dict[int, list[Turn]] = {sid: [] for sid in sids}
+    claims: Claims = {}
+    consistency: list[dict[str, Any]] = []
+    for chunk in _chunks(sids):
+        for t in s.scalars(select(Turn).where(Turn.session_id.in_(chunk)).order_by(Turn.session_id, Turn.index)):
+            turns[t.session_id].append(t)
+        for ev in s.scalars(
+            select(Event).where(Event.session_id.in_(chunk), Event.kind.in_([TURN_EVENT, CONSISTENCY_EVENT])).order_by(Event.id)
+        ):
+            if ev.kind == TURN_EVENT:
+                claims[(ev.session_id, (ev.data or {}).get("index"))] = ev.data or {}
+            else:
+                consistency.append(ev.data or {})
+    return turns, claims, consistency
+
+
+def _check_conversation(
+    report: RunReport,
+    arm: ArmSummary,
+    chat: ChatSession,
+    condition: ConditionSpec,
+    item: Item,
+    turns: list[Turn],
+    claims: Claims,
+) -> bool:
+    """Count one conversation's turns and check each simulator line against the reveal rules.
+
+    Returns:
+        Whether any of its lines (or its final move) drifted.
+    """
+    shards = rules.item_shards(item, condition)
+    drifted = False
+    last_assistant = ""
+    opened = False
+    for t, revealed in rules.progression(turns):
+        if t.role == "assistant":
+            if t.error is None:
+                report.assistant_turns += 1
+                last_assistant = t.content
+            continue
+        if t.role != "user":
+            continue
+        sent = list(t.shards or [])
+        if t.source != "lab":
+            report.user_turns += 1
+            arm.user_turns += 1
+        if t.source == "simulator" and opened:
+            claim = claims.get((chat.id, t.index), {})
+            problems = check_message(
+                reveal=condition.reveal,
+                shards=shards,
+                revealed=set(revealed),
+                assistant_text=last_assistant,
+                text=t.content,
+                sent=sent,
+                claimed=claim.get("claimed") if claim else None,
+            )
+            details = dict(claim.get("details") or {})
+            found = {k: dt for k, dt in problems}
+            for kind in claim.get("drift") or []:
+                found.setdefault(kind, details.get(kind, ""))
+            report.lines_checked += 1
+            if found:
+                report.drifted_lines += 1
+                drifted = True
+            for kind, detail in found.items():
+                report.drift[kind] += 1
+                report.examples.append(Drift(chat.id, t.index, kind, detail))
+        if t.source != "lab":
+            opened = True
+    final = claims.get((chat.id, None))
+    if final:
+        for kind in final.get("drift") or []:
+            report.drift[kind] += 1
+            report.examples.append(Drift(chat.id, None, kind, ""))
+            drifted = True
+    return drifted
+
+
+def _add_consistency(report: RunReport, consistency: list[dict[str, Any]]) -> None:
+    """Add the judge's prompt-to-line and line-to-line consistency to the report."""
     p2l: list[bool] = []
     l2l: list[bool] = []
     for c in consistency:
@@ -263,4 +302,3 @@ def run_report(s: Session, run_id: str) -> RunReport:
                 l2l.append(line["line_to_line"])
     report.prompt_to_line = sum(p2l) / len(p2l) if p2l else None
     report.line_to_line = sum(l2l) / len(l2l) if l2l else None
-    return report

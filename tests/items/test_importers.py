@@ -52,7 +52,7 @@ def _keys(value: Any) -> set[str]:
 
 
 def test_registry_names_the_three_importers() -> None:
-    assert IMPORTERS == {
+    assert {name: entry.read for name, entry in IMPORTERS.items()} == {
         "lost-in-conversation": import_lost_in_conversation,
         "falseqa": import_falseqa,
         "clamber": import_clamber,
@@ -205,14 +205,14 @@ def test_lost_in_conversation_unreadable_files(tmp_path: Path, content: str, mes
 
 
 def test_missing_and_binary_files_raise(tmp_path: Path) -> None:
-    for importer in IMPORTERS.values():
+    for entry in IMPORTERS.values():
         with pytest.raises(ItemError, match="file not found"):
-            importer(tmp_path / "nope")
+            entry.read(tmp_path / "nope")
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe\xfa not text")
-    for importer in IMPORTERS.values():
+    for entry in IMPORTERS.values():
         with pytest.raises(ItemError, match="not UTF-8 text"):
-            importer(binary)
+            entry.read(binary)
 
 
 # FalseQA --------------------------------------------------------------------------
@@ -358,12 +358,12 @@ def test_clamber_file_of_other_things_raises(tmp_path: Path) -> None:
     ],
 )
 def test_real_file_imports_whole(name: str, relative: str, expected: dict[str, int], tmp_path: Path) -> None:
-    report = IMPORTERS[name](DATASETS / relative)
+    report = IMPORTERS[name].read(DATASETS / relative)
     assert report.skipped == []
     assert report.counts == expected
     ids = [item.id for item in report.items]
     assert len(set(ids)) == len(ids) and all(ID_PATTERN.match(i) for i in ids)
-    assert IMPORTERS[name](DATASETS / relative).items == report.items  # stable
+    assert IMPORTERS[name].read(DATASETS / relative).items == report.items  # stable
     _assert_round_trip(report, tmp_path)
 
 
