@@ -118,7 +118,7 @@ def study_annotation(s: Session, slug: str) -> StudyAnnotation:
     Raises:
         UnknownStudy: when no study has this slug.
     """
-    from .spec import study_from_normalized
+    from .spec import AnnotationSpec
 
     versions = s.execute(select(Study.id, Study.spec_sha256).where(Study.slug == slug).order_by(Study.version)).all()
     if not versions:
@@ -128,7 +128,8 @@ def study_annotation(s: Session, slug: str) -> StudyAnnotation:
     if found is None:
         # A stored spec never changes (a changed spec is a new version), so its parse can be kept.
         stored = s.execute(select(Study.spec).where(Study.id == versions[-1].id)).scalar_one()
-        spec = study_from_normalized(stored).spec.annotation
+        # Only the annotation block: a synthetic study's stored spec has no items or models.
+        spec = AnnotationSpec.model_validate((stored or {}).get("annotation") or {})
         found = StudyAnnotation(slug, key[1], spec, codebook_for(spec))
         if len(_SETTINGS_CACHE) > 256:
             _SETTINGS_CACHE.clear()

@@ -9,6 +9,7 @@ from itertools import combinations, permutations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
 
 from lab.agreement import (
     ALL,
@@ -210,3 +211,15 @@ def test_intervals_resample_conversations_when_turns_are_correlated() -> None:
     assert width(conversations, "raw", "ACK") > 2 * width(turns, "raw", "ACK")
     # The point estimates do not depend on how the intervals resample.
     assert [r.value for r in turns] == [r.value for r in conversations]
+
+
+def test_a_synthetic_study_has_annotation_settings(sqlite_engine: Engine) -> None:
+    """A study made by ``synth`` stores no items or models; its agreement still computes."""
+    from sqlalchemy.orm import Session
+
+    from lab import synth
+    from lab.agreement import study_agreement
+
+    synth.make_study(sqlite_engine, "syn", 20, exchanges=2, items_per_kind=2)
+    with Session(sqlite_engine) as s:
+        assert study_agreement(s, "syn", ["S"]) == []
