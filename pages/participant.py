@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from lab import flow, render, ui
-from lab.db import DatabaseUnavailable, reachable
+from lab.db import DatabaseUnavailable, nothing_written, reachable
 from lab.dialogue import Conversation, ConversationOver, TurnView
 from lab.generation import GENERATIONS, Generation
 from lab.reveal import MessageRejected, clean_message
@@ -483,4 +483,10 @@ try:
         else:
             declined_step()
 except DatabaseUnavailable as e:
+    if st.session_state.get("page_of") is None and nothing_written(e.__cause__ or e):
+        # A first visit the busy database could not serve yet: the participant waits, and
+        # the page tries again by itself, instead of being shown that something is wrong.
+        st.info(ui.STUDY_BUSY, icon=":material/hourglass_top:")
+        time.sleep(ui.BUSY_RETRY_SECONDS)
+        st.rerun()
     unreachable_page(str(e))

@@ -151,3 +151,23 @@ def test_start_while_the_database_is_busy_waits_and_goes_on_by_itself(monkeypatc
     assert len(tries) >= 2  # refused while busy, then again by itself
     assert "Task 1 of 1" in [c.value for c in at.caption]
     assert kinds(db, pid).count("instructions") == 1
+
+
+def test_a_first_visit_while_the_database_is_busy_waits_and_opens_by_itself(monkeypatch: pytest.MonkeyPatch, db: Engine) -> None:
+    short_busy_timeout(monkeypatch)
+    db.dispose()  # connections made from now on give up after the short timeout
+    monkeypatch.setattr(ui, "BUSY_RETRY_SECONDS", 0.1)
+    released = threading.Event()
+
+    def hold() -> None:
+        with sqlite_locked(db):
+            released.wait(1.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    at = visit(study="web", PROLIFIC_PID="p-busy", STUDY_ID="s", SESSION_ID="x")  # minting a participant writes
+    released.set()
+    holder.join()
+    assert not at.exception and not at.error and not at.warning
+    assert at.title[0].value == "Before you start"
