@@ -23,7 +23,10 @@ Then it checks every participant's turns in the database against what the client
   that is missing, partial or an error;
 - **duplicated**: a message stored twice, or two replies to one message;
 - **errors shown**: an exception element or the words "database is locked" in any page the
-  clients saw.
+  clients saw;
+- **calm notices** (counted apart, not errors): a message given back because the database
+  could not take it (the client sends it again after a pause, as a person would), the
+  "study is busy" wait on consent or Start, the "temporarily unavailable" notice.
 
 Timing per chat turn is the client's wall time from sending a message to seeing the
 whole reply on the page; **the lab's own time** is that minus the model's scripted
@@ -61,7 +64,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.faults.agent import AppServer, Visit  # noqa: E402 - found through ROOT, added above
+from lab.flow import MESSAGE_NOT_SAVED  # noqa: E402 - found through ROOT, added above
+from lab.ui import PAGE_UNAVAILABLE, STUDY_BUSY  # noqa: E402
+from tests.faults.agent import AppServer, Visit  # noqa: E402
+
+NOTICES = {"message given back": MESSAGE_NOT_SAVED, "study busy": STUDY_BUSY, "database out of reach": PAGE_UNAVAILABLE}
+"""The calm notices a participant may see, counted apart from errors."""
 
 SECRET = secrets.token_hex(32)
 """The servers' shared signing key (replicas of one lab share it)."""
@@ -119,6 +127,8 @@ class Client:
     """When each chat turn was sent (``time.perf_counter()``)."""
     errors: list[str] = field(default_factory=list)
     completed: bool = False
+    notices: dict[str, int] = field(default_factory=dict)
+    """Calm notices seen, by kind: a message given back, the study busy, the database out of reach."""
 
 
 class Participant(Visit):
@@ -132,12 +142,24 @@ class Participant(Visit):
         super().__init__(client.server, link, timeout=180)
 
     def post(self, body: dict[str, Any], settle: bool = True) -> dict[str, Any]:
-        """Send one request and note an exception or a locked database on the page it returns."""
+        """Send one request; note an exception or a locked database, and any calm notice, on the page it returns."""
         page = super().post(body, settle)
         text = self.text()
         if '"type": "exception"' in text or "database is locked" in text.lower():
             self.c.errors.append(text[:300])
+        for kind, words in NOTICES.items():
+            if words in text:
+                self.c.notices[kind] = self.c.notices.get(kind, 0) + 1
         return page
+
+    def send(self, message: str) -> None:
+        """Write a message; one the page gives back (the database could not take it) is sent again, as a person would."""
+        self.write(message)
+        for _ in range(20):
+            if MESSAGE_NOT_SAVED not in self.text():
+                return
+            time.sleep(random.uniform(1, 3))
+            self.write(message)
 
     def pause(self) -> None:
         """Read the reply and write the next message: ``think`` seconds on average."""
@@ -177,7 +199,7 @@ class Participant(Visit):
                 break
             self.pause()
             start = time.perf_counter()
-            self.write(cards[turn])
+            self.send(cards[turn])
             self.c.sent.append(cards[turn])
             while self.replying():
                 time.sleep(0.1)
@@ -333,6 +355,7 @@ def run_once(args: argparse.Namespace, n: int, db_url: str, tmp: Path, tag: str)
         "turns": turns,
         "completed": sum(c.completed for c in clients),
         "errors": shown,
+        "notices": {k: sum(c.notices.get(k, 0) for c in clients) for k in NOTICES},
         "turn_seconds": [t for c in clients for t in c.turn_seconds],
         "cpu_per_turn": cpu / max(1, turns),
         "cpu_share": cpu / max(1e-9, wall) / max(1, args.processes),
@@ -349,6 +372,7 @@ def report(label: str, r: dict[str, Any]) -> None:
     print(f"\n{label}: {r['n']} participants, {r['turns']} chat turns in {r['wall']:.1f} s; {r['completed']} completed")
     print(f"  lost turns {r['lost']}, duplicated {r['duplicated']}, partial replies {r['partial']}, error replies {r['errored']}")
     print(f"  errors shown to participants: {len(r['errors'])}")
+    print("  calm notices seen: " + ", ".join(f"{k} {v}" for k, v in r["notices"].items()))
     for e in r["errors"][:5]:
         print(f"    {e[:200]}")
     if ts:

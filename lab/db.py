@@ -96,6 +96,19 @@ def out_of_reach(error: BaseException) -> bool:
     return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
+def nothing_written(error: BaseException) -> bool:
+    """Whether a failed write certainly wrote nothing, so that doing it again cannot store it twice.
+
+    That is: SQLite locked or busy past its busy timeout (the write never began), or no
+    pooled connection free in time. A connection lost during a commit is not: the commit
+    may have gone through.
+    """
+    if isinstance(error, sa_exc.TimeoutError):
+        return True
+    detail = str(getattr(error, "orig", error)).lower()
+    return isinstance(error, sa_exc.OperationalError) and ("database is locked" in detail or "database is busy" in detail)
+
+
 @contextmanager
 def reachable(message: str) -> Iterator[None]:
     """Turn the database being out of reach inside the block into :class:`DatabaseUnavailable`.

@@ -6,8 +6,9 @@ through them once and records the result. What a conversation is made of is its
 :class:`lab.setup.Setup`; an assistant reply in progress is a :class:`lab.reply.Reply`.
 
 The user turn is committed before the model is called; the assistant turn is written when the
-first piece arrives and checkpointed while it streams, so a stop, a refresh or a crash keeps
-what arrived (``partial``); a provider error becomes an error turn and the reply can be retried.
+reply ends, and checkpointed every :data:`lab.reply.CHECKPOINT_SECONDS` while a longer one
+streams, so a stop keeps what arrived and a crash what reached the last checkpoint
+(``partial``); a provider error becomes an error turn and the reply can be retried.
 """
 
 from __future__ import annotations
@@ -157,18 +158,33 @@ class Conversation:
             NoConversation: no conversation has that id.
         """
         with Session(engine) as s:
-            chat = s.get(ChatSession, session_id)
-            if chat is None:
-                raise NoConversation(f"no conversation {session_id}: check the id (the monitor and exports list them)")
-            study = s.get(Study, chat.study_id)
-            cond_row = s.get(Condition, chat.condition_id)
-            item_row = s.get(ItemRow, chat.item_id)
-            assert study is not None and cond_row is not None and item_row is not None
-            setup = setup_of(study, item_row, cond_row, chat.model, dict(chat.model_params or {}))
-            turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.index))]
-            conv = cls._of(engine, session_id, setup, chat.participant_id, autolabel=autolabel)
-            conv.status, conv.outcome, conv.turns = chat.status, chat.outcome, turns
-            return conv
+            return cls.read(s, engine, session_id, autolabel=autolabel)
+
+    @classmethod
+    def read(cls, s: Session, engine: Engine, session_id: int, *, autolabel: bool = True) -> Conversation:
+        """As :meth:`load`, reading in an open session (rows it already holds are not read again).
+
+        Args:
+            s: The open session.
+            engine: The database the conversation will write to.
+            session_id: The conversation.
+            autolabel: Label each assistant turn with the rule-based judge.
+
+        Raises:
+            NoConversation: no conversation has that id.
+        """
+        chat = s.get(ChatSession, session_id)
+        if chat is None:
+            raise NoConversation(f"no conversation {session_id}: check the id (the monitor and exports list them)")
+        study = s.get(Study, chat.study_id)
+        cond_row = s.get(Condition, chat.condition_id)
+        item_row = s.get(ItemRow, chat.item_id)
+        assert study is not None and cond_row is not None and item_row is not None
+        setup = setup_of(study, item_row, cond_row, chat.model, dict(chat.model_params or {}))
+        turns = [TurnView.of(t) for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.index))]
+        conv = cls._of(engine, session_id, setup, chat.participant_id, autolabel=autolabel)
+        conv.status, conv.outcome, conv.turns = chat.status, chat.outcome, turns
+        return conv
 
     @classmethod
     def begin(

@@ -38,17 +38,18 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .assign import assign, cells
 from .db import reachable
 from .dialogue import Conversation, TurnView, start_session
 from .errors import LabError
+from .generation import GENERATIONS
 from .links import PROLIFIC_PARAMS
 from .participants import by_token, create_participant, new_token
 from .reveal import MessageRejected, as_sent, clean_message, screen_message  # noqa: F401  (screen_message: re-exported)
@@ -233,37 +234,55 @@ def resolve_link(engine: Engine, query: Mapping[str, Any]) -> Visit:
         LinkNotValid: unknown or tampered token, unknown or closed study, used-up link,
             malformed Prolific ids.
     """
-    token, slug = _param(query, "t"), _param(query, "study")
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        return _resolve(s, query).visit
+
+
+class _Found(NamedTuple):
+    """What :func:`_resolve` found, with the rows it read (a session keeps only rows someone holds)."""
+
+    visit: Visit
+    participant: Participant
+    study: Study
+    wrote: bool
+    """A participant was minted (or the study locked to mint one): the caller commits."""
+
+
+def _entered(s: Session, participant: Participant | None) -> _Found:
+    """A participant found by their link, if it leads in now (see :func:`may_enter`)."""
+    study = s.get(Study, participant.study_id) if participant is not None else None
+    if participant is None or study is None or not may_enter(s, participant):
+        _refuse(s, participant)
+    return _Found(Visit(participant.id), participant, study, False)
+
+
+def _resolve(s: Session, query: Mapping[str, Any]) -> _Found:
+    """:func:`resolve_link` in an open session."""
     # A parameter that is there but empty is a broken link, never a reason to fall back
     # (an empty PROLIFIC_PID would otherwise mint a stranger a new participant).
     if any(k in query and _param(query, k) is None for k in ("t", "study", *PROLIFIC_PARAMS)):
         raise LinkNotValid()
-    with Session(engine, expire_on_commit=False) as s, s.begin():
-        if token:
-            participant = by_token(s, token)
-            if participant is None or not may_enter(s, participant):
-                _refuse(s, participant)
-            return Visit(participant.id)
-        if not slug:
-            raise LinkNotValid()
-        prolific = {k: v for k in PROLIFIC_PARAMS if (v := _param(query, k)) is not None}
-        if any(not _EXTERNAL_ID.match(v) for v in prolific.values()):
-            raise LinkNotValid()
-        pid = prolific.get("PROLIFIC_PID")
-        if pid and (found := _by_prolific(s, slug, pid)) is not None:
-            if not may_enter(s, found):
-                _refuse(s, found)
-            return Visit(found.id)
-        study = latest(s, slug)
-        if study is None or study.status != "open" or not cells(definition(study)):
-            raise LinkNotValid()
-        _lock_study(s, study)
-        if pid and (found := _by_prolific(s, slug, pid)) is not None:  # arrived while we waited for the lock
-            return Visit(found.id)
-        minted = None if pid else new_token()
-        participant = create_participant(s, study, token=minted, prolific=prolific)
-        s.add(Event(participant_id=participant.id, kind="link", data={"via": "open", "prolific": bool(pid)}))
-        return Visit(participant.id, minted)
+    token, slug = _param(query, "t"), _param(query, "study")
+    if token:
+        return _entered(s, by_token(s, token))
+    if not slug:
+        raise LinkNotValid()
+    prolific = {k: v for k in PROLIFIC_PARAMS if (v := _param(query, k)) is not None}
+    if any(not _EXTERNAL_ID.match(v) for v in prolific.values()):
+        raise LinkNotValid()
+    pid = prolific.get("PROLIFIC_PID")
+    if pid and (found := _by_prolific(s, slug, pid)) is not None:
+        return _entered(s, found)
+    study = latest(s, slug)
+    if study is None or study.status != "open" or not cells(definition(study)):
+        raise LinkNotValid()
+    _lock_study(s, study)
+    if pid and (found := _by_prolific(s, slug, pid)) is not None:  # arrived while we waited for the lock
+        return _Found(Visit(found.id), found, study, True)
+    minted = None if pid else new_token()
+    participant = create_participant(s, study, token=minted, prolific=prolific)
+    s.add(Event(participant_id=participant.id, kind="link", data={"via": "open", "prolific": bool(pid)}))
+    return _Found(Visit(participant.id, minted), participant, study, True)
 
 
 def _refuse(s: Session, participant: Participant | None) -> NoReturn:
@@ -327,48 +346,60 @@ class Flow:
         return list(getattr(self.definition.spec.questions, kind))
 
     def _current_chat(self, s: Session, p: Participant) -> ChatSession | None:
+        # With its item and condition: a page at the chat step builds the conversation
+        # from them, so they come in the same query.
         q = (
             select(ChatSession)
             .where(ChatSession.participant_id == p.id, ChatSession.position == p.position)
+            .options(joinedload(ChatSession.item), joinedload(ChatSession.condition))
             .order_by(ChatSession.id.desc())
             .limit(1)
         )
         return s.scalars(q).first()
 
     def _step(self, s: Session, p: Participant) -> Step:
+        return self._step_and_chat(s, p)[0]
+
+    def _step_and_chat(self, s: Session, p: Participant) -> tuple[Step, ChatSession | None]:
+        """The participant's step and, at an item, its conversation's row (with its item and condition)."""
         total = len(p.plan or [])
-        if p.status == "declined":
-            return Step("declined", total=total)
-        if p.status == "completed":
-            return Step("done", total=total)
-        if p.status == "invited":
-            return Step("consent", total=total)
-        if p.status == "consented":
-            return Step("instructions", total=total)
-        if p.status == "timed_out":
-            return Step("timed_out", total=total)
+        early: dict[str, StepKind] = {
+            "declined": "declined",
+            "completed": "done",
+            "invited": "consent",
+            "consented": "instructions",
+            "timed_out": "timed_out",
+        }
+        if p.status in early:
+            return Step(early[p.status], total=total), None
         if p.status != "active" or not may_enter(s, p):
-            return Step("not_valid", total=total)
+            return Step("not_valid", total=total), None
         if p.position < total:
             chat = self._current_chat(s, p)
             chat_id = chat.id if chat is not None else None
             if chat is None or chat.status == "active":
-                return Step("chat", p.position, total, chat_id)
-            return Step("post_item", p.position, total, chat_id)
-        return Step("post_study", p.position, total)
+                return Step("chat", p.position, total, chat_id), chat
+            return Step("post_item", p.position, total, chat_id), chat
+        return Step("post_study", p.position, total), None
 
     def step(self) -> Step:
         """The participant's current step; steps with no questions to ask are passed over."""
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             p = s.get(Participant, self.participant_id)
             assert p is not None
+            return self._settled(s, p)
+
+    def _passed_over(self, step: Step) -> bool:
+        """Whether a step has nothing to ask, so the participant moves on at once."""
+        return step.kind in ("post_item", "post_study") and not self.questions(step.kind)
+
+    def _settled(self, s: Session, p: Participant) -> Step:
+        """The current step after passing over those with nothing to ask (written in ``s``'s transaction)."""
+        step = self._step(s, p)
+        while self._passed_over(step):
+            self._advance(s, p, step)
             step = self._step(s, p)
-            while (step.kind == "post_item" and not self.questions("post_item")) or (
-                step.kind == "post_study" and not self.questions("post_study")
-            ):
-                self._advance(s, p, step)
-                step = self._step(s, p)
-            return step
+        return step
 
     # --- consent and instructions -------------------------------------------------------
 
@@ -385,7 +416,8 @@ class Flow:
                 else:
                     p.status = "declined"
                     s.add(Event(participant_id=p.id, kind="consent", data={"agreed": False}))
-        return self.step()
+                s.flush()
+            return self._settled(s, p)
 
     def begin(self) -> Step:
         """The participant has read the instructions and starts the first item."""
@@ -395,7 +427,8 @@ class Flow:
             if p.status == "consented":
                 p.status = "active"
                 s.add(Event(participant_id=p.id, kind="instructions", data={"read": True}))
-        return self.step()
+                s.flush()
+            return self._settled(s, p)
 
     # --- items --------------------------------------------------------------------------
 
@@ -410,17 +443,23 @@ class Flow:
         # conversation, or to mark the participant active at most once a minute.
         with Session(self.engine, expire_on_commit=False) as s:
             chat_id, seen = self._chat_id(s)
-        if chat_id is None or utcnow() - seen >= SEEN_EVERY:
-            with Session(self.engine, expire_on_commit=False) as s, s.begin():
-                # Lock the participant row first so two tabs never start the same item twice.
-                s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
-                chat_id, _ = self._chat_id(s)
-                if chat_id is None:
-                    p = s.get(Participant, self.participant_id)
-                    assert p is not None
-                    entry = (p.plan or [])[p.position]
-                    chat_id = start_session(s, p, entry["item"], entry["condition"], position=p.position).id
+        if _due(chat_id, seen):
+            chat_id = self._start_or_mark()
+        assert chat_id is not None
         return Conversation.load(self.engine, chat_id, autolabel=autolabel)
+
+    def _start_or_mark(self) -> int:
+        """Mark the participant active and start the current item's conversation if it is not yet; its id."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            # Lock the participant row first so two tabs never start the same item twice.
+            s.execute(update(Participant).where(Participant.id == self.participant_id).values(updated_at=utcnow()))
+            chat_id, _ = self._chat_id(s)
+            if chat_id is None:
+                p = s.get(Participant, self.participant_id)
+                assert p is not None
+                entry = (p.plan or [])[p.position]
+                chat_id = start_session(s, p, entry["item"], entry["condition"], position=p.position).id
+            return chat_id
 
     def _chat_id(self, s: Session) -> tuple[int | None, datetime]:
         """The current item's conversation (None when it is still to start) and when its participant was last marked active.
@@ -433,8 +472,7 @@ class Flow:
         step = self._step(s, p)
         if step.kind != "chat":
             raise NotChatting(f"participant {p.id} is not chatting (step {step.kind}); reload the page to see where they are")
-        seen = p.updated_at if p.updated_at.tzinfo is not None else p.updated_at.replace(tzinfo=UTC)
-        return step.session_id, seen
+        return step.session_id, _aware(p.updated_at)
 
     def finish_item(self, conv: Conversation, outcome: str) -> Step:
         """End the current conversation as the participant decided.
@@ -491,7 +529,7 @@ class Flow:
                     )
                 )
             self._advance(s, p, step)
-        return self.step()
+            return self._settled(s, p)
 
     # --- the end ------------------------------------------------------------------------
 
@@ -527,6 +565,68 @@ class Flow:
         if rows:
             with Session(self.engine) as s, s.begin():
                 s.add_all(rows)
+
+
+def _aware(at: datetime) -> datetime:
+    """A stored time as UTC (SQLite gives it back without its zone)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _due(chat_id: int | None, seen: datetime) -> bool:
+    """Whether a chat page run must write: to start the conversation, or to mark the participant active."""
+    return chat_id is None or utcnow() - seen >= SEEN_EVERY
+
+
+# --- one page run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageRun:
+    """What one run of the participant's page needs, read in one database session."""
+
+    visit: Visit
+    flow: Flow
+    step: Step
+    conversation: Conversation | None = None
+    """The current item's conversation at a chat step (started on first use)."""
+
+
+def open_page(engine: Engine, query: Mapping[str, Any], *, autolabel: bool = True) -> PageRun:
+    """Read what a participant page run shows: who the link names, their step, their conversation.
+
+    One session does every read of the run. The few writes a run may need (a participant
+    minted by an open link, a step with nothing to ask passed over, the conversation
+    started, the participant marked active once a minute) are committed, each in its own
+    short transaction, before the page is drawn.
+
+    Args:
+        engine: The lab database.
+        query: The URL's query parameters (see :func:`resolve_link`).
+        autolabel: Label the conversation's replies with the rule-based judge.
+
+    Raises:
+        LinkNotValid: see :func:`resolve_link`.
+    """
+    with Session(engine, expire_on_commit=False) as s:
+        # The rows read are held in locals: a session keeps only rows someone holds, and
+        # each one read again would be another query.
+        visit, p, study, wrote = _resolve(s, query)
+        if wrote:
+            s.commit()
+        f = Flow(engine, p.id, study.id, definition(study))
+        step, _chat = f._step_and_chat(s, p)  # held: Conversation.read takes its row, item and condition from the session
+        # Reads need no transaction of their own, so each of these writes commits apart and
+        # the reads after it see it.
+        if f._passed_over(step):
+            step = f.step()
+            s.refresh(p)
+        if step.kind != "chat":
+            return PageRun(visit, f, step)
+        if _due(step.session_id, _aware(p.updated_at)):
+            step = replace(step, session_id=f._start_or_mark())
+        assert step.session_id is not None
+        conv = Conversation.read(s, engine, step.session_id, autolabel=autolabel)
+        return PageRun(visit, f, step, conv)
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -716,8 +816,42 @@ def send_to(engine: Engine, session_id: int, text: str | None, card: int | None,
         return _send(Conversation.load(engine, session_id), text, card, client)
 
 
+def send_fresh(conv: Conversation, text: str | None, card: int | None, client: dict[str, Any] | None) -> TurnView:
+    """As :func:`send_message`, reading the conversation's turns and status again first.
+
+    For a conversation read by an earlier page run (another tab may have written since):
+    two statements instead of loading it whole.
+
+    Raises:
+        lab.db.DatabaseUnavailable: reading or sending could not reach the database.
+    """
+    with reachable(MESSAGE_NOT_SAVED):
+        conv.refresh()
+        return _send(conv, text, card, client)
+
+
 def _send(conv: Conversation, text: str | None, card: int | None, client: dict[str, Any] | None) -> TurnView:
     return conv.send(text, [card] if card else [], source="participant", client=client, strict=True)
+
+
+def stop_reply(conv: Conversation, message: str) -> None:
+    """Cut the conversation's reply in progress on purpose, wait until what arrived is stored, and log the Stop.
+
+    Args:
+        conv: The conversation (its turns are read again).
+        message: What the participant is told when the database is out of reach.
+
+    Raises:
+        lab.db.DatabaseUnavailable: the Stop could not be logged (with ``message``); the
+            reply was stopped all the same.
+    """
+    if (gen := GENERATIONS.running(conv.session_id)) is not None:
+        gen.stop()
+        gen.join(30)
+    with reachable(message):
+        conv.refresh()
+        last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
+        conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
 
 
 def stored_after_all(conv: Conversation, text: str | None, sent_before: int) -> bool:

@@ -11,14 +11,15 @@ it on purpose.
 The registry lives in one process: several app replicas behind a sticky load balancer each
 own the replies of the participants they serve. A process that dies mid-reply leaves the
 turn as far as its last checkpoint, marked ``partial``, as any cut stream is; the next page
-that loads finds no reply running and shows it cut off.
+that loads finds no reply running and shows it cut off. One that dies before the reply's
+first checkpoint leaves no turn: the next page finds the message unanswered and asks again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 
@@ -96,28 +97,32 @@ class Generations:
         with self._lock:
             return self._running.get(session_id)
 
-    def start(self, engine: Engine, session_id: int, *, retry: bool = False) -> Generation:
+    def start(self, engine: Engine, session_id: int, *, retry: bool = False, conv: Conversation | None = None) -> Generation:
         """Generate the conversation's next reply, or return the one already running.
 
-        The thread reads the conversation afresh and replies only when the last turn asks
-        for one: a participant's message, or (with ``retry``) a failed reply.
+        The thread replies only when the last turn asks for one: a participant's message,
+        or (with ``retry``) a failed reply.
 
         Args:
             engine: The lab database.
             session_id: The conversation.
             retry: Reply again after a failed reply (the participant asked to try again).
+            conv: The conversation as the caller has just read it; the thread works on a
+                copy of it. Without it, the thread reads the conversation itself.
         """
         with self._lock:
             gen = self._running.get(session_id)
             if gen is not None:
                 return gen
             gen = self._running[session_id] = Generation(session_id)
-        threading.Thread(target=self._run, args=(engine, gen, retry), name=f"reply-{session_id}", daemon=True).start()
+        own = None if conv is None else replace(conv, turns=list(conv.turns), verdicts={})
+        threading.Thread(target=self._run, args=(engine, gen, retry, own), name=f"reply-{session_id}", daemon=True).start()
         return gen
 
-    def _run(self, engine: Engine, gen: Generation, retry: bool) -> None:
+    def _run(self, engine: Engine, gen: Generation, retry: bool, conv: Conversation | None) -> None:
         try:
-            conv = Conversation.load(engine, gen.session_id)
+            if conv is None:
+                conv = Conversation.load(engine, gen.session_id)
             last = next((t for t in reversed(conv.turns) if t.role in ("user", "assistant")), None)
             if conv.status != "active" or last is None or not (last.role == "user" or (retry and last.error is not None)):
                 return

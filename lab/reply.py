@@ -1,25 +1,40 @@
 """An assistant reply in progress: streamed, checkpointed and committed as one turn.
 
 The reply asks its conversation (:class:`lab.dialogue.Conversation`) for what the model
-sees and for the model's answer, and writes the assistant turn through it: inserted at the
-first piece (``partial``), checkpointed while it streams, completed with usage and timing.
+sees and for the model's answer, and writes the assistant turn through it: inserted as
+``partial`` once it has streamed for :data:`CHECKPOINT_SECONDS`, checkpointed as often
+while it goes on, and completed with usage and timing. A reply that ends sooner (most of
+them) is written once, with its label, in one transaction: every write of a reply takes
+SQLite's one write lock, which the replies of every app process share.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+
 from . import llm
+from .db import nothing_written
 from .schema import utcnow
 
 if TYPE_CHECKING:
     from .dialogue import Conversation, TurnView
     from .labels import AutoLabels
 
-CHECKPOINT_SECONDS = 0.5
-"""How often a streamed reply's text is written to its turn."""
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SECONDS = 2.0
+"""How often a streamed reply's text is written to its turn: at most what a crash of the
+server process can cut from a reply (the reply runs apart from the page, so a refresh or
+a closed tab cuts nothing)."""
+STORE_ATTEMPTS = 3
+"""Tries to write a reply that has ended while the database is too busy to take it."""
 
 
 def completion_metrics(result: llm.Completion) -> dict[str, Any]:
@@ -40,8 +55,9 @@ def completion_metrics(result: llm.Completion) -> dict[str, Any]:
 class Reply:
     """An assistant reply in progress; iterate it for text pieces.
 
-    The assistant turn is inserted at the first piece (``partial``) and checkpointed every
-    half second, then completed with usage and timing. Stopping the iteration keeps what
+    The assistant turn is inserted (``partial``) once the reply has streamed for
+    :data:`CHECKPOINT_SECONDS` and checkpointed as often, then completed with usage and
+    timing. Stopping the iteration keeps what
     arrived as a partial turn; a provider error, or a reply that ends with no text, is
     committed as an error turn and raised as :class:`lab.llm.ModelError`.
     """
@@ -52,7 +68,8 @@ class Reply:
         self.turn: TurnView | None = None
         self.error: llm.ModelError | None = None
         self._text = ""
-        self._last_checkpoint = 0.0
+        self._last_checkpoint: float | None = None
+        self._first_piece_at: datetime | None = None
 
     @property
     def text(self) -> str:
@@ -107,21 +124,31 @@ class Reply:
 
     def _checkpoint(self) -> None:
         now = time.monotonic()
-        if self.turn is None:
-            self.turn = self.conv.record(
-                role="assistant",
-                source="model",
-                content=self._text,
-                model=self.conv.model,
-                params=self.conv.params,
-                partial=True,
-                sent_at=self._started,
-                first_token_at=utcnow(),
-            )
-            self._last_checkpoint = now
-        elif now - self._last_checkpoint >= CHECKPOINT_SECONDS:
-            self.turn = self.conv.amend(self.turn, content=self._text)
-            self._last_checkpoint = now
+        if self._last_checkpoint is None:
+            self._last_checkpoint, self._first_piece_at = now, utcnow()
+            return
+        if now - self._last_checkpoint < CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = now
+        try:
+            if self.turn is None:
+                self.turn = self.conv.record(
+                    role="assistant",
+                    source="model",
+                    content=self._text,
+                    model=self.conv.model,
+                    params=self.conv.params,
+                    partial=True,
+                    sent_at=self._started,
+                    first_token_at=self._first_piece_at,
+                )
+            else:
+                self.turn = self.conv.amend(self.turn, content=self._text)
+        except (DBAPIError, SATimeoutError) as e:
+            # A checkpoint only guards against a crash: the reply goes on, and its end is written whole.
+            if not nothing_written(e):
+                raise
+            log.warning("a reply's checkpoint waited too long for the database; the reply goes on")
 
     def _judge(self, fields: dict[str, Any]) -> AutoLabels | None:
         """Judge a reply before it is written, so that the reply and its labels commit together."""
@@ -136,15 +163,32 @@ class Reply:
             self.conv.verdicts[self.turn.id] = (auto.code, auto.score)
 
     def _store(self, **fields: Any) -> None:
+        """Write the reply as it ended (with its label); tried again while the database is too busy to take it."""
         conv = self.conv
         auto = self._judge(fields)
         then = auto.write if auto is not None else None
-        if self.turn is None:
-            self.turn = conv.record(
-                role="assistant", source="model", model=conv.model, params=conv.params, sent_at=self._started, then=then, **fields
-            )
-        else:
-            self.turn = conv.amend(self.turn, then=then, **fields)
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                if self.turn is None:
+                    self.turn = conv.record(
+                        role="assistant",
+                        source="model",
+                        model=conv.model,
+                        params=conv.params,
+                        sent_at=self._started,
+                        then=then,
+                        **fields,
+                    )
+                else:
+                    self.turn = conv.amend(self.turn, then=then, **fields)
+                break
+            except (DBAPIError, SATimeoutError) as e:
+                # Only a write that certainly left nothing behind is tried again: one whose
+                # commit may have gone through would be stored twice.
+                if attempt == STORE_ATTEMPTS - 1 or not nothing_written(e):
+                    raise
+                log.warning("a reply waited too long for the database; writing it again")
+                time.sleep(0.5 * (attempt + 1))
         self._judged(auto)
 
     async def arun(self) -> TurnView:

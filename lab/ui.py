@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -24,6 +24,10 @@ def engine() -> Engine:
 
 PAGE_UNAVAILABLE = "The study is temporarily unavailable. Please try again, or refresh the page, in a moment."
 """What a visitor sees when the page cannot reach the database."""
+STUDY_BUSY = "The study is busy; please wait a moment… This page tries again by itself."
+"""What a participant sees while the database is too busy to let them start (the page retries)."""
+BUSY_RETRY_SECONDS = 3.0
+"""How long a participant's page waits before it tries again what the busy database refused."""
 
 
 @contextmanager
@@ -39,9 +43,24 @@ def unavailable_notice() -> Iterator[None]:
         with reachable(PAGE_UNAVAILABLE):
             yield
     except DatabaseUnavailable as e:
-        st.warning(str(e), icon=":material/cloud_off:")
-        st.button("Try again", key="database_unavailable_retry", icon=":material/refresh:")
-        st.stop()
+        show_unavailable(str(e))
+
+
+def show_unavailable(
+    message: str = PAGE_UNAVAILABLE, on_click: Callable[..., None] | None = None, args: tuple[Any, ...] = ()
+) -> NoReturn:
+    """The calm notice that the database is out of reach, with "Try again"; ends the page run.
+
+    Args:
+        message: What the visitor is told.
+        on_click: What "Try again" does before the page runs again (the button's own
+            action that could not reach the database); by default only the run again.
+        args: Its arguments.
+    """
+    st.warning(message, icon=":material/cloud_off:")
+    st.button("Try again", key="database_unavailable_retry", icon=":material/refresh:", on_click=on_click, args=args)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop ends the run
 
 
 @contextmanager

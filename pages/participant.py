@@ -8,20 +8,32 @@ Who is visiting and where they are come from the link and the database on every 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
-from lab import flow, render
-from lab.db import DatabaseUnavailable, reachable
+from lab import flow, render, ui
+from lab.db import DatabaseUnavailable, nothing_written, reachable
 from lab.dialogue import Conversation, ConversationOver, TurnView
 from lab.generation import GENERATIONS, Generation
 from lab.reveal import MessageRejected, clean_message
-from lab.ui import BROWSER_ACTIVITY_KEY, PAGE_UNAVAILABLE, browser_activity, engine, question_input, unavailable_notice
+from lab.ui import (
+    BROWSER_ACTIVITY_KEY,
+    PAGE_UNAVAILABLE,
+    browser_activity,
+    engine,
+    question_input,
+    show_unavailable,
+    unavailable_notice,
+)
 
 with unavailable_notice():
     ENGINE = engine()
 NOTICE = "participant_notice"
+# Set by a button's callback that could not reach the database: the next run shows the calm
+# notice, whose "Try again" does what the button asked (message, callback, its arguments).
+UNAVAILABLE = "participant_unavailable"
 UNSENT = "participant_unsent"
 # Shortest time between two draws of a reply in progress (about seven a second). A comment,
 # not a docstring: Streamlit's magic would write a bare string on the page.
@@ -100,17 +112,23 @@ def give_back(unsent: Unsent) -> None:
 # --- callbacks (they run before the page is drawn, so they may refill the message box) ----
 
 
-def on_send(session_id: int, pick_key: str, sent_before: int) -> None:
+def on_send(conv: Conversation | int, pick_key: str, sent_before: int) -> None:
     """Commit the message before anything is drawn; a refused one goes back into the box.
 
-    ``sent_before`` is how many messages the page showed as sent: a message the database
-    seemed to refuse is given back only if it was not stored after all.
+    ``conv`` is the conversation as the page run that drew the box read it (its turns are
+    read again before sending), or only its id. ``sent_before`` is how many messages the
+    page showed as sent: a message the database seemed to refuse is given back only if it
+    was not stored after all.
     """
+    session_id = conv if isinstance(conv, int) else conv.session_id
     text = st.session_state.get(chat_key(session_id))
     card = st.session_state.get(pick_key) or None
     draft = flow.latest_draft(st.session_state.get(BROWSER_ACTIVITY_KEY), st.session_state.get("draft_seq", 0))
     try:
-        flow.send_to(ENGINE, session_id, text, card, flow.client_timing(draft))
+        if isinstance(conv, int):
+            flow.send_to(ENGINE, session_id, text, card, flow.client_timing(draft))
+        else:
+            flow.send_fresh(conv, text, card, flow.client_timing(draft))
     except DatabaseUnavailable as e:
         st.session_state[NOTICE] = str(e)
         st.session_state[UNSENT] = Unsent(session_id, text, pick_key, card, sent_before)
@@ -135,29 +153,27 @@ def on_paste(session_id: int, text: str, pick_key: str, card: int | None) -> Non
         st.session_state[pick_key] = card
 
 
-def on_stop(session_id: int) -> None:
-    """Cut the reply in progress on purpose, wait until what arrived is stored, and log the Stop."""
-    if (gen := GENERATIONS.running(session_id)) is not None:
-        gen.stop()
-        gen.join(30)
+def on_stop(conv: Conversation) -> None:
+    """Cut the reply in progress on purpose, wait until what arrived is stored, and log the Stop.
+
+    When the database is out of reach the next run shows the calm notice and starts no
+    reply (what the participant wrote is stored; "Try again" goes on from there).
+    """
     try:
-        with reachable(PAGE_UNAVAILABLE):
-            conv = Conversation.load(ENGINE, session_id)
-            last = next((t for t in reversed(conv.turns) if t.role == "assistant"), None)
-            conv.log_event("stop", {"by": "participant", "turn": last.id if last else None, "cut": bool(last and last.partial)})
+        flow.stop_reply(conv, PAGE_UNAVAILABLE)
     except DatabaseUnavailable as e:
-        st.session_state[NOTICE] = str(e)
+        st.session_state[UNAVAILABLE] = (str(e), None, ())
 
 
-def on_retry(session_id: int) -> None:
-    """Ask for the failed reply again on the next run (not while the database is out of reach)."""
+def on_retry(conv: Conversation) -> None:
+    """Ask for the failed reply again on the next run (not while the database is out of reach: the calm notice then)."""
     try:
         with reachable(PAGE_UNAVAILABLE):
-            Conversation.load(ENGINE, session_id).log_event("retry")
+            conv.log_event("retry")
     except DatabaseUnavailable as e:
-        st.session_state[NOTICE] = str(e)  # the failed reply stays, with its "Try again"
+        st.session_state[UNAVAILABLE] = (str(e), on_retry, (conv,))  # the notice's "Try again" asks again
         return
-    st.session_state[f"retry_{session_id}"] = True
+    st.session_state[f"retry_{conv.session_id}"] = True
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -177,17 +193,37 @@ def browser_reports(f: flow.Flow, session_id: int | None) -> None:
         st.session_state["visibility_seq"] = records[-1].seq
 
 
+def when_free(key: str, pressed: bool, action: Callable[[], object]) -> None:
+    """Do what a button asked, waiting while the study is busy; then run the page again.
+
+    A database too busy to take the write (SQLite locked past its busy timeout, no pooled
+    connection free) does not show an error: the participant is told to wait and the page
+    tries again by itself every few seconds, until it goes through.
+
+    Args:
+        key: Session-state key remembering that the action is still to do.
+        pressed: The button was pressed in this run.
+        action: The write.
+    """
+    if not (pressed or st.session_state.pop(key, False)):
+        return
+    try:
+        with reachable(ui.STUDY_BUSY):
+            action()
+    except DatabaseUnavailable as e:
+        st.session_state[key] = True
+        st.info(str(e), icon=":material/hourglass_top:")
+        time.sleep(ui.BUSY_RETRY_SECONDS)
+    st.rerun()
+
+
 def consent_step(f: flow.Flow) -> None:
     """The consent text with agree and decline."""
     st.title("Before you start")
     st.markdown(render.model_markdown(f.consent_text))
     agree, decline = st.columns(2)
-    if agree.button("I agree to take part", type="primary", width="stretch"):
-        f.consent(True)
-        st.rerun()
-    if decline.button("I do not agree", width="stretch"):
-        f.consent(False)
-        st.rerun()
+    when_free("agreeing", agree.button("I agree to take part", type="primary", width="stretch"), lambda: f.consent(True))
+    when_free("declining", decline.button("I do not agree", width="stretch"), lambda: f.consent(False))
 
 
 def instructions_step(f: flow.Flow) -> None:
@@ -195,9 +231,7 @@ def instructions_step(f: flow.Flow) -> None:
     st.title("How this works")
     st.markdown(render.model_markdown(f.instructions))
     st.info("You will talk with an AI assistant. Please write in your own words, as you would to a person.")
-    if st.button("Start", type="primary"):
-        f.begin()
-        st.rerun()
+    when_free("starting", st.button("Start", type="primary"), f.begin)
 
 
 def show_cards(conv: Conversation, pick_key: str, active: bool) -> None:
@@ -239,9 +273,7 @@ def show_turn(conv: Conversation, turn: TurnView) -> None:
             st.markdown(render.model_markdown(turn.content))
         if turn.error is not None:
             st.warning(MODEL_FAILED)
-            st.button(
-                "Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv.session_id,), icon=":material/refresh:"
-            )
+            st.button("Try again", key=f"retry_button_{turn.id}", on_click=on_retry, args=(conv,), icon=":material/refresh:")
         elif turn.partial:
             st.caption("This reply was cut off.")
 
@@ -254,7 +286,7 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
     """
     with st.chat_message("assistant"):
         stop_key = f"stop_{conv.session_id}_{len(conv.turns)}"
-        st.button("Stop", key=stop_key, on_click=on_stop, args=(conv.session_id,), icon=":material/stop_circle:")
+        st.button("Stop", key=stop_key, on_click=on_stop, args=(conv,), icon=":material/stop_circle:")
         shown = st.empty()
         shown.caption("The assistant is writing…")
         seen, drawn = 0, time.monotonic()
@@ -279,9 +311,8 @@ def live_reply(conv: Conversation, gen: Generation) -> None:
     st.rerun()
 
 
-def chat_step(f: flow.Flow, step: flow.Step) -> None:
+def chat_step(f: flow.Flow, step: flow.Step, conv: Conversation) -> None:
     """The conversation of the current item: cards, history, the reply in progress, the controls."""
-    conv = f.conversation()
     sid = conv.session_id
     kind = flow.presentation(conv)
     pick_key = f"pick_{sid}_{conv.user_turns}"
@@ -291,7 +322,7 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
     if gen is None:
         conv.recap_if_due()
     if gen is None and (flow.reply_pending(conv) or retry):
-        gen = GENERATIONS.start(ENGINE, sid, retry=retry)
+        gen = GENERATIONS.start(ENGINE, sid, retry=retry, conv=conv)
     will_stream = gen is not None
 
     st.caption(f"Task {step.position + 1} of {step.total}")
@@ -309,7 +340,7 @@ def chat_step(f: flow.Flow, step: flow.Step) -> None:
         "Write to the assistant…",
         key=chat_key(sid),
         on_submit=on_send,
-        args=(sid, pick_key, conv.user_turns),
+        args=(conv, pick_key, conv.user_turns),
         submit_mode="disable",
         disabled=will_stream or limit_reached,
     )
@@ -401,9 +432,7 @@ def unreachable_page(message: str) -> None:
     unsent: Unsent | None = st.session_state.get(UNSENT)
     if unsent is None:
         st.session_state.pop(NOTICE, None)  # this page says it already
-        st.warning(message)
-        st.button("Try again", icon=":material/refresh:")
-        return
+        show_unavailable(message)
     st.error(st.session_state.pop(NOTICE, None) or flow.MESSAGE_NOT_SAVED)
     give_back(unsent)
     st.chat_input(
@@ -417,20 +446,20 @@ def unreachable_page(message: str) -> None:
 
 # --- the page ------------------------------------------------------------------------------
 
+if unavailable := st.session_state.pop(UNAVAILABLE, None):
+    show_unavailable(*unavailable)
 try:
     with reachable(PAGE_UNAVAILABLE):
         try:
-            visit = flow.resolve_link(ENGINE, st.query_params.to_dict())
+            run = flow.open_page(ENGINE, st.query_params.to_dict())
         except flow.TimeRanOut as e:
             time_ran_out(e.contact)
         except flow.LinkNotValid:
             not_valid()
+        visit, participant, current = run.visit, run.flow, run.step
         if visit.token:
             # An open link without a Prolific id: the personal token in the URL brings a refresh back here.
             st.query_params.from_dict({"t": visit.token})
-
-        participant = flow.Flow.load(ENGINE, visit.participant_id)
-        current = participant.step()
         if st.session_state.get("page_of") != visit.participant_id:
             participant.log_event("page_load", {"step": current.kind, "position": current.position}, current.session_id)
             st.session_state["page_of"] = visit.participant_id
@@ -445,7 +474,8 @@ try:
         elif current.kind == "instructions":
             instructions_step(participant)
         elif current.kind == "chat":
-            chat_step(participant, current)
+            assert run.conversation is not None
+            chat_step(participant, current, run.conversation)
         elif current.kind in ("post_item", "post_study"):
             questions_step(participant, current)
         elif current.kind == "done":
@@ -453,4 +483,10 @@ try:
         else:
             declined_step()
 except DatabaseUnavailable as e:
+    if st.session_state.get("page_of") is None and nothing_written(e.__cause__ or e):
+        # A first visit the busy database could not serve yet: the participant waits, and
+        # the page tries again by itself, instead of being shown that something is wrong.
+        st.info(ui.STUDY_BUSY, icon=":material/hourglass_top:")
+        time.sleep(ui.BUSY_RETRY_SECONDS)
+        st.rerun()
     unreachable_page(str(e))

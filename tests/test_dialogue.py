@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from lab import llm
+from lab import reply as reply_module
 from lab.dialogue import (
     MEDIATOR_PROMPT_VERSION,
     RECAP_INTRO,
@@ -195,20 +196,42 @@ def test_user_turn_committed_before_model_and_error_turn(engine: Engine) -> None
     assert len(turns(engine, conv.session_id)) == 3
 
 
-def test_stopped_stream_is_kept_partial(engine: Engine) -> None:
+def test_stopped_stream_is_kept_partial(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reply_module, "CHECKPOINT_SECONDS", 0.0)
     conv = conversation(engine, "sharded")
     conv.send("Add two numbers.")
     scripted.enqueue("one two three four five six")
     reply = conv.reply()
     pieces = iter(reply)
     got = next(pieces) + next(pieces)
-    # The assistant turn already exists while streaming: a crash now would keep it.
+    # Checkpointed while streaming: a crash now would keep the turn.
     mid = turns(engine, conv.session_id)
     assert mid[-1].role == "assistant" and mid[-1].partial
     pieces.close()  # type: ignore[attr-defined]
     last = turns(engine, conv.session_id)[-1]
     assert last.partial is True and last.content == got and last.error is None
     assert reply.turn is not None and reply.turn.partial
+
+
+def test_a_reply_that_ends_before_its_first_checkpoint_is_written_once_with_its_label(sqlite_engine: Engine) -> None:
+    conv = conversation(sqlite_engine, "sharded")
+    conv.send("Add two numbers.")
+    scripted.enqueue("one two three four five six")
+    writes: list[str] = []
+
+    def statement(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        if not sql.lstrip().upper().startswith("SELECT"):
+            writes.append(sql.split()[0] + " " + sql.split()[2])
+
+    event.listen(sqlite_engine, "before_cursor_execute", statement)
+    try:
+        turn = conv.reply().consume()
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", statement)
+    assert writes == ["INSERT turn", "INSERT label"]
+    stored = turns(sqlite_engine, conv.session_id)[-1]
+    assert stored.id == turn.id and stored.content == "one two three four five six" and not stored.partial
+    assert stored.first_token_at is not None
 
 
 def test_provider_error_mid_stream_keeps_text(sqlite_engine: Engine) -> None:
