@@ -26,8 +26,11 @@ The data: the records of the README's loop on the demo (``--data-dir``: the loop
 rollouts), exported here with ``python -m lab export demo --format sft|dpo --label-source
 any``. Without ``--data-dir`` the demo is simulated with the scripted model in every role
 into a temporary database (``--repeats`` runs of every cell), labelled by the rules,
-branched at every reply and rolled out (``--k``, ``--rollouts``), so the DPO export has
-pairs; scripted replies are shorter than the embedded model's, so tokens per record differ.
+branched at every reply and rolled out (``--k``, ``--rollouts``); scripted replies are
+shorter than the embedded model's, so tokens per record differ. When the DPO export has
+fewer pairs than one batch (the demo's rules find almost none, see README), DPO is timed on
+:func:`branch_pairs`: every branch against the original reply at its point, on the same
+prompt, as real pairs of the demo would be.
 
 Usage: ``python bench/train.py [--data-dir DIR] [--repeats N] [--k K] [--rollouts R]
 [--max-length T] [--methods sft,dpo] [--device cpu|cuda|auto] [--max-steps S]``
@@ -79,7 +82,8 @@ def scripted_demo(folder: Path, args: argparse.Namespace) -> None:
     (folder / "demo.yaml").write_text(spec)
     env = _env(folder)
     # `init` loads the demo from the lab's own spec; the bench's copy names the scripted model.
-    init = f"import lab.cli as c; c.DEMO_SPEC = __import__('pathlib').Path({str(folder / 'demo.yaml')!r}); raise SystemExit(c.main(['init']))"
+    spec_path = str(folder / "demo.yaml")
+    init = f"import lab.cli as c, pathlib; c.DEMO_SPEC = pathlib.Path({spec_path!r}); raise SystemExit(c.main(['init']))"
     if subprocess.run([sys.executable, "-c", init], env=env, cwd=folder, stdout=sys.stderr, check=False).returncode != 0:
         raise SystemExit("bench: `python -m lab init` failed")
     _lab(["split", "demo", "--heldout", "0.3", "--seed", "0"], env, folder)
@@ -93,6 +97,50 @@ def export(data_dir: Path, method: str, out: Path) -> Path:
     if method == "dpo":
         argv += ["--label-source", "any"]
     _lab(argv, _env(data_dir), data_dir)
+    return out
+
+
+def branch_pairs(data_dir: Path, out: Path) -> Path:
+    """Pairs for timing DPO when the study's rules made none: each branch against the original reply at its point.
+
+    Every pair answers one prompt (the point's, rebuilt as the lab's export rebuilds it),
+    so the tokens the trainer sees are those of real pairs of the demo; which side is
+    chosen is arbitrary (the original), which a throughput figure does not depend on.
+    Held-out items never have branches, so none reach the file.
+    """
+    os.environ.update(_env(data_dir))
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import select
+
+    from lab.branch import point_prompt
+    from lab.db import get_engine
+    from lab.dialogue import Conversation
+    from lab.schema import ChatSession, ItemRow, Turn
+
+    engine = get_engine()
+    s, t, i = ChatSession.__table__.c, Turn.__table__.c, ItemRow.__table__.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(s.point_turn_id, t.content, i.key)
+            .join_from(ChatSession, Turn, t.session_id == s.id)
+            .join(ItemRow, s.item_id == i.id)
+            .where(s.kind == "branch", t.role == "assistant", t.error.is_(None))
+            .order_by(s.point_turn_id, t.id)
+        ).all()
+        points = {r[0]: conn.execute(select(t.session_id, t.index, t.content).where(t.id == r[0])).one() for r in rows}
+    convs: dict[int, Conversation] = {}
+    records = []
+    for point, text, item in rows:
+        sid, index, original = points[point]
+        conv = convs.setdefault(sid, Conversation.load(engine, sid, autolabel=False))
+        prompt = point_prompt(conv, index)
+        if prompt is None or not text.strip() or not original.strip():
+            continue
+        chosen, rejected = [{"role": "assistant", "content": original}], [{"role": "assistant", "content": text}]
+        records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "item": item, "rule": "bench"})
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "data" / "dpo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (out / "bundle.json").write_text(json.dumps({"study": "demo", "format": "dpo", "note": "bench pairs: branch vs original"}))
     return out
 
 
@@ -253,10 +301,16 @@ def main() -> None:
         rows = []
         for method in args.methods.split(","):
             export_dir = export(data_dir, method, work / f"export-{method}")
-            if not (export_dir / "data" / f"{method}.jsonl").read_text().strip():
-                print(
-                    f"{method}: the export has no records ({json.loads((export_dir / 'bundle.json').read_text()).get('empty_reason')}); skipped"
-                )
+            found = len((export_dir / "data" / f"{method}.jsonl").read_text().splitlines())
+            if method == "dpo" and found < BATCH:
+                # Fewer pairs than one batch time nothing; the branches give the pairs' shape.
+                export_dir = branch_pairs(data_dir, work / "bench-pairs")
+                count = len((export_dir / "data" / "dpo.jsonl").read_text().splitlines())
+                print(f"dpo: the export has {found} pair(s); timing {count} pairs of each branch against its original reply")
+                found = count
+            if not found:
+                why = json.loads((export_dir / "bundle.json").read_text()).get("empty_reason")
+                print(f"{method}: no records ({why}); skipped")
                 continue
             for runner in ("plain", "lab"):
                 rows.append(run(runner, method, export_dir, data_dir, work, args))
