@@ -382,7 +382,8 @@ class Brancher:
         while True:
             await self.limits.acquire(model)
             try:
-                result = await llm.acomplete(model, prompt, params)
+                async with self.limits.slot(model):
+                    result = await llm.acomplete(model, prompt, params, timeout=self.limits.timeout(model))
             except llm.ModelError as e:
                 errors += 1
                 if errors >= self.max_errors:

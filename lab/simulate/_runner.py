@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,8 @@ from ..errors import LabError
 from ..group_commit import GroupCommit
 from ..items import PresuppositionItem
 from ..judge import RuleJudge
+from ..llm._gateway import DEFAULT_TIMEOUT
+from ..llm._providers import LOCAL_PROVIDER
 from ..participants import insert_participant, mark_completed
 from ..schema import ChatSession, Event, Participant, Study, utcnow
 from ..scoring import conclude, score, settle
@@ -85,8 +87,12 @@ def run_lock(engine: Engine, run_id: str) -> Iterator[None]:
         yield
 
 
+IN_PROCESS_TIMEOUT = 900.0
+"""Seconds one call to an in-process model may take in a batch run (see :meth:`Limits.timeout`)."""
+
+
 class Limits:
-    """One requests-per-minute limiter per model string (none when ``rpm`` is None)."""
+    """Per-model limits on calls: requests per minute, and one call at a time to an in-process model."""
 
     def __init__(self, rpm: float | None) -> None:
         """Create the limiters lazily, one per model.
@@ -98,6 +104,7 @@ class Limits:
             raise ValueError(f"rpm must be positive, got {rpm!r}")
         self.rpm = rpm
         self._by_model: dict[str, llm.RateLimiter] = {}
+        self._slots: dict[tuple[int, str], asyncio.Semaphore] = {}
 
     async def acquire(self, model: str) -> None:
         """Wait until one more call to ``model`` may be sent."""
@@ -107,6 +114,34 @@ class Limits:
         if limiter is None:
             limiter = self._by_model[model] = llm.RateLimiter(self.rpm)
         await limiter.aacquire()
+
+    @staticmethod
+    def timeout(*models: str | None) -> float:
+        """Seconds one batch call to ``models`` may take: longer than a server's when one runs in-process.
+
+        A reply of an in-process model takes as long as the machine needs: on a busy one a
+        reply of a few hundred tokens from a long history takes minutes, which the default
+        network timeout would count as a dead server. Nobody waits on a batch run's reply.
+        """
+        return IN_PROCESS_TIMEOUT if any(m and m.split("/", 1)[0] == LOCAL_PROVIDER for m in models) else DEFAULT_TIMEOUT
+
+    @asynccontextmanager
+    async def slot(self, *models: str | None) -> AsyncIterator[None]:
+        """Hold the in-process models among ``models`` (``local/…``) for one call.
+
+        An in-process model generates one reply at a time behind its lock, and a call's
+        timeout counts the wait for that lock: with several conversations queued behind it
+        on a slow or busy machine, calls would time out before they began and the run would
+        stop calling the model. Queued here instead, a call's timeout covers its own
+        generation, and the run is as fast as the model, never failing for its queue.
+        """
+        loop = id(asyncio.get_running_loop())  # a semaphore belongs to one event loop
+        local = sorted({m for m in models if m and m.split("/", 1)[0] == LOCAL_PROVIDER})
+        async with AsyncExitStack() as stack:
+            for model in local:
+                sem = self._slots.setdefault((loop, model), asyncio.Semaphore(1))
+                await stack.enter_async_context(sem)
+            yield
 
 
 @dataclass(frozen=True)
@@ -558,6 +593,7 @@ class Runner:
             last: It is its participant's last; ending it completes the participant.
         """
         errors = 0
+        conv.timeout = self.limits.timeout(conv.model, conv.mediator.model if conv.mediator is not None else None)
         while conv.status == "active":
             if conv.awaiting_reply:
                 mediator = conv.mediator.model if conv.mediator is not None else None
@@ -566,7 +602,8 @@ class Runner:
                 await self.limits.acquire(conv.model)
                 if mediator is not None:
                     await self.limits.acquire(mediator)
-                turn = await conv.areply()
+                async with self.limits.slot(conv.model, mediator):
+                    turn = await conv.areply()
                 if turn.error is not None:
                     errors += 1
                     if self._broken(conv, conv.model, mediator) or await self._failed(conv, errors, turn.error):
@@ -594,7 +631,8 @@ class Runner:
                     return False
                 await self.limits.acquire(self.simulator.model)
             try:
-                move = await self.simulator.next_move(conv)
+                async with self.limits.slot(self.simulator.model):
+                    move = await self.simulator.next_move(conv)
             except llm.ModelError as e:
                 errors += 1
                 if self._broken(conv, self.simulator.model, prefix="simulator: ") or await self._failed(
@@ -612,7 +650,8 @@ class Runner:
     async def _finish(self, conv: Conversation, outcome: str, last: bool) -> None:
         if isinstance(conv.item, PresuppositionItem) and conv.item.probe is not None:
             await self.limits.acquire(conv.model)
-            await asyncio.to_thread(conv.run_probe)
+            async with self.limits.slot(conv.model):
+                await asyncio.to_thread(conv.run_probe)
         conclude(conv)  # a conversation that never attempted an answer scores 0, as published
         pid = conv.participant_id
         conv.finish(outcome, then=(lambda conn: mark_completed(conn, pid)) if last and pid is not None else None)

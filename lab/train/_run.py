@@ -92,27 +92,43 @@ def _progress_callback(say: Callable[[str], None], losses: list[tuple[int, float
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
-        """Prints the step, loss and ETA; keeps the logged losses for the card."""
+        """Prints the step, its loss and the ETA; keeps the logged losses for the card.
+
+        The trainer logs a step's loss after the step has ended, so a step's line waits for
+        its log: printed at the step's end it would show the step before's loss.
+        """
 
         def __init__(self) -> None:
             self.started = time.monotonic()
             self.first_step = 0
+            self.pending: tuple[str, str] | None = None
+            """A step that has ended, waiting for its loss: what comes before the loss and after it."""
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.monotonic()
             self.first_step = state.global_step
 
+        def flush(self, loss: str = "") -> None:
+            if self.pending is not None:
+                head, tail = self.pending
+                self.pending = None
+                say(f"{head}{loss}{tail}")
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
             if logs and "loss" in logs:
                 losses.append((state.global_step, float(logs["loss"])))
+                self.flush(f" loss {float(logs['loss']):.4f}")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.flush()  # the step before logged nothing
             done = state.global_step - self.first_step
             left = max(0, state.max_steps - state.global_step)
             rate = (time.monotonic() - self.started) / done if done else 0.0
-            loss = f" loss {losses[-1][1]:.4f}" if losses else ""
             eta = f"{left * rate:.0f} s" if done else "…"
-            say(f"step {state.global_step}/{state.max_steps}{loss} · {rate:.1f} s/step · ETA {eta}")
+            self.pending = (f"step {state.global_step}/{state.max_steps}", f" · {rate:.1f} s/step · ETA {eta}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.flush()
 
     return Progress()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from lab.llm import scripted
+from lab.llm import DEFAULT_TIMEOUT, scripted
 from lab.schema import ChatSession, Event, Participant, Turn
 from lab.simulate import (
     Limits,
@@ -104,6 +105,71 @@ def test_concurrency_is_bounded(sqlite_engine: Engine, sim_spec: Callable[..., s
         running += step
         peak = max(peak, running)
     assert 2 <= peak <= 3
+
+
+def _peak_calls(engine: Engine, run_id: str) -> int:
+    """The most assistant calls of a run that were in flight at once."""
+    with Session(engine) as s:
+        sids = [c.id for c in sessions_of(engine, run_id)]
+        calls = s.execute(
+            select(Turn.sent_at, Turn.last_token_at).where(Turn.session_id.in_(sids), Turn.role == "assistant")
+        ).all()
+    edges = sorted([(a, 1) for a, _ in calls] + [(b, -1) for _, b in calls], key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_an_in_process_model_gets_one_call_at_a_time(
+    sqlite_engine: Engine, sim_spec: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripted model (``lab/…``) stands in for an in-process one (``local/…``): calls to it
+    # queue in the run, so none spends its timeout waiting for the model's lock.
+    import lab.simulate._runner as runner
+    from lab.dialogue import Conversation
+
+    monkeypatch.setattr(runner, "LOCAL_PROVIDER", "lab")
+    timeouts: set[float] = set()
+    areply = Conversation.areply
+
+    async def recording(self: Conversation, *args: Any, **kwargs: Any) -> Any:
+        timeouts.add(self.timeout)
+        return await areply(self, *args, **kwargs)
+
+    monkeypatch.setattr(Conversation, "areply", recording)
+    spec = sim_spec(bot_latency=0.05)
+    study, d = load(sqlite_engine, spec)
+    plan, result = simulate(sqlite_engine, study, d, repeats=2, conditions=["sharded", "full"], concurrency=3)
+    assert result.failures == []
+    assert _peak_calls(sqlite_engine, plan.run_id) == 1
+    # Its pace is the machine's: a batch call waits for it longer than for a server.
+    assert timeouts == {runner.IN_PROCESS_TIMEOUT}
+    assert Limits.timeout("openai/gpt-4o-mini", None) == DEFAULT_TIMEOUT < runner.IN_PROCESS_TIMEOUT
+
+
+def test_limits_hold_a_slot_per_in_process_model_only() -> None:
+    limits = Limits(None)
+    inside: dict[str, int] = {}
+    peak: dict[str, int] = {}
+
+    async def call(*models: str) -> None:
+        async with limits.slot(*models, None):
+            for m in models:
+                inside[m] = inside.get(m, 0) + 1
+                peak[m] = max(peak.get(m, 0), inside[m])
+            await asyncio.sleep(0.01)
+            for m in models:
+                inside[m] -= 1
+
+    async def go() -> None:
+        await asyncio.gather(*(call("local/a") for _ in range(3)), call("local/a", "local/b"), call("local/b", "local/a"))
+        await asyncio.gather(*(call("openai/x") for _ in range(3)))
+
+    asyncio.run(go())
+    assert peak == {"local/a": 1, "local/b": 1, "openai/x": 3}
+    asyncio.run(go())  # a second event loop gets slots of its own
 
 
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")

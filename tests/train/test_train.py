@@ -52,6 +52,11 @@ def test_a_few_steps_move_a_finite_loss_and_leave_a_servable_model_with_its_card
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert losses[-1] != losses[0], "three updates at a high learning rate must move the loss"
     assert any("ETA" in line for line in lines)
+    # Each step's line shows that step's own loss (the trainer logs it after the step ends).
+    printed = [line for line in lines if line.startswith("step ")]
+    assert len(printed) == 3
+    for step, loss in result.losses:
+        assert any(line.startswith(f"step {step}/3 loss {loss:.4f} ·") for line in printed), (step, loss, printed)
     out = result.out
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     assert not (out / "checkpoints").exists(), "a finished run leaves no checkpoints behind"
