@@ -380,6 +380,41 @@ def next_comparison(s: Session, slug: str, account_id: int) -> ComparisonView | 
     return None if found is None else comparison_view(s, q, found)
 
 
+def _checked_answer(left: str, side: str, reason: str) -> str:
+    """The reason, stripped, once the choice, the left side and the reason are each valid.
+
+    Raises:
+        PreferenceError: no choice, no reason, a reason too long, or a side that is not a or b.
+    """
+    if side not in SIDES:
+        raise PreferenceError("Choose Reply 1, Reply 2 or Tie before saving.")
+    if left not in ("a", "b"):
+        raise PreferenceError(f"the reply shown on the left must be 'a' or 'b' (got '{left}')")
+    reason = reason.strip()
+    if not reason:
+        raise PreferenceError(
+            "Give a short reason for your choice: a few words on what makes one reply better, or why neither is."
+        )
+    if len(reason) > MAX_REASON_CHARS:
+        raise PreferenceError(f"The reason has {len(reason)} characters: shorten it to at most {MAX_REASON_CHARS}.")
+    return reason
+
+
+def _latest_judgement(s: Session, account_id: int, comparison: Comparison) -> PreferenceJudgement | None:
+    """The annotator's newest judgement of this comparison, which a new one supersedes."""
+    return s.scalar(
+        select(PreferenceJudgement)
+        .where(
+            PreferenceJudgement.account_id == account_id,
+            PreferenceJudgement.point_turn_id == comparison.point_turn_id,
+            PreferenceJudgement.reply_a_turn_id == comparison.reply_a,
+            PreferenceJudgement.reply_b_turn_id == comparison.reply_b,
+        )
+        .order_by(PreferenceJudgement.id.desc())
+        .limit(1)
+    )
+
+
 def save_judgement(
     s: Session,
     slug: str,
@@ -411,17 +446,7 @@ def save_judgement(
         PreferenceError: no choice, no reason, a reason too long, or a side that is not a or b.
         NotYours: a study the account is not assigned to, or a comparison not in its queue.
     """
-    if side not in SIDES:
-        raise PreferenceError("Choose Reply 1, Reply 2 or Tie before saving.")
-    if left not in ("a", "b"):
-        raise PreferenceError(f"the reply shown on the left must be 'a' or 'b' (got '{left}')")
-    reason = reason.strip()
-    if not reason:
-        raise PreferenceError(
-            "Give a short reason for your choice: a few words on what makes one reply better, or why neither is."
-        )
-    if len(reason) > MAX_REASON_CHARS:
-        raise PreferenceError(f"The reason has {len(reason)} characters: shorten it to at most {MAX_REASON_CHARS}.")
+    reason = _checked_answer(left, side, reason)
     q = queue(s, slug, account_id)
     if comparison not in q.comparisons:
         raise NotYours("this comparison")
@@ -433,17 +458,7 @@ def save_judgement(
         .values(account_id=account_id)
     )
     choice = "tie" if side == "tie" else left if side == "left" else ("b" if left == "a" else "a")
-    previous = s.scalar(
-        select(PreferenceJudgement)
-        .where(
-            PreferenceJudgement.account_id == account_id,
-            PreferenceJudgement.point_turn_id == comparison.point_turn_id,
-            PreferenceJudgement.reply_a_turn_id == comparison.reply_a,
-            PreferenceJudgement.reply_b_turn_id == comparison.reply_b,
-        )
-        .order_by(PreferenceJudgement.id.desc())
-        .limit(1)
-    )
+    previous = _latest_judgement(s, account_id, comparison)
     if previous is not None and (previous.choice, previous.reason, previous.left) == (choice, reason, left):
         return None
     row = PreferenceJudgement(

@@ -15,7 +15,7 @@ decided the pair.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -461,6 +461,41 @@ def _source_allowed(source: str, allowed: tuple[str, ...] | None) -> bool:
     return source in allowed
 
 
+def _attach_evidence(
+    points: list[PointData], labels: Mapping[tuple[int, str], Any], outcomes: Mapping[int, Any], report: DpoReport
+) -> None:
+    """Give every reply at every point its effective labels and rollout outcome, and count them."""
+    for p in points:
+        for r in p.replies:
+            r.labels = {layer: labels[(r.turn_id, layer)] for layer in ("G", "R", "P", "S") if (r.turn_id, layer) in labels}
+            r.outcome = outcomes.get(r.turn_id)
+            report.branches += r.kind == "branch"
+            report.rolled_out += r.outcome is not None
+            for layer in r.labels:
+                report.labelled[layer] = report.labelled.get(layer, 0) + 1
+
+
+def _attach_preferences(points: list[PointData], resolved: Mapping[Any, Resolution], report: DpoReport) -> None:
+    """Give every point the people's resolved preferences between its replies; ties and splits are counted only."""
+    decided: dict[int, list[Resolution]] = defaultdict(list)
+    for comparison, resolution in sorted(resolved.items()):
+        decided[comparison.point_turn_id].append(resolution)
+    for p in points:
+        reply_ids = {r.turn_id for r in p.replies}
+        for resolution in decided.get(p.turn_id, []):
+            comparison = resolution.comparison
+            # A reply left out of the point (its branch answered another prompt) takes its comparisons with it.
+            if not {comparison.reply_a, comparison.reply_b} <= reply_ids:
+                continue
+            report.preferences_judged += 1
+            if resolution.winner == "tie":
+                report.preference_ties += 1
+            elif resolution.winner is None:
+                report.preference_unresolved += 1
+            else:
+                p.preferences.append(resolution)
+
+
 def dpo_records(
     engine: Engine,
     sel: Selection,
@@ -481,31 +516,8 @@ def dpo_records(
     ids = [r.turn_id for p in points for r in p.replies]
     labels = effective_labels(engine, turn_ids=ids)
     outcomes = reply_outcomes(engine, [p.turn_id for p in points])
-    for p in points:
-        for r in p.replies:
-            r.labels = {layer: labels[(r.turn_id, layer)] for layer in ("G", "R", "P", "S") if (r.turn_id, layer) in labels}
-            r.outcome = outcomes.get(r.turn_id)
-            report.branches += r.kind == "branch"
-            report.rolled_out += r.outcome is not None
-            for layer in r.labels:
-                report.labelled[layer] = report.labelled.get(layer, 0) + 1
-    decided: dict[int, list[Resolution]] = defaultdict(list)
-    for comparison, resolution in sorted(resolved_preferences(engine, [p.turn_id for p in points]).items()):
-        decided[comparison.point_turn_id].append(resolution)
-    for p in points:
-        reply_ids = {r.turn_id for r in p.replies}
-        for resolution in decided.get(p.turn_id, []):
-            comparison = resolution.comparison
-            # A reply left out of the point (its branch answered another prompt) takes its comparisons with it.
-            if not {comparison.reply_a, comparison.reply_b} <= reply_ids:
-                continue
-            report.preferences_judged += 1
-            if resolution.winner == "tie":
-                report.preference_ties += 1
-            elif resolution.winner is None:
-                report.preference_unresolved += 1
-            else:
-                p.preferences.append(resolution)
+    _attach_evidence(points, labels, outcomes, report)
+    _attach_preferences(points, resolved_preferences(engine, [p.turn_id for p in points]), report)
     scrub = Scrubber()
     for rule in RULES:
         for p in points:

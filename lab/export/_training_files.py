@@ -15,7 +15,7 @@ from sqlalchemy import Engine, exists, func, select
 from .. import __version__
 from ..db import current_revision
 from ..schema import ChatSession, Condition, ItemRow, Turn
-from ._bundle import ExportError, ExportOptions, prepare_out, select_study, spec_text
+from ._bundle import ExportError, ExportOptions, Selection, prepare_out, select_study, spec_text
 from ._docs import prompt_versions
 from ._pairs import DPO_SCHEMA, LABEL_SOURCES, RULES, DpoReport, dpo_records
 from ._privacy import Scrubber
@@ -137,52 +137,21 @@ def training_notice(
     return None
 
 
-def export_training(
-    engine: Engine, slug: str, out: str | Path, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
-) -> TrainingResult:
-    """Write ``data/<kind>.jsonl``, its JSON Schema, ``bundle.json`` and a dataset card.
-
-    Args:
-        engine: The lab's database.
-        slug: The study.
-        out: Folder to write.
-        kind: ``sft`` or ``dpo``.
-        options: Participant filters (format is ignored).
-        flt: Outcome, label and condition filters.
-
-    Raises:
-        ExportError: Unknown study or kind, or a record that breaks the schema (a bug, never shipped).
-    """
+def _bundle_meta(
+    engine: Engine,
+    slug: str,
+    kind: str,
+    sel: Selection,
+    options: ExportOptions,
+    flt: TrainingFilter,
+    gate: ItemGate,
+    report: DpoReport | None,
+    result: TrainingResult,
+) -> dict[str, Any]:
+    """What ``bundle.json`` records of a training file: its study, filters, split, rules and sources."""
     from datetime import UTC, datetime
 
-    if kind not in ("sft", "dpo"):
-        raise ExportError(f"training format must be sft or dpo (got '{kind}')")
-    options = options or ExportOptions()
-    flt = flt or TrainingFilter()
-    out = Path(out)
-    sel = select_study(engine, slug, options)
-    prepare_out(out)
-    schema = SFT_SCHEMA if kind == "sft" else DPO_SCHEMA
-    gate = item_gate(engine, slug, flt)
-    if flt.label_source not in LABEL_SOURCES:
-        raise ExportError(f"--label-source must be one of {', '.join(LABEL_SOURCES)} (got '{flt.label_source}')")
-    report = DpoReport() if kind == "dpo" else None
-    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate, report))
-    problems = validate_records(records, schema)
-    if problems:
-        raise ExportError(f"{kind} records break their schema: {problems[0]}")
-    result = TrainingResult(out, rows=len(records), heldout_items=len(gate.heldout), test_items=len(gate.test_only))
-    result.warnings = _gate_warnings(engine, slug, flt, gate)
-    if not records:
-        result.empty_reason = empty_reason(kind, flt, gate, report, len(_conversations(engine, sel, flt, gate)))
-    with (out / "data" / f"{kind}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            if kind == "dpo":
-                result.by_rule[r["rule"]] = result.by_rule.get(r["rule"], 0) + 1
-    (out / "schema").mkdir(exist_ok=True)
-    (out / "schema" / f"{kind}.schema.json").write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
-    meta = {
+    return {
         "study": slug,
         "format": kind,
         "studies": [{"version": s.version, "spec_sha256": s.spec_sha256} for s in sel.studies],
@@ -212,6 +181,52 @@ def export_training(
         "migration_revision": current_revision(engine),
         "prompt_versions": prompt_versions(),
     }
+
+
+def export_training(
+    engine: Engine, slug: str, out: str | Path, kind: str, options: ExportOptions | None = None, flt: TrainingFilter | None = None
+) -> TrainingResult:
+    """Write ``data/<kind>.jsonl``, its JSON Schema, ``bundle.json`` and a dataset card.
+
+    Args:
+        engine: The lab's database.
+        slug: The study.
+        out: Folder to write.
+        kind: ``sft`` or ``dpo``.
+        options: Participant filters (format is ignored).
+        flt: Outcome, label and condition filters.
+
+    Raises:
+        ExportError: Unknown study or kind, or a record that breaks the schema (a bug, never shipped).
+    """
+    if kind not in ("sft", "dpo"):
+        raise ExportError(f"training format must be sft or dpo (got '{kind}')")
+    options = options or ExportOptions()
+    flt = flt or TrainingFilter()
+    out = Path(out)
+    sel = select_study(engine, slug, options)
+    prepare_out(out)
+    schema = SFT_SCHEMA if kind == "sft" else DPO_SCHEMA
+    gate = item_gate(engine, slug, flt)
+    if flt.label_source not in LABEL_SOURCES:
+        raise ExportError(f"--label-source must be one of {', '.join(LABEL_SOURCES)} (got '{flt.label_source}')")
+    report = DpoReport() if kind == "dpo" else None
+    records = list(sft_records(engine, sel, flt, gate) if kind == "sft" else dpo_records(engine, sel, flt, gate, report))
+    problems = validate_records(records, schema)
+    if problems:
+        raise ExportError(f"{kind} records break their schema: {problems[0]}")
+    result = TrainingResult(out, rows=len(records), heldout_items=len(gate.heldout), test_items=len(gate.test_only))
+    result.warnings = _gate_warnings(engine, slug, flt, gate)
+    if not records:
+        result.empty_reason = empty_reason(kind, flt, gate, report, len(_conversations(engine, sel, flt, gate)))
+    with (out / "data" / f"{kind}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            if kind == "dpo":
+                result.by_rule[r["rule"]] = result.by_rule.get(r["rule"], 0) + 1
+    (out / "schema").mkdir(exist_ok=True)
+    (out / "schema" / f"{kind}.schema.json").write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+    meta = _bundle_meta(engine, slug, kind, sel, options, flt, gate, report, result)
     (out / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(_card(kind, slug, result.rows, flt, gate, report, result.empty_reason), encoding="utf-8")
     (out / "spec").mkdir(exist_ok=True)
