@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, event
-from streamlit.testing.v1 import AppTest
 
 from tests.pages.test_participant_page import click, db, invite, send, visit
 
@@ -133,9 +131,3 @@ def test_page_runs_read_in_one_session_and_a_chat_turn_does_half_the_work(db: En
     for name in ("chat turn: page runs", "refresh mid-task"):
         assert counts[name]["statements"] * 2 <= BEFORE[name]["statements"], name
         assert counts[name]["connections"] * 2 <= BEFORE[name]["connections"], name
-
-
-@pytest.fixture(autouse=True)
-def _fresh_app_test() -> Iterator[None]:
-    AppTest  # noqa: B018 - the page tests build their own
-    yield
