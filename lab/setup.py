@@ -52,6 +52,29 @@ class Setup:
     """The study's rule for a message that carries more than one new card."""
 
 
+def override_model(d: StudyDefinition, name: str) -> tuple[str, dict[str, Any]]:
+    """The model string and parameters a conversation calls when ``name`` replaces its condition's model.
+
+    A model id of the spec brings its parameters. A litellm string that one spec model calls
+    (``local/smollm2-135m`` for the demo's ``smollm2``) brings that model's parameters, and
+    so does a tuned model whose training card names such a base: compared with its base,
+    a tuned model must be sampled as its base is (temperature, reply length, seed), or the
+    comparison measures the engines' defaults. Any other string runs with its defaults.
+    """
+    if name in d.spec.models:
+        return d.spec.models[name].model, dict(d.spec.models[name].params)
+    from .training_effect import model_card
+
+    card = model_card(name) if name.startswith("local/") else None
+    base = (card or {}).get("base", {}).get("name")
+    for candidate in (name, base):
+        # Only an unambiguous match: two spec models calling one string differ in parameters.
+        calling = [m for m in d.spec.models.values() if candidate and m.model == candidate]
+        if len(calling) == 1:
+            return name, dict(calling[0].params)
+    return name, {}
+
+
 def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, model_override: str | None = None) -> Setup:
     """Look up what a conversation of one item under one condition is made of.
 
@@ -81,10 +104,7 @@ def resolve_setup(s: Session, study: Study, item_key: str, condition_key: str, m
     model_spec = d.spec.models[cond.model]
     model, params = model_spec.model, dict(model_spec.params)
     if model_override:
-        if model_override in d.spec.models:
-            model, params = d.spec.models[model_override].model, dict(d.spec.models[model_override].params)
-        else:
-            model, params = model_override, {}
+        model, params = override_model(d, model_override)
     setup = setup_of(study, item_row, cond_row, model, params)
     if not cond.applies_to(setup.item):
         raise ConditionMismatch(
