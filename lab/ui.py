@@ -121,6 +121,18 @@ def pick_study(label: str = "Study", *, key: str = "study_slug") -> str | None:
     return slug
 
 
+def assigned_study(account_id: int, *, key: str) -> str | None:
+    """A chooser of the studies an annotator is assigned to (none shown when there is one); None when there are none."""
+    from .annotation import studies_for
+
+    with reading() as s:
+        slugs = studies_for(s, account_id)
+    if not slugs:
+        st.info("No study is assigned to you yet. An experimenter assigns annotators on the Annotation & agreement page.")
+        return None
+    return st.selectbox("Study", slugs, key=key) if len(slugs) > 1 else slugs[0]
+
+
 def flash(key: str) -> None:
     """Show and forget a message a callback left in ``st.session_state[key]`` as ``(kind, text)``."""
     message = st.session_state.pop(key, None)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from lab import annotation as ann
 from lab.render import escape_markdown
-from lab.ui import flash, reading, staff_header, stored_text, writing
+from lab.ui import assigned_study, flash, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("annotator")
@@ -17,12 +17,9 @@ st.title("Annotate")
 assert visitor.account_id is not None
 me = visitor.account_id
 
-with reading() as s:
-    slugs = ann.studies_for(s, me)
-if not slugs:
-    st.info("No study is assigned to you yet. An experimenter assigns annotators on the Agreement page.")
+slug = assigned_study(me, key="annotate_study")
+if slug is None:
     st.stop()
-slug = st.selectbox("Study", slugs, key="annotate_study") if len(slugs) > 1 else slugs[0]
 slot_key = f"annotate_slot_{slug}"
 flash("annotate_flash")
 

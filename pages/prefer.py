@@ -7,7 +7,7 @@ import streamlit as st
 from lab import annotation as ann
 from lab import preference as pref
 from lab.render import escape_markdown
-from lab.ui import flash, reading, staff_header, stored_text, writing
+from lab.ui import assigned_study, flash, reading, staff_header, stored_text, writing
 from lab.web.guard import require_role
 
 visitor = require_role("annotator")
@@ -17,12 +17,9 @@ st.title("Compare replies")
 assert visitor.account_id is not None
 me = visitor.account_id
 
-with reading() as s:
-    slugs = ann.studies_for(s, me)
-if not slugs:
-    st.info("No study is assigned to you yet. An experimenter assigns annotators on the Annotation & agreement page.")
+slug = assigned_study(me, key="prefer_study")
+if slug is None:
     st.stop()
-slug = st.selectbox("Study", slugs, key="prefer_study") if len(slugs) > 1 else slugs[0]
 flash("prefer_flash")
 
 with reading() as s:
