@@ -35,6 +35,30 @@ def sqlite_locked(engine: Engine) -> Iterator[None]:
         conn.close()
 
 
+@contextmanager
+def sqlite_locked_for(engine: Engine, seconds: float) -> Iterator[None]:
+    """Hold SQLite's write lock from another thread for ``seconds`` (or until the block ends, if sooner).
+
+    The block starts once the lock is held; the lock is given back when the block ends,
+    so what the block ran while the database was busy then goes on by itself.
+    """
+    released, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sqlite_locked(engine):
+            held.set()
+            released.wait(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        yield
+    finally:
+        released.set()
+        holder.join()
+
+
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make SQLite engines created from now on give up on a lock after :data:`SHORT_BUSY_TIMEOUT_MS`."""
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", SHORT_BUSY_TIMEOUT_MS)

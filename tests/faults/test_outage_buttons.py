@@ -5,8 +5,6 @@ Stop, "Try again" and the questions show the calm notice; Start waits and tries 
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import replace
 
 import pytest
@@ -31,7 +29,7 @@ from tests.pages.test_participant_page import (
     visit,
 )
 
-from .outage import short_busy_timeout, sqlite_locked
+from .outage import short_busy_timeout, sqlite_locked, sqlite_locked_for
 
 __all__ = ["db"]  # the page tests' fixture: the configured database with their study open
 
@@ -135,18 +133,8 @@ def test_start_while_the_database_is_busy_waits_and_goes_on_by_itself(monkeypatc
     monkeypatch.setattr(Flow, "begin", counted)
     pid, token = invite(db)
     at = click(visit(t=token), "I agree to take part")
-    released = threading.Event()
-
-    def hold() -> None:
-        with sqlite_locked(db):
-            released.wait(1.5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    time.sleep(0.2)
-    at = click(at, "Start")
-    released.set()
-    holder.join()
+    with sqlite_locked_for(db, 1.5):
+        at = click(at, "Start")
     assert not at.exception and not at.error and not at.warning
     assert len(tries) >= 2  # refused while busy, then again by itself
     assert "Task 1 of 1" in [c.value for c in at.caption]
@@ -157,17 +145,8 @@ def test_a_first_visit_while_the_database_is_busy_waits_and_opens_by_itself(monk
     short_busy_timeout(monkeypatch)
     db.dispose()  # connections made from now on give up after the short timeout
     monkeypatch.setattr(ui, "BUSY_RETRY_SECONDS", 0.1)
-    released = threading.Event()
-
-    def hold() -> None:
-        with sqlite_locked(db):
-            released.wait(1.5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    time.sleep(0.2)
-    at = visit(study="web", PROLIFIC_PID="p-busy", STUDY_ID="s", SESSION_ID="x")  # minting a participant writes
-    released.set()
-    holder.join()
+    ui.engine()  # a warm server: its first visit has migrated the database (a cold one needs the write lock for that)
+    with sqlite_locked_for(db, 1.5):
+        at = visit(study="web", PROLIFIC_PID="p-busy", STUDY_ID="s", SESSION_ID="x")  # minting a participant writes
     assert not at.exception and not at.error and not at.warning
     assert at.title[0].value == "Before you start"
