@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,6 +225,7 @@ def readme_line_args(line: str, tiny: Path | None) -> list[str] | None:
     return args
 
 
+@pytest.mark.timeout(1500)  # about 4 min alone; several times that beside three other workers on two cores
 def test_readme_command_lines_run_in_order(tmp_path: Path, scripted_demo_path: Path) -> None:
     """Every README command line, in order, on a fresh database, exits as the README implies."""
     import shutil
@@ -256,6 +258,7 @@ def test_readme_command_lines_run_in_order(tmp_path: Path, scripted_demo_path: P
         if line.startswith(EMPTY_DATABASE):
             run_env = dict(env, DATABASE_URL=f"sqlite:///{tmp_path / 'second' / 'lab.db'}")
         stdin = next((text for start, text in STDIN.items() if line.startswith(start)), "")
+        started = time.monotonic()
         r = subprocess.run(
             [sys.executable, "-c", RUN_WITH_SCRIPTED_DEMO, *args],
             cwd=work,
@@ -265,6 +268,7 @@ def test_readme_command_lines_run_in_order(tmp_path: Path, scripted_demo_path: P
             text=True,
             timeout=300,
         )
+        print(f"{time.monotonic() - started:6.1f} s  {line}")
         refusal = next((v for start, v in EXPECTED_REFUSALS.items() if line.startswith(start)), None)
         assert "Traceback" not in r.stderr, f"{line}\n{r.stderr}"
         if refusal is None:
