@@ -48,7 +48,7 @@ run: db
 
 # The linters run first: a style, format or type error fails `make test` (and CI) like a test.
 test: train-setup lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 # Style, formatting and types; ruff and mypy come with requirements.txt.
 lint: setup

@@ -132,6 +132,15 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.meta_path.insert(0, _HiddenPackages(EMBEDDED_PACKAGES))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` first, the rest in their order.
+
+    Workers take tests in collection order; a test of several minutes met last would end
+    long after every other one (longest first is the classic remedy for such a schedule).
+    """
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @functools.cache
 def _has_module_fixtures(path: Path) -> bool:
     """Whether a test file, or a conftest.py above it in ``tests/``, defines a module-scoped fixture."""

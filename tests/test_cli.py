@@ -225,6 +225,7 @@ def readme_line_args(line: str, tiny: Path | None) -> list[str] | None:
     return args
 
 
+@pytest.mark.long
 @pytest.mark.timeout(1500)  # about 4 min alone; several times that beside three other workers on two cores
 def test_readme_command_lines_run_in_order(tmp_path: Path, scripted_demo_path: Path) -> None:
     """Every README command line, in order, on a fresh database, exits as the README implies."""
