@@ -98,11 +98,15 @@ def effect_pairs(models: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _verdict(m: EffectMeasure, diff: float, lo: float, hi: float, items: int) -> str:
+def _verdict(m: EffectMeasure, base_value: float, tuned_value: float, lo: float, hi: float, items: int) -> str:
     import math
 
+    diff = tuned_value - base_value
     if not math.isfinite(diff):
-        return f"{m.label}: no figure for one of the models on these items."
+        missing = [who for who, v in (("the base", base_value), ("the tuned model", tuned_value)) if not math.isfinite(v)]
+        whom = "either model" if len(missing) == 2 else missing[0]
+        why = " (a drop relative to FULL is undefined where FULL scores 0)" if m.name == "degradation_pooled" else ""
+        return f"{m.label}: no figure for {whom} on these items{why}."
     way = "higher" if diff > 0 else "lower" if diff < 0 else "no different"
     text = f"{m.label}: the tuned model is {abs(diff):.3g} {way} than its base" if diff else f"{m.label}: no difference"
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -276,7 +280,7 @@ def _row(
         "hi": float(hi),
         "n": n,
         "items": items,
-        "verdict": _verdict(m, float(diff), float(lo), float(hi), items),
+        "verdict": _verdict(m, float(base_value), float(tuned_value), float(lo), float(hi), items),
     }
 
 

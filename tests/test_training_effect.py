@@ -74,3 +74,19 @@ def test_the_table_reads_as_a_table_and_sentences(synth: Engine) -> None:
     assert text.startswith("training effect of synth/steady over synth/fragile (tuned − base), held-out items only")
     assert "95% interval" in text and text.count("held-out item(s).") == len(effect)
     assert json.loads(format_effect(effect, "json"))[0]["measure"] == effect["measure"].iloc[0]
+
+
+def test_a_measure_without_a_figure_names_whose_is_missing() -> None:
+    """On items where FULL scores 0 neither model has a degradation; the sentence says so, and why."""
+    from lab.training_effect import EFFECT_MEASURES, _verdict
+
+    by_name = {m.name: m for m in EFFECT_MEASURES}
+    nan = float("nan")
+    both = _verdict(by_name["degradation_pooled"], nan, nan, nan, nan, 4)
+    assert both == (
+        "FULL → SHARDED degradation (task families pooled): no figure for either model on these items"
+        " (a drop relative to FULL is undefined where FULL scores 0)."
+    )
+    assert "no figure for the tuned model on these items." in _verdict(by_name["score"], 0.5, nan, nan, nan, 4)
+    assert "no figure for the base on these items" in _verdict(by_name["score"], nan, 0.5, nan, nan, 4)
+    assert _verdict(by_name["score"], 0.2, 0.2, 0.0, 0.0, 4).startswith("task score: no difference")
