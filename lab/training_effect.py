@@ -237,9 +237,8 @@ def training_effect(
                 b, tu = found.get((base, kind)), found.get((tuned, kind))
                 if b is None or tu is None:
                     continue
-                diff = tu[0] - b[0]
                 lo, hi = _interval(tu[1] - b[1], o.level) if b[1] is not None and tu[1] is not None else (np.nan, np.nan)
-                rows.append(_row(m, kind, base, tuned, b[0], tu[0], diff, lo, hi, b[2] + tu[2], n_items))
+                rows.append(_row(m, kind, base, tuned, b[0], tu[0], lo, hi, b[2] + tu[2], n_items))
             continue
         cells = t[(t["measure"] == m.name) & (t["key"] == "")]
         for kind, grp in cells.groupby("participant_kind", dropna=False):
@@ -250,8 +249,7 @@ def training_effect(
             db = figures.draws.get((m.name, "", tuple(b[c] for c in figures.by)))
             dt = figures.draws.get((m.name, "", tuple(tu[c] for c in figures.by)))
             lo, hi = _interval(dt - db, o.level) if db is not None and dt is not None else (np.nan, np.nan)
-            diff = float(tu["value"] - b["value"])
-            rows.append(_row(m, str(kind), base, tuned, b["value"], tu["value"], diff, lo, hi, int(b["n"] + tu["n"]), n_items))
+            rows.append(_row(m, str(kind), base, tuned, b["value"], tu["value"], lo, hi, int(b["n"] + tu["n"]), n_items))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -262,7 +260,6 @@ def _row(
     tuned: str,
     base_value: float,
     tuned_value: float,
-    diff: float,
     lo: float,
     hi: float,
     n: int,
@@ -275,7 +272,7 @@ def _row(
         "tuned": tuned,
         "base_value": float(base_value),
         "tuned_value": float(tuned_value),
-        "diff": float(diff),
+        "diff": float(tuned_value) - float(base_value),
         "lo": float(lo),
         "hi": float(hi),
         "n": n,

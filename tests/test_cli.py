@@ -224,10 +224,11 @@ def readme_line_args(line: str, tiny: Path | None) -> list[str] | None:
     args = shlex.split(line.replace(EMBEDDED, SCRIPTED_MODEL), comments=True)[3:]
     if line.startswith(TRAIN):
         return None if tiny is None else [*args, "--base", str(tiny), "--max-steps", "1", "--max-length", "128"]
-    if TUNED in line and tiny is None:
-        return None
-    if TUNED in line and line.startswith("python -m lab simulate"):
-        return [*args, "--repeats", "1"]  # the last of a repeated option counts
+    if TUNED in line:
+        if tiny is None:
+            return None
+        if line.startswith("python -m lab simulate"):
+            return [*args, "--repeats", "1"]  # the last of a repeated option counts
     return args
 
 
